@@ -1,0 +1,126 @@
+"""Guide channels: label maps turned into soft one-hot channels on any grid.
+
+NNST adds ``w_guide * sum((guide_c - guide_s) ** 2)`` to its feature distance, one guide channel
+per label. A channel is the share of each grid cell covered by its label, so guides are one-hot
+inside regions and soft along boundaries, whatever the grid size (the feature grid
+``(H // 4, W // 4)``, or each VGG layer's size for feature splitting).
+
+Grid cells tile the whole image: cell ``(i, j)`` of an ``(h, w)`` grid covers the pixel area
+``[i * H / h, (i + 1) * H / h) x [j * W / w, (j + 1) * W / w)``, pixels counted by the fraction
+of them inside it (area averaging, as ``cv2.INTER_AREA`` when shrinking). These are the spans
+that features bilinearly resized to ``(h, w)`` (without ``align_corners``) stand for.
+"""
+
+import numpy as np
+from scipy import sparse
+
+TIE_TOLERANCE = 1e-9  # shares this close count as a tie (they differ by float rounding only)
+
+
+def area_weights(n_in: int, n_out: int) -> sparse.csr_matrix:
+    """1-D area-averaging weights from ``n_in`` pixels to ``n_out`` cells.
+
+    Returns
+    -------
+    float64 CSR (n_out, n_in): entry ``(i, y)`` is the length of pixel ``[y, y + 1)`` inside cell
+    ``[i * n_in / n_out, (i + 1) * n_in / n_out)`` divided by the cell's length. Rows sum to 1;
+    ``n_out == n_in`` gives the identity.
+
+    Examples
+    --------
+    >>> area_weights(3, 2).toarray()
+    array([[0.66666667, 0.33333333, 0.        ],
+           [0.        , 0.33333333, 0.66666667]])
+    """
+    cell = n_in / n_out
+    start = np.arange(n_out) * cell
+    span = int(np.ceil(cell)) + 1  # pixels a cell can touch
+    rows = np.repeat(np.arange(n_out), span)
+    cols = (np.floor(start)[:, None] + np.arange(span)).ravel().astype(np.int64)
+    lo = np.maximum(cols, np.repeat(start, span))
+    hi = np.minimum(cols + 1, np.repeat(start + cell, span))
+    overlap = (hi - lo) / cell
+    keep = (overlap > 0) & (cols < n_in)
+    return sparse.csr_matrix((overlap[keep], (rows[keep], cols[keep])), shape=(n_out, n_in))
+
+
+def guide_channels(labels: np.ndarray, n_labels: int, out_hw: tuple[int, int]) -> np.ndarray:
+    """Area-averaged one-hot guide channels of a label map.
+
+    Parameters
+    ----------
+    labels : int (H, W)
+        Label per pixel in ``0 .. n_labels - 1``; ``-1`` (unguided) adds to no channel.
+    n_labels : int
+        Number of channels.
+    out_hw : (h, w)
+        Grid size; any size, smaller or larger than ``(H, W)``.
+
+    Returns
+    -------
+    float32 (n_labels, h, w): channel ``c`` is the share of each cell covered by label ``c``.
+    Exactly one-hot when ``out_hw == (H, W)``; channels sum to 1 in cells without unguided
+    pixels, to the guided share otherwise.
+
+    Examples
+    --------
+    >>> labels = np.array([[0, 0, 1, 1], [0, 0, 1, -1]])
+    >>> guide_channels(labels, 2, (1, 2))[:, 0]
+    array([[1.  , 0.  ],
+           [0.  , 0.75]], dtype=float32)
+    """
+    return _area_average(np.asarray(labels), n_labels, out_hw).astype(np.float32)
+
+
+def hard_labels_at(labels: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """The majority label of each grid cell (for ``--guide-mode hard``).
+
+    Parameters
+    ----------
+    labels : int (H, W), ``-1`` = unguided
+    out_hw : (h, w)
+
+    Returns
+    -------
+    int32 (h, w): the label (or ``-1``) covering the largest share of each cell, by the same
+    area weights as :func:`guide_channels`. Ties go to ``-1``, then to the lower label.
+
+    Examples
+    --------
+    >>> hard_labels_at(np.array([[0, 0, 1], [-1, 1, 1]]), (1, 1))
+    array([[1]], dtype=int32)
+    """
+    labels = np.asarray(labels)
+    n_labels = int(labels.max()) + 1 if labels.size else 0
+    channels = _area_average(labels, n_labels, out_hw)
+    shares = np.concatenate([1.0 - channels.sum(axis=0, keepdims=True), channels])
+    # The first share within rounding of the largest, so that exact ties break by label order.
+    return ((shares >= shares.max(axis=0) - TIE_TOLERANCE).argmax(axis=0) - 1).astype(np.int32)
+
+
+def _area_average(labels: np.ndarray, n_labels: int, out_hw: tuple[int, int]) -> np.ndarray:
+    """float64 (n_labels, h, w) share of each cell covered by each label."""
+    rows = area_weights(labels.shape[0], out_hw[0])
+    cols = area_weights(labels.shape[1], out_hw[1])
+    shares = np.empty((n_labels, *out_hw))
+    for label in range(n_labels):
+        region = (labels == label).astype(np.float32)
+        shares[label] = (cols @ (rows @ region).T).T
+    return shares
+
+
+def rotate_guides(guides: np.ndarray, k: int) -> np.ndarray:
+    """Rotate guides like the style image: ``k`` counter-clockwise quarter turns.
+
+    Parameters
+    ----------
+    guides : (..., h, w)
+        Guide channels ``(L, h, w)`` or a label map ``(h, w)``.
+    k : int
+        Rotation index, as ``numpy.rot90(image, k)`` on the style image.
+
+    Returns
+    -------
+    Contiguous array (..., h, w) for even ``k``, (..., w, h) for odd ``k``.
+    """
+    return np.ascontiguousarray(np.rot90(guides, k, axes=(-2, -1)))

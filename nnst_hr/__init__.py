@@ -1,0 +1,17 @@
+"""nnst-hr: high-resolution, optionally mask-guided Neural Neighbor Style Transfer.
+
+The Python API takes and returns NumPy images (float32 (H, W, 3), sRGB in [0, 1]):
+
+>>> from nnst_hr import NNSTConfig, stylize                     # doctest: +SKIP
+>>> result = stylize(content, style, NNSTConfig(size=512))       # doctest: +SKIP
+>>> result.image.shape, result.field.shape                       # doctest: +SKIP
+((512, 512, 3), (128, 128, 3))
+"""
+
+__version__ = "0.1.0"
+
+from .config import NNSTConfig, PosterConfig  # noqa: E402
+from .errors import InputError  # noqa: E402
+from .stylize import StylizeResult, stylize  # noqa: E402
+
+__all__ = ["NNSTConfig", "PosterConfig", "InputError", "StylizeResult", "stylize", "__version__"]

@@ -1,0 +1,88 @@
+"""Every tunable parameter of an nnst-hr run, with the paper's defaults.
+
+The CLI maps its options one to one onto these fields; ``config.json`` in a
+run folder is ``dataclasses.asdict`` of this object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+
+@dataclass
+class NNSTConfig:
+    """Parameters of Neural Neighbor Style Transfer (Kolkin et al. 2022).
+
+    Examples
+    --------
+    >>> cfg = NNSTConfig(size=256, alpha=0.5)
+    >>> cfg.scales()
+    [64, 128, 256]
+    """
+
+    # --- resolution and schedule
+    size: int = 1024  # long side of the NNST output in pixels
+    coarsest: int = 64  # long side of the first (coarsest) scale; scales double up to `size`
+    steps: int = 200  # Adam steps per scale of hypercolumn matching
+    split_steps: int = 200  # Adam steps of the final feature-splitting pass at full size
+    lr: float = 2e-3  # Adam learning rate on the Laplacian-pyramid coefficients
+    pyramid_levels: int = 8  # Laplacian levels of the output parameterization (capped by image size)
+
+    # --- matching
+    alpha: float = 0.25  # stylization: weight of the current output in the query image (0 = content only)
+    rotate: bool = True  # also match against the style rotated by 90, 180 and 270 degrees
+    split_sample: int = 64  # feature splitting subsamples layers larger than this to about this many rows/cols
+
+    # --- guidance (only used when masks are given)
+    guide_weight: float = 0.5  # w_guide; the cosine term gets 1 - w_guide
+    guide_mode: Literal["soft", "hard"] = "soft"  # hard: matches restricted to the same label
+
+    # --- color post-processing
+    color: bool = True  # keep the output's lightness, take the content's chroma matched to the style's
+    color_iterations: int = 5  # iterations of the 3x3 lightness-guided chroma filter
+    color_sharpness: float = 10.0  # filter weight exp(-sharpness * |dL|), OkLab L in [0, 1]
+    mono_threshold: float = 6e-5  # skip color transfer when the style's largest OkLab chroma variance is below
+
+    # --- speed and precision
+    exact: bool = False  # fp32 everywhere and exhaustive search at every step (reference mode)
+    bf16: bool = True  # bf16 autocast for VGG and the matching matmul where the hardware has fast bf16
+    rerank: int = 8  # bf16 search keeps this many candidates per query and re-ranks them in fp32
+
+    # --- run
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where the tensors live
+    seed: int = 0  # seeds the feature-splitting subsampling (and everything else random)
+
+    def scales(self) -> list[int]:
+        """Long side of each scale, coarse to fine: ``coarsest * 2**k`` below ``size``, then ``size``."""
+        out = [self.size]
+        while out[0] // 2 >= self.coarsest:
+            out.insert(0, out[0] // 2)
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NNSTConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class PosterConfig:
+    """Parameters of the high-resolution stage (guided patch synthesis from the NNST field)."""
+
+    out_size: int | None = None  # long side of the poster; None or equal to NNST's size: no patch synthesis
+    patch_size: int = 5  # side of the square patches copied from the style exemplar
+    style_weight: float = 1.0  # weight of the synthesized image's own colors in the patch energy
+    guide_weight: float = 2.0  # weight of the NNST result (target) vs the blurred exemplar (source)
+    mask_weight: float = 1.0  # weight of the segmentation-label channels (with --guide)
+    uniformity: float = 3500 / 255**2  # ebsynth's occupancy penalty, on [0, 1] colors
+    search_vote_iters: int = 3  # search-and-vote iterations per pyramid level
+    patchmatch_iters: int = 2  # PatchMatch sweeps per search
+    max_search_size: int = 4096  # above this long side the field is only upsampled and voted
+    source_blur: float = 1.0  # sigma (px at NNST scale) of the blur on the exemplar's guide
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,81 @@
+"""The nearest-neighbor field (NNF) that NNST hands to the 4K stage.
+
+Format (``ARCHITECTURE.md``): ``int32 (h, w, 3)`` on the output's feature grid;
+``[..., 0]`` = rotation ``k`` (style turned ``k * 90`` degrees counter-clockwise),
+``[..., 1:3]`` = ``(y, x)`` pixel coordinates of the matched feature's centre in the
+rotated style image, at the style size NNST used. Feature cell ``i`` of a grid of
+``n`` cells over ``N`` pixels sits at pixel ``i * (N - 1) / (n - 1)``: the hypercolumns
+are resized with ``align_corners=True``, so that is where the cell samples the image.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .features import FEATURE_STRIDE
+from .io import atomic_output
+
+
+def cell_to_pixel(index: np.ndarray, cells: int, pixels: int) -> np.ndarray:
+    """Pixel coordinate (rounded) of feature cell ``index`` on an axis of ``cells`` over ``pixels``."""
+    if cells <= 1:
+        return np.zeros_like(index)
+    return np.rint(index * ((pixels - 1) / (cells - 1))).astype(np.int32)
+
+
+def indices_to_field(
+    indices: torch.Tensor,
+    grid: tuple[int, int],
+    style_grids: list[tuple[int, int]],
+    style_sizes: list[tuple[int, int]],
+    rotation_ids: list[int],
+) -> np.ndarray:
+    """Turn flat key indices into the NNF.
+
+    Parameters
+    ----------
+    indices : (h * w,) int64, rows of the stacked style keys (rotation blocks in order)
+    grid : (h, w) of the output's feature grid
+    style_grids : feature grid (h_k, w_k) of each stacked rotation
+    style_sizes : pixel size (H_k, W_k) of each rotated style image
+    rotation_ids : the rotation k of each block (``[0]`` or ``[0, 1, 2, 3]``)
+
+    Returns
+    -------
+    np.ndarray int32 (h, w, 3): k, y, x
+    """
+    idx = indices.cpu().numpy().astype(np.int64)
+    out = np.zeros((idx.size, 3), np.int32)
+    start = 0
+    for (gh, gw), (ph, pw), k in zip(style_grids, style_sizes, rotation_ids):
+        stop = start + gh * gw
+        sel = (idx >= start) & (idx < stop)
+        local = idx[sel] - start
+        out[sel, 0] = k
+        out[sel, 1] = cell_to_pixel(local // gw, gh, ph)
+        out[sel, 2] = cell_to_pixel(local % gw, gw, pw)
+        start = stop
+    return out.reshape(grid[0], grid[1], 3)
+
+
+def save_field(path: str | os.PathLike, field: np.ndarray, content_size, style_size, *, overwrite: bool = True) -> None:
+    """Write ``nnf.npz`` (arrays ``nnf``, ``content_size``, ``style_size``, ``stride``) atomically."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                nnf=field.astype(np.int32),
+                content_size=np.asarray(content_size, np.int32),
+                style_size=np.asarray(style_size, np.int32),
+                stride=np.int32(FEATURE_STRIDE),
+            )
+
+
+def load_field(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read ``nnf.npz`` back as a dict of arrays (no pickles allowed)."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

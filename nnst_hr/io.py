@@ -1,0 +1,732 @@
+"""Reading and writing images, and writing any file atomically.
+
+Images cross this module's boundary as NumPy ``float32`` arrays of shape
+``(H, W, 3)``: sRGB in ``[0, 1]``, rows top to bottom as the image is meant to
+be *displayed* (EXIF orientation already applied). No colour management is done:
+pixel values are taken as sRGB.
+
+Reading accepts PNG, JPEG, TIFF and WebP at 8 or 16 bits per sample. Grey
+becomes RGB, palette and CMYK images are converted, and an alpha channel is
+composited on white (with a warning when it is not fully opaque). 16-bit colour
+PNGs are decoded here and TIFFs by tifffile, because Pillow truncates 16-bit
+colour to 8 bits.
+
+Writing follows the output's extension: PNG (8 or 16 bit), JPEG (8 bit) or TIFF
+(16 bit by default, deflate-compressed). Every write goes to a temporary file in
+the destination folder that is renamed into place only once complete, so an
+interrupted run never leaves a half-written file nor destroys an existing one.
+
+Examples
+--------
+>>> import numpy as np
+>>> from nnst_hr.io import read_image, write_image
+>>> image = np.zeros((32, 48, 3), np.float32)
+>>> path = write_image(tmp_path / "black.tif", image)        # doctest: +SKIP
+>>> read_image(path).shape                                   # doctest: +SKIP
+(32, 48, 3)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import struct
+import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numba
+import numpy as np
+import tifffile
+from PIL import Image
+
+from nnst_hr.errors import InputError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "atomic_output",
+    "atomic_write_bytes",
+    "check_output_path",
+    "read_image",
+    "write_image",
+]
+
+DEFAULT_MAX_PIXELS = 100_000_000  # about 1.2 GB as float32 RGB: refuse larger (decompression bombs)
+DEFAULT_DPI = 300
+DEFAULT_JPEG_QUALITY = 95
+
+READ_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "WEBP")  # Pillow's names; MPO is a camera JPEG
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+BIT_DEPTHS = {"PNG": (8, 16), "JPEG": (8,), "TIFF": (8, 16)}
+DEFAULT_BIT_DEPTH = {"PNG": 8, "JPEG": 8, "TIFF": 16}
+
+EXIF_ORIENTATION_TAG = 274
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SAMPLES = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel (grey, RGB, grey+A, RGBA)
+PNG_COMPRESSION_LEVEL = 6
+PNG_IDAT_BYTES = 1 << 23  # compressed data per IDAT chunk
+METRES_PER_INCH = 0.0254
+
+# Pillow errors on bad data come in many types; these are the ones its decoders raise.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as display-oriented sRGB.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A PNG, JPEG, TIFF or WebP file, 8 or 16 bits per sample. The format is
+        recognised from the file's content, not its name.
+    max_pixels : int
+        Images with more pixels than this are refused before decoding. Pillow's
+        own limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``) still applies to the
+        formats that Pillow decodes.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32``, shape ``(H, W, 3)``, values in ``[0, 1]``, EXIF orientation
+        applied. Grey is repeated into three channels; transparency is
+        composited on white.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable, corrupt, unsupported or too large.
+
+    Warns
+    -----
+    UserWarning
+        Transparency composited on white; CMYK converted without colour
+        management; only the first frame of a multi-frame file used; 16-bit
+        data read at 8 bits.
+    """
+    path = _readable_file(path)
+    with open(path, "rb") as file:
+        head = file.read(33)
+    if head.startswith(TIFF_MAGIC):
+        pixels, orientation = _read_tiff(path, max_pixels)
+    elif _is_16bit_colour_png(head, path):
+        pixels, orientation = _read_png(path, max_pixels)
+    else:
+        pixels, orientation = _read_with_pillow(path, max_pixels)
+    pixels = _apply_orientation(pixels, orientation)
+    return np.ascontiguousarray(_to_rgb(pixels, path), dtype=np.float32)
+
+
+def _readable_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an image; give the path of an image file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied; make the file readable")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty; give a PNG, JPEG, TIFF or WebP image")
+    return path
+
+
+def _check_pixel_count(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise InputError(
+            f"{path} has {width} x {height} = {width * height:,} pixels, more than the limit of "
+            f"{max_pixels:,}; downscale it first or raise the pixel limit"
+        )
+
+
+def _corrupt(path: Path, detail: object) -> InputError:
+    return InputError(f"{path} is truncated or corrupt ({detail}); re-export or re-download it")
+
+
+def _is_16bit_colour_png(head: bytes, path: Path) -> bool:
+    """Whether the file starting with ``head`` is a PNG that our decoder should read.
+
+    These are the PNGs with 16-bit RGB, RGBA or grey + alpha, which Pillow
+    truncates to 8 bits. Interlaced ones are left to Pillow, with a warning.
+    """
+    if not head.startswith(PNG_SIGNATURE) or len(head) < 29 or head[12:16] != b"IHDR":
+        return False
+    depth, colour, interlace = head[24], head[25], head[28]
+    if depth != 16 or colour not in (2, 4, 6):
+        return False
+    if interlace:
+        warnings.warn(
+            f"{path} is an interlaced 16-bit PNG; it is read at 8 bits (re-save it without interlacing for 16)",
+            stacklevel=3,
+        )
+    return not interlace
+
+
+def _read_with_pillow(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+    try:
+        with warnings.catch_warnings():
+            # Our own limit applies; Pillow's warning below its hard limit would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return _pillow_pixels(image, path, max_pixels)
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path} has too many pixels ({exc}); downscale it first") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise InputError(
+            f"{path} is not an image that can be read (PNG, JPEG, TIFF or WebP expected); "
+            "check the file or convert it"
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        raise _corrupt(path, exc) from exc
+
+
+def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+    """Decode an opened Pillow image into float32 ``(H, W, C)``, C in 1..4, and its EXIF orientation."""
+    if image.format not in READ_FORMATS:
+        raise InputError(
+            f"{path} is a {image.format} image; supported formats are PNG, JPEG, TIFF and WebP: convert it first"
+        )
+    _check_pixel_count(path, image.width, image.height, max_pixels)
+    if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:  # MPO's extra frames are previews
+        warnings.warn(f"{path} has {image.n_frames} frames; using the first", stacklevel=4)
+    orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    image.load()
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):  # single channel, more than 8 bits
+        samples = np.asarray(image)[..., None]
+        if image.mode == "F":
+            return np.clip(samples, 0, 1).astype(np.float32), orientation
+        return np.clip(samples, 0, 65535).astype(np.float32) / np.float32(65535), orientation
+    if image.mode == "CMYK":
+        warnings.warn(
+            f"{path} is CMYK; converted to RGB without colour management (convert it to sRGB for exact colours)",
+            stacklevel=4,
+        )
+    try:
+        image = image.convert(_pillow_target_mode(image))
+    except ValueError as exc:
+        raise InputError(f"{path}: colour mode {image.mode} is not supported; convert it to sRGB") from exc
+    samples = np.asarray(image).astype(np.float32) / np.float32(255)
+    return samples.reshape(image.height, image.width, -1), orientation
+
+
+def _pillow_target_mode(image: Image.Image) -> str:
+    """8-bit mode to convert to: L, LA, RGB or RGBA, keeping transparency where there is some."""
+    if image.mode in ("LA", "La"):
+        return "LA"
+    if image.mode in ("RGBA", "RGBa", "PA") or "transparency" in image.info:
+        return "RGBA"
+    if image.mode in ("1", "L"):
+        return "L"
+    return "RGB"
+
+
+def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+    """Read the first page of a TIFF with tifffile, or with Pillow where tifffile cannot.
+
+    tifffile reads grey and RGB at any bit depth; palette, CMYK, YCbCr and
+    compressions it has no codec for (LZW, JPEG without imagecodecs) go to Pillow.
+    """
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            _check_pixel_count(path, page.imagewidth, page.imagelength, max_pixels)
+            if len(tif.pages) > 1:
+                warnings.warn(f"{path} has {len(tif.pages)} pages; using the first", stacklevel=3)
+            orientation = int(page.tags.valueof(EXIF_ORIENTATION_TAG, default=1))
+            if page.photometric not in (
+                tifffile.PHOTOMETRIC.MINISBLACK,
+                tifffile.PHOTOMETRIC.MINISWHITE,
+                tifffile.PHOTOMETRIC.RGB,
+            ):
+                return _read_with_pillow(path, max_pixels)
+            try:
+                samples = page.asarray()
+            except ValueError as exc:
+                if "imagecodecs" not in str(exc):
+                    raise
+                return _read_tiff_with_pillow(path, max_pixels, page.bitspersample)
+            return _tiff_pixels(page, samples, path), orientation
+    except InputError:
+        raise
+    except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
+        raise _corrupt(path, exc) from exc
+
+
+def _read_tiff_with_pillow(path: Path, max_pixels: int, bits: int) -> tuple[np.ndarray, int]:
+    if bits > 8:
+        warnings.warn(
+            f"{path} uses a compression that only Pillow can decode here; its {bits}-bit samples are read "
+            "at 8 bits (install imagecodecs for full precision)",
+            stacklevel=4,
+        )
+    return _read_with_pillow(path, max_pixels)
+
+
+def _tiff_pixels(page: tifffile.TiffPage, samples: np.ndarray, path: Path) -> np.ndarray:
+    """Float32 ``(H, W, C)`` from a tifffile page, alpha made straight (unassociated)."""
+    if page.axes == "SYX":
+        samples = np.moveaxis(samples, 0, -1)
+    elif page.axes == "YX":
+        samples = samples[..., None]
+    elif page.axes != "YXS":
+        raise InputError(f"{path}: TIFF layout {page.axes} is not a 2-D image; export a single flat image")
+    pixels = _unit_range(samples, path)
+    if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+        pixels[..., :1] = 1 - pixels[..., :1]
+    colour = 1 if page.photometric != tifffile.PHOTOMETRIC.RGB else 3
+    extras = tuple(page.extrasamples)
+    has_alpha = int(pixels.shape[-1] > colour and bool(extras) and extras[0] in (1, 2))
+    if pixels.shape[-1] > colour + has_alpha:
+        warnings.warn(f"{path}: ignoring {pixels.shape[-1] - colour - has_alpha} extra channel(s)", stacklevel=5)
+    pixels = pixels[..., : colour + has_alpha]
+    if has_alpha and extras[0] == tifffile.EXTRASAMPLE.ASSOCALPHA:
+        alpha = pixels[..., -1:]
+        safe = np.where(alpha > 0, alpha, 1)
+        pixels[..., :-1] = np.clip(pixels[..., :-1] / safe, 0, 1)
+    return pixels
+
+
+def _unit_range(samples: np.ndarray, path: Path) -> np.ndarray:
+    """Integer or float samples to float32 in ``[0, 1]`` (unsigned integers scaled by their maximum)."""
+    if samples.dtype == bool:
+        return samples.astype(np.float32)
+    if samples.dtype.kind == "u":
+        return samples.astype(np.float32) / np.float32(np.iinfo(samples.dtype).max)
+    if samples.dtype.kind == "f":
+        return np.clip(samples, 0, 1).astype(np.float32)
+    raise InputError(f"{path}: samples of type {samples.dtype} are not supported; export 8 or 16-bit unsigned samples")
+
+
+def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip stored rows into display order, as EXIF orientation 1..8 prescribes.
+
+    Matches ``PIL.ImageOps.exif_transpose``; unknown values are treated as 1.
+    """
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation == 5:
+        return pixels.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(pixels, -1)
+    if orientation == 7:
+        return pixels[::-1, ::-1].swapaxes(0, 1)
+    if orientation == 8:
+        return np.rot90(pixels, 1)
+    return pixels
+
+
+def _to_rgb(pixels: np.ndarray, path: Path) -> np.ndarray:
+    """``(H, W, C)`` with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) to ``(H, W, 3)``."""
+    if pixels.shape[-1] in (2, 4):
+        colour, alpha = pixels[..., :-1], pixels[..., -1:]
+        if np.any(alpha < 1):
+            warnings.warn(f"{path} has transparent pixels; they are composited on white", stacklevel=3)
+            colour = colour * alpha + (1 - alpha)
+        pixels = colour
+    if pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    return pixels
+
+
+# --------------------------------------------------------------------------- PNG codec
+# Pillow reads and writes 16-bit PNGs only in grey; colour is truncated to 8 bits.
+# This codec covers non-interlaced PNGs of 8 or 16 bits in grey, grey + alpha, RGB and RGBA.
+
+
+def _read_png(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+    try:
+        pixels, orientation = _decode_png(path.read_bytes(), path, max_pixels)
+    except InputError:
+        raise
+    except (ValueError, struct.error) as exc:
+        raise _corrupt(path, exc) from exc
+    return _unit_range(pixels, path), orientation
+
+
+def _decode_png(data: bytes, path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+    """Decode PNG bytes into unsigned integers ``(H, W, C)`` and the EXIF orientation (1 if none)."""
+    header, idat, orientation = None, [], 1
+    for kind, body in _png_chunks(data, path):
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"eXIf":
+            orientation = _exif_orientation(body)
+    if header is None:
+        raise _corrupt(path, "no IHDR chunk")
+    width, height, depth, colour, _, _, interlace = header
+    if depth not in (8, 16) or colour not in PNG_SAMPLES or interlace:
+        raise InputError(f"{path}: this PNG layout (depth {depth}, colour type {colour}) is not supported; re-save it")
+    _check_pixel_count(path, width, height, max_pixels)
+    samples = PNG_SAMPLES[colour]
+    bpp = samples * depth // 8
+    stride = width * bpp
+    raw = _inflate(b"".join(idat), height * (stride + 1), path)
+    rows = _unfilter_png_rows(np.frombuffer(raw, np.uint8), height, stride, bpp)
+    dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
+    pixels = rows.view(dtype).reshape(height, width, samples)
+    return pixels.astype(dtype.newbyteorder("=")), orientation
+
+
+def _png_chunks(data: bytes, path: Path) -> Iterator[tuple[bytes, bytes]]:
+    """Yield ``(type, body)`` of each chunk up to IEND, checking lengths and CRCs."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise _corrupt(path, "no PNG signature")
+    pos = len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        body = data[pos + 8 : end - 4]
+        if zlib.crc32(kind + body) != struct.unpack_from(">I", data, end - 4)[0]:
+            raise _corrupt(path, f"bad CRC in {kind.decode('latin-1')} chunk")
+        yield kind, body
+        if kind == b"IEND":
+            return
+        pos = end
+    raise _corrupt(path, "ends before the IEND chunk")
+
+
+def _exif_orientation(exif_bytes: bytes) -> int:
+    exif = Image.Exif()
+    try:
+        exif.load(exif_bytes)
+    except _DECODE_ERRORS:
+        return 1
+    return int(exif.get(EXIF_ORIENTATION_TAG, 1))
+
+
+def _inflate(compressed: bytes, size: int, path: Path) -> bytes:
+    """zlib-decompress exactly ``size`` bytes; never more, so a crafted stream cannot exhaust memory."""
+    try:
+        raw = zlib.decompressobj().decompress(compressed, size)
+    except zlib.error as exc:
+        raise _corrupt(path, exc) from exc
+    if len(raw) < size:
+        raise _corrupt(path, f"{len(raw)} of {size} bytes of image data")
+    return raw
+
+
+@numba.njit(cache=True, nogil=True)
+def _unfilter_png_rows(data: np.ndarray, height: int, stride: int, bpp: int) -> np.ndarray:
+    """Undo PNG's per-row filters: ``data`` holds ``height`` rows of 1 filter byte + ``stride`` bytes."""
+    out = np.empty((height, stride), np.uint8)
+    for y in range(height):
+        start = y * (stride + 1)
+        kind = data[start]
+        if kind > 4:
+            raise ValueError("invalid PNG filter type")
+        for x in range(stride):
+            a = np.int32(out[y, x - bpp]) if x >= bpp else np.int32(0)
+            b = np.int32(out[y - 1, x]) if y > 0 else np.int32(0)
+            c = np.int32(out[y - 1, x - bpp]) if y > 0 and x >= bpp else np.int32(0)
+            if kind == 0:
+                predicted = np.int32(0)
+            elif kind == 1:
+                predicted = a
+            elif kind == 2:
+                predicted = b
+            elif kind == 3:
+                predicted = (a + b) // 2
+            else:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                predicted = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            out[y, x] = (np.int32(data[start + 1 + x]) + predicted) & 0xFF
+    return out
+
+
+def _encode_png(file, pixels: np.ndarray, dpi: float, filter_type: int | None = None) -> None:
+    """Write ``pixels`` (uint8 or uint16, ``(H, W, C)``, C in 1..4) as a PNG to an open binary file.
+
+    Each row gets the filter that minimises the sum of its absolute residuals
+    (libpng's heuristic), unless ``filter_type`` (0..4) forces one.
+    """
+    height, width, samples = pixels.shape
+    depth = pixels.dtype.itemsize * 8
+    colour = {v: k for k, v in PNG_SAMPLES.items()}[samples]
+    rows = pixels.astype(pixels.dtype.newbyteorder(">")).view(np.uint8).reshape(height, -1)
+    pixels_per_metre = round(dpi / METRES_PER_INCH)
+    file.write(PNG_SIGNATURE)
+    _write_png_chunk(file, b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
+    _write_png_chunk(file, b"pHYs", struct.pack(">IIB", pixels_per_metre, pixels_per_metre, 1))
+    filtered = _filter_png_rows(rows, samples * depth // 8, -1 if filter_type is None else filter_type)
+    compressed = zlib.compress(filtered.tobytes(), PNG_COMPRESSION_LEVEL)
+    for start in range(0, len(compressed), PNG_IDAT_BYTES):
+        _write_png_chunk(file, b"IDAT", compressed[start : start + PNG_IDAT_BYTES])
+    _write_png_chunk(file, b"IEND", b"")
+
+
+def _write_png_chunk(file, kind: bytes, body: bytes) -> None:
+    file.write(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _filter_png_rows(rows: np.ndarray, bpp: int, filter_type: int) -> np.ndarray:
+    """PNG-filter ``rows`` (uint8 ``(H, stride)``): returns ``(H, 1 + stride)``, filter byte first.
+
+    ``filter_type`` 0..4 forces that filter on every row; -1 picks, per row, the
+    one with the smallest sum of absolute (signed byte) residuals, as libpng does.
+    """
+    height, stride = rows.shape
+    out = np.empty((height, stride + 1), np.uint8)
+    residual = np.empty((5, stride), np.uint8)
+    predictions = np.zeros(5, np.int32)  # none, sub, up, average, paeth
+    for y in range(height):
+        cost = np.zeros(5, np.int64)
+        for x in range(stride):
+            value = np.int32(rows[y, x])
+            a = np.int32(rows[y, x - bpp]) if x >= bpp else np.int32(0)
+            b = np.int32(rows[y - 1, x]) if y > 0 else np.int32(0)
+            c = np.int32(rows[y - 1, x - bpp]) if y > 0 and x >= bpp else np.int32(0)
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            predictions[1] = a
+            predictions[2] = b
+            predictions[3] = (a + b) // 2
+            predictions[4] = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            for kind in range(5):
+                r = (value - predictions[kind]) & 0xFF
+                residual[kind, x] = r
+                cost[kind] += r if r < 128 else 256 - r
+        best = filter_type if filter_type >= 0 else np.argmin(cost)
+        out[y, 0] = best
+        out[y, 1:] = residual[best]
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def check_output_path(
+    path: str | os.PathLike, *, overwrite: bool, bit_depth: int | None = None
+) -> Path:
+    """Refuse an image output early, before minutes of computing.
+
+    Checks that the extension is a format :func:`write_image` writes (and
+    supports ``bit_depth``), that the folder exists and is writable, and that
+    the file does not exist unless ``overwrite``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    InputError
+        With a message naming the file and the fix.
+    """
+    path = Path(path)
+    _bit_depth(path, bit_depth)
+    _check_destination(path, overwrite)
+    return path
+
+
+def write_image(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    *,
+    overwrite: bool = False,
+    bit_depth: int | None = None,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    dpi: float = DEFAULT_DPI,
+) -> Path:
+    """Write an sRGB image atomically, in the format its extension names.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.png``, ``.jpg``/``.jpeg`` or ``.tif``/``.tiff``.
+    image : numpy.ndarray
+        Float, shape ``(H, W, 3)``, sRGB; values are clipped to ``[0, 1]`` and
+        rounded to the nearest code value. Not modified.
+    overwrite : bool
+        Replace an existing file (only once the new one is complete).
+    bit_depth : {8, 16} or None
+        Bits per sample; default 8 for PNG and JPEG, 16 for TIFF. JPEG is 8 only.
+    jpeg_quality : int
+        1..100, JPEG only; chroma is not subsampled (4:4:4).
+    dpi : float
+        Resolution stored in the file (TIFF resolution tags, PNG pHYs, JPEG JFIF).
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    InputError
+        Bad extension, bit depth, quality or dpi; existing file without
+        ``overwrite``; missing folder.
+    ValueError
+        ``image`` is not a finite ``(H, W, 3)`` float array.
+    """
+    path = Path(path)
+    bits = _bit_depth(path, bit_depth)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype.kind != "f" or min(image.shape[:2]) < 1:
+        raise ValueError(f"expected a float image of shape (H, W, 3), got {image.dtype} {image.shape}")
+    if not np.isfinite(image).all():
+        raise ValueError("the image contains NaN or infinite values")
+    if not 1 <= jpeg_quality <= 100:
+        raise InputError(f"JPEG quality {jpeg_quality} is out of range; use 1 to 100")
+    if not dpi > 0:
+        raise InputError(f"dpi {dpi} must be positive")
+    codes = np.rint(np.clip(image, 0, 1) * (2**bits - 1)).astype(np.uint16 if bits == 16 else np.uint8)
+    fmt = OUTPUT_FORMATS[path.suffix.lower()]
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        if fmt == "TIFF":
+            tifffile.imwrite(
+                tmp,
+                codes,
+                photometric="rgb",
+                compression="zlib",
+                predictor=True,
+                resolution=(dpi, dpi),
+                resolutionunit="INCH",
+                metadata=None,
+            )
+        elif fmt == "PNG" and bits == 16:
+            with open(tmp, "wb") as file:
+                _encode_png(file, codes, dpi)
+        elif fmt == "PNG":
+            Image.fromarray(codes).save(tmp, format="PNG", dpi=(dpi, dpi))
+        else:
+            Image.fromarray(codes).save(
+                tmp, format="JPEG", quality=jpeg_quality, subsampling=0, dpi=(dpi, dpi), optimize=True
+            )
+    return path
+
+
+def _bit_depth(path: Path, bit_depth: int | None) -> int:
+    """The output bit depth for ``path``'s format, checking extension and depth."""
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"{path}: cannot write '{path.suffix}' files; end the name with .png, .jpg or .tif"
+        )
+    if bit_depth is None:
+        return DEFAULT_BIT_DEPTH[fmt]
+    if bit_depth not in BIT_DEPTHS[fmt]:
+        allowed = " or ".join(map(str, BIT_DEPTHS[fmt]))
+        hint = "; use .png or .tif for 16 bits" if fmt == "JPEG" else ""
+        raise InputError(f"{path}: {fmt} can be written with {allowed} bits, not {bit_depth}{hint}")
+    return bit_depth
+
+
+def _check_destination(path: Path, overwrite: bool) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: the folder {folder} does not exist; create it first")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another name")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: the folder {folder} is not writable; choose another folder")
+
+
+@contextmanager
+def atomic_output(
+    path: str | os.PathLike, *, overwrite: bool, suffix: str | None = None
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place if the block succeeds.
+
+    The temporary file (hidden, in the destination folder so the rename is
+    atomic) already exists, empty, when the block starts. If the block raises,
+    or is interrupted, it is deleted and ``path`` is untouched. On success it is
+    flushed to disk and renamed to ``path``: readers see either the old file or
+    the complete new one, never a partial one.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Final destination.
+    overwrite : bool
+        Replace an existing ``path``. Without it an existing file is refused, both
+        before the block runs and at the rename (no race with another writer).
+    suffix : str or None
+        Ending of the temporary name; default ``path``'s suffix, so writers that
+        infer the format from the name (or append one, like ``numpy.savez``) see it.
+
+    Raises
+    ------
+    InputError
+        Missing folder, or existing file without ``overwrite``.
+
+    Examples
+    --------
+    >>> with atomic_output(run_dir / "nnf.npz", overwrite=True) as tmp:   # doctest: +SKIP
+    ...     np.savez(tmp, nnf=nnf)
+    """
+    path = Path(path)
+    _check_destination(path, overwrite)
+    tmp = _create_temporary(path, path.suffix if suffix is None else suffix)
+    try:
+        yield tmp
+        _fsync(tmp)
+        _publish(tmp, path, overwrite)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`); returns the path."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def _create_temporary(path: Path, suffix: str) -> Path:
+    """Create an empty, hidden, uniquely named file in ``path``'s folder (permissions follow the umask)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename ``tmp`` to ``path``; without ``overwrite``, fail rather than replace a file that appeared."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic and refuses an existing target
+    except FileExistsError as exc:
+        raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another name") from exc
+    except OSError:  # a file system without hard links
+        if path.exists():
+            raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another name")
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk (folders only where the OS allows opening them)."""
+    if path.is_dir() and os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,141 @@
+"""Nearest-neighbor search of feature vectors under zero-centered cosine distance.
+
+NNST's distance between a query ``q`` and a style vector ``k`` is
+
+    d(q, k) = w_cos * (1 - cos(q - mean_q, k - mean_k)) + w_guide * |g_q - g_k|^2
+
+where the means are taken over each whole set (all rotations included) and the
+optional guide channels ``g`` come from segmentation masks (the paper's section 5).
+Minimizing ``d`` over ``k`` is maximizing one dot product of augmented vectors,
+
+    score(q, k) = [w_cos q^, 2 w_guide g_q, -w_guide] . [k^, g_k, |g_k|^2]
+
+(``^`` = centered and unit-normalized), so the guide term costs a few extra columns
+of the same matrix product rather than a second pass. Hard guidance adds
+``HARD_LABEL_BONUS`` for equal labels, which outweighs any possible cosine and
+guide difference.
+
+Vectors are rows: queries ``(N, C)``, keys ``(M, C)``; results index key rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+NORM_EPS = 1e-8  # floor of a vector's norm before dividing (constant vectors)
+HARD_LABEL_BONUS = 16.0  # > max |cosine term| + max guide term, so labels always win
+SCORE_BLOCK_BYTES = 256 * 2**20  # memory for one block of the score matrix
+
+
+@dataclass
+class Guides:
+    """Guide channels of the queries and keys (one channel per mask label).
+
+    queries : (N, G) float32, keys : (M, G) float32; weight = w_guide in [0, 1];
+    with ``hard``, ``query_labels (N,)`` and ``key_labels (M,)`` (int, -1 = unguided)
+    restrict each guided query to keys of its own label.
+    """
+
+    queries: torch.Tensor
+    keys: torch.Tensor
+    weight: float = 0.5
+    hard: bool = False
+    query_labels: torch.Tensor | None = None
+    key_labels: torch.Tensor | None = None
+
+
+def center_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x (N, C)`` minus their mean row, scaled to unit length."""
+    x = x - x.mean(0, keepdim=True)
+    return x / x.norm(dim=1, keepdim=True).clamp_min(NORM_EPS)
+
+
+def _one_hot(labels: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.zeros(labels.shape[0], n, dtype=torch.float32, device=labels.device)
+    valid = labels >= 0
+    out[valid, labels[valid].long()] = 1.0
+    return out
+
+
+def augment(queries: torch.Tensor, keys: torch.Tensor, guides: Guides | None):
+    """Centered, normalized and guide-augmented ``(queries (N, C'), keys (M, C'))``.
+
+    ``argmax_j queries @ keys.T`` is then the nearest neighbor under the guided distance.
+    """
+    q = center_normalize(queries.float())
+    k = center_normalize(keys.float())
+    if guides is None or (guides.weight == 0 and not guides.hard):
+        return q, k
+    w = float(guides.weight)
+    gq, gk = guides.queries.float(), guides.keys.float()
+    q_parts = [(1.0 - w) * q, 2.0 * w * gq, torch.full_like(q[:, :1], -w)]
+    k_parts = [k, gk, (gk * gk).sum(1, keepdim=True)]
+    if guides.hard:
+        n = int(max(guides.query_labels.max(), guides.key_labels.max())) + 1
+        q_parts.append(HARD_LABEL_BONUS * _one_hot(guides.query_labels, n))
+        k_parts.append(_one_hot(guides.key_labels, n))
+    return torch.cat(q_parts, 1), torch.cat(k_parts, 1)
+
+
+def best_scores(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exhaustive ``max_j q_i . k_j`` in blocks of queries.
+
+    Parameters
+    ----------
+    q : (N, D) prepared queries, k : (M, D) prepared keys (see :func:`augment`)
+
+    Returns
+    -------
+    (scores (N,), indices (N,) int64)
+    """
+    rows = max(1, SCORE_BLOCK_BYTES // (4 * max(1, k.shape[0])))
+    scores, indices = [], []
+    kt = k.t().contiguous()
+    for start in range(0, q.shape[0], rows):
+        s, i = (q[start:start + rows] @ kt).max(1)
+        scores.append(s)
+        indices.append(i)
+    return torch.cat(scores), torch.cat(indices)
+
+
+def nearest_neighbors(queries: torch.Tensor, keys: torch.Tensor, guides: Guides | None = None) -> torch.Tensor:
+    """Index of each query's nearest key under the (guided) centered cosine distance.
+
+    Parameters
+    ----------
+    queries : (N, C) feature vectors
+    keys : (M, C) feature vectors (all style rotations stacked)
+    guides : optional :class:`Guides`
+
+    Returns
+    -------
+    torch.Tensor (N,) int64, indices into ``keys``
+
+    Examples
+    --------
+    >>> k = torch.eye(3)
+    >>> nearest_neighbors(torch.tensor([[0.1, 2.0, 0.0]]), k).tolist()
+    [1]
+    """
+    q, k = augment(queries, keys, guides)
+    return best_scores(q, k)[1]
+
+
+def cosine_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean ``1 - cos(outputs_i, targets_i)`` over rows (N, C); the NNST objective."""
+    num = (outputs * targets).sum(1)
+    den = outputs.norm(dim=1).clamp_min(NORM_EPS) * targets.norm(dim=1).clamp_min(NORM_EPS)
+    return (1.0 - num / den).mean()
+
+
+def centered_cosine_loss(outputs: torch.Tensor, matched: torch.Tensor, key_mean: torch.Tensor) -> torch.Tensor:
+    """Feature-splitting loss on gathered pairs.
+
+    ``mean_i 1 - cos(o_i - mean(o), k_i - key_mean)``: the same value and gradient as
+    the authors' minimum over the full distance matrix, at the memory of one row per query.
+    ``outputs (N, C)`` carries gradients (the output mean too); ``matched (N, C)`` are
+    the keys selected without gradients, ``key_mean (1, C)`` the mean of the key set.
+    """
+    return cosine_loss(outputs - outputs.mean(0, keepdim=True), matched - key_mean)

@@ -1,0 +1,359 @@
+"""The NNST driver: coarse-to-fine hypercolumn matching, feature splitting, color.
+
+``stylize(content, style, config)`` takes and returns NumPy images (``float32 (H, W, 3)``,
+sRGB in ``[0, 1]``); everything in between is torch on ``config.device``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from guidance import guide_channels, hard_labels_at, rotate_guides
+
+from .color import transfer_color
+from .config import NNSTConfig
+from .device import autocast, bf16_enabled, resolve_device
+from .errors import InputError
+from .features import LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
+from .field import indices_to_field
+from .io import atomic_output
+from .matching import Guides, augment, best_scores, center_normalize
+from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers
+from .progress import Progress
+from .pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
+from .weights import build_vgg16_features
+
+MIN_SIDE = 32  # the coarsest scale must give VGG's relu4 layers a grid of at least 4 px
+ZEROED_BANDS_SMALL, ZEROED_BANDS_LARGE = 3, 2  # finest content bands removed from the start image (<1024, >=1024)
+
+
+@dataclass
+class StylizeResult:
+    """What :func:`stylize` returns.
+
+    image : float32 (H, W, 3), the final result (after color post-processing when enabled)
+    raw : float32 (H, W, 3), the result before color post-processing
+    field : int32 (H // 4, W // 4, 3), NNF (rotation k, y, x in the rotated style at ``style_size``)
+    content_size, style_size : (height, width) of content and (unrotated) style as NNST used them
+    objective : mean centered-cosine distance of the output's hypercolumns to their nearest
+        style hypercolumns (exact search), the quantity NNST minimizes
+    timings : seconds per stage
+    """
+
+    image: np.ndarray
+    raw: np.ndarray
+    field: np.ndarray
+    content_size: tuple[int, int]
+    style_size: tuple[int, int]
+    objective: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) float32 NumPy -> (1, 3, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None].to(device)
+
+
+def to_numpy(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) tensor -> (H, W, 3) float32 NumPy, clipped to [0, 1]."""
+    return image[0].clamp(0, 1).permute(1, 2, 0).detach().cpu().numpy().astype(np.float32)
+
+
+def resize_long_side(image: torch.Tensor, long_side: int) -> torch.Tensor:
+    """Antialiased bilinear resize of (1, 3, H, W) so that max(H, W) == long_side."""
+    h, w = image.shape[-2:]
+    scale = long_side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if size == (h, w):
+        return image
+    return F.interpolate(image, size, mode="bilinear", align_corners=False, antialias=scale < 1)
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(2)[0].t()
+
+
+def layer_grid(size: tuple[int, int], layer: int) -> tuple[int, int]:
+    """Spatial size of VGG layer ``layer`` (0..9) for an image of ``size`` (each pooling floors)."""
+    h, w = size
+    for _ in range(LAYER_STRIDES[layer].bit_length() - 1):
+        h, w = h // 2, w // 2
+    return h, w
+
+
+@dataclass
+class Match:
+    """A hypercolumn search: ``index (N,)`` into ``keys (M, 2688)`` for ``queries (N, 2688)``."""
+
+    index: torch.Tensor
+    queries: torch.Tensor
+    keys: torch.Tensor
+    grids: list[tuple[int, int]]
+    sizes: list[tuple[int, int]]
+
+    def objective(self) -> float:
+        """Mean centered-cosine distance of the matched pairs (the guide term left out)."""
+        q = center_normalize(self.queries)
+        k = center_normalize(self.keys)[self.index]
+        return float(1.0 - (q * k).sum(1).mean())
+
+
+class _Masks:
+    """Guide channels and hard labels of a :class:`guidance.MaskPair` on any grid, as tensors."""
+
+    def __init__(self, pair, config: NNSTConfig, device: torch.device):
+        self.pair, self.device = pair, device
+        self.weight, self.hard = config.guide_weight, config.guide_mode == "hard"
+
+    def channels(self, side: str, grid: tuple[int, int], k: int = 0) -> torch.Tensor:
+        labels = self.pair.content if side == "content" else self.pair.style
+        g = rotate_guides(guide_channels(labels, self.pair.n_labels, grid), k)
+        return torch.from_numpy(np.ascontiguousarray(g)).to(self.device)
+
+    def labels(self, side: str, grid: tuple[int, int], k: int = 0) -> torch.Tensor:
+        labels = self.pair.content if side == "content" else self.pair.style
+        lab = rotate_guides(hard_labels_at(labels, grid), k)
+        return torch.from_numpy(np.ascontiguousarray(lab)).to(self.device)
+
+    def for_search(self, grid, style_grids, rotation_ids) -> Guides:
+        """Guides of a hypercolumn search: content on ``grid``, style on each rotated grid.
+
+        ``style_grids`` are the grids of the rotated images; the label maps are resampled on
+        the unrotated grid and then turned, so cells line up with the rotated features.
+        """
+        def unrotated(g, k):
+            return g if k % 2 == 0 else (g[1], g[0])
+
+        keys = torch.cat([_flat(self.channels("style", unrotated(g, k), k)[None]) for g, k in zip(style_grids, rotation_ids)])
+        return Guides(
+            queries=_flat(self.channels("content", grid)[None]),
+            keys=keys,
+            weight=self.weight,
+            hard=self.hard,
+            query_labels=self.labels("content", grid).flatten() if self.hard else None,
+            key_labels=torch.cat([self.labels("style", unrotated(g, k), k).flatten() for g, k in zip(style_grids, rotation_ids)]) if self.hard else None,
+        )
+
+
+class _Stylizer:
+    """State shared by the stages of one :func:`stylize` call."""
+
+    def __init__(self, config: NNSTConfig, masks, progress: Progress, checkpoint_dir: Path | None, weights):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.bf16 = (not config.exact) and bf16_enabled(self.device, config.bf16)
+        self.vgg = VGGLayers(build_vgg16_features(weights)).to(self.device)
+        self.masks = masks
+        self.progress = progress
+        self.checkpoint_dir = checkpoint_dir
+        self.rotation_ids = [0, 1, 2, 3] if config.rotate else [0]
+        self.timings: dict[str, float] = {}
+
+    def autocast(self):
+        return autocast(self.device, self.bf16)
+
+    def _time(self, name: str, start: float) -> None:
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    @torch.no_grad()
+    def style_hypercolumns(self, style: torch.Tensor):
+        """Stacked style hypercolumns of every rotation: (M, 2688), grids, pixel sizes."""
+        cols, grids, sizes = [], [], []
+        for image in rotations(style, self.config.rotate):
+            grid = feature_grid(*image.shape[-2:])
+            with self.autocast():
+                layers = self.vgg(image)
+            cols.append(_flat(hypercolumns(layers, grid)))
+            grids.append(grid)
+            sizes.append(tuple(image.shape[-2:]))
+        return torch.cat(cols), grids, sizes
+
+    @torch.no_grad()
+    def match(self, query: torch.Tensor, style: torch.Tensor) -> Match:
+        """Nearest style hypercolumn of each feature cell of ``query`` (exhaustive search)."""
+        start = time.perf_counter()
+        keys, grids, sizes = self.style_hypercolumns(style)
+        grid = feature_grid(*query.shape[-2:])
+        with self.autocast():
+            queries = _flat(hypercolumns(self.vgg(query), grid))
+        self._time("features", start)
+        start = time.perf_counter()
+        guides = self.masks.for_search(grid, grids, self.rotation_ids) if self.masks else None
+        index = best_scores(*augment(queries, keys, guides))[1]
+        self._time("matching", start)
+        return Match(index, queries, keys, grids, sizes)
+
+    def checkpoint(self, name: str) -> Path | None:
+        return None if self.checkpoint_dir is None else self.checkpoint_dir / f"{name}.pt"
+
+    def run(self, content: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        cfg = self.config
+        h, w = content.shape[-2:]
+        depth = pyramid_depth(h, w, cfg.pyramid_levels)
+        n_scales = min(len(cfg.scales()), depth + 1)
+        while n_scales > 1 and min(h, w) >> (n_scales - 1) < MIN_SIDE:
+            n_scales -= 1
+        content_pyr = decompose(content, depth)
+        out_pyr = [b.clone() for b in content_pyr]
+        zeroed = ZEROED_BANDS_LARGE if max(h, w) >= 1024 else ZEROED_BANDS_SMALL
+        for i in range(min(zeroed, depth)):
+            out_pyr[i].zero_()
+        contents = lowpass_levels(content, n_scales)
+        styles = lowpass_levels(style, n_scales)
+        self.progress.plan(
+            [(f"scale {max(contents[s].shape[-2:])}px", cfg.steps, contents[s].numel()) for s in reversed(range(n_scales))]
+            + [("feature splitting", cfg.split_steps, 1.3 * content.numel())]
+        )
+
+        for li, s in enumerate(reversed(range(n_scales))):
+            ckpt = self.checkpoint(f"scale{li}")
+            if ckpt is not None and ckpt.exists():
+                out_pyr[s:] = decompose(torch.load(ckpt, map_location=self.device), depth - s)
+                self.progress.skip(f"scale {max(contents[s].shape[-2:])}px")
+                continue
+            alpha = 0.0 if li == 0 else cfg.alpha
+            # the query carries the content's band at this scale, not the output's
+            extract = synthesize([content_pyr[s]] + out_pyr[s + 1:]) if s < depth else contents[s]
+            query = alpha * extract + (1.0 - alpha) * contents[s]
+            found = self.match(query, styles[s])
+            targets = found.keys[found.index]
+            start = time.perf_counter()
+            grid = feature_grid(*contents[s].shape[-2:])
+            self.progress.start(f"scale {max(contents[s].shape[-2:])}px")
+            out_pyr[s:] = fit_hypercolumns(
+                out_pyr[s:], self.vgg, targets, grid, steps=cfg.steps, lr=cfg.lr,
+                autocast=self.autocast, on_step=self.progress.step,
+            )
+            self._time(f"optimize_{max(contents[s].shape[-2:])}px", start)
+            if ckpt is not None:
+                self._save(ckpt, synthesize(out_pyr[s:]))
+
+        if cfg.split_steps > 0:
+            out_pyr = self.split_pass(out_pyr, style, content.shape[-2:])
+        output = synthesize(out_pyr).clamp(0, 1)
+
+        found = self.match(output, style)
+        nnf = indices_to_field(found.index, feature_grid(h, w), found.grids, found.sizes, self.rotation_ids)
+        return output, nnf, found.objective()
+
+    def split_pass(self, out_pyr, style, size):
+        cfg = self.config
+        start = time.perf_counter()
+        style_layers: list[list[torch.Tensor]] = [[] for _ in range(10)]
+        with torch.no_grad(), self.autocast():
+            for image in rotations(style, cfg.rotate):
+                for li, layer in enumerate(self.vgg(image)):
+                    style_layers[li].append(layer)
+        content_guides = content_labels = None
+        split_style = [SplitStyle(layers=layers) for layers in style_layers]
+        if self.masks:
+            content_guides, content_labels = [], []
+            for li, layers in enumerate(style_layers):
+                content_grid = layer_grid(size, li)
+                content_guides.append(self.masks.channels("content", content_grid))
+                content_labels.append(self.masks.labels("content", content_grid) if self.masks.hard else None)
+                split_style[li].guides = [
+                    self.masks.channels("style", self._unrotated(tuple(l.shape[-2:]), k), k)
+                    for l, k in zip(layers, self.rotation_ids)
+                ]
+                if self.masks.hard:
+                    split_style[li].labels = [
+                        self.masks.labels("style", self._unrotated(tuple(l.shape[-2:]), k), k)
+                        for l, k in zip(layers, self.rotation_ids)
+                    ]
+        generator = torch.Generator().manual_seed(cfg.seed)
+        self.progress.start("feature splitting")
+        out_pyr = fit_split_layers(
+            out_pyr, self.vgg, split_style, steps=cfg.split_steps, lr=cfg.lr, sample=cfg.split_sample,
+            generator=generator, autocast=self.autocast, content_guides=content_guides,
+            content_labels=content_labels, guide_weight=cfg.guide_weight, hard=self.masks.hard if self.masks else False,
+            on_step=self.progress.step,
+        )
+        self._time("feature_splitting", start)
+        return out_pyr
+
+    @staticmethod
+    def _unrotated(grid, k):
+        return grid if k % 2 == 0 else (grid[1], grid[0])
+
+    def _save(self, path: Path, tensor: torch.Tensor) -> None:
+        with atomic_output(path, overwrite=True) as tmp:
+            torch.save(tensor.detach().cpu(), tmp)
+
+
+def stylize(
+    content: np.ndarray,
+    style: np.ndarray,
+    config: NNSTConfig | None = None,
+    *,
+    masks=None,
+    progress: Progress | None = None,
+    checkpoint_dir: str | Path | None = None,
+    weights: str | Path | None = None,
+) -> StylizeResult:
+    """Neural Neighbor Style Transfer of ``content`` in the style of ``style``.
+
+    Parameters
+    ----------
+    content, style : float32 (H, W, 3) sRGB in [0, 1] (any sizes; both are resized so
+        that their long side is ``config.size``)
+    config : :class:`NNSTConfig` (defaults: the paper's)
+    masks : optional ``guidance.MaskPair`` whose label maps have the shapes of
+        ``content`` and ``style`` as given
+    progress : a :class:`Progress` reporter (silent when None)
+    checkpoint_dir : folder for per-scale checkpoints; a later call with the same
+        arguments resumes after the last finished scale
+    weights : VGG16 weights file (see :mod:`nnst_hr.weights`); None searches the usual places
+
+    Returns
+    -------
+    :class:`StylizeResult`
+    """
+    config = config or NNSTConfig()
+    if not 0.0 <= config.alpha <= 1.0:
+        raise InputError(f"alpha must be between 0 and 1, got {config.alpha}")
+    if config.size < MIN_SIDE:
+        raise InputError(f"--size must be at least {MIN_SIDE} px, got {config.size}")
+    torch.manual_seed(config.seed)
+    progress = progress or Progress(enabled=False)
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if checkpoint_dir is not None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    total = time.perf_counter()
+    runner = _Stylizer(config, _Masks(masks, config, resolve_device(config.device)) if masks is not None else None,
+                       progress, checkpoint_dir, weights)
+    device = runner.device
+    content_t = resize_long_side(to_tensor(content, device), config.size)
+    style_t = resize_long_side(to_tensor(style, device), config.size)
+    if min(content_t.shape[-2:]) < MIN_SIDE or min(style_t.shape[-2:]) < MIN_SIDE:
+        raise InputError(
+            f"an image is too thin: at --size {config.size} its short side falls below {MIN_SIDE} px; "
+            "raise --size or crop the image"
+        )
+    output, nnf, objective = runner.run(content_t, style_t)
+
+    start = time.perf_counter()
+    raw = output
+    if config.color:
+        output = transfer_color(
+            raw, content_t, style_t, iterations=config.color_iterations,
+            sharpness=config.color_sharpness, mono_threshold=config.mono_threshold,
+        )
+    runner._time("color", start)
+    runner.timings["total"] = time.perf_counter() - total
+    return StylizeResult(
+        image=to_numpy(output),
+        raw=to_numpy(raw),
+        field=nnf,
+        content_size=tuple(content_t.shape[-2:]),
+        style_size=tuple(style_t.shape[-2:]),
+        objective=objective,
+        timings=runner.timings,
+    )

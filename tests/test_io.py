@@ -1,0 +1,528 @@
+"""Image reading and writing: round trips, orientation, colour modes, errors, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageOps
+
+from nnst_hr import io as nio
+from nnst_hr.errors import InputError
+from nnst_hr.io import atomic_output, atomic_write_bytes, check_output_path, read_image, write_image
+
+H, W = 24, 40
+
+
+def structured(height=H, width=W, channels=3, seed=0) -> np.ndarray:
+    """Float image in [0, 1] with gradients, edges and noise, so every PNG filter gets chosen somewhere."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    base = np.stack([x, y, (x + y) / 2, 1 - x][:channels], axis=-1)
+    base[height // 3 :, width // 2 :] = 1 - base[height // 3 :, width // 2 :]
+    noise_rows = rng.random(height) < 0.3
+    base[noise_rows] = rng.random((noise_rows.sum(), width, channels))
+    return base.astype(np.float32)
+
+
+def quantised(image: np.ndarray, bits: int) -> np.ndarray:
+    top = np.float32(2**bits - 1)
+    return np.rint(image * top).astype(np.float32) / top
+
+
+def codes(image: np.ndarray, dtype) -> np.ndarray:
+    return np.rint(image * np.iinfo(dtype).max).astype(dtype)
+
+
+def png_filter_types(path) -> set[int]:
+    """The filter byte of every row of a non-interlaced PNG (to show which filters a file exercises)."""
+    data = path.read_bytes()
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        body = data[pos + 8 : pos + 8 + length]
+        header = struct.unpack(">IIBBBBB", body) if kind == b"IHDR" else header
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + length
+    width, height, depth, colour = header[:4]
+    stride = width * nio.PNG_SAMPLES[colour] * depth // 8
+    raw = zlib.decompress(idat)
+    return {raw[row * (stride + 1)] for row in range(height)}
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("name, bits", [("a.png", 8), ("a.png", 16), ("a.tif", 8), ("a.tif", 16), ("a.tiff", None)])
+def test_lossless_round_trip(tmp_path, name, bits):
+    image = structured()
+    path = write_image(tmp_path / name, image, bit_depth=bits)
+    np.testing.assert_array_equal(read_image(path), quantised(image, bits or 16))
+
+
+def test_png8_is_read_identically_by_pillow(tmp_path):
+    image = structured()
+    path = write_image(tmp_path / "a.png", image, dpi=150)
+    with Image.open(path) as pillow:
+        assert pillow.mode == "RGB" and pillow.info["dpi"] == pytest.approx((150, 150), abs=0.02)
+        np.testing.assert_array_equal(np.asarray(pillow), codes(image, np.uint8))
+
+
+def test_png16_is_a_valid_png_for_pillow(tmp_path):
+    """Pillow decodes 16-bit colour to the high byte of each sample: an independent check of our encoder."""
+    image = structured()
+    path = write_image(tmp_path / "a.png", image, bit_depth=16, dpi=72)
+    with Image.open(path) as pillow:
+        assert pillow.size == (W, H) and pillow.info["dpi"] == pytest.approx((72, 72), abs=0.02)
+        np.testing.assert_array_equal(np.asarray(pillow), codes(image, np.uint16) >> 8)
+
+
+def test_tiff_is_16bit_deflate_with_dpi(tmp_path):
+    image = structured()
+    path = write_image(tmp_path / "a.tif", image, dpi=600)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        assert page.dtype == np.uint16 and page.photometric == tifffile.PHOTOMETRIC.RGB
+        assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert page.resolution == (600, 600) and page.resolutionunit == tifffile.RESUNIT.INCH
+        np.testing.assert_array_equal(page.asarray(), codes(image, np.uint16))
+
+
+def test_jpeg_quality_option(tmp_path):
+    image = structured(64, 64)
+    image[:] = np.clip(image, 0.1, 0.9)
+    errors, sizes = {}, {}
+    for quality in (30, 95):
+        path = write_image(tmp_path / f"q{quality}.jpg", image, jpeg_quality=quality, dpi=200)
+        errors[quality] = np.sqrt(np.mean((read_image(path) - image) ** 2))
+        sizes[quality] = path.stat().st_size
+        with Image.open(path) as pillow:
+            assert pillow.format == "JPEG" and pillow.info["dpi"] == (200, 200)
+    assert sizes[30] < sizes[95] and errors[95] < errors[30]
+    assert errors[95] < 0.03
+
+
+def test_webp_is_read(tmp_path):
+    image = structured()
+    path = tmp_path / "a.webp"
+    Image.fromarray(codes(image, np.uint8)).save(path, lossless=True)
+    np.testing.assert_array_equal(read_image(path), quantised(image, 8))
+
+
+def test_format_comes_from_content_not_name(tmp_path):
+    image = structured()
+    path = tmp_path / "actually_a_png.jpg"
+    Image.fromarray(codes(image, np.uint8)).save(path, format="PNG")
+    np.testing.assert_array_equal(read_image(path), quantised(image, 8))
+
+
+# --------------------------------------------------------------------------- the PNG codec
+
+
+@pytest.mark.parametrize("filter_type", range(5))
+def test_png_encoder_filters_are_decoded_by_pillow(tmp_path, filter_type):
+    pixels = codes(structured(channels=4), np.uint8)
+    path = tmp_path / "f.png"
+    with open(path, "wb") as file:
+        nio._encode_png(file, pixels, 300, filter_type=filter_type)
+    assert png_filter_types(path) == {filter_type}
+    with Image.open(path) as pillow:
+        np.testing.assert_array_equal(np.asarray(pillow), pixels)
+    decoded, orientation = nio._decode_png(path.read_bytes(), path, 10**6)
+    np.testing.assert_array_equal(decoded, pixels)
+    assert orientation == 1
+
+
+@pytest.mark.parametrize("mode, dtype", [("I;16", np.uint16), ("L", np.uint8), ("RGB", np.uint8), ("RGBA", np.uint8)])
+def test_png_decoder_matches_pillow_on_pillow_files(tmp_path, mode, dtype):
+    """Pillow's encoder picks filters adaptively: the decoder must undo all five, at 8 and 16 bits."""
+    channels = {"I;16": 1, "L": 1, "RGB": 3, "RGBA": 4}[mode]
+    pixels = codes(structured(48, 64, channels=channels), dtype)
+    path = tmp_path / "p.png"
+    Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(path)
+    assert len(png_filter_types(path)) >= 3
+    with Image.open(path) as pillow:
+        reference = np.asarray(pillow)
+    decoded, _ = nio._decode_png(path.read_bytes(), path, 10**6)
+    np.testing.assert_array_equal(decoded.reshape(reference.shape), reference)
+
+
+def test_png16_rgba_and_grey_alpha_are_read_at_full_precision(tmp_path):
+    for channels in (2, 4):
+        pixels = codes(structured(channels=channels), np.uint16)
+        pixels[..., -1] = 65535
+        path = tmp_path / f"{channels}.png"
+        with open(path, "wb") as file:
+            nio._encode_png(file, pixels, 300)
+        expected = pixels[..., :-1].astype(np.float32) / np.float32(65535)
+        np.testing.assert_array_equal(read_image(path), np.broadcast_to(expected, (H, W, 3)))
+
+
+# --------------------------------------------------------------------------- orientation
+
+
+def oriented_file(tmp_path, fmt, orientation, stored) -> os.PathLike:
+    path = tmp_path / f"o{orientation}.{fmt}"
+    pixels = codes(stored, np.uint8)
+    if fmt == "tif":
+        tifffile.imwrite(path, pixels, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+        return path
+    exif = Image.Exif()
+    exif[274] = orientation
+    options = {"jpg": {"quality": 95}, "png": {}, "webp": {"lossless": True}}[fmt]
+    Image.fromarray(pixels).save(path, exif=exif.tobytes(), **options)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "png", "webp", "tif"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, fmt, orientation):
+    path = oriented_file(tmp_path, fmt, orientation, structured())
+    with Image.open(path) as pillow:
+        reference = np.asarray(ImageOps.exif_transpose(pillow).convert("RGB")).astype(np.float32) / 255
+    result = read_image(path)
+    assert result.shape == reference.shape == ((H, W, 3) if orientation < 5 else (W, H, 3))
+    np.testing.assert_array_equal(result, reference)
+
+
+def test_orientation_6_means_rotate_clockwise(tmp_path):
+    stored = structured()
+    result = read_image(oriented_file(tmp_path, "png", 6, stored))
+    np.testing.assert_array_equal(result[0, -1], quantised(stored, 8)[0, 0])  # top-left goes to top-right
+    np.testing.assert_array_equal(result, np.rot90(quantised(stored, 8), -1))
+
+
+# --------------------------------------------------------------------------- colour modes
+
+
+def test_alpha_is_composited_on_white_with_a_warning(tmp_path):
+    rgba = structured(channels=4)
+    rgba[..., 3] = np.linspace(0, 1, W)[None, :]
+    path = tmp_path / "a.png"
+    Image.fromarray(codes(rgba, np.uint8)).save(path)
+    q = quantised(rgba, 8)
+    with pytest.warns(UserWarning, match="composited on white"):
+        result = read_image(path)
+    expected = q[..., :3] * q[..., 3:] + (1 - q[..., 3:])
+    np.testing.assert_allclose(result, expected, atol=1e-6)
+    assert np.all(result[:, 0] == 1)  # fully transparent column is white
+
+
+def test_opaque_alpha_is_dropped_silently(tmp_path):
+    rgba = structured(channels=4)
+    rgba[..., 3] = 1
+    path = tmp_path / "a.png"
+    Image.fromarray(codes(rgba, np.uint8)).save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = read_image(path)
+    np.testing.assert_array_equal(result, quantised(rgba[..., :3], 8))
+
+
+def test_associated_alpha_tiff_is_unpremultiplied(tmp_path):
+    colour, alpha = structured(), np.full((H, W, 1), 0.5, np.float32)
+    premultiplied = np.concatenate([colour * alpha, alpha], axis=-1)
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, codes(premultiplied, np.uint16), photometric="rgb", extrasamples=[1])
+    q = quantised(premultiplied, 16)
+    with pytest.warns(UserWarning, match="composited"):
+        result = read_image(path)
+    np.testing.assert_allclose(result, q[..., :3] + (1 - q[..., 3:]), atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt, bits", [("png", 8), ("png", 16), ("jpg", 8), ("tif", 16), ("tif-miniswhite", 8)])
+def test_grey_becomes_rgb(tmp_path, fmt, bits):
+    grey = structured(channels=1)[..., 0]
+    dtype = np.uint16 if bits == 16 else np.uint8
+    path = tmp_path / f"g.{fmt.split('-')[0]}"
+    if fmt == "tif":
+        tifffile.imwrite(path, codes(grey, dtype), photometric="minisblack")
+    elif fmt == "tif-miniswhite":
+        tifffile.imwrite(path, codes(1 - grey, dtype), photometric="miniswhite")
+    else:
+        Image.fromarray(codes(grey, dtype)).save(path)
+    result = read_image(path)
+    assert result.shape == (H, W, 3)
+    np.testing.assert_array_equal(result[..., 0], result[..., 2])
+    if fmt == "jpg":  # lossy: the reference is Pillow's decoding of the same file
+        with Image.open(path) as pillow:
+            expected = np.asarray(pillow).astype(np.float32) / 255
+    elif fmt == "tif-miniswhite":
+        expected = 1 - quantised(1 - grey, bits)
+    else:
+        expected = quantised(grey, bits)
+    np.testing.assert_allclose(result[..., 1], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "tif"])
+def test_cmyk_is_converted_with_a_warning(tmp_path, fmt):
+    cmyk = np.zeros((H, W, 4), np.uint8)
+    cmyk[:, : W // 2, 0] = 255  # cyan
+    cmyk[:, W // 2 :, 1] = 255  # magenta
+    cmyk[H // 2 :, :, 3] = 128  # half black below
+    path = tmp_path / f"c.{fmt}"
+    Image.fromarray(cmyk, "CMYK").save(path, **({"quality": 100} if fmt == "jpg" else {}))
+    with pytest.warns(UserWarning, match="CMYK"):
+        result = read_image(path)
+    with Image.open(path) as pillow:
+        reference = np.asarray(pillow.convert("RGB")).astype(np.float32) / 255
+    np.testing.assert_array_equal(result, reference)
+    if fmt == "tif":
+        np.testing.assert_allclose(result[0, 0], [0, 1, 1])
+        np.testing.assert_allclose(result[0, -1], [1, 0, 1])
+
+
+def test_palette_with_transparency(tmp_path):
+    palette_image = Image.fromarray(codes(structured(), np.uint8)).quantize(16)
+    palette_image.info["transparency"] = 0
+    path = tmp_path / "p.png"
+    palette_image.save(path, transparency=0)
+    with Image.open(path) as pillow:
+        indices = np.asarray(pillow)
+        rgb = np.asarray(pillow.convert("RGB")).astype(np.float32) / 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = read_image(path)
+    np.testing.assert_array_equal(result[indices == 0], 1)
+    np.testing.assert_array_equal(result[indices != 0], rgb[indices != 0])
+
+
+def test_lzw_tiff_falls_back_to_pillow(tmp_path):
+    image = structured()
+    path = tmp_path / "lzw.tif"
+    Image.fromarray(codes(image, np.uint8)).save(path, compression="tiff_lzw")
+    np.testing.assert_array_equal(read_image(path), quantised(image, 8))
+
+
+def test_float_tiff_is_clipped_and_multipage_warns(tmp_path):
+    image = structured() * 1.5 - 0.25
+    path = tmp_path / "f.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(image, photometric="rgb")
+        tif.write(np.zeros_like(image), photometric="rgb")
+    with pytest.warns(UserWarning, match="2 pages"):
+        result = read_image(path)
+    np.testing.assert_array_equal(result, np.clip(image, 0, 1))
+
+
+# --------------------------------------------------------------------------- reading errors
+
+
+def save_with_pillow(path, fmt="PNG"):
+    Image.fromarray(codes(structured(), np.uint8)).save(path, format=fmt)
+
+
+def write_png16(path):
+    write_image(path, structured(), bit_depth=16)
+
+
+def write_tiff(path):
+    write_image(path.with_suffix(".tif"), structured()).rename(path)
+
+
+def truncated(write):
+    def make(path):
+        write(path)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+
+    return make
+
+
+def bad_crc_png16(path):
+    write_png16(path)
+    data = bytearray(path.read_bytes())
+    data[60] ^= 0xFF  # inside the IDAT chunk
+    path.write_bytes(bytes(data))
+
+
+BAD_INPUTS = {  # case: (how to make the file, expected message)
+    "missing": (lambda path: None, "no such file"),
+    "folder": (lambda path: path.mkdir(), "is a folder"),
+    "empty": (lambda path: path.write_bytes(b""), "is empty"),
+    "text named .png": (lambda path: path.write_text("hello, not an image\n"), "not an image"),
+    "truncated png": (truncated(save_with_pillow), "truncated or corrupt"),
+    "truncated png16": (truncated(write_png16), "truncated or corrupt"),
+    "bad crc png16": (bad_crc_png16, "truncated or corrupt"),
+    "truncated jpeg": (truncated(lambda path: save_with_pillow(path, "JPEG")), "truncated or corrupt"),
+    "truncated tiff": (truncated(write_tiff), "truncated or corrupt"),
+    "gif": (lambda path: save_with_pillow(path, "GIF"), "GIF image"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_gives_one_line_error_naming_the_file(tmp_path, case):
+    make, message = BAD_INPUTS[case]
+    path = tmp_path / "input.png"
+    make(path)
+    with pytest.raises(InputError, match=message) as error:
+        read_image(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["a.png", "a16.png", "a.tif", "a.jpg", "a.webp"])
+def test_too_many_pixels_is_refused(tmp_path, name):
+    path = tmp_path / name
+    if name == "a16.png":
+        write_png16(path)
+    elif name == "a.tif":
+        write_image(path, structured())
+    else:
+        Image.fromarray(codes(structured(), np.uint8)).save(path)
+    with pytest.raises(InputError, match="pixels") as error:
+        read_image(path, max_pixels=H * W - 1)
+    assert str(path) in str(error.value)
+    assert read_image(path, max_pixels=H * W).shape == (H, W, 3)
+
+
+# --------------------------------------------------------------------------- writing errors
+
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("a.webp", {}, "cannot write '.webp'"),
+        ("a.jpg", {"bit_depth": 16}, "8 bits"),
+        ("a.png", {"bit_depth": 12}, "8 or 16 bits"),
+        ("a.jpg", {"jpeg_quality": 0}, "quality"),
+        ("a.tif", {"dpi": 0}, "dpi"),
+        ("missing/a.png", {}, "does not exist"),
+    ],
+)
+def test_bad_output_settings_are_refused(tmp_path, name, options, message):
+    with pytest.raises(InputError, match=message):
+        write_image(tmp_path / name, structured(), **options)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_output_path_refuses_early(tmp_path):
+    existing = tmp_path / "out.png"
+    existing.write_bytes(b"old")
+    with pytest.raises(InputError, match="--overwrite"):
+        check_output_path(existing, overwrite=False)
+    assert check_output_path(existing, overwrite=True) == existing
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        check_output_path(tmp_path / "dir.png", overwrite=True)
+    with pytest.raises(InputError, match="8 bits"):
+        check_output_path(tmp_path / "new.jpg", overwrite=False, bit_depth=16)
+    with pytest.raises(InputError, match="cannot write"):
+        check_output_path(tmp_path / "new.bmp", overwrite=False)
+
+
+def test_existing_output_is_refused_without_overwrite(tmp_path):
+    path = tmp_path / "out.png"
+    path.write_bytes(b"precious")
+    with pytest.raises(InputError, match="--overwrite"):
+        write_image(path, structured())
+    assert path.read_bytes() == b"precious"
+    write_image(path, structured(), overwrite=True)
+    np.testing.assert_array_equal(read_image(path), quantised(structured(), 8))
+
+
+def test_bad_arrays_and_the_caller_array_is_not_modified(tmp_path):
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        write_image(tmp_path / "a.png", structured()[..., :2])
+    with pytest.raises(ValueError, match="NaN"):
+        write_image(tmp_path / "a.png", np.full((2, 2, 3), np.nan, np.float32))
+    image = structured() * 2 - 0.5
+    original = image.copy()
+    write_image(tmp_path / "a.png", image)
+    np.testing.assert_array_equal(image, original)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), quantised(np.clip(original, 0, 1), 8))
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def failing_after_partial_write(path, *args, **kwargs):
+    with open(path, "wb") as file:
+        file.write(b"half an image")
+    raise OSError("disk full")
+
+
+@pytest.mark.parametrize("name, bits, target", [("out.tif", 16, "tifffile.imwrite"), ("out.png", 16, "_encode_png")])
+def test_failing_write_leaves_existing_output_intact(tmp_path, monkeypatch, name, bits, target):
+    path = tmp_path / name
+    write_image(path, structured(seed=1), bit_depth=bits)
+    before = path.read_bytes()
+    if target == "tifffile.imwrite":
+        monkeypatch.setattr(tifffile, "imwrite", failing_after_partial_write)
+    else:
+        monkeypatch.setattr(nio, "_encode_png", lambda file, *a, **k: failing_after_partial_write(file.name))
+    with pytest.raises(OSError, match="disk full"):
+        write_image(path, structured(seed=2), bit_depth=bits, overwrite=True)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_interrupted_block_leaves_nothing_behind(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(path, overwrite=True) as tmp:
+            assert tmp.parent == tmp_path and tmp.exists()
+            tmp.write_text("partial")
+            raise KeyboardInterrupt
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_atomic_output_keeps_the_suffix_for_writers_that_append_one(tmp_path):
+    path = tmp_path / "nnf.npz"
+    with atomic_output(path, overwrite=False) as tmp:
+        assert tmp.suffix == ".npz"
+        np.savez(tmp, nnf=np.arange(6).reshape(2, 3))
+    with np.load(path) as data:
+        np.testing.assert_array_equal(data["nnf"], np.arange(6).reshape(2, 3))
+    assert [p.name for p in tmp_path.iterdir()] == ["nnf.npz"]
+
+
+def test_file_appearing_during_write_is_not_clobbered(tmp_path):
+    path = tmp_path / "out.json"
+    with pytest.raises(InputError, match="already exists"):
+        with atomic_output(path, overwrite=False) as tmp:
+            tmp.write_text("new")
+            path.write_text("someone else's")
+    assert path.read_text() == "someone else's"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_atomic_write_bytes_permissions_follow_umask(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write_bytes(tmp_path / "timings.json", b"{}", overwrite=False)
+    finally:
+        os.umask(umask)
+    assert path.read_bytes() == b"{}"
+    assert path.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(InputError, match="--overwrite"):
+        atomic_write_bytes(path, b"[]", overwrite=False)
+    assert atomic_write_bytes(path, b"[]", overwrite=True).read_bytes() == b"[]"
+
+
+def test_reading_never_writes(tmp_path):
+    path = write_image(tmp_path / "in.png", structured(), bit_depth=16)
+    before = (path.read_bytes(), path.stat().st_mtime_ns, sorted(tmp_path.iterdir()))
+    read_image(path)
+    assert before == (path.read_bytes(), path.stat().st_mtime_ns, sorted(tmp_path.iterdir()))
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def test_png16_bomb_is_refused_from_its_header(tmp_path):
+    """A tiny 16-bit PNG declaring 10^10 pixels is refused before anything is inflated."""
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 16, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1000)
+    path = tmp_path / "bomb.png"
+    chunks = png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    path.write_bytes(nio.PNG_SIGNATURE + chunks)
+    with pytest.raises(InputError, match="pixels"):
+        read_image(path)

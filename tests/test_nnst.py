@@ -1,0 +1,189 @@
+"""NNST core: search, pyramid, optimization, field, determinism (tiny images)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nnst_hr import matching
+from nnst_hr.config import NNSTConfig
+from nnst_hr.features import HYPERCOLUMN_CHANNELS, VGGLayers, feature_grid, hypercolumns
+from nnst_hr.matching import Guides, center_normalize, centered_cosine_loss, nearest_neighbors
+from nnst_hr.optimize import fit_hypercolumns, sample_grid
+from nnst_hr.pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
+from nnst_hr.stylize import stylize, to_tensor
+from nnst_hr.weights import build_vgg16_features
+
+
+def brute_force(queries, keys, guides=None):
+    """The guided distance evaluated literally, pair by pair (float64)."""
+    q = queries.double() - queries.double().mean(0)
+    k = keys.double() - keys.double().mean(0)
+    cos = (q / q.norm(dim=1, keepdim=True)) @ (k / k.norm(dim=1, keepdim=True)).t()
+    if guides is None:
+        return (1 - cos).argmin(1)
+    w = guides.weight
+    d = (1 - w) * (1 - cos) + w * torch.cdist(guides.queries.double(), guides.keys.double()) ** 2
+    if guides.hard:
+        ql, kl = guides.query_labels[:, None], guides.key_labels[None, :]
+        d = d + 1e6 * ((ql >= 0) & (ql != kl))
+    return d.argmin(1)
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return VGGLayers(build_vgg16_features())
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:72, 0:88] / 88.0
+    content = np.stack([yy, xx, 0.5 + 0.3 * np.sin(8 * xx)], -1).astype(np.float32)
+    stripes = (np.sin(xx * 40 + yy * 10) > 0).astype(np.float32)
+    style = np.stack([stripes, 0.3 + 0.4 * rng.random(xx.shape), 1 - stripes], -1).astype(np.float32)
+    return content, style[:64, :88]
+
+
+@pytest.mark.parametrize("n,m,c", [(37, 53, 7), (200, 129, 33)])
+def test_search_matches_brute_force(n, m, c, monkeypatch):
+    gen = torch.Generator().manual_seed(n)
+    q, k = torch.randn(n, c, generator=gen), torch.randn(m, c, generator=gen) + 0.5
+    # blocks of a few rows exercise the chunked path
+    monkeypatch.setattr(matching, "SCORE_BLOCK_BYTES", 4 * m * 5)
+    assert torch.equal(nearest_neighbors(q, k), brute_force(q, k))
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_guided_search_matches_brute_force(hard):
+    gen = torch.Generator().manual_seed(1)
+    q, k = torch.randn(120, 16, generator=gen), torch.randn(150, 16, generator=gen)
+    gq = torch.rand(120, 3, generator=gen)
+    gk = torch.rand(150, 3, generator=gen)
+    guides = Guides(gq, gk, weight=0.5, hard=hard,
+                    query_labels=gq.argmax(1) if hard else None, key_labels=gk.argmax(1) if hard else None)
+    found = nearest_neighbors(q, k, guides)
+    assert torch.equal(found, brute_force(q, k, guides))
+    if hard:
+        assert torch.equal(guides.key_labels[found], guides.query_labels)
+
+
+def test_search_with_rotated_style_features(vgg, images):
+    _, style = images
+    s = to_tensor(style, torch.device("cpu"))
+    keys = []
+    for k in range(4):
+        img = torch.rot90(s, k, dims=(2, 3))
+        keys.append(hypercolumns(vgg(img), feature_grid(*img.shape[-2:])).flatten(2)[0].t())
+    keys = torch.cat(keys)
+    # queries taken from the 180-degree rotation must find themselves (exact duplicates)
+    grid = feature_grid(*s.shape[-2:])
+    start = 2 * grid[0] * grid[1]
+    queries = keys[start:start + 50]
+    found = nearest_neighbors(queries, keys)
+    assert torch.equal(found, brute_force(queries, keys))
+    assert torch.allclose(keys[found], queries)
+
+
+def test_pyramid_round_trip_and_depth():
+    x = torch.rand(1, 3, 40, 300, generator=torch.Generator().manual_seed(0))
+    depth = pyramid_depth(40, 300)
+    assert depth >= 3 and min(decompose(x, depth)[-1].shape[-2:]) >= 2
+    assert torch.allclose(synthesize(decompose(x, depth)), x, atol=1e-6)
+    odd = torch.rand(1, 3, 53, 77)
+    for s, level in enumerate(lowpass_levels(odd, 4)):
+        assert torch.allclose(synthesize(decompose(odd, 5)[s:]), level, atol=1e-6)
+    assert pyramid_depth(512, 512) == 8 and pyramid_depth(1024, 2048) == 8
+
+
+def test_scales_follow_the_paper():
+    assert NNSTConfig(size=512).scales() == [64, 128, 256, 512]
+    assert NNSTConfig(size=1024).scales() == [64, 128, 256, 512, 1024]
+
+
+def test_split_loss_has_the_gradient_of_the_min_over_distances():
+    gen = torch.Generator().manual_seed(3)
+    out = torch.randn(40, 12, generator=gen, requires_grad=True)
+    keys = torch.randn(60, 12, generator=gen)
+    # the authors' formulation: min over the full centered-cosine distance matrix
+    d = 1 - center_normalize(out) @ center_normalize(keys).t()
+    reference = d.min(1).values.mean()
+    (g_ref,) = torch.autograd.grad(reference, out)
+    index = nearest_neighbors(out.detach(), keys)
+    ours = centered_cosine_loss(out, keys[index], keys.mean(0, keepdim=True))
+    (g_ours,) = torch.autograd.grad(ours, out)
+    assert torch.allclose(ours, reference, atol=1e-6)
+    assert torch.allclose(g_ours, g_ref, atol=1e-6)
+
+
+def test_sample_grid_uses_small_layers_whole():
+    gen = torch.Generator().manual_seed(0)
+    assert sample_grid(64, 40, 64, gen) == (1, 0, 0)
+    offsets = {sample_grid(256, 200, 64, gen) for _ in range(50)}
+    assert all(s == 4 and 0 <= oy < 4 and 0 <= ox < 4 for s, oy, ox in offsets)
+    assert len(offsets) > 4  # fresh offsets every call
+
+
+def test_loss_decreases_at_a_scale(vgg, images):
+    content, style = images
+    c = to_tensor(content, torch.device("cpu"))
+    s = to_tensor(style, torch.device("cpu"))
+    grid = feature_grid(*c.shape[-2:])
+    keys = hypercolumns(vgg(s), feature_grid(*s.shape[-2:])).flatten(2)[0].t()
+    queries = hypercolumns(vgg(c), grid).flatten(2)[0].t()
+    targets = keys[nearest_neighbors(queries, keys)]
+    assert targets.shape == (grid[0] * grid[1], HYPERCOLUMN_CHANNELS)
+    losses = []
+    import contextlib
+
+    fit_hypercolumns(decompose(c, 4), vgg, targets, grid, steps=15, lr=2e-3,
+                     autocast=contextlib.nullcontext, on_step=lambda i, loss: losses.append(loss))
+    assert losses[-1] < 0.9 * losses[0]
+    assert all(b <= a + 1e-3 for a, b in zip(losses, losses[1:]))
+
+
+@pytest.fixture(scope="module")
+def result(images):
+    content, style = images
+    cfg = NNSTConfig(size=88, coarsest=44, steps=8, split_steps=4, seed=5)
+    return stylize(content, style, cfg), cfg
+
+
+def test_stylize_output_and_field(result, images, vgg):
+    res, cfg = result
+    content, style = images
+    assert res.image.shape == (72, 88, 3) and res.raw.dtype == np.float32
+    assert np.abs(res.raw - content).mean() > 0.02  # it changed the content
+    h, w = feature_grid(72, 88)
+    nnf = res.field
+    assert nnf.shape == (h, w, 3) and nnf.dtype == np.int32
+    assert res.style_size == (64, 88)
+    sizes = {0: (64, 88), 1: (88, 64), 2: (64, 88), 3: (88, 64)}
+    for k in range(4):
+        sel = nnf[..., 0] == k
+        assert (nnf[sel, 1] < sizes[k][0]).all() and (nnf[sel, 2] < sizes[k][1]).all()
+    assert (nnf >= 0).all()
+    # the field points at the brute-force nearest style hypercolumn of the output
+    out = to_tensor(res.raw, torch.device("cpu"))
+    queries = hypercolumns(vgg(out), (h, w)).flatten(2)[0].t()
+    s = to_tensor(style, torch.device("cpu"))
+    keys, cells = [], []
+    for k in range(4):
+        img = torch.rot90(s, k, dims=(2, 3))
+        g = feature_grid(*img.shape[-2:])
+        keys.append(hypercolumns(vgg(img), g).flatten(2)[0].t())
+        H, W = img.shape[-2:]
+        ii, jj = np.mgrid[0:g[0], 0:g[1]]
+        cells += list(zip([k] * ii.size, np.rint(ii.ravel() * (H - 1) / (g[0] - 1)), np.rint(jj.ravel() * (W - 1) / (g[1] - 1))))
+    best = brute_force(queries, torch.cat(keys)).numpy()
+    expected = np.array([cells[i] for i in best], np.int32).reshape(h, w, 3)
+    assert (expected == nnf).all(axis=-1).mean() > 0.99
+    assert 0 < res.objective < 1
+
+
+def test_same_seed_same_output(result, images):
+    res, cfg = result
+    again = stylize(*images, cfg)
+    assert np.array_equal(res.image, again.image)
+    assert np.array_equal(res.field, again.field)

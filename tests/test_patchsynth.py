@@ -1,0 +1,300 @@
+"""Tests of patchsynth: properties checked against brute force and closed forms on tiny images."""
+
+import numpy as np
+import pytest
+
+import patchsynth
+from patchsynth import features, field, patchmatch, pyramid, uniformity, vote
+from patchsynth.synthesis import _schedule
+
+
+def smooth_random(shape, channels, seed, cell=6):
+    """Smooth random image in [0, 1]: noise on a coarse grid, upsampled bilinearly."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((shape[0] // cell + 2, shape[1] // cell + 2, channels), dtype=np.float32)
+    return pyramid.resize(coarse, (shape[0] + 2 * cell, shape[1] + 2 * cell))[cell:-cell, cell:-cell]
+
+
+def identity(shape):
+    return np.stack(np.indices(shape), axis=-1).astype(np.int32)
+
+
+def psnr(a, b):
+    return 10 * np.log10(1.0 / np.mean((a - b) ** 2))
+
+
+def brute_force_distances(target, source, patch_size):
+    """All patch distances ``(Ht * Wt, Hs * Ws)`` of padded feature stacks, with NumPy."""
+    r = patch_size // 2
+    view = np.lib.stride_tricks.sliding_window_view
+
+    def patches(stack):
+        windows = view(stack, (patch_size, patch_size), axis=(0, 1))
+        return windows.reshape(stack.shape[0] - 2 * r, stack.shape[1] - 2 * r, -1).reshape(
+            -1, stack.shape[2] * patch_size**2)
+
+    t, s = patches(target).astype(np.float64), patches(source).astype(np.float64)
+    return (t**2).sum(1)[:, None] + (s**2).sum(1)[None, :] - 2 * t @ s.T
+
+
+@pytest.fixture(scope="module")
+def texture():
+    """A detailed 64 px style image and random guides detailed enough to pin every position."""
+    rng = np.random.default_rng(1)
+    style = np.clip(smooth_random((64, 64), 3, 2, cell=3) + 0.1 * rng.random((64, 64, 3)), 0, 1)
+    guides = smooth_random((64, 64), 3, 3, cell=4)
+    return style.astype(np.float32), guides
+
+
+# Building blocks
+
+
+def test_resize_halves_with_the_tent_filter_and_keeps_constants():
+    checker = (np.indices((16, 16)).sum(0) % 2).astype(np.float32)[..., None]
+    np.testing.assert_allclose(pyramid.resize(checker, (8, 8)), 0.5, atol=1e-6)
+    constant = np.full((13, 17, 2), 0.3, np.float32)
+    np.testing.assert_allclose(pyramid.resize(constant, (5, 9)), 0.3, atol=1e-6)
+    ramp = np.arange(8, dtype=np.float32)[:, None, None] * np.ones((1, 3, 1), np.float32)
+    # Interior output rows average input rows 2i-1..2i+2 with weights [1, 3, 3, 1] / 8.
+    np.testing.assert_allclose(pyramid.resize(ramp, (4, 3))[1:3, 0, 0], [2.5, 4.5], atol=1e-6)
+
+
+def test_level_count_keeps_the_smaller_side_at_eleven_pixels():
+    assert pyramid.max_levels((1024, 1024), (2048, 2048)) == 7
+    levels = pyramid.max_levels((1024, 700))
+    assert 700 / 2 ** (levels - 1) >= pyramid.MIN_LEVEL_SIDE > 700 / 2**levels
+    assert pyramid.level_shapes((1024, 700), levels)[-1] == (32, 22)
+
+
+def test_rescaled_identity_field_stays_identity():
+    valid = np.ones((40, 60), bool)
+    candidates = np.flatnonzero(valid).astype(np.int32)
+    up = field.rescale_field(identity((20, 30)), (20, 30), (40, 60), valid, candidates,
+                             field.stage_key(0))
+    np.testing.assert_array_equal(up, identity((40, 60)))
+    down = field.rescale_field(identity((40, 60)), (40, 60), (20, 30), valid[::2, ::2],
+                               candidates, field.stage_key(0))
+    np.testing.assert_array_equal(np.abs(down - identity((20, 30))).max(), 0)
+
+
+def test_feature_stack_is_mirror_padded_and_weighted():
+    rng = np.random.default_rng(0)
+    style, guides = rng.random((6, 7, 2), np.float32), rng.random((6, 7, 3), np.float32)
+    scale = np.float32([1.0, 0.5]), np.float32([2.0, 1.0, 0.25])
+    stack = features.feature_stack(style, guides, *scale, 2)
+    expected = np.concatenate([style * scale[0], guides * scale[1]], axis=2)
+    np.testing.assert_allclose(stack, np.pad(expected, ((2, 2), (2, 2), (0, 0)), mode="reflect"))
+
+
+def test_field_distances_clip_target_patches_at_the_border():
+    rng = np.random.default_rng(0)
+    target, source = rng.random((9, 11, 4), np.float32), rng.random((8, 10, 4), np.float32)
+    f = np.stack([rng.integers(0, 8, (9, 11)), rng.integers(0, 10, (9, 11))], -1).astype(np.int32)
+    got = patchmatch.field_distances(features.pad(target, 2).reshape(13, -1),
+                                     features.pad(source, 2).reshape(12, -1), f, 5, 4)
+    mirrored = np.pad(source, ((2, 2), (2, 2), (0, 0)), mode="reflect")
+    expected = np.zeros((9, 11))
+    for y, x, dy, dx in np.ndindex(9, 11, 5, 5):
+        ty, tx = y + dy - 2, x + dx - 2
+        if 0 <= ty < 9 and 0 <= tx < 11:
+            diff = target[ty, tx] - mirrored[f[y, x, 0] + dy, f[y, x, 1] + dx]
+            expected[y, x] += (diff.astype(np.float64) ** 2).sum()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_vote_matches_a_direct_average():
+    rng = np.random.default_rng(0)
+    source = rng.random((10, 12, 3), np.float32)
+    f = np.stack([rng.integers(0, 10, (7, 8)), rng.integers(0, 12, (7, 8))], -1).astype(np.int32)
+    error = rng.random((7, 8), np.float32) * 40
+    got = vote.vote(features.pad(source, 1), f, error, 3, 1 / 27)
+    padded = np.pad(source, ((1, 1), (1, 1), (0, 0)), mode="reflect")
+    expected = np.zeros_like(got)
+    for y in range(7):
+        for x in range(8):
+            total, weights = 0, 0
+            for cy in range(max(0, y - 1), min(7, y + 2)):
+                for cx in range(max(0, x - 1), min(8, x + 2)):
+                    w = 1 / (1 + error[cy, cx] / 27)
+                    total = total + w * padded[f[cy, cx, 0] + y - cy + 1, f[cy, cx, 1] + x - cx + 1]
+                    weights += w
+            expected[y, x] = total / weights
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_penalty_is_the_uniformity_weight_at_fair_share():
+    # A 4x4 target using each centre of a 4x4 source once: every source pixel is covered a fair
+    # share, so away from the border the penalty equals the uniformity weight.
+    valid = np.ones((12, 12), bool)
+    f = identity((12, 12))
+    penalty = uniformity.penalty(f, valid, 3, 0.7, valid.size)
+    np.testing.assert_allclose(penalty[2:-2, 2:-2], 0.7, rtol=1e-6)
+    valid[0, 0] = False
+    assert np.isinf(uniformity.penalty(f, valid, 3, 0.0, valid.sum())[0, 0])
+
+
+# The synthesizer
+
+
+def test_identical_guides_reproduce_the_source(texture):
+    style, guides = texture
+    result = patchsynth.synthesize(style, guides, guides)
+    assert psnr(result.image, style) >= 35
+    assert (result.field == identity(style.shape[:2])).all(-1).mean() >= 0.95
+    assert result.image.dtype == np.float32 and result.field.dtype == np.int32
+    assert result.error.shape == style.shape[:2]
+
+
+def rotated_crop(image, angle, size):
+    """Bilinear samples of ``image`` on a ``size`` grid rotated by ``angle`` about its centre."""
+    centre = (np.array(image.shape[:2]) - 1) / 2
+    yy, xx = np.indices(size) - (np.array(size)[:, None, None] - 1) / 2
+    y = centre[0] + np.cos(angle) * yy - np.sin(angle) * xx
+    x = centre[1] + np.sin(angle) * yy + np.cos(angle) * xx
+    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
+    fy, fx = (y - y0)[..., None], (x - x0)[..., None]
+    return ((1 - fy) * (1 - fx) * image[y0, x0] + (1 - fy) * fx * image[y0, x0 + 1]
+            + fy * (1 - fx) * image[y0 + 1, x0] + fy * fx * image[y0 + 1, x0 + 1]).astype(np.float32)
+
+
+def test_patchmatch_finds_the_exact_nearest_patch():
+    # A random image and a rotated, resampled view of it: every target patch has a close but
+    # inexact match, and brute force over all source patches says which one is nearest.
+    source = smooth_random((48, 48), 3, 10, cell=4)
+    target = rotated_crop(source, 0.3, (32, 32))
+    result = patchsynth.synthesize(source, source, target, style_weight=0.0, levels=1,
+                                   uniformity=0.0, search_vote_iters=1, patchmatch_iters=16)
+    scale = np.sqrt(np.float32(1 / 3))
+    all_pairs = brute_force_distances(features.pad(target * scale, 2),
+                                      features.pad(source * scale, 2), 5)
+    best = all_pairs.min(axis=1).reshape(32, 32)
+    found = all_pairs[np.arange(32 * 32), (result.field[..., 0] * 48 + result.field[..., 1]).ravel()]
+    exact = found.reshape(32, 32) <= best + 1e-4
+    # Brute force pads the target by mirroring, PatchMatch clips border patches to the target:
+    # the two energies agree on the pixels whose patch lies inside the target.
+    assert exact[2:-2, 2:-2].mean() >= 0.99
+
+
+def test_a_shifted_crop_of_the_guide_yields_that_crop(texture):
+    # Without uniformity: a crop uses half of the source, more than its fair share.
+    style, guides = texture
+    result = patchsynth.synthesize(style, guides, guides[10:58, 6:50], uniformity=0.0)
+    assert psnr(result.image, style[10:58, 6:50]) >= 35
+    shift = result.field - identity((48, 44))
+    assert (shift == (10, 6)).all(-1).mean() >= 0.95
+
+
+def test_a_rotated_crop_of_the_guide_yields_that_crop(texture):
+    # Unrotated patches cannot copy a rotated texture, but with guides that encode position
+    # (two ramps) and a smooth style, the field points at the rotated positions.
+    style, _ = texture
+    smooth_style = pyramid.resize(pyramid.resize(style, (16, 16)), (64, 64))
+    ramps = (np.stack(np.indices((64, 64)), axis=-1) / 63).astype(np.float32)
+    crop = (slice(8, 56), slice(12, 52))
+    result = patchsynth.synthesize(smooth_style, ramps, np.rot90(ramps[crop]).copy(),
+                                   style_weight=0.05, uniformity=0.0)
+    expected_field = np.rot90(identity((64, 64))[crop])
+    assert (np.abs(result.field - expected_field).max(-1) <= 1).mean() >= 0.95
+    assert psnr(result.image, np.rot90(smooth_style[crop])) >= 27
+
+
+def usage_entropy(result, source_shape):
+    counts = uniformity.usage(result.field, source_shape).ravel()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def test_uniformity_spreads_the_source_usage():
+    # Every target pixel prefers the same few dark source patches; uniformity must spread them.
+    ramp = np.linspace(0, 1, 48, dtype=np.float32)
+    source_guide = (ramp[:, None] * ramp[None, :])[..., None]
+    style = smooth_random((48, 48), 3, 5)
+    target_guide = np.full((32, 32, 1), 0.05, np.float32)
+    entropy = [usage_entropy(patchsynth.synthesize(style, source_guide, target_guide,
+                                                   uniformity=weight), (48, 48))
+               for weight in (0.0, 2.0)]
+    assert entropy[1] > entropy[0] + 0.5
+
+
+def test_zero_iterations_vote_the_initial_field(texture):
+    style, guides = texture
+    rng = np.random.default_rng(3)
+    init = np.stack([rng.integers(0, 64, (20, 24)), rng.integers(0, 64, (20, 24))], -1)
+    result = patchsynth.synthesize(style, guides, guides[:20, :24], init_field=init,
+                                   search_vote_iters=0)
+    np.testing.assert_array_equal(result.field, init)
+    expected = vote.vote(features.pad(style, 2), init.astype(np.int32),
+                         np.zeros((20, 24), np.float32), 5, 0.0)
+    np.testing.assert_allclose(result.image, expected)
+
+
+def test_source_mask_is_never_violated(texture):
+    style, guides = texture
+    mask = np.ones((64, 64), bool)
+    mask[:, 20:40] = False  # the target below is best matched inside this band
+    result = patchsynth.synthesize(style, guides, guides[16:48, 16:48], source_mask=mask)
+    allowed = field.valid_centres(mask, 5)
+    assert allowed[result.field[..., 0], result.field[..., 1]].all()
+
+
+def test_same_seed_same_output_and_seed_matters(texture):
+    style, guides = texture
+    target = guides[::-1, 5:45].copy()
+    a, b = (patchsynth.synthesize(style, guides, target, seed=7) for _ in range(2))
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.field, b.field)
+    c = patchsynth.synthesize(style, guides, target, seed=8)
+    assert (c.field != a.field).any()
+
+
+def test_progress_reports_every_iteration(texture):
+    style, guides = texture
+    reports = []
+    patchsynth.synthesize(style, guides, guides, levels=3, search_vote_iters=2,
+                          patchmatch_iters=1, progress=reports.append)
+    assert [(r["level"], r["iteration"]) for r in reports] == [
+        (1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)]
+    assert reports[-1]["size"] == (64, 64) and reports[0]["levels"] == 3
+
+
+def test_schedule_start_size_and_max_search_size():
+    shapes = pyramid.level_shapes((512, 512), 6)  # 512 .. 16
+    assert _schedule(shapes, 6, None, None) == [(lv, True) for lv in range(6)]
+    assert _schedule(shapes, 6, 100, None) == [(0, True), (1, True), (2, True)]
+    assert _schedule(shapes, 6, None, 128) == [(0, False), (2, True), (3, True), (4, True),
+                                               (5, True)]
+    assert _schedule(shapes, 0, None, None) == [(0, False)]
+
+
+def test_max_search_size_votes_the_upsampled_field(texture):
+    style, guides = texture
+    result = patchsynth.synthesize(style, guides, guides, max_search_size=32)
+    assert psnr(result.image, style) >= 25
+    assert (np.abs(result.field - identity((64, 64))).max(-1) <= 1).mean() >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(source=np.zeros((8, 8), np.float32)), "shape"),
+        (dict(source=np.zeros((8, 8, 3))), "float32"),
+        (dict(source=np.zeros((8, 8, 5), np.float32)), "1 to 4"),
+        (dict(target_guides=np.zeros((8, 8, 2), np.float32)), "channels"),
+        (dict(source_guides=np.zeros((9, 8, 1), np.float32)), "resize"),
+        (dict(patch_size=4), "odd"),
+        (dict(source_mask=np.ones((8, 9), bool)), "source_mask"),
+        (dict(source_mask=np.zeros((8, 8), bool)), "every"),
+        (dict(init_field=np.zeros((4, 4), np.int32)), "init_field"),
+        (dict(init_field=np.full((4, 4, 2), 8)), "outside"),
+        (dict(guide_weights=[1.0, 2.0]), "guide_weights"),
+        (dict(search_vote_iters=-1), "search_vote_iters"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(change, message):
+    args = dict(source=np.zeros((8, 8, 3), np.float32),
+                source_guides=np.zeros((8, 8, 1), np.float32),
+                target_guides=np.zeros((6, 6, 1), np.float32))
+    args.update(change)
+    with pytest.raises(patchsynth.PatchSynthError, match=message):
+        patchsynth.synthesize(args.pop("source"), args.pop("source_guides"),
+                              args.pop("target_guides"), **args)
