@@ -8,6 +8,12 @@ The Python API takes and returns NumPy images (float32 (H, W, 3), sRGB in [0, 1]
 ((512, 512, 3), (128, 128, 3))
 """
 
+import os
+
+# torch's OpenMP workers spin while they wait; on a 2-core machine that shares its cores
+# with Numba's threads or another process this made steps up to 10x slower (measured).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"
 
 from .config import NNSTConfig, PosterConfig  # noqa: E402

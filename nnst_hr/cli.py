@@ -16,7 +16,8 @@ import typer
 
 from .config import NNSTConfig, PosterConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="High-resolution, optionally mask-guided Neural Neighbor Style Transfer.")
 masks_app = typer.Typer(no_args_is_help=True, help="Inspect segmentation masks for guided runs.")
 app.add_typer(masks_app, name="masks")
 

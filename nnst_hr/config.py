@@ -45,9 +45,10 @@ class NNSTConfig:
     mono_threshold: float = 6e-5  # skip color transfer when the style's largest OkLab chroma variance is below
 
     # --- speed and precision
-    exact: bool = False  # fp32 everywhere and exhaustive search at every step (reference mode)
-    bf16: bool = True  # bf16 autocast for VGG and the matching matmul where the hardware has fast bf16
-    rerank: int = 8  # bf16 search keeps this many candidates per query and re-ranks them in fp32
+    exact: bool = False  # reference mode: fp32 everywhere and exhaustive searches
+    bf16: bool = True  # bf16 autocast for VGG where the hardware runs bf16 fast (CUDA, AMX / AVX512-BF16)
+    search_dims: int = 128  # fast search shortlists candidates on this many principal axes
+    candidates: int = 16  # fast search compares this many shortlisted keys per query exactly
 
     # --- run
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where the tensors live

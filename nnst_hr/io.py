@@ -8,13 +8,14 @@ pixel values are taken as sRGB.
 Reading accepts PNG, JPEG, TIFF and WebP at 8 or 16 bits per sample. Grey
 becomes RGB, palette and CMYK images are converted, and an alpha channel is
 composited on white (with a warning when it is not fully opaque). 16-bit colour
-PNGs are decoded here and TIFFs by tifffile, because Pillow truncates 16-bit
-colour to 8 bits.
+PNGs are decoded by :mod:`nnst_hr.png` and TIFFs by tifffile, because Pillow
+truncates 16-bit colour to 8 bits.
 
-Writing follows the output's extension: PNG (8 or 16 bit), JPEG (8 bit) or TIFF
-(16 bit by default, deflate-compressed). Every write goes to a temporary file in
-the destination folder that is renamed into place only once complete, so an
-interrupted run never leaves a half-written file nor destroys an existing one.
+Writing follows the output's extension: PNG (8 or 16 bit, the 16-bit ones
+encoded by :mod:`nnst_hr.png`), JPEG (8 bit) or TIFF (16 bit by default,
+deflate-compressed). Every write goes to a temporary file in the destination
+folder that is renamed into place only once complete, so an interrupted run
+never leaves a half-written file nor destroys an existing one.
 
 Examples
 --------
@@ -37,11 +38,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numba
 import numpy as np
 import tifffile
 from PIL import Image
 
+from nnst_hr import png
 from nnst_hr.errors import InputError
 
 __all__ = [
@@ -64,11 +65,7 @@ DEFAULT_BIT_DEPTH = {"PNG": 8, "JPEG": 8, "TIFF": 16}
 
 EXIF_ORIENTATION_TAG = 274
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_SAMPLES = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel (grey, RGB, grey+A, RGBA)
-PNG_COMPRESSION_LEVEL = 6
-PNG_IDAT_BYTES = 1 << 23  # compressed data per IDAT chunk
-METRES_PER_INCH = 0.0254
+PNG_COLOUR_TYPES_16BIT = (png.RGB, png.GREY_ALPHA, png.RGBA)  # Pillow truncates these to 8 bits
 
 # Pillow errors on bad data come in many types; these are the ones its decoders raise.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
@@ -111,7 +108,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     """
     path = _readable_file(path)
     with open(path, "rb") as file:
-        head = file.read(33)
+        head = file.read(png.HEADER_BYTES)
     if head.startswith(TIFF_MAGIC):
         pixels, orientation = _read_tiff(path, max_pixels)
     elif _is_16bit_colour_png(head, path):
@@ -148,22 +145,20 @@ def _corrupt(path: Path, detail: object) -> InputError:
 
 
 def _is_16bit_colour_png(head: bytes, path: Path) -> bool:
-    """Whether the file starting with ``head`` is a PNG that our decoder should read.
+    """Whether the file starting with ``head`` is a PNG that :mod:`nnst_hr.png` should read.
 
     These are the PNGs with 16-bit RGB, RGBA or grey + alpha, which Pillow
     truncates to 8 bits. Interlaced ones are left to Pillow, with a warning.
     """
-    if not head.startswith(PNG_SIGNATURE) or len(head) < 29 or head[12:16] != b"IHDR":
+    header = png.read_header(head)
+    if header is None or header.bit_depth != 16 or header.colour_type not in PNG_COLOUR_TYPES_16BIT:
         return False
-    depth, colour, interlace = head[24], head[25], head[28]
-    if depth != 16 or colour not in (2, 4, 6):
-        return False
-    if interlace:
+    if header.interlaced:
         warnings.warn(
             f"{path} is an interlaced 16-bit PNG; it is read at 8 bits (re-save it without interlacing for 16)",
             stacklevel=3,
         )
-    return not interlace
+    return not header.interlaced
 
 
 def _read_with_pillow(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
@@ -224,6 +219,30 @@ def _pillow_target_mode(image: Image.Image) -> str:
     if image.mode in ("1", "L"):
         return "L"
     return "RGB"
+
+
+def _read_png(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+    data = path.read_bytes()
+    header = png.read_header(data)
+    if header is not None:  # None only if the file changed since it was routed here; decode reports it
+        _check_pixel_count(path, header.width, header.height, max_pixels)  # before inflating anything
+    try:
+        pixels, exif = png.decode(data)
+    except ValueError as exc:
+        raise _corrupt(path, exc) from exc
+    return _unit_range(pixels, path), _exif_orientation(exif)
+
+
+def _exif_orientation(exif_bytes: bytes | None) -> int:
+    """The orientation tag (1..8) of a raw EXIF block; 1 when absent or unreadable."""
+    if exif_bytes is None:
+        return 1
+    exif = Image.Exif()
+    try:
+        exif.load(exif_bytes)
+    except _DECODE_ERRORS:
+        return 1
+    return int(exif.get(EXIF_ORIENTATION_TAG, 1))
 
 
 def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
@@ -338,175 +357,6 @@ def _to_rgb(pixels: np.ndarray, path: Path) -> np.ndarray:
     return pixels
 
 
-# --------------------------------------------------------------------------- PNG codec
-# Pillow reads and writes 16-bit PNGs only in grey; colour is truncated to 8 bits.
-# This codec covers non-interlaced PNGs of 8 or 16 bits in grey, grey + alpha, RGB and RGBA.
-
-
-def _read_png(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
-    try:
-        pixels, orientation = _decode_png(path.read_bytes(), path, max_pixels)
-    except InputError:
-        raise
-    except (ValueError, struct.error) as exc:
-        raise _corrupt(path, exc) from exc
-    return _unit_range(pixels, path), orientation
-
-
-def _decode_png(data: bytes, path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
-    """Decode PNG bytes into unsigned integers ``(H, W, C)`` and the EXIF orientation (1 if none)."""
-    header, idat, orientation = None, [], 1
-    for kind, body in _png_chunks(data, path):
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"eXIf":
-            orientation = _exif_orientation(body)
-    if header is None:
-        raise _corrupt(path, "no IHDR chunk")
-    width, height, depth, colour, _, _, interlace = header
-    if depth not in (8, 16) or colour not in PNG_SAMPLES or interlace:
-        raise InputError(f"{path}: this PNG layout (depth {depth}, colour type {colour}) is not supported; re-save it")
-    _check_pixel_count(path, width, height, max_pixels)
-    samples = PNG_SAMPLES[colour]
-    bpp = samples * depth // 8
-    stride = width * bpp
-    raw = _inflate(b"".join(idat), height * (stride + 1), path)
-    rows = _unfilter_png_rows(np.frombuffer(raw, np.uint8), height, stride, bpp)
-    dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
-    pixels = rows.view(dtype).reshape(height, width, samples)
-    return pixels.astype(dtype.newbyteorder("=")), orientation
-
-
-def _png_chunks(data: bytes, path: Path) -> Iterator[tuple[bytes, bytes]]:
-    """Yield ``(type, body)`` of each chunk up to IEND, checking lengths and CRCs."""
-    if not data.startswith(PNG_SIGNATURE):
-        raise _corrupt(path, "no PNG signature")
-    pos = len(PNG_SIGNATURE)
-    while pos + 12 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        end = pos + 12 + length
-        if end > len(data):
-            break
-        body = data[pos + 8 : end - 4]
-        if zlib.crc32(kind + body) != struct.unpack_from(">I", data, end - 4)[0]:
-            raise _corrupt(path, f"bad CRC in {kind.decode('latin-1')} chunk")
-        yield kind, body
-        if kind == b"IEND":
-            return
-        pos = end
-    raise _corrupt(path, "ends before the IEND chunk")
-
-
-def _exif_orientation(exif_bytes: bytes) -> int:
-    exif = Image.Exif()
-    try:
-        exif.load(exif_bytes)
-    except _DECODE_ERRORS:
-        return 1
-    return int(exif.get(EXIF_ORIENTATION_TAG, 1))
-
-
-def _inflate(compressed: bytes, size: int, path: Path) -> bytes:
-    """zlib-decompress exactly ``size`` bytes; never more, so a crafted stream cannot exhaust memory."""
-    try:
-        raw = zlib.decompressobj().decompress(compressed, size)
-    except zlib.error as exc:
-        raise _corrupt(path, exc) from exc
-    if len(raw) < size:
-        raise _corrupt(path, f"{len(raw)} of {size} bytes of image data")
-    return raw
-
-
-@numba.njit(cache=True, nogil=True)
-def _unfilter_png_rows(data: np.ndarray, height: int, stride: int, bpp: int) -> np.ndarray:
-    """Undo PNG's per-row filters: ``data`` holds ``height`` rows of 1 filter byte + ``stride`` bytes."""
-    out = np.empty((height, stride), np.uint8)
-    for y in range(height):
-        start = y * (stride + 1)
-        kind = data[start]
-        if kind > 4:
-            raise ValueError("invalid PNG filter type")
-        for x in range(stride):
-            a = np.int32(out[y, x - bpp]) if x >= bpp else np.int32(0)
-            b = np.int32(out[y - 1, x]) if y > 0 else np.int32(0)
-            c = np.int32(out[y - 1, x - bpp]) if y > 0 and x >= bpp else np.int32(0)
-            if kind == 0:
-                predicted = np.int32(0)
-            elif kind == 1:
-                predicted = a
-            elif kind == 2:
-                predicted = b
-            elif kind == 3:
-                predicted = (a + b) // 2
-            else:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                predicted = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-            out[y, x] = (np.int32(data[start + 1 + x]) + predicted) & 0xFF
-    return out
-
-
-def _encode_png(file, pixels: np.ndarray, dpi: float, filter_type: int | None = None) -> None:
-    """Write ``pixels`` (uint8 or uint16, ``(H, W, C)``, C in 1..4) as a PNG to an open binary file.
-
-    Each row gets the filter that minimises the sum of its absolute residuals
-    (libpng's heuristic), unless ``filter_type`` (0..4) forces one.
-    """
-    height, width, samples = pixels.shape
-    depth = pixels.dtype.itemsize * 8
-    colour = {v: k for k, v in PNG_SAMPLES.items()}[samples]
-    rows = pixels.astype(pixels.dtype.newbyteorder(">")).view(np.uint8).reshape(height, -1)
-    pixels_per_metre = round(dpi / METRES_PER_INCH)
-    file.write(PNG_SIGNATURE)
-    _write_png_chunk(file, b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
-    _write_png_chunk(file, b"pHYs", struct.pack(">IIB", pixels_per_metre, pixels_per_metre, 1))
-    filtered = _filter_png_rows(rows, samples * depth // 8, -1 if filter_type is None else filter_type)
-    compressed = zlib.compress(filtered.tobytes(), PNG_COMPRESSION_LEVEL)
-    for start in range(0, len(compressed), PNG_IDAT_BYTES):
-        _write_png_chunk(file, b"IDAT", compressed[start : start + PNG_IDAT_BYTES])
-    _write_png_chunk(file, b"IEND", b"")
-
-
-def _write_png_chunk(file, kind: bytes, body: bytes) -> None:
-    file.write(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)))
-
-
-@numba.njit(cache=True, nogil=True)
-def _filter_png_rows(rows: np.ndarray, bpp: int, filter_type: int) -> np.ndarray:
-    """PNG-filter ``rows`` (uint8 ``(H, stride)``): returns ``(H, 1 + stride)``, filter byte first.
-
-    ``filter_type`` 0..4 forces that filter on every row; -1 picks, per row, the
-    one with the smallest sum of absolute (signed byte) residuals, as libpng does.
-    """
-    height, stride = rows.shape
-    out = np.empty((height, stride + 1), np.uint8)
-    residual = np.empty((5, stride), np.uint8)
-    predictions = np.zeros(5, np.int32)  # none, sub, up, average, paeth
-    for y in range(height):
-        cost = np.zeros(5, np.int64)
-        for x in range(stride):
-            value = np.int32(rows[y, x])
-            a = np.int32(rows[y, x - bpp]) if x >= bpp else np.int32(0)
-            b = np.int32(rows[y - 1, x]) if y > 0 else np.int32(0)
-            c = np.int32(rows[y - 1, x - bpp]) if y > 0 and x >= bpp else np.int32(0)
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            predictions[1] = a
-            predictions[2] = b
-            predictions[3] = (a + b) // 2
-            predictions[4] = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-            for kind in range(5):
-                r = (value - predictions[kind]) & 0xFF
-                residual[kind, x] = r
-                cost[kind] += r if r < 128 else 256 - r
-        best = filter_type if filter_type >= 0 else np.argmin(cost)
-        out[y, 0] = best
-        out[y, 1:] = residual[best]
-    return out
-
-
 # --------------------------------------------------------------------------- writing
 
 
@@ -601,8 +451,7 @@ def write_image(
                 metadata=None,
             )
         elif fmt == "PNG" and bits == 16:
-            with open(tmp, "wb") as file:
-                _encode_png(file, codes, dpi)
+            tmp.write_bytes(png.encode(codes, dpi=dpi))
         elif fmt == "PNG":
             Image.fromarray(codes).save(tmp, format="PNG", dpi=(dpi, dpi))
         else:

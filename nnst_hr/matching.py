@@ -27,6 +27,7 @@ import torch
 NORM_EPS = 1e-8  # floor of a vector's norm before dividing (constant vectors)
 HARD_LABEL_BONUS = 16.0  # > max |cosine term| + max guide term, so labels always win
 SCORE_BLOCK_BYTES = 256 * 2**20  # memory for one block of the score matrix
+APPROX_MIN_WORK = 4e9  # multiply-adds below which the exhaustive search is cheap enough
 
 
 @dataclass
@@ -123,10 +124,14 @@ def nearest_neighbors(queries: torch.Tensor, keys: torch.Tensor, guides: Guides 
     return best_scores(q, k)[1]
 
 
-def cosine_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean ``1 - cos(outputs_i, targets_i)`` over rows (N, C); the NNST objective."""
-    num = (outputs * targets).sum(1)
-    den = outputs.norm(dim=1).clamp_min(NORM_EPS) * targets.norm(dim=1).clamp_min(NORM_EPS)
+def cosine_loss(outputs: torch.Tensor, targets: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Mean ``1 - cos(outputs_i, targets_i)`` over vectors along ``dim``; the NNST objective.
+
+    ``dim=1`` for rows (N, C); ``dim=0`` for columns (C, N), which avoids transposing
+    channel-first feature maps.
+    """
+    num = (outputs * targets).sum(dim)
+    den = outputs.norm(dim=dim).clamp_min(NORM_EPS) * targets.norm(dim=dim).clamp_min(NORM_EPS)
     return (1.0 - num / den).mean()
 
 
@@ -139,3 +144,56 @@ def centered_cosine_loss(outputs: torch.Tensor, matched: torch.Tensor, key_mean:
     the keys selected without gradients, ``key_mean (1, C)`` the mean of the key set.
     """
     return cosine_loss(outputs - outputs.mean(0, keepdim=True), matched - key_mean)
+
+
+def principal_axes(x: torch.Tensor, dims: int, *, sample: int = 16384, seed: int = 0) -> torch.Tensor:
+    """Orthonormal ``(D, dims)`` basis of the main directions of the rows of ``x (M, D)``.
+
+    Estimated from at most ``sample`` rows (randomized SVD): the axes only steer which
+    candidates get an exact comparison, so a sample is enough.
+    """
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    if x.shape[0] > sample:
+        x = x[torch.randperm(x.shape[0], generator=gen)[:sample].to(x.device)]
+    dims = min(dims, *x.shape)
+    torch.manual_seed(seed)  # svd_lowrank draws its random test matrix from the global generator
+    _, _, v = torch.svd_lowrank(x, q=dims, niter=2)
+    return v
+
+
+def projected_best_scores(
+    q: torch.Tensor, k: torch.Tensor, axes: torch.Tensor, candidates: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Approximate :func:`best_scores`: shortlist on projections, decide exactly.
+
+    Each query's ``candidates`` best keys under the projected dot product
+    ``(q @ axes) . (k @ axes)`` are re-scored with the full vectors and the best is kept.
+    The cost falls by about ``D / dims``; a query misses its exact neighbour only when
+    that neighbour is not on the shortlist.
+    """
+    qp, kp = q @ axes, (k @ axes).t().contiguous()
+    candidates = min(candidates, k.shape[0])
+    rows = max(1, SCORE_BLOCK_BYTES // (4 * max(1, k.shape[0])))
+    scores, indices = [], []
+    for start in range(0, q.shape[0], rows):
+        shortlist = (qp[start:start + rows] @ kp).topk(candidates, dim=1).indices
+        exact = torch.einsum("nd,ncd->nc", q[start:start + rows], k[shortlist])
+        s, j = exact.max(1)
+        scores.append(s)
+        indices.append(shortlist.gather(1, j[:, None])[:, 0])
+    return torch.cat(scores), torch.cat(indices)
+
+
+def search(
+    q: torch.Tensor, k: torch.Tensor, *, exact: bool = True, dims: int = 128, candidates: int = 16, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best key for each prepared query: exhaustive, or shortlisted on principal axes.
+
+    The shortlist is used only when it pays: not ``exact``, the vectors have more than
+    ``2 * dims`` components, and the exhaustive product would cost over ``APPROX_MIN_WORK``.
+    Returns ``(scores (N,), indices (N,))`` like :func:`best_scores`.
+    """
+    work = q.shape[0] * k.shape[0] * k.shape[1]
+    if exact or k.shape[1] <= 2 * dims or work < APPROX_MIN_WORK:
+        return best_scores(q, k)
+    return projected_best_scores(q, k, principal_axes(k, dims, seed=seed), candidates)

@@ -56,15 +56,16 @@ def fit_hypercolumns(
     The optimized bands (detached), same shapes as ``pyr``.
     """
     params, opt = _adam(pyr, lr)
+    targets = targets.t().contiguous()  # (2688, h * w): the layout the feature maps already have
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
         with autocast():
             layers = vgg(synthesize(params))
-        loss = cosine_loss(_flat(hypercolumns(layers, grid)), targets)
+        loss = cosine_loss(hypercolumns(layers, grid)[0].flatten(1), targets, dim=0)
         loss.backward()
         opt.step()
         if on_step is not None:
-            on_step(step, float(loss))
+            on_step(step, loss.item())
     return [p.detach() for p in params]
 
 
@@ -105,6 +106,7 @@ def fit_split_layers(
     sample: int,
     generator: torch.Generator,
     autocast,
+    search: Callable = best_scores,
     content_guides: list[torch.Tensor | None] | None = None,
     content_labels: list[torch.Tensor | None] | None = None,
     guide_weight: float = 0.5,
@@ -119,7 +121,9 @@ def fit_split_layers(
     given) without gradients, and add the centered cosine distance of the gathered pairs
     to the loss (a sum over layers, as in the authors' code).
 
-    ``content_guides[l]`` is ``(G, H_l, W_l)`` on layer ``l``'s grid (or None).
+    ``search(q, k) -> (scores, indices)`` finds the matches of prepared vectors
+    (:func:`matching.best_scores` or a faster equivalent); ``content_guides[l]`` is
+    ``(G, H_l, W_l)`` on layer ``l``'s grid (or None).
     """
     params, opt = _adam(pyr, lr)
     for step in range(steps):
@@ -143,10 +147,10 @@ def fit_split_layers(
                     key_labels=torch.cat([lab[oy::stride, ox::stride].flatten() for lab in style[li].labels]) if hard else None,
                 )
             with torch.no_grad():
-                index = best_scores(*augment(out.detach(), keys, guides))[1]
+                index = search(*augment(out.detach(), keys, guides))[1]
             loss = loss + centered_cosine_loss(out, keys[index], keys.mean(0, keepdim=True))
         loss.backward()
         opt.step()
         if on_step is not None:
-            on_step(step, float(loss))
+            on_step(step, loss.item())
     return [p.detach() for p in params]

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import __version__
 from .config import NNSTConfig, PosterConfig
+from .errors import InputError
 from .field import load_field, save_field
 from .io import atomic_output, check_output_path, read_image, write_image
 from .progress import Progress, format_seconds
@@ -131,6 +132,8 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     options = options or RunOptions()
     content, style, output = Path(content), Path(style), Path(output)
     check_output_path(output, overwrite=options.overwrite)
+    if output.resolve() in (content.resolve(), style.resolve()):
+        raise InputError(f"the output {output} is one of the inputs; choose another output path")
     progress = Progress(enabled=not options.quiet)
     content_img, style_img, masks = load_inputs(content, style, options)
     for message in (masks.warnings if masks is not None else []):

@@ -23,7 +23,7 @@ from .errors import InputError
 from .features import LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
 from .field import indices_to_field
 from .io import atomic_output
-from .matching import Guides, augment, best_scores, center_normalize
+from .matching import Guides, augment, center_normalize, search
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers
 from .progress import Progress
 from .pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
@@ -155,6 +155,11 @@ class _Stylizer:
         self.rotation_ids = [0, 1, 2, 3] if config.rotate else [0]
         self.timings: dict[str, float] = {}
 
+    def search(self, q: torch.Tensor, k: torch.Tensor, dims: int | None = None):
+        """:func:`matching.search` with this run's speed settings (``dims`` defaults to the config's)."""
+        cfg = self.config
+        return search(q, k, exact=cfg.exact, dims=dims or cfg.search_dims, candidates=cfg.candidates, seed=cfg.seed)
+
     def autocast(self):
         return autocast(self.device, self.bf16)
 
@@ -185,7 +190,7 @@ class _Stylizer:
         self._time("features", start)
         start = time.perf_counter()
         guides = self.masks.for_search(grid, grids, self.rotation_ids) if self.masks else None
-        index = best_scores(*augment(queries, keys, guides))[1]
+        index = self.search(*augment(queries, keys, guides))[1]
         self._time("matching", start)
         return Match(index, queries, keys, grids, sizes)
 
@@ -271,7 +276,8 @@ class _Stylizer:
         self.progress.start("feature splitting")
         out_pyr = fit_split_layers(
             out_pyr, self.vgg, split_style, steps=cfg.split_steps, lr=cfg.lr, sample=cfg.split_sample,
-            generator=generator, autocast=self.autocast, content_guides=content_guides,
+            generator=generator, autocast=self.autocast, search=lambda q, k: self.search(q, k, k.shape[1] // 4),
+            content_guides=content_guides,
             content_labels=content_labels, guide_weight=cfg.guide_weight, hard=self.masks.hard if self.masks else False,
             on_step=self.progress.step,
         )

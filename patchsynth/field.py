@@ -22,7 +22,7 @@ _S31 = np.uint64(31)
 _S33 = np.uint64(33)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def mix(state):
     """SplitMix64 finaliser: a well-scrambled ``uint64`` from any ``uint64``."""
     z = state + _GOLDEN
@@ -31,13 +31,13 @@ def mix(state):
     return z ^ (z >> _S31)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def pixel_state(key, y, x):
     """The generator state of pixel ``(y, x)`` for a stage ``key`` (a ``uint64``)."""
     return mix(key ^ mix(np.uint64(y) * np.uint64(0x100000001B3) + np.uint64(x)))
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def next_int(state, n):
     """Advance ``state``; return ``(new_state, r)`` with ``r`` uniform in ``[0, n)``."""
     state = state + _GOLDEN

@@ -30,7 +30,7 @@ STRIP_ROWS = 16
 GLOBAL_SAMPLES = 1
 
 
-@numba.njit(cache=True, fastmath=True, inline="always")
+@numba.njit(cache=True, fastmath=True)
 def patch_distance(target, source, ty, tx, sy, sx, extent, bound):
     """Sum of squared differences of two patches, abandoned once it reaches ``bound``.
 
@@ -51,7 +51,7 @@ def patch_distance(target, source, ty, tx, sy, sx, extent, bound):
     return total
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def patch_extent(y, x, h, w, patch_size, channels):
     """The part of the patch centred on target pixel ``(y, x)`` that lies inside the target.
 
@@ -77,7 +77,7 @@ def field_distances(target, source, field, patch_size, channels):
     return out
 
 
-@numba.njit(cache=True, fastmath=True, inline="always")
+@numba.njit(cache=True, fastmath=True)
 def _candidate_cost(target, source, penalty, y, x, qy, qx, channels, extent, best):
     """Cost of source centre ``(qy, qx)`` for target pixel ``(y, x)``, or ``inf`` if it cannot win."""
     cost = penalty[qy, qx]

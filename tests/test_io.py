@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import os
 import struct
 import warnings
@@ -12,7 +13,7 @@ import pytest
 import tifffile
 from PIL import Image, ImageOps
 
-from nnst_hr import io as nio
+from nnst_hr import png
 from nnst_hr.errors import InputError
 from nnst_hr.io import atomic_output, atomic_write_bytes, check_output_path, read_image, write_image
 
@@ -50,9 +51,20 @@ def png_filter_types(path) -> set[int]:
         idat += body if kind == b"IDAT" else b""
         pos += 12 + length
     width, height, depth, colour = header[:4]
-    stride = width * nio.PNG_SAMPLES[colour] * depth // 8
+    stride = width * png.SAMPLES_PER_PIXEL[colour] * depth // 8
     raw = zlib.decompress(idat)
     return {raw[row * (stride + 1)] for row in range(height)}
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png16_file(width: int, height: int, raw: bytes) -> bytes:
+    """A 16-bit RGB PNG whose inflated image data is ``raw`` (filter bytes included)."""
+    header = struct.pack(">IIBBBBB", width, height, 16, png.RGB, 0, 0, 0)
+    chunks = png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b"")
+    return png.SIGNATURE + chunks
 
 
 # --------------------------------------------------------------------------- round trips
@@ -128,14 +140,13 @@ def test_format_comes_from_content_not_name(tmp_path):
 def test_png_encoder_filters_are_decoded_by_pillow(tmp_path, filter_type):
     pixels = codes(structured(channels=4), np.uint8)
     path = tmp_path / "f.png"
-    with open(path, "wb") as file:
-        nio._encode_png(file, pixels, 300, filter_type=filter_type)
+    path.write_bytes(png.encode(pixels, dpi=300, filter_type=filter_type))
     assert png_filter_types(path) == {filter_type}
     with Image.open(path) as pillow:
         np.testing.assert_array_equal(np.asarray(pillow), pixels)
-    decoded, orientation = nio._decode_png(path.read_bytes(), path, 10**6)
+    decoded, exif = png.decode(path.read_bytes())
     np.testing.assert_array_equal(decoded, pixels)
-    assert orientation == 1
+    assert exif is None
 
 
 @pytest.mark.parametrize("mode, dtype", [("I;16", np.uint16), ("L", np.uint8), ("RGB", np.uint8), ("RGBA", np.uint8)])
@@ -148,8 +159,25 @@ def test_png_decoder_matches_pillow_on_pillow_files(tmp_path, mode, dtype):
     assert len(png_filter_types(path)) >= 3
     with Image.open(path) as pillow:
         reference = np.asarray(pillow)
-    decoded, _ = nio._decode_png(path.read_bytes(), path, 10**6)
+    decoded, _ = png.decode(path.read_bytes())
+    assert decoded.dtype == dtype
     np.testing.assert_array_equal(decoded.reshape(reference.shape), reference)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_png_round_trip_every_layout(channels, dtype):
+    pixels = codes(structured(channels=channels), dtype)
+    data = png.encode(pixels, dpi=300)
+    colour = {1: png.GREY, 2: png.GREY_ALPHA, 3: png.RGB, 4: png.RGBA}[channels]
+    assert png.read_header(data) == png.Header(W, H, np.dtype(dtype).itemsize * 8, colour, False)
+    decoded, exif = png.decode(data)
+    assert decoded.dtype == dtype and exif is None
+    np.testing.assert_array_equal(decoded, pixels)
+
+
+def test_png_module_example():
+    assert doctest.testmod(png, raise_on_error=True).attempted > 0
 
 
 def test_png16_rgba_and_grey_alpha_are_read_at_full_precision(tmp_path):
@@ -157,8 +185,7 @@ def test_png16_rgba_and_grey_alpha_are_read_at_full_precision(tmp_path):
         pixels = codes(structured(channels=channels), np.uint16)
         pixels[..., -1] = 65535
         path = tmp_path / f"{channels}.png"
-        with open(path, "wb") as file:
-            nio._encode_png(file, pixels, 300)
+        path.write_bytes(png.encode(pixels, dpi=300))
         expected = pixels[..., :-1].astype(np.float32) / np.float32(65535)
         np.testing.assert_array_equal(read_image(path), np.broadcast_to(expected, (H, W, 3)))
 
@@ -195,6 +222,20 @@ def test_orientation_6_means_rotate_clockwise(tmp_path):
     result = read_image(oriented_file(tmp_path, "png", 6, stored))
     np.testing.assert_array_equal(result[0, -1], quantised(stored, 8)[0, 0])  # top-left goes to top-right
     np.testing.assert_array_equal(result, np.rot90(quantised(stored, 8), -1))
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 7])
+def test_png16_exif_orientation_matches_pillow(tmp_path, orientation):
+    """A 16-bit colour PNG goes through nnst_hr.png; its eXIf chunk must be honoured like Pillow's."""
+    exif = Image.Exif()
+    exif[274] = orientation
+    data = png.encode(codes(structured(), np.uint8).astype(np.uint16) * 257, dpi=300)  # c * 257 / 65535 == c / 255
+    ihdr_end = png.HEADER_BYTES + 4
+    path = tmp_path / "o16.png"
+    path.write_bytes(data[:ihdr_end] + png_chunk(b"eXIf", exif.tobytes()[len(b"Exif\0\0") :]) + data[ihdr_end:])
+    with Image.open(oriented_file(tmp_path, "png", orientation, structured())) as pillow:  # the same at 8 bits
+        reference = np.asarray(ImageOps.exif_transpose(pillow)).astype(np.float32) / 255
+    np.testing.assert_array_equal(read_image(path), reference)
 
 
 # --------------------------------------------------------------------------- colour modes
@@ -352,6 +393,8 @@ BAD_INPUTS = {  # case: (how to make the file, expected message)
     "truncated jpeg": (truncated(lambda path: save_with_pillow(path, "JPEG")), "truncated or corrupt"),
     "truncated tiff": (truncated(write_tiff), "truncated or corrupt"),
     "gif": (lambda path: save_with_pillow(path, "GIF"), "GIF image"),
+    "png16 of zero height": (lambda path: path.write_bytes(png16_file(4, 0, b"")), "0 pixels"),
+    "png16 bad filter byte": (lambda path: path.write_bytes(png16_file(1, 1, b"\x07" + bytes(6))), "filter type"),
 }
 
 
@@ -446,17 +489,19 @@ def failing_after_partial_write(path, *args, **kwargs):
     raise OSError("disk full")
 
 
-@pytest.mark.parametrize("name, bits, target", [("out.tif", 16, "tifffile.imwrite"), ("out.png", 16, "_encode_png")])
-def test_failing_write_leaves_existing_output_intact(tmp_path, monkeypatch, name, bits, target):
+def failing_encoder(*args, **kwargs):
+    raise MemoryError("no memory left")
+
+
+@pytest.mark.parametrize("name, error", [("out.tif", "disk full"), ("out.png", "no memory left")])
+def test_failing_write_leaves_existing_output_intact(tmp_path, monkeypatch, name, error):
     path = tmp_path / name
-    write_image(path, structured(seed=1), bit_depth=bits)
+    write_image(path, structured(seed=1), bit_depth=16)
     before = path.read_bytes()
-    if target == "tifffile.imwrite":
-        monkeypatch.setattr(tifffile, "imwrite", failing_after_partial_write)
-    else:
-        monkeypatch.setattr(nio, "_encode_png", lambda file, *a, **k: failing_after_partial_write(file.name))
-    with pytest.raises(OSError, match="disk full"):
-        write_image(path, structured(seed=2), bit_depth=bits, overwrite=True)
+    monkeypatch.setattr(tifffile, "imwrite", failing_after_partial_write)
+    monkeypatch.setattr(png, "encode", failing_encoder)
+    with pytest.raises((OSError, MemoryError), match=error):
+        write_image(path, structured(seed=2), bit_depth=16, overwrite=True)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [name]
 
@@ -513,16 +558,9 @@ def test_reading_never_writes(tmp_path):
     assert before == (path.read_bytes(), path.stat().st_mtime_ns, sorted(tmp_path.iterdir()))
 
 
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
 def test_png16_bomb_is_refused_from_its_header(tmp_path):
     """A tiny 16-bit PNG declaring 10^10 pixels is refused before anything is inflated."""
-    header = struct.pack(">IIBBBBB", 100_000, 100_000, 16, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 1000)
     path = tmp_path / "bomb.png"
-    chunks = png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
-    path.write_bytes(nio.PNG_SIGNATURE + chunks)
+    path.write_bytes(png16_file(100_000, 100_000, bytes(1000)))
     with pytest.raises(InputError, match="pixels"):
         read_image(path)
