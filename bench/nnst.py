@@ -1,0 +1,105 @@
+"""Benchmark NNST: seconds per stage, peak memory, fast vs exact objective.
+
+Each configuration runs in its own process so that its peak memory is its own. The
+baseline of the ratio is one VGG16 forward-and-backward pass at the same size, measured
+in the same run, so the figures carry over to a faster or slower machine.
+
+    python bench/nnst.py                      # 256 and 512 px, fast and exact
+    python bench/nnst.py --sizes 256 --modes fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTENT = ROOT / "samples/content/astronaut.png"
+STYLE = ROOT / "samples/style/turner_shipwreck-of-the-minotaur_oil.jpg"
+AUTHORS_SECONDS = {256: 1020.0, 512: 1560.0}  # the authors' code on this machine (2 free cores), from the issue
+
+
+def vgg_pass_seconds(size: int, repeats: int = 3) -> float:
+    """Median seconds of one VGG16 relu1_1..relu4_3 forward + backward on a size x size image."""
+    import torch
+
+    from nnst_hr.features import VGGLayers
+    from nnst_hr.weights import build_vgg16_features
+
+    vgg = VGGLayers(build_vgg16_features())
+    x = torch.rand(1, 3, size, size, requires_grad=True)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        sum(layer.mean() for layer in vgg(x)).backward()
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def run_one(size: int, mode: str, steps: int | None, out: Path | None) -> dict:
+    """Stylize the sample pair once; return timings, objective and peak memory."""
+    from nnst_hr import NNSTConfig, stylize
+    from nnst_hr.io import read_image, write_image
+
+    config = NNSTConfig(size=size, exact=mode == "exact")
+    if steps is not None:
+        config.steps = config.split_steps = steps
+    result = stylize(read_image(CONTENT), read_image(STYLE), config)
+    if out is not None:
+        write_image(out / f"nnst_{size}_{mode}.png", result.raw, overwrite=True)
+    return {
+        "timings": result.timings,
+        "objective": result.objective,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--modes", nargs="+", default=["fast", "exact"], choices=["fast", "exact"])
+    parser.add_argument("--steps", type=int, default=None, help="override steps per scale and split steps")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the raw results (visual check)")
+    parser.add_argument("--child", nargs=2, metavar=("SIZE", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        print(json.dumps(run_one(int(args.child[0]), args.child[1], args.steps, args.out)))
+        return
+
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    for size in args.sizes:
+        vgg = vgg_pass_seconds(size)
+        print(f"\n== {size} px: one VGG16 forward+backward = {vgg:.3f} s")
+        results = {}
+        for mode in args.modes:
+            cmd = [sys.executable, __file__, "--child", str(size), mode]
+            if args.steps is not None:
+                cmd += ["--steps", str(args.steps)]
+            if args.out is not None:
+                cmd += ["--out", str(args.out)]
+            line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            res = results[mode] = json.loads(line)
+            t = res["timings"]
+            stages = ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "total")
+            print(f"{mode:>5}: total {t['total']:.1f} s = {t['total'] / vgg:.0f} VGG passes; "
+                  f"peak {res['peak_rss_gb']:.2f} GB; objective {res['objective']:.5f}")
+            print(f"       {stages}")
+            if args.steps is None and size in AUTHORS_SECONDS:
+                print(f"       vs the authors' code ({AUTHORS_SECONDS[size]:.0f} s here): "
+                      f"{AUTHORS_SECONDS[size] / t['total']:.1f}x faster")
+        if {"fast", "exact"} <= results.keys():
+            f, e = results["fast"], results["exact"]
+            diff = (f["objective"] - e["objective"]) / e["objective"]
+            print(f"fast vs exact: {e['timings']['total'] / f['timings']['total']:.2f}x faster, "
+                  f"objective {diff:+.2%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""The ``nnst-hr`` command line: exit codes, one-line errors, help, and one tiny end-to-end run.
+
+Bad input is refused before any stylization starts, so every error case here is
+fast; only :func:`test_tiny_run_writes_the_run_folder_refuses_then_resumes`
+runs NNST, on 64 px images for a few steps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer.main
+from PIL import Image
+from typer.testing import CliRunner
+
+from nnst_hr.cli import app
+from nnst_hr.errors import InputError
+from nnst_hr.io import read_image, write_image
+from nnst_hr.weights import ENV_WEIGHTS, cache_path, resolve_weights
+
+SAMPLE_MASKS = Path(__file__).resolve().parents[1] / "samples" / "guided" / "louvre_to_house"
+INPUT_ERROR = 2  # the CLI's exit code for bad input
+LABEL_ROW = re.compile(r"^\s+\d+\s+#[0-9a-f]{6}\s", re.MULTILINE)  # a guided label in the masks report
+
+
+def _weights_found() -> bool:
+    try:
+        resolve_weights(allow_download=False)
+    except InputError:
+        return False
+    return True
+
+
+needs_weights = pytest.mark.skipif(not _weights_found(), reason="VGG16 weights not cached (run `nnst-hr weights`)")
+
+
+@pytest.fixture
+def cli():
+    """Call the CLI in-process; the warning hooks that it installs are undone afterwards."""
+    runner = CliRunner()
+    with warnings.catch_warnings():
+        yield lambda *args: runner.invoke(app, [str(arg) for arg in args])
+
+
+def image_file(path: Path, width: int, height: int, seed: int = 0) -> Path:
+    """A smooth colour gradient with some noise, written as an 8-bit PNG."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    image = np.stack([x, y, 1 - (x + y) / 2], axis=-1) * 0.8 + rng.random((height, width, 3)) * 0.2
+    return write_image(path, image.astype(np.float32))
+
+
+def label_map(path: Path, width: int, height: int) -> Path:
+    """A two-colour label map: red left half, blue right half."""
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[:, : width // 2, 0] = 255
+    rgb[:, width // 2 :, 2] = 255
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def assert_refused(result, message: str) -> None:
+    """Exit code 2 and exactly one line on stderr, naming the problem, with no traceback."""
+    assert result.exit_code == INPUT_ERROR, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def missing(path: Path) -> None:
+    pass
+
+
+def truncated_jpeg(path: Path) -> None:
+    Image.fromarray(np.full((48, 64, 3), 128, np.uint8)).save(path, format="JPEG")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def text_file(path: Path) -> None:
+    path.write_text("not an image, just text\n")
+
+
+@pytest.mark.parametrize(
+    "name, make, message",
+    [
+        ("content.png", missing, "no such file"),
+        ("content.jpg", truncated_jpeg, "truncated or corrupt"),
+        ("content.png", text_file, "not an image"),
+    ],
+    ids=["missing", "truncated jpeg", "text named .png"],
+)
+def test_bad_content_file_is_refused_in_one_line(cli, tmp_path, name, make, message):
+    content = tmp_path / name
+    make(content)
+    style = image_file(tmp_path / "style.png", 64, 64)
+    result = cli("run", content, style, "-o", tmp_path / "out.png", "--size", 64)
+    assert_refused(result, message)
+    assert str(content) in result.stderr
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "out.run").exists()
+
+
+def test_existing_output_is_refused_and_kept_without_overwrite(cli, tmp_path):
+    content, style = image_file(tmp_path / "content.png", 64, 48), image_file(tmp_path / "style.png", 64, 64)
+    output = tmp_path / "out.png"
+    output.write_bytes(b"an earlier result")
+    result = cli("run", content, style, "-o", output, "--size", 64)
+    assert_refused(result, "--overwrite")
+    assert output.read_bytes() == b"an earlier result"
+    assert not (tmp_path / "out.run").exists()
+
+
+@pytest.mark.parametrize("which", ["content", "style"])
+def test_output_equal_to_an_input_is_refused_even_with_overwrite(cli, tmp_path, which):
+    paths = {"content": image_file(tmp_path / "content.png", 64, 48), "style": image_file(tmp_path / "style.png", 64, 64)}
+    before = paths[which].read_bytes()
+    result = cli("run", paths["content"], paths["style"], "-o", paths[which], "--size", 64, "--overwrite")
+    assert_refused(result, "one of the inputs")
+    assert paths[which].read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "style.png"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is available")
+def test_cuda_without_a_gpu_is_refused(cli, tmp_path):
+    content, style = image_file(tmp_path / "content.png", 64, 48), image_file(tmp_path / "style.png", 64, 64)
+    result = cli("run", content, style, "-o", tmp_path / "out.png", "--size", 64, "--device", "cuda")
+    assert result.exit_code == INPUT_ERROR, result.output
+    assert result.stderr.splitlines()[-1].startswith("error: --device cuda") and "--device cpu" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out.png").exists()
+
+
+# --------------------------------------------------------------------------- help, weights, masks
+
+
+def test_run_help_documents_every_option(cli):
+    params = typer.main.get_command(app).commands["run"].params
+    result = cli("run", "--help")
+    assert result.exit_code == 0
+    assert {param.name for param in params} >= {"content", "style", "output", "size", "out_size", "guide", "overwrite"}
+    for param in params:
+        assert param.help and param.help.strip(), f"{param.name} has no help"
+        for name in param.opts + param.secondary_opts:
+            assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", result.stdout), f"{name} not in run --help"
+
+
+@pytest.mark.skipif(not cache_path().is_file(), reason="no weights in our cache (run `nnst-hr weights`)")
+def test_weights_names_where_they_came_from(cli, monkeypatch):
+    monkeypatch.delenv(ENV_WEIGHTS, raising=False)
+    result = cli("weights")
+    assert result.exit_code == 0, result.output
+    assert f"VGG16 weights: our cache ({cache_path()})" in result.stdout
+    assert "13 convolutions" in result.stdout
+
+
+def test_missing_weights_file_is_refused(cli, tmp_path):
+    assert_refused(cli("weights", "--weights", tmp_path / "vgg16.pth"), str(tmp_path / "vgg16.pth"))
+
+
+def test_masks_check_lists_the_sample_labels(cli):
+    result = cli("masks", "check", SAMPLE_MASKS)
+    assert result.exit_code == 0, result.output
+    assert len(LABEL_ROW.findall(result.stdout)) == 4
+    assert "OK: 4 labels guide the transfer." in result.stdout
+
+
+def test_masks_check_refuses_masks_of_another_aspect(cli, tmp_path):
+    label_map(tmp_path / "content_mask.png", 40, 40)
+    label_map(tmp_path / "style_mask.png", 40, 40)
+    square, wide = image_file(tmp_path / "square.png", 80, 80), image_file(tmp_path / "wide.png", 64, 32)
+    assert cli("masks", "check", tmp_path, "--content", square).exit_code == 0
+    result = cli("masks", "check", tmp_path, "--content", wide)
+    assert result.exit_code == INPUT_ERROR
+    assert "aspect" in result.stdout and "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- a whole run
+
+
+@needs_weights
+def test_tiny_run_writes_the_run_folder_refuses_then_resumes(cli, tmp_path):
+    content, style = image_file(tmp_path / "content.png", 64, 48), image_file(tmp_path / "style.png", 64, 64, seed=1)
+    output = tmp_path / "out.png"
+    args = ("run", content, style, "-o", output, "--size", 64, "--steps", 3, "--split-steps", 2)
+
+    first = cli(*args)
+    assert first.exit_code == 0, first.output
+    assert read_image(output).shape == (48, 64, 3)
+    folder = tmp_path / "out.run"
+    assert {"config.json", "nnst.png", "nnst_raw.png", "nnf.npz", "timings.json"} <= {p.name for p in folder.iterdir()}
+    with np.load(folder / "nnf.npz") as nnf:
+        assert {"nnf", "content_size", "style_size", "stride"} <= set(nnf.files)
+        assert nnf["nnf"].dtype == np.int32 and nnf["nnf"].shape[-1] == 3
+        assert tuple(nnf["content_size"]) == (48, 64) and tuple(nnf["style_size"]) == (64, 64)
+    assert json.loads((folder / "config.json").read_text())["nnst_key"]["nnst"]["steps"] == 3
+    result = output.read_bytes()
+
+    assert_refused(cli(*args), "already exists")
+    assert output.read_bytes() == result
+
+    resumed = cli(*args, "--overwrite")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumed" in resumed.stderr
+    assert output.read_bytes() == result
