@@ -32,19 +32,19 @@ GLOBAL_SAMPLES = 1
 
 @numba.njit(cache=True, fastmath=True)
 def patch_distance(target, source, ty, tx, sy, sx, extent, bound):
-    """Sum of squared differences of two patches, abandoned once it reaches ``bound``.
+    """Sum of squared differences of two 8-bit patches, abandoned once it reaches ``bound``.
 
-    ``target`` and ``source`` are 2-D feature views; ``(ty, tx)`` and ``(sy, sx)`` the first row
+    ``target`` and ``source`` are 2-D ``uint8`` feature views; ``(ty, tx)`` and ``(sy, sx)`` the first row
     and first column (already times the channel count) of each patch; ``extent = (i0, i1, j0,
     j1)`` the rows and columns (times the channel count) of the patch that are compared.
     """
     i0, i1, j0, j1 = extent
-    total = np.float32(0.0)
+    total = 0
     for i in range(i0, i1):
         t = target[ty + i]
         s = source[sy + i]
         for j in range(j0, j1):
-            d = t[tx + j] - s[sx + j]
+            d = np.int32(t[tx + j]) - np.int32(s[sx + j])
             total += d * d
         if total >= bound:
             return total
@@ -64,37 +64,41 @@ def patch_extent(y, x, h, w, patch_size, channels):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def field_distances(target, source, field, patch_size, channels):
-    """Patch distance of every target pixel to its centre in ``field``: ``float32 (Ht, Wt)``."""
+def field_distances(target, source, field, patch_size, channels, unit):
+    """Patch distance of every target pixel to its centre in ``field``: ``float32 (Ht, Wt)``.
+
+    ``unit`` converts squared 8-bit steps to energy (:func:`patchsynth.features.quantization`).
+    """
     h, w = field.shape[:2]
     out = np.empty((h, w), dtype=np.float32)
     for y in numba.prange(h):
         for x in range(w):
-            out[y, x] = patch_distance(
+            out[y, x] = unit * patch_distance(
                 target, source, y, x * channels, field[y, x, 0], field[y, x, 1] * channels,
-                patch_extent(y, x, h, w, patch_size, channels), np.float32(np.inf),
+                patch_extent(y, x, h, w, patch_size, channels), np.inf,
             )
     return out
 
 
 @numba.njit(cache=True, fastmath=True)
-def _candidate_cost(target, source, penalty, y, x, qy, qx, channels, extent, best):
+def _candidate_cost(target, source, penalty, y, x, qy, qx, channels, extent, unit, best):
     """Cost of source centre ``(qy, qx)`` for target pixel ``(y, x)``, or ``inf`` if it cannot win."""
     cost = penalty[qy, qx]
     if cost >= best:
         return np.float32(np.inf), np.float32(0.0)
-    d = patch_distance(target, source, y, x * channels, qy, qx * channels, extent, best - cost)
+    d = unit * patch_distance(target, source, y, x * channels, qy, qx * channels, extent,
+                              (best - cost) / unit)
     return cost + d, d
 
 
 @numba.njit(cache=True, fastmath=True)
-def _sweep_strip(target, source, field, distance, penalty, patch_size, channels,
+def _sweep_strip(target, source, field, distance, penalty, patch_size, channels, unit,
                  y0, y1, reverse, search_radius, key):
     h, w = field.shape[:2]
     hs, ws = penalty.shape
     step = -1 if reverse else 1
     candidates = np.empty((GLOBAL_SAMPLES + 64, 2), dtype=np.int64)
-    touched = np.float32(0.0)
+    touched = 0.0
     for i in range(y1 - y0):
         y = y1 - 1 - i if reverse else y0 + i
         for j in range(w):
@@ -116,7 +120,7 @@ def _sweep_strip(target, source, field, distance, penalty, patch_size, channels,
                 if qy < 0 or qy >= hs or qx < 0 or qx >= ws or (qy == cy and qx == cx):
                     continue
                 cost, d = _candidate_cost(target, source, penalty, y, x, qy, qx,
-                                          channels, extent, best)
+                                          channels, extent, unit, best)
                 if cost < best:
                     best, best_d, cy, cx = cost, d, qy, qx
             # Random search: a few global samples, then shrinking windows around the best.
@@ -150,7 +154,7 @@ def _sweep_strip(target, source, field, distance, penalty, patch_size, channels,
                 if qy == cy and qx == cx:
                     continue
                 cost, d = _candidate_cost(target, source, penalty, y, x, qy, qx,
-                                          channels, extent, best)
+                                          channels, extent, unit, best)
                 if cost < best:
                     best, best_d, cy, cx = cost, d, qy, qx
             field[y, x, 0] = cy
@@ -160,18 +164,20 @@ def _sweep_strip(target, source, field, distance, penalty, patch_size, channels,
 
 
 @numba.njit(cache=True, parallel=True)
-def sweep(target, source, field, distance, penalty, patch_size, channels,
+def sweep(target, source, field, distance, penalty, patch_size, channels, unit,
           reverse, search_radius, key):
     """One PatchMatch sweep over the whole target, updating ``field`` and ``distance`` in place.
 
     Parameters
     ----------
-    target, source : float32 2-D
+    target, source : uint8 2-D
         Padded feature views ``(H + 2r, (W + 2r) * C)``.
     field : int32 (Ht, Wt, 2)
         Current centres; must be valid.
     distance : float32 (Ht, Wt)
         Patch distance of each current centre (:func:`field_distances`).
+    unit : float
+        Energy of one squared 8-bit step (:func:`patchsynth.features.quantization`).
     penalty : float32 (Hs, Ws)
         Uniformity penalty of each source centre, ``inf`` where forbidden, frozen for the sweep
         (:func:`patchsynth.uniformity.penalty`).
@@ -185,12 +191,12 @@ def sweep(target, source, field, distance, penalty, patch_size, channels,
     h = field.shape[0]
     strips = (h + STRIP_ROWS - 1) // STRIP_ROWS
     # Keeps the prefetching loads of each strip alive (the compiler drops unused loads).
-    touched = np.zeros(strips, dtype=np.float32)
+    touched = np.zeros(strips, dtype=np.float64)
     for parity in range(2):
         for k in numba.prange((strips - parity + 1) // 2):
             s = 2 * k + parity
             y0 = s * STRIP_ROWS
             y1 = min(h, y0 + STRIP_ROWS)
-            touched[s] = _sweep_strip(target, source, field, distance, penalty, patch_size, channels, y0, y1,
-                         reverse, search_radius, key)
+            touched[s] = _sweep_strip(target, source, field, distance, penalty, patch_size,
+                                      channels, unit, y0, y1, reverse, search_radius, key)
     return touched

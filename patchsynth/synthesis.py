@@ -73,13 +73,14 @@ class Synthesis:
 
 @dataclasses.dataclass
 class _Source:
-    """One source pyramid level: padded features, padded style, valid centres."""
+    """One source pyramid level: 8-bit padded features, padded float style, valid centres."""
 
     features: np.ndarray
     style: np.ndarray
     valid: np.ndarray
     candidates: np.ndarray
-    style_scale: np.ndarray
+    style_factor: np.ndarray
+    unit: float
 
     @property
     def shape(self):
@@ -177,8 +178,10 @@ def synthesize(
     validation.check_images(source, source_guides, target_guides, MAX_STYLE_CHANNELS,
                             MAX_GUIDE_CHANNELS)
     cs, cg = source.shape[2], source_guides.shape[2]
-    style_scale = np.sqrt(validation.channel_weights(style_weight, cs, "style_weight"))
-    guide_scale = np.sqrt(validation.channel_weights(guide_weights, cg, "guide_weights"))
+    style_factor, guide_factor, unit = features.quantization(
+        np.sqrt(validation.channel_weights(style_weight, cs, "style_weight")),
+        np.sqrt(validation.channel_weights(guide_weights, cg, "guide_weights")),
+    )
     validation.check_parameters(patch_size, levels, search_vote_iters, patchmatch_iters,
                                 uniformity, search_radius, start_size, max_search_size, seed,
                                 source.shape)
@@ -201,8 +204,8 @@ def synthesize(
     field = None if init_field is None else np.asarray(init_field, dtype=np.int32)
     field_source_shape = source.shape[:2]
     for step, (level, searched) in enumerate(reversed(schedule)):
-        src = _source_level(source_levels.pop(), mask_levels.pop(), cs, style_scale, guide_scale,
-                            patch_size)
+        src = _source_level(source_levels.pop(), mask_levels.pop(), cs, style_factor,
+                            guide_factor, unit, patch_size)
         guides = target_levels.pop()
         if field is None:
             field = fields.random_field(guides.shape[:2], src.candidates, src.shape[1],
@@ -211,7 +214,7 @@ def synthesize(
             field = fields.rescale_field(field, field_source_shape, guides.shape[:2], src.valid,
                                          src.candidates, fields.stage_key(seed, _RESCALE, level))
         field_source_shape = src.shape
-        target = features.feature_stack(None, guides, style_scale, guide_scale, patch_size // 2)
+        target = features.feature_stack(None, guides, style_factor, guide_factor, patch_size // 2)
         del guides
         iterations = search_vote_iters if searched else 0
         with _threads_for(field.shape[0] * field.shape[1]):
@@ -221,7 +224,7 @@ def synthesize(
                 _progress_at(progress, step + 1, len(schedule), iterations),
             )
     error = patchmatch.field_distances(_rows(target), _rows(src.features), field, patch_size,
-                                       target.shape[2])
+                                       target.shape[2], unit)
     return Synthesis(image=image, field=field, error=error)
 
 
@@ -236,12 +239,13 @@ def _synthesize_level(target, src, field, patch_size, iterations, sweeps, unifor
     image = vote.vote(src.style, field, np.zeros(field.shape[:2], np.float32), patch_size, 0.0)
     _set_style(target, image, src)
     for iteration in range(iterations):
-        distance = patchmatch.field_distances(target2d, source2d, field, patch_size, channels)
+        distance = patchmatch.field_distances(target2d, source2d, field, patch_size, channels,
+                                              src.unit)
         for sweep in range(sweeps):
             penalty = uniform.penalty(field, src.valid, patch_size, uniformity, src.candidates.size)
             patchmatch.sweep(
                 target2d, source2d, field, distance, penalty, patch_size,
-                channels, sweep % 2 == 1, search_radius or max(src.shape),
+                channels, src.unit, sweep % 2 == 1, search_radius or max(src.shape),
                 fields.stage_key(seed, _SWEEP, level, iteration, sweep),
             )
         image = vote.vote(src.style, field, distance, patch_size, 1.0 / (patch_size**2 * channels))
@@ -288,7 +292,7 @@ def _rows(stack):
     return stack.reshape(stack.shape[0], -1)
 
 
-def _source_level(stack, mask, style_channels, style_scale, guide_scale, patch_size):
+def _source_level(stack, mask, style_channels, style_factor, guide_factor, unit, patch_size):
     """Padded features, padded style and valid centres of one source level."""
     radius = patch_size // 2
     valid = fields.valid_centres(mask[..., 0] > 1.0 - _MASK_TOLERANCE, patch_size)
@@ -301,11 +305,12 @@ def _source_level(stack, mask, style_channels, style_scale, guide_scale, patch_s
     style = np.ascontiguousarray(stack[..., :style_channels])
     guides = np.ascontiguousarray(stack[..., style_channels:])
     return _Source(
-        features=features.feature_stack(style, guides, style_scale, guide_scale, radius),
+        features=features.feature_stack(style, guides, style_factor, guide_factor, radius),
         style=features.pad(style, radius),
         valid=valid,
         candidates=candidates,
-        style_scale=style_scale,
+        style_factor=style_factor,
+        unit=unit,
     )
 
 
@@ -316,7 +321,7 @@ def _set_style(target, image, src):
     never read.
     """
     radius = (target.shape[0] - image.shape[0]) // 2
-    features.write_channels(target, radius, image, 0, src.style_scale)
+    features.write_channels(target, radius, image, 0, src.style_factor)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from nnst_hr.io import read_image, write_image
 from nnst_hr.weights import ENV_WEIGHTS, cache_path, resolve_weights
 
 SAMPLE_MASKS = Path(__file__).resolve().parents[1] / "samples" / "guided" / "louvre_to_house"
+SCRIPT = Path(sys.executable).with_name("nnst-hr")  # the installed console script
 INPUT_ERROR = 2  # the CLI's exit code for bad input
 LABEL_ROW = re.compile(r"^\s+\d+\s+#[0-9a-f]{6}\s", re.MULTILINE)  # a guided label in the masks report
 
@@ -77,7 +80,7 @@ def assert_refused(result, message: str) -> None:
 
 
 def missing(path: Path) -> None:
-    pass
+    """Create nothing."""
 
 
 def truncated_jpeg(path: Path) -> None:
@@ -108,6 +111,19 @@ def test_bad_content_file_is_refused_in_one_line(cli, tmp_path, name, make, mess
     assert not (tmp_path / "out.png").exists() and not (tmp_path / "out.run").exists()
 
 
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="the nnst-hr script is not installed beside this Python")
+def test_installed_script_exits_2_with_one_line_on_stderr(tmp_path):
+    """The same contract through a real process: exit status, streams, no traceback."""
+    content, style = tmp_path / "missing.png", image_file(tmp_path / "style.png", 64, 64)
+    result = subprocess.run(
+        [SCRIPT, "run", content, style, "-o", tmp_path / "out.png"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == INPUT_ERROR
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {content}: no such file"), result.stderr
+    assert result.stdout == ""
+
+
 def test_existing_output_is_refused_and_kept_without_overwrite(cli, tmp_path):
     content, style = image_file(tmp_path / "content.png", 64, 48), image_file(tmp_path / "style.png", 64, 64)
     output = tmp_path / "out.png"
@@ -120,7 +136,8 @@ def test_existing_output_is_refused_and_kept_without_overwrite(cli, tmp_path):
 
 @pytest.mark.parametrize("which", ["content", "style"])
 def test_output_equal_to_an_input_is_refused_even_with_overwrite(cli, tmp_path, which):
-    paths = {"content": image_file(tmp_path / "content.png", 64, 48), "style": image_file(tmp_path / "style.png", 64, 64)}
+    paths = {"content": image_file(tmp_path / "content.png", 64, 48),
+             "style": image_file(tmp_path / "style.png", 64, 64)}
     before = paths[which].read_bytes()
     result = cli("run", paths["content"], paths["style"], "-o", paths[which], "--size", 64, "--overwrite")
     assert_refused(result, "one of the inputs")
@@ -198,8 +215,11 @@ def test_tiny_run_writes_the_run_folder_refuses_then_resumes(cli, tmp_path):
     assert {"config.json", "nnst.png", "nnst_raw.png", "nnf.npz", "timings.json"} <= {p.name for p in folder.iterdir()}
     with np.load(folder / "nnf.npz") as nnf:
         assert {"nnf", "content_size", "style_size", "stride"} <= set(nnf.files)
-        assert nnf["nnf"].dtype == np.int32 and nnf["nnf"].shape[-1] == 3
+        stride = int(nnf["stride"])
+        assert stride == 4  # the feature grid of ARCHITECTURE.md
+        assert nnf["nnf"].dtype == np.int32 and nnf["nnf"].shape == (48 // stride, 64 // stride, 3)
         assert tuple(nnf["content_size"]) == (48, 64) and tuple(nnf["style_size"]) == (64, 64)
+    assert json.loads((folder / "timings.json").read_text())["total"] > 0
     assert json.loads((folder / "config.json").read_text())["nnst_key"]["nnst"]["steps"] == 3
     result = output.read_bytes()
 

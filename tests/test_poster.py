@@ -1,0 +1,142 @@
+"""The poster stage: field mapping into the atlas, output format, resume, guided regions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from nnst_hr import run as run_module
+from nnst_hr.config import NNSTConfig, PosterConfig
+from nnst_hr.io import read_image
+from nnst_hr.poster import build_atlas, field_to_atlas, resize
+from nnst_hr.run import RunOptions, run_files
+
+
+def smooth_style(h, w):
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([yy / h, xx / w, 0.5 + 0.5 * np.sin(xx / 7.0) * np.cos(yy / 5.0)], -1).astype(np.float32)
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_atlas_coordinates_point_at_the_same_style_content(scale):
+    style = smooth_style(40, 56)
+    rng = np.random.default_rng(0)
+    nnf = np.zeros((12, 15, 3), np.int32)
+    nnf[..., 0] = rng.integers(0, 4, nnf.shape[:2])
+    for k in range(4):
+        sel = nnf[..., 0] == k
+        h, w = np.rot90(style, k).shape[:2]
+        nnf[sel, 1] = rng.integers(0, h, sel.sum())
+        nnf[sel, 2] = rng.integers(0, w, sel.sum())
+    exemplar = resize(style, (40 * scale, 56 * scale))
+    atlas = build_atlas(exemplar, exemplar[..., :1], [0, 1, 2, 3])
+    at = field_to_atlas(nnf, atlas, scale)
+    assert atlas.mask[at[..., 0], at[..., 1]].all()  # never in a gutter
+    for k in range(4):
+        sel = nnf[..., 0] == k
+        expected = np.rot90(style, k)[nnf[sel, 1], nnf[sel, 2]]
+        found = atlas.image[at[sel][:, 0], at[sel][:, 1]]
+        # scale 1 is exact; at scale 2 the exemplar is an interpolation of a smooth image
+        assert np.abs(found - expected).max() < (1e-6 if scale == 1 else 0.08)
+
+
+def write(path, image):
+    Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(path)
+
+
+def tiny_options(tmp_path, **poster):
+    nnst = NNSTConfig(size=64, steps=4, split_steps=2, seed=1)
+    return RunOptions(nnst=nnst, poster=PosterConfig(out_size=192, search_vote_iters=1, patchmatch_iters=1, **poster),
+                      quiet=True)
+
+
+@pytest.fixture()
+def pair(tmp_path):
+    rng = np.random.default_rng(2)
+    content = smooth_style(48, 64)[..., ::-1]
+    style = np.clip(smooth_style(96, 96) + 0.1 * rng.random((96, 96, 3)), 0, 1)
+    write(tmp_path / "c.png", content)
+    write(tmp_path / "s.png", style)
+    return tmp_path / "c.png", tmp_path / "s.png"
+
+
+def test_poster_size_bit_depth_and_tiff_tags(tmp_path, pair):
+    out = tmp_path / "poster.tif"
+    run_files(*pair, out, tiny_options(tmp_path))
+    with tifffile.TiffFile(out) as tif:
+        page = tif.pages[0]
+        assert page.shape == (144, 192, 3) and page.dtype == np.uint16
+        assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert page.tags["XResolution"].value == (300, 1)
+    folder = tmp_path / "poster.run"
+    for name in ("config.json", "nnst.png", "nnst_raw.png", "nnf.npz", "timings.json"):
+        assert (folder / name).exists()
+    assert json.loads((folder / "config.json").read_text())["poster_key"]["poster"]["out_size"] == 192
+
+
+def test_interrupted_run_resumes_without_redoing_nnst(tmp_path, pair, monkeypatch):
+    out = tmp_path / "poster.png"
+    options = tiny_options(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    import nnst_hr.poster
+
+    monkeypatch.setattr(nnst_hr.poster, "make_poster", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_files(*pair, out, options)
+    assert not out.exists() and (tmp_path / "poster.run" / "nnf.npz").exists()
+    monkeypatch.undo()
+
+    def no_nnst(*args, **kwargs):
+        raise AssertionError("NNST was recomputed")
+
+    monkeypatch.setattr(run_module, "stylize", no_nnst)
+    run_files(*pair, out, options)
+    assert read_image(out).shape == (144, 192, 3)
+    # a changed NNST parameter must recompute NNST
+    options.nnst.alpha = 0.5
+    options.overwrite = True
+    with pytest.raises(AssertionError, match="recomputed"):
+        run_files(*pair, out, options)
+
+
+def test_guided_poster_draws_from_matching_style_regions(tmp_path):
+    # content: left half label A (red in the mask), right half B (blue)
+    content = np.full((48, 64, 3), 0.5, np.float32)
+    content[:, :, 0] = np.linspace(0.3, 0.7, 64)[None, :]
+    # style: top region is A-textured (green stripes), bottom is B (dark dots)
+    yy, xx = np.mgrid[0:96, 0:96]
+    style = np.zeros((96, 96, 3), np.float32)
+    style[:48, :, 1] = 0.5 + 0.4 * np.sin(xx[:48] / 2.0)
+    style[48:, :, 2] = 0.3 + 0.3 * (np.sin(xx[48:]) * np.sin(yy[48:]) > 0)
+    write(tmp_path / "c.png", content)
+    write(tmp_path / "s.png", style)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    cm = np.zeros((48, 64, 3), np.uint8)
+    cm[:, :32] = (255, 0, 0)
+    cm[:, 32:] = (0, 0, 255)
+    sm = np.zeros((96, 96, 3), np.uint8)
+    sm[:48] = (255, 0, 0)
+    sm[48:] = (0, 0, 255)
+    Image.fromarray(cm).save(masks / "content.png")
+    Image.fromarray(sm).save(masks / "style.png")
+    options = tiny_options(tmp_path)
+    options.nnst.rotate = False
+    options.nnst.guide_weight = 0.9
+    options.guide = masks
+    out = tmp_path / "guided.png"
+    run_files(tmp_path / "c.png", tmp_path / "s.png", out, options)
+    with np.load(tmp_path / "guided.run" / "poster_state.npz") as state:
+        field = state["field"]
+    # the atlas holds one unrotated copy at the poster's scale: NNST's 64 px style x 3 = 192 px
+    row = field[..., 0] / 192.0
+    left, right = row[:, : field.shape[1] // 2 - 8], row[:, field.shape[1] // 2 + 8:]
+    assert (left < 0.5).mean() > 0.95
+    assert (right >= 0.5).mean() > 0.95
