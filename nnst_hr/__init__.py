@@ -18,6 +18,14 @@ __version__ = "0.1.0"
 
 from .config import NNSTConfig, PosterConfig  # noqa: E402
 from .errors import InputError  # noqa: E402
-from .stylize import StylizeResult, stylize  # noqa: E402
 
 __all__ = ["NNSTConfig", "PosterConfig", "InputError", "StylizeResult", "stylize", "__version__"]
+
+
+def __getattr__(name: str):
+    # torch takes seconds to import: load it only when the API is used, not for `--help`
+    if name in ("stylize", "StylizeResult"):
+        from . import stylize as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module 'nnst_hr' has no attribute {name!r}")

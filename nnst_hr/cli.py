@@ -47,8 +47,13 @@ def _input_errors() -> tuple[type[Exception], ...]:
 
 def _guarded(action):
     """Run ``action()``; bad input -> message + exit 2, anything else -> message + exit 1."""
-    warnings.simplefilter("default")
-    warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
+        return _exit_codes(action)
+
+
+def _exit_codes(action):
     try:
         return action()
     except typer.Exit:

@@ -27,7 +27,7 @@ import torch
 NORM_EPS = 1e-8  # floor of a vector's norm before dividing (constant vectors)
 HARD_LABEL_BONUS = 16.0  # > max |cosine term| + max guide term, so labels always win
 SCORE_BLOCK_BYTES = 256 * 2**20  # memory for one block of the score matrix
-APPROX_MIN_WORK = 4e9  # multiply-adds below which the exhaustive search is cheap enough
+APPROX_MIN_WORK = 5e11  # multiply-adds below which the exhaustive search is faster (measured crossover)
 
 
 @dataclass
@@ -64,6 +64,7 @@ def augment(queries: torch.Tensor, keys: torch.Tensor, guides: Guides | None):
     """Centered, normalized and guide-augmented ``(queries (N, C'), keys (M, C'))``.
 
     ``argmax_j queries @ keys.T`` is then the nearest neighbor under the guided distance.
+    The first ``C`` columns are the features, the ``C' - C`` after them the guide terms.
     """
     q = center_normalize(queries.float())
     k = center_normalize(keys.float())
@@ -162,16 +163,20 @@ def principal_axes(x: torch.Tensor, dims: int, *, sample: int = 16384, seed: int
 
 
 def projected_best_scores(
-    q: torch.Tensor, k: torch.Tensor, axes: torch.Tensor, candidates: int
+    q: torch.Tensor, k: torch.Tensor, axes: torch.Tensor, candidates: int, tail: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Approximate :func:`best_scores`: shortlist on projections, decide exactly.
 
-    Each query's ``candidates`` best keys under the projected dot product
-    ``(q @ axes) . (k @ axes)`` are re-scored with the full vectors and the best is kept.
-    The cost falls by about ``D / dims``; a query misses its exact neighbour only when
-    that neighbour is not on the shortlist.
+    Each query's ``candidates`` best keys under the projected dot product are re-scored
+    with the full vectors and the best is kept. The first ``D - tail`` columns are
+    projected on ``axes ((D - tail), dims)``; the last ``tail`` columns (guide and label
+    columns, few but decisive) enter the shortlist score unprojected. The cost falls by
+    about ``D / dims``; a query misses its exact neighbour only when that neighbour is not
+    on the shortlist.
     """
-    qp, kp = q @ axes, (k @ axes).t().contiguous()
+    body = q.shape[1] - tail
+    qp = torch.cat([q[:, :body] @ axes, q[:, body:]], 1)
+    kp = torch.cat([k[:, :body] @ axes, k[:, body:]], 1).t().contiguous()
     candidates = min(candidates, k.shape[0])
     rows = max(1, SCORE_BLOCK_BYTES // (4 * max(1, k.shape[0])))
     scores, indices = [], []
@@ -185,15 +190,24 @@ def projected_best_scores(
 
 
 def search(
-    q: torch.Tensor, k: torch.Tensor, *, exact: bool = True, dims: int = 128, candidates: int = 16, seed: int = 0
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    exact: bool = True,
+    dims: int = 128,
+    candidates: int = 16,
+    tail: int = 0,
+    seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best key for each prepared query: exhaustive, or shortlisted on principal axes.
 
-    The shortlist is used only when it pays: not ``exact``, the vectors have more than
-    ``2 * dims`` components, and the exhaustive product would cost over ``APPROX_MIN_WORK``.
-    Returns ``(scores (N,), indices (N,))`` like :func:`best_scores`.
+    The shortlist is used only when it pays: not ``exact``, the feature part (all but the
+    last ``tail`` guide columns) has more than ``2 * dims`` components, and the exhaustive
+    product would cost over ``APPROX_MIN_WORK``. Returns ``(scores (N,), indices (N,))``
+    like :func:`best_scores`.
     """
     work = q.shape[0] * k.shape[0] * k.shape[1]
-    if exact or k.shape[1] <= 2 * dims or work < APPROX_MIN_WORK:
+    body = k.shape[1] - tail
+    if exact or body <= 2 * dims or work < APPROX_MIN_WORK:
         return best_scores(q, k)
-    return projected_best_scores(q, k, principal_axes(k, dims, seed=seed), candidates)
+    return projected_best_scores(q, k, principal_axes(k[:, :body], dims, seed=seed), candidates, tail)

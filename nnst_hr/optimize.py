@@ -106,7 +106,7 @@ def fit_split_layers(
     sample: int,
     generator: torch.Generator,
     autocast,
-    search: Callable = best_scores,
+    search: Callable = lambda q, k, tail: best_scores(q, k),
     content_guides: list[torch.Tensor | None] | None = None,
     content_labels: list[torch.Tensor | None] | None = None,
     guide_weight: float = 0.5,
@@ -121,8 +121,8 @@ def fit_split_layers(
     given) without gradients, and add the centered cosine distance of the gathered pairs
     to the loss (a sum over layers, as in the authors' code).
 
-    ``search(q, k) -> (scores, indices)`` finds the matches of prepared vectors
-    (:func:`matching.best_scores` or a faster equivalent); ``content_guides[l]`` is
+    ``search(q, k, tail) -> (scores, indices)`` finds the matches of prepared vectors whose
+    last ``tail`` columns are guide terms (:func:`matching.search`); ``content_guides[l]`` is
     ``(G, H_l, W_l)`` on layer ``l``'s grid (or None).
     """
     params, opt = _adam(pyr, lr)
@@ -147,7 +147,8 @@ def fit_split_layers(
                     key_labels=torch.cat([lab[oy::stride, ox::stride].flatten() for lab in style[li].labels]) if hard else None,
                 )
             with torch.no_grad():
-                index = search(*augment(out.detach(), keys, guides))[1]
+                q, k = augment(out.detach(), keys, guides)
+                index = search(q, k, q.shape[1] - out.shape[1])[1]
             loss = loss + centered_cosine_loss(out, keys[index], keys.mean(0, keepdim=True))
         loss.backward()
         opt.step()

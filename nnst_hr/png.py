@@ -36,7 +36,19 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-__all__ = ["SAMPLES_PER_PIXEL", "SIGNATURE", "Header", "decode", "encode", "read_header"]
+__all__ = [
+    "GREY",
+    "GREY_ALPHA",
+    "HEADER_BYTES",
+    "RGB",
+    "RGBA",
+    "SAMPLES_PER_PIXEL",
+    "SIGNATURE",
+    "Header",
+    "decode",
+    "encode",
+    "read_header",
+]
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GREY, RGB, GREY_ALPHA, RGBA = 0, 2, 4, 6  # PNG colour types

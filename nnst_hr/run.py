@@ -21,6 +21,7 @@ import numpy as np
 
 from . import __version__
 from .config import NNSTConfig, PosterConfig
+from .device import resolve_device
 from .errors import InputError
 from .field import load_field, save_field
 from .io import atomic_output, check_output_path, read_image, write_image
@@ -131,9 +132,11 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     """
     options = options or RunOptions()
     content, style, output = Path(content), Path(style), Path(output)
+    for given in (content, style):
+        if output.resolve() == given.resolve() or (output.exists() and given.exists() and output.samefile(given)):
+            raise InputError(f"the output {output} is one of the inputs; choose another output path")
     check_output_path(output, overwrite=options.overwrite)
-    if output.resolve() in (content.resolve(), style.resolve()):
-        raise InputError(f"the output {output} is one of the inputs; choose another output path")
+    resolve_device(options.nnst.device)
     progress = Progress(enabled=not options.quiet)
     content_img, style_img, masks = load_inputs(content, style, options)
     for message in (masks.warnings if masks is not None else []):

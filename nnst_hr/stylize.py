@@ -104,7 +104,7 @@ class Match:
         return float(1.0 - (q * k).sum(1).mean())
 
 
-class _Masks:
+class MaskGuides:
     """Guide channels and hard labels of a :class:`guidance.MaskPair` on any grid, as tensors."""
 
     def __init__(self, pair, config: NNSTConfig, device: torch.device):
@@ -155,10 +155,11 @@ class _Stylizer:
         self.rotation_ids = [0, 1, 2, 3] if config.rotate else [0]
         self.timings: dict[str, float] = {}
 
-    def search(self, q: torch.Tensor, k: torch.Tensor, dims: int | None = None):
+    def search(self, q: torch.Tensor, k: torch.Tensor, tail: int, dims: int | None = None):
         """:func:`matching.search` with this run's speed settings (``dims`` defaults to the config's)."""
         cfg = self.config
-        return search(q, k, exact=cfg.exact, dims=dims or cfg.search_dims, candidates=cfg.candidates, seed=cfg.seed)
+        return search(q, k, exact=cfg.exact, dims=dims or cfg.search_dims, candidates=cfg.candidates,
+                      tail=tail, seed=cfg.seed)
 
     def autocast(self):
         return autocast(self.device, self.bf16)
@@ -190,7 +191,8 @@ class _Stylizer:
         self._time("features", start)
         start = time.perf_counter()
         guides = self.masks.for_search(grid, grids, self.rotation_ids) if self.masks else None
-        index = self.search(*augment(queries, keys, guides))[1]
+        q, k = augment(queries, keys, guides)
+        index = self.search(q, k, tail=q.shape[1] - queries.shape[1])[1]
         self._time("matching", start)
         return Match(index, queries, keys, grids, sizes)
 
@@ -276,7 +278,7 @@ class _Stylizer:
         self.progress.start("feature splitting")
         out_pyr = fit_split_layers(
             out_pyr, self.vgg, split_style, steps=cfg.split_steps, lr=cfg.lr, sample=cfg.split_sample,
-            generator=generator, autocast=self.autocast, search=lambda q, k: self.search(q, k, k.shape[1] // 4),
+            generator=generator, autocast=self.autocast, search=lambda q, k, tail: self.search(q, k, tail, (k.shape[1] - tail) // 4),
             content_guides=content_guides,
             content_labels=content_labels, guide_weight=cfg.guide_weight, hard=self.masks.hard if self.masks else False,
             on_step=self.progress.step,
@@ -333,7 +335,7 @@ def stylize(
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
     total = time.perf_counter()
-    runner = _Stylizer(config, _Masks(masks, config, resolve_device(config.device)) if masks is not None else None,
+    runner = _Stylizer(config, MaskGuides(masks, config, resolve_device(config.device)) if masks is not None else None,
                        progress, checkpoint_dir, weights)
     device = runner.device
     content_t = resize_long_side(to_tensor(content, device), config.size)

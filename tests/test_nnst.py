@@ -187,3 +187,27 @@ def test_same_seed_same_output(result, images):
     again = stylize(*images, cfg)
     assert np.array_equal(res.image, again.image)
     assert np.array_equal(res.field, again.field)
+
+
+def test_projected_search_is_exact_when_the_axes_span_the_data():
+    gen = torch.Generator().manual_seed(4)
+    basis = torch.randn(12, 300, generator=gen)
+    q = torch.randn(400, 12, generator=gen) @ basis
+    k = torch.randn(1500, 12, generator=gen) @ basis
+    qa, ka = matching.augment(q, k, None)
+    approx = matching.projected_best_scores(qa, ka, matching.principal_axes(ka, 24), 4)[1]
+    assert torch.equal(approx, matching.best_scores(qa, ka)[1])
+
+
+def test_projected_search_keeps_hard_labels_exact():
+    gen = torch.Generator().manual_seed(5)
+    basis = torch.randn(10, 200, generator=gen)
+    q, k = torch.randn(300, 10, generator=gen) @ basis, torch.randn(900, 10, generator=gen) @ basis
+    ql, kl = torch.randint(0, 3, (300,), generator=gen), torch.randint(0, 3, (900,), generator=gen)
+    guides = Guides(torch.nn.functional.one_hot(ql, 3).float(), torch.nn.functional.one_hot(kl, 3).float(),
+                    weight=0.3, hard=True, query_labels=ql, key_labels=kl)
+    qa, ka = matching.augment(q, k, guides)
+    tail = qa.shape[1] - q.shape[1]
+    found = matching.projected_best_scores(qa, ka, matching.principal_axes(ka[:, :-tail], 20), 4, tail)[1]
+    assert torch.equal(kl[found], ql)
+    assert torch.equal(found, brute_force(q, k, guides))

@@ -33,7 +33,7 @@ def brute_force_distances(target, source, patch_size):
         return windows.reshape(stack.shape[0] - 2 * r, stack.shape[1] - 2 * r, -1).reshape(
             -1, stack.shape[2] * patch_size**2)
 
-    t, s = patches(target).astype(np.float64), patches(source).astype(np.float64)
+    t, s = patches(target.astype(np.float64)), patches(source.astype(np.float64))
     return (t**2).sum(1)[:, None] + (s**2).sum(1)[None, :] - 2 * t @ s.T
 
 
@@ -77,21 +77,32 @@ def test_rescaled_identity_field_stays_identity():
     np.testing.assert_array_equal(np.abs(down - identity((20, 30))).max(), 0)
 
 
-def test_feature_stack_is_mirror_padded_and_weighted():
+def test_feature_stack_is_weighted_quantized_and_mirror_padded():
     rng = np.random.default_rng(0)
     style, guides = rng.random((6, 7, 2), np.float32), rng.random((6, 7, 3), np.float32)
-    scale = np.float32([1.0, 0.5]), np.float32([2.0, 1.0, 0.25])
-    stack = features.feature_stack(style, guides, *scale, 2)
-    expected = np.concatenate([style * scale[0], guides * scale[1]], axis=2)
-    np.testing.assert_allclose(stack, np.pad(expected, ((2, 2), (2, 2), (0, 0)), mode="reflect"))
+    style_factor, guide_factor, unit = features.quantization(np.float32([1.0, 0.5]),
+                                                             np.float32([2.0, 1.0, 0.25]))
+    stack = features.feature_stack(style, guides, style_factor, guide_factor, 2)
+    weighted = np.concatenate([style * [1.0, 0.5], guides * [2.0, 1.0, 0.25]], axis=2)
+    assert stack.dtype == np.uint8 and stack.max() <= 255
+    # One step is sqrt(unit) in weighted units; rounding is off by half a step at most.
+    restored = stack.astype(np.float64) * np.sqrt(unit)
+    expected = np.pad(weighted, ((2, 2), (2, 2), (0, 0)), mode="reflect")
+    np.testing.assert_allclose(restored, expected, atol=0.5 * np.sqrt(unit) + 1e-6)
 
 
 def test_field_distances_clip_target_patches_at_the_border():
     rng = np.random.default_rng(0)
-    target, source = rng.random((9, 11, 4), np.float32), rng.random((8, 10, 4), np.float32)
+    # Values on the 8-bit grid, so that the stored features are exact.
+    target = (rng.integers(0, 256, (9, 11, 4)) / 255).astype(np.float32)
+    source = (rng.integers(0, 256, (8, 10, 4)) / 255).astype(np.float32)
     f = np.stack([rng.integers(0, 8, (9, 11)), rng.integers(0, 10, (9, 11))], -1).astype(np.int32)
-    got = patchmatch.field_distances(features.pad(target, 2).reshape(13, -1),
-                                     features.pad(source, 2).reshape(12, -1), f, 5, 4)
+    ones = np.ones(4, np.float32)
+    _, factor, unit = features.quantization(np.zeros(0, np.float32), ones)
+    stacks = [features.feature_stack(None, image, np.zeros(0, np.float32), factor, 2)
+              for image in (target, source)]
+    got = patchmatch.field_distances(stacks[0].reshape(13, -1), stacks[1].reshape(12, -1), f,
+                                     5, 4, unit)
     mirrored = np.pad(source, ((2, 2), (2, 2), (0, 0)), mode="reflect")
     expected = np.zeros((9, 11))
     for y, x, dy, dx in np.ndindex(9, 11, 5, 5):
@@ -164,9 +175,12 @@ def test_patchmatch_finds_the_exact_nearest_patch():
     target = rotated_crop(source, 0.3, (32, 32))
     result = patchsynth.synthesize(source, source, target, style_weight=0.0, levels=1,
                                    uniformity=0.0, search_vote_iters=1, patchmatch_iters=16)
-    scale = np.sqrt(np.float32(1 / 3))
-    all_pairs = brute_force_distances(features.pad(target * scale, 2),
-                                      features.pad(source * scale, 2), 5)
+    # Brute force on the same 8-bit features the synthesizer compares.
+    _, factor, unit = features.quantization(np.zeros(3, np.float32), np.full(3, 3**-0.5, np.float32))
+    target_stack, source_stack = (
+        features.feature_stack(image * 0, image, np.zeros(3, np.float32), factor, 2) for image in
+        (target, source))
+    all_pairs = unit * brute_force_distances(target_stack, source_stack, 5)
     best = all_pairs.min(axis=1).reshape(32, 32)
     found = all_pairs[np.arange(32 * 32), (result.field[..., 0] * 48 + result.field[..., 1]).ravel()]
     exact = found.reshape(32, 32) <= best + 1e-4
@@ -176,9 +190,11 @@ def test_patchmatch_finds_the_exact_nearest_patch():
 
 
 def test_a_shifted_crop_of_the_guide_yields_that_crop(texture):
-    # Without uniformity: a crop uses half of the source, more than its fair share.
+    # Without uniformity (a crop uses half of the source, more than its fair share) and with
+    # guides that outweigh the style, as when guiding by a crop.
     style, guides = texture
-    result = patchsynth.synthesize(style, guides, guides[10:58, 6:50], uniformity=0.0)
+    result = patchsynth.synthesize(style, guides, guides[10:58, 6:50], uniformity=0.0,
+                                   guide_weights=2.0)
     assert psnr(result.image, style[10:58, 6:50]) >= 35
     shift = result.field - identity((48, 44))
     assert (shift == (10, 6)).all(-1).mean() >= 0.95
