@@ -22,7 +22,7 @@ from nnst_hr.config import NNSTConfig
 from nnst_hr.features import VGGLayers, feature_grid, hypercolumns
 from nnst_hr.io import read_image
 from nnst_hr.matching import augment, search
-from nnst_hr.stylize import MaskGuides, resize_long_side, to_tensor
+from nnst_hr.nnst import MaskGuides, resize_long_side, to_tensor
 from nnst_hr.weights import build_vgg16_features
 
 PAIR = Path(__file__).resolve().parents[1] / "samples/guided/louvre_to_house"

@@ -25,7 +25,7 @@ __all__ = ["NNSTConfig", "PosterConfig", "InputError", "StylizeResult", "stylize
 def __getattr__(name: str):
     # torch takes seconds to import: load it only when the API is used, not for `--help`
     if name in ("stylize", "StylizeResult"):
-        from . import stylize as module
+        from . import nnst
 
-        return getattr(module, name)
+        return getattr(nnst, name)
     raise AttributeError(f"module 'nnst_hr' has no attribute {name!r}")

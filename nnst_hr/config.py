@@ -25,6 +25,7 @@ class NNSTConfig:
     size: int = 1024  # long side of the NNST output in pixels
     coarsest: int = 64  # long side of the first (coarsest) scale; scales double up to `size`
     steps: int = 200  # Adam steps per scale of hypercolumn matching
+    finest_steps: int | None = None  # Adam steps of hypercolumn matching at full size (None: `steps`)
     split_steps: int = 200  # Adam steps of the final feature-splitting pass at full size
     lr: float = 2e-3  # Adam learning rate on the Laplacian-pyramid coefficients
     pyramid_levels: int = 8  # Laplacian levels of the output parameterization (capped by image size)
@@ -60,6 +61,10 @@ class NNSTConfig:
         while out[0] // 2 >= self.coarsest:
             out.insert(0, out[0] // 2)
         return out
+
+    def steps_at(self, scale: int) -> int:
+        """Hypercolumn steps at pyramid scale ``scale`` (0 = full size)."""
+        return self.finest_steps if scale == 0 and self.finest_steps is not None else self.steps
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -26,7 +26,9 @@ import torch
 
 NORM_EPS = 1e-8  # floor of a vector's norm before dividing (constant vectors)
 HARD_LABEL_BONUS = 16.0  # > max |cosine term| + max guide term, so labels always win
-SCORE_BLOCK_BYTES = 256 * 2**20  # memory for one block of the score matrix
+SCORE_BLOCK_BYTES = 256 * 2**20  # memory for one block of the score matrix (wide vectors)
+SMALL_BLOCK_BYTES = 32 * 2**20  # narrow vectors make the product bandwidth-bound: keep blocks in cache
+NARROW = 1024  # vectors with fewer components than this are narrow
 APPROX_MIN_WORK = 5e11  # multiply-adds below which the exhaustive search is faster (measured crossover)
 
 
@@ -92,7 +94,8 @@ def best_scores(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.T
     -------
     (scores (N,), indices (N,) int64)
     """
-    rows = max(1, SCORE_BLOCK_BYTES // (4 * max(1, k.shape[0])))
+    block = SCORE_BLOCK_BYTES if k.shape[1] >= NARROW else SMALL_BLOCK_BYTES
+    rows = max(1, block // (4 * max(1, k.shape[0])))
     scores, indices = [], []
     kt = k.t().contiguous()
     for start in range(0, q.shape[0], rows):

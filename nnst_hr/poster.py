@@ -31,7 +31,7 @@ from .color import transfer_color
 from .errors import InputError
 from .io import atomic_output
 from .progress import format_seconds
-from .stylize import StylizeResult, to_numpy, to_tensor
+from .nnst import StylizeResult, to_numpy, to_tensor
 
 GUTTER = 8  # masked pixels between atlas copies (more than a patch radius at every level)
 POSTER_STATE = "poster_state.npz"  # synthesized image and field, for resuming the color stage

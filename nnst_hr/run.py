@@ -26,7 +26,7 @@ from .errors import InputError
 from .field import load_field, save_field
 from .io import atomic_output, check_output_path, read_image, write_image
 from .progress import Progress, format_seconds
-from .stylize import StylizeResult, stylize
+from .nnst import StylizeResult, stylize
 
 NNST_STATE = "nnst_state.npz"  # float32 results of the NNST stage, for exact resumption
 

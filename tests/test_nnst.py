@@ -12,7 +12,7 @@ from nnst_hr.features import HYPERCOLUMN_CHANNELS, VGGLayers, feature_grid, hype
 from nnst_hr.matching import Guides, center_normalize, centered_cosine_loss, nearest_neighbors
 from nnst_hr.optimize import fit_hypercolumns, sample_grid
 from nnst_hr.pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
-from nnst_hr.stylize import stylize, to_tensor
+from nnst_hr.nnst import stylize, to_tensor
 from nnst_hr.weights import build_vgg16_features
 
 
@@ -52,6 +52,7 @@ def test_search_matches_brute_force(n, m, c, monkeypatch):
     q, k = torch.randn(n, c, generator=gen), torch.randn(m, c, generator=gen) + 0.5
     # blocks of a few rows exercise the chunked path
     monkeypatch.setattr(matching, "SCORE_BLOCK_BYTES", 4 * m * 5)
+    monkeypatch.setattr(matching, "SMALL_BLOCK_BYTES", 4 * m * 5)
     assert torch.equal(nearest_neighbors(q, k), brute_force(q, k))
 
 

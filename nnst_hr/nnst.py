@@ -42,7 +42,8 @@ class StylizeResult:
     field : int32 (H // 4, W // 4, 3), NNF (rotation k, y, x in the rotated style at ``style_size``)
     content_size, style_size : (height, width) of content and (unrotated) style as NNST used them
     objective : mean centered-cosine distance of the output's hypercolumns to their nearest
-        style hypercolumns (exact search), the quantity NNST minimizes
+        style hypercolumns, the quantity NNST minimizes (exact search in exact mode; an upper
+        bound of it from the fast search otherwise)
     timings : seconds per stage
     """
 
@@ -87,6 +88,11 @@ def layer_grid(size: tuple[int, int], layer: int) -> tuple[int, int]:
     return h, w
 
 
+def unrotated_grid(grid: tuple[int, int], k: int) -> tuple[int, int]:
+    """The grid before a rotation by ``k`` quarter turns that produced ``grid``."""
+    return grid if k % 2 == 0 else (grid[1], grid[0])
+
+
 @dataclass
 class Match:
     """A hypercolumn search: ``index (N,)`` into ``keys (M, 2688)`` for ``queries (N, 2688)``."""
@@ -121,23 +127,27 @@ class MaskGuides:
         lab = rotate_guides(hard_labels_at(labels, grid), k)
         return torch.from_numpy(np.ascontiguousarray(lab)).to(self.device)
 
-    def for_search(self, grid, style_grids, rotation_ids) -> Guides:
-        """Guides of a hypercolumn search: content on ``grid``, style on each rotated grid.
+    def style_maps(self, grids, rotation_ids):
+        """Style guide channels ``(G, h_k, w_k)`` and hard labels (or None) on each rotated grid.
 
-        ``style_grids`` are the grids of the rotated images; the label maps are resampled on
-        the unrotated grid and then turned, so cells line up with the rotated features.
+        The label maps are resampled on the unrotated grid and then turned, so cells line up
+        with the features of the rotated style.
         """
-        def unrotated(g, k):
-            return g if k % 2 == 0 else (g[1], g[0])
+        grids = [unrotated_grid(g, k) for g, k in zip(grids, rotation_ids)]
+        channels = [self.channels("style", g, k) for g, k in zip(grids, rotation_ids)]
+        labels = [self.labels("style", g, k) for g, k in zip(grids, rotation_ids)] if self.hard else None
+        return channels, labels
 
-        keys = torch.cat([_flat(self.channels("style", unrotated(g, k), k)[None]) for g, k in zip(style_grids, rotation_ids)])
+    def for_search(self, grid, style_grids, rotation_ids) -> Guides:
+        """Guides of a hypercolumn search: content on ``grid``, style on each rotated grid."""
+        channels, labels = self.style_maps(style_grids, rotation_ids)
         return Guides(
             queries=_flat(self.channels("content", grid)[None]),
-            keys=keys,
+            keys=torch.cat([_flat(c[None]) for c in channels]),
             weight=self.weight,
             hard=self.hard,
             query_labels=self.labels("content", grid).flatten() if self.hard else None,
-            key_labels=torch.cat([self.labels("style", unrotated(g, k), k).flatten() for g, k in zip(style_grids, rotation_ids)]) if self.hard else None,
+            key_labels=torch.cat([lab.flatten() for lab in labels]) if self.hard else None,
         )
 
 
@@ -155,11 +165,10 @@ class _Stylizer:
         self.rotation_ids = [0, 1, 2, 3] if config.rotate else [0]
         self.timings: dict[str, float] = {}
 
-    def search(self, q: torch.Tensor, k: torch.Tensor, tail: int, dims: int | None = None):
-        """:func:`matching.search` with this run's speed settings (``dims`` defaults to the config's)."""
+    def search(self, q: torch.Tensor, k: torch.Tensor, tail: int):
+        """:func:`matching.search` with this run's speed settings."""
         cfg = self.config
-        return search(q, k, exact=cfg.exact, dims=dims or cfg.search_dims, candidates=cfg.candidates,
-                      tail=tail, seed=cfg.seed)
+        return search(q, k, exact=cfg.exact, dims=cfg.search_dims, candidates=cfg.candidates, tail=tail, seed=cfg.seed)
 
     def autocast(self):
         return autocast(self.device, self.bf16)
@@ -182,7 +191,11 @@ class _Stylizer:
 
     @torch.no_grad()
     def match(self, query: torch.Tensor, style: torch.Tensor) -> Match:
-        """Nearest style hypercolumn of each feature cell of ``query`` (exhaustive search)."""
+        """Nearest style hypercolumn of each feature cell of ``query``.
+
+        Exhaustive in exact mode; the fast search may miss the exact neighbour of a few cells,
+        so an objective computed from it is an upper bound of the exact one.
+        """
         start = time.perf_counter()
         keys, grids, sizes = self.style_hypercolumns(style)
         grid = feature_grid(*query.shape[-2:])
@@ -214,7 +227,7 @@ class _Stylizer:
         contents = lowpass_levels(content, n_scales)
         styles = lowpass_levels(style, n_scales)
         self.progress.plan(
-            [(f"scale {max(contents[s].shape[-2:])}px", cfg.steps, contents[s].numel()) for s in reversed(range(n_scales))]
+            [(f"scale {max(contents[s].shape[-2:])}px", cfg.steps_at(s), contents[s].numel()) for s in reversed(range(n_scales))]
             + [("feature splitting", cfg.split_steps, 1.3 * content.numel())]
         )
 
@@ -234,7 +247,7 @@ class _Stylizer:
             grid = feature_grid(*contents[s].shape[-2:])
             self.progress.start(f"scale {max(contents[s].shape[-2:])}px")
             out_pyr[s:] = fit_hypercolumns(
-                out_pyr[s:], self.vgg, targets, grid, steps=cfg.steps, lr=cfg.lr,
+                out_pyr[s:], self.vgg, targets, grid, steps=cfg.steps_at(s), lr=cfg.lr,
                 autocast=self.autocast, on_step=self.progress.step,
             )
             self._time(f"optimize_{max(contents[s].shape[-2:])}px", start)
@@ -260,35 +273,22 @@ class _Stylizer:
         content_guides = content_labels = None
         split_style = [SplitStyle(layers=layers) for layers in style_layers]
         if self.masks:
-            content_guides, content_labels = [], []
-            for li, layers in enumerate(style_layers):
-                content_grid = layer_grid(size, li)
-                content_guides.append(self.masks.channels("content", content_grid))
-                content_labels.append(self.masks.labels("content", content_grid) if self.masks.hard else None)
-                split_style[li].guides = [
-                    self.masks.channels("style", self._unrotated(tuple(l.shape[-2:]), k), k)
-                    for l, k in zip(layers, self.rotation_ids)
-                ]
-                if self.masks.hard:
-                    split_style[li].labels = [
-                        self.masks.labels("style", self._unrotated(tuple(l.shape[-2:]), k), k)
-                        for l, k in zip(layers, self.rotation_ids)
-                    ]
+            content_guides = [self.masks.channels("content", layer_grid(size, li)) for li in range(len(style_layers))]
+            content_labels = [self.masks.labels("content", layer_grid(size, li)) if self.masks.hard else None
+                              for li in range(len(style_layers))]
+            for layer in split_style:
+                grids = [tuple(x.shape[-2:]) for x in layer.layers]
+                layer.guides, layer.labels = self.masks.style_maps(grids, self.rotation_ids)
         generator = torch.Generator().manual_seed(cfg.seed)
         self.progress.start("feature splitting")
         out_pyr = fit_split_layers(
             out_pyr, self.vgg, split_style, steps=cfg.split_steps, lr=cfg.lr, sample=cfg.split_sample,
-            generator=generator, autocast=self.autocast, search=lambda q, k, tail: self.search(q, k, tail, (k.shape[1] - tail) // 4),
-            content_guides=content_guides,
-            content_labels=content_labels, guide_weight=cfg.guide_weight, hard=self.masks.hard if self.masks else False,
+            generator=generator, autocast=self.autocast, search=self.search, content_guides=content_guides,
+            content_labels=content_labels, guide_weight=cfg.guide_weight, hard=bool(self.masks and self.masks.hard),
             on_step=self.progress.step,
         )
         self._time("feature_splitting", start)
         return out_pyr
-
-    @staticmethod
-    def _unrotated(grid, k):
-        return grid if k % 2 == 0 else (grid[1], grid[0])
 
     def _save(self, path: Path, tensor: torch.Tensor) -> None:
         with atomic_output(path, overwrite=True) as tmp:

@@ -1,0 +1,100 @@
+"""Benchmark the poster pipeline: time and peak memory per stage, and a detail measure.
+
+For each (NNST size -> poster size) pair: run ``nnst-hr run`` in a child process (its own
+peak memory), read ``timings.json``, and compare the fine detail of the poster with the
+exemplar's and with a bicubic upsample of the NNST result. Detail = energy of the two
+finest Laplacian octaves (mean squared band value), each image at the poster's scale; the
+ratio to the exemplar's should be near 1 for real brushwork and is far below 1 for an
+upsample. The exemplar is measured at the scale the poster uses it (style size NNST used
+x out_size / size).
+
+    python bench/poster.py                        # 512 -> 2048 and 1024 -> 4096
+    python bench/poster.py --pairs 384:1536 --steps 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTENT = ROOT / "samples/content/dandelions_engelhardt.jpg"
+STYLE = ROOT / "samples/style/cozens_grotto-in-the-campagna_watercolor.jpg"
+GOAL_4K_SECONDS = 20 * 60  # the issue's goal for 1024 -> 4096 end to end on 2 cores
+
+
+def detail_energy(image: np.ndarray, octaves: int = 2) -> float:
+    """Mean squared value of the ``octaves`` finest Laplacian bands of the grey image."""
+    from scipy.ndimage import gaussian_filter
+
+    grey = image.mean(axis=2).astype(np.float64)
+    energy = 0.0
+    for _ in range(octaves):
+        low = gaussian_filter(grey, 1.0)
+        energy += float(np.mean((grey - low) ** 2))
+        grey = low[::2, ::2]
+    return energy
+
+
+def bicubic_upsample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(image).permute(2, 0, 1)[None]
+    return F.interpolate(t, shape, mode="bicubic", align_corners=False)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def measure(size: int, out_size: int, steps: int | None, folder: Path) -> dict:
+    out = folder / f"poster_{size}_{out_size}.png"
+    cmd = [str(Path(sys.executable).with_name("nnst-hr")), "run", str(CONTENT), str(STYLE), "-o", str(out),
+           "--size", str(size), "--out-size", str(out_size), "--overwrite", "--quiet"]
+    if steps is not None:
+        cmd += ["--steps", str(steps), "--split-steps", str(steps)]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    timings = json.loads((folder / f"poster_{size}_{out_size}.run" / "timings.json").read_text())
+    return {"out": out, "wall": wall, "peak_gb": peak, "timings": timings}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", nargs="+", default=["512:2048", "1024:4096"])
+    parser.add_argument("--steps", type=int, default=None, help="override NNST steps (quick runs)")
+    args = parser.parse_args()
+
+    from nnst_hr.io import read_image
+    from nnst_hr.poster import resize
+
+    style = read_image(STYLE)
+    with tempfile.TemporaryDirectory() as tmp:
+        for pair in args.pairs:
+            size, out_size = (int(v) for v in pair.split(":"))
+            res = measure(size, out_size, args.steps, Path(tmp))
+            poster = read_image(res["out"])
+            nnst = read_image(res["out"].with_suffix(".run") / "nnst_raw.png")
+            bicubic = bicubic_upsample(nnst, poster.shape[:2])
+            scale = out_size / size
+            nnst_style = np.array(style.shape[:2]) * size / max(style.shape[:2])
+            exemplar = resize(style, tuple(int(round(v * scale)) for v in nnst_style))
+            e_ex, e_po, e_up = detail_energy(exemplar), detail_energy(poster), detail_energy(bicubic)
+            print(f"\n== {size} -> {out_size}: {res['wall']:.0f} s wall, peak {res['peak_gb']:.2f} GB (largest child so far)")
+            for key, value in sorted(res["timings"].items()):
+                print(f"   {key:32s} {value:9.2f}")
+            print(f"   detail (finest 2 octaves) relative to the exemplar: poster {e_po / e_ex:.2f}, "
+                  f"upsampled NNST {e_up / e_ex:.2f}")
+            if out_size == 4096:
+                print(f"   goal {GOAL_4K_SECONDS} s: {res['wall'] / GOAL_4K_SECONDS:.2f} of it")
+
+
+if __name__ == "__main__":
+    main()
