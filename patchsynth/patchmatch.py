@@ -1,7 +1,7 @@
 """Patch distances and the PatchMatch search (Barnes et al. 2009) with a uniformity penalty.
 
 Feature stacks are the padded, weighted arrays of :mod:`patchsynth.features`, viewed as 2-D
-``(H + 2r, (W + 2r) * C)`` so that one patch row is one contiguous run of ``p * C`` floats. The
+``(H + 2r, (W + 2r) * C)`` so that one patch row is one contiguous run of ``p * C`` bytes. The
 patch centred on target pixel ``(y, x)`` starts at padded row ``y`` and column ``x * C``; the same
 holds for a source centre. The distance is the sum of squared differences over the patch, clipped
 to the target at its border (the source is mirror-padded, so every centre has a whole patch), and
@@ -9,8 +9,8 @@ is abandoned as soon as it exceeds the cost to beat.
 
 A sweep visits every target pixel once and tries, in order: the two neighbours already visited
 (propagation, Gauss-Seidel), ``GLOBAL_SAMPLES`` centres drawn from the whole source, and random
-centres around the current best at radii ``search_radius, search_radius / 2, ..., 1`` (random
-search). A candidate replaces the current centre when its distance plus its uniformity penalty
+centres around the best after propagation at radii ``search_radius, search_radius / 2, ..., 1``
+(random search). A candidate replaces the current centre when its distance plus its uniformity penalty
 (:mod:`patchsynth.uniformity`) is lower.
 
 Parallelism: the target is cut into strips of ``STRIP_ROWS`` rows, each scanned serially like
@@ -91,12 +91,38 @@ def _candidate_cost(target, source, penalty, y, x, qy, qx, channels, extent, uni
     return cost + d, d
 
 
+@numba.njit(cache=True)
+def _random_candidates(state, cy, cx, hs, ws, search_radius, out):
+    """Random-search candidates of one pixel into ``out`` (``(n, 2)``); returns their count.
+
+    ``GLOBAL_SAMPLES`` centres from the whole source, then one in each window of radius
+    ``search_radius, search_radius // 2, ..., 1`` around ``(cy, cx)``, clamped to the source.
+    """
+    n = 0
+    for _ in range(GLOBAL_SAMPLES):
+        state, qy = next_int(state, hs)
+        state, qx = next_int(state, ws)
+        out[n, 0] = qy
+        out[n, 1] = qx
+        n += 1
+    radius = search_radius
+    while radius >= 1:
+        state, ry = next_int(state, 2 * radius + 1)
+        state, rx = next_int(state, 2 * radius + 1)
+        out[n, 0] = min(max(cy + ry - radius, 0), hs - 1)
+        out[n, 1] = min(max(cx + rx - radius, 0), ws - 1)
+        radius //= 2
+        n += 1
+    return n
+
+
 @numba.njit(cache=True, fastmath=True)
 def _sweep_strip(target, source, field, distance, penalty, patch_size, channels, unit,
                  y0, y1, reverse, search_radius, key):
     h, w = field.shape[:2]
     hs, ws = penalty.shape
     step = -1 if reverse else 1
+    # Room for the global samples and one radius per bit of an int64.
     candidates = np.empty((GLOBAL_SAMPLES + 64, 2), dtype=np.int64)
     touched = 0.0
     for i in range(y1 - y0):
@@ -123,24 +149,7 @@ def _sweep_strip(target, source, field, distance, penalty, patch_size, channels,
                                           channels, extent, unit, best)
                 if cost < best:
                     best, best_d, cy, cx = cost, d, qy, qx
-            # Random search: a few global samples, then shrinking windows around the best.
-            n = 0
-            radius = search_radius
-            for g in range(GLOBAL_SAMPLES + 64):
-                if g < GLOBAL_SAMPLES:
-                    state, qy = next_int(state, hs)
-                    state, qx = next_int(state, ws)
-                elif radius >= 1:
-                    state, ry = next_int(state, 2 * radius + 1)
-                    state, rx = next_int(state, 2 * radius + 1)
-                    qy = min(max(cy + ry - radius, 0), hs - 1)
-                    qx = min(max(cx + rx - radius, 0), ws - 1)
-                    radius //= 2
-                else:
-                    break
-                candidates[n, 0] = qy
-                candidates[n, 1] = qx
-                n += 1
+            n = _random_candidates(state, cy, cx, hs, ws, search_radius, candidates)
             # Random candidates are cache misses; touching them all first lets the CPU fetch
             # them in parallel instead of one after another inside the distance loop.
             for k in range(n):
