@@ -85,7 +85,7 @@ class PosterConfig:
     guide_weight: float = 2.0  # weight of the NNST result (target) vs the blurred exemplar (source)
     mask_weight: float = 1.0  # weight of the segmentation-label channels (with --guide)
     uniformity: float = 3500 / 255**2  # ebsynth's occupancy penalty, on [0, 1] colors
-    search_vote_iters: int = 3  # search-and-vote iterations per pyramid level
+    search_vote_iters: int = 2  # search-and-vote iterations per level (the NNST seed makes 6 unnecessary)
     patchmatch_iters: int = 2  # PatchMatch sweeps per search
     max_search_size: int = 4096  # above this long side the field is only upsampled and voted
     source_blur: float = 1.0  # sigma (px at NNST scale) of the blur on the exemplar's guide

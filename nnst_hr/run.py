@@ -24,7 +24,7 @@ from .config import NNSTConfig, PosterConfig
 from .device import resolve_device
 from .errors import InputError
 from .field import load_field, save_field
-from .io import atomic_output, check_output_path, read_image, write_image
+from .io import atomic_output, check_output_path, read_image, sha256_file, write_image
 from .progress import Progress, format_seconds
 from .nnst import StylizeResult, stylize
 
@@ -51,19 +51,11 @@ def run_folder(output: Path) -> Path:
     return output.with_name(output.stem + ".run")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _folder_digest(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode())
-        digest.update(_sha256(path).encode())
+        digest.update(sha256_file(path).encode())
     return digest.hexdigest()
 
 
@@ -85,8 +77,8 @@ def _nnst_key(content: Path, style: Path, options: RunOptions) -> dict:
     params = options.nnst.to_dict()
     params.pop("device")
     return {
-        "content_sha256": _sha256(content),
-        "style_sha256": _sha256(style),
+        "content_sha256": sha256_file(content),
+        "style_sha256": sha256_file(style),
         "guide_sha256": _folder_digest(options.guide) if options.guide else None,
         "nnst": params,
     }

