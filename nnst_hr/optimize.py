@@ -83,15 +83,17 @@ class SplitStyle:
 
 
 def sample_grid(height: int, width: int, limit: int, generator: torch.Generator) -> tuple[int, int, int]:
-    """Stride and random offsets ``(stride, oy, ox)`` that subsample a layer to about ``limit`` per side.
+    """Stride and random offsets ``(stride, oy, ox)`` that subsample a layer to at most ``limit`` per side.
 
     Layers no larger than ``limit`` are used whole (stride 1): the authors' code reused the
-    previous layer's samples there, a bug fixed here.
+    previous layer's samples there, a bug fixed here. The stride is rounded up (the authors
+    round down), so a 96 px layer gets 48 x 48 samples instead of all 96 x 96: same
+    statistics, and no 4x cost cliff at sizes that are not powers of two.
     """
     side = max(height, width)
     if side <= limit:
         return 1, 0, 0
-    stride = side // limit
+    stride = -(-side // limit)
     oy, ox = torch.randint(0, stride, (2,), generator=generator).tolist()
     return stride, oy, ox
 

@@ -124,6 +124,7 @@ def test_sample_grid_uses_small_layers_whole():
     offsets = {sample_grid(256, 200, 64, gen) for _ in range(50)}
     assert all(s == 4 and 0 <= oy < 4 and 0 <= ox < 4 for s, oy, ox in offsets)
     assert len(offsets) > 4  # fresh offsets every call
+    assert sample_grid(96, 80, 64, gen)[0] == 2  # at most 64 samples per side
 
 
 def test_loss_decreases_at_a_scale(vgg, images):
