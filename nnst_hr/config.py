@@ -84,7 +84,7 @@ class PosterConfig:
     style_weight: float = 1.0  # weight of the synthesized image's own colors in the patch energy
     guide_weight: float = 2.0  # weight of the NNST result (target) vs the blurred exemplar (source)
     mask_weight: float = 1.0  # weight of the segmentation-label channels (with --guide)
-    uniformity: float = 3500 / 255**2  # ebsynth's occupancy penalty, on [0, 1] colors
+    uniformity: float = 5e-4  # occupancy penalty on [0, 1] colors; ebsynth's 3500/255**2 = 0.054 smears fine detail here
     search_vote_iters: int = 2  # search-and-vote iterations per level (the NNST seed makes 6 unnecessary)
     patchmatch_iters: int = 2  # PatchMatch sweeps per search
     max_search_size: int = 4096  # above this long side the field is only upsampled and voted
