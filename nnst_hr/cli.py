@@ -60,17 +60,17 @@ def _exit_codes(action):
         raise
     except _input_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except MemoryError:
         print("error: out of memory; use a smaller --size or --out-size, or close other programs", file=sys.stderr)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the run folder", file=sys.stderr)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         traceback.print_exc(file=sys.stderr)
         print(f"internal error: {exc}", file=sys.stderr)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -146,6 +146,6 @@ def masks_check(
         report = check_masks(folder, content, style)
         print(report.text)
         if not report.usable:
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
 
     _guarded(action)

@@ -184,7 +184,8 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
     if max(style_shape) > max(style.shape[:2]):
         warnings.warn(
             f"the style image ({style.shape[1]}x{style.shape[0]}) is smaller than the poster needs "
-            f"({style_shape[1]}x{style_shape[0]}); it is upsampled, so fine detail will be limited"
+            f"({style_shape[1]}x{style_shape[0]}); it is upsampled, so fine detail will be limited",
+            stacklevel=2,
         )
     exemplar = resize(style, style_shape)
     # the detail NNST could see: down to NNST's style size and back up, lightly blurred
