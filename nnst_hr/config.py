@@ -89,6 +89,7 @@ class PosterConfig:
     patchmatch_iters: int = 2  # PatchMatch sweeps per search
     max_search_size: int = 4096  # above this long side the field is only upsampled and voted
     source_blur: float = 1.0  # sigma (px at NNST scale) of the blur on the exemplar's guide
+    render: Literal["copy", "vote"] = "copy"  # final pixels: copied from the matched exemplar pixel, or the patch vote
 
     def to_dict(self) -> dict:
         return asdict(self)

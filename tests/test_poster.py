@@ -78,6 +78,19 @@ def test_poster_size_bit_depth_and_tiff_tags(tmp_path, pair):
     assert json.loads((folder / "config.json").read_text())["poster_key"]["poster"]["out_size"] == 192
 
 
+def test_copy_render_takes_every_pixel_from_the_exemplar(tmp_path, pair):
+    out = tmp_path / "copy.png"
+    options = tiny_options(tmp_path)
+    options.nnst.color = False
+    run_files(*pair, out, options)
+    with np.load(tmp_path / "copy.run" / "poster_state.npz") as state:
+        image, field = state["image"], state["field"]
+    # the 96 px style at NNST's 64 px, times the poster scale 192 / 64
+    exemplar = resize(read_image(pair[1]), (192, 192))
+    atlas = build_atlas(exemplar, exemplar[..., :1], [0, 1, 2, 3])
+    assert np.array_equal(image, atlas.image[field[..., 0], field[..., 1]])
+
+
 def test_interrupted_run_resumes_without_redoing_nnst(tmp_path, pair, monkeypatch):
     out = tmp_path / "poster.png"
     options = tiny_options(tmp_path)
