@@ -31,6 +31,11 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Render(str, Enum):
+    copy = "copy"
+    vote = "vote"
+
+
 class GuideMode(str, Enum):
     soft = "soft"
     hard = "hard"
@@ -83,6 +88,10 @@ def run(
     guide: Optional[Path] = typer.Option(None, help="Masks folder (content.png + style.png label maps)."),
     guide_weight: float = typer.Option(NNST.guide_weight, help="Weight of the mask term vs cosine (0..1)."),
     guide_mode: GuideMode = typer.Option(GuideMode.soft, help="soft: penalty; hard: same label only."),
+    nnst_weight: float = typer.Option(POSTER.guide_weight, help="Poster: weight of the NNST result as guide."),
+    mask_weight: float = typer.Option(POSTER.mask_weight, help="Poster: weight of the mask labels as guide."),
+    uniformity: float = typer.Option(POSTER.uniformity, help="Poster: penalty on reusing exemplar patches."),
+    render: Render = typer.Option(Render.copy, help="Poster pixels: copy matched exemplar pixels, or vote."),
     alpha: float = typer.Option(NNST.alpha, help="Stylization: 0 keeps the most content, 1 the most style."),
     color: bool = typer.Option(NNST.color, "--color/--no-color", help="Lab color post-processing."),
     rotate: bool = typer.Option(NNST.rotate, "--rotate/--no-rotate", help="Also match the style rotated."),
@@ -109,7 +118,8 @@ def run(
                 exact=exact, device=device.value, seed=seed, guide_weight=guide_weight,
                 guide_mode=guide_mode.value,
             ),
-            poster=PosterConfig(out_size=out_size),
+            poster=PosterConfig(out_size=out_size, guide_weight=nnst_weight, mask_weight=mask_weight,
+                                uniformity=uniformity, render=render.value),
             guide=guide, overwrite=overwrite, dpi=dpi, jpeg_quality=jpeg_quality,
             bit_depth=bit_depth, weights=weights, quiet=quiet,
         )
