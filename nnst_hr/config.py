@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
+from .errors import InputError
+
+MIN_SIZE = 32  # smallest image side VGG's relu4 layers can work on (a 4 px grid)
+
 
 @dataclass
 class NNSTConfig:
@@ -62,6 +66,17 @@ class NNSTConfig:
             out.insert(0, out[0] // 2)
         return out
 
+    def validate(self) -> None:
+        """Raise :class:`InputError` for a value out of range (before any computation)."""
+        if not 0.0 <= self.alpha <= 1.0:
+            raise InputError(f"--alpha must be between 0 and 1, got {self.alpha}")
+        if not 0.0 <= self.guide_weight <= 1.0:
+            raise InputError(f"--guide-weight must be between 0 and 1, got {self.guide_weight}")
+        if self.size < MIN_SIZE:
+            raise InputError(f"--size must be at least {MIN_SIZE} px, got {self.size}")
+        if self.steps < 0 or self.split_steps < 0:
+            raise InputError("--steps and --split-steps must not be negative")
+
     def steps_at(self, scale: int) -> int:
         """Hypercolumn steps at pyramid scale ``scale`` (0 = full size)."""
         return self.finest_steps if scale == 0 and self.finest_steps is not None else self.steps
@@ -90,6 +105,13 @@ class PosterConfig:
     max_search_size: int = 4096  # above this long side the field is only upsampled and voted
     source_blur: float = 1.0  # sigma (px at NNST scale) of the blur on the exemplar's guide
     render: Literal["copy", "vote"] = "copy"  # final pixels: copied from the matched exemplar pixel, or the patch vote
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` for a value out of range (before any computation)."""
+        if self.out_size is not None and self.out_size < MIN_SIZE:
+            raise InputError(f"--out-size must be at least {MIN_SIZE} px, got {self.out_size}")
+        if min(self.guide_weight, self.mask_weight, self.uniformity) < 0:
+            raise InputError("poster weights (--nnst-weight, --mask-weight, --uniformity) must not be negative")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from guidance import guide_channels, hard_labels_at, rotate_guides
 
 from .color import transfer_color
-from .config import NNSTConfig
+from .config import MIN_SIZE, NNSTConfig
 from .device import autocast, bf16_enabled, resolve_device
 from .errors import InputError
 from .features import LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
@@ -29,7 +29,6 @@ from .progress import Progress
 from .pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
 from .weights import build_vgg16_features
 
-MIN_SIDE = 32  # the coarsest scale must give VGG's relu4 layers a grid of at least 4 px
 ZEROED_BANDS_SMALL, ZEROED_BANDS_LARGE = 3, 2  # finest content bands removed from the start image (<1024, >=1024)
 
 
@@ -217,7 +216,7 @@ class _Stylizer:
         h, w = content.shape[-2:]
         depth = pyramid_depth(h, w, cfg.pyramid_levels)
         n_scales = min(len(cfg.scales()), depth + 1)
-        while n_scales > 1 and min(h, w) >> (n_scales - 1) < MIN_SIDE:
+        while n_scales > 1 and min(h, w) >> (n_scales - 1) < MIN_SIZE:
             n_scales -= 1
         content_pyr = decompose(content, depth)
         out_pyr = [b.clone() for b in content_pyr]
@@ -324,10 +323,7 @@ def stylize(
     :class:`StylizeResult`
     """
     config = config or NNSTConfig()
-    if not 0.0 <= config.alpha <= 1.0:
-        raise InputError(f"alpha must be between 0 and 1, got {config.alpha}")
-    if config.size < MIN_SIDE:
-        raise InputError(f"--size must be at least {MIN_SIDE} px, got {config.size}")
+    config.validate()
     torch.manual_seed(config.seed)
     progress = progress or Progress(enabled=False)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -340,9 +336,9 @@ def stylize(
     device = runner.device
     content_t = resize_long_side(to_tensor(content, device), config.size)
     style_t = resize_long_side(to_tensor(style, device), config.size)
-    if min(content_t.shape[-2:]) < MIN_SIDE or min(style_t.shape[-2:]) < MIN_SIDE:
+    if min(content_t.shape[-2:]) < MIN_SIZE or min(style_t.shape[-2:]) < MIN_SIZE:
         raise InputError(
-            f"an image is too thin: at --size {config.size} its short side falls below {MIN_SIDE} px; "
+            f"an image is too thin: at --size {config.size} its short side falls below {MIN_SIZE} px; "
             "raise --size or crop the image"
         )
     output, nnf, objective = runner.run(content_t, style_t)

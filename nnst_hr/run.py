@@ -127,7 +127,9 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     for given in (content, style):
         if output.resolve() == given.resolve() or (output.exists() and given.exists() and output.samefile(given)):
             raise InputError(f"the output {output} is one of the inputs; choose another output path")
-    check_output_path(output, overwrite=options.overwrite)
+    check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth)
+    options.nnst.validate()
+    options.poster.validate()
     resolve_device(options.nnst.device)
     progress = Progress(enabled=not options.quiet)
     content_img, style_img, masks = load_inputs(content, style, options)

@@ -230,3 +230,13 @@ def test_tiny_run_writes_the_run_folder_refuses_then_resumes(cli, tmp_path):
     assert resumed.exit_code == 0, resumed.output
     assert "resumed" in resumed.stderr
     assert output.read_bytes() == result
+
+
+@pytest.mark.parametrize("extra", [["--alpha", "2"], ["--size", "8"], ["--out-size", "4"]])
+def test_out_of_range_options_exit_2_before_any_work(tmp_path, extra):
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(content)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(style)
+    result = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(tmp_path / "o.png"), *extra])
+    assert result.exit_code == 2
+    assert not (tmp_path / "o.run").exists()
