@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import patchsynth
+from guidance import guide_channels
 
 from .color import transfer_color
 from .errors import InputError
@@ -77,21 +78,6 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
-
-
-def one_hot(labels: np.ndarray, n: int) -> np.ndarray:
-    """``(H, W)`` int labels -> ``(H, W, n)`` float32; -1 gives all zeros."""
-    out = np.zeros(labels.shape + (n,), np.float32)
-    valid = labels >= 0
-    out[valid, labels[valid]] = 1.0
-    return out
-
-
-def nearest_resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbor resize of a label map, sampling pixel centres."""
-    ys = np.minimum(((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(int), labels.shape[0] - 1)
-    xs = np.minimum(((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(int), labels.shape[1] - 1)
-    return labels[ys[:, None], xs[None, :]]
 
 
 def build_atlas(exemplar: np.ndarray, guide: np.ndarray, rotation_ids: list[int]) -> Atlas:
@@ -196,8 +182,8 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
     guide_weights = [cfg.guide_weight / 3] * 3
     if masks is not None:
         n = masks.n_labels
-        source_guide = np.concatenate([source_guide, one_hot(nearest_resize_labels(masks.style, style_shape), n)], 2)
-        target_guide = np.concatenate([target_guide, one_hot(nearest_resize_labels(masks.content, out_shape), n)], 2)
+        source_guide = np.concatenate([source_guide, guide_channels(masks.style, n, style_shape).transpose(1, 2, 0)], 2)
+        target_guide = np.concatenate([target_guide, guide_channels(masks.content, n, out_shape).transpose(1, 2, 0)], 2)
         guide_weights += [cfg.mask_weight / n] * n
     rotation_ids = [0, 1, 2, 3] if nnst_cfg.rotate else [0]
     atlas = build_atlas(exemplar, source_guide, rotation_ids)
