@@ -38,6 +38,7 @@ class NNSTConfig:
     alpha: float = 0.25  # stylization: weight of the current output in the query image (0 = content only)
     rotate: bool = True  # also match against the style rotated by 90, 180 and 270 degrees
     split_sample: int = 64  # feature splitting subsamples layers larger than this to about this many rows/cols
+    split_refresh: int = 1  # feature splitting recomputes its matches every this many steps (1: the paper)
 
     # --- guidance (only used when masks are given)
     guide_weight: float = 0.5  # w_guide; the cosine term gets 1 - w_guide
@@ -76,6 +77,8 @@ class NNSTConfig:
             raise InputError(f"--size must be at least {MIN_SIZE} px, got {self.size}")
         if self.steps < 0 or self.split_steps < 0:
             raise InputError("--steps and --split-steps must not be negative")
+        if self.split_refresh < 1:
+            raise InputError(f"--split-refresh must be at least 1, got {self.split_refresh}")
 
     def steps_at(self, scale: int) -> int:
         """Hypercolumn steps at pyramid scale ``scale`` (0 = full size)."""
@@ -102,7 +105,7 @@ class PosterConfig:
     uniformity: float = 5e-4  # occupancy penalty on [0, 1] colors; ebsynth's 3500/255**2 = 0.054 smears fine detail here
     search_vote_iters: int = 2  # search-and-vote iterations per level (the NNST seed makes 6 unnecessary)
     patchmatch_iters: int = 2  # PatchMatch sweeps per search
-    max_search_size: int = 4096  # above this long side the field is only upsampled and voted
+    max_search_size: int = 4096  # larger posters are searched at a power-of-two fraction, then upsampled and rendered
     source_blur: float = 1.0  # sigma (px at NNST scale) of the blur on the exemplar's guide
     render: Literal["copy", "vote"] = "copy"  # final pixels: copied from the matched exemplar pixel, or the patch vote
 

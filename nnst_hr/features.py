@@ -71,11 +71,14 @@ def hypercolumns(layers: list[torch.Tensor], grid: tuple[int, int]) -> torch.Ten
     -------
     torch.Tensor (B, 2688, h, w), float32
     """
-    cols = [
-        F.interpolate(f.float() / f.shape[1], grid, mode="bilinear", align_corners=True)
-        for f in layers
-    ]
-    return torch.cat(cols, 1)
+    return torch.cat([resize_layer(f.float(), grid) * (1.0 / f.shape[1]) for f in layers], 1)
+
+
+def resize_layer(layer: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Bilinear ``align_corners=True`` resize of ``(B, C, H, W)`` to ``grid``; a no-op at that size."""
+    if tuple(layer.shape[-2:]) == tuple(grid):
+        return layer
+    return F.interpolate(layer, grid, mode="bilinear", align_corners=True)
 
 
 def feature_grid(height: int, width: int) -> tuple[int, int]:

@@ -20,10 +20,10 @@ from .color import transfer_color
 from .config import MIN_SIZE, NNSTConfig
 from .device import autocast, bf16_enabled, resolve_device
 from .errors import InputError
-from .features import LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
+from .features import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
 from .field import indices_to_field
 from .io import atomic_output
-from .matching import Guides, augment, center_normalize, search
+from .matching import NORM_EPS, Guides, augment, center_normalize, search
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers
 from .progress import Progress
 from .pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
@@ -105,7 +105,9 @@ class Match:
     def objective(self) -> float:
         """Mean centered-cosine distance of the matched pairs (the guide term left out)."""
         q = center_normalize(self.queries)
-        k = center_normalize(self.keys)[self.index]
+        # centering uses the mean of all keys, so gather the matched rows first: no full-size copy
+        k = self.keys[self.index] - self.keys.mean(0, keepdim=True)
+        k = k / k.norm(dim=1, keepdim=True).clamp_min(NORM_EPS)
         return float(1.0 - (q * k).sum(1).mean())
 
 
@@ -178,15 +180,19 @@ class _Stylizer:
     @torch.no_grad()
     def style_hypercolumns(self, style: torch.Tensor):
         """Stacked style hypercolumns of every rotation: (M, 2688), grids, pixel sizes."""
-        cols, grids, sizes = [], [], []
-        for image in rotations(style, self.config.rotate):
-            grid = feature_grid(*image.shape[-2:])
+        images = rotations(style, self.config.rotate)
+        grids = [feature_grid(*image.shape[-2:]) for image in images]
+        sizes = [tuple(image.shape[-2:]) for image in images]
+        # filled in place: stacking per-rotation results would hold the keys twice (4 GB at 1024 px)
+        keys = torch.empty(sum(h * w for h, w in grids), HYPERCOLUMN_CHANNELS, device=style.device)
+        start = 0
+        for image, (h, w) in zip(images, grids):
             with self.autocast():
                 layers = self.vgg(image)
-            cols.append(_flat(hypercolumns(layers, grid)))
-            grids.append(grid)
-            sizes.append(tuple(image.shape[-2:]))
-        return torch.cat(cols), grids, sizes
+            keys[start:start + h * w] = _flat(hypercolumns(layers, (h, w)))
+            start += h * w
+            del layers
+        return keys, grids, sizes
 
     @torch.no_grad()
     def match(self, query: torch.Tensor, style: torch.Tensor) -> Match:
@@ -282,7 +288,8 @@ class _Stylizer:
         self.progress.start("feature splitting")
         out_pyr = fit_split_layers(
             out_pyr, self.vgg, split_style, steps=cfg.split_steps, lr=cfg.lr, sample=cfg.split_sample,
-            generator=generator, autocast=self.autocast, search=self.search, content_guides=content_guides,
+            generator=generator, autocast=self.autocast, refresh=cfg.split_refresh, search=self.search,
+            content_guides=content_guides,
             content_labels=content_labels, guide_weight=cfg.guide_weight, hard=bool(self.masks and self.masks.hard),
             on_step=self.progress.step,
         )

@@ -14,8 +14,8 @@ from typing import Callable
 
 import torch
 
-from .features import VGGLayers, hypercolumns
-from .matching import Guides, augment, best_scores, centered_cosine_loss, cosine_loss
+from .features import LAYER_CHANNELS, VGGLayers, resize_layer
+from .matching import NORM_EPS, Guides, augment, best_scores, centered_cosine_loss
 from .pyramid import synthesize
 
 StepCallback = Callable[[int, float], None]  # (step index, loss) after each update
@@ -29,6 +29,59 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 def _adam(pyr: list[torch.Tensor], lr: float):
     params = [p.detach().clone().requires_grad_(True) for p in pyr]
     return params, torch.optim.Adam(params, lr=lr)
+
+
+def split_targets(targets: torch.Tensor, grid: tuple[int, int]) -> list[torch.Tensor]:
+    """Unit-normalized target hypercolumns ``(h * w, 2688)`` cut into per-layer maps ``(1, C_l, h, w)``."""
+    unit = targets / targets.norm(dim=1, keepdim=True).clamp_min(NORM_EPS)
+    unit = unit.t().reshape(1, -1, *grid)
+    return list(unit.split(LAYER_CHANNELS, dim=1))
+
+
+class HypercolumnCosineLoss(torch.autograd.Function):
+    """Mean ``1 - cos(hypercolumn, target)`` over the feature grid, without building hypercolumns.
+
+    The same value and gradient as :func:`matching.cosine_loss` on
+    :func:`features.hypercolumns`, but each layer is resized once and the dot products
+    and norms are accumulated per layer: the 2688-channel tensor, its copies and the
+    autograd graph through ``cat`` and the norms are never built. The gradient of
+    ``cos = o . t / |o|`` (``|t| = 1``) is ``t / |o| - cos * o / |o|^2`` per cell.
+
+    ``apply(targets, *layers)``: ``targets`` from :func:`split_targets`, ``layers`` the 10 VGG
+    layers ``(1, C_l, H_l, W_l)``; returns a scalar.
+    """
+
+    @staticmethod
+    def forward(ctx, targets: list[torch.Tensor], *layers: torch.Tensor) -> torch.Tensor:
+        grid = targets[0].shape[-2:]
+        dot = torch.zeros(1, *grid, dtype=torch.float32, device=layers[0].device)
+        sq = torch.zeros_like(dot)
+        cols = []
+        for layer, target in zip(layers, targets):
+            col = resize_layer(layer.float(), grid) * (1.0 / layer.shape[1])
+            dot += torch.linalg.vecdot(col, target, dim=1)
+            sq += torch.linalg.vecdot(col, col, dim=1)
+            cols.append(col)
+        norm = sq.sqrt().clamp_min(NORM_EPS)
+        cos = dot / norm
+        ctx.targets, ctx.shapes = targets, [layer.shape for layer in layers]
+        ctx.dtypes = [layer.dtype for layer in layers]
+        ctx.save_for_backward(norm, cos, *cols)
+        return (1.0 - cos).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        norm, cos, *cols = ctx.saved_tensors
+        scale = grad / cos.numel()
+        to_target = (-scale / norm)[:, None]  # d(-cos)/d(col) along the target
+        to_col = (scale * cos / (norm * norm))[:, None]  # ... and along the column itself
+        grads = []
+        for col, target, shape, dtype in zip(cols, ctx.targets, ctx.shapes, ctx.dtypes):
+            g = torch.addcmul(to_col * col, to_target, target) * (1.0 / shape[1])
+            if tuple(shape[-2:]) != tuple(g.shape[-2:]):
+                g = torch.ops.aten.upsample_bilinear2d_backward(g, list(g.shape[-2:]), list(shape), True, None, None)
+            grads.append(g.to(dtype))
+        return (None, *grads)
 
 
 def fit_hypercolumns(
@@ -56,12 +109,12 @@ def fit_hypercolumns(
     The optimized bands (detached), same shapes as ``pyr``.
     """
     params, opt = _adam(pyr, lr)
-    targets = targets.t().contiguous()  # (2688, h * w): the layout the feature maps already have
+    parts = split_targets(targets, grid)
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
         with autocast():
             layers = vgg(synthesize(params))
-        loss = cosine_loss(hypercolumns(layers, grid)[0].flatten(1), targets, dim=0)
+        loss = HypercolumnCosineLoss.apply(parts, *layers)
         loss.backward()
         opt.step()
         if on_step is not None:
@@ -108,6 +161,7 @@ def fit_split_layers(
     sample: int,
     generator: torch.Generator,
     autocast,
+    refresh: int = 1,
     search: Callable = lambda q, k, tail: best_scores(q, k),
     content_guides: list[torch.Tensor | None] | None = None,
     content_labels: list[torch.Tensor | None] | None = None,
@@ -123,35 +177,44 @@ def fit_split_layers(
     given) without gradients, and add the centered cosine distance of the gathered pairs
     to the loss (a sum over layers, as in the authors' code).
 
+    With ``refresh > 1`` the lattice and the matches are recomputed only every ``refresh``
+    steps and the steps in between pull towards the same style vectors; ``refresh = 1`` is
+    the paper's algorithm.
+
     ``search(q, k, tail) -> (scores, indices)`` finds the matches of prepared vectors whose
     last ``tail`` columns are guide terms (:func:`matching.search`); ``content_guides[l]`` is
     ``(G, H_l, W_l)`` on layer ``l``'s grid (or None).
     """
     params, opt = _adam(pyr, lr)
+    matches: list[tuple] = [()] * len(style)  # per layer: (stride, oy, ox, matched keys, key mean)
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
         with autocast():
             layers = vgg(synthesize(params))
         loss = 0.0
         for li, layer in enumerate(layers):
-            h, w = layer.shape[-2:]
-            stride, oy, ox = sample_grid(h, w, sample, generator)
+            if step % refresh == 0:
+                h, w = layer.shape[-2:]
+                stride, oy, ox = sample_grid(h, w, sample, generator)
+                out = _flat(layer[:, :, oy::stride, ox::stride].float())
+                keys = torch.cat([_flat(s[:, :, oy::stride, ox::stride].float()) for s in style[li].layers])
+                guides = None
+                if content_guides is not None and content_guides[li] is not None:
+                    guides = Guides(
+                        queries=_flat(content_guides[li][None, :, oy::stride, ox::stride]),
+                        keys=torch.cat([_flat(g[None, :, oy::stride, ox::stride]) for g in style[li].guides]),
+                        weight=guide_weight,
+                        hard=hard,
+                        query_labels=content_labels[li][oy::stride, ox::stride].flatten() if hard else None,
+                        key_labels=torch.cat([lab[oy::stride, ox::stride].flatten() for lab in style[li].labels]) if hard else None,
+                    )
+                with torch.no_grad():
+                    q, k = augment(out.detach(), keys, guides)
+                    index = search(q, k, q.shape[1] - out.shape[1])[1]
+                matches[li] = (stride, oy, ox, keys[index], keys.mean(0, keepdim=True))
+            stride, oy, ox, matched, key_mean = matches[li]
             out = _flat(layer[:, :, oy::stride, ox::stride].float())
-            keys = torch.cat([_flat(s[:, :, oy::stride, ox::stride].float()) for s in style[li].layers])
-            guides = None
-            if content_guides is not None and content_guides[li] is not None:
-                guides = Guides(
-                    queries=_flat(content_guides[li][None, :, oy::stride, ox::stride]),
-                    keys=torch.cat([_flat(g[None, :, oy::stride, ox::stride]) for g in style[li].guides]),
-                    weight=guide_weight,
-                    hard=hard,
-                    query_labels=content_labels[li][oy::stride, ox::stride].flatten() if hard else None,
-                    key_labels=torch.cat([lab[oy::stride, ox::stride].flatten() for lab in style[li].labels]) if hard else None,
-                )
-            with torch.no_grad():
-                q, k = augment(out.detach(), keys, guides)
-                index = search(q, k, q.shape[1] - out.shape[1])[1]
-            loss = loss + centered_cosine_loss(out, keys[index], keys.mean(0, keepdim=True))
+            loss = loss + centered_cosine_loss(out, matched, key_mean)
         loss.backward()
         opt.step()
         if on_step is not None:

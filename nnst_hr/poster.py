@@ -38,6 +38,7 @@ from .nnst import StylizeResult, to_numpy, to_tensor
 
 GUTTER = 8  # masked pixels between atlas copies (more than a patch radius at every level)
 POSTER_STATE = "poster_state.npz"  # synthesized image and field, for resuming the color stage
+RENDER_ROWS = 256  # rows per band of the final render (bounds its temporary index arrays)
 
 
 @dataclass
@@ -45,16 +46,13 @@ class Atlas:
     """Rotated exemplars side by side.
 
     image : float32 (Ha, Wa, 3); guide : float32 (Ha, Wa, G); mask : bool (Ha, Wa), False in
-    gutters; offsets : x offset of each copy; shapes : (H_r, W_r) of each copy;
-    rotation_ids : rotation k of each copy.
+    gutters; layout : where each rotated copy sits (:class:`Layout`).
     """
 
     image: np.ndarray
     guide: np.ndarray
     mask: np.ndarray
-    offsets: list[int]
-    shapes: list[tuple[int, int]]
-    rotation_ids: list[int]
+    layout: "Layout"
 
 
 def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -82,21 +80,100 @@ def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
 
 def build_atlas(exemplar: np.ndarray, guide: np.ndarray, rotation_ids: list[int]) -> Atlas:
     """Lay the rotated ``exemplar`` (and its ``guide``) side by side with masked gutters."""
-    copies = [(np.rot90(exemplar, k), np.rot90(guide, k)) for k in rotation_ids]
-    shapes = [c[0].shape[:2] for c in copies]
-    height = max(s[0] for s in shapes)
-    width = sum(s[1] for s in shapes) + GUTTER * (len(shapes) - 1)
+    layout = Layout.of(exemplar.shape[:2], rotation_ids)
+    height = max(h for h, _ in layout.shapes)
+    width = layout.offsets[-1] + layout.shapes[-1][1]
     image = np.zeros((height, width, exemplar.shape[2]), np.float32)
     guides = np.zeros((height, width, guide.shape[2]), np.float32)
     mask = np.zeros((height, width), bool)
-    offsets, x = [], 0
-    for (img, gd), (h, w) in zip(copies, shapes):
-        image[:h, x:x + w] = img
-        guides[:h, x:x + w] = gd
+    for k, x, (h, w) in zip(rotation_ids, layout.offsets, layout.shapes):
+        image[:h, x:x + w] = np.rot90(exemplar, k)
+        guides[:h, x:x + w] = np.rot90(guide, k)
         mask[:h, x:x + w] = True
-        offsets.append(x)
-        x += w + GUTTER
-    return Atlas(image, guides, mask, offsets, [tuple(s) for s in shapes], list(rotation_ids))
+    return Atlas(image, guides, mask, layout)
+
+
+@dataclass
+class Layout:
+    """Where the rotated copies of an exemplar of ``shape`` sit in an atlas (see :class:`Atlas`)."""
+
+    shape: tuple[int, int]
+    rotation_ids: list[int]
+    offsets: list[int]
+    shapes: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, shape: tuple[int, int], rotation_ids: list[int]) -> "Layout":
+        shapes = [(shape[1], shape[0]) if k % 2 else (shape[0], shape[1]) for k in rotation_ids]
+        offsets = [0]
+        for _, w in shapes[:-1]:
+            offsets.append(offsets[-1] + w + GUTTER)
+        return cls(tuple(shape), list(rotation_ids), offsets, shapes)
+
+    def local(self, field: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Atlas coordinates ``(..., 2)`` -> copy index, row and column inside that copy."""
+        copy = np.searchsorted(np.asarray(self.offsets), field[..., 1], side="right") - 1
+        return copy, field[..., 0], field[..., 1] - np.asarray(self.offsets)[copy]
+
+    def to_exemplar(self, copy: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column in the unrotated exemplar of pixel ``(i, j)`` of ``copy``.
+
+        Copy ``r`` holds ``np.rot90(exemplar, k)``, whose pixel ``(i, j)`` is the exemplar's
+        ``(i, j)``, ``(j, W-1-i)``, ``(H-1-i, W-1-j)`` or ``(H-1-j, i)`` for ``k = 0, 1, 2, 3``.
+        """
+        height, width = self.shape
+        k = np.asarray(self.rotation_ids)[copy]
+        rows = np.select([k == 0, k == 1, k == 2], [i, j, height - 1 - i], height - 1 - j)
+        cols = np.select([k == 0, k == 1, k == 2], [j, width - 1 - i, width - 1 - j], i)
+        return rows, cols
+
+    def clip(self, copy: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(i, j)`` clipped to the inside of ``copy``."""
+        heights = np.asarray([h for h, _ in self.shapes])[copy]
+        widths = np.asarray([w for _, w in self.shapes])[copy]
+        return np.clip(i, 0, heights - 1), np.clip(j, 0, widths - 1)
+
+
+def upsample_field(field: np.ndarray, factor: int, source: Layout, target: Layout,
+                   out_shape: tuple[int, int]) -> np.ndarray:
+    """Atlas field ``(h, w, 2)`` in the ``source`` layout -> ``out_shape`` in the ``target`` layout.
+
+    ``target`` is the atlas at ``factor`` times the scale. Each pixel keeps the source patch
+    of its ``factor x factor`` block, shifted by its place inside the block (Texler et al. 2020).
+    """
+    ys, xs = np.arange(out_shape[0]), np.arange(out_shape[1])
+    coarse = field[np.minimum(ys // factor, field.shape[0] - 1)[:, None],
+                   np.minimum(xs // factor, field.shape[1] - 1)[None, :]]
+    copy, i, j = source.local(coarse)
+    i, j = target.clip(copy, i * factor + (ys % factor)[:, None], j * factor + (xs % factor)[None, :])
+    return np.stack([i, j + np.asarray(target.offsets)[copy]], -1).astype(np.int32)
+
+
+def render(field: np.ndarray, exemplar: np.ndarray, layout: Layout, mode: str, patch_size: int) -> np.ndarray:
+    """The poster's pixels from its atlas ``field (Ho, Wo, 2)``, read from the unrotated ``exemplar``.
+
+    ``copy``: each pixel is the exemplar pixel it matched. ``vote``: the plain average of
+    the ``patch_size**2`` overlapping patches (ebsynth's CPU vote). Works in bands of
+    :data:`RENDER_ROWS` rows so that the index arrays stay small at 8K.
+    """
+    height, width = field.shape[:2]
+    radius = patch_size // 2 if mode == "vote" else 0
+    out = np.empty((height, width, exemplar.shape[2]), np.float32)
+    for y0 in range(0, height, RENDER_ROWS):
+        y1 = min(height, y0 + RENDER_ROWS)
+        total = np.zeros((y1 - y0, width, exemplar.shape[2]), np.float32)
+        count = np.zeros((y1 - y0, width, 1), np.float32)
+        for dy in range(-radius, radius + 1):
+            qa, qb = max(0, y0 + dy), min(height, y1 + dy)  # neighbour rows whose patch covers the band
+            for dx in range(-radius, radius + 1):
+                xa, xb = max(0, dx), min(width, width + dx)
+                copy, i, j = layout.local(field[qa:qb, xa:xb])
+                i, j = layout.clip(copy, i - dy, j - dx)
+                rows, cols = layout.to_exemplar(copy, i, j)
+                total[qa - dy - y0:qb - dy - y0, xa - dx:xb - dx] += exemplar[rows, cols]
+                count[qa - dy - y0:qb - dy - y0, xa - dx:xb - dx] += 1.0
+        out[y0:y1] = total / count
+    return out
 
 
 def field_to_atlas(nnf: np.ndarray, atlas: Atlas, scale: float) -> np.ndarray:
@@ -105,12 +182,13 @@ def field_to_atlas(nnf: np.ndarray, atlas: Atlas, scale: float) -> np.ndarray:
     ``scale`` = exemplar size / NNST style size. Coordinates are rounded and kept inside
     their copy.
     """
+    layout = atlas.layout
     out = np.zeros(nnf.shape[:2] + (2,), np.int32)
-    for copy, k in enumerate(atlas.rotation_ids):
+    for copy, k in enumerate(layout.rotation_ids):
         sel = nnf[..., 0] == k
-        h, w = atlas.shapes[copy]
+        h, w = layout.shapes[copy]
         out[sel, 0] = np.clip(np.rint(nnf[sel, 1] * scale), 0, h - 1)
-        out[sel, 1] = np.clip(np.rint(nnf[sel, 2] * scale), 0, w - 1) + atlas.offsets[copy]
+        out[sel, 1] = np.clip(np.rint(nnf[sel, 2] * scale), 0, w - 1) + layout.offsets[copy]
     return out
 
 
@@ -166,8 +244,21 @@ def make_poster(
     return to_numpy(final)
 
 
+def search_factor(long_side: int, max_search_size: int) -> int:
+    """Smallest power of two that brings ``long_side`` to at most ``max_search_size``."""
+    factor = 1
+    while long_side > max_search_size * factor:
+        factor *= 2
+    return factor
+
+
 def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, masks, progress):
-    """Steps 1-3 of the module docstring; returns (image (Ho, Wo, 3), field (Ho, Wo, 2))."""
+    """Steps 1-4 of the module docstring; returns (image (Ho, Wo, 3), field (Ho, Wo, 2)).
+
+    Above ``cfg.max_search_size`` the synthesis runs at ``out_shape / factor`` (a power of
+    two), its field is upsampled and the poster rendered at full size from the full-size
+    exemplar: the large atlas and its guides are never built.
+    """
     style_shape = scaled_shape(result.style_size, scale)
     if max(style_shape) > max(style.shape[:2]):
         warnings.warn(
@@ -175,19 +266,24 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
             f"({style_shape[1]}x{style_shape[0]}); it is upsampled, so fine detail will be limited",
             stacklevel=2,
         )
-    exemplar = resize(style, style_shape)
+    factor = search_factor(max(out_shape), cfg.max_search_size)
+    search_shape = (-(-out_shape[0] // factor), -(-out_shape[1] // factor))
+    search_scale = scale / factor
+    exemplar = resize(style, scaled_shape(result.style_size, search_scale))
     # the detail NNST could see: down to NNST's style size and back up, lightly blurred
-    source_guide = blur(resize(resize(exemplar, result.style_size), style_shape), cfg.source_blur * scale)
-    target_guide = resize(result.raw, out_shape)
+    source_guide = blur(resize(resize(exemplar, result.style_size), exemplar.shape[:2]), cfg.source_blur * search_scale)
+    target_guide = resize(result.raw, search_shape)
     guide_weights = [cfg.guide_weight / 3] * 3
     if masks is not None:
         n = masks.n_labels
-        source_guide = np.concatenate([source_guide, guide_channels(masks.style, n, style_shape).transpose(1, 2, 0)], 2)
-        target_guide = np.concatenate([target_guide, guide_channels(masks.content, n, out_shape).transpose(1, 2, 0)], 2)
+        source_guide = np.concatenate(
+            [source_guide, guide_channels(masks.style, n, exemplar.shape[:2]).transpose(1, 2, 0)], 2)
+        target_guide = np.concatenate([target_guide, guide_channels(masks.content, n, search_shape).transpose(1, 2, 0)], 2)
         guide_weights += [cfg.mask_weight / n] * n
     rotation_ids = [0, 1, 2, 3] if nnst_cfg.rotate else [0]
     atlas = build_atlas(exemplar, source_guide, rotation_ids)
-    init = field_to_atlas(result.field, atlas, scale)
+    del source_guide
+    init = field_to_atlas(result.field, atlas, search_scale)
 
     on_step = None
     if progress is not None:
@@ -206,23 +302,31 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
                 f"iteration {info['iteration']}/{info['iterations']}, about {format_seconds(left)} left"
             )
 
-    if max(out_shape) > cfg.max_search_size and progress is not None:
-        progress.message(f"poster: searching up to {cfg.max_search_size}px, then upsampling the field and voting at "
-                         f"{max(out_shape)}px (Texler et al. 2020)")
+        if factor > 1:
+            progress.message(
+                f"poster: searching at {search_shape[1]}x{search_shape[0]} (--out-size above max_search_size "
+                f"{cfg.max_search_size}), then upsampling the field x{factor} and rendering ({cfg.render}) at "
+                f"{out_shape[1]}x{out_shape[0]} (Texler et al. 2020)"
+            )
     try:
         synth = patchsynth.synthesize(
             atlas.image, atlas.guide, target_guide,
             style_weight=cfg.style_weight, guide_weights=guide_weights, patch_size=cfg.patch_size,
             search_vote_iters=cfg.search_vote_iters, patchmatch_iters=cfg.patchmatch_iters,
             uniformity=cfg.uniformity, init_field=init, source_mask=atlas.mask,
-            start_size=max(result.field.shape[:2]), max_search_size=cfg.max_search_size,
-            seed=nnst_cfg.seed, progress=on_step,
+            start_size=max(result.field.shape[:2]), seed=nnst_cfg.seed, progress=on_step,
         )
     except MemoryError as exc:
         raise InputError(f"not enough memory for a {out_shape[1]}x{out_shape[0]} poster; lower --out-size") from exc
-    if cfg.render == "vote":
+    if factor == 1 and cfg.render == "vote":
         return synth.image, synth.field
-    # averaging 25 overlapping patches of a partly incoherent field smooths the finest octaves
-    # away (detail 0.39 of the exemplar's on the demo pair); copying each pixel's matched
-    # exemplar pixel keeps the brushwork (0.71) without visible seams at that coherence
-    return atlas.image[synth.field[..., 0], synth.field[..., 1]], synth.field
+    layout, field = atlas.layout, synth.field
+    del atlas, synth
+    if factor > 1:
+        exemplar = resize(style, style_shape)
+        full = Layout.of(style_shape, rotation_ids)
+        field, layout = upsample_field(field, factor, layout, full, out_shape), full
+    # "copy": averaging 25 overlapping patches of a partly incoherent field smooths the finest
+    # octaves away (detail 0.39 of the exemplar's on the demo pair); copying each pixel's
+    # matched exemplar pixel keeps the brushwork (0.71) without visible seams at that coherence
+    return render(field, exemplar, layout, cfg.render, cfg.patch_size), field

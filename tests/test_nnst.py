@@ -8,9 +8,9 @@ import torch
 
 from nnst_hr import matching
 from nnst_hr.config import NNSTConfig
-from nnst_hr.features import HYPERCOLUMN_CHANNELS, VGGLayers, feature_grid, hypercolumns
-from nnst_hr.matching import Guides, center_normalize, centered_cosine_loss, nearest_neighbors
-from nnst_hr.optimize import fit_hypercolumns, sample_grid
+from nnst_hr.features import HYPERCOLUMN_CHANNELS, LAYER_CHANNELS, VGGLayers, feature_grid, hypercolumns
+from nnst_hr.matching import Guides, center_normalize, centered_cosine_loss, cosine_loss, nearest_neighbors
+from nnst_hr.optimize import HypercolumnCosineLoss, fit_hypercolumns, sample_grid, split_targets
 from nnst_hr.pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
 from nnst_hr.nnst import stylize, to_tensor
 from nnst_hr.weights import build_vgg16_features
@@ -118,6 +118,23 @@ def test_split_loss_has_the_gradient_of_the_min_over_distances():
     assert torch.allclose(g_ours, g_ref, atol=1e-6)
 
 
+@pytest.mark.parametrize("grid", [(8, 6), (16, 12)])
+def test_fused_hypercolumn_loss_equals_the_loss_on_built_hypercolumns(grid):
+    # layer sizes of a 64x48 image: the 16x12 grid resizes up and down and keeps some layers as they are
+    gen = torch.Generator().manual_seed(5)
+    sides = [(64, 48)] * 2 + [(32, 24)] * 2 + [(16, 12)] * 3 + [(8, 6)] * 3
+    layers = [torch.rand(1, c, h, w, generator=gen, dtype=torch.float64).float().requires_grad_(True)
+              for c, (h, w) in zip(LAYER_CHANNELS, sides)]
+    targets = torch.rand(grid[0] * grid[1], HYPERCOLUMN_CHANNELS, generator=gen)
+    reference = cosine_loss(hypercolumns(layers, grid)[0].flatten(1).t(), targets)
+    g_ref = torch.autograd.grad(reference, layers)
+    ours = HypercolumnCosineLoss.apply(split_targets(targets, grid), *layers)
+    g_ours = torch.autograd.grad(ours, layers)
+    assert torch.allclose(ours, reference, atol=1e-6)
+    for a, b in zip(g_ours, g_ref):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
 def test_sample_grid_uses_small_layers_whole():
     gen = torch.Generator().manual_seed(0)
     assert sample_grid(64, 40, 64, gen) == (1, 0, 0)
@@ -143,6 +160,29 @@ def test_loss_decreases_at_a_scale(vgg, images):
                      autocast=contextlib.nullcontext, on_step=lambda i, loss: losses.append(loss))
     assert losses[-1] < 0.9 * losses[0]
     assert all(b <= a + 1e-3 for a, b in zip(losses, losses[1:]))
+
+
+@pytest.mark.parametrize("refresh", [1, 3])
+def test_split_pass_searches_every_refresh_steps_and_lowers_its_loss(vgg, images, refresh):
+    import contextlib
+
+    from nnst_hr.optimize import SplitStyle, fit_split_layers
+
+    content, style = images
+    c = to_tensor(content, torch.device("cpu"))
+    with torch.no_grad():
+        style_layers = [SplitStyle(layers=[layer]) for layer in vgg(to_tensor(style, torch.device("cpu")))]
+    calls, losses = [], []
+
+    def search(q, k, tail):
+        calls.append(q.shape[0])
+        return matching.best_scores(q, k)
+
+    fit_split_layers(decompose(c, 4), vgg, style_layers, steps=7, lr=2e-3, sample=16,
+                     generator=torch.Generator().manual_seed(0), autocast=contextlib.nullcontext,
+                     refresh=refresh, search=search, on_step=lambda i, loss: losses.append(loss))
+    assert len(calls) == 10 * -(-7 // refresh)  # ten layers, searched at steps 0, refresh, 2 * refresh ...
+    assert losses[-1] < losses[0]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from PIL import Image
 from nnst_hr import run as run_module
 from nnst_hr.config import NNSTConfig, PosterConfig
 from nnst_hr.io import read_image
-from nnst_hr.poster import build_atlas, field_to_atlas, resize
+from nnst_hr.poster import Layout, build_atlas, field_to_atlas, render, resize, search_factor, upsample_field
 from nnst_hr.run import RunOptions, run_files
 
 
@@ -42,6 +42,68 @@ def test_atlas_coordinates_point_at_the_same_style_content(scale):
         found = atlas.image[at[sel][:, 0], at[sel][:, 1]]
         # scale 1 is exact; at scale 2 the exemplar is an interpolation of a smooth image
         assert np.abs(found - expected).max() < (1e-6 if scale == 1 else 0.08)
+
+
+def random_atlas_field(layout, shape, rng):
+    """Random atlas coordinates ``shape + (2,)`` inside the copies of ``layout``."""
+    copy = rng.integers(0, len(layout.shapes), shape)
+    heights = np.array([h for h, _ in layout.shapes])[copy]
+    widths = np.array([w for _, w in layout.shapes])[copy]
+    i = (rng.random(shape) * heights).astype(np.int32)
+    j = (rng.random(shape) * widths).astype(np.int32) + np.array(layout.offsets)[copy]
+    return np.stack([i, j], -1).astype(np.int32)
+
+
+def test_layout_maps_atlas_pixels_back_to_the_unrotated_exemplar():
+    exemplar = np.random.default_rng(1).random((13, 21, 3)).astype(np.float32)
+    atlas = build_atlas(exemplar, exemplar[..., :1], [0, 1, 2, 3])
+    field = random_atlas_field(atlas.layout, (30, 40), np.random.default_rng(2))
+    rows, cols = atlas.layout.to_exemplar(*atlas.layout.local(field))
+    assert np.array_equal(exemplar[rows, cols], atlas.image[field[..., 0], field[..., 1]])
+
+
+def test_vote_render_equals_a_brute_force_patch_average():
+    rng = np.random.default_rng(3)
+    exemplar = rng.random((11, 17, 3)).astype(np.float32)
+    atlas = build_atlas(exemplar, exemplar[..., :1], [0, 1, 2, 3])
+    layout = atlas.layout
+    field = random_atlas_field(layout, (9, 12), rng)
+    expected = np.zeros((9, 12, 3), np.float32)
+    for y in range(9):
+        for x in range(12):
+            values = []
+            for dy in range(-2, 3):
+                for dx in range(-2, 3):
+                    if 0 <= y + dy < 9 and 0 <= x + dx < 12:
+                        copy, i, j = (int(v) for v in layout.local(field[y + dy, x + dx]))
+                        h, w = layout.shapes[copy]
+                        i, j = min(max(i - dy, 0), h - 1), min(max(j - dx, 0), w - 1)
+                        values.append(atlas.image[i, j + layout.offsets[copy]])
+            expected[y, x] = np.mean(values, 0)
+    assert np.allclose(render(field, exemplar, layout, "vote", 5), expected, atol=1e-6)
+    assert np.array_equal(render(field, exemplar, layout, "copy", 5), atlas.image[field[..., 0], field[..., 1]])
+
+
+def test_upsampled_field_points_at_the_same_content_at_twice_the_scale():
+    style = smooth_style(40, 56)
+    small, large = resize(style, (20, 28)), resize(style, (40, 56))
+    coarse, fine = Layout.of((20, 28), [0, 1, 2, 3]), Layout.of((40, 56), [0, 1, 2, 3])
+    field = random_atlas_field(coarse, (15, 18), np.random.default_rng(4))
+    up = upsample_field(field, 2, coarse, fine, (30, 36))
+    copy, i, j = fine.local(up)
+    heights, widths = np.array([h for h, _ in fine.shapes])[copy], np.array([w for _, w in fine.shapes])[copy]
+    assert ((i >= 0) & (i < heights) & (j >= 0) & (j < widths)).all()  # never in a gutter
+    ccopy, ci, cj = coarse.local(field)
+    assert np.array_equal(copy, np.repeat(np.repeat(ccopy, 2, 0), 2, 1))
+    # each pixel keeps its block's patch, shifted by its place in the block
+    assert np.array_equal(i[::2, ::2], 2 * ci) and np.array_equal(j[1::2, 1::2], np.minimum(2 * cj + 1, widths[1::2, 1::2] - 1))
+    found = large[fine.to_exemplar(copy, i, j)][::2, ::2]
+    expected = small[coarse.to_exemplar(ccopy, ci, cj)]
+    assert np.abs(found - expected).max() < 0.08
+
+
+def test_search_factor_is_the_smallest_power_of_two():
+    assert [search_factor(n, 4096) for n in (1536, 4096, 4097, 8192, 9000)] == [1, 1, 2, 2, 4]
 
 
 def write(path, image):
@@ -89,6 +151,24 @@ def test_copy_render_takes_every_pixel_from_the_exemplar(tmp_path, pair):
     exemplar = resize(read_image(pair[1]), (192, 192))
     atlas = build_atlas(exemplar, exemplar[..., :1], [0, 1, 2, 3])
     assert np.array_equal(image, atlas.image[field[..., 0], field[..., 1]])
+
+
+def test_poster_above_max_search_size_is_searched_smaller_and_rendered_at_full_size(tmp_path, pair):
+    out = tmp_path / "big.png"
+    options = tiny_options(tmp_path, max_search_size=96)
+    options.nnst.color = False
+    run_files(*pair, out, options)
+    with np.load(tmp_path / "big.run" / "poster_state.npz") as state:
+        image, field = state["image"], state["field"]
+    assert image.shape == (144, 192, 3) and field.shape == (144, 192, 2)
+    # searched at 96 px, rendered from the exemplar at the poster's scale (192 px)
+    exemplar = resize(read_image(pair[1]), (192, 192))
+    atlas = build_atlas(exemplar, exemplar[..., :1], [0, 1, 2, 3])
+    assert atlas.mask[field[..., 0], field[..., 1]].all()
+    assert np.array_equal(image, atlas.image[field[..., 0], field[..., 1]])
+    # 2x2 blocks share one searched patch: the pixel at (1, 1) in a block is one step diagonal
+    step = field[1::2, 1::2] - field[::2, ::2]
+    assert (step == 1).all(-1).mean() > 0.95
 
 
 def test_interrupted_run_resumes_without_redoing_nnst(tmp_path, pair, monkeypatch):
