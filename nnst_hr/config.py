@@ -38,7 +38,6 @@ class NNSTConfig:
     alpha: float = 0.25  # stylization: weight of the current output in the query image (0 = content only)
     rotate: bool = True  # also match against the style rotated by 90, 180 and 270 degrees
     split_sample: int = 64  # feature splitting subsamples layers larger than this to about this many rows/cols
-    split_refresh: int = 1  # feature splitting recomputes its matches every this many steps (1: the paper)
 
     # --- guidance (only used when masks are given)
     guide_weight: float = 0.5  # w_guide; the cosine term gets 1 - w_guide
@@ -55,6 +54,7 @@ class NNSTConfig:
     bf16: bool = True  # bf16 autocast for VGG where the hardware runs bf16 fast (CUDA, AMX / AVX512-BF16)
     search_dims: int = 128  # fast search shortlists candidates on this many principal axes
     candidates: int = 16  # fast search compares this many shortlisted keys per query exactly
+    split_refresh: int = 2  # fast feature splitting searches every this many steps (exact: every step, the paper)
 
     # --- run
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where the tensors live

@@ -52,9 +52,20 @@ class Guides:
 def center_normalize(x: torch.Tensor) -> torch.Tensor:
     """Rows of ``x (N, C)`` minus their mean row, scaled to unit length."""
     x = x - x.mean(0, keepdim=True)
-    norm = x.norm(dim=1, keepdim=True).clamp_min(NORM_EPS)
-    # in place when no gradient is needed: one copy of the style keys fewer (2 GB at 1024 px)
-    return x / norm if x.requires_grad else x.div_(norm)
+    return x / x.norm(dim=1, keepdim=True).clamp_min(NORM_EPS)
+
+
+def center_normalize_(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`center_normalize` in place (``x`` must not need gradients).
+
+    Returns the mean row ``(1, C)`` and the row norms ``(N, 1)`` it removed, so that
+    ``x * norms + mean`` restores the rows: the 2 GB of style hypercolumns at 1024 px are
+    then held once, not twice.
+    """
+    mean = x.mean(0, keepdim=True)
+    norms = x.sub_(mean).norm(dim=1, keepdim=True).clamp_min(NORM_EPS)
+    x.div_(norms)
+    return mean, norms
 
 
 def _one_hot(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -70,8 +81,11 @@ def augment(queries: torch.Tensor, keys: torch.Tensor, guides: Guides | None):
     ``argmax_j queries @ keys.T`` is then the nearest neighbor under the guided distance.
     The first ``C`` columns are the features, the ``C' - C`` after them the guide terms.
     """
-    q = center_normalize(queries.float())
-    k = center_normalize(keys.float())
+    return with_guides(center_normalize(queries.float()), center_normalize(keys.float()), guides)
+
+
+def with_guides(q: torch.Tensor, k: torch.Tensor, guides: Guides | None):
+    """:func:`augment` for queries ``q`` and keys ``k`` that are already centered and normalized."""
     if guides is None or (guides.weight == 0 and not guides.hard):
         return q, k
     w = float(guides.weight)

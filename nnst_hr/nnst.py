@@ -23,7 +23,7 @@ from .errors import InputError
 from .features import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
 from .field import indices_to_field
 from .io import atomic_output
-from .matching import NORM_EPS, Guides, augment, center_normalize, search
+from .matching import Guides, center_normalize, center_normalize_, search, with_guides
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers
 from .progress import Progress
 from .pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
@@ -94,21 +94,17 @@ def unrotated_grid(grid: tuple[int, int], k: int) -> tuple[int, int]:
 
 @dataclass
 class Match:
-    """A hypercolumn search: ``index (N,)`` into ``keys (M, 2688)`` for ``queries (N, 2688)``."""
+    """A hypercolumn search: ``index (N,)`` into the stacked style hypercolumns of all rotations.
+
+    ``matched (N, 2688)`` are the raw style hypercolumns it selected; ``objective`` is the
+    mean centered-cosine distance of the pairs (the guide term left out).
+    """
 
     index: torch.Tensor
-    queries: torch.Tensor
-    keys: torch.Tensor
+    matched: torch.Tensor
+    objective: float
     grids: list[tuple[int, int]]
     sizes: list[tuple[int, int]]
-
-    def objective(self) -> float:
-        """Mean centered-cosine distance of the matched pairs (the guide term left out)."""
-        q = center_normalize(self.queries)
-        # centering uses the mean of all keys, so gather the matched rows first: no full-size copy
-        k = self.keys[self.index] - self.keys.mean(0, keepdim=True)
-        k = k / k.norm(dim=1, keepdim=True).clamp_min(NORM_EPS)
-        return float(1.0 - (q * k).sum(1).mean())
 
 
 class MaskGuides:
@@ -209,10 +205,15 @@ class _Stylizer:
         self._time("features", start)
         start = time.perf_counter()
         guides = self.masks.for_search(grid, grids, self.rotation_ids) if self.masks else None
-        q, k = augment(queries, keys, guides)
-        index = self.search(q, k, tail=q.shape[1] - queries.shape[1])[1]
+        mean, norms = center_normalize_(keys)
+        q = center_normalize(queries)
+        qa, ka = with_guides(q, keys, guides)
+        index = self.search(qa, ka, tail=qa.shape[1] - queries.shape[1])[1]
+        del qa, ka
+        unit = keys[index]
+        objective = float(1.0 - (q * unit).sum(1).mean())
         self._time("matching", start)
-        return Match(index, queries, keys, grids, sizes)
+        return Match(index, unit * norms[index] + mean, objective, grids, sizes)
 
     def checkpoint(self, name: str) -> Path | None:
         return None if self.checkpoint_dir is None else self.checkpoint_dir / f"{name}.pt"
@@ -246,8 +247,7 @@ class _Stylizer:
             # the query carries the content's band at this scale, not the output's
             extract = synthesize([content_pyr[s]] + out_pyr[s + 1:]) if s < depth else contents[s]
             query = alpha * extract + (1.0 - alpha) * contents[s]
-            found = self.match(query, styles[s])
-            targets = found.keys[found.index]
+            targets = self.match(query, styles[s]).matched
             start = time.perf_counter()
             grid = feature_grid(*contents[s].shape[-2:])
             self.progress.start(f"scale {max(contents[s].shape[-2:])}px")
@@ -255,6 +255,7 @@ class _Stylizer:
                 out_pyr[s:], self.vgg, targets, grid, steps=cfg.steps_at(s), lr=cfg.lr,
                 autocast=self.autocast, on_step=self.progress.step,
             )
+            del targets
             self._time(f"optimize_{max(contents[s].shape[-2:])}px", start)
             if ckpt is not None:
                 self._save(ckpt, synthesize(out_pyr[s:]))
@@ -265,7 +266,7 @@ class _Stylizer:
 
         found = self.match(output, style)
         nnf = indices_to_field(found.index, feature_grid(h, w), found.grids, found.sizes, self.rotation_ids)
-        return output, nnf, found.objective()
+        return output, nnf, found.objective
 
     def split_pass(self, out_pyr, style, size):
         cfg = self.config
@@ -288,9 +289,9 @@ class _Stylizer:
         self.progress.start("feature splitting")
         out_pyr = fit_split_layers(
             out_pyr, self.vgg, split_style, steps=cfg.split_steps, lr=cfg.lr, sample=cfg.split_sample,
-            generator=generator, autocast=self.autocast, refresh=cfg.split_refresh, search=self.search,
-            content_guides=content_guides,
-            content_labels=content_labels, guide_weight=cfg.guide_weight, hard=bool(self.masks and self.masks.hard),
+            generator=generator, autocast=self.autocast, refresh=1 if cfg.exact else cfg.split_refresh,
+            search=self.search, content_guides=content_guides, content_labels=content_labels,
+            guide_weight=cfg.guide_weight, hard=bool(self.masks and self.masks.hard),
             on_step=self.progress.step,
         )
         self._time("feature_splitting", start)

@@ -135,6 +135,14 @@ def test_fused_hypercolumn_loss_equals_the_loss_on_built_hypercolumns(grid):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
+def test_in_place_normalization_equals_the_copy_and_round_trips():
+    x = torch.randn(50, 9, generator=torch.Generator().manual_seed(1)) + 3.0
+    original = x.clone()
+    mean, norms = matching.center_normalize_(x)
+    assert torch.allclose(x, center_normalize(original), atol=1e-6)
+    assert torch.allclose(x * norms + mean, original, atol=1e-5)
+
+
 def test_sample_grid_uses_small_layers_whole():
     gen = torch.Generator().manual_seed(0)
     assert sample_grid(64, 40, 64, gen) == (1, 0, 0)
