@@ -20,6 +20,8 @@ _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S33 = np.uint64(33)
+_S32 = np.uint64(32)
+_LOW32 = np.uint64(0xFFFFFFFF)
 
 
 @numba.njit(cache=True)
@@ -42,6 +44,18 @@ def next_int(state, n):
     """Advance ``state``; return ``(new_state, r)`` with ``r`` uniform in ``[0, n)``."""
     state = state + _GOLDEN
     return state, np.int64(mix(state) >> _S33) % n
+
+
+@numba.njit(cache=True)
+def draw_pair(state, counter, ny, nx):
+    """Draw ``counter`` of a pixel's ``state``: ``(a, b)`` uniform in ``[0, ny)`` and ``[0, nx)``.
+
+    One hash gives both numbers, its two 32-bit halves scaled by a multiply and a shift (Lemire's
+    reduction) instead of a division; ``ny`` and ``nx`` must be below ``2**32``.
+    """
+    z = mix(state + np.uint64(counter + 1) * _GOLDEN)
+    return (np.int64(((z >> _S32) * np.uint64(ny)) >> _S32),
+            np.int64(((z & _LOW32) * np.uint64(nx)) >> _S32))
 
 
 def stage_key(seed, *counters):

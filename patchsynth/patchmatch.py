@@ -13,6 +13,13 @@ centres around the best after propagation at radii ``search_radius, search_radiu
 (random search). A candidate replaces the current centre when its distance plus its uniformity penalty
 (:mod:`patchsynth.uniformity`) is lower.
 
+Candidate records: far random candidates are cache misses, and almost all of them lose. Every
+source centre has one 16-byte record, ``uint32 [summed occupancy, sums of channels 0-1, 2-3, 4-5]``
+(channel sums of its patch, 16 bits each), so a single cache line gives its penalty, whether it is
+allowed, and a lower bound of its distance: for ``n`` values, ``sum (a - b)^2 >= (sum a - sum
+b)^2 / n`` (Cauchy-Schwarz), per channel. A candidate whose penalty plus bound cannot beat the
+current cost is dropped without reading its patch; only the few that pass read the source.
+
 Parallelism: the target is cut into strips of ``STRIP_ROWS`` rows, each scanned serially like
 ebsynth's one-strip-per-thread scheme. Even strips run in parallel, then odd strips, so a strip
 reads its neighbours' boundary rows while nobody writes them. Strips, random numbers and the
@@ -22,12 +29,19 @@ frozen occupancy do not depend on the thread count or timing, so a seed fixes th
 import numba
 import numpy as np
 
-from .field import next_int, pixel_state
+from .field import draw_pair, pixel_state
+from .uniformity import FORBIDDEN
 
 #: Rows per strip; each strip is scanned serially and strips run in parallel.
 STRIP_ROWS = 16
 #: Uniform samples from the whole source per pixel and sweep, on top of the radius sequence.
 GLOBAL_SAMPLES = 1
+#: 32-bit words per candidate record: summed occupancy, then two 16-bit channel sums per word.
+RECORD_WORDS = 4
+#: Channels whose patch sums bound the distance (the first ones: style, then guides).
+BOUND_CHANNELS = 2 * (RECORD_WORDS - 1)
+#: Largest patch side whose 8-bit channel sums fit 16 bits; larger patches go without the bound.
+BOUND_MAX_PATCH = 15
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -41,11 +55,15 @@ def patch_distance(target, source, ty, tx, sy, sx, extent, bound):
     i0, i1, j0, j1 = extent
     total = 0
     for i in range(i0, i1):
-        t = target[ty + i]
-        s = source[sy + i]
-        for j in range(j0, j1):
-            d = np.int32(t[tx + j]) - np.int32(s[sx + j])
-            total += d * d
+        t = target[ty + i, tx + j0:]
+        s = source[sy + i, sx + j0:]
+        # Row views and an unsigned index spare numba's negative-index wraparound, which made
+        # this loop 2.5x slower; a row (p * C squares of at most 255) fits an int32.
+        row = np.int32(0)
+        for j in range(np.uint64(j1 - j0)):
+            d = np.int32(t[j]) - np.int32(s[j])
+            row += d * d
+        total += row
         if total >= bound:
             return total
     return total
@@ -71,21 +89,97 @@ def field_distances(target, source, field, patch_size, channels, unit):
     """
     h, w = field.shape[:2]
     out = np.empty((h, w), dtype=np.float32)
+    # No early exit; a finite bound, because fastmath code may assume there are no infinities.
+    unbounded = np.iinfo(np.int64).max
     for y in numba.prange(h):
         for x in range(w):
             out[y, x] = unit * patch_distance(
                 target, source, y, x * channels, field[y, x, 0], field[y, x, 1] * channels,
-                patch_extent(y, x, h, w, patch_size, channels), np.inf,
+                patch_extent(y, x, h, w, patch_size, channels), unbounded,
             )
     return out
 
 
+@numba.njit(cache=True, parallel=True)
+def patch_sums(stack, patch_size):
+    """Packed channel sums of every patch of a padded feature stack: ``uint32 (H, W, 3)``.
+
+    Word ``k`` holds the sums of channels ``2k`` (low 16 bits) and ``2k + 1`` (high 16 bits) over
+    the ``p x p`` patch centred on each pixel of the unpadded image; channels past
+    ``BOUND_CHANNELS`` are left out and absent ones count as 0. All zero (a bound of 0) for patches
+    larger than ``BOUND_MAX_PATCH``.
+    """
+    h = stack.shape[0] - patch_size + 1
+    w = stack.shape[1] - patch_size + 1
+    channels = min(stack.shape[2], BOUND_CHANNELS)
+    out = np.zeros((h, w, RECORD_WORDS - 1), dtype=np.uint32)
+    if patch_size > BOUND_MAX_PATCH:
+        return out
+    for y in numba.prange(h):
+        # Separable: the column sums of this row of patches, then sums of p columns.
+        columns = np.zeros((stack.shape[1], channels), dtype=np.int32)
+        for i in range(patch_size):
+            for x in range(stack.shape[1]):
+                for c in range(channels):
+                    columns[x, c] += stack[y + i, x, c]
+        for x in range(w):
+            for c in range(channels):
+                total = 0
+                for j in range(patch_size):
+                    total += columns[x + j, c]
+                out[y, x, c // 2] |= np.uint32(total) << np.uint32(16 * (c % 2))
+    return out
+
+
+def candidate_records(source_stack, patch_size):
+    """Zeroed occupancy plus :func:`patch_sums` of every source centre: ``uint32 (Hs, Ws, 4)``."""
+    sums = patch_sums(source_stack, patch_size)
+    records = np.zeros(sums.shape[:2] + (RECORD_WORDS,), dtype=np.uint32)
+    records[..., 1:] = sums
+    return records
+
+
+@numba.njit(cache=True)
+def _bound(sums, record):
+    """``sum over channels (target sum - source sum)^2``; times ``unit / p^2``, a distance bound."""
+    total = 0
+    for k in range(RECORD_WORDS - 1):
+        a = sums[k]
+        b = record[k + 1]
+        low = np.int64(a & np.uint32(0xFFFF)) - np.int64(b & np.uint32(0xFFFF))
+        high = np.int64(a >> np.uint32(16)) - np.int64(b >> np.uint32(16))
+        total += low * low + high * high
+    return total
+
+
 @numba.njit(cache=True, fastmath=True)
-def _candidate_cost(target, source, penalty, y, x, qy, qx, channels, extent, unit, best):
-    """Cost of source centre ``(qy, qx)`` for target pixel ``(y, x)``, or ``inf`` if it cannot win."""
-    cost = penalty[qy, qx]
-    if cost >= best:
-        return np.float32(np.inf), np.float32(0.0)
+def _record_test(records, sums, full, qy, qx, bound_unit, scale, best):
+    """``(may_win, penalty)`` of source centre ``(qy, qx)`` from its record alone.
+
+    ``may_win``: the centre is allowed and its penalty plus distance bound is below ``best``;
+    ``full`` says whether the target patch is whole, so that its channel sums ``sums`` bound the
+    distance.
+    """
+    record = records[qy, qx]
+    if record[0] == FORBIDDEN:
+        return False, np.float32(0.0)
+    cost = np.float32(record[0]) * scale
+    lower = cost
+    if full:
+        lower += bound_unit * np.float32(_bound(sums, record))
+    return lower < best, cost
+
+
+@numba.njit(cache=True, fastmath=True)
+def _candidate_cost(target, source, records, sums, full, y, x, qy, qx, channels, extent, unit,
+                    bound_unit, scale, best):
+    """Cost of source centre ``(qy, qx)`` for target pixel ``(y, x)``, or ``best`` if it cannot win.
+
+    Returns ``(cost, distance)``.
+    """
+    may_win, cost = _record_test(records, sums, full, qy, qx, bound_unit, scale, best)
+    if not may_win:
+        return best, np.float32(0.0)
     d = unit * patch_distance(target, source, y, x * channels, qy, qx * channels, extent,
                               (best - cost) / unit)
     return cost + d, d
@@ -100,15 +194,13 @@ def _random_candidates(state, cy, cx, hs, ws, search_radius, out):
     """
     n = 0
     for _ in range(GLOBAL_SAMPLES):
-        state, qy = next_int(state, hs)
-        state, qx = next_int(state, ws)
+        qy, qx = draw_pair(state, n, hs, ws)
         out[n, 0] = qy
         out[n, 1] = qx
         n += 1
     radius = search_radius
     while radius >= 1:
-        state, ry = next_int(state, 2 * radius + 1)
-        state, rx = next_int(state, 2 * radius + 1)
+        ry, rx = draw_pair(state, n, 2 * radius + 1, 2 * radius + 1)
         out[n, 0] = min(max(cy + ry - radius, 0), hs - 1)
         out[n, 1] = min(max(cx + rx - radius, 0), ws - 1)
         radius //= 2
@@ -117,14 +209,15 @@ def _random_candidates(state, cy, cx, hs, ws, search_radius, out):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _sweep_strip(target, source, field, distance, penalty, patch_size, channels, unit,
-                 y0, y1, reverse, search_radius, key):
+def _sweep_strip(target, source, target_sums, records, field, distance, scale, patch_size,
+                 channels, unit, y0, y1, reverse, search_radius, key):
     h, w = field.shape[:2]
-    hs, ws = penalty.shape
+    hs, ws = records.shape[:2]
     step = -1 if reverse else 1
+    bound_unit = np.float32(unit / patch_size**2)
     # Room for the global samples and one radius per bit of an int64.
     candidates = np.empty((GLOBAL_SAMPLES + 64, 2), dtype=np.int64)
-    touched = 0.0
+    touched = np.uint32(0)
     for i in range(y1 - y0):
         y = y1 - 1 - i if reverse else y0 + i
         for j in range(w):
@@ -132,9 +225,12 @@ def _sweep_strip(target, source, field, distance, penalty, patch_size, channels,
             cy = field[y, x, 0]
             cx = field[y, x, 1]
             best_d = distance[y, x]
-            best = best_d + penalty[cy, cx]
+            best = best_d + np.float32(records[cy, cx, 0]) * scale
             state = pixel_state(key, y, x)
             extent = patch_extent(y, x, h, w, patch_size, channels)
+            full = (extent[1] - extent[0] == patch_size
+                    and extent[3] - extent[2] == patch_size * channels)
+            sums = target_sums[y, x]
             # Propagation: the neighbours visited before this pixel, shifted by one.
             for n in range(2):
                 ny = y - step if n == 1 else y
@@ -145,25 +241,22 @@ def _sweep_strip(target, source, field, distance, penalty, patch_size, channels,
                 qx = field[ny, nx, 1] + (x - nx)
                 if qy < 0 or qy >= hs or qx < 0 or qx >= ws or (qy == cy and qx == cx):
                     continue
-                cost, d = _candidate_cost(target, source, penalty, y, x, qy, qx,
-                                          channels, extent, unit, best)
+                cost, d = _candidate_cost(target, source, records, sums, full, y, x, qy, qx,
+                                          channels, extent, unit, bound_unit, scale, best)
                 if cost < best:
                     best, best_d, cy, cx = cost, d, qy, qx
             n = _random_candidates(state, cy, cx, hs, ws, search_radius, candidates)
-            # Random candidates are cache misses; touching them all first lets the CPU fetch
-            # them in parallel instead of one after another inside the distance loop.
+            # Random candidates are cache misses; touching all their records first lets the CPU
+            # fetch them in parallel instead of one after another.
             for k in range(n):
-                qy = candidates[k, 0]
-                qx = candidates[k, 1] * channels
-                touched += (penalty[qy, candidates[k, 1]] + source[qy + extent[0], qx + extent[2]]
-                            + source[qy + extent[0], qx + extent[3] - 1])
+                touched ^= records[candidates[k, 0], candidates[k, 1], 0]
             for k in range(n):
                 qy = candidates[k, 0]
                 qx = candidates[k, 1]
                 if qy == cy and qx == cx:
                     continue
-                cost, d = _candidate_cost(target, source, penalty, y, x, qy, qx,
-                                          channels, extent, unit, best)
+                cost, d = _candidate_cost(target, source, records, sums, full, y, x, qy, qx,
+                                          channels, extent, unit, bound_unit, scale, best)
                 if cost < best:
                     best, best_d, cy, cx = cost, d, qy, qx
             field[y, x, 0] = cy
@@ -173,23 +266,27 @@ def _sweep_strip(target, source, field, distance, penalty, patch_size, channels,
 
 
 @numba.njit(cache=True, parallel=True)
-def sweep(target, source, field, distance, penalty, patch_size, channels, unit,
-          reverse, search_radius, key):
+def sweep(target, source, target_sums, records, field, distance, scale, patch_size, channels,
+          unit, reverse, search_radius, key):
     """One PatchMatch sweep over the whole target, updating ``field`` and ``distance`` in place.
 
     Parameters
     ----------
     target, source : uint8 2-D
         Padded feature views ``(H + 2r, (W + 2r) * C)``.
+    target_sums : uint32 (Ht, Wt, 3)
+        :func:`patch_sums` of the target's current features.
+    records : uint32 (Hs, Ws, 4)
+        Source candidate records (:func:`candidate_records`) with the summed occupancy of this
+        sweep (:func:`patchsynth.uniformity.store_occupancy`), frozen for the sweep.
     field : int32 (Ht, Wt, 2)
         Current centres; must be valid.
     distance : float32 (Ht, Wt)
         Patch distance of each current centre (:func:`field_distances`).
+    scale : float32
+        Penalty per unit of summed occupancy (:func:`patchsynth.uniformity.penalty_scale`).
     unit : float
         Energy of one squared 8-bit step (:func:`patchsynth.features.quantization`).
-    penalty : float32 (Hs, Ws)
-        Uniformity penalty of each source centre, ``inf`` where forbidden, frozen for the sweep
-        (:func:`patchsynth.uniformity.penalty`).
     reverse : bool
         Scan bottom-up and right-to-left (alternate it between sweeps, as ebsynth does).
     search_radius : int
@@ -200,12 +297,13 @@ def sweep(target, source, field, distance, penalty, patch_size, channels, unit,
     h = field.shape[0]
     strips = (h + STRIP_ROWS - 1) // STRIP_ROWS
     # Keeps the prefetching loads of each strip alive (the compiler drops unused loads).
-    touched = np.zeros(strips, dtype=np.float64)
+    touched = np.zeros(strips, dtype=np.uint32)
     for parity in range(2):
         for k in numba.prange((strips - parity + 1) // 2):
             s = 2 * k + parity
             y0 = s * STRIP_ROWS
             y1 = min(h, y0 + STRIP_ROWS)
-            touched[s] = _sweep_strip(target, source, field, distance, penalty, patch_size,
-                                      channels, unit, y0, y1, reverse, search_radius, key)
+            touched[s] = _sweep_strip(target, source, target_sums, records, field, distance,
+                                      scale, patch_size, channels, unit, y0, y1, reverse,
+                                      search_radius, key)
     return touched

@@ -73,9 +73,11 @@ class Synthesis:
 
 @dataclasses.dataclass
 class _Source:
-    """One source pyramid level: 8-bit padded features, padded float style, valid centres."""
+    """One source pyramid level: 8-bit padded features and candidate records, padded float style,
+    valid centres."""
 
     features: np.ndarray
+    records: np.ndarray
     style: np.ndarray
     valid: np.ndarray
     candidates: np.ndarray
@@ -238,14 +240,21 @@ def _synthesize_level(target, src, field, patch_size, iterations, sweeps, unifor
     target2d, source2d = _rows(target), _rows(src.features)
     image = vote.vote(src.style, field, np.zeros(field.shape[:2], np.float32), patch_size, 0.0)
     _set_style(target, image, src)
+    scale = uniform.penalty_scale(uniformity, patch_size, field.shape[0] * field.shape[1],
+                                  src.candidates.size)
+    if iterations and scale == 0.0:
+        # Without uniformity the occupancy is never read: only the forbidden marks matter.
+        uniform.store_occupancy(field, src.valid, patch_size, src.records)
     for iteration in range(iterations):
         distance = patchmatch.field_distances(target2d, source2d, field, patch_size, channels,
                                               src.unit)
+        target_sums = patchmatch.patch_sums(target, patch_size)
         for sweep in range(sweeps):
-            penalty = uniform.penalty(field, src.valid, patch_size, uniformity, src.candidates.size)
+            if scale != 0.0:
+                uniform.store_occupancy(field, src.valid, patch_size, src.records)
             patchmatch.sweep(
-                target2d, source2d, field, distance, penalty, patch_size,
-                channels, src.unit, sweep % 2 == 1, search_radius or max(src.shape),
+                target2d, source2d, target_sums, src.records, field, distance, scale,
+                patch_size, channels, src.unit, sweep % 2 == 1, search_radius or max(src.shape),
                 fields.stage_key(seed, _SWEEP, level, iteration, sweep),
             )
         image = vote.vote(src.style, field, distance, patch_size, 1.0 / (patch_size**2 * channels))
@@ -304,8 +313,10 @@ def _source_level(stack, mask, style_channels, style_factor, guide_factor, unit,
         )
     style = np.ascontiguousarray(stack[..., :style_channels])
     guides = np.ascontiguousarray(stack[..., style_channels:])
+    stack = features.feature_stack(style, guides, style_factor, guide_factor, radius)
     return _Source(
-        features=features.feature_stack(style, guides, style_factor, guide_factor, radius),
+        features=stack,
+        records=patchmatch.candidate_records(stack, patch_size),
         style=features.pad(style, radius),
         valid=valid,
         candidates=candidates,

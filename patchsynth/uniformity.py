@@ -12,68 +12,71 @@ squared differences of ``[0, 1]`` values over the patch: ebsynth's default 3500 
 is ``3500 / 255**2 = 0.054`` here.
 
 ebsynth sums the occupancy over the candidate's patch for every test (two 25-value sums per accept
-test) and updates it on every accept. Here the penalty of every centre is computed once per
-PatchMatch sweep, making the test one read; freezing it for a sweep also keeps the sweep free of
-write races, so results do not depend on thread timing. The same map marks forbidden centres
-with an infinite penalty, so one random access answers both questions.
+test) and updates it on every accept. Here the summed occupancy of every centre is computed once
+per PatchMatch sweep, as an integer, making the test one read and a multiply by
+:func:`penalty_scale`; freezing it for a sweep also keeps the sweep free of write races, so results
+do not depend on thread timing. It is written into the first word of the source's candidate
+records (:mod:`patchsynth.patchmatch`), where ``FORBIDDEN`` marks the centres outside
+``source_mask``, so one random access answers both questions.
 """
 
 import numba
 import numpy as np
 
+#: Summed occupancy that marks a forbidden centre.
+FORBIDDEN = np.uint32(0xFFFFFFFF)
+#: Usage counts saturate here, so that ``p**4`` times a count fits the ``int32`` sums (for p = 5,
+#: 3.4 million uses of one centre: far beyond the point where its penalty excludes it anyway).
+_USAGE_LIMIT = 2**31 - 1
+
 
 @numba.njit(cache=True)
-def _usage(field, source_shape):
-    usage = np.zeros(source_shape, dtype=np.float32)
+def _usage(field, source_shape, limit):
+    usage = np.zeros(source_shape, dtype=np.int32)
     for y in range(field.shape[0]):
         for x in range(field.shape[1]):
-            usage[field[y, x, 0], field[y, x, 1]] += 1.0
+            qy, qx = field[y, x, 0], field[y, x, 1]
+            usage[qy, qx] = min(usage[qy, qx] + 1, limit)
     return usage
 
 
 @numba.njit(cache=True, parallel=True)
-def _box_rows(image, radius):
+def _box(image, radius):
+    """Sum over the ``(2 radius + 1)^2`` box around every pixel; pixels outside count as 0."""
     h, w = image.shape
-    out = np.zeros_like(image)
+    rows = np.zeros_like(image)
     for y in numba.prange(h):
-        for dy in range(-radius, radius + 1):
-            sy = y + dy
-            if 0 <= sy < h:
-                for x in range(w):
-                    out[y, x] += image[sy, x]
-    return out
-
-
-@numba.njit(cache=True, parallel=True)
-def _box_columns(image, radius):
-    h, w = image.shape
-    out = np.zeros_like(image)
+        for sy in range(max(0, y - radius), min(h, y + radius + 1)):
+            for x in range(w):
+                rows[y, x] += image[sy, x]
+    out = np.empty_like(image)
     for y in numba.prange(h):
+        total = 0
+        for x in range(min(w, radius)):
+            total += rows[y, x]
+        # A running sum along the row: add the pixel entering the box, drop the one leaving it.
         for x in range(w):
-            total = 0.0
-            for sx in range(max(0, x - radius), min(w, x + radius + 1)):
-                total += image[y, sx]
+            if x + radius < w:
+                total += rows[y, x + radius]
+            if x - radius - 1 >= 0:
+                total -= rows[y, x - radius - 1]
             out[y, x] = total
     return out
 
 
-def _box(image, radius):
-    return _box_columns(_box_rows(image, radius), radius)
-
-
-def usage(field, source_shape):
-    """How many target pixels use each source centre: ``float32 (Hs, Ws)``."""
-    return _usage(field, (int(source_shape[0]), int(source_shape[1])))
+def usage(field, source_shape, limit=_USAGE_LIMIT):
+    """How many target pixels use each source centre, at most ``limit``: ``int32 (Hs, Ws)``."""
+    return _usage(field, (int(source_shape[0]), int(source_shape[1])), limit)
 
 
 def patch_occupancy(field, source_shape, patch_size):
-    """Occupancy summed over the patch of every source centre, ``float32 (Hs, Ws)``.
+    """Occupancy summed over the patch of every source centre, ``int32 (Hs, Ws)``.
 
     ``occupancy = box(usage)`` (a centre's patch covers its ``p x p`` neighbourhood), and the sum
     over a candidate's patch is one more ``p x p`` box. Pixels outside the source count as empty.
     """
     radius = patch_size // 2
-    return _box(_box(usage(field, source_shape), radius), radius)
+    return _box(_box(usage(field, source_shape, _USAGE_LIMIT // patch_size**4), radius), radius)
 
 
 def penalty_scale(uniformity, patch_size, target_pixels, valid_centres):
@@ -83,30 +86,26 @@ def penalty_scale(uniformity, patch_size, target_pixels, valid_centres):
 
 
 @numba.njit(cache=True, parallel=True)
-def _penalize(occupancy, scale, valid):
-    out = np.empty_like(occupancy)
+def _store(occupancy, valid, records):
     for y in numba.prange(occupancy.shape[0]):
         for x in range(occupancy.shape[1]):
-            out[y, x] = occupancy[y, x] * scale if valid[y, x] else np.float32(np.inf)
-    return out
+            if valid[y, x]:
+                records[y, x, 0] = occupancy[y, x]
+            else:
+                records[y, x, 0] = FORBIDDEN
 
 
-def penalty(field, valid, patch_size, uniformity, valid_count):
-    """Penalty of every source centre for the next sweep: ``float32 (Hs, Ws)``, ``inf`` where not valid.
+def store_occupancy(field, valid, patch_size, records):
+    """Write the summed occupancy of every source centre into ``records[..., 0]``.
 
     Parameters
     ----------
     field : int32 (Ht, Wt, 2)
         Current field; its usage of the source sets the occupancy.
     valid : bool (Hs, Ws)
-        Allowed centres.
+        Allowed centres; the others get ``FORBIDDEN``.
     patch_size : int
-    uniformity : float
-        Penalty of a patch used exactly its fair share; 0 leaves only the ``inf`` marks.
-    valid_count : int
-        Number of allowed centres (the fair share divides the target among them).
+    records : uint32 (Hs, Ws, k)
+        The source's candidate records (:func:`patchsynth.patchmatch.candidate_records`).
     """
-    if uniformity == 0.0:
-        return np.where(valid, np.float32(0.0), np.float32(np.inf)).astype(np.float32)
-    scale = penalty_scale(uniformity, patch_size, field.shape[0] * field.shape[1], valid_count)
-    return _penalize(patch_occupancy(field, valid.shape, patch_size), scale, valid)
+    _store(patch_occupancy(field, valid.shape, patch_size), valid, records)

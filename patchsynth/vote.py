@@ -36,6 +36,11 @@ def vote(source, field, error, patch_size, error_scale):
     channels = source.shape[2]
     radius = patch_size // 2
     out = np.empty((h, w, channels), dtype=np.float32)
+    # Each patch's weight once, instead of once per pixel it covers (a division each).
+    weights = np.empty((h, w), dtype=np.float32)
+    for y in numba.prange(h):
+        for x in range(w):
+            weights[y, x] = np.float32(1.0) / (np.float32(1.0) + error[y, x] * error_scale)
     for y in numba.prange(h):
         total = np.empty(channels, dtype=np.float32)
         for x in range(w):
@@ -49,7 +54,7 @@ def vote(source, field, error, patch_size, error_scale):
                     cx = x - dx
                     if cx < 0 or cx >= w:
                         continue
-                    weight = np.float32(1.0) / (np.float32(1.0) + error[cy, cx] * error_scale)
+                    weight = weights[cy, cx]
                     sy = field[cy, cx, 0] + dy + radius
                     sx = field[cy, cx, 1] + dx + radius
                     for c in range(channels):

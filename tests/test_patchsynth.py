@@ -1,10 +1,11 @@
 """Tests of patchsynth: properties checked against brute force and closed forms on tiny images."""
 
+import numba
 import numpy as np
 import pytest
 
 import patchsynth
-from patchsynth import features, field, patchmatch, pyramid, uniformity, vote
+from patchsynth import features, field, patchmatch, pyramid, synthesis, uniformity, vote
 from patchsynth.synthesis import _schedule
 
 
@@ -138,10 +139,45 @@ def test_penalty_is_the_uniformity_weight_at_fair_share():
     # share, so away from the border the penalty equals the uniformity weight.
     valid = np.ones((12, 12), bool)
     f = identity((12, 12))
-    penalty = uniformity.penalty(f, valid, 3, 0.7, valid.size)
-    np.testing.assert_allclose(penalty[2:-2, 2:-2], 0.7, rtol=1e-6)
+    records = np.zeros((12, 12, patchmatch.RECORD_WORDS), np.uint32)
+    uniformity.store_occupancy(f, valid, 3, records)
+    scale = uniformity.penalty_scale(0.7, 3, f.shape[0] * f.shape[1], valid.sum())
+    np.testing.assert_allclose(records[2:-2, 2:-2, 0] * scale, 0.7, rtol=1e-6)
     valid[0, 0] = False
-    assert np.isinf(uniformity.penalty(f, valid, 3, 0.0, valid.sum())[0, 0])
+    uniformity.store_occupancy(f, valid, 3, records)
+    assert records[0, 0, 0] == uniformity.FORBIDDEN
+
+
+def test_patch_occupancy_is_the_double_box_sum_of_usage():
+    rng = np.random.default_rng(0)
+    f = np.stack([rng.integers(0, 9, (6, 7)), rng.integers(0, 11, (6, 7))], -1).astype(np.int32)
+    use = np.zeros((9, 11))
+    np.add.at(use, (f[..., 0], f[..., 1]), 1)
+    expected = use
+    for _ in range(2):  # box(box(usage)), zero outside the source
+        padded = np.pad(expected, 2)
+        expected = sum(padded[dy:dy + 9, dx:dx + 11] for dy in range(5) for dx in range(5))
+    np.testing.assert_array_equal(uniformity.patch_occupancy(f, (9, 11), 5), expected)
+
+
+def test_patch_sums_bound_the_patch_distance():
+    rng = np.random.default_rng(0)
+    stacks = [rng.integers(0, 256, (h + 4, w + 4, 7), dtype=np.uint8) for h, w in ((6, 8), (5, 9))]
+    sums = [patchmatch.patch_sums(stack, 5) for stack in stacks]
+    # Packed sums are the channel sums over each 5x5 patch (channels past BOUND_CHANNELS left out).
+    windows = np.lib.stride_tricks.sliding_window_view(stacks[0].astype(np.int64), (5, 5), (0, 1))
+    channel_sums = windows.sum(axis=(-1, -2))
+    low, high = sums[0] & 0xFFFF, sums[0] >> 16
+    np.testing.assert_array_equal(np.stack([low, high], -1).reshape(6, 8, -1),
+                                  channel_sums[..., :patchmatch.BOUND_CHANNELS])
+    # Cauchy-Schwarz: (sum of differences)^2 / 25 never exceeds the squared distance.
+    records = np.zeros((5, 9, patchmatch.RECORD_WORDS), np.uint32)
+    records[..., 1:] = sums[1]
+    for (y, x), (qy, qx) in zip(np.ndindex(6, 8), rng.integers(0, (5, 9), (48, 2))):
+        patch_a = stacks[0][y:y + 5, x:x + 5].astype(np.int64)
+        patch_b = stacks[1][qy:qy + 5, qx:qx + 5].astype(np.int64)
+        distance = ((patch_a - patch_b) ** 2).sum()
+        assert patchmatch._bound(sums[0][y, x], records[qy, qx]) <= 25 * distance
 
 
 # The synthesizer
@@ -261,6 +297,22 @@ def test_same_seed_same_output_and_seed_matters(texture):
     np.testing.assert_array_equal(a.field, b.field)
     c = patchsynth.synthesize(style, guides, target, seed=8)
     assert (c.field != a.field).any()
+
+
+def test_the_result_does_not_depend_on_the_thread_count(texture, monkeypatch):
+    # Tiny levels normally run on one thread: make every level parallel, then compare one thread
+    # with all of them (strips of 16 rows: the 64 px target has 4).
+    monkeypatch.setattr(synthesis, "PARALLEL_MIN_PIXELS", 0)
+    style, guides = texture
+    results = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(threads)
+        try:
+            results.append(patchsynth.synthesize(style, guides, guides[::-1].copy(), seed=3))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(results[0].field, results[1].field)
+    np.testing.assert_array_equal(results[0].image, results[1].image)
 
 
 def test_progress_reports_every_iteration(texture):
