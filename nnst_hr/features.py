@@ -47,7 +47,7 @@ class VGGLayers(nn.Module):
                 module.inplace = False  # the captured ReLU outputs must survive the next layer
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-        # oneDNN's channels-last convolutions: a hypercolumn step at 256 px took 30 % less time
+        # channels-last: a 256 px hypercolumn step took 26 % less time (0.65 s vs 0.88 s, idle 2 cores)
         self.body.to(memory_format=torch.channels_last)
         self.requires_grad_(False)
         self.eval()
