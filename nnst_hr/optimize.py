@@ -186,7 +186,8 @@ def fit_split_layers(
     ``(G, H_l, W_l)`` on layer ``l``'s grid (or None).
     """
     params, opt = _adam(pyr, lr)
-    matches: list[tuple] = [()] * len(style)  # per layer: (stride, oy, ox, matched keys, key mean)
+    lattices: list[tuple[int, int, int]] = [(1, 0, 0)] * len(style)  # per layer: (stride, oy, ox)
+    matches: list[tuple] = [()] * len(style)  # per layer: (matched keys, key mean)
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
         with autocast():
@@ -194,9 +195,10 @@ def fit_split_layers(
         loss = 0.0
         for li, layer in enumerate(layers):
             if step % refresh == 0:
-                h, w = layer.shape[-2:]
-                stride, oy, ox = sample_grid(h, w, sample, generator)
-                out = _flat(layer[:, :, oy::stride, ox::stride].float())
+                lattices[li] = sample_grid(*layer.shape[-2:], sample, generator)
+            stride, oy, ox = lattices[li]
+            out = _flat(layer[:, :, oy::stride, ox::stride].float())
+            if step % refresh == 0:
                 keys = torch.cat([_flat(s[:, :, oy::stride, ox::stride].float()) for s in style[li].layers])
                 guides = None
                 if content_guides is not None and content_guides[li] is not None:
@@ -211,10 +213,8 @@ def fit_split_layers(
                 with torch.no_grad():
                     q, k = augment(out.detach(), keys, guides)
                     index = search(q, k, q.shape[1] - out.shape[1])[1]
-                matches[li] = (stride, oy, ox, keys[index], keys.mean(0, keepdim=True))
-            stride, oy, ox, matched, key_mean = matches[li]
-            out = _flat(layer[:, :, oy::stride, ox::stride].float())
-            loss = loss + centered_cosine_loss(out, matched, key_mean)
+                matches[li] = (keys[index], keys.mean(0, keepdim=True))
+            loss = loss + centered_cosine_loss(out, *matches[li])
         loss.backward()
         opt.step()
         if on_step is not None:
