@@ -78,7 +78,7 @@ class NNSTConfig:
         if self.steps < 0 or self.split_steps < 0:
             raise InputError("--steps and --split-steps must not be negative")
         if self.split_refresh < 1:
-            raise InputError(f"--split-refresh must be at least 1, got {self.split_refresh}")
+            raise InputError(f"NNSTConfig.split_refresh must be at least 1, got {self.split_refresh}")
 
     def steps_at(self, scale: int) -> int:
         """Hypercolumn steps at pyramid scale ``scale`` (0 = full size)."""
@@ -115,6 +115,8 @@ class PosterConfig:
             raise InputError(f"--out-size must be at least {MIN_SIZE} px, got {self.out_size}")
         if min(self.guide_weight, self.mask_weight, self.uniformity) < 0:
             raise InputError("poster weights (--nnst-weight, --mask-weight, --uniformity) must not be negative")
+        if self.max_search_size < MIN_SIZE:
+            raise InputError(f"PosterConfig.max_search_size must be at least {MIN_SIZE} px, got {self.max_search_size}")
 
     def to_dict(self) -> dict:
         return asdict(self)

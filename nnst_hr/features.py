@@ -74,14 +74,18 @@ def hypercolumns(layers: list[torch.Tensor], grid: tuple[int, int]) -> torch.Ten
     -------
     torch.Tensor (B, 2688, h, w), float32
     """
-    return torch.cat([resize_layer(f.float(), grid) * (1.0 / f.shape[1]) for f in layers], 1)
+    return torch.cat([layer_columns(f, grid) for f in layers], 1)
 
 
-def resize_layer(layer: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Bilinear ``align_corners=True`` resize of ``(B, C, H, W)`` to ``grid``; a no-op at that size."""
-    if tuple(layer.shape[-2:]) == tuple(grid):
-        return layer
-    return F.interpolate(layer, grid, mode="bilinear", align_corners=True)
+def layer_columns(layer: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """One layer's part of the hypercolumns: ``(B, C, H, W)`` -> float32 ``(B, C, h, w)``, divided by ``C``.
+
+    Bilinear ``align_corners=True`` resize to ``grid``, skipped when the layer already has that size.
+    """
+    layer = layer.float()
+    if tuple(layer.shape[-2:]) != tuple(grid):
+        layer = F.interpolate(layer, grid, mode="bilinear", align_corners=True)
+    return layer * (1.0 / layer.shape[1])
 
 
 def feature_grid(height: int, width: int) -> tuple[int, int]:

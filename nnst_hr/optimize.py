@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from .features import LAYER_CHANNELS, VGGLayers, resize_layer
+from .features import LAYER_CHANNELS, VGGLayers, layer_columns
 from .matching import NORM_EPS, Guides, augment, best_scores, centered_cosine_loss
 from .pyramid import synthesize
 
@@ -58,7 +58,7 @@ class HypercolumnCosineLoss(torch.autograd.Function):
         sq = torch.zeros_like(dot)
         cols = []
         for layer, target in zip(layers, targets):
-            col = resize_layer(layer.float(), grid) * (1.0 / layer.shape[1])
+            col = layer_columns(layer, grid)
             dot += torch.linalg.vecdot(col, target, dim=1)
             sq += torch.linalg.vecdot(col, col, dim=1)
             cols.append(col)

@@ -232,6 +232,15 @@ def test_tiny_run_writes_the_run_folder_refuses_then_resumes(cli, tmp_path):
     assert output.read_bytes() == result
 
 
+def test_config_ranges_outside_the_cli_are_refused():
+    from nnst_hr.config import NNSTConfig, PosterConfig
+
+    with pytest.raises(InputError, match="max_search_size"):
+        PosterConfig(out_size=8192, max_search_size=0).validate()
+    with pytest.raises(InputError, match="split_refresh"):
+        NNSTConfig(split_refresh=0).validate()
+
+
 @pytest.mark.parametrize("extra", [["--alpha", "2"], ["--size", "8"], ["--out-size", "4"]])
 def test_out_of_range_options_exit_2_before_any_work(tmp_path, extra):
     content, style = tmp_path / "c.png", tmp_path / "s.png"
