@@ -177,7 +177,7 @@ def test_patch_sums_bound_the_patch_distance():
         patch_a = stacks[0][y:y + 5, x:x + 5].astype(np.int64)
         patch_b = stacks[1][qy:qy + 5, qx:qx + 5].astype(np.int64)
         distance = ((patch_a - patch_b) ** 2).sum()
-        assert patchmatch._bound(sums[0][y, x], records[qy, qx]) <= 25 * distance
+        assert patchmatch._bound(sums[0], y, x, records, qy, qx) <= 25 * distance
 
 
 # The synthesizer
@@ -301,14 +301,15 @@ def test_same_seed_same_output_and_seed_matters(texture):
 
 def test_the_result_does_not_depend_on_the_thread_count(texture, monkeypatch):
     # Tiny levels normally run on one thread: make every level parallel, then compare one thread
-    # with all of them (strips of 16 rows: the 64 px target has 4).
+    # with all of them. The target is tall enough for two strips of each parity.
     monkeypatch.setattr(synthesis, "PARALLEL_MIN_PIXELS", 0)
     style, guides = texture
+    target = np.ascontiguousarray(np.tile(guides[::-1, :24], (4 * patchmatch.STRIP_ROWS // 64, 1, 1)))
     results = []
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
         numba.set_num_threads(threads)
         try:
-            results.append(patchsynth.synthesize(style, guides, guides[::-1].copy(), seed=3))
+            results.append(patchsynth.synthesize(style, guides, target, seed=3))
         finally:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     np.testing.assert_array_equal(results[0].field, results[1].field)

@@ -9,6 +9,7 @@ import pytest
 import tifffile
 from PIL import Image
 
+from nnst_hr import poster
 from nnst_hr import run as run_module
 from nnst_hr.config import NNSTConfig, PosterConfig
 from nnst_hr.io import read_image
@@ -62,7 +63,8 @@ def test_layout_maps_atlas_pixels_back_to_the_unrotated_exemplar():
     assert np.array_equal(exemplar[rows, cols], atlas.image[field[..., 0], field[..., 1]])
 
 
-def test_vote_render_equals_a_brute_force_patch_average():
+def test_vote_render_equals_a_brute_force_patch_average(monkeypatch):
+    monkeypatch.setattr(poster, "RENDER_ROWS", 4)  # three bands: patches cross band edges
     rng = np.random.default_rng(3)
     exemplar = rng.random((11, 17, 3)).astype(np.float32)
     atlas = build_atlas(exemplar, exemplar[..., :1], [0, 1, 2, 3])
