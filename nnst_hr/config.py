@@ -51,7 +51,7 @@ class NNSTConfig:
 
     # --- speed and precision
     exact: bool = False  # reference mode: fp32 everywhere and exhaustive searches
-    bf16: bool = True  # bf16 autocast for VGG where the hardware runs bf16 fast (CUDA, AMX / AVX512-BF16)
+    bf16: bool = True  # bf16 VGG and candidate search (fp32 final choice) where bf16 is fast (CUDA, AMX / AVX512-BF16)
     search_dims: int = 128  # fast search shortlists candidates on this many principal axes
     candidates: int = 16  # fast search compares this many shortlisted keys per query exactly
     split_refresh: int = 2  # fast feature splitting searches every this many steps (exact: every step, the paper)

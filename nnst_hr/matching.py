@@ -30,6 +30,7 @@ SCORE_BLOCK_BYTES = 256 * 2**20  # memory for one block of the score matrix (wid
 SMALL_BLOCK_BYTES = 32 * 2**20  # narrow vectors make the product bandwidth-bound: keep blocks in cache
 NARROW = 1024  # vectors with fewer components than this are narrow
 APPROX_MIN_WORK = 5e11  # multiply-adds below which the exhaustive search is faster (measured crossover)
+RERANK = 4  # keys per query that a bf16 search re-scores in fp32
 
 
 @dataclass
@@ -99,8 +100,14 @@ def with_guides(q: torch.Tensor, k: torch.Tensor, guides: Guides | None):
     return torch.cat(q_parts, 1), torch.cat(k_parts, 1)
 
 
-def best_scores(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def best_scores(q: torch.Tensor, k: torch.Tensor, *, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Exhaustive ``max_j q_i . k_j`` in blocks of queries.
+
+    With ``bf16`` the products are computed in bf16 (faster where the hardware has bf16
+    units) and each query's ``RERANK`` best keys are re-scored in fp32: the result differs
+    from the fp32 search only where the exact best is not among the bf16 top ``RERANK``,
+    and the returned score is always the fp32 score of the returned key. Scores must be
+    of order 1 (no hard-label bonus): bf16 keeps 8 significant bits.
 
     Parameters
     ----------
@@ -114,11 +121,27 @@ def best_scores(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.T
     rows = max(1, block // (4 * max(1, k.shape[0])))
     scores, indices = [], []
     kt = k.t().contiguous()
+    if bf16:
+        kt = kt.to(torch.bfloat16)
     for start in range(0, q.shape[0], rows):
-        s, i = (q[start:start + rows] @ kt).max(1)
+        if bf16:
+            s, i = _rescore(q[start:start + rows], k, (q[start:start + rows].to(torch.bfloat16) @ kt), RERANK)
+        else:
+            s, i = (q[start:start + rows] @ kt).max(1)
         scores.append(s)
         indices.append(i)
     return torch.cat(scores), torch.cat(indices)
+
+
+def _rescore(q: torch.Tensor, k: torch.Tensor, approx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best of the ``n`` keys with the highest ``approx (N, M)`` score, by the exact product.
+
+    Returns ``(scores (N,), indices (N,))`` like :func:`best_scores`.
+    """
+    shortlist = approx.topk(min(n, k.shape[0]), dim=1).indices
+    exact = torch.einsum("nd,ncd->nc", q, k[shortlist])
+    s, j = exact.max(1)
+    return s, shortlist.gather(1, j[:, None])[:, 0]
 
 
 def nearest_neighbors(queries: torch.Tensor, keys: torch.Tensor, guides: Guides | None = None) -> torch.Tensor:
@@ -178,7 +201,7 @@ def principal_axes(x: torch.Tensor, dims: int, *, sample: int = 16384, seed: int
 
 
 def projected_best_scores(
-    q: torch.Tensor, k: torch.Tensor, axes: torch.Tensor, candidates: int, tail: int = 0
+    q: torch.Tensor, k: torch.Tensor, axes: torch.Tensor, candidates: int, tail: int = 0, *, bf16: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Approximate :func:`best_scores`: shortlist on projections, decide exactly.
 
@@ -187,20 +210,19 @@ def projected_best_scores(
     projected on ``axes ((D - tail), dims)``; the last ``tail`` columns (guide and label
     columns, few but decisive) enter the shortlist score unprojected. The cost falls by
     about ``D / dims``; a query misses its exact neighbour only when that neighbour is not
-    on the shortlist.
+    on the shortlist. With ``bf16`` the shortlist products run in bf16.
     """
     body = q.shape[1] - tail
     qp = torch.cat([q[:, :body] @ axes, q[:, body:]], 1)
     kp = torch.cat([k[:, :body] @ axes, k[:, body:]], 1).t().contiguous()
-    candidates = min(candidates, k.shape[0])
+    if bf16:
+        qp, kp = qp.to(torch.bfloat16), kp.to(torch.bfloat16)
     rows = max(1, SCORE_BLOCK_BYTES // (4 * max(1, k.shape[0])))
     scores, indices = [], []
     for start in range(0, q.shape[0], rows):
-        shortlist = (qp[start:start + rows] @ kp).topk(candidates, dim=1).indices
-        exact = torch.einsum("nd,ncd->nc", q[start:start + rows], k[shortlist])
-        s, j = exact.max(1)
+        s, i = _rescore(q[start:start + rows], k, qp[start:start + rows] @ kp, candidates)
         scores.append(s)
-        indices.append(shortlist.gather(1, j[:, None])[:, 0])
+        indices.append(i)
     return torch.cat(scores), torch.cat(indices)
 
 
@@ -213,16 +235,21 @@ def search(
     candidates: int = 16,
     tail: int = 0,
     seed: int = 0,
+    bf16: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best key for each prepared query: exhaustive, or shortlisted on principal axes.
 
     The shortlist is used only when it pays: not ``exact``, the feature part (all but the
     last ``tail`` guide columns) has more than ``2 * dims`` components, and the exhaustive
-    product would cost over ``APPROX_MIN_WORK``. Returns ``(scores (N,), indices (N,))``
-    like :func:`best_scores`.
+    product would cost over ``APPROX_MIN_WORK``. With ``bf16`` (ignored when ``exact``) the
+    products that pick candidates run in bf16 and the final choice in fp32. Returns
+    ``(scores (N,), indices (N,))`` like :func:`best_scores`.
     """
     work = q.shape[0] * k.shape[0] * k.shape[1]
     body = k.shape[1] - tail
-    if exact or body <= 2 * dims or work < APPROX_MIN_WORK:
+    if exact:
         return best_scores(q, k)
-    return projected_best_scores(q, k, principal_axes(k[:, :body], dims, seed=seed), candidates, tail)
+    if body <= 2 * dims or work < APPROX_MIN_WORK:
+        return best_scores(q, k, bf16=bf16)
+    axes = principal_axes(k[:, :body], dims, seed=seed)
+    return projected_best_scores(q, k, axes, candidates, tail, bf16=bf16)

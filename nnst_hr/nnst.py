@@ -162,19 +162,22 @@ class _Stylizer:
         self.rotation_ids = [0, 1, 2, 3] if config.rotate else [0]
         self.timings: dict[str, float] = {}
 
-    def search(self, q: torch.Tensor, k: torch.Tensor, tail: int):
-        """:func:`matching.search` with this run's speed settings."""
+    def search(self, q: torch.Tensor, k: torch.Tensor, tail: int, precise: bool = False):
+        """:func:`matching.search` with this run's speed settings; ``precise`` keeps it in fp32."""
         cfg = self.config
-        return search(q, k, exact=cfg.exact, dims=cfg.search_dims, candidates=cfg.candidates, tail=tail, seed=cfg.seed)
+        # hard labels add a bonus of 16 to the scores, beyond what bf16 resolves
+        bf16 = self.bf16 and not precise and not (self.masks and self.masks.hard)
+        return search(q, k, exact=cfg.exact, dims=cfg.search_dims, candidates=cfg.candidates, tail=tail,
+                      seed=cfg.seed, bf16=bf16)
 
-    def autocast(self):
-        return autocast(self.device, self.bf16)
+    def autocast(self, precise: bool = False):
+        return autocast(self.device, self.bf16 and not precise)
 
     def _time(self, name: str, start: float) -> None:
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
     @torch.no_grad()
-    def style_hypercolumns(self, style: torch.Tensor):
+    def style_hypercolumns(self, style: torch.Tensor, precise: bool = False):
         """Stacked style hypercolumns of every rotation: (M, 2688), grids, pixel sizes."""
         images = rotations(style, self.config.rotate)
         grids = [feature_grid(*image.shape[-2:]) for image in images]
@@ -183,7 +186,7 @@ class _Stylizer:
         keys = torch.empty(sum(h * w for h, w in grids), HYPERCOLUMN_CHANNELS, device=style.device)
         start = 0
         for image, (h, w) in zip(images, grids):
-            with self.autocast():
+            with self.autocast(precise):
                 layers = self.vgg(image)
             keys[start:start + h * w] = _flat(hypercolumns(layers, (h, w)))
             start += h * w
@@ -191,16 +194,18 @@ class _Stylizer:
         return keys, grids, sizes
 
     @torch.no_grad()
-    def match(self, query: torch.Tensor, style: torch.Tensor) -> Match:
+    def match(self, query: torch.Tensor, style: torch.Tensor, precise: bool = False) -> Match:
         """Nearest style hypercolumn of each feature cell of ``query``.
 
         Exhaustive in exact mode; the fast search may miss the exact neighbour of a few cells,
-        so an objective computed from it is an upper bound of the exact one.
+        so an objective computed from it is an upper bound of the exact one. ``precise``
+        computes features and scores in fp32 even where bf16 is on (the final field and the
+        reported objective).
         """
         start = time.perf_counter()
-        keys, grids, sizes = self.style_hypercolumns(style)
+        keys, grids, sizes = self.style_hypercolumns(style, precise)
         grid = feature_grid(*query.shape[-2:])
-        with self.autocast():
+        with self.autocast(precise):
             queries = _flat(hypercolumns(self.vgg(query), grid))
         self._time("features", start)
         start = time.perf_counter()
@@ -208,7 +213,7 @@ class _Stylizer:
         mean, norms = center_normalize_(keys)
         q = center_normalize(queries)
         qa, ka = with_guides(q, keys, guides)
-        index = self.search(qa, ka, tail=qa.shape[1] - queries.shape[1])[1]
+        index = self.search(qa, ka, tail=qa.shape[1] - queries.shape[1], precise=precise)[1]
         del qa, ka
         unit = keys[index]
         objective = float(1.0 - (q * unit).sum(1).mean())
@@ -264,7 +269,7 @@ class _Stylizer:
             out_pyr = self.split_pass(out_pyr, style, content.shape[-2:])
         output = synthesize(out_pyr).clamp(0, 1)
 
-        found = self.match(output, style)
+        found = self.match(output, style, precise=True)
         nnf = indices_to_field(found.index, feature_grid(h, w), found.grids, found.sizes, self.rotation_ids)
         return output, nnf, found.objective
 
