@@ -124,10 +124,11 @@ def best_scores(q: torch.Tensor, k: torch.Tensor, *, bf16: bool = False) -> tupl
     if bf16:
         kt = kt.to(torch.bfloat16)
     for start in range(0, q.shape[0], rows):
+        part = q[start:start + rows]
         if bf16:
-            s, i = _rescore(q[start:start + rows], k, (q[start:start + rows].to(torch.bfloat16) @ kt), RERANK)
+            s, i = _rescore(part, k, part.to(torch.bfloat16) @ kt, RERANK)
         else:
-            s, i = (q[start:start + rows] @ kt).max(1)
+            s, i = (part @ kt).max(1)
         scores.append(s)
         indices.append(i)
     return torch.cat(scores), torch.cat(indices)
