@@ -248,9 +248,7 @@ def search(
     """
     work = q.shape[0] * k.shape[0] * k.shape[1]
     body = k.shape[1] - tail
-    if exact:
-        return best_scores(q, k)
-    if body <= 2 * dims or work < APPROX_MIN_WORK:
-        return best_scores(q, k, bf16=bf16)
+    if exact or body <= 2 * dims or work < APPROX_MIN_WORK:
+        return best_scores(q, k, bf16=bf16 and not exact)
     axes = principal_axes(k[:, :body], dims, seed=seed)
     return projected_best_scores(q, k, axes, candidates, tail, bf16=bf16)
