@@ -367,3 +367,25 @@ def test_bad_input_raises_a_clear_error(change, message):
     with pytest.raises(patchsynth.PatchSynthError, match=message):
         patchsynth.synthesize(args.pop("source"), args.pop("source_guides"),
                               args.pop("target_guides"), **args)
+
+
+def test_a_sweep_visits_every_pixel_once_across_dithered_strips():
+    # 200 rows: three whole strips and a partial one, their boundaries moved per column.
+    key = np.uint64(5)
+    offsets = patchmatch.strip_offsets(key, 200, 30)
+    assert offsets.min() >= 0 and offsets.max() < patchmatch.STRIP_DITHER
+    assert len(np.unique(offsets)) > 1  # boundaries are not straight rows
+    assert (patchmatch.strip_offsets(np.uint64(6), 200, 30) != offsets).any()  # and move every sweep
+    source, target = smooth_random((40, 40), 3, 11), smooth_random((200, 30), 3, 12)
+    _, factor, unit = features.quantization(np.zeros(3, np.float32), np.full(3, 3**-0.5, np.float32))
+    t_stack, s_stack = (features.feature_stack(image * 0, image, np.zeros(3, np.float32), factor, 2)
+                        for image in (target, source))
+    records = patchmatch.candidate_records(s_stack, 5)
+    start = np.random.default_rng(0).integers(0, 40, (200, 30, 2)).astype(np.int32)
+    for reverse in (False, True):
+        # From an infinite distance any candidate wins: a pixel left at infinity was not visited.
+        f, distance = start.copy(), np.full((200, 30), np.inf, np.float32)
+        patchmatch.sweep(t_stack.reshape(204, -1), s_stack.reshape(44, -1),
+                         patchmatch.patch_sums(t_stack, 5), records, f, distance, np.float32(0.0), 5,
+                         3, unit, reverse, 40, key)
+        assert np.isfinite(distance).all()
