@@ -244,6 +244,19 @@ def make_poster(
     return to_numpy(final)
 
 
+def synthesis_fraction(level: int, levels: int, iteration: int, iterations: int) -> float:
+    """Fraction of a coarse-to-fine synthesis done after ``iteration`` of ``level`` (both 1-based).
+
+    Level areas grow 4x per level, and so does their cost.
+
+    >>> synthesis_fraction(2, 2, 1, 2)  # half of the last level: (1 + 2) / (1 + 4)
+    0.6
+    """
+    total = sum(4.0**j for j in range(levels))
+    done = sum(4.0**j for j in range(level - 1)) + 4.0 ** (level - 1) * iteration / max(1, iterations)
+    return done / total
+
+
 def search_factor(long_side: int, max_search_size: int) -> int:
     """Smallest power of two that brings ``long_side`` to at most ``max_search_size``."""
     factor = 1
@@ -287,19 +300,20 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
 
     on_step = None
     if progress is not None:
-        started = time.perf_counter()
+        last = {"time": None, "done": 0.0}
 
         def on_step(info):
-            # level areas grow about 4x per level: weight the finished fraction by area
-            levels, level = info["levels"], info["level"]
-            total = sum(4.0 ** -j for j in range(levels))
-            done = sum(4.0 ** -(levels - l) for l in range(1, level))
-            done += 4.0 ** -(levels - level) * info["iteration"] / max(1, info["iterations"])
-            elapsed = time.perf_counter() - started
-            left = elapsed * (total - done) / done if done > 0 else 0.0
+            # the rate of the latest iteration: an average since the start counts the setup and the
+            # small levels' higher cost per pixel (it predicted 8 h for a 3-minute 8K poster)
+            now = time.perf_counter()
+            done = synthesis_fraction(info["level"], info["levels"], info["iteration"], info["iterations"])
+            left = ""
+            if last["time"] is not None and done > last["done"]:
+                left = f", about {format_seconds((now - last['time']) * (1.0 - done) / (done - last['done']))} left"
+            last.update(time=now, done=done)
             progress.message(
-                f"poster: level {level}/{levels} ({info['size'][1]}x{info['size'][0]}), "
-                f"iteration {info['iteration']}/{info['iterations']}, about {format_seconds(left)} left"
+                f"poster: level {info['level']}/{info['levels']} ({info['size'][1]}x{info['size'][0]}), "
+                f"iteration {info['iteration']}/{info['iterations']}{left}"
             )
 
         if factor > 1:

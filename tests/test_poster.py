@@ -235,3 +235,15 @@ def test_guided_poster_draws_from_matching_style_regions(tmp_path):
     left, right = row[:, : field.shape[1] // 2 - 8], row[:, field.shape[1] // 2 + 8:]
     assert (left < 0.5).mean() > 0.95
     assert (right >= 0.5).mean() > 0.95
+
+
+def test_synthesis_fraction_weights_levels_by_area():
+    levels, iterations = 4, 3
+    areas = [(32 * 2**j) * (18 * 2**j) for j in range(levels)]  # each level doubles both sides
+    done, fractions = 0.0, []
+    for level in range(1, levels + 1):
+        for iteration in range(1, iterations + 1):
+            done += areas[level - 1] / iterations
+            fractions.append(poster.synthesis_fraction(level, levels, iteration, iterations))
+            assert fractions[-1] == pytest.approx(done / sum(areas))
+    assert fractions[-1] == 1.0 and fractions == sorted(fractions)
