@@ -20,12 +20,12 @@ __version__ = "0.1.0"
 from .config import NNSTConfig, PosterConfig  # noqa: E402
 from .errors import InputError  # noqa: E402
 
-__all__ = ["NNSTConfig", "PosterConfig", "InputError", "StylizeResult", "stylize", "__version__"]
+__all__ = ["NNSTConfig", "PosterConfig", "InputError", "StylizeResult", "stylize", "nnst_objective", "__version__"]
 
 
 def __getattr__(name: str):
     # torch takes seconds to import: load it only when the API is used, not for `--help`
-    if name in ("stylize", "StylizeResult"):
+    if name in ("stylize", "StylizeResult", "nnst_objective"):
         from . import nnst
 
         return getattr(nnst, name)

@@ -54,7 +54,7 @@ class NNSTConfig:
     bf16: bool = True  # bf16 VGG and candidate search (fp32 final choice) where bf16 is fast (CUDA, AMX / AVX512-BF16)
     search_dims: int = 128  # fast search shortlists candidates on this many principal axes
     candidates: int = 16  # fast search compares this many shortlisted keys per query exactly
-    split_refresh: int = 2  # fast feature splitting searches every this many steps (exact: every step, the paper)
+    split_refresh: int = 2  # fast feature splitting searches at most every this many steps (exact: every step, the paper)
 
     # --- run
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where the tensors live

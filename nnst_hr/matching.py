@@ -80,7 +80,8 @@ def augment(queries: torch.Tensor, keys: torch.Tensor, guides: Guides | None):
     """Centered, normalized and guide-augmented ``(queries (N, C'), keys (M, C'))``.
 
     ``argmax_j queries @ keys.T`` is then the nearest neighbor under the guided distance.
-    The first ``C`` columns are the features, the ``C' - C`` after them the guide terms.
+    The first ``C`` columns are the features, the ``C' - C`` after them the guide terms;
+    the keys' feature columns are the centered, unit keys themselves.
     """
     return with_guides(center_normalize(queries.float()), center_normalize(keys.float()), guides)
 
@@ -175,15 +176,17 @@ def cosine_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (1.0 - num / den).mean()
 
 
-def centered_cosine_loss(outputs: torch.Tensor, matched: torch.Tensor, key_mean: torch.Tensor) -> torch.Tensor:
+def centered_cosine_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Feature-splitting loss on gathered pairs.
 
-    ``mean_i 1 - cos(o_i - mean(o), k_i - key_mean)``: the same value and gradient as
-    the authors' minimum over the full distance matrix, at the memory of one row per query.
-    ``outputs (N, C)`` carries gradients (the output mean too); ``matched (N, C)`` are
-    the keys selected without gradients, ``key_mean (1, C)`` the mean of the key set.
+    ``mean_i 1 - cos(o_i - mean(o), t_i)``: the same value and gradient as the authors'
+    minimum over the full distance matrix, at the memory of one row per query.
+    ``outputs (N, C)`` carries gradients (the output mean too); ``targets (N, C)`` are the
+    selected keys, centered on the key set's mean and unit-normalized (rows of
+    :func:`center_normalize` of the keys), fixed between searches.
     """
-    return cosine_loss(outputs - outputs.mean(0, keepdim=True), matched - key_mean)
+    centered = outputs - outputs.mean(0, keepdim=True)
+    return (1.0 - (centered * targets).sum(1) / centered.norm(dim=1).clamp_min(NORM_EPS)).mean()
 
 
 def principal_axes(x: torch.Tensor, dims: int, *, sample: int = 16384, seed: int = 0) -> torch.Tensor:

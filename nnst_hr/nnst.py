@@ -7,7 +7,7 @@ sRGB in ``[0, 1]``); everything in between is torch on ``config.device``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from .features import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_gr
 from .field import indices_to_field
 from .io import atomic_output
 from .matching import Guides, center_normalize, center_normalize_, search, with_guides
-from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers
+from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress
 from .pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
 from .weights import build_vgg16_features
@@ -294,7 +294,8 @@ class _Stylizer:
         self.progress.start("feature splitting")
         out_pyr = fit_split_layers(
             out_pyr, self.vgg, split_style, steps=cfg.split_steps, lr=cfg.lr, sample=cfg.split_sample,
-            generator=generator, autocast=self.autocast, refresh=1 if cfg.exact else cfg.split_refresh,
+            generator=generator, autocast=self.autocast,
+            refresh=1 if cfg.exact else refresh_interval(cfg.split_refresh, cfg.split_steps, max(size), cfg.split_sample),
             search=self.search, content_guides=content_guides, content_labels=content_labels,
             guide_weight=cfg.guide_weight, hard=bool(self.masks and self.masks.hard),
             on_step=self.progress.step,
@@ -374,3 +375,30 @@ def stylize(
         objective=objective,
         timings=runner.timings,
     )
+
+
+def nnst_objective(
+    image: np.ndarray,
+    style: np.ndarray,
+    config: NNSTConfig | None = None,
+    *,
+    weights: str | Path | None = None,
+) -> float:
+    """The NNST objective of ``image`` against ``style``, by exhaustive fp32 search.
+
+    The mean centered-cosine distance of the hypercolumns of ``image`` to their nearest
+    hypercolumns of ``style`` (all rotations when ``config.rotate``), the quantity that
+    :func:`stylize` minimizes and reports in exact mode. Use it to compare results of
+    different modes on equal terms: fast mode reports an upper bound from its shortlist.
+
+    Parameters
+    ----------
+    image, style : float32 (H, W, 3) sRGB in [0, 1]; both are resized so that their long
+        side is ``config.size``, as :func:`stylize` does (pass a result's ``raw`` image)
+    config : only ``size``, ``rotate`` and ``device`` are used
+    """
+    config = replace(config or NNSTConfig(), exact=True)
+    runner = _Stylizer(config, None, Progress(enabled=False), None, weights)
+    image_t = resize_long_side(to_tensor(image, runner.device), config.size)
+    style_t = resize_long_side(to_tensor(style, runner.device), config.size)
+    return runner.match(image_t, style_t, precise=True).objective

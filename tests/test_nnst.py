@@ -10,9 +10,12 @@ from nnst_hr import matching
 from nnst_hr.config import NNSTConfig
 from nnst_hr.features import HYPERCOLUMN_CHANNELS, LAYER_CHANNELS, VGGLayers, feature_grid, hypercolumns
 from nnst_hr.matching import Guides, center_normalize, centered_cosine_loss, cosine_loss, nearest_neighbors
-from nnst_hr.optimize import HypercolumnCosineLoss, fit_hypercolumns, sample_grid, split_targets
+from nnst_hr.optimize import (
+    MIN_LATTICE_COVERAGE, HypercolumnCosineLoss, LatticeRows, fit_hypercolumns, lattice_stride, refresh_interval,
+    sample_grid, split_targets,
+)
 from nnst_hr.pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
-from nnst_hr.nnst import stylize, to_tensor
+from nnst_hr.nnst import nnst_objective, stylize, to_tensor
 from nnst_hr.weights import build_vgg16_features
 
 
@@ -112,7 +115,7 @@ def test_split_loss_has_the_gradient_of_the_min_over_distances():
     reference = d.min(1).values.mean()
     (g_ref,) = torch.autograd.grad(reference, out)
     index = nearest_neighbors(out.detach(), keys)
-    ours = centered_cosine_loss(out, keys[index], keys.mean(0, keepdim=True))
+    ours = centered_cosine_loss(out, center_normalize(keys)[index])
     (g_ours,) = torch.autograd.grad(ours, out)
     assert torch.allclose(ours, reference, atol=1e-6)
     assert torch.allclose(g_ours, g_ref, atol=1e-6)
@@ -141,6 +144,29 @@ def test_in_place_normalization_equals_the_copy_and_round_trips():
     mean, norms = matching.center_normalize_(x)
     assert torch.allclose(x, center_normalize(original), atol=1e-6)
     assert torch.allclose(x * norms + mean, original, atol=1e-5)
+
+
+def test_lattice_rows_equal_slicing_and_keep_the_gradient_channels_last():
+    gen = torch.Generator().manual_seed(8)
+    layer = torch.randn(1, 6, 11, 9, generator=gen).to(torch.bfloat16, memory_format=torch.channels_last)
+    layer.requires_grad_(True)
+    rows = LatticeRows.apply(layer, 3, 2, 1)
+    reference = layer[:, :, 2::3, 1::3].float().flatten(2)[0].t()  # 3 x 3 cells, row-major
+    weights = torch.randn(9, 6, generator=gen)
+    assert torch.equal(rows, reference)
+    (grad,) = torch.autograd.grad((rows * weights).sum(), layer)
+    (grad_ref,) = torch.autograd.grad((reference * weights).sum(), layer)
+    assert torch.equal(grad, grad_ref) and grad.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("side, steps, requested", [(256, 200, 2), (512, 200, 2), (256, 40, 2), (256, 200, 8), (48, 10, 3)])
+def test_refresh_interval_keeps_enough_lattices(side, steps, requested):
+    r = refresh_interval(requested, steps, side, 64)
+    need = MIN_LATTICE_COVERAGE * lattice_stride(side, 64) ** 2  # lattices per lattice position
+    assert 1 <= r <= requested
+    assert r == 1 or steps / r >= need  # enough lattices ...
+    assert r == requested or steps / (r + 1) < need  # ... and no more searches than that takes
+    assert refresh_interval(2, 200, 256, 64) == 2 and refresh_interval(2, 200, 512, 64) == 1  # as measured
 
 
 def test_sample_grid_uses_small_layers_whole():
@@ -200,7 +226,7 @@ def result(images):
     return stylize(content, style, cfg), cfg
 
 
-def test_stylize_output_and_field(result, images, vgg):
+def test_stylize_output_field_and_objective(result, images, vgg):
     res, cfg = result
     content, style = images
     assert res.image.shape == (72, 88, 3) and res.raw.dtype == np.float32
@@ -229,7 +255,11 @@ def test_stylize_output_and_field(result, images, vgg):
     best = brute_force(queries, torch.cat(keys)).numpy()
     expected = np.array([cells[i] for i in best], np.int32).reshape(h, w, 3)
     assert (expected == nnf).all(axis=-1).mean() > 0.99
-    assert 0 < res.objective < 1
+    # the objective: mean distance to the nearest style hypercolumn, evaluated literally
+    q = center_normalize(queries.double())
+    distance = 1 - (q @ center_normalize(torch.cat(keys).double()).t()).max(1).values.mean()
+    assert res.objective == pytest.approx(float(distance), abs=1e-5)
+    assert nnst_objective(res.raw, style, cfg) == pytest.approx(float(distance), abs=1e-5)
 
 
 def test_same_seed_same_output(result, images):
