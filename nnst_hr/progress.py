@@ -65,8 +65,11 @@ class Progress:
         now = time.perf_counter()
         steps, cost = self.stages.get(self.current, (index + 1, 0.0))
         self.done_cost += cost
-        self.measured_cost += cost
-        self.measured_time += now - self.last_step_time
+        if index > 0:
+            # a stage's first step also sets up kernels for its image size: the run's first step
+            # took up to 50x a later one, and counting it announced "50m left" for a 1-minute run
+            self.measured_cost += cost
+            self.measured_time += now - self.last_step_time
         self.last_step_time = now
         last = index + 1 == steps
         if not self.enabled or (now - self.last_report < REPORT_INTERVAL_S and not last):
