@@ -11,6 +11,7 @@ in the same run, so the figures carry over to a faster or slower machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import subprocess
@@ -24,8 +25,12 @@ STYLE = ROOT / "samples/style/turner_shipwreck-of-the-minotaur_oil.jpg"
 AUTHORS_SECONDS = {256: 1020.0, 512: 1560.0}  # the authors' code on this machine (2 free cores), from the issue
 
 
+@functools.lru_cache(maxsize=None)
 def vgg_pass_seconds(size: int, bf16: bool = False, repeats: int = 3) -> float:
-    """Median seconds of one VGG16 relu1_1..relu4_3 forward + backward on a size x size image."""
+    """Median seconds of one VGG16 relu1_1..relu4_3 forward + backward on a size x size image.
+
+    Measured once per size and precision in a run: the floor and the GMAC/s line share it.
+    """
     import torch
 
     from nnst_hr.device import autocast

@@ -185,8 +185,7 @@ def centered_cosine_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.
     selected keys, centered on the key set's mean and unit-normalized (rows of
     :func:`center_normalize` of the keys), fixed between searches.
     """
-    centered = outputs - outputs.mean(0, keepdim=True)
-    return (1.0 - (centered * targets).sum(1) / centered.norm(dim=1).clamp_min(NORM_EPS)).mean()
+    return cosine_loss(outputs - outputs.mean(0, keepdim=True), targets)
 
 
 def principal_axes(x: torch.Tensor, dims: int, *, sample: int = 16384, seed: int = 0) -> torch.Tensor:

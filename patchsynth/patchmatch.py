@@ -26,7 +26,7 @@ reads its neighbours' boundary rows while nobody writes them. Strips, random num
 frozen occupancy do not depend on the thread count or timing, so a seed fixes the result.
 An even strip starts its scan from rows that its odd neighbour rewrites later in the sweep, so
 the field breaks where they meet: with straight boundaries that drew a line across a poster every
-128 rows (patch jumps 8-10x the median there). Each column's boundaries are therefore moved down
+128 rows (patch jumps 8-11x the median there). Each column's boundaries are therefore moved down
 by a random 0 to ``STRIP_DITHER - 1`` rows, drawn anew every sweep: the breaks scatter into the
 texture.
 
