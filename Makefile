@@ -20,6 +20,7 @@ $(WEIGHTS_STAMP): $(STAMP)
 weights: $(WEIGHTS_STAMP)
 
 test: $(WEIGHTS_STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # CPU-friendly sizes and schedules (the paper's 200 + 200 steps take about 10 minutes per

@@ -162,8 +162,8 @@ def nearest_neighbors(queries: torch.Tensor, keys: torch.Tensor, guides: Guides 
     Examples
     --------
     >>> k = torch.eye(3)
-    >>> nearest_neighbors(torch.tensor([[0.1, 2.0, 0.0]]), k).tolist()
-    [1]
+    >>> nearest_neighbors(torch.tensor([[0.1, 2.0, 0.0], [2.0, 0.1, 0.0]]), k).tolist()
+    [1, 0]
     """
     q, k = augment(queries, keys, guides)
     return best_scores(q, k)[1]

@@ -1,21 +1,58 @@
-"""Progress of a long run on stderr: stage, step, and the estimated time left.
+"""Progress of a long run on stderr: stage, step, rate and the estimated time left.
 
 The time left comes from a work plan: each stage is a number of steps and a cost
 per step (proportional to its pixel count), so the estimate holds across scales
-whose steps differ in cost by 16x.
+whose steps differ in cost by 16x. A stage that is not made of equal steps (the
+poster's coarse-to-fine synthesis) reports the fraction of it that is done instead.
+
+On a terminal the stages are drawn as live :mod:`rich` bars; elsewhere (CI, logs,
+files) they are written as plain lines, at most one every ``REPORT_INTERVAL_S``
+seconds plus each stage's last step.
+
+Examples
+--------
+>>> import io
+>>> out = io.StringIO()
+>>> progress = Progress(stream=out)
+>>> progress.plan([("scale 64px", 2, 1.0)])
+>>> progress.start("scale 64px")
+>>> progress.step(0, loss=0.5)
+>>> out.getvalue()
+'scale 64px: step 1/2, loss 0.5000\\n'
 """
 
 from __future__ import annotations
 
-import sys
+import atexit
 import time
 from typing import TextIO
 
-REPORT_INTERVAL_S = 2.0  # at most one progress line per this many seconds (plus stage ends)
+from rich.console import Console
+from rich.progress import BarColumn, TaskID, TextColumn
+from rich.progress import Progress as Bars
+
+REPORT_INTERVAL_S = 2.0  # at most one plain line per this many seconds (plus stage ends)
+REFRESH_INTERVAL_S = 0.1  # at most one redraw of the live bars per this many seconds (plus stage ends)
 
 
 def format_seconds(seconds: float) -> str:
-    """``75.4 -> '1m15s'``, ``3725 -> '1h02m'``."""
+    """A duration as a short text.
+
+    Parameters
+    ----------
+    seconds : float
+        The duration; negative values count as 0.
+
+    Returns
+    -------
+    str
+        Seconds, minutes and seconds, or hours and minutes.
+
+    Examples
+    --------
+    >>> format_seconds(75.4), format_seconds(3725), format_seconds(9)
+    ('1m15s', '1h02m', '9s')
+    """
     seconds = max(0, int(round(seconds)))
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
@@ -24,17 +61,44 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds}s"
 
 
+def format_rate(seconds_per_step: float) -> str:
+    """Steps per second, or seconds per step when a step takes a second or more.
+
+    Examples
+    --------
+    >>> format_rate(0.25), format_rate(2.5)
+    ('4.0 steps/s', '2.5 s/step')
+    """
+    if seconds_per_step >= 1.0:
+        return f"{seconds_per_step:.1f} s/step"
+    return f"{1.0 / max(seconds_per_step, 1e-9):.1f} steps/s"
+
+
 class Progress:
     """Stage and step reporter with a cost-weighted estimate of the time left.
 
     ``plan([(stage, steps, cost_per_step), ...])`` declares the work; ``start(stage)``
     opens a stage; ``step(i, loss)`` reports step ``i`` (0-based) of the current stage;
-    ``skip(stage)`` marks a stage done without running it (resumed runs).
+    ``skip(stage)`` marks a stage done without running it (resumed runs);
+    ``fraction(stage, done, detail)`` reports a stage of unequal steps by the fraction done;
+    ``message(text)`` prints a line (above the live bars on a terminal).
+
+    Parameters
+    ----------
+    enabled : bool
+        False reports nothing.
+    stream : file-like, optional
+        Where to write; default ``sys.stderr`` (looked up at each write).
+    prefix : str
+        Put before every plain line.
+    console : rich.console.Console, optional
+        Overrides ``stream``; live bars are drawn when ``console.is_terminal``.
     """
 
-    def __init__(self, enabled: bool = True, stream: TextIO | None = None, prefix: str = ""):
+    def __init__(self, enabled: bool = True, stream: TextIO | None = None, prefix: str = "",
+                 console: Console | None = None):
         self.enabled = enabled
-        self.stream = stream or sys.stderr
+        self.console = console or Console(file=stream, stderr=stream is None, highlight=False)
         self.prefix = prefix
         self.stages: dict[str, tuple[int, float]] = {}
         self.done_cost = 0.0
@@ -43,6 +107,17 @@ class Progress:
         self.current: str | None = None
         self.last_report = 0.0
         self.last_step_time = 0.0
+        self.stage_time = 0.0  # the current stage's measured time and steps, for its rate
+        self.stage_steps = 0
+        self.last_fraction: tuple[float, float] | None = None  # (time, done) of the latest fraction
+        self._bars: Bars | None = None
+        self._task: TaskID | None = None
+        self._last_refresh = 0.0
+
+    @property
+    def live(self) -> bool:
+        """Whether the stages are drawn as live bars (an enabled reporter on a terminal)."""
+        return self.enabled and self.console.is_terminal
 
     def plan(self, stages: list[tuple[str, int, float]]) -> None:
         self.stages = {name: (steps, float(cost)) for name, steps, cost in stages}
@@ -58,8 +133,15 @@ class Progress:
         self.message(f"{stage}: resumed from checkpoint")
 
     def start(self, stage: str) -> None:
+        self._begin(stage, time.perf_counter(), self.stages.get(stage, (None, 0.0))[0])
+
+    def _begin(self, stage: str, now: float, total: float | None) -> None:
         self.current = stage
-        self.last_step_time = time.perf_counter()
+        self.last_step_time = now
+        self.stage_time, self.stage_steps = 0.0, 0
+        self.last_fraction = None
+        if self.live:
+            self._open_bar(stage, total)
 
     def step(self, index: int, loss: float | None = None) -> None:
         now = time.perf_counter()
@@ -70,18 +152,106 @@ class Progress:
             # took up to 50x a later one, and counting it announced "50m left" for a 1-minute run
             self.measured_cost += cost
             self.measured_time += now - self.last_step_time
+            self.stage_time += now - self.last_step_time
+            self.stage_steps += 1
         self.last_step_time = now
         last = index + 1 == steps
-        if not self.enabled or (now - self.last_report < REPORT_INTERVAL_S and not last):
-            return
-        self.last_report = now
         left = ""
         if self.measured_cost > 0:
             remaining = (self.total_cost - self.done_cost) * self.measured_time / self.measured_cost
-            left = f", about {format_seconds(remaining)} left"
+            left = f"about {format_seconds(remaining)} left"
         loss_text = f", loss {loss:.4f}" if loss is not None else ""
-        self.message(f"{self.current}: step {index + 1}/{steps}{loss_text}{left}")
+        if self.live:
+            rate = format_rate(self.stage_time / self.stage_steps) if self.stage_steps else ""
+            self._update_bar(now, last, steps, completed=index + 1, steps=f"step {index + 1}/{steps}{loss_text}",
+                             rate=rate, left=left)
+            return
+        if not self._report_due(now, last):
+            return
+        self.message(f"{self.current}: step {index + 1}/{steps}{loss_text}{', ' + left if left else ''}")
+
+    def fraction(self, stage: str, done: float, detail: str = "") -> None:
+        """Report that a fraction ``done`` (0..1) of ``stage`` is complete.
+
+        For stages whose steps differ in cost (coarse-to-fine levels), reported after each step.
+        The time left is that of this stage alone, from the rate of the latest step: an average
+        since the stage began counts its setup and the small levels' higher cost per pixel
+        (it predicted 8 h for a 3-minute 8K poster).
+
+        Parameters
+        ----------
+        stage : str
+            The stage's name; a new name opens a new stage (a new bar on a terminal).
+        done : float
+            Fraction of the stage done, non-decreasing between reports of one stage.
+        detail : str
+            Where the stage is (e.g. ``"level 2/3, iteration 4/8"``), shown after the stage's name.
+        """
+        now = time.perf_counter()
+        if stage != self.current:
+            self._begin(stage, now, total=1.0)
+        left = ""
+        if self.last_fraction is not None and done > self.last_fraction[1]:
+            last_time, last_done = self.last_fraction
+            left = f"about {format_seconds((now - last_time) * (1.0 - done) / (done - last_done))} left"
+        self.last_fraction = (now, done)
+        last = done >= 1.0
+        if self.live:
+            self._update_bar(now, last, 1.0, completed=min(done, 1.0), steps=detail, rate="", left=left)
+            return
+        if not self._report_due(now, last):
+            return
+        self.message(f"{stage}: {detail}{', ' + left if left else ''}")
 
     def message(self, text: str) -> None:
-        if self.enabled:
-            print(f"{self.prefix}{text}", file=self.stream, flush=True)
+        if not self.enabled:
+            return
+        if self.live:
+            console = self._bars.console if self._bars is not None else self.console
+            console.print(f"{self.prefix}{text}", markup=False, highlight=False, soft_wrap=True)
+            return
+        print(f"{self.prefix}{text}", file=self.console.file, flush=True)
+
+    def close(self) -> None:
+        """Stop the live bars (they stay on screen) and give the terminal back its cursor."""
+        if self._bars is not None:
+            self._bars.stop()
+            atexit.unregister(self.close)
+            self._bars, self._task = None, None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _report_due(self, now: float, last: bool) -> bool:
+        """Whether a plain line is due: a stage's last step, or ``REPORT_INTERVAL_S`` since the last line."""
+        if not self.enabled or (now - self.last_report < REPORT_INTERVAL_S and not last):
+            return False
+        self.last_report = now
+        return True
+
+    def _open_bar(self, stage: str, total: float | None) -> None:
+        if self._bars is None:
+            self._bars = Bars(
+                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[steps]}"),
+                TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[left]}"),
+                console=self.console, auto_refresh=False,
+            )
+            self._bars.start()
+            atexit.register(self.close)  # an interrupted run still gets its cursor back
+        elif self._task is not None:
+            self._bars.stop_task(self._task)
+        self._task = self._bars.add_task(f"{self.prefix}{stage}", total=total, steps="", rate="", left="")
+        self._last_refresh = 0.0
+
+    def _update_bar(self, now: float, last: bool, total: float | None, **fields) -> None:
+        if self._bars is None:  # reported again after the stage's end
+            self._open_bar(self.current, total)
+        self._bars.update(self._task, **fields)
+        if last:
+            self.close()  # the finished bar stays on screen; the next stage opens a new one
+        elif now - self._last_refresh >= REFRESH_INTERVAL_S:
+            self._bars.refresh()
+            self._last_refresh = now
