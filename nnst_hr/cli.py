@@ -5,6 +5,7 @@ Exit codes: 0 success, 2 bad input (one-line message, no traceback), 1 internal 
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 import warnings
@@ -15,6 +16,7 @@ from typing import Optional
 import typer
 
 from .config import NNSTConfig, PosterConfig
+from .logs import configure_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="High-resolution, optionally mask-guided Neural Neighbor Style Transfer.")
@@ -23,6 +25,24 @@ app.add_typer(masks_app, name="masks")
 
 NNST = NNSTConfig()
 POSTER = PosterConfig()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"nnst-hr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show debug messages."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    # the library only logs; the command line shows its messages on stderr
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
 
 
 class Device(str, Enum):
@@ -105,9 +125,11 @@ def run(
     jpeg_quality: int = typer.Option(95, help="JPEG quality (1..100)."),
     bit_depth: Optional[int] = typer.Option(None, help="8 or 16 bits; default 16 for TIFF, 8 otherwise."),
     weights: Optional[Path] = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, no informational messages."),
 ) -> None:
     """Stylize CONTENT after STYLE and write OUTPUT (and a resumable OUTPUT.run/ folder)."""
+    if quiet:
+        configure_logging(logging.WARNING)
 
     def action():
         from .run import RunOptions, run_files

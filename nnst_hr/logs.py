@@ -1,0 +1,91 @@
+"""Where the library's log messages go when the command line runs it.
+
+The packages only create loggers (``logging.getLogger(__name__)``); a program that uses
+them as a library configures logging itself. The CLI calls :func:`configure_logging`:
+messages of ``nnst_hr``, ``guidance`` and ``patchsynth`` go to stderr, through rich's
+handler on a terminal (above the live progress bars) and as plain ``level: message`` lines
+elsewhere. Other libraries' loggers are left as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+PACKAGES = ("nnst_hr", "guidance", "patchsynth")  # the loggers configured here, with their children
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is when a record is emitted.
+
+    Binding the stream at configuration time would keep writing to a replaced stream (a test
+    runner's capture, closed after the call).
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+class _PlainFormatter(logging.Formatter):
+    """``info: message``, the form of the CLI's own ``warning:`` and ``error:`` lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {super().format(record)}"
+
+
+_handler: logging.Handler | None = None
+
+
+def configure_logging(level: int = logging.INFO, *, terminal: bool | None = None) -> logging.Handler:
+    """Send the packages' log records of ``level`` and above to stderr.
+
+    Calling it again replaces the handler it installed before (the level may change between a
+    command's global options and its own).
+
+    Parameters
+    ----------
+    level : int
+        ``logging.DEBUG``, ``logging.INFO`` or ``logging.WARNING`` (quiet).
+    terminal : bool, optional
+        Use rich's handler; default: whether stderr is a terminal.
+
+    Returns
+    -------
+    logging.Handler
+        The installed handler.
+
+    Examples
+    --------
+    >>> handler = configure_logging(logging.WARNING, terminal=False)
+    >>> logging.getLogger("nnst_hr.color").getEffectiveLevel() == logging.WARNING
+    True
+    >>> reset_logging()
+    """
+    global _handler
+    reset_logging()
+    console = Console(stderr=True)
+    if terminal if terminal is not None else console.is_terminal:
+        _handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+    else:
+        _handler = _StderrHandler()
+        _handler.setFormatter(_PlainFormatter())
+    for name in PACKAGES:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.addHandler(_handler)
+    return _handler
+
+
+def reset_logging() -> None:
+    """Remove what :func:`configure_logging` installed (the packages' loggers back to unset)."""
+    global _handler
+    for name in PACKAGES:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.NOTSET)
+        if _handler is not None:
+            logger.removeHandler(_handler)
+    _handler = None
