@@ -14,9 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
-import nnst_hr  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
 import torch
 
+import nnst_hr  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
 from guidance import load_masks
 from nnst_hr.config import NNSTConfig
 from nnst_hr.features import VGGLayers, feature_grid, hypercolumns
@@ -61,10 +61,11 @@ def main() -> None:
           f"{masks.n_labels} labels")
     for exact in (True, False):
         name = "exhaustive" if exact else "fast"
-        t_plain, (_, plain) = timed(lambda: search(*augment(queries, keys, None), exact=exact))
+        t_plain, (_, plain) = timed(lambda exact=exact: search(*augment(queries, keys, None), exact=exact))
         for mode in ("soft", "hard"):
             guides = MaskGuides(masks, NNSTConfig(guide_mode=mode), cpu).for_search(grid, grids, [0, 1, 2, 3])
-            t_guided, (_, found) = timed(lambda: search(*augment(queries, keys, guides), exact=exact))
+            t_guided, (_, found) = timed(
+                lambda exact=exact, guides=guides: search(*augment(queries, keys, guides), exact=exact))
             changed = (found != plain).float().mean().item()
             print(f"{name:>10} {mode}: unguided {t_plain:.2f} s, guided {t_guided:.2f} s, "
                   f"ratio {t_guided / t_plain:.3f} (goal <= 1.15); matches changed by the guide: {changed:.1%}")

@@ -25,7 +25,7 @@ STYLE = ROOT / "samples/style/turner_shipwreck-of-the-minotaur_oil.jpg"
 AUTHORS_SECONDS = {256: 1020.0, 512: 1560.0}  # the authors' code on this machine (2 free cores), from the issue
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def vgg_pass_seconds(size: int, bf16: bool = False, repeats: int = 3) -> float:
     """Median seconds of one VGG16 relu1_1..relu4_3 forward + backward on a size x size image.
 
@@ -60,7 +60,8 @@ def vgg_pass_macs(size: int) -> float:
     macs, side = 0.0, size
     for module in build_vgg16_features()[: LAYER_INDICES[-1] + 1]:
         if isinstance(module, nn.Conv2d):
-            macs += side * side * module.in_channels * module.out_channels * module.kernel_size[0] * module.kernel_size[1]
+            kernel = module.kernel_size[0] * module.kernel_size[1]
+            macs += side * side * module.in_channels * module.out_channels * kernel
         elif isinstance(module, nn.MaxPool2d):
             side //= 2
     return 2 * macs

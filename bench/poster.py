@@ -87,7 +87,8 @@ def main() -> None:
             nnst_style = np.array(style.shape[:2]) * size / max(style.shape[:2])
             exemplar = resize(style, tuple(int(round(v * scale)) for v in nnst_style))
             e_ex, e_po, e_up = detail_energy(exemplar), detail_energy(poster), detail_energy(bicubic)
-            print(f"\n== {size} -> {out_size}: {res['wall']:.0f} s wall, peak {res['peak_gb']:.2f} GB (largest child so far)")
+            print(f"\n== {size} -> {out_size}: {res['wall']:.0f} s wall, "
+                  f"peak {res['peak_gb']:.2f} GB (largest child so far)")
             for key, value in sorted(res["timings"].items()):
                 print(f"   {key:32s} {value:9.2f}")
             print(f"   detail (finest 2 octaves) relative to the exemplar: poster {e_po / e_ex:.2f}, "

@@ -184,7 +184,7 @@ def load_mask_files(content_mask, style_mask, content_shape=None, style_shape=No
     warnings: list[str] = []
     maps = []
     for side, path, rgb, flat, shape, here in zip(("content", "style"), paths, rgbs, flats,
-                                                  (content_shape, style_shape), present):
+                                                  (content_shape, style_shape), present, strict=True):
         if not here.any():
             raise MaskError(f"mask {path} has no region of one flat color covering "
                             f"{MIN_LABEL_SHARE:.1%} of it: it does not look like a label map. {PAINT_HINT}")
@@ -287,7 +287,7 @@ def _load_region_folders(content_dir: Path, style_dir: Path, content_shape, styl
     files = [_region_files(content_dir), _region_files(style_dir)]
     names = sorted(set(files[0]) | set(files[1]))
     maps = [_regions_to_labels(found, names, shape, side)
-            for found, shape, side in zip(files, (content_shape, style_shape), ("content", "style"))]
+            for found, shape, side in zip(files, (content_shape, style_shape), ("content", "style"), strict=True)]
     if any((labels == len(names)).any() for labels in maps):
         names.append(REST_REGION)
     return _pair(*maps, names, [None] * len(names), (content_dir, style_dir), [])
@@ -311,7 +311,7 @@ def _region_files(folder: Path) -> dict[str, Path]:
 def _regions_to_labels(files: dict[str, Path], names: list[str], shape, side: str) -> np.ndarray:
     """int32 (H, W) index into ``names`` of the brightest region mask per pixel, ``len(names)`` if none."""
     stack = []
-    for name, path in files.items():
+    for path in files.values():
         grey = _read_grey(path)
         if grey.max() < GREY_THRESHOLD:
             raise MaskError(f"region mask {path} is empty (no pixel reaches {GREY_THRESHOLD:g}): "
@@ -331,7 +331,7 @@ def _pair(content: np.ndarray, style: np.ndarray, names: list[str], colors: list
     areas = [np.bincount(m.ravel(), minlength=count) / m.size for m in (content, style)]
     in_content, in_style = areas[0] > 0, areas[1] > 0
     if not (in_content & in_style).any():
-        found = [", ".join(n for n, here in zip(names, side) if here) or "none"
+        found = [", ".join(n for n, here in zip(names, side, strict=True) if here) or "none"
                  for side in (in_content, in_style)]
         raise MaskError(f"no label of mask {sources[0]} ({found[0]}) appears in mask {sources[1]} "
                         f"({found[1]}): regions correspond by color (or file name); use the same "

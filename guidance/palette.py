@@ -167,10 +167,10 @@ def _unpack(packed: np.ndarray) -> np.ndarray:
 def _flat_color_weights(masks: Sequence[np.ndarray],
                         flats: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Distinct flat colors uint8 (U, 3) and each one's share of every mask, float64 (n, U)."""
-    histograms = [np.unique(_pack(mask)[flat], return_counts=True) for mask, flat in zip(masks, flats)]
+    histograms = [np.unique(_pack(mask)[flat], return_counts=True) for mask, flat in zip(masks, flats, strict=True)]
     distinct = np.unique(np.concatenate([colors for colors, _ in histograms]))
     weights = np.zeros((len(masks), len(distinct)))
-    for row, ((colors, counts), mask) in enumerate(zip(histograms, masks)):
+    for row, ((colors, counts), mask) in enumerate(zip(histograms, masks, strict=True)):
         weights[row, np.searchsorted(distinct, colors)] = counts / (mask.shape[0] * mask.shape[1])
     return _unpack(distinct), weights
 

@@ -11,7 +11,6 @@ import traceback
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -104,8 +103,8 @@ def run(
     style: Path = typer.Argument(..., help="Style exemplar (a painting)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output file; .tif (16-bit), .png or .jpg."),
     size: int = typer.Option(NNST.size, help="Long side of the NNST result in pixels."),
-    out_size: Optional[int] = typer.Option(None, help="Long side of the poster; adds 4K patch synthesis."),
-    guide: Optional[Path] = typer.Option(None, help="Masks folder (content.png + style.png label maps)."),
+    out_size: int | None = typer.Option(None, help="Long side of the poster; adds 4K patch synthesis."),
+    guide: Path | None = typer.Option(None, help="Masks folder (content.png + style.png label maps)."),
     guide_weight: float = typer.Option(NNST.guide_weight, help="Weight of the mask term vs cosine (0..1)."),
     guide_mode: GuideMode = typer.Option(GuideMode.soft, help="soft: penalty; hard: same label only."),
     nnst_weight: float = typer.Option(POSTER.guide_weight, help="Poster: weight of the NNST result as guide."),
@@ -123,8 +122,8 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     dpi: int = typer.Option(300, help="DPI tag written to TIFF and PNG outputs."),
     jpeg_quality: int = typer.Option(95, help="JPEG quality (1..100)."),
-    bit_depth: Optional[int] = typer.Option(None, help="8 or 16 bits; default 16 for TIFF, 8 otherwise."),
-    weights: Optional[Path] = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file."),
+    bit_depth: int | None = typer.Option(None, help="8 or 16 bits; default 16 for TIFF, 8 otherwise."),
+    weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, no informational messages."),
 ) -> None:
     """Stylize CONTENT after STYLE and write OUTPUT (and a resumable OUTPUT.run/ folder)."""
@@ -152,7 +151,7 @@ def run(
 
 @app.command("weights")
 def weights_command(
-    weights: Optional[Path] = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file to check."),
+    weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file to check."),
 ) -> None:
     """Find (and if needed fetch and convert) the VGG16 weights; print where they came from."""
 
@@ -167,8 +166,8 @@ def weights_command(
 @masks_app.command("check")
 def masks_check(
     folder: Path = typer.Argument(..., help="Masks folder."),
-    content: Optional[Path] = typer.Option(None, help="Content image, to check sizes against."),
-    style: Optional[Path] = typer.Option(None, help="Style image, to check sizes against."),
+    content: Path | None = typer.Option(None, help="Content image, to check sizes against."),
+    style: Path | None = typer.Option(None, help="Style image, to check sizes against."),
 ) -> None:
     """List the labels, their colors and areas, and anything unmatched or suspicious."""
 

@@ -366,7 +366,7 @@ def _filter_band(
     for _ in range(iterations):
         padded = F.pad(current, (1, 1, 1, 1), mode="replicate")
         current = current * centre
-        for (dy, dx), weight in zip(NEIGHBOURS, weights):
+        for (dy, dx), weight in zip(NEIGHBOURS, weights, strict=True):
             current.addcmul_(padded[..., dy : dy + h, dx : dx + w], weight)
     return current
 

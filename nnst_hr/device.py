@@ -24,7 +24,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_bf16_is_fast() -> bool:
     # Without AMX or AVX512-BF16 torch emulates bf16 matmul and convolution 100 to 1000
     # times slower than fp32 (measured on this project's AVX2 machines), so ask the hardware.

@@ -51,7 +51,7 @@ def indices_to_field(
     idx = indices.cpu().numpy().astype(np.int64)
     out = np.zeros((idx.size, 3), np.int32)
     start = 0
-    for (gh, gw), (ph, pw), k in zip(style_grids, style_sizes, rotation_ids):
+    for (gh, gw), (ph, pw), k in zip(style_grids, style_sizes, rotation_ids, strict=True):
         stop = start + gh * gw
         sel = (idx >= start) & (idx < stop)
         local = idx[sel] - start

@@ -565,7 +565,7 @@ def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
         raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another name") from exc
     except OSError:  # a file system without hard links
         if path.exists():
-            raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another name")
+            raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another name") from None
         os.replace(tmp, path)
         return
     tmp.unlink()

@@ -5,10 +5,11 @@ channel by the square root of its weight once, here, turns it into a plain sum o
 inner loop. The weighted values are stored as ``uint8`` (like ebsynth's images): the channel
 with the largest weight spans 0..255 and the distance in these steps times :func:`quantization`'s
 ``unit`` is the energy on ``[0, 1]`` values. PatchMatch reads the source at random places, so it
-is bound by memory latency; a quarter of the bytes keeps far more of the source in cache. The stack is padded by the patch radius with mirrored pixels (numpy's ``"reflect"``) on
-every side, so a source patch centred anywhere in the image, border included, is read without
-bounds checks. (Target patches are clipped to the target instead, see
-:func:`patchsynth.patchmatch.patch_extent`; the target uses the same layout.)
+is bound by memory latency; a quarter of the bytes keeps far more of the source in cache. The
+stack is padded by the patch radius with mirrored pixels (numpy's ``"reflect"``) on every side, so
+a source patch centred anywhere in the image, border included, is read without bounds checks.
+(Target patches are clipped to the target instead, see :func:`patchsynth.patchmatch.patch_extent`;
+the target uses the same layout.)
 
 Layout: ``uint8 (H + 2r, W + 2r, C)`` with the style channels first, then the guide channels.
 """
@@ -36,7 +37,8 @@ def fill_border(padded, radius):
 
 @numba.njit(cache=True, parallel=True)
 def write_channels(padded, radius, image, first, factor):
-    """Quantize ``image * factor`` (``(H, W, k)``, ``factor (k,)``) into channels ``first .. first + k`` of the interior."""
+    """Quantize ``image * factor`` (``(H, W, k)``, ``factor (k,)``) into channels ``first .. first + k``
+    of the interior."""
     for y in numba.prange(image.shape[0]):
         for x in range(image.shape[1]):
             for c in range(image.shape[2]):

@@ -292,7 +292,7 @@ def test_transfer_keeps_lightness_and_clamps_to_the_style_range():
     content = torch.rand(1, 3, 32, 32, generator=gen)
     inputs = [t.clone() for t in (output, content, style)]
     result_lab = rgb_to_oklab(transfer_color(output, content, style))
-    assert all(torch.equal(a, b) for a, b in zip(inputs, (output, content, style)))
+    assert all(torch.equal(a, b) for a, b in zip(inputs, (output, content, style), strict=True))
 
     style_lab = rgb_to_oklab(style)[0].reshape(3, -1)
     lo, hi = style_lab.amin(dim=1).view(1, 3, 1, 1), style_lab.amax(dim=1).view(1, 3, 1, 1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from guidance import load_mask_files
 from nnst_hr import NNSTConfig, stylize
-from PIL import Image
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -10,12 +12,18 @@ from nnst_hr import matching
 from nnst_hr.config import NNSTConfig
 from nnst_hr.features import HYPERCOLUMN_CHANNELS, LAYER_CHANNELS, VGGLayers, feature_grid, hypercolumns
 from nnst_hr.matching import Guides, center_normalize, centered_cosine_loss, cosine_loss, nearest_neighbors
+from nnst_hr.nnst import nnst_objective, stylize, to_tensor
 from nnst_hr.optimize import (
-    MIN_LATTICE_COVERAGE, HypercolumnCosineLoss, LatticeRows, fit_hypercolumns, lattice_stride, refresh_interval,
-    sample_grid, split_targets,
+    MIN_LATTICE_COVERAGE,
+    HypercolumnCosineLoss,
+    LatticeRows,
+    fit_hypercolumns,
+    lattice_stride,
+    refresh_interval,
+    sample_grid,
+    split_targets,
 )
 from nnst_hr.pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
-from nnst_hr.nnst import nnst_objective, stylize, to_tensor
 from nnst_hr.weights import build_vgg16_features
 
 
@@ -127,14 +135,14 @@ def test_fused_hypercolumn_loss_equals_the_loss_on_built_hypercolumns(grid):
     gen = torch.Generator().manual_seed(5)
     sides = [(64, 48)] * 2 + [(32, 24)] * 2 + [(16, 12)] * 3 + [(8, 6)] * 3
     layers = [torch.rand(1, c, h, w, generator=gen, dtype=torch.float64).float().requires_grad_(True)
-              for c, (h, w) in zip(LAYER_CHANNELS, sides)]
+              for c, (h, w) in zip(LAYER_CHANNELS, sides, strict=True)]
     targets = torch.rand(grid[0] * grid[1], HYPERCOLUMN_CHANNELS, generator=gen)
     reference = cosine_loss(hypercolumns(layers, grid)[0].flatten(1).t(), targets)
     g_ref = torch.autograd.grad(reference, layers)
     ours = HypercolumnCosineLoss.apply(split_targets(targets, grid), *layers)
     g_ours = torch.autograd.grad(ours, layers)
     assert torch.allclose(ours, reference, atol=1e-6)
-    for a, b in zip(g_ours, g_ref):
+    for a, b in zip(g_ours, g_ref, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
@@ -159,7 +167,8 @@ def test_lattice_rows_equal_slicing_and_keep_the_gradient_channels_last():
     assert torch.equal(grad, grad_ref) and grad.is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("side, steps, requested", [(256, 200, 2), (512, 200, 2), (256, 40, 2), (256, 200, 8), (48, 10, 3)])
+@pytest.mark.parametrize("side, steps, requested",
+                         [(256, 200, 2), (512, 200, 2), (256, 40, 2), (256, 200, 8), (48, 10, 3)])
 def test_refresh_interval_keeps_enough_lattices(side, steps, requested):
     r = refresh_interval(requested, steps, side, 64)
     need = MIN_LATTICE_COVERAGE * lattice_stride(side, 64) ** 2  # lattices per lattice position
@@ -193,7 +202,7 @@ def test_loss_decreases_at_a_scale(vgg, images):
     fit_hypercolumns(decompose(c, 4), vgg, targets, grid, steps=15, lr=2e-3,
                      autocast=contextlib.nullcontext, on_step=lambda i, loss: losses.append(loss))
     assert losses[-1] < 0.9 * losses[0]
-    assert all(b <= a + 1e-3 for a, b in zip(losses, losses[1:]))
+    assert all(b <= a + 1e-3 for a, b in itertools.pairwise(losses))
 
 
 @pytest.mark.parametrize("refresh", [1, 3])
@@ -251,7 +260,8 @@ def test_stylize_output_field_and_objective(result, images, vgg):
         keys.append(hypercolumns(vgg(img), g).flatten(2)[0].t())
         H, W = img.shape[-2:]
         ii, jj = np.mgrid[0:g[0], 0:g[1]]
-        cells += list(zip([k] * ii.size, np.rint(ii.ravel() * (H - 1) / (g[0] - 1)), np.rint(jj.ravel() * (W - 1) / (g[1] - 1))))
+        rows, cols = np.rint(ii.ravel() * (H - 1) / (g[0] - 1)), np.rint(jj.ravel() * (W - 1) / (g[1] - 1))
+        cells += list(zip([k] * ii.size, rows, cols, strict=True))
     best = brute_force(queries, torch.cat(keys)).numpy()
     expected = np.array([cells[i] for i in best], np.int32).reshape(h, w, 3)
     assert (expected == nnf).all(axis=-1).mean() > 0.99

@@ -173,7 +173,7 @@ def test_patch_sums_bound_the_patch_distance():
     # Cauchy-Schwarz: (sum of differences)^2 / 25 never exceeds the squared distance.
     records = np.zeros((5, 9, patchmatch.RECORD_WORDS), np.uint32)
     records[..., 1:] = sums[1]
-    for (y, x), (qy, qx) in zip(np.ndindex(6, 8), rng.integers(0, (5, 9), (48, 2))):
+    for (y, x), (qy, qx) in zip(np.ndindex(6, 8), rng.integers(0, (5, 9), (48, 2)), strict=True):
         patch_a = stacks[0][y:y + 5, x:x + 5].astype(np.int64)
         patch_b = stacks[1][qy:qy + 5, qx:qx + 5].astype(np.int64)
         distance = ((patch_a - patch_b) ** 2).sum()

@@ -98,7 +98,8 @@ def test_upsampled_field_points_at_the_same_content_at_twice_the_scale():
     ccopy, ci, cj = coarse.local(field)
     assert np.array_equal(copy, np.repeat(np.repeat(ccopy, 2, 0), 2, 1))
     # each pixel keeps its block's patch, shifted by its place in the block
-    assert np.array_equal(i[::2, ::2], 2 * ci) and np.array_equal(j[1::2, 1::2], np.minimum(2 * cj + 1, widths[1::2, 1::2] - 1))
+    assert np.array_equal(i[::2, ::2], 2 * ci)
+    assert np.array_equal(j[1::2, 1::2], np.minimum(2 * cj + 1, widths[1::2, 1::2] - 1))
     found = large[fine.to_exemplar(copy, i, j)][::2, ::2]
     expected = small[coarse.to_exemplar(ccopy, ci, cj)]
     assert np.abs(found - expected).max() < 0.08

@@ -338,7 +338,7 @@ def test_built_features_match_torchvision_layers(tmp_path):
     reference.load_state_dict(state)
     assert len(ours) == 23 and not ours.training
     assert not any(p.requires_grad for p in ours.parameters())
-    for mine, theirs in zip(ours, reference):
+    for mine, theirs in zip(ours, reference, strict=True):
         assert type(mine) is type(theirs)
         if isinstance(mine, torch.nn.ReLU):
             assert not mine.inplace
