@@ -8,9 +8,7 @@ from PIL import Image
 from guidance.errors import MaskError
 from guidance.masks import Label, MaskPair, load_masks
 from guidance.palette import MIN_LABEL_SHARE
-
-EXIF_ORIENTATION = 0x0112
-TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+from nnst_hr.io import TRANSPOSING_ORIENTATIONS, exif_orientation
 
 
 @dataclass
@@ -85,12 +83,12 @@ def image_shape(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
-            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            orientation = exif_orientation(image)
     except FileNotFoundError as err:
         raise MaskError(f"image {path} does not exist: check the path") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise MaskError(f"cannot read image {path} ({err}): check the file") from err
-    if orientation in TRANSPOSED_ORIENTATIONS:
+    if orientation in TRANSPOSING_ORIENTATIONS:
         width, height = height, width
     return height, width
 

@@ -39,10 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from guidance.errors import MaskError
 from guidance.palette import MIN_LABEL_SHARE, find_palette, flat_pixels, snap_to_palette
+from nnst_hr.io import apply_orientation, exif_orientation
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 ASPECT_TOLERANCE = 0.01  # relative difference of width / height allowed between a mask and its image
@@ -210,33 +211,36 @@ def _find_source(mask_dir: Path, side: str) -> Path:
                     f"{side}_mask.png) or a folder {side}/ of grey region masks")
 
 
-def _open(path: Path) -> Image.Image:
-    """An image, turned upright by its EXIF orientation."""
+def _open(path: Path) -> tuple[Image.Image, int]:
+    """A decoded image as stored, and its EXIF orientation (the readers below apply it)."""
     if not path.is_file():
         raise MaskError(f"mask {path} does not exist: check the path")
     try:
         with Image.open(path) as image:
-            return ImageOps.exif_transpose(image)
+            image.load()
+            return image, exif_orientation(image)
     except (OSError, SyntaxError, ValueError) as err:
         raise MaskError(f"cannot read mask {path} ({err}): save it as PNG") from err
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    """uint8 (H, W, 3) colors of a color label map; alpha is ignored."""
-    return np.asarray(_open(path).convert("RGB"))
+    """uint8 (H, W, 3) colors of a color label map, upright; alpha is ignored."""
+    image, orientation = _open(path)
+    return np.ascontiguousarray(apply_orientation(np.asarray(image.convert("RGB")), orientation))
 
 
 def _read_grey(path: Path) -> np.ndarray:
-    """float32 (H, W) values in [0, 1] of a grey region mask; transparent pixels count as 0."""
-    image = _open(path)
+    """float32 (H, W) values in [0, 1] of a grey region mask, upright; transparent pixels count as 0."""
+    image, orientation = _open(path)
     if image.mode.startswith("I"):  # 16-bit PNG and TIFF
-        return np.clip(np.asarray(image, np.float32) / 65535, 0, 1)
-    if image.mode == "F":
-        return np.clip(np.asarray(image, np.float32), 0, 1)
-    grey = np.asarray(image.convert("L"), np.float32) / 255
-    if "A" in image.getbands() or "transparency" in image.info:
-        grey *= np.asarray(image.convert("RGBA"), np.float32)[..., 3] / 255
-    return grey
+        grey = np.clip(np.asarray(image, np.float32) / 65535, 0, 1)
+    elif image.mode == "F":
+        grey = np.clip(np.asarray(image, np.float32), 0, 1)
+    else:
+        grey = np.asarray(image.convert("L"), np.float32) / 255
+        if "A" in image.getbands() or "transparency" in image.info:
+            grey *= np.asarray(image.convert("RGBA"), np.float32)[..., 3] / 255
+    return np.ascontiguousarray(apply_orientation(grey, orientation))
 
 
 def _fit(array: np.ndarray, shape, path: Path, side: str) -> np.ndarray:

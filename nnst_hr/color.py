@@ -384,7 +384,12 @@ def max_chroma_variance(image: torch.Tensor) -> float:
         image: ``(B, 3, H, W)`` float sRGB in [0, 1] (values outside are clamped).
     """
     _check_image(image, "image")
-    return _oklab_stats(image).cov[1:, 1:].abs().max().item()
+    return _max_chroma_variance(_oklab_stats(image))
+
+
+def _max_chroma_variance(stats: ChannelStats) -> float:
+    """:func:`max_chroma_variance` of an image's OkLab statistics."""
+    return stats.cov[1:, 1:].abs().max().item()
 
 
 def is_monochrome(style: torch.Tensor, threshold: float = MONO_THRESHOLD) -> bool:
@@ -450,7 +455,7 @@ def transfer_color(
         )
     content, style = content.to(output), style.to(output)
     style_stats = _oklab_stats(style)
-    chroma_variance = style_stats.cov[1:, 1:].abs().max().item()
+    chroma_variance = _max_chroma_variance(style_stats)
     if chroma_variance < mono_threshold:
         _log.info(
             "color post-processing skipped: monochrome style "

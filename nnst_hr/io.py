@@ -48,9 +48,13 @@ from nnst_hr.errors import InputError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "EXIF_ORIENTATION_TAG",
+    "TRANSPOSING_ORIENTATIONS",
+    "apply_orientation",
     "atomic_output",
     "atomic_write_bytes",
     "check_output_path",
+    "exif_orientation",
     "read_image",
     "write_image",
 ]
@@ -65,6 +69,7 @@ BIT_DEPTHS = {"PNG": (8, 16), "JPEG": (8,), "TIFF": (8, 16)}
 DEFAULT_BIT_DEPTH = {"PNG": 8, "JPEG": 8, "TIFF": 16}
 
 EXIF_ORIENTATION_TAG = 274
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 PNG_COLOUR_TYPES_16BIT = (png.RGB, png.GREY_ALPHA, png.RGBA)  # Pillow truncates these to 8 bits
 
@@ -116,7 +121,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
         pixels, orientation = _read_png(path, max_pixels)
     else:
         pixels, orientation = _read_with_pillow(path, max_pixels)
-    pixels = _apply_orientation(pixels, orientation)
+    pixels = apply_orientation(pixels, orientation)
     return np.ascontiguousarray(_to_rgb(pixels, path), dtype=np.float32)
 
 
@@ -191,7 +196,7 @@ def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> tuple[np.
     _check_pixel_count(path, image.width, image.height, max_pixels)
     if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:  # MPO's extra frames are previews
         warnings.warn(f"{path} has {image.n_frames} frames; using the first", stacklevel=4)
-    orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    orientation = exif_orientation(image)
     image.load()
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):  # single channel, more than 8 bits
         samples = np.asarray(image)[..., None]
@@ -323,10 +328,56 @@ def _unit_range(samples: np.ndarray, path: Path) -> np.ndarray:
     raise InputError(f"{path}: samples of type {samples.dtype} are not supported; export 8 or 16-bit unsigned samples")
 
 
-def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation of an opened Pillow image.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        Any image Pillow opened; only its metadata is read.
+
+    Returns
+    -------
+    int
+        1..8 as stored (see :func:`apply_orientation`); 1 when the image has none.
+
+    Examples
+    --------
+    >>> exif = Image.Exif()
+    >>> exif[EXIF_ORIENTATION_TAG] = 6
+    >>> image = Image.new("RGB", (4, 2))
+    >>> image.info["exif"] = exif.tobytes()
+    >>> exif_orientation(image), exif_orientation(Image.new("RGB", (4, 2)))
+    (6, 1)
+    """
+    return image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Rotate/flip stored rows into display order, as EXIF orientation 1..8 prescribes.
 
-    Matches ``PIL.ImageOps.exif_transpose``; unknown values are treated as 1.
+    Matches ``PIL.ImageOps.exif_transpose``; orientations in :data:`TRANSPOSING_ORIENTATIONS`
+    swap the height and width.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``(H, W, ...)`` as stored in the file.
+    orientation : int
+        The EXIF orientation tag; values other than 2..8 leave ``pixels`` as they are.
+
+    Returns
+    -------
+    numpy.ndarray
+        A view of ``pixels`` in display order, ``(W, H, ...)`` for the transposing orientations.
+
+    Examples
+    --------
+    >>> stored = np.arange(6).reshape(2, 3)
+    >>> apply_orientation(stored, 6)  # the camera was turned clockwise: rotate clockwise
+    array([[3, 0],
+           [4, 1],
+           [5, 2]])
     """
     if orientation == 2:
         return pixels[:, ::-1]

@@ -308,6 +308,24 @@ def test_image_shape_applies_exif_orientation(tmp_path):
     assert image_shape(tmp_path / "plain.jpg") == (30, 40)
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_masks_are_read_upright_as_pillow_turns_them(tmp_path, orientation):
+    from PIL import ImageOps
+
+    from guidance.masks import _read_grey, _read_rgb
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    rgb = paint((6, 10), (GREEN, (0, 2, 0, 3)), (BLUE, (4, 6, 7, 10)))  # asymmetric under every flip
+    grey = np.arange(60, dtype=np.uint8).reshape(6, 10) * 4
+    for path, array, read in ((tmp_path / "map.png", rgb, _read_rgb), (tmp_path / "region.png", grey, _read_grey)):
+        save(path, array, exif=exif)
+        with Image.open(path) as image:
+            upright = np.asarray(ImageOps.exif_transpose(image))
+        expected = upright if read is _read_rgb else upright.astype(np.float32) / 255
+        assert np.array_equal(read(path), expected)
+
+
 # ----------------------------------------------------------------------------- guide channels
 
 
