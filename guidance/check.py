@@ -75,6 +75,16 @@ def check_masks(mask_dir, content_path=None, style_path=None) -> MaskReport:
 def image_shape(path: Path) -> tuple[int, int]:
     """``(H, W)`` of an image as displayed (EXIF orientation applied), without decoding pixels.
 
+    Parameters
+    ----------
+    path : Path
+        An image file Pillow can open.
+
+    Returns
+    -------
+    (int, int)
+        ``(H, W)`` as :func:`nnst_hr.io.read_image` would return it.
+
     Raises
     ------
     MaskError

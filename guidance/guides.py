@@ -20,6 +20,13 @@ TIE_TOLERANCE = 1e-9  # shares this close count as a tie (they differ by float r
 def area_weights(n_in: int, n_out: int) -> sparse.csr_matrix:
     """1-D area-averaging weights from ``n_in`` pixels to ``n_out`` cells.
 
+    Parameters
+    ----------
+    n_in : int
+        Pixels along the axis.
+    n_out : int
+        Cells along the axis, fewer or more than ``n_in``.
+
     Returns
     -------
     float64 CSR (n_out, n_in): entry ``(i, y)`` is the length of pixel ``[y, y + 1)`` inside cell

@@ -99,16 +99,21 @@ _log = logging.getLogger(__name__)
 def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
     """Decode sRGB to linear sRGB with the IEC 61966-2-1 piecewise transfer function.
 
-    Args:
-        x: ``(B, 3, H, W)`` float, sRGB (nominally in [0, 1]; values outside
-            follow the extended curve: linear below the knee, power law above 1).
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, 3, H, W)`` float, sRGB (nominally in [0, 1]; values outside
+        follow the extended curve: linear below the knee, power law above 1).
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         ``(B, 3, H, W)`` linear sRGB, same dtype and device.
 
-    Examples:
-        >>> srgb_to_linear(torch.full((1, 3, 1, 1), 0.5)).flatten()[0].item()  # doctest: +ELLIPSIS
-        0.2140...
+    Examples
+    --------
+    >>> srgb_to_linear(torch.full((1, 3, 1, 1), 0.5)).flatten()[0].item()  # doctest: +ELLIPSIS
+    0.2140...
     """
     _check_image(x, "x")
     # Clamping the base keeps the unused branch of torch.where free of NaN.
@@ -119,10 +124,14 @@ def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
 def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
     """Encode linear sRGB to sRGB; the inverse of `srgb_to_linear`.
 
-    Args:
-        x: ``(B, 3, H, W)`` float, linear sRGB.
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, 3, H, W)`` float, linear sRGB.
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         ``(B, 3, H, W)`` sRGB, same dtype and device.
     """
     _check_image(x, "x")
@@ -133,16 +142,21 @@ def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
 def linear_to_oklab(x: torch.Tensor) -> torch.Tensor:
     """Convert linear sRGB to OkLab.
 
-    Args:
-        x: ``(B, 3, H, W)`` float, linear sRGB.
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, 3, H, W)`` float, linear sRGB.
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         ``(B, 3, H, W)`` OkLab, channels (L, a, b); L = 1 for white.
 
-    Examples:
-        >>> lab = linear_to_oklab(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1))
-        >>> [round(v, 4) for v in lab.flatten().tolist()]
-        [0.628, 0.2249, 0.1258]
+    Examples
+    --------
+    >>> lab = linear_to_oklab(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1))
+    >>> [round(v, 4) for v in lab.flatten().tolist()]
+    [0.628, 0.2249, 0.1258]
     """
     _check_image(x, "x")
     lms = _mix_channels(x, LINEAR_TO_LMS)
@@ -154,10 +168,14 @@ def linear_to_oklab(x: torch.Tensor) -> torch.Tensor:
 def oklab_to_linear(x: torch.Tensor) -> torch.Tensor:
     """Convert OkLab to linear sRGB (not clamped: out-of-gamut colors leave [0, 1]).
 
-    Args:
-        x: ``(B, 3, H, W)`` float, OkLab (L, a, b).
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, 3, H, W)`` float, OkLab (L, a, b).
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         ``(B, 3, H, W)`` linear sRGB.
     """
     _check_image(x, "x")
@@ -181,11 +199,16 @@ def oklab_to_rgb(x: torch.Tensor) -> torch.Tensor:
 class ChannelStats:
     """Population statistics of D channels, in float64.
 
-    Attributes:
-        mean: ``(D,)`` channel means.
-        cov: ``(D, D)`` covariance, normalized by the pixel count (as the authors do).
-        lo: ``(D,)`` channel minima.
-        hi: ``(D,)`` channel maxima.
+    Attributes
+    ----------
+    mean : torch.Tensor
+        ``(D,)`` channel means.
+    cov : torch.Tensor
+        ``(D, D)`` covariance, normalized by the pixel count (as the authors do).
+    lo : torch.Tensor
+        ``(D,)`` channel minima.
+    hi : torch.Tensor
+        ``(D,)`` channel maxima.
     """
 
     mean: torch.Tensor
@@ -209,20 +232,27 @@ def match_moments(x: torch.Tensor, ref: torch.Tensor, ridge: float = MATCH_RIDGE
     where ``x`` has no variance map to the mean); with ``ridge > 0`` its covariance is
     ``C_r^(1/2) C_x (C_x + ridge I)^(-1) C_r^(1/2)``.
 
-    Args:
-        x: ``(N, D)`` rows, or ``(B, D, H, W)`` channel-first images whose pixels
-            (of all batch items together) are the samples.
-        ref: the reference samples, same layout and D as ``x``; N, B, H, W may differ.
-        ridge: non-negative, added to the eigenvalues of ``x``'s covariance.
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(N, D)`` rows, or ``(B, D, H, W)`` channel-first images whose pixels
+        (of all batch items together) are the samples.
+    ref : torch.Tensor
+        the reference samples, same layout and D as ``x``; N, B, H, W may differ.
+    ridge : float
+        non-negative, added to the eigenvalues of ``x``'s covariance.
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         Tensor of the shape, dtype and device of ``x``.
 
-    Examples:
-        >>> x, ref = torch.randn(1000, 2), 3.0 * torch.randn(500, 2) + 1.0
-        >>> y = match_moments(x, ref, ridge=0.0)
-        >>> torch.allclose(y.mean(0), ref.mean(0), atol=1e-5)
-        True
+    Examples
+    --------
+    >>> x, ref = torch.randn(1000, 2), 3.0 * torch.randn(500, 2) + 1.0
+    >>> y = match_moments(x, ref, ridge=0.0)
+    >>> torch.allclose(y.mean(0), ref.mean(0), atol=1e-5)
+    True
     """
     if x.ndim not in (2, 4) or ref.ndim != x.ndim or x.shape[1] != ref.shape[1]:
         raise InputError(
@@ -311,20 +341,28 @@ def lightness_guided_filter(
     margin's influence can reach, so the result equals filtering the whole image
     while the temporaries (the 9 weight maps, the padded channels) stay band-sized.
 
-    Args:
-        ab: ``(B, C, H, W)`` float, the channels to smooth (OkLab a, b).
-        lightness: ``(B, 1, H, W)`` float, the guide (OkLab L in [0, 1]).
-        iterations: number of 3x3 passes (0 returns a copy of ``ab``).
-        sharpness: edge stop; 10 makes a lightness step of 0.3 weigh 0.05.
+    Parameters
+    ----------
+    ab : torch.Tensor
+        ``(B, C, H, W)`` float, the channels to smooth (OkLab a, b).
+    lightness : torch.Tensor
+        ``(B, 1, H, W)`` float, the guide (OkLab L in [0, 1]).
+    iterations : int
+        number of 3x3 passes (0 returns a copy of ``ab``).
+    sharpness : float
+        edge stop; 10 makes a lightness step of 0.3 weigh 0.05.
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         ``(B, C, H, W)`` filtered channels; the inputs are not modified.
 
-    Examples:
-        >>> ab = torch.zeros(1, 2, 4, 4); ab[..., 2:] = 1.0
-        >>> lightness = torch.zeros(1, 1, 4, 4); lightness[..., 2:] = 1.0
-        >>> [round(v, 3) for v in lightness_guided_filter(ab, lightness)[0, 0, 0].tolist()]
-        [0.0, 0.0, 1.0, 1.0]
+    Examples
+    --------
+    >>> ab = torch.zeros(1, 2, 4, 4); ab[..., 2:] = 1.0
+    >>> lightness = torch.zeros(1, 1, 4, 4); lightness[..., 2:] = 1.0
+    >>> [round(v, 3) for v in lightness_guided_filter(ab, lightness)[0, 0, 0].tolist()]
+    [0.0, 0.0, 1.0, 1.0]
     """
     if ab.ndim != 4 or lightness.ndim != 4 or lightness.shape[1] != 1:
         raise InputError(
@@ -380,8 +418,15 @@ def max_chroma_variance(image: torch.Tensor) -> float:
     This equals the larger of the a and b variances (a covariance entry never
     exceeds them) and is what the monochrome test compares with its threshold.
 
-    Args:
-        image: ``(B, 3, H, W)`` float sRGB in [0, 1] (values outside are clamped).
+    Parameters
+    ----------
+    image : torch.Tensor
+        ``(B, 3, H, W)`` float sRGB in [0, 1] (values outside are clamped).
+
+    Returns
+    -------
+    float
+        In OkLab-of-linear-sRGB units squared (L in [0, 1]).
     """
     _check_image(image, "image")
     return _max_chroma_variance(_oklab_stats(image))
@@ -395,13 +440,22 @@ def _max_chroma_variance(stats: ChannelStats) -> float:
 def is_monochrome(style: torch.Tensor, threshold: float = MONO_THRESHOLD) -> bool:
     """Whether a style is too colorless for chroma transfer (`max_chroma_variance` < threshold).
 
-    Args:
-        style: ``(B, 3, H, W)`` float sRGB in [0, 1].
-        threshold: in OkLab-of-linear-sRGB units squared (L in [0, 1]).
+    Parameters
+    ----------
+    style : torch.Tensor
+        ``(B, 3, H, W)`` float sRGB in [0, 1].
+    threshold : float
+        in OkLab-of-linear-sRGB units squared (L in [0, 1]).
 
-    Examples:
-        >>> is_monochrome(torch.rand(1, 1, 16, 16).expand(1, 3, 16, 16))
-        True
+    Returns
+    -------
+    bool
+        True when the style's largest chroma variance is below ``threshold``.
+
+    Examples
+    --------
+    >>> is_monochrome(torch.rand(1, 1, 16, 16).expand(1, 3, 16, 16))
+    True
     """
     return max_chroma_variance(style) < threshold
 
@@ -425,22 +479,32 @@ def transfer_color(
     ``mono_threshold``) the output is returned unchanged (clamped to [0, 1]) and the
     reason is logged at INFO level.
 
-    Args:
-        output: ``(1, 3, H, W)`` float sRGB in [0, 1], the stylized image.
-        content: ``(1, 3, H, W)`` float sRGB in [0, 1], the content resized to ``output``'s size.
-        style: ``(1, 3, Hs, Ws)`` float sRGB in [0, 1], any size.
-        iterations: passes of the 3x3 chroma filter (0 disables it).
-        sharpness: edge stop of the filter, ``exp(-sharpness * |dL|)``.
-        mono_threshold: largest OkLab chroma variance of a monochrome style.
+    Parameters
+    ----------
+    output : torch.Tensor
+        ``(1, 3, H, W)`` float sRGB in [0, 1], the stylized image.
+    content : torch.Tensor
+        ``(1, 3, H, W)`` float sRGB in [0, 1], the content resized to ``output``'s size.
+    style : torch.Tensor
+        ``(1, 3, Hs, Ws)`` float sRGB in [0, 1], any size.
+    iterations : int
+        passes of the 3x3 chroma filter (0 disables it).
+    sharpness : float
+        edge stop of the filter, ``exp(-sharpness * |dL|)``.
+    mono_threshold : float
+        largest OkLab chroma variance of a monochrome style.
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         ``(1, 3, H, W)`` sRGB in [0, 1], dtype and device of ``output``; the inputs are
         not modified. Statistics are exact (float64, every pixel, row chunks).
 
-    Examples:
-        >>> out, content, style = (torch.rand(1, 3, 32, 32) for _ in range(3))
-        >>> transfer_color(out, content, style).shape
-        torch.Size([1, 3, 32, 32])
+    Examples
+    --------
+    >>> out, content, style = (torch.rand(1, 3, 32, 32) for _ in range(3))
+    >>> transfer_color(out, content, style).shape
+    torch.Size([1, 3, 32, 32])
     """
     for name, image in (("output", output), ("content", content), ("style", style)):
         _check_image(image, name)

@@ -14,7 +14,18 @@ FAST_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # CPU features that make bf16
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when available, else the CPU; ``"cuda"`` without a GPU is an input error."""
+    """``"auto"`` picks CUDA when available, else the CPU; ``"cuda"`` without a GPU is an input error.
+
+    Parameters
+    ----------
+    name : {"auto", "cpu", "cuda"}
+        The ``--device`` option.
+
+    Returns
+    -------
+    torch.device
+        The device to run on.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -36,7 +47,20 @@ def _cpu_bf16_is_fast() -> bool:
 
 
 def bf16_enabled(device: torch.device, requested: bool) -> bool:
-    """Whether bf16 autocast is both requested and faster than fp32 on ``device``."""
+    """Whether bf16 autocast is both requested and faster than fp32 on ``device``.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the run computes.
+    requested : bool
+        Fast mode (not ``--exact``).
+
+    Returns
+    -------
+    bool
+        When requested: on a CUDA GPU that supports bf16, or a CPU with AMX or AVX512-BF16.
+    """
     if not requested:
         return False
     if device.type == "cuda":
@@ -45,7 +69,20 @@ def bf16_enabled(device: torch.device, requested: bool) -> bool:
 
 
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on ``device`` when ``enabled``, else a no-op context."""
+    """bf16 autocast on ``device`` when ``enabled``, else a no-op context.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the block computes.
+    enabled : bool
+        Usually :func:`bf16_enabled`'s verdict.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        ``torch.autocast(device.type, torch.bfloat16)`` or ``contextlib.nullcontext()``.
+    """
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -81,6 +81,18 @@ def layer_columns(layer: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """One layer's part of the hypercolumns: ``(B, C, H, W)`` -> float32 ``(B, C, h, w)``, divided by ``C``.
 
     Bilinear ``align_corners=True`` resize to ``grid``, skipped when the layer already has that size.
+
+    Parameters
+    ----------
+    layer : torch.Tensor
+        ``(B, C, H, W)``, one VGG layer's activations.
+    grid : (int, int)
+        ``(h, w)`` of the hypercolumn grid (:func:`feature_grid`).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 ``(B, C, h, w)``.
     """
     layer = layer.float()
     if tuple(layer.shape[-2:]) != tuple(grid):
@@ -94,7 +106,20 @@ def feature_grid(height: int, width: int) -> tuple[int, int]:
 
 
 def rotations(image: torch.Tensor, rotate: bool) -> list[torch.Tensor]:
-    """``[image]`` or the image in all four quarter turns ``k = 0..3`` (counter-clockwise)."""
+    """``[image]`` or the image in all four quarter turns ``k = 0..3`` (counter-clockwise).
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        ``(B, C, H, W)``.
+    rotate : bool
+        Whether to add the three other quarter turns.
+
+    Returns
+    -------
+    list of torch.Tensor
+        ``torch.rot90(image, k, dims=(2, 3))`` for each ``k``.
+    """
     if not rotate:
         return [image]
     return [torch.rot90(image, k, dims=(2, 3)) for k in range(4)]

@@ -63,7 +63,19 @@ def indices_to_field(
 
 
 def save_field(path: str | os.PathLike, field: np.ndarray, content_size, style_size, *, overwrite: bool = True) -> None:
-    """Write ``nnf.npz`` (arrays ``nnf``, ``content_size``, ``style_size``, ``stride``) atomically."""
+    """Write ``nnf.npz`` (arrays ``nnf``, ``content_size``, ``style_size``, ``stride``) atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Destination, usually ``RUN/nnf.npz``.
+    field : numpy.ndarray
+        ``int32 (h, w, 3)``: rotation index, then ``(y, x)`` in the rotated style.
+    content_size, style_size : (int, int)
+        ``(height, width)`` of the content and (unrotated) style as NNST used them.
+    overwrite : bool
+        Replace an existing file.
+    """
     with atomic_output(path, overwrite=overwrite) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(
@@ -76,6 +88,17 @@ def save_field(path: str | os.PathLike, field: np.ndarray, content_size, style_s
 
 
 def load_field(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read ``nnf.npz`` back as a dict of arrays (no pickles allowed)."""
+    """Read ``nnf.npz`` back as a dict of arrays (no pickles allowed).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file written by :func:`save_field`.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``nnf``, ``content_size``, ``style_size`` and ``stride``.
+    """
     with np.load(Path(path), allow_pickle=False) as data:
         return {k: data[k] for k in data.files}

@@ -19,12 +19,14 @@ never leaves a half-written file nor destroys an existing one.
 
 Examples
 --------
+>>> import tempfile
 >>> import numpy as np
 >>> from nnst_hr.io import read_image, write_image
 >>> image = np.zeros((32, 48, 3), np.float32)
->>> path = write_image(tmp_path / "black.tif", image)        # doctest: +SKIP
->>> read_image(path).shape                                   # doctest: +SKIP
-(32, 48, 3)
+>>> with tempfile.TemporaryDirectory() as folder:
+...     path = write_image(Path(folder) / "black.tif", image)
+...     print(read_image(path).shape, path.name)
+(32, 48, 3) black.tif
 """
 
 from __future__ import annotations
@@ -421,6 +423,15 @@ def check_output_path(
     supports ``bit_depth``), that the folder exists and is writable, and that
     the file does not exist unless ``overwrite``.
 
+    Parameters
+    ----------
+    path : str or PathLike
+        The output image.
+    overwrite : bool
+        Whether an existing file may be replaced.
+    bit_depth : int, optional
+        8 or 16; default: the format's default.
+
     Returns
     -------
     pathlib.Path
@@ -571,8 +582,12 @@ def atomic_output(
 
     Examples
     --------
-    >>> with atomic_output(run_dir / "nnf.npz", overwrite=True) as tmp:   # doctest: +SKIP
-    ...     np.savez(tmp, nnf=nnf)
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     with atomic_output(Path(folder) / "nnf.npz", overwrite=True) as tmp:
+    ...         np.savez(tmp, nnf=np.zeros((4, 4, 3), np.int32))
+    ...     print([p.name for p in Path(folder).iterdir()])  # no temporary file left beside it
+    ['nnf.npz']
     """
     path = Path(path)
     _check_destination(path, overwrite)
@@ -588,7 +603,22 @@ def atomic_output(
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`); returns the path."""
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`); returns the path.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Final destination.
+    data : bytes
+        The whole content.
+    overwrite : bool
+        Replace an existing ``path``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)
     return Path(path)

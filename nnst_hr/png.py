@@ -77,6 +77,16 @@ def read_header(data: bytes) -> Header | None:
 
     The IHDR chunk must come first, as the PNG standard requires. Its CRC is
     not checked here (:func:`decode` checks every chunk's).
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes; the first 29 are read.
+
+    Returns
+    -------
+    Header or None
+        Width, height, bit depth, colour type and interlace method.
     """
     if len(data) < HEADER_BYTES or not data.startswith(SIGNATURE):
         return None
@@ -95,6 +105,11 @@ def decode(data: bytes) -> tuple[np.ndarray, bytes | None]:
 
     The image data is inflated to exactly the size that the header declares:
     check :func:`read_header`'s width and height against a pixel limit first.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file.
 
     Returns
     -------

