@@ -127,7 +127,7 @@ def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     x : torch.Tensor
-        ``(B, 3, H, W)`` float, linear sRGB.
+        ``(B, 3, H, W)`` float, linear sRGB; values outside [0, 1] follow the extended curve.
 
     Returns
     -------

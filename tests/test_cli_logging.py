@@ -9,24 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import needs_weights
 from typer.testing import CliRunner
 
 import nnst_hr
 from nnst_hr.cli import app
-from nnst_hr.errors import InputError
 from nnst_hr.io import write_image
-from nnst_hr.weights import resolve_weights
 
 SAMPLE_MASKS = Path(__file__).resolve().parents[1] / "samples" / "guided" / "louvre_to_house"
 LOG = logging.getLogger("nnst_hr.color")  # a library module that logs
-
-
-def _weights_found() -> bool:
-    try:
-        resolve_weights(allow_download=False)
-    except InputError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -70,7 +61,7 @@ def test_the_cli_shows_info_by_default_debug_with_verbose_and_only_warnings_when
     assert emitted(capsys) == ["warning: a warning record"]
 
 
-@pytest.mark.skipif(not _weights_found(), reason="VGG16 weights not cached (run `nnst-hr weights`)")
+@needs_weights
 def test_a_run_shows_the_library_info_message_of_a_monochrome_style(cli, tmp_path):
     rng = np.random.default_rng(0)
     content = write_image(tmp_path / "content.png", rng.random((48, 64, 3), dtype=np.float32))
