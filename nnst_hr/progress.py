@@ -102,7 +102,8 @@ class Progress:
     prefix : str
         Put before every plain line.
     console : rich.console.Console, optional
-        Overrides ``stream``; live bars are drawn when ``console.is_terminal``.
+        Overrides ``stream``; live bars are drawn when ``console.is_terminal`` (``TERM=dumb``
+        gets the plain lines).
     """
 
     def __init__(self, enabled: bool = True, stream: TextIO | None = None, prefix: str = "",
@@ -126,8 +127,8 @@ class Progress:
 
     @property
     def live(self) -> bool:
-        """Whether the stages are drawn as live bars (an enabled reporter on a terminal)."""
-        return self.enabled and self.console.is_terminal
+        """Whether the stages are drawn as live bars (an enabled reporter on a terminal that can redraw)."""
+        return self.enabled and self.console.is_terminal and not self.console.is_dumb_terminal
 
     def plan(self, stages: list[tuple[str, int, float]]) -> None:
         """Declare the work: ``(stage, steps, cost_per_step)`` in the order they run.

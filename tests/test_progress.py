@@ -20,6 +20,7 @@ HIDE_CURSOR = "\x1b[?25l"
 @pytest.fixture
 def clock(monkeypatch):
     """A settable ``time.perf_counter``; reports are not throttled unless a test says so."""
+    monkeypatch.setenv("TERM", "xterm")  # a terminal that can redraw, whatever runs the tests
     now = {"t": 0.0}
     monkeypatch.setattr(progress_module.time, "perf_counter", lambda: now["t"])
     monkeypatch.setattr(progress_module, "REPORT_INTERVAL_S", 0.0)
@@ -100,6 +101,13 @@ def test_a_terminal_gets_live_bars_with_stage_step_rate_and_time_left(clock):
     assert raw.count(SHOW_CURSOR) == 1 and p._bars is not None
     p.close()
     assert out.getvalue().endswith(SHOW_CURSOR) and p._bars is None
+
+
+def test_a_dumb_terminal_gets_the_plain_lines(clock, monkeypatch):
+    monkeypatch.setenv("TERM", "dumb")  # cannot move the cursor back to redraw a bar
+    out = io.StringIO()
+    run_plan(Progress(console=console(out, terminal=True)), clock)
+    assert out.getvalue().splitlines()[-1] == "b: step 1/2, about 4s left"
 
 
 def test_disabled_reports_nothing_even_on_a_terminal(clock):
