@@ -459,6 +459,21 @@ def score_image(
     ------
     InputError
         Images that are not (H, W, 3), masks of other shapes than the images, a bad field.
+
+    Notes
+    -----
+    - ``content_lpips``: :func:`lpips_from_features` of the image and the content resized
+      to it; ``style_gram``: :func:`gram_distance` (Gram normalized by ``C * H * W``) of
+      the image and the style resized to the image's long side (both capped at
+      :data:`NETWORK_MAX_SIDE`); ``content_ssim``: :func:`ssim_luminance` at the image's size.
+    - ``style_gram.<name>``: the Gram distance with each side's features weighted by the
+      share of the label in each feature cell (``guidance.guide_channels`` of the label
+      maps on that layer's grid), for each guided label present on both sides.
+    - ``detail = detail_energy(image) / detail_energy(poster_exemplar(style, image.shape))``:
+      the exemplar at the poster's scale relative to the NNST result (NNST gave content and
+      style one long side, so the exemplar's long side becomes the poster's);
+      ``detail_bicubic`` puts ``bicubic_upsample(upsampled_from, image.shape)`` in the
+      numerator. Both are left out when the exemplar has no detail (a flat style).
     """
     from .config import NNSTConfig
     from .device import resolve_device
