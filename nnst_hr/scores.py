@@ -563,8 +563,8 @@ def format_table(scores: dict[str, float]) -> str:
     Examples
     --------
     >>> print(format_table({"content_ssim": 0.5}))
-    score                      value  better
-    content_ssim              0.5000  higher
+    score              value  better
+    content_ssim      0.5000  higher
     """
     width = max([len("score")] + [len(name) for name in scores]) + 2
     lines = [f"{'score':<{width}}{'value':>10}  better"]
