@@ -180,3 +180,55 @@ def masks_check(
             raise typer.Exit(2) from None
 
     _guarded(action)
+
+
+@app.command("metrics")
+def metrics_command(
+    image: Path = typer.Argument(..., help="The stylized image to score (ours or another tool's)."),
+    content: Path = typer.Option(..., "--content", help="Content image it was made from."),
+    style: Path = typer.Option(..., "--style", help="Style exemplar."),
+    guide: Optional[Path] = typer.Option(None, help="Masks folder: adds style_gram.<label> (and label_agreement)."),
+    field: Optional[Path] = typer.Option(None, help="nnf.npz of a run folder: adds label_agreement with --guide."),
+    raw: Optional[Path] = typer.Option(None, help="NNST result before color (nnst_raw.png); objective uses it."),
+    upsampled_from: Optional[Path] = typer.Option(None, help="Poster: the NNST result it was made from (detail)."),
+    size: Optional[int] = typer.Option(None, help="Long side for objective (default: that image's)."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    seed: int = typer.Option(0, help="Seed of color_swd's random projections."),
+    weights: Optional[Path] = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file."),
+) -> None:
+    """Score IMAGE against its content and style: content kept, style reached, color, detail."""
+
+    def action():
+        import json
+
+        from .field import load_field
+        from .io import read_image
+        from .scores import format_table, score_image
+
+        picture, content_image, style_image = read_image(image), read_image(content), read_image(style)
+        masks = nnf = style_size = None
+        if guide is not None:
+            from guidance import load_masks
+
+            masks = load_masks(guide, content_image.shape[:2], style_image.shape[:2])
+        if field is not None:
+            try:
+                stored = load_field(field)
+                nnf, style_size = stored["nnf"], tuple(int(v) for v in stored["style_size"])
+            except (OSError, ValueError, KeyError) as exc:
+                raise InputError(f"{field} is not an nnf.npz of a run folder ({exc})") from None
+        config = NNSTConfig(size=size) if size is not None else None
+        if config is not None:
+            config.validate()
+        scores = score_image(
+            picture, content_image, style_image,
+            raw=read_image(raw) if raw is not None else None, nnst_config=config, field=nnf,
+            style_size=style_size, masks=masks,
+            upsampled_from=read_image(upsampled_from) if upsampled_from is not None else None,
+            weights=weights, seed=seed,
+        )  # fmt: skip
+        print(json.dumps(scores) if json_output else format_table(scores))
+
+    from .errors import InputError
+
+    _guarded(action)

