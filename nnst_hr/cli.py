@@ -187,14 +187,14 @@ def metrics_command(
     image: Path = typer.Argument(..., help="The stylized image to score (ours or another tool's)."),
     content: Path = typer.Option(..., "--content", help="Content image it was made from."),
     style: Path = typer.Option(..., "--style", help="Style exemplar."),
-    guide: Optional[Path] = typer.Option(None, help="Masks folder: adds style_gram.<label> (and label_agreement)."),
-    field: Optional[Path] = typer.Option(None, help="nnf.npz of a run folder: adds label_agreement with --guide."),
-    raw: Optional[Path] = typer.Option(None, help="NNST result before color (nnst_raw.png); objective uses it."),
-    upsampled_from: Optional[Path] = typer.Option(None, help="Poster: the NNST result it was made from (detail)."),
-    size: Optional[int] = typer.Option(None, help="Long side for objective (default: that image's)."),
+    guide: Path | None = typer.Option(None, help="Masks folder: adds style_gram.<label> (and label_agreement)."),
+    field: Path | None = typer.Option(None, help="nnf.npz of a run folder: adds label_agreement with --guide."),
+    raw: Path | None = typer.Option(None, help="NNST result before color (nnst_raw.png); objective uses it."),
+    upsampled_from: Path | None = typer.Option(None, help="Poster: the NNST result it was made from (detail)."),
+    size: int | None = typer.Option(None, help="Long side for objective (default: that image's)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     seed: int = typer.Option(0, help="Seed of color_swd's random projections."),
-    weights: Optional[Path] = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file."),
+    weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file."),
 ) -> None:
     """Score IMAGE against its content and style: content kept, style reached, color, detail."""
 
