@@ -120,9 +120,12 @@ def test_a_finished_plan_run_again_does_no_work(first, folder):
 
 def test_changing_one_axis_value_recomputes_only_the_stages_that_read_it(first, folder):
     plan = write_plan(folder, "plan_changed.toml", "color_sharpness = [5.0, 10.0]\nuniformity = [5e-4, 1e-3]\n")
-    events = Events()
-    run_plan(plan, folder / "results_changed", cache_dir=folder / "results" / "cache", quiet=True, on_event=events)
+    events, stream = Events(), io.StringIO()
+    run_plan(plan, folder / "results_changed", cache_dir=folder / "results" / "cache", on_event=events, stream=stream)
     assert events.started() == Counter(poster=1, poster_color=2, scores=2)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("4 runs, 5 of 14 stages to compute")
+    assert re.search(r"^run [2-4] of 4: poster done in \d+s; plan: \d+s so far, about \d+s left$", stream.getvalue(), re.M)
 
 
 def test_two_plans_sharing_runs_share_their_results(first, folder):
@@ -327,3 +330,11 @@ def test_cli_refuses_a_bad_plan_with_one_line_and_exit_2(folder, tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "axes.alpha[2]" in lines[0]
     assert not (tmp_path / "out").exists()  # before any work
+
+
+def test_the_sample_plan_is_valid_and_shares_nnst_across_poster_options():
+    plan = load_plan(Path(__file__).resolve().parents[1] / "samples" / "experiment" / "plan.toml")
+    graph = build_graph(plan, read_inputs(plan))
+    stages_count = Counter(task.stage for task in graph.values())
+    assert len(graph.runs) == 8 and stages_count["nnst"] == 4 and stages_count["poster"] == 8
+    assert plan.pairs[1].guide is not None and plan.runs()[4].nnst.guide_weight == 0.75
