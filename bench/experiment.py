@@ -6,8 +6,8 @@ run with a fresh cache, timed against the same six runs made separately with
 The plan should cost about two NNST runs plus six poster stages, not six NNST runs; it also
 scores every result, which the separate runs do not.
 
-    python bench/experiment.py                       # 96 px NNST, 20 steps, 192 px posters
-    python bench/experiment.py --size 128 --steps 50 --out-size 256
+    python bench/experiment.py                       # 128 px NNST, 10 steps, 256 px posters
+    python bench/experiment.py --size 256 --steps 50 --out-size 512
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ out_size = {out_size}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--out-size", type=int, default=192)
+    parser.add_argument("--size", type=int, default=128)  # two scales: alpha acts from the second
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--out-size", type=int, default=256)
     args = parser.parse_args()
 
     from nnst_hr.config import NNSTConfig, PosterConfig

@@ -214,7 +214,7 @@ def test_the_contact_sheet_has_a_row_per_pair_and_row_value(first, folder):
     groups, columns = report_module._sheet_layout(plan, first[1].rows)
     assert len(groups) == 3 * 2 and columns == [5e-4, 2e-3]
     sheet = Image.open(folder / "results" / "sheet.png")
-    cell_h = report_module.THUMB + report_module.PAD + 3 * report_module.LINE
+    cell_h = report_module.THUMB + 2 + 3 * report_module.LINE + report_module.PAD  # square thumbnails
     assert sheet.size[1] == 2 * report_module.LINE + 2 * report_module.PAD + 6 * cell_h + report_module.PAD
     # the first cell holds the first run's result, enlarged with nearest neighbours
     result = np.asarray(Image.open(folder / "results" / "runs" / "run001" / "result.png").convert("RGB"))

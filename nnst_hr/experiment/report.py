@@ -188,13 +188,32 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], inputs: dict[int, tupl
     for row in rows:
         by_values[(row["pair"], tuple(sorted((k, repr(v)) for k, v in row["spec"].axis_values.items())))] = row
     label_lines = len(plan.axes) + 1
-    cell_w, cell_h = THUMB + PAD, THUMB + PAD + label_lines * LINE
+    cell_w = THUMB + PAD
+    # each group's cells and thumbnails first: a row is as tall as its tallest thumbnail
+    cells, heights = [], []
+    for pair_index, values in groups:
+        found = []
+        for col_value in col_values:
+            axis_values = dict(values)
+            if plan.columns:
+                axis_values[plan.columns] = col_value
+            row = by_values.get((pair_index, tuple(sorted((k, repr(v)) for k, v in axis_values.items()))))
+            thumb = None
+            if row is not None and row["status"] == "ok":
+                thumb = _thumb(np.asarray(Image.open(path.parent / row["result"]).convert("RGB"),
+                                          np.float32) / 255.0, THUMB)
+            found.append((row, thumb))
+        head = max(HEAD_THUMB + LINE, (3 + len(values)) * LINE)
+        tallest = max([head] + [THUMB if row is not None and thumb is None else thumb.height
+                                for row, thumb in found if row is not None])
+        cells.append(found)
+        heights.append(tallest)
     head_lines = [f"{k} = {_fmt(v)}" for _, values in groups for k, v in values.items()]
     head_lines += [p.content.stem[:HEAD_CHARS] for p in plan.pairs] + [p.style.stem[:HEAD_CHARS] for p in plan.pairs]
     head_w = 2 * HEAD_THUMB + 5 * PAD + int(max([font.getlength(t) for t in head_lines] + [60]))
     top = 2 * LINE + 2 * PAD
     width = head_w + cell_w * len(col_values) + PAD
-    height = top + cell_h * len(groups) + PAD
+    height = top + sum(h + 2 + label_lines * LINE + PAD for h in heights) + PAD
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     title = f"{plan.path.name}: rows {plan.rows or '-'}, columns {plan.columns or '-'}, score {plan.score}"
@@ -202,8 +221,8 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], inputs: dict[int, tupl
     for c, value in enumerate(col_values):
         if plan.columns:
             draw.text((head_w + c * cell_w, LINE + PAD), f"{plan.columns} = {_fmt(value)}", fill="black", font=bold)
+    y = top
     for g, (pair_index, values) in enumerate(groups):
-        y = top + g * cell_h
         if g and pair_index != groups[g - 1][0]:
             draw.line([(0, y - PAD // 2), (width, y - PAD // 2)], fill="#888888", width=2)
         content, style = inputs.get(pair_index, (None, None))
@@ -217,18 +236,12 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], inputs: dict[int, tupl
         lines += [f"{k} = {_fmt(v)}" for k, v in values.items()]
         for i, line in enumerate(lines):
             draw.text((3 * PAD + 2 * HEAD_THUMB, y + i * LINE), line, fill="black", font=font)
-        for c, col_value in enumerate(col_values):
-            axis_values = dict(values)
-            if plan.columns:
-                axis_values[plan.columns] = col_value
-            row = by_values.get((pair_index, tuple(sorted((k, repr(v)) for k, v in axis_values.items()))))
+        for c, (row, thumb) in enumerate(cells[g]):
             x = head_w + c * cell_w
             if row is None:
                 continue
             text = [f"{k}={_fmt(v)}" for k, v in row["spec"].axis_values.items()]
-            if row["status"] == "ok":
-                thumb = _thumb(np.asarray(Image.open(path.parent / row["result"]).convert("RGB"),
-                                          np.float32) / 255.0, THUMB)
+            if thumb is not None:
                 sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y))
                 score = row["scores"].get(plan.score)
                 text.append(f"{plan.score} {_fmt(score) if score is not None else 'n/a'}")
@@ -238,7 +251,8 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], inputs: dict[int, tupl
                     draw.text((x + 4, y + 4 + i * LINE), line, fill="#a94442", font=font)
                 text.append("FAILED")
             for i, line in enumerate(text):
-                draw.text((x, y + THUMB + 2 + i * LINE), line, fill="black", font=font)
+                draw.text((x, y + heights[g] + 2 + i * LINE), line, fill="black", font=font)
+        y += heights[g] + 2 + label_lines * LINE + PAD
     with atomic_output(path, overwrite=True) as tmp:
         sheet.save(tmp, format="PNG")
 
@@ -298,7 +312,7 @@ table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #ccc;paddin
 th{background:#eee;cursor:pointer;position:sticky;top:0}th:hover{background:#ddd}
 td.l,th.l{text-align:left}tr.failed td{background:#f9e0e0}
 img.thumb{width:64px;height:64px;object-fit:contain;image-rendering:pixelated}
-.sheet{max-width:100%;border:1px solid #ccc}.plots{display:flex;flex-wrap:wrap;gap:12px}
+.sheet{max-width:100%;border:1px solid #ccc}.scroll{overflow-x:auto;max-width:100%}.plots{display:flex;flex-wrap:wrap;gap:12px}
 svg.plot{border:1px solid #ddd;background:#fff}.axis{stroke:#444}.tick{font-size:10px;fill:#444}
 .title{font-size:12px;font-weight:bold}.label{font-size:11px;fill:#222}.legend span{margin-right:1em}
 """
@@ -358,9 +372,9 @@ Scores and times are in <a href="results.csv">results.csv</a>; click a column he
 <h2>Contact sheet</h2>
 <a href="sheet.png"><img class="sheet" src="sheet.png" alt="contact sheet"></a>
 <h2>Runs</h2>
-<table class="sortable"><thead><tr>{head}</tr></thead><tbody>
+<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>
 {chr(10).join(body)}
-</tbody></table>
+</tbody></table></div>
 <h2>Scores along the numeric axes</h2>
 <p class="legend">{legend}</p>
 <div class="plots">{''.join(plots) or '<p>(no numeric axis with two or more values)</p>'}</div>
