@@ -20,9 +20,8 @@ from typer.testing import CliRunner
 from nnst_hr.cli import app
 from nnst_hr.config import NNSTConfig
 from nnst_hr.errors import InputError
-from nnst_hr.experiment import load_plan, run_plan
+from nnst_hr.experiment import load_plan, run_plan, stages
 from nnst_hr.experiment import report as report_module
-from nnst_hr.experiment import stages
 from nnst_hr.experiment.cache import Cache
 from nnst_hr.experiment.graph import build_graph, read_inputs
 from nnst_hr.experiment.plan import parse_plan
@@ -125,7 +124,7 @@ def test_changing_one_axis_value_recomputes_only_the_stages_that_read_it(first, 
     assert events.started() == Counter(poster=1, poster_color=2, scores=2)
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("4 runs, 5 of 14 stages to compute")
-    assert re.search(r"^run [2-4] of 4: poster done in \d+s; plan: \d+s so far, about \d+s left$", stream.getvalue(), re.M)
+    assert re.search(r"^run [2-4] of 4: poster done in \d+s; plan: \d+s so far, about \d+s left$", stream.getvalue(), re.MULTILINE)
 
 
 def test_two_plans_sharing_runs_share_their_results(first, folder):
@@ -163,7 +162,6 @@ def test_an_interrupted_plan_continues_from_the_finished_stages(folder, tmp_path
 
 
 def test_results_csv_has_a_row_per_run_with_scores_times_and_failures(first, folder):
-    _, summary, _ = first
     with open(folder / "results" / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["run"] for r in rows] == [f"run{i:03d}" for i in range(1, 13)]

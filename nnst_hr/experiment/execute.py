@@ -19,8 +19,8 @@ import resource
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .cache import Cache
 from .graph import Graph, Task, TaskRef

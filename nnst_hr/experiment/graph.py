@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from . import stages
 from .plan import Plan, RunSpec
@@ -65,7 +65,7 @@ class PairInputs:
     names: dict
 
     def digest(self) -> dict:
-        sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+        sha = lambda data: hashlib.sha256(data).hexdigest()
         guide = None if self.guide is None else {rel: sha(data) for rel, data in sorted(self.guide.items())}
         return {"content": sha(self.content), "style": sha(self.style), "guide": guide}
 

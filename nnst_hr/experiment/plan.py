@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import glob
 import itertools
-import tomllib
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+import tomllib
 
 from ..config import NNSTConfig, PosterConfig
 from ..errors import InputError

@@ -277,10 +277,10 @@ def svg_plot(axis: str, score: str, values: list, rows: list[dict]) -> str:
     if hi - lo < 1e-12:
         lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
     w, h, m = PLOT_W, PLOT_H, PLOT_M
-    sx = lambda i: m + (i + 0.5) * (w - 1.5 * m) / len(values)  # noqa: E731
-    sy = lambda v: (h - m) - (v - lo) / (hi - lo) * (h - m - m // 2)  # noqa: E731
-    out = [f'<svg class="plot" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
-           f'aria-label="{html.escape(score)} against {html.escape(axis)}">',
+    sx = lambda i: m + (i + 0.5) * (w - 1.5 * m) / len(values)
+    sy = lambda v: (h - m) - (v - lo) / (hi - lo) * (h - m - m // 2)
+    out = [(f'<svg class="plot" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
+            f'aria-label="{html.escape(score)} against {html.escape(axis)}">'),
            f'<text x="{w / 2}" y="13" text-anchor="middle" class="title">{html.escape(score)} vs {html.escape(axis)}</text>',
            f'<line x1="{m}" y1="{h - m}" x2="{w - m // 2}" y2="{h - m}" class="axis"/>',
            f'<line x1="{m}" y1="{m // 2}" x2="{m}" y2="{h - m}" class="axis"/>',
