@@ -336,3 +336,20 @@ def test_the_sample_plan_is_valid_and_shares_nnst_across_poster_options():
     stages_count = Counter(task.stage for task in graph.values())
     assert len(graph.runs) == 8 and stages_count["nnst"] == 4 and stages_count["poster"] == 8
     assert plan.pairs[1].guide is not None and plan.runs()[4].nnst.guide_weight == 0.75
+
+
+def test_peak_memory_sees_an_allocation_inside_the_stage_and_none_outside():
+    pytest.importorskip("psutil")
+    import time
+
+    from nnst_hr.experiment.execute import MEMORY_SAMPLE_S, PeakMemory
+
+    size = 256 * 2**20
+    with PeakMemory() as used:
+        block = np.ones(size, np.uint8)  # touched pages: resident
+        time.sleep(5 * MEMORY_SAMPLE_S)  # let the sampler see it before it is freed
+        del block
+    with PeakMemory() as idle:
+        pass
+    assert used.peak >= 0.9 * size
+    assert idle.peak < 0.1 * size
