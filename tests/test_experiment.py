@@ -124,7 +124,10 @@ def test_changing_one_axis_value_recomputes_only_the_stages_that_read_it(first, 
     assert events.started() == Counter(poster=1, poster_color=2, scores=2)
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("4 runs, 5 of 14 stages to compute")
-    assert re.search(r"^run [2-4] of 4: poster done in \d+s; plan: \d+s so far, about \d+s left$", stream.getvalue(), re.MULTILINE)
+    text = stream.getvalue()
+    assert re.search(r"^run [2-4] of 4: poster done in \d+s; plan: \d+s so far, time left known after the "
+                     r"first poster_color stage$", text, re.MULTILINE)
+    assert re.search(r"^run 4 of 4: scores done in \d+s; plan: \d+s so far, about 0s left$", text, re.MULTILINE)
 
 
 def test_two_plans_sharing_runs_share_their_results(first, folder):

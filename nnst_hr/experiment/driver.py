@@ -44,11 +44,10 @@ class PlanProgress:
             print(text, file=self.stream, flush=True)
 
     def time_left(self) -> float | None:
-        if not self.spent:
+        """Seconds left: tasks to run x mean seconds of their stage; None until each stage ran once."""
+        if any(n and s not in self.spent for s, n in self.todo.items()):
             return None
-        overall = sum(sum(v) for v in self.spent.values()) / sum(len(v) for v in self.spent.values())
-        return sum(n * (sum(self.spent[s]) / len(self.spent[s]) if s in self.spent else overall)
-                   for s, n in self.todo.items())
+        return sum(n * sum(self.spent[s]) / len(self.spent[s]) for s, n in self.todo.items() if n)
 
     def __call__(self, event: str, task, info: dict) -> None:
         k = min(task.run_ids) + 1
@@ -65,9 +64,11 @@ class PlanProgress:
             return
         self.spent.setdefault(task.stage, []).append(info["seconds"])
         left = self.time_left()
+        waiting = next((s for s, n in self.todo.items() if n and s not in self.spent), None)
         self._print(f"{head} done in {format_seconds(info['seconds'])}; "
-                    f"plan: {format_seconds(time.perf_counter() - self.start)} so far"
-                    + (f", about {format_seconds(left)} left" if left is not None else ""))
+                    f"plan: {format_seconds(time.perf_counter() - self.start)} so far, "
+                    + (f"about {format_seconds(left)} left" if left is not None
+                       else f"time left known after the first {waiting} stage"))
 
 
 @dataclass
