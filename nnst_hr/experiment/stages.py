@@ -12,7 +12,6 @@ Stages: ``inputs`` (decode images and masks) -> ``nnst`` (raw result and field, 
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import NNSTConfig, PosterConfig
+from ..scores import score_image
 
 Record = dict  # str -> np.ndarray | float | int | str | None
 
@@ -168,7 +168,7 @@ class _NNSTView:
 
 # --- adapters until the stage refactor lands (lead: replace with the real functions)
 # nnst_hr.nnst.synthesize_nnst, nnst_hr.color.color_stage, nnst_hr.poster.synthesize_poster_stage,
-# nnst_hr.poster.color_poster and nnst_hr.scores.score_image, written over today's code.
+# and nnst_hr.poster.color_poster, written over today's code.
 
 
 @dataclass
@@ -282,28 +282,3 @@ def color_poster(synthesized, content, style, style_size, nnst_config) -> np.nda
         sharpness=nnst_config.color_sharpness, mono_threshold=nnst_config.mono_threshold,
     )
     return to_numpy(final)
-
-
-def score_image(image, content, style, *, raw=None, nnst_config=None, field=None, style_size=None, masks=None,
-                upsampled_from=None, weights=None, seed=0) -> dict[str, float]:
-    """``nnst_hr.scores.score_image`` once it exists; until then ``objective`` and ``content_ssim`` only."""
-    real = None
-    spec = importlib.util.find_spec("nnst_hr.scores")
-    # only this package's own scores module (a shared editable install can resolve another checkout's)
-    if spec is not None and spec.origin and Path(spec.origin).parent == Path(__file__).resolve().parents[1]:
-        from ..scores import score_image as real
-    if real is not None:
-        return real(image, content, style, raw=raw, nnst_config=nnst_config, field=field, style_size=style_size,
-                    masks=masks, upsampled_from=upsampled_from, weights=weights, seed=seed)
-    from skimage.metrics import structural_similarity
-
-    from ..nnst import nnst_objective
-    from ..poster import resize
-
-    out = {}
-    if raw is not None:
-        out["objective"] = nnst_objective(raw, style, nnst_config or NNSTConfig(), weights=weights)
-    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec. 709 weights on sRGB values
-    out["content_ssim"] = float(structural_similarity(
-        image @ luma, resize(content, image.shape[:2]) @ luma, data_range=1.0))
-    return out
