@@ -61,7 +61,8 @@ class Progress:
         self.current = stage
         self.last_step_time = time.perf_counter()
 
-    def step(self, index: int, loss: float | None = None) -> None:
+    def step(self, index: int, loss=None) -> None:
+        """Report step ``index``; ``loss`` (a float or 0-d tensor) is read only when a line is printed."""
         now = time.perf_counter()
         steps, cost = self.stages.get(self.current, (index + 1, 0.0))
         self.done_cost += cost
@@ -79,7 +80,7 @@ class Progress:
         if self.measured_cost > 0:
             remaining = (self.total_cost - self.done_cost) * self.measured_time / self.measured_cost
             left = f", about {format_seconds(remaining)} left"
-        loss_text = f", loss {loss:.4f}" if loss is not None else ""
+        loss_text = f", loss {float(loss):.4f}" if loss is not None else ""
         self.message(f"{self.current}: step {index + 1}/{steps}{loss_text}{left}")
 
     def message(self, text: str) -> None:
