@@ -60,9 +60,16 @@ def host_peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def time_nnst(content, style, size: int, exact: bool, steps: int | None, device_name: str) -> dict:
-    """One stylization, timed to the last kernel; its peak GPU memory and both objectives."""
-    from nnst_hr import NNSTConfig, nnst_objective, stylize
+def time_nnst(content, style, size: int, exact: bool, steps: int | None, device_name: str,
+              autotune: bool = True) -> dict:
+    """One stylization, timed to the last kernel; its peak GPU memory and both objectives.
+
+    ``autotune=False`` runs it with ``cudnn.benchmark`` left off (the comparison for
+    :func:`nnst_hr.device.cudnn_autotune`).
+    """
+    import contextlib
+
+    from nnst_hr import NNSTConfig, device as device_module, nnst_objective, stylize
     from nnst_hr.device import resolve_device
 
     device = resolve_device(device_name)
@@ -70,14 +77,21 @@ def time_nnst(content, style, size: int, exact: bool, steps: int | None, device_
     cfg = NNSTConfig(size=size, exact=exact, device=device_name, **schedule)
     reset_peak(device)
     sync(device)
-    start = time.perf_counter()
-    result = stylize(content, style, cfg)
-    sync(device)
-    seconds = time.perf_counter() - start
+    original = device_module.cudnn_autotune
+    if not autotune:
+        device_module.cudnn_autotune = lambda device: contextlib.nullcontext()
+    try:
+        start = time.perf_counter()
+        result = stylize(content, style, cfg)
+        sync(device)
+        seconds = time.perf_counter() - start
+    finally:
+        device_module.cudnn_autotune = original
     peak = peak_gb(device)
     start = time.perf_counter()
     objective = nnst_objective(result.raw, style, cfg)
-    return {"size": size, "mode": "exact" if exact else "fast", "seconds": seconds, "peak_gpu_gb": peak,
+    mode = ("exact" if exact else "fast") + ("" if autotune else ", cudnn.benchmark off")
+    return {"size": size, "mode": mode, "seconds": seconds, "peak_gpu_gb": peak,
             "reported_objective": result.objective, "objective": objective,
             "objective_seconds": time.perf_counter() - start, "stages": dict(result.timings)}
 
@@ -125,8 +139,11 @@ def verdict(measured: float | None, goal: float) -> str:
 def table(info: dict, nnst: list[dict], poster: dict | None, scaling: list[dict], skipped: list[str]) -> str:
     rows = [("what", "seconds", "peak GPU GB", "objective (exhaustive)", "baseline ratio", "goal")]
     exact = {r["size"]: r for r in nnst if r["mode"] == "exact"}
+    fast = {r["size"]: r for r in nnst if r["mode"] == "fast"}
     for r in nnst:
         ratio = goal = "-"
+        if r["mode"].startswith("fast,") and r["size"] in fast:
+            ratio = f"benchmark on is {r['seconds'] / fast[r['size']]['seconds']:.2f}x as fast"
         if r["mode"] == "fast" and r["size"] in exact:
             e = exact[r["size"]]
             ratio = f"{e['seconds'] / r['seconds']:.2f}x exact's speed, objective {r['objective'] / e['objective']:.3f}x exact's"
@@ -151,7 +168,8 @@ def table(info: dict, nnst: list[dict], poster: dict | None, scaling: list[dict]
         ratio = "-"
         if one is not None and synth:
             ratio = f"{one['timings']['poster.synthesis'] / synth:.2f}x 1 thread's speed"
-        rows.append((f"patchsynth {s['pair'].replace(':', ' -> ')} synthesis, {s['threads']} thread{'s' if s['threads'] > 1 else ''}", fmt(synth, ".1f"),
+        threads = f"{s['threads']} thread{'s' if s['threads'] > 1 else ''}"
+        rows.append((f"patchsynth {s['pair'].replace(':', ' -> ')} synthesis, {threads}", fmt(synth, ".1f"),
                      "", "", ratio, ""))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = [f"== nnst-hr GPU check: {info['device']}; torch {info['torch']}; {info['cores']} cores; "
@@ -208,6 +226,10 @@ def main() -> int:
                   f"objective {r['objective']:.4f}, stages {json.dumps({k: round(v, 2) for k, v in r['stages'].items()})}",
                   flush=True)
             nnst.append(r)
+    if device.type == "cuda":  # does cuDNN autotuning pay for its trials? the largest size, fast mode
+        r = time_nnst(content, style, max(args.sizes), False, args.steps, args.device, autotune=False)
+        print(f"NNST {r['size']} px {r['mode']}: {r['seconds']:.1f} s", flush=True)
+        nnst.append(r)
 
     poster, scaling, skipped = None, [], []
     if args.poster:

@@ -56,14 +56,16 @@ class SearchSettings:
     approx_min_work: float
 
 
-def search_settings(device: torch.device) -> SearchSettings:
+def search_settings(device: torch.device, score_bytes: float | None = None) -> SearchSettings:
     """The :class:`SearchSettings` of ``device``.
 
     CPU: the module constants (read at each call). CUDA: one block takes
     ``CUDA_BLOCK_FRACTION`` of the memory free to torch (free on the device plus what the
     caching allocator holds unused), within ``CUDA_MIN_BLOCK_BYTES .. CUDA_MAX_BLOCK_BYTES``;
     narrow vectors get no smaller blocks (no cache to fit), and the exhaustive search is
-    used up to ``CUDA_APPROX_MIN_WORK``.
+    used up to ``CUDA_APPROX_MIN_WORK``. When the whole score matrix (``score_bytes``, fp32)
+    fits in the smallest block, the driver is not asked for the free memory (the
+    feature-splitting pass searches thousands of times).
 
     >>> search_settings(torch.device("cpu")).approx_min_work == APPROX_MIN_WORK
     True
@@ -71,6 +73,8 @@ def search_settings(device: torch.device) -> SearchSettings:
     device = torch.device(device)
     if device.type != "cuda":
         return SearchSettings(SCORE_BLOCK_BYTES, SMALL_BLOCK_BYTES, APPROX_MIN_WORK)
+    if score_bytes is not None and score_bytes <= CUDA_MIN_BLOCK_BYTES:
+        return SearchSettings(CUDA_MIN_BLOCK_BYTES, CUDA_MIN_BLOCK_BYTES, CUDA_APPROX_MIN_WORK)
     free, _ = torch.cuda.mem_get_info(device)
     free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     block = int(min(CUDA_MAX_BLOCK_BYTES, max(CUDA_MIN_BLOCK_BYTES, free * CUDA_BLOCK_FRACTION)))
@@ -175,7 +179,7 @@ def best_scores(
     -------
     (scores (N,), indices (N,) int64)
     """
-    settings = settings or search_settings(k.device)
+    settings = settings or search_settings(k.device, 4 * q.shape[0] * k.shape[0])
     block = settings.block_bytes if k.shape[1] >= NARROW else settings.small_block_bytes
     rows = max(1, block // (4 * max(1, k.shape[0])))
     scores, indices = [], []
@@ -283,7 +287,7 @@ def projected_best_scores(
     kp = torch.cat([k[:, :body] @ axes, k[:, body:]], 1).t().contiguous()
     if bf16:
         qp, kp = qp.to(torch.bfloat16), kp.to(torch.bfloat16)
-    settings = settings or search_settings(k.device)
+    settings = settings or search_settings(k.device, 4 * q.shape[0] * k.shape[0])
     rows = max(1, settings.block_bytes // (4 * max(1, k.shape[0])))
     scores, indices = [], []
     for start in range(0, q.shape[0], rows):
@@ -313,7 +317,7 @@ def search(
     and the final choice in fp32. Returns ``(scores (N,), indices (N,))`` like
     :func:`best_scores`.
     """
-    settings = search_settings(k.device)
+    settings = search_settings(k.device, 4 * q.shape[0] * k.shape[0])
     work = q.shape[0] * k.shape[0] * k.shape[1]
     body = k.shape[1] - tail
     if exact or body <= 2 * dims or work < settings.approx_min_work:

@@ -98,6 +98,10 @@ def test_search_settings_per_device(monkeypatch):
         gpu = search_settings(CUDA)
         # free on the device plus the 2 GiB the caching allocator holds unused, an eighth of it, bounded
         assert gpu.block_bytes == gpu.small_block_bytes == expected
+    # a score matrix that fits the smallest block does not ask the driver (no call per search)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: pytest.fail("asked for free memory"))
+    small = search_settings(CUDA, 4 * 4096 * 16384)  # a feature-splitting search: 4096 cells, 4 x 4096 keys
+    assert small.block_bytes == matching.CUDA_MIN_BLOCK_BYTES
     # a 1024 px hypercolumn search (256 x 192 cells, 4 rotations, 2688 channels) is exhaustive on
     # the GPU and shortlisted on the CPU
     work = (256 * 192) * (4 * 256 * 192) * 2688
