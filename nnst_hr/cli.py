@@ -117,6 +117,7 @@ def run(
     steps: int = typer.Option(NNST.steps, help="Adam steps per scale."),
     split_steps: int = typer.Option(NNST.split_steps, help="Adam steps of the feature-splitting pass."),
     exact: bool = typer.Option(NNST.exact, "--exact", help="Reference mode: exhaustive fp32 search."),
+    bf16: bool = typer.Option(NNST.bf16, "--bf16/--no-bf16", help="bf16 VGG and candidate search where native."),
     device: Device = typer.Option(Device.auto, help="auto, cpu or cuda."),
     seed: int = typer.Option(NNST.seed, help="Random seed; the same seed gives the same result."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
@@ -136,7 +137,7 @@ def run(
         options = RunOptions(
             nnst=NNSTConfig(
                 size=size, alpha=alpha, color=color, rotate=rotate, steps=steps, split_steps=split_steps,
-                exact=exact, device=device.value, seed=seed, guide_weight=guide_weight,
+                exact=exact, bf16=bf16, device=device.value, seed=seed, guide_weight=guide_weight,
                 guide_mode=guide_mode.value,
             ),
             poster=PosterConfig(out_size=out_size, guide_weight=nnst_weight, mask_weight=mask_weight,

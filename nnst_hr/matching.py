@@ -26,11 +26,59 @@ import torch
 
 NORM_EPS = 1e-8  # floor of a vector's norm before dividing (constant vectors)
 HARD_LABEL_BONUS = 16.0  # > max |cosine term| + max guide term, so labels always win
+# CPU search settings (tuned on 2 cores; see SearchSettings for the GPU's)
 SCORE_BLOCK_BYTES = 256 * 2**20  # memory for one block of the score matrix (wide vectors)
 SMALL_BLOCK_BYTES = 32 * 2**20  # narrow vectors make the product bandwidth-bound: keep blocks in cache
 NARROW = 1024  # vectors with fewer components than this are narrow
 APPROX_MIN_WORK = 5e11  # multiply-adds below which the exhaustive search is faster (measured crossover)
+# CUDA search settings: the exhaustive bf16 product runs on tensor cores (hundreds of TFLOP/s),
+# while the shortlist's top-k and gathers are memory-bound; 1e14 keeps 1024 px searches
+# (2.6e13 multiply-adds with rotations) exhaustive. Not yet measured on a GPU (bench/gpu.sh).
+CUDA_APPROX_MIN_WORK = 1e14
+CUDA_BLOCK_FRACTION = 1 / 8  # share of the free GPU memory one score block may take
+CUDA_MIN_BLOCK_BYTES = 256 * 2**20  # block bounds on the GPU
+CUDA_MAX_BLOCK_BYTES = 2**30
 RERANK = 4  # keys per query that a bf16 search re-scores in fp32
+PRINCIPAL_AXES_ITERATIONS = 2  # power iterations of the randomized range finder (svd_lowrank's default)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a search is cut into blocks and when the shortlist pays, on one device.
+
+    block_bytes : memory for one block of the score matrix (wide vectors)
+    small_block_bytes : the same for vectors narrower than ``NARROW`` components
+    approx_min_work : multiply-adds below which the exhaustive search is used
+    """
+
+    block_bytes: int
+    small_block_bytes: int
+    approx_min_work: float
+
+
+def search_settings(device: torch.device, score_bytes: float | None = None) -> SearchSettings:
+    """The :class:`SearchSettings` of ``device``.
+
+    CPU: the module constants (read at each call). CUDA: one block takes
+    ``CUDA_BLOCK_FRACTION`` of the memory free to torch (free on the device plus what the
+    caching allocator holds unused), within ``CUDA_MIN_BLOCK_BYTES .. CUDA_MAX_BLOCK_BYTES``;
+    narrow vectors get no smaller blocks (no cache to fit), and the exhaustive search is
+    used up to ``CUDA_APPROX_MIN_WORK``. When the whole score matrix (``score_bytes``, fp32)
+    fits in the smallest block, the driver is not asked for the free memory (the
+    feature-splitting pass searches thousands of times).
+
+    >>> search_settings(torch.device("cpu")).approx_min_work == APPROX_MIN_WORK
+    True
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return SearchSettings(SCORE_BLOCK_BYTES, SMALL_BLOCK_BYTES, APPROX_MIN_WORK)
+    if score_bytes is not None and score_bytes <= CUDA_MIN_BLOCK_BYTES:
+        return SearchSettings(CUDA_MIN_BLOCK_BYTES, CUDA_MIN_BLOCK_BYTES, CUDA_APPROX_MIN_WORK)
+    free, _ = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    block = int(min(CUDA_MAX_BLOCK_BYTES, max(CUDA_MIN_BLOCK_BYTES, free * CUDA_BLOCK_FRACTION)))
+    return SearchSettings(block, block, CUDA_APPROX_MIN_WORK)
 
 
 @dataclass
@@ -39,7 +87,8 @@ class Guides:
 
     queries : (N, G) float32, keys : (M, G) float32; weight = w_guide in [0, 1];
     with ``hard``, ``query_labels (N,)`` and ``key_labels (M,)`` (int, -1 = unguided)
-    restrict each guided query to keys of its own label.
+    restrict each guided query to keys of its own label; ``n_labels`` (more than the
+    largest label) saves reading the labels' maximum back from the device.
     """
 
     queries: torch.Tensor
@@ -48,6 +97,7 @@ class Guides:
     hard: bool = False
     query_labels: torch.Tensor | None = None
     key_labels: torch.Tensor | None = None
+    n_labels: int | None = None
 
 
 def center_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -70,10 +120,16 @@ def center_normalize_(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _one_hot(labels: torch.Tensor, n: int) -> torch.Tensor:
-    out = torch.zeros(labels.shape[0], n, dtype=torch.float32, device=labels.device)
-    valid = labels >= 0
-    out[valid, labels[valid].long()] = 1.0
-    return out
+    """``(N,)`` labels in ``-1 .. n - 1`` -> ``(N, n)`` float32 one-hot rows (-1: all zero).
+
+    A scatter into a spare column for -1 (no boolean indexing, which waits for the device).
+
+    >>> _one_hot(torch.tensor([1, -1, 0]), 2).tolist()
+    [[0.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
+    """
+    out = torch.zeros(labels.shape[0], n + 1, dtype=torch.float32, device=labels.device)
+    out.scatter_(1, (labels.long() + 1).clamp_min(0)[:, None], 1.0)
+    return out[:, 1:]
 
 
 def augment(queries: torch.Tensor, keys: torch.Tensor, guides: Guides | None):
@@ -95,13 +151,17 @@ def with_guides(q: torch.Tensor, k: torch.Tensor, guides: Guides | None):
     q_parts = [(1.0 - w) * q, 2.0 * w * gq, torch.full_like(q[:, :1], -w)]
     k_parts = [k, gk, (gk * gk).sum(1, keepdim=True)]
     if guides.hard:
-        n = int(max(guides.query_labels.max(), guides.key_labels.max())) + 1
+        n = guides.n_labels
+        if n is None:
+            n = int(max(guides.query_labels.max(), guides.key_labels.max())) + 1
         q_parts.append(HARD_LABEL_BONUS * _one_hot(guides.query_labels, n))
         k_parts.append(_one_hot(guides.key_labels, n))
     return torch.cat(q_parts, 1), torch.cat(k_parts, 1)
 
 
-def best_scores(q: torch.Tensor, k: torch.Tensor, *, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def best_scores(
+    q: torch.Tensor, k: torch.Tensor, *, bf16: bool = False, settings: SearchSettings | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Exhaustive ``max_j q_i . k_j`` in blocks of queries.
 
     With ``bf16`` the products are computed in bf16 (faster where the hardware has bf16
@@ -113,17 +173,18 @@ def best_scores(q: torch.Tensor, k: torch.Tensor, *, bf16: bool = False) -> tupl
     Parameters
     ----------
     q : (N, D) prepared queries, k : (M, D) prepared keys (see :func:`augment`)
+    settings : block sizes (default: :func:`search_settings` of the keys' device)
 
     Returns
     -------
     (scores (N,), indices (N,) int64)
     """
-    block = SCORE_BLOCK_BYTES if k.shape[1] >= NARROW else SMALL_BLOCK_BYTES
+    settings = settings or search_settings(k.device, 4 * q.shape[0] * k.shape[0])
+    block = settings.block_bytes if k.shape[1] >= NARROW else settings.small_block_bytes
     rows = max(1, block // (4 * max(1, k.shape[0])))
     scores, indices = [], []
-    kt = k.t().contiguous()
-    if bf16:
-        kt = kt.to(torch.bfloat16)
+    # converted before the transposed copy: an fp32 copy of the keys is 2 GB at 1024 px
+    kt = (k.to(torch.bfloat16) if bf16 else k).t().contiguous()
     for start in range(0, q.shape[0], rows):
         part = q[start:start + rows]
         if bf16:
@@ -191,20 +252,26 @@ def centered_cosine_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.
 def principal_axes(x: torch.Tensor, dims: int, *, sample: int = 16384, seed: int = 0) -> torch.Tensor:
     """Orthonormal ``(D, dims)`` basis of the main directions of the rows of ``x (M, D)``.
 
-    Estimated from at most ``sample`` rows (randomized SVD): the axes only steer which
-    candidates get an exact comparison, so a sample is enough.
+    Estimated from at most ``sample`` rows by a randomized SVD (Halko et al. 2011,
+    algorithm 4.4, as ``torch.svd_lowrank``): the axes only steer which candidates get an
+    exact comparison, so a sample is enough. All random numbers come from a generator on
+    ``x``'s device seeded with ``seed`` (the global generators are left alone, and nothing
+    is copied between host and device).
     """
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    gen = torch.Generator(device=x.device).manual_seed(seed)
     if x.shape[0] > sample:
-        x = x[torch.randperm(x.shape[0], generator=gen)[:sample].to(x.device)]
+        x = x[torch.randperm(x.shape[0], generator=gen, device=x.device)[:sample]]
     dims = min(dims, *x.shape)
-    torch.manual_seed(seed)  # svd_lowrank draws its random test matrix from the global generator
-    _, _, v = torch.svd_lowrank(x, q=dims, niter=2)
-    return v
+    basis = torch.linalg.qr(x @ torch.randn(x.shape[1], dims, generator=gen, device=x.device, dtype=x.dtype)).Q
+    for _ in range(PRINCIPAL_AXES_ITERATIONS):
+        basis = torch.linalg.qr(x @ torch.linalg.qr(x.t() @ basis).Q).Q
+    _, _, vh = torch.linalg.svd(basis.t() @ x, full_matrices=False)
+    return vh.t()
 
 
 def projected_best_scores(
-    q: torch.Tensor, k: torch.Tensor, axes: torch.Tensor, candidates: int, tail: int = 0, *, bf16: bool = False
+    q: torch.Tensor, k: torch.Tensor, axes: torch.Tensor, candidates: int, tail: int = 0, *, bf16: bool = False,
+    settings: SearchSettings | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Approximate :func:`best_scores`: shortlist on projections, decide exactly.
 
@@ -220,7 +287,8 @@ def projected_best_scores(
     kp = torch.cat([k[:, :body] @ axes, k[:, body:]], 1).t().contiguous()
     if bf16:
         qp, kp = qp.to(torch.bfloat16), kp.to(torch.bfloat16)
-    rows = max(1, SCORE_BLOCK_BYTES // (4 * max(1, k.shape[0])))
+    settings = settings or search_settings(k.device, 4 * q.shape[0] * k.shape[0])
+    rows = max(1, settings.block_bytes // (4 * max(1, k.shape[0])))
     scores, indices = [], []
     for start in range(0, q.shape[0], rows):
         s, i = _rescore(q[start:start + rows], k, qp[start:start + rows] @ kp, candidates)
@@ -244,13 +312,15 @@ def search(
 
     The shortlist is used only when it pays: not ``exact``, the feature part (all but the
     last ``tail`` guide columns) has more than ``2 * dims`` components, and the exhaustive
-    product would cost over ``APPROX_MIN_WORK``. With ``bf16`` (ignored when ``exact``) the
-    products that pick candidates run in bf16 and the final choice in fp32. Returns
-    ``(scores (N,), indices (N,))`` like :func:`best_scores`.
+    product would cost over the device's ``approx_min_work`` (:func:`search_settings`).
+    With ``bf16`` (ignored when ``exact``) the products that pick candidates run in bf16
+    and the final choice in fp32. Returns ``(scores (N,), indices (N,))`` like
+    :func:`best_scores`.
     """
+    settings = search_settings(k.device, 4 * q.shape[0] * k.shape[0])
     work = q.shape[0] * k.shape[0] * k.shape[1]
     body = k.shape[1] - tail
-    if exact or body <= 2 * dims or work < APPROX_MIN_WORK:
-        return best_scores(q, k, bf16=bf16 and not exact)
+    if exact or body <= 2 * dims or work < settings.approx_min_work:
+        return best_scores(q, k, bf16=bf16 and not exact, settings=settings)
     axes = principal_axes(k[:, :body], dims, seed=seed)
-    return projected_best_scores(q, k, axes, candidates, tail, bf16=bf16)
+    return projected_best_scores(q, k, axes, candidates, tail, bf16=bf16, settings=settings)

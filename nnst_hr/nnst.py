@@ -18,7 +18,7 @@ from guidance import guide_channels, hard_labels_at, rotate_guides
 
 from .color import transfer_color
 from .config import MIN_SIZE, NNSTConfig
-from .device import autocast, bf16_enabled, resolve_device
+from .device import autocast, bf16_enabled, precise_matmul, resolve_device, run_settings
 from .errors import InputError
 from .features import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
 from .field import indices_to_field
@@ -174,6 +174,8 @@ class _Stylizer:
         return autocast(self.device, self.bf16 and not precise)
 
     def _time(self, name: str, start: float) -> None:
+        if self.device.type == "cuda":  # kernels run asynchronously: charge them to their stage
+            torch.cuda.synchronize(self.device)
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
     @torch.no_grad()
@@ -269,7 +271,8 @@ class _Stylizer:
             out_pyr = self.split_pass(out_pyr, style, content.shape[-2:])
         output = synthesize(out_pyr).clamp(0, 1)
 
-        found = self.match(output, style, precise=True)
+        with precise_matmul(self.device):  # no TF32: the final field and objective are fp32
+            found = self.match(output, style, precise=True)
         nnf = indices_to_field(found.index, feature_grid(h, w), found.grids, found.sizes, self.rotation_ids)
         return output, nnf, found.objective
 
@@ -338,7 +341,6 @@ def stylize(
     """
     config = config or NNSTConfig()
     config.validate()
-    torch.manual_seed(config.seed)
     progress = progress or Progress(enabled=False)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if checkpoint_dir is not None:
@@ -355,7 +357,8 @@ def stylize(
             f"an image is too thin: at --size {config.size} its short side falls below {MIN_SIZE} px; "
             "raise --size or crop the image"
         )
-    output, nnf, objective = runner.run(content_t, style_t)
+    with run_settings(device, exact=config.exact):
+        output, nnf, objective = runner.run(content_t, style_t)
 
     start = time.perf_counter()
     raw = output
@@ -401,4 +404,5 @@ def nnst_objective(
     runner = _Stylizer(config, None, Progress(enabled=False), None, weights)
     image_t = resize_long_side(to_tensor(image, runner.device), config.size)
     style_t = resize_long_side(to_tensor(style, runner.device), config.size)
-    return runner.match(image_t, style_t, precise=True).objective
+    with precise_matmul(runner.device):
+        return runner.match(image_t, style_t, precise=True).objective

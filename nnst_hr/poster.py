@@ -31,6 +31,7 @@ import patchsynth
 from guidance import guide_channels
 
 from .color import transfer_color
+from .device import resolve_device
 from .errors import InputError
 from .io import atomic_output
 from .progress import format_seconds
@@ -233,7 +234,7 @@ def make_poster(
     if not nnst_cfg.color:
         return synthesized
     start = time.perf_counter()
-    device = torch.device("cpu")
+    device = resolve_device(nnst_cfg.device)
     exemplar_stats = resize(style, result.style_size)  # NNST's style: the same statistics, 1/16 the work
     final = transfer_color(
         to_tensor(synthesized, device), to_tensor(resize(content, out_shape), device), to_tensor(exemplar_stats, device),

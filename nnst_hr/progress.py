@@ -84,6 +84,11 @@ def format_rate(seconds_per_step: float) -> str:
     return f"{1.0 / max(seconds_per_step, 1e-9):.1f} steps/s"
 
 
+def _loss_text(loss) -> str:
+    """``", loss 0.1234"``; reads a tensor's value (a host sync on a GPU), so only when shown."""
+    return "" if loss is None else f", loss {float(loss):.4f}"
+
+
 class Progress:
     """Stage and step reporter with a cost-weighted estimate of the time left.
 
@@ -163,15 +168,16 @@ class Progress:
         if self.live:
             self._open_bar(stage, total)
 
-    def step(self, index: int, loss: float | None = None) -> None:
+    def step(self, index: int, loss=None) -> None:
         """Report that step ``index`` (0-based) of the current stage is done.
 
         Parameters
         ----------
         index : int
             The step; the stage's first (index 0) is left out of the rate, as it sets up kernels.
-        loss : float, optional
-            Shown beside the step.
+        loss : float or 0-d tensor, optional
+            Shown beside the step; read (``float(loss)``, a host sync on a GPU) only when a line or
+            a bar refresh shows it.
         """
         now = time.perf_counter()
         steps, cost = self.stages.get(self.current, (index + 1, 0.0))
@@ -189,14 +195,15 @@ class Progress:
         if self.measured_cost > 0:
             remaining = (self.total_cost - self.done_cost) * self.measured_time / self.measured_cost
             left = f"about {format_seconds(remaining)} left"
-        loss_text = f", loss {loss:.4f}" if loss is not None else ""
         if self.live:
-            rate = format_rate(self.stage_time / self.stage_steps) if self.stage_steps else ""
-            self._update_bar(now, last, steps, completed=index + 1, steps=f"step {index + 1}/{steps}{loss_text}",
-                             rate=rate, left=left)
+            if last or self._bars is None or now - self._last_refresh >= REFRESH_INTERVAL_S:
+                rate = format_rate(self.stage_time / self.stage_steps) if self.stage_steps else ""
+                self._update_bar(now, last, steps, completed=index + 1,
+                                 steps=f"step {index + 1}/{steps}{_loss_text(loss)}", rate=rate, left=left)
             return
         if not self._report_due(now, last):
             return
+        loss_text = _loss_text(loss)
         self.message(f"{self.current}: step {index + 1}/{steps}{loss_text}{', ' + left if left else ''}")
 
     def fraction(self, stage: str, done: float, detail: str = "") -> None:

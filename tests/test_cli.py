@@ -206,7 +206,7 @@ def test_masks_check_refuses_masks_of_another_aspect(cli, tmp_path):
 def test_tiny_run_writes_the_run_folder_refuses_then_resumes(cli, tmp_path):
     content, style = image_file(tmp_path / "content.png", 64, 48), image_file(tmp_path / "style.png", 64, 64, seed=1)
     output = tmp_path / "out.png"
-    args = ("run", content, style, "-o", output, "--size", 64, "--steps", 3, "--split-steps", 2)
+    args = ("run", content, style, "-o", output, "--size", 64, "--steps", 3, "--split-steps", 2, "--device", "cpu")
 
     first = cli(*args)
     assert first.exit_code == 0, first.output

@@ -46,7 +46,7 @@ def left_half_in_region_a(result):
 
 def test_guidance_sends_label_a_to_style_region_a(synthetic_pair):
     content, style, masks = synthetic_pair
-    cfg = NNSTConfig(size=96, coarsest=48, steps=5, split_steps=3, rotate=False, color=False)
+    cfg = NNSTConfig(size=96, coarsest=48, steps=5, split_steps=3, rotate=False, color=False, device="cpu")
     guided = stylize(content, style, cfg, masks=masks)
     unguided = stylize(content, style, cfg)
     assert left_half_in_region_a(guided) >= 0.95
@@ -55,7 +55,7 @@ def test_guidance_sends_label_a_to_style_region_a(synthetic_pair):
 
 def test_hard_mode_never_crosses_labels(synthetic_pair):
     content, style, masks = synthetic_pair
-    cfg = NNSTConfig(size=96, coarsest=48, steps=3, split_steps=2, rotate=False, color=False,
+    cfg = NNSTConfig(size=96, coarsest=48, steps=3, split_steps=2, rotate=False, color=False, device="cpu",
                      guide_mode="hard")
     result = stylize(content, style, cfg, masks=masks)
     rows = result.field[..., 1] / result.style_size[0]

@@ -231,7 +231,7 @@ def test_split_pass_searches_every_refresh_steps_and_lowers_its_loss(vgg, images
 @pytest.fixture(scope="module")
 def result(images):
     content, style = images
-    cfg = NNSTConfig(size=88, coarsest=44, steps=8, split_steps=4, seed=5)
+    cfg = NNSTConfig(size=88, coarsest=44, steps=8, split_steps=4, seed=5, device="cpu")  # bit-identical reruns
     return stylize(content, style, cfg), cfg
 
 

@@ -114,7 +114,7 @@ def write(path, image):
 
 
 def tiny_options(tmp_path, **poster):
-    nnst = NNSTConfig(size=64, steps=4, split_steps=2, seed=1)
+    nnst = NNSTConfig(size=64, steps=4, split_steps=2, seed=1, device="cpu")
     return RunOptions(nnst=nnst, poster=PosterConfig(out_size=192, search_vote_iters=1, patchmatch_iters=1, **poster),
                       quiet=True)
 
