@@ -73,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from nnst_hr.io import read_image
-    from nnst_hr.poster import resize
+    from nnst_hr.tensors import resize_image as resize
 
     style = read_image(STYLE)
     with tempfile.TemporaryDirectory() as tmp:

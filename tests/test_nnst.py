@@ -15,7 +15,8 @@ from nnst_hr.optimize import (
     sample_grid, split_targets,
 )
 from nnst_hr.pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
-from nnst_hr.nnst import nnst_objective, stylize, to_tensor
+from nnst_hr.nnst import nnst_objective, stylize
+from nnst_hr.tensors import to_tensor
 from nnst_hr.weights import build_vgg16_features
 
 
