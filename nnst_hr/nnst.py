@@ -63,8 +63,8 @@ class NNSTResult:
 
 
 @dataclass
-class StylizeResult:
-    """What :func:`stylize` returns.
+class StylizeResult(NNSTResult):
+    """What :func:`stylize` returns: an :class:`NNSTResult` and its ``image``.
 
     image : float32 (H, W, 3), the final result (after color post-processing when enabled)
     raw : float32 (H, W, 3), the result before color post-processing
@@ -76,13 +76,7 @@ class StylizeResult:
     timings : seconds per stage
     """
 
-    image: np.ndarray
-    raw: np.ndarray
-    field: np.ndarray
-    content_size: tuple[int, int]
-    style_size: tuple[int, int]
-    objective: float
-    timings: dict[str, float] = field(default_factory=dict)
+    image: np.ndarray = field(kw_only=True)
 
 
 def layer_grid(size: tuple[int, int], layer: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ This module owns the run folder: the stages (:func:`nnst_hr.nnst.synthesize_nnst
 :func:`nnst_hr.color.color_stage`, :func:`nnst_hr.poster.synthesize_poster_stage`,
 :func:`nnst_hr.poster.color_poster`) are pure functions; reading inputs, timing the
 stages, saving their results and handing saved states back to them happen here.
-``config.json`` also reproduces a run: :func:`options_from_config` reads it back.
+``config.json`` also reproduces a run: :func:`read_run_config` reads it back.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from .device import resolve_device
 from .errors import InputError
 from .field import load_field, save_field
 from .io import atomic_output, check_output_path, read_image, save_npz, sha256_file, write_image
-from .progress import Progress, format_seconds
 from .nnst import NNSTResult, synthesize_nnst
+from .progress import Progress, format_seconds
 
 NNST_STATE = "nnst_state.npz"  # float32 results of the NNST stage, for exact resumption
 POSTER_STATE = "poster_state.npz"  # synthesized poster and field, for resuming the color stage
@@ -178,11 +178,18 @@ def _poster(content_img, style_img, masks, result: NNSTResult, options: RunOptio
 
 
 def read_run_config(path: str | Path) -> dict:
-    """What a run folder's ``config.json`` says to compute: ``content``, ``style``, ``output``
-    (paths as the run was given them) and ``options`` (:class:`RunOptions`: both configs, the
-    masks folder, DPI, bit depth and JPEG quality; how to run, such as ``overwrite``, is not kept).
+    """What a run folder's ``config.json`` says to compute, to run it again.
 
-    Raises :class:`InputError` for a missing or unreadable file and for unknown parameters.
+    Returns
+    -------
+    dict with ``content``, ``style``, ``output`` (paths as the run was given them) and
+    ``options`` (:class:`RunOptions`: both configs, the masks folder, DPI, bit depth and JPEG
+    quality; how to run, such as ``overwrite``, is not kept)
+
+    Raises
+    ------
+    InputError
+        A missing or unreadable file, or unknown parameters.
     """
     path = Path(path)
     try:

@@ -40,16 +40,6 @@ def vgg():
     return VGGLayers(build_vgg16_features())
 
 
-@pytest.fixture(scope="module")
-def images():
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:72, 0:88] / 88.0
-    content = np.stack([yy, xx, 0.5 + 0.3 * np.sin(8 * xx)], -1).astype(np.float32)
-    stripes = (np.sin(xx * 40 + yy * 10) > 0).astype(np.float32)
-    style = np.stack([stripes, 0.3 + 0.4 * rng.random(xx.shape), 1 - stripes], -1).astype(np.float32)
-    return content, style[:64, :88]
-
-
 @pytest.mark.parametrize("n,m,c", [(37, 53, 7), (200, 129, 33)])
 def test_search_matches_brute_force(n, m, c, monkeypatch):
     gen = torch.Generator().manual_seed(n)

@@ -1,6 +1,6 @@
 """The stages as pure functions: composition, resumption hooks, no global state, configs that round-trip.
 
-The NNST calls run on 64 px images for a few steps.
+The NNST calls run on 88 px images (conftest.py) for a few steps.
 """
 
 from __future__ import annotations
@@ -24,25 +24,15 @@ from nnst_hr.color import color_stage
 from nnst_hr.config import NNSTConfig, PosterConfig
 from nnst_hr.errors import InputError
 from nnst_hr.io import read_image, save_npz, write_image
-from nnst_hr.nnst import synthesize_nnst, stylize
+from nnst_hr.nnst import stylize, synthesize_nnst
 from nnst_hr.poster import color_poster, synthesize_poster_stage
 from nnst_hr.run import read_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def images():
-    rng = np.random.default_rng(3)
-    yy, xx = np.mgrid[0:64, 0:80] / 80.0
-    content = np.stack([yy, xx, 0.5 + 0.3 * np.sin(9 * xx)], -1).astype(np.float32)
-    stripes = (np.sin(xx * 30 + yy * 12) > 0).astype(np.float32)
-    style = np.stack([0.2 + 0.6 * stripes, 0.3 + 0.4 * rng.random(xx.shape), 0.9 - 0.7 * stripes], -1)
-    return content, np.ascontiguousarray(style[:, :72], np.float32)
-
-
-CONFIG = NNSTConfig(size=80, coarsest=40, steps=2, split_steps=1, seed=2)
-POSTER = PosterConfig(out_size=120, search_vote_iters=1, patchmatch_iters=1)
+CONFIG = NNSTConfig(size=88, coarsest=44, steps=2, split_steps=1, seed=2)
+POSTER = PosterConfig(out_size=132, search_vote_iters=1, patchmatch_iters=1)
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +56,8 @@ def test_every_checkpoint_handed_back_skips_its_scale(images, monkeypatch):
     config = replace(CONFIG, split_steps=0)
     saved = {}
     first = synthesize_nnst(content, style, config, on_checkpoint=saved.__setitem__)
-    assert sorted(saved) == ["scale0", "scale1"]  # 40 and 80 px
-    assert saved["scale0"].shape == (32, 40, 3) and saved["scale1"].shape == (64, 80, 3)
+    assert sorted(saved) == ["scale0", "scale1"]  # 44 and 88 px
+    assert saved["scale0"].shape == (36, 44, 3) and saved["scale1"].shape == (72, 88, 3)
 
     def no_fit(*args, **kwargs):
         raise AssertionError("a finished scale was recomputed")
@@ -113,12 +103,12 @@ def test_poster_stage_composes_with_its_color_stage(images, stage):
     content, style = images
     result = stage
     poster = synthesize_poster_stage(content, style, result, POSTER, CONFIG)
-    assert poster.out_shape == (96, 120) and poster.synthesized.shape == (96, 120, 3)
-    assert poster.field.shape == (96, 120, 2) and poster.field.dtype == np.int32
+    assert poster.out_shape == (108, 132) and poster.synthesized.shape == (108, 132, 3)
+    assert poster.field.shape == (108, 132, 2) and poster.field.dtype == np.int32
     again = synthesize_poster_stage(content, style, result, POSTER, CONFIG)
     assert np.array_equal(poster.synthesized, again.synthesized)  # same seed, same poster
     final = color_poster(poster.synthesized, content, style, result.style_size, CONFIG)
-    assert final.shape == (96, 120, 3) and final.min() >= 0 and final.max() <= 1
+    assert final.shape == (108, 132, 3) and final.min() >= 0 and final.max() <= 1
     assert color_poster(poster.synthesized, content, style, result.style_size,
                         replace(CONFIG, color=False)) is poster.synthesized
 
