@@ -11,18 +11,21 @@ keys 4 rotations of the style), exhaustive and fast search, baseline = unguided.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does, before torch loads
 
-import nnst_hr  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
+import torch  # noqa: E402
+
 from guidance import load_masks
 from nnst_hr.config import NNSTConfig
 from nnst_hr.features import VGGLayers, feature_grid, hypercolumns
 from nnst_hr.io import read_image
 from nnst_hr.matching import augment, search
-from nnst_hr.nnst import MaskGuides, resize_long_side, to_tensor
+from nnst_hr.nnst import MaskGuides
+from nnst_hr.tensors import resize_long_side, to_tensor
 from nnst_hr.weights import build_vgg16_features
 
 PAIR = Path(__file__).resolve().parents[1] / "samples/guided/louvre_to_house"

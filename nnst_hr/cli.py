@@ -1,14 +1,19 @@
 """The ``nnst-hr`` command line: a thin layer over :mod:`nnst_hr.run`.
 
 Exit codes: 0 success, 2 bad input (one-line message, no traceback), 1 internal error.
+
+The command sets ``OMP_WAIT_POLICY=PASSIVE`` for its own process (unless it is set) before
+torch loads; the library leaves the environment alone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 import warnings
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -69,8 +74,19 @@ def _input_errors() -> tuple[type[Exception], ...]:
     return InputError, MaskError, PatchSynthError
 
 
+def _process_settings() -> None:
+    """What the command sets for its own process, before any command imports torch.
+
+    torch's OpenMP workers spin while they wait; on a machine whose cores are shared with
+    another process (or with Numba) that made steps several times slower. Set
+    OMP_WAIT_POLICY yourself to choose otherwise.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _guarded(action):
     """Run ``action()``; bad input -> message + exit 2, anything else -> message + exit 1."""
+    _process_settings()
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
@@ -97,17 +113,25 @@ def _exit_codes(action):
         raise typer.Exit(1) from None
 
 
+@dataclass
+class _Paths:
+    content: Path | None
+    style: Path | None
+    output: Path | None
+
+
 @app.command()
 def run(
-    content: Path = typer.Argument(..., help="Content photo (PNG, JPEG, TIFF or WebP)."),
-    style: Path = typer.Argument(..., help="Style exemplar (a painting)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output file; .tif (16-bit), .png or .jpg."),
+    ctx: typer.Context,
+    content: Path | None = typer.Argument(None, help="Content photo (PNG, JPEG, TIFF or WebP)."),
+    style: Path | None = typer.Argument(None, help="Style exemplar (a painting)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Output file; .tif (16-bit), .png or .jpg."),
     size: int = typer.Option(NNST.size, help="Long side of the NNST result in pixels."),
     out_size: int | None = typer.Option(None, help="Long side of the poster; adds 4K patch synthesis."),
     guide: Path | None = typer.Option(None, help="Masks folder (content.png + style.png label maps)."),
     guide_weight: float = typer.Option(NNST.guide_weight, help="Weight of the mask term vs cosine (0..1)."),
     guide_mode: GuideMode = typer.Option(GuideMode.soft, help="soft: penalty; hard: same label only."),
-    nnst_weight: float = typer.Option(POSTER.guide_weight, help="Poster: weight of the NNST result as guide."),
+    nnst_weight: float = typer.Option(POSTER.nnst_weight, help="Poster: weight of the NNST result as guide."),
     mask_weight: float = typer.Option(POSTER.mask_weight, help="Poster: weight of the mask labels as guide."),
     uniformity: float = typer.Option(POSTER.uniformity, help="Poster: penalty on reusing exemplar patches."),
     render: Render = typer.Option(Render.copy, help="Poster pixels: copy matched exemplar pixels, or vote."),
@@ -126,26 +150,47 @@ def run(
     bit_depth: int | None = typer.Option(None, help="8 or 16 bits; default 16 for TIFF, 8 otherwise."),
     weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, no informational messages."),
+    config: Path | None = typer.Option(
+        None, help="A run folder's config.json: rerun with its inputs and parameters; options given here win."),
 ) -> None:
     """Stylize CONTENT after STYLE and write OUTPUT (and a resumable OUTPUT.run/ folder)."""
     if quiet:
         configure_logging(logging.WARNING)
 
     def action():
-        from .run import RunOptions, run_files
+        from .errors import InputError
+        from .run import RunOptions, read_run_config, run_files
 
-        options = RunOptions(
-            nnst=NNSTConfig(
-                size=size, alpha=alpha, color=color, rotate=rotate, steps=steps, split_steps=split_steps,
-                exact=exact, bf16=bf16, device=device.value, seed=seed, guide_weight=guide_weight,
-                guide_mode=guide_mode.value,
-            ),
-            poster=PosterConfig(out_size=out_size, guide_weight=nnst_weight, mask_weight=mask_weight,
-                                uniformity=uniformity, render=render.value),
-            guide=guide, overwrite=overwrite, dpi=dpi, jpeg_quality=jpeg_quality,
-            bit_depth=bit_depth, weights=weights, quiet=quiet,
+        def given(name: str) -> bool:
+            # by name: typer ships its own copy of click, with its own ParameterSource enum
+            source = ctx.get_parameter_source(name)
+            return config is None or (source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"))
+
+        def pick(base, values: dict):
+            return replace(base, **{name: value for name, value in values.items() if given(name)})
+
+        base = read_run_config(config) if config is not None else {"options": RunOptions()}
+        paths = pick(_Paths(base.get("content"), base.get("style"), base.get("output")),
+                     {"content": content, "style": style, "output": output})
+        missing = [label for label, value in (("CONTENT", paths.content), ("STYLE", paths.style),
+                                              ("--output", paths.output)) if value is None]
+        if missing:
+            raise InputError(f"missing {', '.join(missing)}: give them, or --config RUN/config.json of an earlier run")
+        options = base["options"]
+        options = pick(options, {"guide": guide, "dpi": dpi, "jpeg_quality": jpeg_quality, "bit_depth": bit_depth})
+        options = replace(
+            options,
+            nnst=pick(options.nnst, {
+                "size": size, "alpha": alpha, "color": color, "rotate": rotate, "steps": steps,
+                "split_steps": split_steps, "exact": exact, "bf16": bf16, "device": device.value, "seed": seed,
+                "guide_weight": guide_weight, "guide_mode": guide_mode.value,
+            }),
+            poster=pick(options.poster, {"out_size": out_size, "nnst_weight": nnst_weight,
+                                         "mask_weight": mask_weight, "uniformity": uniformity,
+                                         "render": render.value}),
+            overwrite=overwrite, weights=weights, quiet=quiet,
         )
-        run_files(content, style, output, options)
+        run_files(paths.content, paths.style, paths.output, options)
 
     _guarded(action)
 

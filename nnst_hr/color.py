@@ -36,10 +36,14 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nnst_hr.config import NNSTConfig
+from nnst_hr.device import resolve_device
 from nnst_hr.errors import InputError
+from nnst_hr.tensors import resize_long_side, to_numpy, to_tensor, to_tensor_like
 
 # IEC 61966-2-1 sRGB transfer function.
 SRGB_ENCODED_KNEE = 0.04045
@@ -537,6 +541,34 @@ def transfer_color(
     for channel in (1, 2):
         lab[:, channel].clamp_(lo[channel], hi[channel])
     return _oklab_to_clipped_rgb(lab)
+
+
+def color_stage(raw: np.ndarray, content: np.ndarray, style: np.ndarray, config: NNSTConfig) -> np.ndarray:
+    """The color stage of NNST: :func:`transfer_color` of a stage result, on NumPy images.
+
+    Parameters
+    ----------
+    raw : float32 (H, W, 3), sRGB in [0, 1], NNST's result before color (``NNSTResult.raw``)
+    content, style : float32 (h, w, 3), sRGB in [0, 1], the inputs at any size; both are
+        resized (antialiased) so that their long side is ``raw``'s, as NNST resized them
+    config : :class:`NNSTConfig`; ``color``, ``color_iterations``, ``color_sharpness``,
+        ``mono_threshold`` and ``device`` are used
+
+    Returns
+    -------
+    float32 (H, W, 3) in [0, 1]; ``raw`` itself when ``config.color`` is False.
+    """
+    if not config.color:
+        return raw
+    device = resolve_device(config.device)
+    long_side = max(raw.shape[:2])
+    content_t = resize_long_side(to_tensor(content, device), long_side)
+    style_t = resize_long_side(to_tensor(style, device), long_side)
+    output = transfer_color(
+        to_tensor_like(raw, content_t), content_t, style_t, iterations=config.color_iterations,
+        sharpness=config.color_sharpness, mono_threshold=config.mono_threshold,
+    )
+    return to_numpy(output)
 
 
 def _lightness_and_chroma(output: torch.Tensor, content: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Every tunable parameter of an nnst-hr run, with the paper's defaults.
 
 The CLI maps its options one to one onto these fields; ``config.json`` in a
-run folder is ``dataclasses.asdict`` of this object.
+run folder holds ``to_dict()`` of both, and ``from_dict`` reads them back
+(``nnst-hr run --config RUN/config.json``).
 """
 
 from __future__ import annotations
@@ -84,13 +85,22 @@ class NNSTConfig:
         """Hypercolumn steps at pyramid scale ``scale`` (0 = full size)."""
         return self.finest_steps if scale == 0 and self.finest_steps is not None else self.steps
 
+    def rotation_ids(self) -> list[int]:
+        """Quarter turns of the style that are matched: ``[0, 1, 2, 3]`` with ``rotate``, else ``[0]``."""
+        return [0, 1, 2, 3] if self.rotate else [0]
+
     def to_dict(self) -> dict:
+        """Every field by name (JSON-serializable)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "NNSTConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """The config of ``to_dict()``'s output; missing keys take defaults, unknown keys are an error.
+
+        >>> NNSTConfig.from_dict(NNSTConfig(size=256).to_dict()).size
+        256
+        """
+        return cls(**_known_fields(cls, data))
 
 
 @dataclass
@@ -100,7 +110,7 @@ class PosterConfig:
     out_size: int | None = None  # long side of the poster; None or equal to NNST's size: no patch synthesis
     patch_size: int = 5  # side of the square patches copied from the style exemplar
     style_weight: float = 1.0  # weight of the synthesized image's own colors in the patch energy
-    guide_weight: float = 2.0  # weight of the NNST result (target) vs the blurred exemplar (source)
+    nnst_weight: float = 2.0  # weight of the NNST result (target) vs the blurred exemplar (source) as guide
     mask_weight: float = 1.0  # weight of the segmentation-label channels (with --guide)
     uniformity: float = 5e-4  # occupancy penalty on [0, 1] colors; ebsynth's 3500/255**2 = 0.054 smears fine detail here
     search_vote_iters: int = 2  # search-and-vote iterations per level (the NNST seed makes 6 unnecessary)
@@ -113,10 +123,31 @@ class PosterConfig:
         """Raise :class:`InputError` for a value out of range (before any computation)."""
         if self.out_size is not None and self.out_size < MIN_SIZE:
             raise InputError(f"--out-size must be at least {MIN_SIZE} px, got {self.out_size}")
-        if min(self.guide_weight, self.mask_weight, self.uniformity) < 0:
+        if min(self.nnst_weight, self.mask_weight, self.uniformity) < 0:
             raise InputError("poster weights (--nnst-weight, --mask-weight, --uniformity) must not be negative")
         if self.max_search_size < MIN_SIZE:
             raise InputError(f"PosterConfig.max_search_size must be at least {MIN_SIZE} px, got {self.max_search_size}")
 
     def to_dict(self) -> dict:
+        """Every field by name (JSON-serializable)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PosterConfig":
+        """The config of ``to_dict()``'s output; missing keys take defaults, unknown keys are an error.
+
+        >>> PosterConfig.from_dict({"out_size": 2048}).out_size
+        2048
+        """
+        return cls(**_known_fields(cls, data))
+
+
+def _known_fields(cls, data: dict) -> dict:
+    """``data`` if every key names a field of the dataclass ``cls``; else :class:`InputError`."""
+    if not isinstance(data, dict):
+        raise InputError(f"{cls.__name__}: expected a mapping of parameters, got {type(data).__name__}")
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise InputError(f"{cls.__name__}: unknown parameter(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(f.name for f in fields(cls))}")
+    return dict(data)

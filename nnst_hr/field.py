@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .features import FEATURE_STRIDE
-from .io import atomic_output
+from .io import save_npz
 
 
 def cell_to_pixel(index: np.ndarray, cells: int, pixels: int) -> np.ndarray:
@@ -76,15 +76,15 @@ def save_field(path: str | os.PathLike, field: np.ndarray, content_size, style_s
     overwrite : bool
         Replace an existing file.
     """
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                nnf=field.astype(np.int32),
-                content_size=np.asarray(content_size, np.int32),
-                style_size=np.asarray(style_size, np.int32),
-                stride=np.int32(FEATURE_STRIDE),
-            )
+    save_npz(
+        path,
+        compressed=True,
+        overwrite=overwrite,
+        nnf=field.astype(np.int32),
+        content_size=np.asarray(content_size, np.int32),
+        style_size=np.asarray(style_size, np.int32),
+        stride=np.int32(FEATURE_STRIDE),
+    )
 
 
 def load_field(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -58,6 +58,7 @@ __all__ = [
     "check_output_path",
     "exif_orientation",
     "read_image",
+    "save_npz",
     "write_image",
 ]
 
@@ -621,6 +622,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool)
     """
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)
+    return Path(path)
+
+
+def save_npz(path: str | os.PathLike, /, *, compressed: bool = False, overwrite: bool = True,
+             **arrays: np.ndarray) -> Path:
+    """Write ``arrays`` to the ``.npz`` file ``path`` atomically (see :func:`atomic_output`).
+
+    Every ``.npz`` of a run folder (results, checkpoints, fields) is written here.
+
+    Examples
+    --------
+    >>> save_npz(run_dir / "state.npz", image=image, objective=np.float64(0.3))   # doctest: +SKIP
+    """
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with open(tmp, "wb") as fh:
+            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
     return Path(path)
 
 

@@ -99,6 +99,30 @@ class Guides:
     key_labels: torch.Tensor | None = None
     n_labels: int | None = None
 
+    @classmethod
+    def from_maps(cls, query_channels: torch.Tensor, key_channels: list[torch.Tensor], *, weight: float,
+                  hard: bool = False, query_labels: torch.Tensor | None = None,
+                  key_labels: list[torch.Tensor] | None = None, n_labels: int | None = None) -> Guides:
+        """Guides from maps: query channels ``(G, h, w)``, key channels ``(G, h_r, w_r)`` per block.
+
+        The key blocks (one per style rotation) are stacked in order; with ``hard``,
+        ``query_labels (h, w)`` and ``key_labels[r] (h_r, w_r)`` are flattened the same way.
+        """
+        return cls(
+            queries=flat_cells(query_channels[None]),
+            keys=torch.cat([flat_cells(c[None]) for c in key_channels]),
+            weight=weight,
+            hard=hard,
+            query_labels=query_labels.flatten() if hard else None,
+            key_labels=torch.cat([lab.flatten() for lab in key_labels]) if hard else None,
+            n_labels=n_labels,
+        )
+
+
+def flat_cells(x: torch.Tensor) -> torch.Tensor:
+    """(1, C, h, w) -> (h * w, C): the cells of a map as rows, row-major."""
+    return x.flatten(2)[0].t()
+
 
 def center_normalize(x: torch.Tensor) -> torch.Tensor:
     """Rows of ``x (N, C)`` minus their mean row, scaled to unit length."""

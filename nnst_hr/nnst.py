@@ -1,40 +1,70 @@
-"""The NNST driver: coarse-to-fine hypercolumn matching, feature splitting, color.
+"""The NNST stage: coarse-to-fine hypercolumn matching, then feature splitting.
 
-``stylize(content, style, config)`` takes and returns NumPy images (``float32 (H, W, 3)``,
-sRGB in ``[0, 1]``); everything in between is torch on ``config.device``.
+``synthesize_nnst(content, style, config)`` is the stage: NumPy images in (``float32
+(H, W, 3)``, sRGB in ``[0, 1]``), an :class:`NNSTResult` out (the image before color
+post-processing, the nearest-neighbour field, the objective); everything in between is
+torch on ``config.device``. It reads and writes no files: a caller that wants to resume
+passes the per-scale states it kept (``start_from``) and receives new ones through
+``on_checkpoint`` (:mod:`nnst_hr.run` keeps them in the run folder).
+``stylize`` is the stage followed by :func:`nnst_hr.color.color_stage`.
+
+Library calls leave the process as they found it: no environment variables, no global
+RNG (random choices use ``torch.Generator`` seeded from ``config.seed``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from guidance import guide_channels, hard_labels_at, rotate_guides
 
-from .color import transfer_color
+from .color import color_stage
 from .config import MIN_SIZE, NNSTConfig
 from .device import autocast, bf16_enabled, precise_matmul, resolve_device, run_settings
 from .errors import InputError
 from .features import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
 from .field import indices_to_field
-from .io import atomic_output
-from .matching import Guides, center_normalize, center_normalize_, search, with_guides
+from .matching import Guides, center_normalize, center_normalize_, flat_cells, search, with_guides
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress
 from .pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
+from .tensors import resize_long_side, to_numpy, to_tensor, to_tensor_like
 from .weights import build_vgg16_features
 
 ZEROED_BANDS_SMALL, ZEROED_BANDS_LARGE = 3, 2  # finest content bands removed from the start image (<1024, >=1024)
 
+CheckpointCallback = Callable[[str, np.ndarray], None]  # (name, float32 (H, W, 3) image state) after a scale
+
 
 @dataclass
-class StylizeResult:
-    """What :func:`stylize` returns.
+class NNSTResult:
+    """What :func:`synthesize_nnst` returns.
+
+    raw : float32 (H, W, 3), the result before color post-processing
+    field : int32 (H // 4, W // 4, 3), NNF (rotation k, y, x in the rotated style at ``style_size``)
+    content_size, style_size : (height, width) of content and (unrotated) style as NNST used them
+    objective : mean centered-cosine distance of the output's hypercolumns to their nearest
+        style hypercolumns (see :class:`StylizeResult`)
+    timings : seconds per part of the stage
+    """
+
+    raw: np.ndarray
+    field: np.ndarray
+    content_size: tuple[int, int]
+    style_size: tuple[int, int]
+    objective: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StylizeResult(NNSTResult):
+    """What :func:`stylize` returns: an :class:`NNSTResult` and its ``image``.
 
     image : float32 (H, W, 3), the final result (after color post-processing when enabled)
     raw : float32 (H, W, 3), the result before color post-processing
@@ -46,37 +76,7 @@ class StylizeResult:
     timings : seconds per stage
     """
 
-    image: np.ndarray
-    raw: np.ndarray
-    field: np.ndarray
-    content_size: tuple[int, int]
-    style_size: tuple[int, int]
-    objective: float
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) float32 NumPy -> (1, 3, H, W) tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None].to(device)
-
-
-def to_numpy(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) tensor -> (H, W, 3) float32 NumPy, clipped to [0, 1]."""
-    return image[0].clamp(0, 1).permute(1, 2, 0).detach().cpu().numpy().astype(np.float32)
-
-
-def resize_long_side(image: torch.Tensor, long_side: int) -> torch.Tensor:
-    """Antialiased bilinear resize of (1, 3, H, W) so that max(H, W) == long_side."""
-    h, w = image.shape[-2:]
-    scale = long_side / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    if size == (h, w):
-        return image
-    return F.interpolate(image, size, mode="bilinear", align_corners=False, antialias=scale < 1)
-
-
-def _flat(x: torch.Tensor) -> torch.Tensor:
-    return x.flatten(2)[0].t()
+    image: np.ndarray = field(kw_only=True)
 
 
 def layer_grid(size: tuple[int, int], layer: int) -> tuple[int, int]:
@@ -138,28 +138,23 @@ class MaskGuides:
     def for_search(self, grid, style_grids, rotation_ids) -> Guides:
         """Guides of a hypercolumn search: content on ``grid``, style on each rotated grid."""
         channels, labels = self.style_maps(style_grids, rotation_ids)
-        return Guides(
-            queries=_flat(self.channels("content", grid)[None]),
-            keys=torch.cat([_flat(c[None]) for c in channels]),
-            weight=self.weight,
-            hard=self.hard,
-            query_labels=self.labels("content", grid).flatten() if self.hard else None,
-            key_labels=torch.cat([lab.flatten() for lab in labels]) if self.hard else None,
+        return Guides.from_maps(
+            self.channels("content", grid), channels, weight=self.weight, hard=self.hard,
+            query_labels=self.labels("content", grid) if self.hard else None, key_labels=labels,
         )
 
 
 class _Stylizer:
-    """State shared by the stages of one :func:`stylize` call."""
+    """The network, search settings and timings shared by the parts of one :func:`synthesize_nnst` call."""
 
-    def __init__(self, config: NNSTConfig, masks, progress: Progress, checkpoint_dir: Path | None, weights):
+    def __init__(self, config: NNSTConfig, masks, progress: Progress, weights):
         self.config = config
         self.device = resolve_device(config.device)
         self.bf16 = (not config.exact) and bf16_enabled(self.device, config.bf16)
         self.vgg = VGGLayers(build_vgg16_features(weights)).to(self.device)
         self.masks = masks
         self.progress = progress
-        self.checkpoint_dir = checkpoint_dir
-        self.rotation_ids = [0, 1, 2, 3] if config.rotate else [0]
+        self.rotation_ids = config.rotation_ids()
         self.timings: dict[str, float] = {}
 
     def search(self, q: torch.Tensor, k: torch.Tensor, tail: int, precise: bool = False):
@@ -190,7 +185,7 @@ class _Stylizer:
         for image, (h, w) in zip(images, grids):
             with self.autocast(precise):
                 layers = self.vgg(image)
-            keys[start:start + h * w] = _flat(hypercolumns(layers, (h, w)))
+            keys[start:start + h * w] = flat_cells(hypercolumns(layers, (h, w)))
             start += h * w
             del layers
         return keys, grids, sizes
@@ -208,7 +203,7 @@ class _Stylizer:
         keys, grids, sizes = self.style_hypercolumns(style, precise)
         grid = feature_grid(*query.shape[-2:])
         with self.autocast(precise):
-            queries = _flat(hypercolumns(self.vgg(query), grid))
+            queries = flat_cells(hypercolumns(self.vgg(query), grid))
         self._time("features", start)
         start = time.perf_counter()
         guides = self.masks.for_search(grid, grids, self.rotation_ids) if self.masks else None
@@ -222,10 +217,9 @@ class _Stylizer:
         self._time("matching", start)
         return Match(index, unit * norms[index] + mean, objective, grids, sizes)
 
-    def checkpoint(self, name: str) -> Path | None:
-        return None if self.checkpoint_dir is None else self.checkpoint_dir / f"{name}.pt"
-
-    def run(self, content: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def run(self, content: torch.Tensor, style: torch.Tensor, start_from: Mapping[str, np.ndarray],
+            on_checkpoint: CheckpointCallback | None) -> tuple[torch.Tensor, np.ndarray, float]:
+        """Output ``(1, 3, H, W)``, NNF and objective; scales named in ``start_from`` are not recomputed."""
         cfg = self.config
         h, w = content.shape[-2:]
         depth = pyramid_depth(h, w, cfg.pyramid_levels)
@@ -245,9 +239,10 @@ class _Stylizer:
         )
 
         for li, s in enumerate(reversed(range(n_scales))):
-            ckpt = self.checkpoint(f"scale{li}")
-            if ckpt is not None and ckpt.exists():
-                out_pyr[s:] = decompose(torch.load(ckpt, map_location=self.device), depth - s)
+            name = scale_checkpoint_name(li)
+            if name in start_from:
+                # the saved image in the content's memory layout, as it was computed
+                out_pyr[s:] = decompose(to_tensor_like(start_from[name], content), depth - s)
                 self.progress.skip(f"scale {max(contents[s].shape[-2:])}px")
                 continue
             alpha = 0.0 if li == 0 else cfg.alpha
@@ -264,8 +259,8 @@ class _Stylizer:
             )
             del targets
             self._time(f"optimize_{max(contents[s].shape[-2:])}px", start)
-            if ckpt is not None:
-                self._save(ckpt, synthesize(out_pyr[s:]))
+            if on_checkpoint is not None:
+                on_checkpoint(name, synthesize(out_pyr[s:])[0].permute(1, 2, 0).cpu().numpy())
 
         if cfg.split_steps > 0:
             out_pyr = self.split_pass(out_pyr, style, content.shape[-2:])
@@ -306,49 +301,50 @@ class _Stylizer:
         self._time("feature_splitting", start)
         return out_pyr
 
-    def _save(self, path: Path, tensor: torch.Tensor) -> None:
-        with atomic_output(path, overwrite=True) as tmp:
-            torch.save(tensor.detach().cpu(), tmp)
+
+def scale_checkpoint_name(index: int) -> str:
+    """Name of the state after scale ``index`` (0 = coarsest) in ``start_from`` and ``on_checkpoint``."""
+    return f"scale{index}"
 
 
-def stylize(
+def synthesize_nnst(
     content: np.ndarray,
     style: np.ndarray,
     config: NNSTConfig | None = None,
     *,
     masks=None,
-    progress: Progress | None = None,
-    checkpoint_dir: str | Path | None = None,
     weights: str | Path | None = None,
-) -> StylizeResult:
-    """Neural Neighbor Style Transfer of ``content`` in the style of ``style``.
+    progress: Progress | None = None,
+    start_from: Mapping[str, np.ndarray] | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
+) -> NNSTResult:
+    """The NNST stage: ``content`` restyled after ``style``, before color post-processing.
 
     Parameters
     ----------
     content, style : float32 (H, W, 3) sRGB in [0, 1] (any sizes; both are resized so
         that their long side is ``config.size``)
-    config : :class:`NNSTConfig` (defaults: the paper's)
+    config : :class:`NNSTConfig` (defaults: the paper's); ``color`` is not used here
     masks : optional ``guidance.MaskPair`` whose label maps have the shapes of
         ``content`` and ``style`` as given
-    progress : a :class:`Progress` reporter (silent when None)
-    checkpoint_dir : folder for per-scale checkpoints; a later call with the same
-        arguments resumes after the last finished scale
     weights : VGG16 weights file (see :mod:`nnst_hr.weights`); None searches the usual places
+    progress : a :class:`Progress` reporter (silent when None)
+    start_from : states that ``on_checkpoint`` handed out in an earlier call with the same
+        arguments, by name; the scales they finish are not recomputed
+    on_checkpoint : called as ``on_checkpoint(name, image)`` after each scale with its
+        state, float32 ``(H, W, 3)`` (not clipped); keep it to resume later
 
     Returns
     -------
-    :class:`StylizeResult`
+    :class:`NNSTResult`
     """
     config = config or NNSTConfig()
     config.validate()
     progress = progress or Progress(enabled=False)
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if checkpoint_dir is not None:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
     total = time.perf_counter()
     runner = _Stylizer(config, MaskGuides(masks, config, resolve_device(config.device)) if masks is not None else None,
-                       progress, checkpoint_dir, weights)
+                       progress, weights)
     device = runner.device
     content_t = resize_long_side(to_tensor(content, device), config.size)
     style_t = resize_long_side(to_tensor(style, device), config.size)
@@ -358,25 +354,59 @@ def stylize(
             "raise --size or crop the image"
         )
     with run_settings(device, exact=config.exact):
-        output, nnf, objective = runner.run(content_t, style_t)
-
-    start = time.perf_counter()
-    raw = output
-    if config.color:
-        output = transfer_color(
-            raw, content_t, style_t, iterations=config.color_iterations,
-            sharpness=config.color_sharpness, mono_threshold=config.mono_threshold,
-        )
-    runner._time("color", start)
+        output, nnf, objective = runner.run(content_t, style_t, start_from or {}, on_checkpoint)
     runner.timings["total"] = time.perf_counter() - total
-    return StylizeResult(
-        image=to_numpy(output),
-        raw=to_numpy(raw),
+    return NNSTResult(
+        raw=to_numpy(output),
         field=nnf,
         content_size=tuple(content_t.shape[-2:]),
         style_size=tuple(style_t.shape[-2:]),
         objective=objective,
         timings=runner.timings,
+    )
+
+
+def stylize(
+    content: np.ndarray,
+    style: np.ndarray,
+    config: NNSTConfig | None = None,
+    *,
+    masks=None,
+    progress: Progress | None = None,
+    weights: str | Path | None = None,
+) -> StylizeResult:
+    """Neural Neighbor Style Transfer of ``content`` in the style of ``style``, with color.
+
+    :func:`synthesize_nnst` followed by :func:`nnst_hr.color.color_stage`.
+
+    Parameters
+    ----------
+    content, style : float32 (H, W, 3) sRGB in [0, 1] (any sizes; both are resized so
+        that their long side is ``config.size``)
+    config : :class:`NNSTConfig` (defaults: the paper's)
+    masks : optional ``guidance.MaskPair`` whose label maps have the shapes of
+        ``content`` and ``style`` as given
+    progress : a :class:`Progress` reporter (silent when None)
+    weights : VGG16 weights file (see :mod:`nnst_hr.weights`); None searches the usual places
+
+    Returns
+    -------
+    :class:`StylizeResult`
+    """
+    config = config or NNSTConfig()
+    total = time.perf_counter()
+    result = synthesize_nnst(content, style, config, masks=masks, weights=weights, progress=progress)
+    start = time.perf_counter()
+    image = color_stage(result.raw, content, style, config)
+    timings = {**result.timings, "color": time.perf_counter() - start, "total": time.perf_counter() - total}
+    return StylizeResult(
+        image=image,
+        raw=result.raw,
+        field=result.field,
+        content_size=result.content_size,
+        style_size=result.style_size,
+        objective=result.objective,
+        timings=timings,
     )
 
 
@@ -401,7 +431,7 @@ def nnst_objective(
     config : only ``size``, ``rotate`` and ``device`` are used
     """
     config = replace(config or NNSTConfig(), exact=True)
-    runner = _Stylizer(config, None, Progress(enabled=False), None, weights)
+    runner = _Stylizer(config, None, Progress(enabled=False), weights)
     image_t = resize_long_side(to_tensor(image, runner.device), config.size)
     style_t = resize_long_side(to_tensor(style, runner.device), config.size)
     with precise_matmul(runner.device):

@@ -28,11 +28,6 @@ StepCallback = Callable[[int, torch.Tensor], None]
 MIN_LATTICE_COVERAGE = 3
 
 
-def _flat(x: torch.Tensor) -> torch.Tensor:
-    """(1, C, h, w) -> (h * w, C)."""
-    return x.flatten(2)[0].t()
-
-
 def _adam(pyr: list[torch.Tensor], lr: float):
     params = [p.detach().clone().requires_grad_(True) for p in pyr]
     return params, torch.optim.Adam(params, lr=lr)
@@ -265,13 +260,13 @@ def fit_split_layers(
                 keys = torch.cat([lattice_rows(s, stride, oy, ox) for s in style[li].layers])
                 guides = None
                 if content_guides is not None and content_guides[li] is not None:
-                    guides = Guides(
-                        queries=_flat(content_guides[li][None, :, oy::stride, ox::stride]),
-                        keys=torch.cat([_flat(g[None, :, oy::stride, ox::stride]) for g in style[li].guides]),
+                    guides = Guides.from_maps(
+                        content_guides[li][:, oy::stride, ox::stride],
+                        [g[:, oy::stride, ox::stride] for g in style[li].guides],
                         weight=guide_weight,
                         hard=hard,
-                        query_labels=content_labels[li][oy::stride, ox::stride].flatten() if hard else None,
-                        key_labels=torch.cat([lab[oy::stride, ox::stride].flatten() for lab in style[li].labels]) if hard else None,
+                        query_labels=content_labels[li][oy::stride, ox::stride] if hard else None,
+                        key_labels=[lab[oy::stride, ox::stride] for lab in style[li].labels] if hard else None,
                         n_labels=n_labels,
                     )
                 with torch.no_grad():

@@ -12,6 +12,9 @@
    (``render="copy"``) or taken from patchsynth's patch vote (``render="vote"``).
 5. Color post-processing at the poster size (the upsampled content supplies the chroma).
 
+:func:`synthesize_poster_stage` (steps 1-4) and :func:`color_poster` (step 5) are pure: arrays
+and configs in, arrays out, no files; :mod:`nnst_hr.run` keeps their results for resuming.
+
 Atlas coordinates: copy ``r`` (style rotated ``rotation_ids[r] * 90`` degrees
 counter-clockwise) occupies rows ``0 .. H_r - 1`` and columns ``offsets[r] .. offsets[r] + W_r - 1``.
 """
@@ -21,25 +24,37 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import patchsynth
 from guidance import guide_channels
 
 from .color import transfer_color
+from .config import NNSTConfig, PosterConfig
 from .device import resolve_device
 from .errors import InputError
-from .io import atomic_output
-from .progress import format_seconds
-from .nnst import StylizeResult, to_numpy, to_tensor
+from .tensors import resize_image, to_numpy, to_tensor
 
 GUTTER = 8  # masked pixels between atlas copies (more than a patch radius at every level)
-POSTER_STATE = "poster_state.npz"  # synthesized image and field, for resuming the color stage
 RENDER_ROWS = 256  # rows per band of the final render (bounds its temporary index arrays)
+
+
+@dataclass
+class PosterResult:
+    """What :func:`synthesize_poster_stage` returns.
+
+    synthesized : float32 (Ho, Wo, 3), the poster before color post-processing
+    field : int32 (Ho, Wo, 2), atlas (y, x) each poster pixel was taken from (see :class:`Atlas`)
+    out_shape : (Ho, Wo)
+    timings : seconds per part of the stage
+    """
+
+    synthesized: np.ndarray
+    field: np.ndarray
+    out_shape: tuple[int, int]
+    timings: dict[str, float]
 
 
 @dataclass
@@ -54,16 +69,6 @@ class Atlas:
     guide: np.ndarray
     mask: np.ndarray
     layout: "Layout"
-
-
-def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Antialiased bilinear resize of ``(H, W, C)`` float32 to ``shape = (h, w)``."""
-    if image.shape[:2] == tuple(shape):
-        return image
-    t = torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None]
-    shrink = shape[0] < image.shape[0] or shape[1] < image.shape[1]
-    out = F.interpolate(t, tuple(shape), mode="bilinear", align_corners=False, antialias=shrink)
-    return out[0].permute(1, 2, 0).numpy()
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -193,55 +198,67 @@ def field_to_atlas(nnf: np.ndarray, atlas: Atlas, scale: float) -> np.ndarray:
     return out
 
 
-def make_poster(
+def synthesize_poster_stage(
     content: np.ndarray,
     style: np.ndarray,
-    result: StylizeResult,
-    options,
-    folder: Path,
+    nnst_result,
+    poster_config: PosterConfig,
+    nnst_config: NNSTConfig,
     *,
-    resume: bool,
     masks=None,
     progress=None,
-    timings: dict | None = None,
-) -> np.ndarray:
-    """Synthesize the poster; returns float32 ``(Ho, Wo, 3)`` sRGB in [0, 1].
+) -> PosterResult:
+    """The poster stage before color: steps 1-4 of the module docstring.
 
-    ``content`` and ``style`` are the full-resolution inputs, ``result`` NNST's output at
-    ``options.nnst.size``. The synthesized image and field are saved in ``folder`` so a
-    resumed run with the same parameters only redoes the color stage.
+    Parameters
+    ----------
+    content, style : float32 (H, W, 3) sRGB in [0, 1], the full-resolution inputs
+    nnst_result : NNST's result at ``nnst_config.size`` (an ``NNSTResult`` or anything with
+        its ``raw``, ``field`` and ``style_size``)
+    poster_config : :class:`PosterConfig`; ``out_size`` is the poster's long side
+    nnst_config : the :class:`NNSTConfig` that made ``nnst_result`` (``rotate`` and ``seed`` are used)
+    masks : optional ``guidance.MaskPair`` (label maps of ``content`` and ``style`` as given)
+    progress : a :class:`Progress` reporter, or None
+
+    Returns
+    -------
+    :class:`PosterResult`
     """
-    cfg, nnst_cfg = options.poster, options.nnst
-    timings = timings if timings is not None else {}
-    size_h, size_w = result.raw.shape[:2]
-    scale = cfg.out_size / max(size_h, size_w)
+    size_h, size_w = nnst_result.raw.shape[:2]
+    scale = poster_config.out_size / max(size_h, size_w)
     out_shape = scaled_shape((size_h, size_w), scale)
-    state_path = folder / POSTER_STATE
-
-    if resume and state_path.exists():
-        with np.load(state_path, allow_pickle=False) as data:
-            synthesized = data["image"]
-        progress and progress.message("poster: synthesis resumed from the run folder")
-    else:
-        start = time.perf_counter()
-        synthesized, field = synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale,
-                                               masks, progress)
-        timings["poster.synthesis"] = time.perf_counter() - start
-        with atomic_output(state_path, overwrite=True) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, image=synthesized, field=field)
-
-    if not nnst_cfg.color:
-        return synthesized
     start = time.perf_counter()
-    device = resolve_device(nnst_cfg.device)
-    exemplar_stats = resize(style, result.style_size)  # NNST's style: the same statistics, 1/16 the work
+    synthesized, poster_field = synthesize_poster(content, style, nnst_result, poster_config, nnst_config, out_shape,
+                                                  scale, masks, progress)
+    return PosterResult(synthesized, poster_field, out_shape, {"synthesis": time.perf_counter() - start})
+
+
+def color_poster(synthesized: np.ndarray, content: np.ndarray, style: np.ndarray, style_size: tuple[int, int],
+                 nnst_config: NNSTConfig) -> np.ndarray:
+    """Step 5 of the module docstring: the color post-processing at the poster's size, on NNST's device.
+
+    Parameters
+    ----------
+    synthesized : float32 (Ho, Wo, 3), ``PosterResult.synthesized``
+    content, style : float32 (H, W, 3) sRGB in [0, 1], the full-resolution inputs
+    style_size : (height, width) of the style as NNST used it (``NNSTResult.style_size``): the
+        style statistics are taken there (the same statistics, a fraction of the work)
+    nnst_config : ``color``, ``color_iterations``, ``color_sharpness`` and ``mono_threshold`` are used
+
+    Returns
+    -------
+    float32 (Ho, Wo, 3) in [0, 1]; ``synthesized`` itself when ``nnst_config.color`` is False.
+    """
+    if not nnst_config.color:
+        return synthesized
+    device = resolve_device(nnst_config.device)
+    exemplar_stats = resize_image(style, style_size)
     final = transfer_color(
-        to_tensor(synthesized, device), to_tensor(resize(content, out_shape), device), to_tensor(exemplar_stats, device),
-        iterations=nnst_cfg.color_iterations, sharpness=nnst_cfg.color_sharpness,
-        mono_threshold=nnst_cfg.mono_threshold,
+        to_tensor(synthesized, device), to_tensor(resize_image(content, synthesized.shape[:2]), device),
+        to_tensor(exemplar_stats, device),
+        iterations=nnst_config.color_iterations, sharpness=nnst_config.color_sharpness,
+        mono_threshold=nnst_config.mono_threshold,
     )
-    timings["poster.color"] = time.perf_counter() - start
     return to_numpy(final)
 
 
@@ -278,43 +295,34 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
         warnings.warn(
             f"the style image ({style.shape[1]}x{style.shape[0]}) is smaller than the poster needs "
             f"({style_shape[1]}x{style_shape[0]}); it is upsampled, so fine detail will be limited",
-            stacklevel=2,
+            stacklevel=3,
         )
     factor = search_factor(max(out_shape), cfg.max_search_size)
     search_shape = (-(-out_shape[0] // factor), -(-out_shape[1] // factor))
     search_scale = scale / factor
-    exemplar = resize(style, scaled_shape(result.style_size, search_scale))
+    exemplar = resize_image(style, scaled_shape(result.style_size, search_scale))
     # the detail NNST could see: down to NNST's style size and back up, lightly blurred
-    source_guide = blur(resize(resize(exemplar, result.style_size), exemplar.shape[:2]), cfg.source_blur * search_scale)
-    target_guide = resize(result.raw, search_shape)
-    guide_weights = [cfg.guide_weight / 3] * 3
+    source_guide = blur(resize_image(resize_image(exemplar, result.style_size), exemplar.shape[:2]), cfg.source_blur * search_scale)
+    target_guide = resize_image(result.raw, search_shape)
+    guide_weights = [cfg.nnst_weight / 3] * 3
     if masks is not None:
         n = masks.n_labels
         source_guide = np.concatenate(
             [source_guide, guide_channels(masks.style, n, exemplar.shape[:2]).transpose(1, 2, 0)], 2)
         target_guide = np.concatenate([target_guide, guide_channels(masks.content, n, search_shape).transpose(1, 2, 0)], 2)
         guide_weights += [cfg.mask_weight / n] * n
-    rotation_ids = [0, 1, 2, 3] if nnst_cfg.rotate else [0]
+    rotation_ids = nnst_cfg.rotation_ids()
     atlas = build_atlas(exemplar, source_guide, rotation_ids)
     del source_guide
     init = field_to_atlas(result.field, atlas, search_scale)
 
     on_step = None
     if progress is not None:
-        last = {"time": None, "done": 0.0}
-
         def on_step(info):
-            # the rate of the latest iteration: an average since the start counts the setup and the
-            # small levels' higher cost per pixel (it predicted 8 h for a 3-minute 8K poster)
-            now = time.perf_counter()
-            done = synthesis_fraction(info["level"], info["levels"], info["iteration"], info["iterations"])
-            left = ""
-            if last["time"] is not None and done > last["done"]:
-                left = f", about {format_seconds((now - last['time']) * (1.0 - done) / (done - last['done']))} left"
-            last.update(time=now, done=done)
-            progress.message(
-                f"poster: level {info['level']}/{info['levels']} ({info['size'][1]}x{info['size'][0]}), "
-                f"iteration {info['iteration']}/{info['iterations']}{left}"
+            progress.fraction(
+                "poster", synthesis_fraction(info["level"], info["levels"], info["iteration"], info["iterations"]),
+                f"level {info['level']}/{info['levels']} ({info['size'][1]}x{info['size'][0]}), "
+                f"iteration {info['iteration']}/{info['iterations']}",
             )
 
         if factor > 1:
@@ -338,7 +346,7 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
     layout, field = atlas.layout, synth.field
     del atlas, synth
     if factor > 1:
-        exemplar = resize(style, style_shape)
+        exemplar = resize_image(style, style_shape)
         full = Layout.of(style_shape, rotation_ids)
         field, layout = upsample_field(field, factor, layout, full, out_shape), full
     # "copy": averaging 25 overlapping patches of a partly incoherent field smooths the finest

@@ -5,6 +5,12 @@
 ``nnst.png``, ``nnst_raw.png``, ``nnf.npz``, ``timings.json`` and the checkpoints
 that let an interrupted run resume: a stage whose inputs and parameters are
 unchanged is not recomputed.
+
+This module owns the run folder: the stages (:func:`nnst_hr.nnst.synthesize_nnst`,
+:func:`nnst_hr.color.color_stage`, :func:`nnst_hr.poster.synthesize_poster_stage`,
+:func:`nnst_hr.poster.color_poster`) are pure functions; reading inputs, timing the
+stages, saving their results and handing saved states back to them happen here.
+``config.json`` also reproduces a run: :func:`read_run_config` reads it back.
 """
 
 from __future__ import annotations
@@ -20,15 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .color import color_stage
 from .config import NNSTConfig, PosterConfig
 from .device import resolve_device
 from .errors import InputError
 from .field import load_field, save_field
-from .io import atomic_output, check_output_path, read_image, sha256_file, write_image
+from .io import atomic_output, check_output_path, read_image, save_npz, sha256_file, write_image
+from .nnst import NNSTResult, synthesize_nnst
 from .progress import Progress, format_seconds
-from .nnst import StylizeResult, stylize
 
 NNST_STATE = "nnst_state.npz"  # float32 results of the NNST stage, for exact resumption
+POSTER_STATE = "poster_state.npz"  # synthesized poster and field, for resuming the color stage
+CHECKPOINTS = "checkpoints"  # per-scale NNST states (one .npz each), for resuming inside the NNST stage
 
 
 @dataclass
@@ -84,25 +93,123 @@ def _nnst_key(content: Path, style: Path, options: RunOptions) -> dict:
     }
 
 
-def _load_nnst_state(folder: Path) -> StylizeResult:
-    with np.load(folder / NNST_STATE, allow_pickle=False) as data:
-        state = {k: data[k] for k in data.files}
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _load_nnst_state(folder: Path) -> tuple[NNSTResult, np.ndarray]:
+    """The NNST stage's result and its colored image, as :func:`_save_nnst_state` left them."""
+    state = _load_npz(folder / NNST_STATE)
     nnf = load_field(folder / "nnf.npz")
-    return StylizeResult(
-        image=state["image"], raw=state["raw"], field=nnf["nnf"],
+    result = NNSTResult(
+        raw=state["raw"], field=nnf["nnf"],
         content_size=tuple(int(v) for v in nnf["content_size"]),
         style_size=tuple(int(v) for v in nnf["style_size"]),
         objective=float(state["objective"]), timings={},
     )
+    return result, state["image"]
 
 
-def _save_nnst_state(folder: Path, result: StylizeResult) -> None:
-    write_image(folder / "nnst.png", result.image, overwrite=True)
+def _save_nnst_state(folder: Path, result: NNSTResult, image: np.ndarray) -> None:
+    write_image(folder / "nnst.png", image, overwrite=True)
     write_image(folder / "nnst_raw.png", result.raw, overwrite=True)
     save_field(folder / "nnf.npz", result.field, result.content_size, result.style_size)
-    with atomic_output(folder / NNST_STATE, overwrite=True) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, image=result.image, raw=result.raw, objective=np.float64(result.objective))
+    save_npz(folder / NNST_STATE, image=image, raw=result.raw, objective=np.float64(result.objective))
+
+
+def _load_checkpoints(folder: Path) -> dict[str, np.ndarray]:
+    """The per-scale NNST states saved in ``folder`` (see ``synthesize_nnst``'s ``start_from``)."""
+    return {path.stem: _load_npz(path)["image"] for path in sorted(folder.glob("*.npz"))} if folder.is_dir() else {}
+
+
+def _checkpoint_saver(folder: Path):
+    """An ``on_checkpoint`` callback that keeps each NNST state as ``folder/<name>.npz``."""
+
+    def save(name: str, image: np.ndarray) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_npz(folder / f"{name}.npz", image=image)
+
+    return save
+
+
+def _nnst(content_img, style_img, masks, options: RunOptions, folder: Path, progress: Progress, timings: dict):
+    """The NNST stage and its color stage, resumed from the run folder where possible."""
+    if (folder / NNST_STATE).exists():
+        result, image = _load_nnst_state(folder)
+        progress.message("nnst: resumed from the run folder")
+        return result, image
+    progress.message(f"nnst: {options.nnst.size}px, scales {options.nnst.scales()}")
+    total = time.perf_counter()
+    checkpoints = folder / CHECKPOINTS
+    result = synthesize_nnst(content_img, style_img, options.nnst, masks=masks, weights=options.weights,
+                             progress=progress, start_from=_load_checkpoints(checkpoints),
+                             on_checkpoint=_checkpoint_saver(checkpoints))
+    start = time.perf_counter()
+    image = color_stage(result.raw, content_img, style_img, options.nnst)
+    timings.update({f"nnst.{k}": v for k, v in result.timings.items()})
+    timings["nnst.color"] = time.perf_counter() - start
+    timings["nnst.total"] = time.perf_counter() - total
+    _save_nnst_state(folder, result, image)
+    return result, image
+
+
+def _poster(content_img, style_img, masks, result: NNSTResult, options: RunOptions, folder: Path, *,
+            resume: bool, progress: Progress, timings: dict) -> np.ndarray:
+    """The poster stage and its color stage; a saved synthesis is reused when ``resume``."""
+    from .poster import color_poster, synthesize_poster_stage
+
+    state_path = folder / POSTER_STATE
+    if resume and state_path.exists():
+        synthesized = _load_npz(state_path)["image"]
+        progress.message("poster: synthesis resumed from the run folder")
+    else:
+        poster = synthesize_poster_stage(content_img, style_img, result, options.poster, options.nnst,
+                                         masks=masks, progress=progress)
+        timings.update({f"poster.{k}": v for k, v in poster.timings.items()})
+        save_npz(state_path, image=poster.synthesized, field=poster.field)
+        synthesized = poster.synthesized
+    if not options.nnst.color:
+        return synthesized
+    start = time.perf_counter()
+    final = color_poster(synthesized, content_img, style_img, result.style_size, options.nnst)
+    timings["poster.color"] = time.perf_counter() - start
+    return final
+
+
+def read_run_config(path: str | Path) -> dict:
+    """What a run folder's ``config.json`` says to compute, to run it again.
+
+    Returns
+    -------
+    dict with ``content``, ``style``, ``output`` (paths as the run was given them) and
+    ``options`` (:class:`RunOptions`: both configs, the masks folder, DPI, bit depth and JPEG
+    quality; how to run, such as ``overwrite``, is not kept)
+
+    Raises
+    ------
+    InputError
+        A missing or unreadable file, or unknown parameters.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; give a run folder's config.json") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a readable config.json ({exc})") from None
+    if not isinstance(data, dict) or "nnst" not in data or "poster" not in data:
+        raise InputError(f"{path}: not a run folder's config.json (no 'nnst' and 'poster' parameters)")
+    options = RunOptions(
+        nnst=NNSTConfig.from_dict(data["nnst"]),
+        poster=PosterConfig.from_dict(data["poster"]),
+        guide=Path(data["guide"]) if data.get("guide") else None,
+        dpi=data.get("dpi", RunOptions.dpi),
+        jpeg_quality=data.get("jpeg_quality", RunOptions.jpeg_quality),
+        bit_depth=data.get("bit_depth"),
+    )
+    paths = {name: Path(data[name]) if data.get(name) else None for name in ("content", "style", "output")}
+    return {**paths, "options": options}
 
 
 def load_inputs(content: Path, style: Path, options: RunOptions):
@@ -142,7 +249,7 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     previous = json.loads(config_path.read_text()) if config_path.exists() else {}
     nnst_key = _nnst_key(content, style, options)
     poster_key = {"poster": options.poster.to_dict(), **nnst_key}
-    checkpoints = folder / "checkpoints"
+    checkpoints = folder / CHECKPOINTS
     if previous.get("nnst_key") != nnst_key:
         # a changed input or parameter invalidates every saved intermediate result
         shutil.rmtree(checkpoints, ignore_errors=True)
@@ -150,31 +257,21 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     _write_json(config_path, {
         "content": str(content), "style": str(style), "output": str(output),
         "guide": str(options.guide) if options.guide else None,
+        "nnst": options.nnst.to_dict(), "poster": options.poster.to_dict(),
         "nnst_key": nnst_key, "poster_key": poster_key,
         "seed": options.nnst.seed, "device": options.nnst.device,
         "versions": _versions(), "dpi": options.dpi, "bit_depth": options.bit_depth,
+        "jpeg_quality": options.jpeg_quality,
     })
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    if (folder / NNST_STATE).exists():
-        result = _load_nnst_state(folder)
-        progress.message("nnst: resumed from the run folder")
-    else:
-        progress.message(f"nnst: {options.nnst.size}px, scales {options.nnst.scales()}")
-        result = stylize(content_img, style_img, options.nnst, masks=masks, progress=progress,
-                         checkpoint_dir=checkpoints, weights=options.weights)
-        _save_nnst_state(folder, result)
-        timings.update({f"nnst.{k}": v for k, v in result.timings.items()})
+    result, final = _nnst(content_img, style_img, masks, options, folder, progress, timings)
     timings["nnst_objective"] = result.objective
 
-    final = result.image
     if options.poster.out_size and options.poster.out_size != max(result.raw.shape[:2]):
-        from .poster import make_poster
-
-        final = make_poster(content_img, style_img, result, options, folder,
-                            resume=previous.get("poster_key") == poster_key,
-                            masks=masks, progress=progress, timings=timings)
+        final = _poster(content_img, style_img, masks, result, options, folder,
+                        resume=previous.get("poster_key") == poster_key, progress=progress, timings=timings)
 
     write_image(output, final, overwrite=options.overwrite, bit_depth=options.bit_depth,
                 jpeg_quality=options.jpeg_quality, dpi=options.dpi)

@@ -266,10 +266,10 @@ def test_globs_per_pair_options_and_run_order(folder):
     assert [p.content.name for p in plan.pairs] == ["c.png", "s.png", "c.png"]  # the glob: 2 pairs
     runs = plan.runs()
     assert len(runs) == 3 * 2 * 2
-    assert [(r.nnst.size, r.poster.guide_weight) for r in runs[:4]] == [(32, 1.0), (32, 3.0), (64, 1.0), (64, 3.0)]
+    assert [(r.nnst.size, r.poster.nnst_weight) for r in runs[:4]] == [(32, 1.0), (32, 3.0), (64, 1.0), (64, 3.0)]
     assert {r.nnst.alpha for r in runs[:8]} == {0.75} and runs[8].nnst.alpha == NNSTConfig().alpha
     assert runs[0].poster.out_size is None and runs[0].nnst.steps == 2
-    assert isinstance(runs[0].poster.guide_weight, float)
+    assert isinstance(runs[0].poster.nnst_weight, float)
 
 
 def test_stage_keys_depend_on_exactly_what_the_stage_reads(folder):

@@ -12,7 +12,8 @@ from nnst_hr import matching
 from nnst_hr.config import NNSTConfig
 from nnst_hr.features import HYPERCOLUMN_CHANNELS, LAYER_CHANNELS, VGGLayers, feature_grid, hypercolumns
 from nnst_hr.matching import Guides, center_normalize, centered_cosine_loss, cosine_loss, nearest_neighbors
-from nnst_hr.nnst import nnst_objective, stylize, to_tensor
+from nnst_hr.nnst import nnst_objective, stylize
+from nnst_hr.tensors import to_tensor
 from nnst_hr.optimize import (
     MIN_LATTICE_COVERAGE,
     HypercolumnCosineLoss,
@@ -45,16 +46,6 @@ def brute_force(queries, keys, guides=None):
 @pytest.fixture(scope="module")
 def vgg():
     return VGGLayers(build_vgg16_features())
-
-
-@pytest.fixture(scope="module")
-def images():
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:72, 0:88] / 88.0
-    content = np.stack([yy, xx, 0.5 + 0.3 * np.sin(8 * xx)], -1).astype(np.float32)
-    stripes = (np.sin(xx * 40 + yy * 10) > 0).astype(np.float32)
-    style = np.stack([stripes, 0.3 + 0.4 * rng.random(xx.shape), 1 - stripes], -1).astype(np.float32)
-    return content, style[:64, :88]
 
 
 @pytest.mark.parametrize("n,m,c", [(37, 53, 7), (200, 129, 33)])

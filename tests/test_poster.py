@@ -13,8 +13,9 @@ from nnst_hr import poster
 from nnst_hr import run as run_module
 from nnst_hr.config import NNSTConfig, PosterConfig
 from nnst_hr.io import read_image
-from nnst_hr.poster import Layout, build_atlas, field_to_atlas, render, resize, search_factor, upsample_field
+from nnst_hr.poster import Layout, build_atlas, field_to_atlas, render, search_factor, upsample_field
 from nnst_hr.run import RunOptions, run_files
+from nnst_hr.tensors import resize_image
 
 
 def smooth_style(h, w):
@@ -33,7 +34,7 @@ def test_atlas_coordinates_point_at_the_same_style_content(scale):
         h, w = np.rot90(style, k).shape[:2]
         nnf[sel, 1] = rng.integers(0, h, sel.sum())
         nnf[sel, 2] = rng.integers(0, w, sel.sum())
-    exemplar = resize(style, (40 * scale, 56 * scale))
+    exemplar = resize_image(style, (40 * scale, 56 * scale))
     atlas = build_atlas(exemplar, exemplar[..., :1], [0, 1, 2, 3])
     at = field_to_atlas(nnf, atlas, scale)
     assert atlas.mask[at[..., 0], at[..., 1]].all()  # never in a gutter
@@ -88,7 +89,7 @@ def test_vote_render_equals_a_brute_force_patch_average(monkeypatch):
 
 def test_upsampled_field_points_at_the_same_content_at_twice_the_scale():
     style = smooth_style(40, 56)
-    small, large = resize(style, (20, 28)), resize(style, (40, 56))
+    small, large = resize_image(style, (20, 28)), resize_image(style, (40, 56))
     coarse, fine = Layout.of((20, 28), [0, 1, 2, 3]), Layout.of((40, 56), [0, 1, 2, 3])
     field = random_atlas_field(coarse, (15, 18), np.random.default_rng(4))
     up = upsample_field(field, 2, coarse, fine, (30, 36))
@@ -151,7 +152,7 @@ def test_copy_render_takes_every_pixel_from_the_exemplar(tmp_path, pair):
     with np.load(tmp_path / "copy.run" / "poster_state.npz") as state:
         image, field = state["image"], state["field"]
     # the 96 px style at NNST's 64 px, times the poster scale 192 / 64
-    exemplar = resize(read_image(pair[1]), (192, 192))
+    exemplar = resize_image(read_image(pair[1]), (192, 192))
     atlas = build_atlas(exemplar, exemplar[..., :1], [0, 1, 2, 3])
     assert np.array_equal(image, atlas.image[field[..., 0], field[..., 1]])
 
@@ -165,7 +166,7 @@ def test_poster_above_max_search_size_is_searched_smaller_and_rendered_at_full_s
         image, field = state["image"], state["field"]
     assert image.shape == (144, 192, 3) and field.shape == (144, 192, 2)
     # searched at 96 px, rendered from the exemplar at the poster's scale (192 px)
-    exemplar = resize(read_image(pair[1]), (192, 192))
+    exemplar = resize_image(read_image(pair[1]), (192, 192))
     atlas = build_atlas(exemplar, exemplar[..., :1], [0, 1, 2, 3])
     assert atlas.mask[field[..., 0], field[..., 1]].all()
     assert np.array_equal(image, atlas.image[field[..., 0], field[..., 1]])
@@ -183,7 +184,7 @@ def test_interrupted_run_resumes_without_redoing_nnst(tmp_path, pair, monkeypatc
 
     import nnst_hr.poster
 
-    monkeypatch.setattr(nnst_hr.poster, "make_poster", interrupted)
+    monkeypatch.setattr(nnst_hr.poster, "synthesize_poster_stage", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_files(*pair, out, options)
     assert not out.exists() and (tmp_path / "poster.run" / "nnf.npz").exists()
@@ -192,7 +193,7 @@ def test_interrupted_run_resumes_without_redoing_nnst(tmp_path, pair, monkeypatc
     def no_nnst(*args, **kwargs):
         raise AssertionError("NNST was recomputed")
 
-    monkeypatch.setattr(run_module, "stylize", no_nnst)
+    monkeypatch.setattr(run_module, "synthesize_nnst", no_nnst)
     run_files(*pair, out, options)
     assert read_image(out).shape == (144, 192, 3)
     # a changed NNST parameter must recompute NNST

@@ -30,7 +30,6 @@ from ..errors import InputError
 TOP_KEYS = ("pair", "axes", "fixed", "report")
 PAIR_PATHS = ("content", "style", "guide")
 REPORT_KEYS = ("rows", "columns", "score")
-ALIASES = {"nnst_weight": "guide_weight"}  # the CLI's name for PosterConfig.guide_weight (NNST has its own)
 NONE_WORDS = ("none",)  # TOML has no null: "none" sets an optional option (out_size) to None
 GLOB_CHARS = "*?["
 DEFAULT_SCORE = "objective"
@@ -39,7 +38,7 @@ KNOWN_SCORES = ("objective", "content_lpips", "content_ssim", "style_gram", "col
 
 
 def _option_types() -> dict[str, tuple[str, object]]:
-    """Every plan option: name -> (config, type hint). NNST names win; poster's clash is aliased."""
+    """Every plan option: name -> (config, type hint); the two configs share no field name."""
     out: dict[str, tuple[str, object]] = {}
     poster_hints = typing.get_type_hints(PosterConfig)
     for f in fields(PosterConfig):
@@ -47,8 +46,6 @@ def _option_types() -> dict[str, tuple[str, object]]:
     nnst_hints = typing.get_type_hints(NNSTConfig)
     for f in fields(NNSTConfig):
         out[f.name] = ("nnst", nnst_hints[f.name])
-    for alias, name in ALIASES.items():
-        out[alias] = ("poster", poster_hints[name])
     return out
 
 
@@ -120,7 +117,7 @@ def make_configs(params: dict) -> tuple[NNSTConfig, PosterConfig]:
     nnst, poster = {}, {}
     for name, value in params.items():
         kind = OPTIONS[name][0]
-        (nnst if kind == "nnst" else poster)[ALIASES.get(name, name)] = value
+        (nnst if kind == "nnst" else poster)[name] = value
     return NNSTConfig(**nnst), PosterConfig(**poster)
 
 

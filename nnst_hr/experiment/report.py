@@ -23,7 +23,7 @@ from ..io import atomic_output, write_image
 from .cache import Cache
 from .execute import Failure
 from .graph import Graph
-from .plan import ALIASES, Plan
+from .plan import Plan
 
 THUMB = 176  # long side of a contact-sheet thumbnail (px)
 HEAD_THUMB = 84  # long side of the content / style thumbnails at a row head
@@ -37,15 +37,10 @@ PAIR_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
 
 
 def _param_columns() -> list[str]:
-    poster_names = {v: k for k, v in ALIASES.items()}
-    nnst = [f.name for f in fields(NNSTConfig)]
-    poster = [poster_names.get(f.name, f.name) for f in fields(PosterConfig)]
-    return nnst + poster
+    return [f.name for f in fields(NNSTConfig)] + [f.name for f in fields(PosterConfig)]
 
 
 def _param_value(run, name: str):
-    if name in ALIASES:
-        return getattr(run.poster, ALIASES[name])
     if hasattr(run.nnst, name):
         return getattr(run.nnst, name)
     return getattr(run.poster, name)

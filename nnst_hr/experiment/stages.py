@@ -12,13 +12,16 @@ Stages: ``inputs`` (decode images and masks) -> ``nnst`` (raw result and field, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
+from ..color import color_stage
 from ..config import NNSTConfig, PosterConfig
+from ..nnst import NNSTResult, synthesize_nnst
+from ..poster import color_poster, synthesize_poster_stage
 from ..scores import score_image
 
 Record = dict  # str -> np.ndarray | float | int | str | None
@@ -113,7 +116,7 @@ def poster(inputs: Record, nnst_record: Record, params: dict, nnst_params: dict)
 
     ``params``: :data:`POSTER_PARAMS`; ``nnst_params``: :data:`POSTER_NNST_PARAMS`.
     """
-    result = synthesize_poster_stage(inputs["content"], inputs["style"], _NNSTView(nnst_record),
+    result = synthesize_poster_stage(inputs["content"], inputs["style"], _nnst_result(nnst_record),
                                      PosterConfig(**params), NNSTConfig(**nnst_params), masks=masks_from(inputs))
     return {"synthesized": result.synthesized, "field": result.field}
 
@@ -143,54 +146,15 @@ def scores(inputs: Record, nnst_record: Record, final: Record, nnst_params: dict
     return {name: float(value) for name, value in values.items()}
 
 
-@dataclass
-class _NNSTView:
-    """An ``nnst`` record seen as the result object the poster stage reads."""
-
-    record: Record
-
-    @property
-    def raw(self):
-        return self.record["raw"]
-
-    @property
-    def field(self):
-        return self.record["field"]
-
-    @property
-    def style_size(self):
-        return tuple(int(v) for v in self.record["style_size"])
-
-    @property
-    def content_size(self):
-        return tuple(int(v) for v in self.record["content_size"])
-
-
-# --- adapters until the stage refactor lands (lead: replace with the real functions)
-# nnst_hr.nnst.synthesize_nnst, nnst_hr.color.color_stage, nnst_hr.poster.synthesize_poster_stage,
-# and nnst_hr.poster.color_poster, written over today's code.
-
-
-@dataclass
-class NNSTResult:
-    raw: np.ndarray
-    field: np.ndarray
-    content_size: tuple[int, int]
-    style_size: tuple[int, int]
-    objective: float
-    timings: dict = field(default_factory=dict)
-
-
-@dataclass
-class PosterResult:
-    synthesized: np.ndarray
-    field: np.ndarray
-    out_shape: tuple[int, int]
-    timings: dict = field(default_factory=dict)
+def _nnst_result(record: Record) -> NNSTResult:
+    """An ``nnst`` record as the result object the poster stage reads."""
+    return NNSTResult(raw=record["raw"], field=record["field"],
+                      content_size=tuple(int(v) for v in record["content_size"]),
+                      style_size=tuple(int(v) for v in record["style_size"]), objective=float(record["objective"]))
 
 
 def _decode(content: bytes, style: bytes, guide: dict[str, bytes] | None, names: dict[str, str]):
-    """Today's readers take paths: decode through a private temporary folder, errors renamed."""
+    """Decode through a private temporary folder (the readers take paths); errors name the user's paths."""
     import tempfile
 
     from guidance import MaskError, load_masks
@@ -225,60 +189,3 @@ def _decode(content: bytes, style: bytes, guide: dict[str, bytes] | None, names:
                 message = message.replace(tmp_path, name)
             raise type(exc)(message.replace(str(tmp), "")) from None
     return content_img, style_img, masks
-
-
-def synthesize_nnst(content, style, config, *, masks=None, weights=None, progress=None) -> NNSTResult:
-    from ..nnst import stylize
-
-    r = stylize(content, style, replace(config, color=False), masks=masks, weights=weights, progress=progress)
-    return NNSTResult(r.raw, r.field, r.content_size, r.style_size, r.objective, r.timings)
-
-
-def color_stage(raw, content, style, config) -> np.ndarray:
-    """What ``stylize`` does after ``runner.run``: color transfer at the result's size."""
-    import torch
-
-    from ..color import transfer_color
-    from ..nnst import resize_long_side, to_numpy, to_tensor
-
-    if not config.color:
-        return raw
-    device = torch.device("cpu")
-    size = max(raw.shape[:2])
-    out = transfer_color(
-        to_tensor(raw, device), resize_long_side(to_tensor(content, device), size),
-        resize_long_side(to_tensor(style, device), size), iterations=config.color_iterations,
-        sharpness=config.color_sharpness, mono_threshold=config.mono_threshold,
-    )
-    return to_numpy(out)
-
-
-def synthesize_poster_stage(content, style, nnst_result, poster_config, nnst_config, *, masks=None,
-                            progress=None) -> PosterResult:
-    from ..poster import scaled_shape, synthesize_poster
-
-    size_h, size_w = nnst_result.raw.shape[:2]
-    scale = poster_config.out_size / max(size_h, size_w)
-    out_shape = scaled_shape((size_h, size_w), scale)
-    synthesized, poster_field = synthesize_poster(content, style, nnst_result, poster_config, nnst_config,
-                                                  out_shape, scale, masks, progress)
-    return PosterResult(synthesized, poster_field, out_shape)
-
-
-def color_poster(synthesized, content, style, style_size, nnst_config) -> np.ndarray:
-    """The color part of ``poster.make_poster``."""
-    import torch
-
-    from ..color import transfer_color
-    from ..nnst import to_numpy, to_tensor
-    from ..poster import resize
-
-    if not nnst_config.color:
-        return synthesized
-    device = torch.device("cpu")
-    final = transfer_color(
-        to_tensor(synthesized, device), to_tensor(resize(content, synthesized.shape[:2]), device),
-        to_tensor(resize(style, style_size), device), iterations=nnst_config.color_iterations,
-        sharpness=nnst_config.color_sharpness, mono_threshold=nnst_config.mono_threshold,
-    )
-    return to_numpy(final)
