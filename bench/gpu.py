@@ -103,8 +103,7 @@ def run_poster(folder: Path, size: int, out_size: int, steps: int | None, device
     from nnst_hr import NNSTConfig
     from nnst_hr.config import PosterConfig
     from nnst_hr.device import resolve_device
-    from nnst_hr.poster import POSTER_STATE
-    from nnst_hr.run import RunOptions, run_files, run_folder
+    from nnst_hr.run import POSTER_STATE, RunOptions, run_files, run_folder
 
     device = resolve_device(device_name)
     schedule = {} if steps is None else {"steps": steps, "split_steps": steps}

@@ -225,7 +225,7 @@ def ssim_luminance(image: np.ndarray, reference: np.ndarray) -> float:
     from skimage.color import rgb2gray
     from skimage.metrics import structural_similarity
 
-    from .poster import resize
+    from .tensors import resize_image as resize
 
     reference = resize(reference, image.shape[:2])
     return float(structural_similarity(rgb2gray(image), rgb2gray(reference), data_range=1.0))
@@ -409,7 +409,7 @@ def poster_exemplar(style: np.ndarray, poster_shape: tuple[int, int]) -> np.ndar
     NNST resizes content and style to one long side ``size``; a poster of long side ``P``
     scales the NNST result by ``P / size`` and the exemplar with it, to ``P``.
     """
-    from .poster import resize
+    from .tensors import resize_image as resize
 
     scale = max(poster_shape) / max(style.shape[:2])
     return resize(style, (max(1, round(style.shape[0] * scale)), max(1, round(style.shape[1] * scale))))
@@ -478,7 +478,7 @@ def score_image(
     from .config import NNSTConfig
     from .device import resolve_device
     from .nnst import nnst_objective
-    from .poster import resize
+    from .tensors import resize_image as resize
 
     for name, value in (("image", image), ("content", content), ("style", style),
                         ("raw", raw), ("upsampled_from", upsampled_from)):  # fmt: skip
@@ -532,7 +532,7 @@ def _network_copy(image: np.ndarray) -> np.ndarray:
 
 
 def _long_side(image: np.ndarray, long_side: int) -> np.ndarray:
-    from .poster import resize
+    from .tensors import resize_image as resize
 
     scale = long_side / max(image.shape[:2])
     return resize(image, (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))))

@@ -14,7 +14,7 @@ from nnst_hr import NNSTConfig, matching, nnst_objective, stylize
 from nnst_hr.config import PosterConfig
 from nnst_hr.device import bf16_enabled, precise_matmul
 from nnst_hr.io import read_image
-from nnst_hr.nnst import resize_long_side, to_numpy, to_tensor
+from nnst_hr.tensors import resize_long_side, to_numpy, to_tensor
 from nnst_hr.run import RunOptions, run_files
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -28,7 +28,7 @@ from nnst_hr.features import IMAGENET_MEAN, IMAGENET_STD
 from nnst_hr.field import save_field
 from nnst_hr.io import read_image, write_image
 from nnst_hr.nnst import nnst_objective
-from nnst_hr.poster import resize
+from nnst_hr.tensors import resize_image as resize
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "samples/content/coffee.png"
