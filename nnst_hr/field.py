@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .features import FEATURE_STRIDE
+from .integrity import write_checksum
 from .io import atomic_output
 
 
@@ -73,6 +74,7 @@ def save_field(path: str | os.PathLike, field: np.ndarray, content_size, style_s
                 style_size=np.asarray(style_size, np.int32),
                 stride=np.int32(FEATURE_STRIDE),
             )
+    write_checksum(path)  # a resumed run loads it only if intact (nnst_hr.integrity)
 
 
 def load_field(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ from .device import autocast, bf16_enabled, resolve_device
 from .errors import InputError
 from .features import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
 from .field import indices_to_field
+from .integrity import is_intact, write_checksum
 from .io import atomic_output
 from .matching import Guides, center_normalize, center_normalize_, search, with_guides
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
@@ -244,7 +245,7 @@ class _Stylizer:
 
         for li, s in enumerate(reversed(range(n_scales))):
             ckpt = self.checkpoint(f"scale{li}")
-            if ckpt is not None and ckpt.exists():
+            if ckpt is not None and is_intact(ckpt):
                 out_pyr[s:] = decompose(torch.load(ckpt, map_location=self.device), depth - s)
                 self.progress.skip(f"scale {max(contents[s].shape[-2:])}px")
                 continue
@@ -306,6 +307,7 @@ class _Stylizer:
     def _save(self, path: Path, tensor: torch.Tensor) -> None:
         with atomic_output(path, overwrite=True) as tmp:
             torch.save(tensor.detach().cpu(), tmp)
+        write_checksum(path)  # a resumed run loads it only if intact
 
 
 def stylize(

@@ -32,7 +32,7 @@ from guidance import guide_channels
 
 from .color import transfer_color
 from .errors import InputError
-from .io import atomic_output
+from .io import load_npz, save_npz
 from .progress import format_seconds
 from .nnst import StylizeResult, to_numpy, to_tensor
 
@@ -217,18 +217,16 @@ def make_poster(
     out_shape = scaled_shape((size_h, size_w), scale)
     state_path = folder / POSTER_STATE
 
-    if resume and state_path.exists():
-        with np.load(state_path, allow_pickle=False) as data:
-            synthesized = data["image"]
+    state = load_npz(state_path) if resume else None
+    if state is not None:
+        synthesized = state["image"]
         progress and progress.message("poster: synthesis resumed from the run folder")
     else:
         start = time.perf_counter()
         synthesized, field = synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale,
                                                masks, progress)
         timings["poster.synthesis"] = time.perf_counter() - start
-        with atomic_output(state_path, overwrite=True) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, image=synthesized, field=field)
+        save_npz(state_path, image=synthesized, field=field)
 
     if not nnst_cfg.color:
         return synthesized

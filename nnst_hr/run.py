@@ -24,7 +24,9 @@ from .config import NNSTConfig, PosterConfig
 from .device import resolve_device
 from .errors import InputError
 from .field import load_field, save_field
-from .io import atomic_output, check_output_path, read_image, sha256_file, write_image
+from .integrity import is_intact, remove
+from .lock import run_lock
+from .io import atomic_output, check_output_path, read_image, save_npz, sha256_file, write_image
 from .progress import Progress, format_seconds
 from .nnst import StylizeResult, stylize
 
@@ -100,9 +102,7 @@ def _save_nnst_state(folder: Path, result: StylizeResult) -> None:
     write_image(folder / "nnst.png", result.image, overwrite=True)
     write_image(folder / "nnst_raw.png", result.raw, overwrite=True)
     save_field(folder / "nnf.npz", result.field, result.content_size, result.style_size)
-    with atomic_output(folder / NNST_STATE, overwrite=True) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, image=result.image, raw=result.raw, objective=np.float64(result.objective))
+    save_npz(folder / NNST_STATE, image=result.image, raw=result.raw, objective=np.float64(result.objective))
 
 
 def load_inputs(content: Path, style: Path, options: RunOptions):
@@ -121,7 +121,14 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     """Stylize ``content`` after ``style`` and write ``output`` (format from its extension).
 
     Returns the timings dict (seconds per stage) that is also written to ``timings.json``.
+    Holds the run folder's lock (:func:`nnst_hr.lock.run_lock`) throughout: a second run on
+    the same output is refused instead of writing into the same folder.
     """
+    with run_lock(run_folder(Path(output))):
+        return _run_files(content, style, output, options)
+
+
+def _run_files(content, style, output, options: RunOptions | None) -> dict:
     options = options or RunOptions()
     content, style, output = Path(content), Path(style), Path(output)
     for given in (content, style):
@@ -146,7 +153,7 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     if previous.get("nnst_key") != nnst_key:
         # a changed input or parameter invalidates every saved intermediate result
         shutil.rmtree(checkpoints, ignore_errors=True)
-        (folder / NNST_STATE).unlink(missing_ok=True)
+        remove(folder / NNST_STATE)
     _write_json(config_path, {
         "content": str(content), "style": str(style), "output": str(output),
         "guide": str(options.guide) if options.guide else None,
@@ -157,7 +164,7 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    if (folder / NNST_STATE).exists():
+    if is_intact(folder / NNST_STATE) and is_intact(folder / "nnf.npz"):
         result = _load_nnst_state(folder)
         progress.message("nnst: resumed from the run folder")
     else:
