@@ -14,6 +14,7 @@ import json
 import platform
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from .errors import InputError
 from .field import load_field, save_field
 from .integrity import is_intact, remove
 from .lock import run_lock
+from .preflight import check_resources
+from .sizes import check_input_sizes
 from .io import atomic_output, check_output_path, read_image, save_npz, sha256_file, write_image
 from .progress import Progress, format_seconds
 from .nnst import StylizeResult, stylize
@@ -109,6 +112,8 @@ def load_inputs(content: Path, style: Path, options: RunOptions):
     """Read and validate the images and masks (before any long computation)."""
     content_img = read_image(content)
     style_img = read_image(style)
+    for message in check_input_sizes({content: content_img.shape[:2], style: style_img.shape[:2]}, options.nnst.size):
+        warnings.warn(message, stacklevel=2)
     masks = None
     if options.guide is not None:
         from guidance import load_masks
@@ -137,9 +142,10 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
     check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth)
     options.nnst.validate()
     options.poster.validate()
-    resolve_device(options.nnst.device)
+    device = resolve_device(options.nnst.device)
     progress = Progress(enabled=not options.quiet)
     content_img, style_img, masks = load_inputs(content, style, options)
+    check_resources(output, run_folder(output), content_img.shape[:2], style_img.shape[:2], options, device.type)
     for message in (masks.warnings if masks is not None else []):
         progress.message(f"warning: {message}")
 
