@@ -6,6 +6,7 @@ no traceback), 130 Ctrl-C, 143 SIGTERM (both leave a resumable run folder).
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 import warnings
@@ -26,6 +27,7 @@ masks_app = typer.Typer(no_args_is_help=True, help="Inspect segmentation masks f
 app.add_typer(masks_app, name="masks")
 
 NNST = NNSTConfig()
+NOT_WRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)  # a write refused: one line, exit 2
 POSTER = PosterConfig()
 
 
@@ -82,9 +84,13 @@ def _exit_codes(action):
         print("interrupted: run the same command again to resume from the run folder", file=sys.stderr)
         raise typer.Exit(EXIT_SIGINT) from None
     except OSError as exc:
-        if not is_disk_full(exc):
+        if is_disk_full(exc):
+            print(f"error: {disk_full_message(exc.filename or 'the output', None)}", file=sys.stderr)
+        elif exc.errno in NOT_WRITABLE_ERRNOS and exc.filename:
+            print(f"error: cannot write {exc.filename} ({exc.strerror}); choose another -o or fix the folder's "
+                  "permissions", file=sys.stderr)
+        else:
             _internal_error(exc)
-        print(f"error: {disk_full_message(exc.filename or 'the output', None)}", file=sys.stderr)
         raise typer.Exit(2) from None
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         _internal_error(exc)

@@ -57,7 +57,7 @@ def is_intact(path: str | os.PathLike) -> bool:
         expected = ""
     if expected == sha256_file(path):
         return True
-    reason = "has no checksum (its write was interrupted)" if expected is None else "is truncated or corrupt (checksum mismatch)"
+    reason = "has no checksum (its write was interrupted, or an older version wrote it)" if expected is None else "is truncated or corrupt (checksum mismatch)"
     warnings.warn(f"{path} {reason}; recomputing it", stacklevel=2)
     path.unlink(missing_ok=True)
     check.unlink(missing_ok=True)

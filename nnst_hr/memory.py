@@ -39,12 +39,12 @@ HYPERCOLUMN_BYTES = 2688 * 4  # one float32 hypercolumn
 STRIDE = 4  # feature grid stride (features.FEATURE_STRIDE)
 GUTTER = 8  # poster atlas gutter (poster.GUTTER)
 
-BASE_BYTES = 650 * 2**20  # Python, torch, numba, VGG16 weights: RSS of a run before its images
-NNST_KEY_FACTOR = 2.0  # the keys, their centred copy's scratch and the matched rows, per key byte
-NNST_PIXEL_BYTES = 2600  # VGG16 activations + gradients (conv1..conv4_3) per NNST output pixel
-POSTER_SOURCE_BYTES = 150  # per atlas pixel: exemplar, guides, their pyramids, patchsynth records
-POSTER_TARGET_BYTES = 150  # per searched poster pixel: target guides, fields, votes, pyramids
-POSTER_RENDER_BYTES = 120  # per final poster pixel: field, render bands, colour transfer at full size
+BASE_BYTES = 1448 * 2**20  # Python, torch, numba, VGG16 and the allocator's reserve: the fitted intercept
+NNST_KEY_FACTOR = 2.0  # the keys and their centred scratch / matched rows at a search, per key byte
+NNST_PIXEL_BYTES = 1780  # VGG16 activations + gradients per NNST output pixel (fitted, with the above)
+POSTER_SOURCE_BYTES = 110  # per atlas pixel: exemplar, guides, their pyramids, patchsynth records (fitted)
+POSTER_TARGET_BYTES = 80  # per searched poster pixel: target guides, fields, image, votes (counted, not fitted)
+POSTER_RENDER_BYTES = 140  # per final poster pixel: field, render bands, colour transfer at full size (fitted)
 HEADROOM = 1.1  # refuse unless the estimate times this fits: the model's error and the allocator's
 
 

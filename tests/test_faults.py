@@ -402,3 +402,16 @@ def test_poster_interrupted_then_resumed_equals_an_uninterrupted_run(cli, tmp_pa
     assert "nnst: resumed from the run folder" in resumed.stderr
     assert len(calls) == 2
     np.testing.assert_array_equal(read_image(output), read_image(reference))
+
+
+@needs_weights
+def test_a_write_refused_by_the_file_system_is_one_line(cli, tmp_path, monkeypatch):
+    content, style = pair(tmp_path)
+
+    def refused(self, fp, *args, **kwargs):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", refused)  # nnst.png, the first image of the run folder
+    result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
+    assert_one_line_error(result, 2, "cannot write", "nnst.png", "Read-only file system", "another -o")
+    assert leftovers(tmp_path) == []
