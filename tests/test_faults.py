@@ -212,7 +212,8 @@ def _wait_for(predicate, timeout: float, process: subprocess.Popen) -> None:
 def test_sigterm_stops_like_ctrl_c_and_the_same_command_resumes(tmp_path):
     content, style = pair(tmp_path)
     output = tmp_path / "out.png"
-    command = cli_command("run", content, style, "-o", output, "--size", 64, "--steps", 40, "--split-steps", 2)
+    # scales 64 and 128 px: the signal comes once the 64 px checkpoint is complete, while 128 px runs
+    command = cli_command("run", content, style, "-o", output, "--size", 128, "--steps", 60, "--split-steps", 1)
     process = subprocess.Popen(command, env=child_env(), stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "out.run" / "checkpoints" / "scale0.pt"
     _wait_for(lambda: is_intact(checkpoint) if sidecar(checkpoint).exists() else False, 300, process)
@@ -227,7 +228,8 @@ def test_sigterm_stops_like_ctrl_c_and_the_same_command_resumes(tmp_path):
 
     again = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert "scale 64px" in again.stderr and read_image(output).shape == (48, 64, 3)
+    assert "scale 64px: resumed from checkpoint" in again.stderr
+    assert read_image(output).shape == (96, 128, 3)
     assert leftovers(tmp_path) == []
 
 
