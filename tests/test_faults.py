@@ -164,10 +164,30 @@ class _noclose:
         return False
 
 
-@needs_weights
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
-def test_disk_filling_during_the_run_folder_is_one_line_and_leaves_nothing(cli, tmp_path, monkeypatch, code):
+def test_atomic_write_on_a_full_disk_removes_the_partial_file_and_keeps_the_old_one(tmp_path, code):
+    from nnst_hr.errors import DiskFullError
+    from nnst_hr.io import atomic_output
+
+    target = tmp_path / "state.npz"
+    target.write_bytes(b"the previous version")
+    with pytest.raises(DiskFullError, match=r"is full \(writing state.npz\): free at least 3 MB") as info:
+        with atomic_output(target, overwrite=True, expected_bytes=3 * 2**20 - 5) as tmp:
+            tmp.write_bytes(b"\0" * 5000)
+            raise OSError(code, os.strerror(code))
+    assert info.value.path == target
+    assert target.read_bytes() == b"the previous version"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz"]
+    with pytest.raises(OSError) as other:  # negative control: any other OSError is not a full disk
+        with atomic_output(target, overwrite=True) as tmp:
+            raise OSError(errno.EIO, "I/O error")
+    assert not isinstance(other.value, DiskFullError)
+
+
+@needs_weights
+def test_disk_filling_during_the_run_folder_is_one_line_and_leaves_nothing(cli, tmp_path, monkeypatch):
     content, style = pair(tmp_path)
+    code = errno.ENOSPC
 
     def savez(fh, **arrays):
         fh.write(b"\0" * 1000)
