@@ -1,6 +1,7 @@
 """The ``nnst-hr`` command line: a thin layer over :mod:`nnst_hr.run`.
 
-Exit codes: 0 success, 2 bad input (one-line message, no traceback), 1 internal error.
+Exit codes: 0 success, 1 internal error, 2 bad input or a full disk (one-line message,
+no traceback), 130 Ctrl-C, 143 SIGTERM (both leave a resumable run folder).
 
 The command sets ``OMP_WAIT_POLICY=PASSIVE`` for its own process (unless it is set) before
 torch loads; the library leaves the environment alone.
@@ -8,6 +9,7 @@ torch loads; the library leaves the environment alone.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -20,7 +22,10 @@ from pathlib import Path
 import typer
 
 from .config import NNSTConfig, PosterConfig
+from .disk import disk_full_message, is_disk_full
+from .errors import Terminated
 from .logs import configure_logging
+from .signals import EXIT_SIGINT, EXIT_SIGTERM
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="High-resolution, optionally mask-guided Neural Neighbor Style Transfer.")
@@ -28,6 +33,7 @@ masks_app = typer.Typer(no_args_is_help=True, help="Inspect segmentation masks f
 app.add_typer(masks_app, name="masks")
 
 NNST = NNSTConfig()
+NOT_WRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)  # a write refused: one line, exit 2
 POSTER = PosterConfig()
 
 
@@ -86,8 +92,10 @@ def _process_settings() -> None:
 
 def _guarded(action):
     """Run ``action()``; bad input -> message + exit 2, anything else -> message + exit 1."""
+    from .signals import sigterm_as_exception
+
     _process_settings()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), sigterm_as_exception():
         warnings.simplefilter("default")
         warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
         return _exit_codes(action)
@@ -104,13 +112,29 @@ def _exit_codes(action):
     except MemoryError:
         print("error: out of memory; use a smaller --size or --out-size, or close other programs", file=sys.stderr)
         raise typer.Exit(2) from None
+    except Terminated:
+        print("terminated (SIGTERM): run the same command again to resume from the run folder", file=sys.stderr)
+        raise typer.Exit(EXIT_SIGTERM) from None
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the run folder", file=sys.stderr)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_SIGINT) from None
+    except OSError as exc:
+        if is_disk_full(exc):
+            print(f"error: {disk_full_message(exc.filename or 'the output', None)}", file=sys.stderr)
+        elif exc.errno in NOT_WRITABLE_ERRNOS and exc.filename:
+            print(f"error: cannot write {exc.filename} ({exc.strerror}); choose another -o or fix the folder's "
+                  "permissions", file=sys.stderr)
+        else:
+            _internal_error(exc)
+        raise typer.Exit(2) from None
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        traceback.print_exc(file=sys.stderr)
-        print(f"internal error: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        _internal_error(exc)
+
+
+def _internal_error(exc: BaseException):
+    traceback.print_exc(file=sys.stderr)
+    print(f"internal error: {exc}", file=sys.stderr)
+    raise typer.Exit(1) from None
 
 
 @dataclass

@@ -1,8 +1,33 @@
-"""Exceptions that the CLI turns into a one-line message and exit code 2."""
+"""Exceptions that the CLI turns into a one-line message and an exit code.
+
+``InputError`` (and its subclass ``DiskFullError``): exit 2. ``Terminated``: exit 143,
+like ``KeyboardInterrupt`` (exit 130) but raised by the CLI's SIGTERM handler.
+"""
 
 
 class InputError(ValueError):
     """Bad user input (a missing or corrupt file, an existing output, bad masks...).
 
     The message names the problem and the fix; the CLI prints it without a traceback.
+    """
+
+
+class DiskFullError(InputError):
+    """A write failed because its disk (or the user's quota) is full.
+
+    The partial file is removed and no existing file is replaced (see
+    :func:`nnst_hr.io.atomic_output`). ``path`` is the file that was being written.
+    """
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM (a batch system's cancel, ``kill``).
+
+    A ``KeyboardInterrupt`` subclass so that every ``except BaseException`` clean-up
+    (the atomic writes, the progress bar) treats it exactly like Ctrl-C. Only the CLI
+    installs the handler that raises it (:func:`nnst_hr.signals.sigterm_as_exception`).
     """

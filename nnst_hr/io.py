@@ -46,7 +46,8 @@ import tifffile
 from PIL import Image
 
 from nnst_hr import png
-from nnst_hr.errors import InputError
+from nnst_hr.disk import disk_full_message, is_disk_full
+from nnst_hr.errors import DiskFullError, InputError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -57,6 +58,7 @@ __all__ = [
     "atomic_write_bytes",
     "check_output_path",
     "exif_orientation",
+    "load_npz",
     "read_image",
     "save_npz",
     "write_image",
@@ -204,6 +206,7 @@ def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> tuple[np.
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):  # single channel, more than 8 bits
         samples = np.asarray(image)[..., None]
         if image.mode == "F":
+            _check_finite(samples, path)
             return np.clip(samples, 0, 1).astype(np.float32), orientation
         return np.clip(samples, 0, 65535).astype(np.float32) / np.float32(65535), orientation
     if image.mode == "CMYK":
@@ -282,7 +285,7 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
             return _tiff_pixels(page, samples, path), orientation
     except InputError:
         raise
-    except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
+    except (tifffile.TiffFileError, RuntimeError, *_DECODE_ERRORS) as exc:  # imagecodecs' errors are RuntimeErrors
         raise _corrupt(path, exc) from exc
 
 
@@ -327,8 +330,19 @@ def _unit_range(samples: np.ndarray, path: Path) -> np.ndarray:
     if samples.dtype.kind == "u":
         return samples.astype(np.float32) / np.float32(np.iinfo(samples.dtype).max)
     if samples.dtype.kind == "f":
+        _check_finite(samples, path)
         return np.clip(samples, 0, 1).astype(np.float32)
     raise InputError(f"{path}: samples of type {samples.dtype} are not supported; export 8 or 16-bit unsigned samples")
+
+
+def _check_finite(samples: np.ndarray, path: Path) -> None:
+    """Refuse float samples that are NaN or infinite: no colour is meant by them."""
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:
+        raise InputError(
+            f"{path} has {bad:,} NaN or infinite sample(s); re-export it with finite values "
+            "(e.g. as an 8 or 16-bit integer image)"
+        )
 
 
 def exif_orientation(image: Image.Image) -> int:
@@ -444,6 +458,8 @@ def check_output_path(
         With a message naming the file and the fix.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a file name, e.g. {path / 'poster.tif'}")
     _bit_depth(path, bit_depth)
     _check_destination(path, overwrite)
     return path
@@ -502,7 +518,7 @@ def write_image(
         raise InputError(f"dpi {dpi} must be positive")
     codes = np.rint(np.clip(image, 0, 1) * (2**bits - 1)).astype(np.uint16 if bits == 16 else np.uint8)
     fmt = OUTPUT_FORMATS[path.suffix.lower()]
-    with atomic_output(path, overwrite=overwrite) as tmp:
+    with atomic_output(path, overwrite=overwrite, expected_bytes=codes.nbytes) as tmp:
         if fmt == "TIFF":
             tifffile.imwrite(
                 tmp,
@@ -555,7 +571,8 @@ def _check_destination(path: Path, overwrite: bool) -> None:
 
 @contextmanager
 def atomic_output(
-    path: str | os.PathLike, *, overwrite: bool, suffix: str | None = None
+    path: str | os.PathLike, *, overwrite: bool, suffix: str | None = None,
+    expected_bytes: int | None = None,
 ) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place if the block succeeds.
 
@@ -575,11 +592,17 @@ def atomic_output(
     suffix : str or None
         Ending of the temporary name; default ``path``'s suffix, so writers that
         infer the format from the name (or append one, like ``numpy.savez``) see it.
+    expected_bytes : int or None
+        About how large the file will be; only used in the message of a full disk.
 
     Raises
     ------
     InputError
         Missing folder, or existing file without ``overwrite``.
+    DiskFullError
+        The disk or the quota filled up (``ENOSPC``, ``EDQUOT``) during the block or the
+        flush: the temporary file is removed, ``path`` is untouched, and the message says
+        how much to free.
 
     Examples
     --------
@@ -597,6 +620,13 @@ def atomic_output(
         yield tmp
         _fsync(tmp)
         _publish(tmp, path, overwrite)
+    except OSError as exc:
+        written = tmp.stat().st_size if tmp.exists() else 0
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            needed = max(written, expected_bytes or 0)
+            raise DiskFullError(disk_full_message(path, needed), path) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -622,22 +652,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool)
     """
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)
-    return Path(path)
-
-
-def save_npz(path: str | os.PathLike, /, *, compressed: bool = False, overwrite: bool = True,
-             **arrays: np.ndarray) -> Path:
-    """Write ``arrays`` to the ``.npz`` file ``path`` atomically (see :func:`atomic_output`).
-
-    Every ``.npz`` of a run folder (results, checkpoints, fields) is written here.
-
-    Examples
-    --------
-    >>> save_npz(run_dir / "state.npz", image=image, objective=np.float64(0.3))   # doctest: +SKIP
-    """
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with open(tmp, "wb") as fh:
-            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
     return Path(path)
 
 
@@ -687,3 +701,41 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def save_npz(path: str | os.PathLike, /, *, compressed: bool = False, overwrite: bool = True,
+             **arrays: np.ndarray) -> Path:
+    """Write ``arrays`` to the ``.npz`` file ``path`` atomically, then its SHA-256 sidecar.
+
+    Every ``.npz`` of a run folder (results, checkpoints, fields) is written here. Load it
+    with :func:`load_npz`, which refuses a file whose checksum does not match (see
+    :mod:`nnst_hr.integrity`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = save_npz(Path(folder) / "state.npz", image=np.zeros((2, 3, 3), np.float32))
+    ...     sorted(load_npz(path)), path.with_name("state.npz.sha256").is_file()
+    (['image'], True)
+    """
+    from nnst_hr.integrity import write_checksum
+
+    path = Path(path)
+    expected = sum(np.asarray(a).nbytes for a in arrays.values())
+    with atomic_output(path, overwrite=overwrite, expected_bytes=expected) as tmp:
+        with open(tmp, "wb") as fh:
+            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+    write_checksum(path)
+    return path
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
+    """The arrays of an ``.npz`` written by :func:`save_npz`; None (after a warning) if it is
+    missing, truncated or corrupt, so that the caller recomputes it."""
+    from nnst_hr.integrity import is_intact
+
+    if not is_intact(path):
+        return None
+    with np.load(Path(path), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

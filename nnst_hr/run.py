@@ -20,6 +20,7 @@ import json
 import platform
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +32,12 @@ from .config import NNSTConfig, PosterConfig
 from .device import resolve_device
 from .errors import InputError
 from .field import load_field, save_field
-from .io import atomic_output, check_output_path, read_image, save_npz, sha256_file, write_image
+from .integrity import is_intact, remove
+from .io import atomic_output, check_output_path, read_image, load_npz, save_npz, sha256_file, write_image
+from .lock import run_lock
 from .nnst import NNSTResult, synthesize_nnst
+from .preflight import check_resources
+from .sizes import check_input_sizes
 from .progress import Progress, format_seconds
 
 NNST_STATE = "nnst_state.npz"  # float32 results of the NNST stage, for exact resumption
@@ -93,14 +98,14 @@ def _nnst_key(content: Path, style: Path, options: RunOptions) -> dict:
     }
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+def _load_nnst_state(folder: Path) -> tuple[NNSTResult, np.ndarray] | None:
+    """The NNST stage's result and its colored image, as :func:`_save_nnst_state` left them.
 
-
-def _load_nnst_state(folder: Path) -> tuple[NNSTResult, np.ndarray]:
-    """The NNST stage's result and its colored image, as :func:`_save_nnst_state` left them."""
-    state = _load_npz(folder / NNST_STATE)
+    None when either file is missing, truncated or corrupt (checksums: :mod:`nnst_hr.integrity`).
+    """
+    state = load_npz(folder / NNST_STATE)
+    if state is None or not is_intact(folder / "nnf.npz"):
+        return None
     nnf = load_field(folder / "nnf.npz")
     result = NNSTResult(
         raw=state["raw"], field=nnf["nnf"],
@@ -120,7 +125,10 @@ def _save_nnst_state(folder: Path, result: NNSTResult, image: np.ndarray) -> Non
 
 def _load_checkpoints(folder: Path) -> dict[str, np.ndarray]:
     """The per-scale NNST states saved in ``folder`` (see ``synthesize_nnst``'s ``start_from``)."""
-    return {path.stem: _load_npz(path)["image"] for path in sorted(folder.glob("*.npz"))} if folder.is_dir() else {}
+    if not folder.is_dir():
+        return {}
+    states = {path.stem: load_npz(path) for path in sorted(folder.glob("*.npz"))}
+    return {name: state["image"] for name, state in states.items() if state is not None}
 
 
 def _checkpoint_saver(folder: Path):
@@ -135,10 +143,10 @@ def _checkpoint_saver(folder: Path):
 
 def _nnst(content_img, style_img, masks, options: RunOptions, folder: Path, progress: Progress, timings: dict):
     """The NNST stage and its color stage, resumed from the run folder where possible."""
-    if (folder / NNST_STATE).exists():
-        result, image = _load_nnst_state(folder)
+    saved = _load_nnst_state(folder)
+    if saved is not None:
         progress.message("nnst: resumed from the run folder")
-        return result, image
+        return saved
     progress.message(f"nnst: {options.nnst.size}px, scales {options.nnst.scales()}")
     total = time.perf_counter()
     checkpoints = folder / CHECKPOINTS
@@ -160,8 +168,9 @@ def _poster(content_img, style_img, masks, result: NNSTResult, options: RunOptio
     from .poster import color_poster, synthesize_poster_stage
 
     state_path = folder / POSTER_STATE
-    if resume and state_path.exists():
-        synthesized = _load_npz(state_path)["image"]
+    state = load_npz(state_path) if resume else None
+    if state is not None:
+        synthesized = state["image"]
         progress.message("poster: synthesis resumed from the run folder")
     else:
         poster = synthesize_poster_stage(content_img, style_img, result, options.poster, options.nnst,
@@ -216,6 +225,8 @@ def load_inputs(content: Path, style: Path, options: RunOptions):
     """Read and validate the images and masks (before any long computation)."""
     content_img = read_image(content)
     style_img = read_image(style)
+    for message in check_input_sizes({content: content_img.shape[:2], style: style_img.shape[:2]}, options.nnst.size):
+        warnings.warn(message, stacklevel=2)
     masks = None
     if options.guide is not None:
         from guidance import load_masks
@@ -228,7 +239,14 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     """Stylize ``content`` after ``style`` and write ``output`` (format from its extension).
 
     Returns the timings dict (seconds per stage) that is also written to ``timings.json``.
+    Holds the run folder's lock (:func:`nnst_hr.lock.run_lock`) throughout: a second run on
+    the same output is refused instead of writing into the same folder.
     """
+    with run_lock(run_folder(Path(output))):
+        return _run_files(content, style, output, options)
+
+
+def _run_files(content, style, output, options: RunOptions | None) -> dict:
     options = options or RunOptions()
     content, style, output = Path(content), Path(style), Path(output)
     for given in (content, style):
@@ -237,9 +255,10 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth)
     options.nnst.validate()
     options.poster.validate()
-    resolve_device(options.nnst.device)
+    device = resolve_device(options.nnst.device)
     progress = Progress(enabled=not options.quiet)
     content_img, style_img, masks = load_inputs(content, style, options)
+    check_resources(output, run_folder(output), content_img.shape[:2], style_img.shape[:2], options, device.type)
     for message in (masks.warnings if masks is not None else []):
         progress.message(f"warning: {message}")
 
@@ -253,7 +272,7 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     if previous.get("nnst_key") != nnst_key:
         # a changed input or parameter invalidates every saved intermediate result
         shutil.rmtree(checkpoints, ignore_errors=True)
-        (folder / NNST_STATE).unlink(missing_ok=True)
+        remove(folder / NNST_STATE)
     _write_json(config_path, {
         "content": str(content), "style": str(style), "output": str(output),
         "guide": str(options.guide) if options.guide else None,

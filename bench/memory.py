@@ -1,0 +1,75 @@
+"""Benchmark the memory model: estimated vs measured peak RSS of whole runs.
+
+Each case runs ``nnst-hr run`` with ``--steps 1 --split-steps 1`` (memory does not depend
+on the step count) in a child process, started from a small Python parent of its own, which
+reports ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``: the child's peak resident
+memory. It prints :func:`nnst_hr.memory.estimate_peak_bytes` next to it and their ratio.
+
+    python bench/memory.py                           # NNST 256 and 512, poster 512 -> 2048
+    python bench/memory.py --cases 768 1024:4096     # SIZE or SIZE:OUT_SIZE
+
+Check ``free -g`` first: the 1024 -> 4096 case needs about 8 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nnst_hr.io import read_image  # noqa: E402
+from nnst_hr.memory import estimate_peak_bytes  # noqa: E402
+
+CONTENT = ROOT / "samples/content/dandelions_engelhardt.jpg"
+STYLE = ROOT / "samples/style/cozens_grotto-in-the-campagna_watercolor.jpg"
+DEFAULT_CASES = ["256", "512", "512:2048"]
+MB = 2**20
+
+# The parent of one run: its RUSAGE_CHILDREN is that run's peak alone.
+PARENT = """
+import json, os, resource, subprocess, sys
+code = subprocess.run(sys.argv[1:], env={**os.environ, "PYTHONPATH": %r}).returncode
+print(json.dumps({"rc": code, "peak": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))
+"""
+
+
+def measure(size: int, out_size: int | None, folder: Path) -> int:
+    output = folder / f"out_{size}_{out_size}.png"
+    run = [sys.executable, "-c", "from nnst_hr.cli import app; app()", "run", str(CONTENT), str(STYLE),
+           "-o", str(output), "--size", str(size), "--steps", "1", "--split-steps", "1", "--quiet"]
+    if out_size:
+        run += ["--out-size", str(out_size)]
+    done = subprocess.run([sys.executable, "-c", PARENT % str(ROOT), *run], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["rc"] != 0:
+        raise SystemExit(f"case {size}:{out_size} failed (exit {result['rc']}): {done.stderr[-2000:]}")
+    return int(result["peak"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="SIZE or SIZE:OUT_SIZE")
+    args = parser.parse_args()
+    content, style = read_image(CONTENT).shape[:2], read_image(STYLE).shape[:2]
+    print(f"content {content[1]}x{content[0]}, style {style[1]}x{style[0]}, rotations on, CPU")
+    print(f"{'case':>12} {'estimate MB':>12} {'measured MB':>12} {'ratio':>6}")
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in args.cases:
+            size, _, out = case.partition(":")
+            out_size = int(out) if out else None
+            estimate = estimate_peak_bytes(content, style, int(size), out_size).ram
+            measured = measure(int(size), out_size, Path(tmp))
+            ratios.append(estimate / measured)
+            print(f"{case:>12} {estimate / MB:12.0f} {measured / MB:12.0f} {ratios[-1]:6.2f}", flush=True)
+    print(f"estimate / measured: {min(ratios):.2f} .. {max(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""One process at a time per folder: ``run_lock(folder)``.
+
+A run folder (or an experiment folder) is written by one process only. The lock is a file
+``folder/lock`` holding the owner's pid and host, locked with ``fcntl.flock``: the kernel
+drops the lock when its process ends, however it ends, so a killed run never leaves the
+folder locked; a lock file left behind is simply taken over. A second process refuses at
+once with :class:`~nnst_hr.errors.InputError` naming the owner, before writing anything.
+
+Examples
+--------
+>>> with run_lock(output.with_suffix(".run")):     # doctest: +SKIP
+...     ...                                        # only this process writes there
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import InputError
+
+LOCK_NAME = "lock"
+
+
+def _owner(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return "another process"
+    fields = dict(part.split("=", 1) for part in text.split() if "=" in part)
+    return f"process {fields.get('pid', '?')} on {fields.get('host', '?')}"
+
+
+@contextmanager
+def run_lock(folder: str | os.PathLike, name: str = LOCK_NAME, *, parents: bool = False) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (created if missing) for the block.
+
+    Parameters
+    ----------
+    folder : str or PathLike
+        The folder only one process may write to. If this call creates it and it is
+        still empty when the block ends (a run refused before writing anything), it is
+        removed again.
+    name : str
+        Name of the lock file inside ``folder``.
+    parents : bool
+        Also create missing parent folders; without it a missing parent is refused.
+
+    Yields
+    ------
+    pathlib.Path
+        The lock file (``pid=... host=...``), removed when the block ends.
+
+    Raises
+    ------
+    InputError
+        Another live process holds the lock (the message names its pid and host), or
+        the parent folder is missing.
+
+    Notes
+    -----
+    ``flock`` locks an open file, not a name: the file is removed on release, so after
+    locking, the open file is checked to still be the one at ``folder/name``; a process
+    that locked a file just removed by the previous owner tries again.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    if not parents and not folder.parent.is_dir():
+        raise InputError(f"{folder}: the folder {folder.parent} does not exist; create it first")
+    folder.mkdir(parents=parents, exist_ok=True)
+    path = folder / name
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(
+                f"{folder} is in use by {_owner(path)}; wait for it to finish (or stop it), "
+                "or choose another -o"
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous owner removed the file between our open and flock
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid={os.getpid()} host={socket.gethostname()}\n".encode())
+        yield path
+    finally:
+        path.unlink(missing_ok=True)  # before unlocking: a process that opened it then retries on a new file
+        os.close(fd)
+        if created:
+            _remove_if_empty(folder)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (or already gone): keep it
+        pass

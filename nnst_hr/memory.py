@@ -1,0 +1,199 @@
+"""Peak memory of a run, estimated from the sizes, and a refusal before it cannot fit.
+
+A run that does not fit is killed by the kernel (or fails with CUDA out of memory) after
+minutes of work. :func:`check_fits` compares :func:`estimate_peak_bytes` with the memory
+available now and refuses with the largest ``--size`` / ``--out-size`` that would fit.
+
+The model (bytes; every coefficient fitted to peak RSS measured by ``bench/memory.py``):
+
+- NNST stage: ``BASE + inputs + NNST_KEY_FACTOR * keys + NNST_PIXEL_BYTES * pixels``, where
+  ``keys`` is the style hypercolumn matrix (rotations x style cells x 2688 float32: the
+  largest single tensor) and ``pixels`` the NNST output's pixels (VGG activations and
+  their gradients during the optimization).
+- Poster stage: the larger of the synthesis (``POSTER_SOURCE_BYTES`` per atlas pixel:
+  every rotation of the exemplar at the search scale with its guides, pyramids and
+  patchsynth's records; ``POSTER_TARGET_BYTES`` per searched poster pixel) and the render +
+  colour stage at the full poster size (``POSTER_RENDER_BYTES`` per poster pixel), plus
+  ``BASE + inputs``.
+- ``inputs``: both images as read, float32 RGB, held for the whole run.
+
+On CUDA the NNST stage's tensors live in GPU memory (checked against
+``torch.cuda.mem_get_info``); the poster stage always runs on the CPU.
+
+Examples
+--------
+>>> est = estimate_peak_bytes((900, 1600), (2341, 3200), size=512)
+>>> round(est.nnst / 2**30, 1) > 1
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import InputError
+
+GiB = 2**30
+HYPERCOLUMN_BYTES = 2688 * 4  # one float32 hypercolumn
+STRIDE = 4  # feature grid stride (features.FEATURE_STRIDE)
+GUTTER = 8  # poster atlas gutter (poster.GUTTER)
+
+BASE_BYTES = 1448 * 2**20  # Python, torch, numba, VGG16 and the allocator's reserve: the fitted intercept
+NNST_KEY_FACTOR = 2.0  # the keys and their centred scratch / matched rows at a search, per key byte
+NNST_PIXEL_BYTES = 1780  # VGG16 activations + gradients per NNST output pixel (fitted, with the above)
+POSTER_SOURCE_BYTES = 110  # per atlas pixel: exemplar, guides, their pyramids, patchsynth records (fitted)
+POSTER_TARGET_BYTES = 80  # per searched poster pixel: target guides, fields, image, votes (counted, not fitted)
+POSTER_RENDER_BYTES = 140  # per final poster pixel: field, render bands, colour transfer at full size (fitted)
+HEADROOM = 1.1  # refuse unless the estimate times this fits: the model's error and the allocator's
+
+
+@dataclass
+class PeakEstimate:
+    """Estimated peak bytes of each stage; ``gpu`` is the NNST stage's part on CUDA (else 0)."""
+
+    nnst: int
+    poster: int
+    gpu: int = 0
+
+    @property
+    def ram(self) -> int:
+        """Peak resident memory of the whole run."""
+        return max(self.nnst if not self.gpu else self.nnst - self.gpu, self.poster)
+
+
+def _long_side_shape(shape: tuple[int, int], long_side: float) -> tuple[int, int]:
+    scale = long_side / max(shape)
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def estimate_peak_bytes(
+    content_shape: tuple[int, int],
+    style_shape: tuple[int, int],
+    size: int,
+    out_size: int | None = None,
+    *,
+    rotate: bool = True,
+    device: str = "cpu",
+    max_search_size: int = 4096,
+) -> PeakEstimate:
+    """Estimated peak memory of a run, per stage.
+
+    Parameters
+    ----------
+    content_shape, style_shape : ``(H, W)`` of the inputs as read
+    size : NNST's long side (``--size``)
+    out_size : the poster's long side (``--out-size``); None: no poster stage
+    rotate : the style is matched in 4 rotations (else 1)
+    device : ``"cpu"`` or ``"cuda"`` (where the NNST stage runs)
+    max_search_size : :attr:`PosterConfig.max_search_size`
+
+    Returns
+    -------
+    PeakEstimate
+    """
+    rotations = 4 if rotate else 1
+    inputs = 12 * (content_shape[0] * content_shape[1] + style_shape[0] * style_shape[1])
+    ch, cw = _long_side_shape(content_shape, size)
+    sh, sw = _long_side_shape(style_shape, size)
+    keys = rotations * (sh // STRIDE) * (sw // STRIDE) * HYPERCOLUMN_BYTES
+    tensors = NNST_KEY_FACTOR * keys + NNST_PIXEL_BYTES * ch * cw
+    nnst = BASE_BYTES + inputs + tensors
+    poster = 0
+    if out_size and out_size != max(ch, cw):
+        scale = out_size / max(ch, cw)
+        oh, ow = max(1, round(ch * scale)), max(1, round(cw * scale))
+        factor = 1
+        while max(oh, ow) > max_search_size * factor:
+            factor *= 2
+        search = math.ceil(oh / factor) * math.ceil(ow / factor)
+        eh, ew = max(1, round(sh * scale / factor)), max(1, round(sw * scale / factor))
+        atlas = rotations * eh * ew + (rotations - 1) * GUTTER * max(eh, ew)
+        synthesis = POSTER_SOURCE_BYTES * atlas + POSTER_TARGET_BYTES * search
+        rendering = POSTER_RENDER_BYTES * oh * ow + (12 * sh * sw * scale * scale if factor > 1 else 0)
+        poster = BASE_BYTES + inputs + max(synthesis, rendering)
+    return PeakEstimate(nnst=int(nnst), poster=int(poster), gpu=int(tensors) if device == "cuda" else 0)
+
+
+def available_ram_bytes() -> int | None:
+    """Memory available to a new allocation now (``MemAvailable``); None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def available_gpu_bytes() -> int | None:
+    """Free memory of the current CUDA device; None without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.mem_get_info()[0])
+
+
+def check_fits(
+    content_shape: tuple[int, int],
+    style_shape: tuple[int, int],
+    size: int,
+    out_size: int | None = None,
+    *,
+    rotate: bool = True,
+    device: str = "cpu",
+    max_search_size: int = 4096,
+    ram: int | None = None,
+    gpu: int | None = None,
+) -> PeakEstimate:
+    """Refuse (:class:`InputError`) a run whose estimated peak exceeds the memory available.
+
+    ``ram`` / ``gpu``: bytes available (default: measured now; a check is skipped where
+    unknown). The message names the estimate, the memory available and the largest
+    ``--size`` (and ``--out-size``) that would fit.
+    """
+    def estimate(s: int, o: int | None) -> PeakEstimate:
+        return estimate_peak_bytes(content_shape, style_shape, s, o, rotate=rotate, device=device,
+                                   max_search_size=max_search_size)
+
+    def fits(e: PeakEstimate) -> bool:
+        return ((ram is None or e.ram * HEADROOM <= ram)
+                and (gpu is None or device != "cuda" or e.gpu * HEADROOM <= gpu))
+
+    ram = available_ram_bytes() if ram is None else ram
+    gpu = (available_gpu_bytes() if device == "cuda" else None) if gpu is None else gpu
+    found = estimate(size, out_size)
+    if fits(found):
+        return found
+    where = "GPU memory" if device == "cuda" and gpu is not None and found.gpu * HEADROOM > gpu else "memory"
+    have = gpu if where == "GPU memory" else ram
+    need = found.gpu if where == "GPU memory" else found.ram
+    nnst_part = found.gpu if where == "GPU memory" else found.nnst
+    hint = _suggestion(size, out_size, estimate, fits, nnst_part * HEADROOM > have)
+    raise InputError(
+        f"this run needs about {need / GiB:.1f} GB of {where} but {have / GiB:.1f} GB are available: "
+        f"{hint}, or close other programs"
+    )
+
+
+def _suggestion(size, out_size, estimate, fits, nnst_too_big: bool) -> str:
+    """The largest ``--size`` (in steps of 64 px) and then ``--out-size`` (steps of 256 px) that fit."""
+    s = size
+    if nnst_too_big:
+        while s > 64 and not fits(estimate(s, None)):
+            s -= 64
+        if not fits(estimate(s, None)):
+            return "even --size 64 does not fit; use a machine with more memory"
+    o = out_size
+    while o and o > s and not fits(estimate(s, o)):
+        o = max(s, o - 256)
+    parts = [f"--size {s}"] if s != size else []
+    if out_size and o != out_size:
+        parts.append(f"--out-size {o}" if o and o > s else "no --out-size")
+    return "try " + " ".join(parts) if parts else "try a smaller --size or --out-size"

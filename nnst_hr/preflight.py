@@ -1,0 +1,33 @@
+"""Checks before the first heavy stage: will the run fit in memory, and its files on disk?
+
+:func:`check_resources` refuses (``InputError``, exit 2) a run that would be killed by the
+kernel, fail with CUDA out of memory, or fill the disk, before minutes of computing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .disk import check_disk_space, estimate_run_bytes
+from .memory import PeakEstimate, _long_side_shape, check_fits
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def check_resources(output: Path, folder: Path, content_shape: tuple[int, int], style_shape: tuple[int, int],
+                    options, device: str) -> PeakEstimate:
+    """Refuse a run that cannot fit in memory or on the disk holding ``output``.
+
+    ``folder`` is the run folder (its files are replaced in place by a resumed run);
+    ``options`` a :class:`nnst_hr.run.RunOptions`; ``device`` ``"cpu"`` or ``"cuda"``.
+    """
+    nnst, poster = options.nnst, options.poster
+    estimate = check_fits(content_shape, style_shape, nnst.size, poster.out_size, rotate=nnst.rotate,
+                          device=device, max_search_size=poster.max_search_size)
+    nnst_shape = _long_side_shape(content_shape, nnst.size)
+    out_shape = _long_side_shape(content_shape, poster.out_size) if poster.out_size else None
+    needed = estimate_run_bytes(nnst_shape, out_shape, output.suffix, options.bit_depth, len(nnst.scales()))
+    check_disk_space(output, needed, already_written=_folder_bytes(folder))
+    return estimate

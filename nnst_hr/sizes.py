@@ -1,0 +1,64 @@
+"""Input sizes: refuse images too small to mean anything, warn about heavy upscaling.
+
+NNST describes an image by VGG hypercolumns on a grid of one cell per ``FEATURE_STRIDE``
+(4) pixels, and the poster stage copies 5 x 5 patches of the style. An input whose short
+side is below ``MIN_INPUT_SIDE`` pixels *as given* has fewer than 4 such cells across
+(and a style that small has not one 5 x 5 patch per cell): upscaling it to ``--size``
+only interpolates a handful of colours, so the result is a blur of them, not a style
+transfer. Such inputs are refused. Between that and ``--size / MAX_UPSCALE`` the run goes
+on with one warning per image: its detail is upscaled more than ``MAX_UPSCALE`` times.
+
+Examples
+--------
+>>> check_input_sizes({"style.png": (3, 3)}, size=512)
+Traceback (most recent call last):
+...
+nnst_hr.errors.InputError: style.png is 3x3 px, too small to transfer anything (short side below 16 px); use a larger image
+>>> check_input_sizes({"content.png": (200, 150)}, size=512)
+['content.png is 150x200 px, upscaled 2.6x to reach --size 512: expect soft detail; use a larger image or a smaller --size']
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import InputError
+from .features import FEATURE_STRIDE
+
+MIN_INPUT_SIDE = 4 * FEATURE_STRIDE  # 16 px: fewer than 4 feature cells across carry no texture or shape
+MAX_UPSCALE = 2.0  # above this upscaling to --size, warn: the detail is interpolated
+
+
+def check_input_sizes(shapes: dict[str | os.PathLike, tuple[int, int]], size: int) -> list[str]:
+    """Refuse inputs too small to use; return one warning per input upscaled more than ``MAX_UPSCALE``.
+
+    Parameters
+    ----------
+    shapes : mapping of each input's path (named in messages) to its ``(H, W)`` as read
+    size : int
+        ``--size``: the long side NNST resizes every input to.
+
+    Returns
+    -------
+    list of str
+        Warnings, one per heavily upscaled input (empty when every input is large enough).
+
+    Raises
+    ------
+    InputError
+        An input's short side is below ``MIN_INPUT_SIDE``.
+    """
+    warnings = []
+    for path, (height, width) in shapes.items():
+        if min(height, width) < MIN_INPUT_SIDE:
+            raise InputError(
+                f"{path} is {width}x{height} px, too small to transfer anything (short side below "
+                f"{MIN_INPUT_SIDE} px); use a larger image"
+            )
+        factor = size / max(height, width)
+        if factor > MAX_UPSCALE:
+            warnings.append(
+                f"{path} is {width}x{height} px, upscaled {factor:.1f}x to reach --size {size}: expect soft "
+                "detail; use a larger image or a smaller --size"
+            )
+    return warnings

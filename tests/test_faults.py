@@ -1,0 +1,439 @@
+"""Faults end to end (issue 17): bad pixels, full disks, tiny inputs, SIGTERM, two runs at once,
+corrupt checkpoints, too little memory or disk, and interrupted posters.
+
+Faults that are impractical to cause for real are injected: a write that raises ``ENOSPC``,
+a ``KeyboardInterrupt`` raised by a patched function, a checkpoint truncated on disk, a
+small "available memory". Signals and locks use real child processes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from typer.testing import CliRunner
+
+import patchsynth
+from nnst_hr import disk, memory
+from nnst_hr.cli import app
+from nnst_hr.errors import InputError
+from nnst_hr.integrity import is_intact, sidecar
+from nnst_hr.io import read_image, write_image
+from nnst_hr.lock import run_lock
+from nnst_hr.sizes import MIN_INPUT_SIDE, check_input_sizes
+from nnst_hr.weights import resolve_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ("--size", 64, "--steps", 3, "--split-steps", 2)  # a whole run in seconds
+TINY_POSTER = (*TINY, "--out-size", 128)
+
+
+def _weights_found() -> bool:
+    try:
+        resolve_weights(allow_download=False)
+    except InputError:
+        return False
+    return True
+
+
+needs_weights = pytest.mark.skipif(not _weights_found(), reason="VGG16 weights not cached (run `nnst-hr weights`)")
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+    with warnings.catch_warnings():
+        yield lambda *args: runner.invoke(app, [str(arg) for arg in args])
+
+
+def image_file(path: Path, width: int, height: int, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    image = np.stack([x, y, 1 - (x + y) / 2], axis=-1) * 0.8 + rng.random((height, width, 3)) * 0.2
+    return write_image(path, image.astype(np.float32))
+
+
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    return image_file(tmp_path / "content.png", 64, 48), image_file(tmp_path / "style.png", 64, 64, seed=1)
+
+
+def assert_one_line_error(result, code: int, *needles: str) -> None:
+    assert result.exit_code == code, result.output
+    lines = result.stderr.splitlines()  # progress lines (no --quiet) may come before the error
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    assert "Traceback" not in result.output and "internal error" not in result.output
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files (the atomic writes' ``.NAME.XXXX.tmp*``) and lock files under ``folder``."""
+    return sorted(p.name for p in folder.rglob("*") if ".tmp" in p.name or p.name == "lock")
+
+
+def cli_command(*args) -> list[str]:
+    return [sys.executable, "-c", "from nnst_hr.cli import app; app()", *[str(a) for a in args]]
+
+
+def child_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+# --------------------------------------------------------------------------- bad pixels, bad -o, tiny inputs
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_float_tiff_is_refused_naming_the_file(cli, tmp_path, bad):
+    pixels = np.full((40, 40, 3), 0.5, np.float32)
+    pixels[3, 5, 1] = bad
+    content = tmp_path / "content.tif"
+    tifffile.imwrite(content, pixels, photometric="rgb")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        read_image(content)
+    finite = tmp_path / "finite.tif"
+    tifffile.imwrite(finite, np.where(np.isfinite(pixels), pixels, 0.25).astype(np.float32), photometric="rgb")
+    assert read_image(finite)[3, 5, 1] == np.float32(0.25)  # negative control: the same file, finite, reads
+    result = cli("run", content, image_file(tmp_path / "style.png", 64, 64), "-o", tmp_path / "out.png", *TINY)
+    assert_one_line_error(result, 2, str(content), "NaN or infinite", "re-export")
+    assert not (tmp_path / "out.run").exists()
+
+
+def test_output_naming_a_folder_says_so(cli, tmp_path):
+    content, style = pair(tmp_path)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    assert_one_line_error(cli("run", content, style, "-o", folder, *TINY), 2, str(folder), "is a folder", "file name")
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("which, shape", [("style", (3, 3)), ("content", (1, 1)), ("content", (200, 15))])
+def test_inputs_too_small_to_mean_anything_are_refused(cli, tmp_path, which, shape):
+    content, style = pair(tmp_path)
+    small = image_file(tmp_path / f"small_{which}.png", shape[1], shape[0])
+    args = (small, style) if which == "content" else (content, small)
+    result = cli("run", *args, "-o", tmp_path / "out.png", *TINY)
+    assert_one_line_error(result, 2, str(small), "too small", "larger image")
+    assert not (tmp_path / "out.run").exists()
+
+
+def test_size_thresholds():
+    """Refused below MIN_INPUT_SIDE, one warning per input upscaled over 2x, nothing above."""
+    edge = MIN_INPUT_SIDE
+    with pytest.raises(InputError, match="too small"):
+        check_input_sizes({"s.png": (edge - 1, 500)}, size=512)
+    assert check_input_sizes({"c.png": (edge, 256), "s.png": (300, 400)}, size=512) == []  # exactly 2x: fine
+    warned = check_input_sizes({"c.png": (edge, 255), "s.png": (edge, 100)}, size=512)
+    assert len(warned) == 2 and warned[0].startswith("c.png") and warned[1].startswith("s.png")
+    assert all("--size 512" in w for w in warned)
+
+
+# --------------------------------------------------------------------------- full disk
+
+
+def _disk_full_after(nbytes: int):
+    """A replacement for a writer: writes ``nbytes`` to its target, then fails like a full disk."""
+
+    def write(*args, **kwargs):
+        target = args[1] if len(args) > 1 and not isinstance(args[0], (str, os.PathLike)) else args[0]
+        with open(target, "wb") if isinstance(target, (str, os.PathLike)) else _noclose(target) as fh:
+            fh.write(b"\0" * nbytes)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    return write
+
+
+class _noclose:
+    def __init__(self, fh):
+        self.fh = fh
+
+    def __enter__(self):
+        return self.fh
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_atomic_write_on_a_full_disk_removes_the_partial_file_and_keeps_the_old_one(tmp_path, code):
+    from nnst_hr.errors import DiskFullError
+    from nnst_hr.io import atomic_output
+
+    target = tmp_path / "state.npz"
+    target.write_bytes(b"the previous version")
+    with pytest.raises(DiskFullError, match=r"is full \(writing state.npz\): free at least 3 MB") as info:
+        with atomic_output(target, overwrite=True, expected_bytes=3 * 2**20 - 5) as tmp:
+            tmp.write_bytes(b"\0" * 5000)
+            raise OSError(code, os.strerror(code))
+    assert info.value.path == target
+    assert target.read_bytes() == b"the previous version"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz"]
+    with pytest.raises(OSError) as other:  # negative control: any other OSError is not a full disk
+        with atomic_output(target, overwrite=True) as tmp:
+            raise OSError(errno.EIO, "I/O error")
+    assert not isinstance(other.value, DiskFullError)
+
+
+@needs_weights
+def test_disk_filling_during_the_run_folder_is_one_line_and_leaves_nothing(cli, tmp_path, monkeypatch):
+    content, style = pair(tmp_path)
+    code = errno.ENOSPC
+
+    def savez(fh, **arrays):
+        fh.write(b"\0" * 1000)
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(np, "savez", savez)  # the NNST state (nnst_state.npz) is the first npz saved this way
+    result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
+    assert_one_line_error(result, 2, "is full", "nnst_state.npz", "free at least", "another -o")
+    assert leftovers(tmp_path) == []
+    assert not (tmp_path / "out.png").exists()
+    assert not (tmp_path / "out.run" / "nnst_state.npz").exists()
+
+
+@needs_weights
+def test_disk_filling_while_the_output_is_replaced_keeps_the_old_output(cli, tmp_path, monkeypatch):
+    content, style = pair(tmp_path)
+    output = tmp_path / "out.png"
+    assert cli("run", content, style, "-o", output, *TINY).exit_code == 0
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    monkeypatch.setattr(Image.Image, "save", _disk_full_after(100))
+    result = cli("run", content, style, "-o", output, *TINY, "--overwrite")
+    assert_one_line_error(result, 2, "is full", "out.png", str(tmp_path.resolve()))
+    assert leftovers(tmp_path) == []
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    changed = {p.name for p in before if after.get(p) != before[p]} | {p.name for p in after if p not in before}
+    assert changed <= {"config.json"}, changed  # the image, the states and checkpoints untouched
+
+
+# --------------------------------------------------------------------------- SIGTERM
+
+
+def _wait_for(predicate, timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@needs_weights
+def test_sigterm_stops_like_ctrl_c_and_the_same_command_resumes(tmp_path):
+    content, style = pair(tmp_path)
+    output = tmp_path / "out.png"
+    # scales 64 and 128 px: the signal comes once the 64 px checkpoint is complete, while 128 px runs
+    command = cli_command("run", content, style, "-o", output, "--size", 128, "--steps", 60, "--split-steps", 1)
+    process = subprocess.Popen(command, env=child_env(), stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "out.run" / "checkpoints" / "scale0.pt"
+    _wait_for(lambda: is_intact(checkpoint) if sidecar(checkpoint).exists() else False, 300, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    last = stderr.splitlines()[-1]
+    assert last.startswith("terminated (SIGTERM)") and "run the same command again" in last
+    assert "Traceback" not in stderr
+    assert leftovers(tmp_path) == []
+    assert not output.exists()
+
+    again = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "scale 64px: resumed from checkpoint" in again.stderr
+    assert read_image(output).shape == (96, 128, 3)
+    assert leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- two runs at once
+
+
+def test_second_run_on_the_same_output_is_refused_naming_the_owner(tmp_path):
+    content, style = pair(tmp_path)
+    folder = tmp_path / "out.run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from nnst_hr.lock import run_lock\n"
+         f"with run_lock({str(folder)!r}):\n    print('locked', flush=True); time.sleep(120)"],
+        env=child_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        second = subprocess.run(cli_command("run", content, style, "-o", tmp_path / "out.png", *TINY),
+                                env=child_env(), capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2, second.stderr
+        lines = second.stderr.splitlines()
+        assert len(lines) == 1 and f"process {holder.pid} on" in lines[0] and str(folder) in lines[0], second.stderr
+        assert sorted(p.name for p in folder.iterdir()) == ["lock"]  # nothing written by the second run
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+    folder = tmp_path / "exp"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from nnst_hr.lock import run_lock\n"
+         f"with run_lock({str(folder)!r}):\n    print('locked', flush=True); time.sleep(120)"],
+        env=child_env(), stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(InputError, match=f"process {holder.pid} "):
+        with run_lock(folder):
+            pass
+    holder.send_signal(signal.SIGKILL)  # no clean-up runs: the lock file stays behind
+    holder.wait()
+    assert f"pid={holder.pid} " in (folder / "lock").read_text()
+    with run_lock(folder) as lock:
+        assert lock.read_text().startswith(f"pid={os.getpid()} ")
+    assert not (folder / "lock").exists()
+
+
+def test_lock_refused_in_the_same_process_too_and_released_after(tmp_path):
+    with run_lock(tmp_path / "f"):
+        with pytest.raises(InputError, match="in use"):
+            with run_lock(tmp_path / "f"):
+                pass
+    with run_lock(tmp_path / "f"):  # released: taken again
+        pass
+    assert not (tmp_path / "f").exists()  # created by the lock and left empty: removed
+
+
+# --------------------------------------------------------------------------- corrupt checkpoints
+
+
+@needs_weights
+def test_truncated_checkpoints_are_recomputed_to_the_same_result(cli, tmp_path):
+    content, style = pair(tmp_path)
+    output = tmp_path / "out.png"
+    args = ("run", content, style, "-o", output, *TINY_POSTER)
+    assert cli(*args).exit_code == 0
+    expected = read_image(output)
+    folder = tmp_path / "out.run"
+    names = ["nnst_state.npz", "nnf.npz", "poster_state.npz", "checkpoints/scale0.pt"]
+    assert all(is_intact(folder / name) for name in names)
+    for name in names:
+        path = folder / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        if name.startswith("checkpoints"):  # the scale checkpoints are read only while NNST runs
+            (folder / "nnst_state.npz").unlink()
+        result = cli(*args, "--overwrite")
+        assert result.exit_code == 0, result.output
+        warned = [line for line in result.stderr.splitlines() if str(path) in line]
+        assert len(warned) == 1 and "truncated or corrupt" in warned[0] and "recomputing" in warned[0], result.stderr
+        assert is_intact(path), name
+        np.testing.assert_array_equal(read_image(output), expected, err_msg=name)
+
+
+# --------------------------------------------------------------------------- memory and disk before the work
+
+
+@needs_weights
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_work(cli, tmp_path, monkeypatch):
+    content, style = pair(tmp_path)
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: 300 * 2**20)
+    monkeypatch.setattr("nnst_hr.run.stylize", lambda *a, **k: pytest.fail("NNST started"))
+    result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
+    assert_one_line_error(result, 2, "GB of memory", "0.3 GB are available", "close other programs")
+    assert not (tmp_path / "out.run").exists()
+
+
+def _suggested(message: str, option: str) -> int:
+    return int(message.split(f"{option} ")[1].split()[0].rstrip(","))
+
+
+def test_memory_suggestion_is_the_largest_size_that_fits():
+    shapes = ((900, 1600), (2341, 3200))
+    ram = memory.estimate_peak_bytes(*shapes, size=700).ram * memory.HEADROOM
+    with pytest.raises(InputError) as info:
+        memory.check_fits(*shapes, size=1024, ram=ram)
+    size = _suggested(info.value.args[0], "--size")
+    assert size == 640  # the largest multiple of 64 below 700
+    memory.check_fits(*shapes, size=size, ram=ram)  # accepted
+    with pytest.raises(InputError):
+        memory.check_fits(*shapes, size=size + 64, ram=ram)
+
+
+def test_memory_suggestion_lowers_the_poster_first_when_nnst_fits():
+    shapes = ((900, 1600), (2341, 3200))
+    ram = memory.estimate_peak_bytes(*shapes, size=512, out_size=3000).ram * memory.HEADROOM
+    with pytest.raises(InputError) as info:
+        memory.check_fits(*shapes, size=512, out_size=4096, ram=ram)
+    assert "--size" not in info.value.args[0]
+    out_size = _suggested(info.value.args[0], "--out-size")
+    assert 3000 - 256 < out_size <= 3000
+    memory.check_fits(*shapes, size=512, out_size=out_size, ram=ram)
+    with pytest.raises(InputError):
+        memory.check_fits(*shapes, size=512, out_size=out_size + 256, ram=ram)
+
+
+def test_estimate_grows_with_every_size():
+    base = memory.estimate_peak_bytes((480, 640), (480, 640), size=512, out_size=2048)
+    for kwargs in ({"size": 768, "out_size": 2048}, {"size": 512, "out_size": 4096}):
+        bigger = memory.estimate_peak_bytes((480, 640), (480, 640), **kwargs)
+        assert bigger.ram > base.ram
+    one = memory.estimate_peak_bytes((480, 640), (480, 640), size=512, rotate=False)
+    assert one.nnst < base.nnst
+
+
+@needs_weights
+def test_a_run_that_cannot_fit_on_the_disk_is_refused(cli, tmp_path, monkeypatch):
+    content, style = pair(tmp_path)
+    monkeypatch.setattr(disk, "free_bytes", lambda folder: 2 * 2**20)
+    monkeypatch.setattr("nnst_hr.run.stylize", lambda *a, **k: pytest.fail("NNST started"))
+    result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
+    assert_one_line_error(result, 2, "2 MB free", "free ", "another -o")
+    assert not (tmp_path / "out.run").exists()
+
+
+# --------------------------------------------------------------------------- interrupted poster
+
+
+@needs_weights
+@pytest.mark.parametrize("signal_name", ["KeyboardInterrupt", "Terminated"])
+def test_poster_interrupted_then_resumed_equals_an_uninterrupted_run(cli, tmp_path, monkeypatch, signal_name):
+    from nnst_hr.errors import Terminated
+
+    content, style = pair(tmp_path)
+    reference = tmp_path / "reference.png"
+    assert cli("run", content, style, "-o", reference, *TINY_POSTER, "--seed", 3).exit_code == 0
+
+    real, calls = patchsynth.synthesize, []
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise {"KeyboardInterrupt": KeyboardInterrupt, "Terminated": Terminated}[signal_name]()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(patchsynth, "synthesize", interrupted_once)
+    output = tmp_path / "out.png"
+    args = ("run", content, style, "-o", output, *TINY_POSTER, "--seed", 3)
+    stopped = cli(*args)
+    assert stopped.exit_code == (130 if signal_name == "KeyboardInterrupt" else 143), stopped.output
+    assert "run the same command again" in stopped.stderr.splitlines()[-1]
+    assert not output.exists() and leftovers(tmp_path) == []
+
+    resumed = cli(*args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "nnst: resumed from the run folder" in resumed.stderr
+    assert len(calls) == 2
+    np.testing.assert_array_equal(read_image(output), read_image(reference))
+
+
+@needs_weights
+def test_a_write_refused_by_the_file_system_is_one_line(cli, tmp_path, monkeypatch):
+    content, style = pair(tmp_path)
+
+    def refused(self, fp, *args, **kwargs):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", refused)  # nnst.png, the first image of the run folder
+    result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
+    assert_one_line_error(result, 2, "cannot write", "nnst.png", "Read-only file system", "another -o")
+    assert leftovers(tmp_path) == []
