@@ -193,12 +193,12 @@ def test_disk_filling_during_the_run_folder_is_one_line_and_leaves_nothing(cli, 
         fh.write(b"\0" * 1000)
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(np, "savez", savez)  # the NNST state (nnst_state.npz) is the first npz saved this way
+    monkeypatch.setattr(np, "savez", savez)  # the first scale's checkpoint is the first npz saved this way
     result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
-    assert_one_line_error(result, 2, "is full", "nnst_state.npz", "free at least", "another -o")
+    assert_one_line_error(result, 2, "is full", "scale0.npz", "free at least", "another -o")
     assert leftovers(tmp_path) == []
     assert not (tmp_path / "out.png").exists()
-    assert not (tmp_path / "out.run" / "nnst_state.npz").exists()
+    assert not (tmp_path / "out.run" / "checkpoints" / "scale0.npz").exists()
 
 
 @needs_weights
@@ -235,7 +235,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_same_command_resumes(tmp_path):
     # scales 64 and 128 px: the signal comes once the 64 px checkpoint is complete, while 128 px runs
     command = cli_command("run", content, style, "-o", output, "--size", 128, "--steps", 60, "--split-steps", 1)
     process = subprocess.Popen(command, env=child_env(), stderr=subprocess.PIPE, text=True)
-    checkpoint = tmp_path / "out.run" / "checkpoints" / "scale0.pt"
+    checkpoint = tmp_path / "out.run" / "checkpoints" / "scale0.npz"
     _wait_for(lambda: is_intact(checkpoint) if sidecar(checkpoint).exists() else False, 300, process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
@@ -315,7 +315,7 @@ def test_truncated_checkpoints_are_recomputed_to_the_same_result(cli, tmp_path):
     assert cli(*args).exit_code == 0
     expected = read_image(output)
     folder = tmp_path / "out.run"
-    names = ["nnst_state.npz", "nnf.npz", "poster_state.npz", "checkpoints/scale0.pt"]
+    names = ["nnst_state.npz", "nnf.npz", "poster_state.npz", "checkpoints/scale0.npz"]
     assert all(is_intact(folder / name) for name in names)
     for name in names:
         path = folder / name
@@ -337,7 +337,7 @@ def test_truncated_checkpoints_are_recomputed_to_the_same_result(cli, tmp_path):
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_work(cli, tmp_path, monkeypatch):
     content, style = pair(tmp_path)
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: 300 * 2**20)
-    monkeypatch.setattr("nnst_hr.run.stylize", lambda *a, **k: pytest.fail("NNST started"))
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
     result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
     assert_one_line_error(result, 2, "GB of memory", "0.3 GB are available", "close other programs")
     assert not (tmp_path / "out.run").exists()
@@ -385,7 +385,7 @@ def test_estimate_grows_with_every_size():
 def test_a_run_that_cannot_fit_on_the_disk_is_refused(cli, tmp_path, monkeypatch):
     content, style = pair(tmp_path)
     monkeypatch.setattr(disk, "free_bytes", lambda folder: 2 * 2**20)
-    monkeypatch.setattr("nnst_hr.run.stylize", lambda *a, **k: pytest.fail("NNST started"))
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
     result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
     assert_one_line_error(result, 2, "2 MB free", "free ", "another -o")
     assert not (tmp_path / "out.run").exists()

@@ -151,7 +151,7 @@ def test_save_npz_round_trips_and_respects_overwrite(tmp_path):
         save_npz(path, overwrite=False, image=image[:1])
     with np.load(path) as data:
         assert np.array_equal(data["image"], image)  # the refused write left the file as it was
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "z.npz"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "a.npz.sha256", "z.npz", "z.npz.sha256"]  # no temporary
 
 
 # --------------------------------------------------------------------------- nnst-hr run --config
