@@ -128,6 +128,25 @@ def run(
     _guarded(action)
 
 
+@app.command("experiment")
+def experiment_command(
+    plan: Path = typer.Argument(..., help="Plan file (TOML): pairs, axes, fixed options; see the README."),
+    output: Path = typer.Option(..., "--output", "-o", help="Results folder (results.csv, sheet.png, report.html)."),
+    cache: Optional[Path] = typer.Option(None, help="Stage cache folder to share between plans (default OUTPUT/cache)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Run every combination of the plan's axes for every pair, each stage once; resumable."""
+
+    def action():
+        from .experiment import run_plan
+
+        summary = run_plan(plan, output, cache_dir=cache, quiet=quiet)
+        if summary.failed:
+            print(f"warning: {summary.failed} of {summary.runs} runs failed; see {summary.results}", file=sys.stderr)
+
+    _guarded(action)
+
+
 @app.command("weights")
 def weights_command(
     weights: Optional[Path] = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file to check."),

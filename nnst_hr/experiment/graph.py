@@ -1,0 +1,146 @@
+"""The task graph of a plan: one task per unique stage key (see ``GRAPH.md``).
+
+A key is ``"<stage>-<sha256[:32]>"`` of the stage's name and version, the package version,
+the parameters the stage reads (canonical JSON) and its upstream keys; an input's identity is
+the SHA-256 of its bytes. Runs that need the same stage with the same parameters and inputs
+get the same key, so the graph holds it once.
+
+Examples
+--------
+>>> plan = load_plan("plan.toml")                                  # doctest: +SKIP
+>>> graph = build_graph(plan, read_inputs(plan))                   # doctest: +SKIP
+>>> graph.runs[0]["nnst"] == graph.runs[1]["nnst"]                 # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from . import stages
+from .plan import Plan, RunSpec
+
+KEY_HEX = 32  # hex digits of the SHA-256 kept in a key
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    key: str  # the upstream task's key; replaced by its Record when run
+
+
+@dataclass(frozen=True)
+class Task:
+    key: str
+    stage: str  # "inputs", "nnst", "color", "poster", "poster_color", "scores"
+    func: Callable[..., dict]
+    args: tuple  # literals or TaskRef
+    resources: dict
+    run_ids: tuple[int, ...]
+
+    def upstream(self) -> list[str]:
+        """Keys of the tasks whose records this task reads."""
+        return [arg.key for arg in self.args if isinstance(arg, TaskRef)]
+
+
+class Graph(dict):
+    """``{key: Task}`` in a topological order, plus ``runs``: per run, ``{stage: key}``."""
+
+    def __init__(self):
+        super().__init__()
+        self.runs: list[dict[str, str]] = []
+        self.specs: list[RunSpec] = []
+
+
+@dataclass(frozen=True)
+class PairInputs:
+    """A pair's input files as bytes (masks folder: ``{relative path: bytes}``) and their names."""
+
+    content: bytes
+    style: bytes
+    guide: dict | None
+    names: dict
+
+    def digest(self) -> dict:
+        sha = lambda data: hashlib.sha256(data).hexdigest()
+        guide = None if self.guide is None else {rel: sha(data) for rel, data in sorted(self.guide.items())}
+        return {"content": sha(self.content), "style": sha(self.style), "guide": guide}
+
+
+def read_inputs(plan: Plan) -> list[PairInputs]:
+    """Read every input file once (a file shared by pairs is read once) -> one entry per pair."""
+    files: dict[Path, bytes] = {}
+
+    def data(path: Path) -> bytes:
+        if path not in files:
+            files[path] = path.read_bytes()
+        return files[path]
+
+    out = []
+    for pair in plan.pairs:
+        guide = None
+        if pair.guide is not None:
+            guide = {str(p.relative_to(pair.guide)): data(p)
+                     for p in sorted(pair.guide.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+        names = {"content": str(pair.content), "style": str(pair.style),
+                 "guide": str(pair.guide) if pair.guide else ""}
+        out.append(PairInputs(data(pair.content), data(pair.style), guide, names))
+    return out
+
+
+def stage_key(stage: str, params: dict, upstream: list[str]) -> str:
+    """``"<stage>-<hex>"``: SHA-256 of exactly what the stage reads (canonical JSON)."""
+    payload = {"stage": stage, "version": stages.STAGE_VERSION[stage], "package": stages.PACKAGE_VERSION,
+               "params": params, "upstream": upstream}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{stage}-{hashlib.sha256(text.encode()).hexdigest()[:KEY_HEX]}"
+
+
+def build_graph(plan: Plan, inputs: list[PairInputs]) -> Graph:
+    """One task per unique stage key of the plan's runs, upstream before downstream."""
+    graph = Graph()
+
+    def add(stage, params, func, args, run_id, resources=None) -> str:
+        upstream = [a.key for a in args if isinstance(a, TaskRef)]
+        key = stage_key(stage, params, upstream)
+        if key in graph:
+            task = graph[key]
+            if run_id not in task.run_ids:
+                graph[key] = replace(task, run_ids=task.run_ids + (run_id,))
+        else:
+            graph[key] = Task(key, stage, func, tuple(args), dict(resources or {}), (run_id,))
+        return key
+
+    for run in plan.runs():
+        pair = inputs[run.pair_index]
+        keys: dict[str, str] = {}
+        r = run.index
+        keys["inputs"] = add("inputs", pair.digest(), stages.decode_inputs,
+                             (pair.content, pair.style, pair.guide, pair.names), r)
+        nnst_params = stages.subset(run.nnst, stages.NNST_PARAMS)
+        gpu = {"GPU": 1} if run.nnst.device == "cuda" else {}
+        keys["nnst"] = add("nnst", nnst_params, stages.nnst,
+                           (TaskRef(keys["inputs"]), nnst_params, run.nnst.device), r, gpu)
+        color_params = stages.subset(run.nnst, stages.COLOR_PARAMS)
+        keys["color"] = add("color", color_params, stages.color,
+                            (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), color_params), r)
+        final = keys["color"]
+        upsampled = None
+        if stages.has_poster(run.nnst, run.poster):
+            poster_params = stages.subset(run.poster, stages.POSTER_PARAMS)
+            poster_nnst = stages.subset(run.nnst, stages.POSTER_NNST_PARAMS)
+            keys["poster"] = add("poster", {"poster": poster_params, "nnst": poster_nnst}, stages.poster,
+                                 (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), poster_params, poster_nnst), r)
+            keys["poster_color"] = add("poster_color", color_params, stages.poster_color,
+                                       (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), TaskRef(keys["poster"]),
+                                        color_params), r)
+            final, upsampled = keys["poster_color"], TaskRef(keys["color"])
+        keys["scores"] = add("scores", {}, stages.scores,
+                             (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), TaskRef(final), nnst_params, upsampled), r)
+        keys["final"] = final
+        graph.runs.append(keys)
+        graph.specs.append(run)
+    return graph

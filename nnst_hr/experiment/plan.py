@@ -1,0 +1,291 @@
+"""Read and validate an experiment plan (``plan.toml``) into a :class:`Plan` of runs.
+
+A plan names content/style pairs and axes; every combination of axis values is a run, for
+every pair. Everything is checked before any work: an unknown key, a value of the wrong type
+or out of range, a missing file or masks folder, an empty axis raise
+:class:`~nnst_hr.errors.InputError` with one line that starts with the key path
+(``axes.alpha[2]: ...``).
+
+Examples
+--------
+>>> plan = load_plan("samples/experiment/plan.toml")       # doctest: +SKIP
+>>> [run.params for run in plan.runs()][:2]                 # doctest: +SKIP
+[{'alpha': 0.25, 'uniformity': 0.0005}, {'alpha': 0.25, 'uniformity': 0.002}]
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import tomllib
+
+from ..config import NNSTConfig, PosterConfig
+from ..errors import InputError
+
+TOP_KEYS = ("pair", "axes", "fixed", "report")
+PAIR_PATHS = ("content", "style", "guide")
+REPORT_KEYS = ("rows", "columns", "score")
+ALIASES = {"nnst_weight": "guide_weight"}  # the CLI's name for PosterConfig.guide_weight (NNST has its own)
+NONE_WORDS = ("none",)  # TOML has no null: "none" sets an optional option (out_size) to None
+GLOB_CHARS = "*?["
+DEFAULT_SCORE = "objective"
+KNOWN_SCORES = ("objective", "content_lpips", "content_ssim", "style_gram", "color_swd", "label_agreement",
+                "detail", "detail_bicubic")
+
+
+def _option_types() -> dict[str, tuple[str, object]]:
+    """Every plan option: name -> (config, type hint). NNST names win; poster's clash is aliased."""
+    out: dict[str, tuple[str, object]] = {}
+    poster_hints = typing.get_type_hints(PosterConfig)
+    for f in fields(PosterConfig):
+        out[f.name] = ("poster", poster_hints[f.name])
+    nnst_hints = typing.get_type_hints(NNSTConfig)
+    for f in fields(NNSTConfig):
+        out[f.name] = ("nnst", nnst_hints[f.name])
+    for alias, name in ALIASES.items():
+        out[alias] = ("poster", poster_hints[name])
+    return out
+
+
+OPTIONS = _option_types()
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One content/style pair (absolute paths) with its own options."""
+
+    content: Path
+    style: Path
+    guide: Path | None = None
+    options: dict = field(default_factory=dict)  # per-pair options (override [fixed])
+
+    @property
+    def name(self) -> str:
+        return f"{self.content.stem} / {self.style.stem}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a plan: a pair and a full set of parameters.
+
+    ``params`` holds the values the plan set (fixed, per-pair and axis values, plan names);
+    ``axis_values`` only the axis values, in axis order.
+    """
+
+    index: int
+    pair_index: int
+    pair: Pair
+    params: dict
+    axis_values: dict
+    nnst: NNSTConfig
+    poster: PosterConfig
+
+    @property
+    def run_id(self) -> str:
+        return f"run{self.index + 1:03d}"
+
+
+@dataclass
+class Plan:
+    """A validated plan: pairs, axes (name -> non-empty list), fixed options, report choices."""
+
+    path: Path
+    pairs: list[Pair]
+    axes: dict[str, list]
+    fixed: dict
+    rows: str | None = None  # axis shown down the contact sheet (default the first axis)
+    columns: str | None = None  # axis shown across it (default the second)
+    score: str = DEFAULT_SCORE  # score printed under each thumbnail
+
+    def runs(self) -> list[RunSpec]:
+        """Every axis combination for every pair, pairs outermost, the last axis fastest."""
+        out = []
+        names = list(self.axes)
+        for pair_index, pair in enumerate(self.pairs):
+            for combo in itertools.product(*(self.axes[name] for name in names)):
+                values = dict(zip(names, combo))
+                params = {**self.fixed, **pair.options, **values}
+                nnst, poster = make_configs(params)
+                out.append(RunSpec(len(out), pair_index, pair, params, values, nnst, poster))
+        return out
+
+
+def make_configs(params: dict) -> tuple[NNSTConfig, PosterConfig]:
+    """Plan options (already type-checked) -> the two configs, defaults elsewhere."""
+    nnst, poster = {}, {}
+    for name, value in params.items():
+        kind = OPTIONS[name][0]
+        (nnst if kind == "nnst" else poster)[ALIASES.get(name, name)] = value
+    return NNSTConfig(**nnst), PosterConfig(**poster)
+
+
+def _check_value(where: str, name: str, value):
+    """Type-check one option value; returns it converted (int -> float, "none" -> None)."""
+    if name not in OPTIONS:
+        raise InputError(f"{where}: unknown option {name!r}; use an NNSTConfig or PosterConfig field name "
+                         f"(e.g. alpha, size, out_size, uniformity)")
+    hint = OPTIONS[name][1]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional and isinstance(value, str) and value.lower() in NONE_WORDS:
+        return None
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if typing.get_origin(base) is typing.Literal:
+        if value not in typing.get_args(base):
+            raise InputError(f"{where}: must be one of {', '.join(map(repr, typing.get_args(base)))}, got {value!r}")
+        return value
+    if base is bool:
+        ok = isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        extra = ' (or "none")' if optional else ""
+        raise InputError(f"{where}: must be {base.__name__}{extra}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_range(where: str, params: dict) -> None:
+    """``validate()`` both configs built from ``params``; prefix the message with ``where``."""
+    try:
+        nnst, poster = make_configs(params)
+        nnst.validate()
+        poster.validate()
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    except TypeError as exc:  # a wrong type that slipped past the checks above
+        raise InputError(f"{where}: {exc}") from None
+
+
+def _resolve(where: str, base: Path, value, *, folder: bool = False) -> list[Path]:
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{where}: must be a path string, got {value!r}")
+    pattern = str(base / Path(value).expanduser())
+    if any(c in value for c in GLOB_CHARS):
+        found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+        if not found:
+            raise InputError(f"{where}: no file matches {value!r} (relative to {base})")
+        return found
+    path = Path(pattern)
+    if folder:
+        if not path.is_dir():
+            raise InputError(f"{where}: masks folder {path} does not exist; give the folder holding "
+                             f"content.png and style.png")
+    elif not path.is_file():
+        raise InputError(f"{where}: no such file {path}; paths are relative to the plan file")
+    return [path]
+
+
+def _check_options(where: str, table) -> dict:
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: must be a table of options, got {type(table).__name__}")
+    out = {}
+    for name, value in table.items():
+        out[name] = _check_value(f"{where}.{name}", name, value)
+        _check_range(f"{where}.{name}", {name: out[name]})
+    return out
+
+
+def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
+    """Validate a parsed TOML document; relative paths are relative to ``base``."""
+    for key in data:
+        if key not in TOP_KEYS:
+            raise InputError(f"{key}: unknown table; a plan has [[pair]], [axes], [fixed] and [report]")
+    fixed = _check_options("fixed", data.get("fixed", {}))
+
+    axes_table = data.get("axes", {})
+    if not isinstance(axes_table, dict):
+        raise InputError("axes: must be a table of option = [values]")
+    axes: dict[str, list] = {}
+    for name, values in axes_table.items():
+        if name not in OPTIONS:
+            _check_value(f"axes.{name}", name, None)  # raises: unknown option
+        if not isinstance(values, list):
+            raise InputError(f"axes.{name}: must be a list of values, got {values!r}")
+        if not values:
+            raise InputError(f"axes.{name}: empty axis; give at least one value or remove it")
+        if name in fixed:
+            raise InputError(f"axes.{name}: also set in [fixed]; keep one")
+        checked = []
+        for i, value in enumerate(values):
+            checked.append(_check_value(f"axes.{name}[{i}]", name, value))
+            _check_range(f"axes.{name}[{i}]", {**fixed, name: checked[-1]})
+        if len(set(map(repr, checked))) != len(checked):
+            raise InputError(f"axes.{name}: a value appears twice")
+        axes[name] = checked
+
+    pair_tables = data.get("pair")
+    if not isinstance(pair_tables, list) or not pair_tables:
+        raise InputError("pair: no pairs; add at least one [[pair]] with content and style")
+    pairs: list[Pair] = []
+    for p, table in enumerate(pair_tables):
+        where = f"pair[{p}]"
+        if not isinstance(table, dict):
+            raise InputError(f"{where}: must be a table with content and style")
+        for key in ("content", "style"):
+            if key not in table:
+                raise InputError(f"{where}.{key}: missing; every pair needs a content and a style image")
+        contents = _resolve(f"{where}.content", base, table["content"])
+        styles = _resolve(f"{where}.style", base, table["style"])
+        guide = _resolve(f"{where}.guide", base, table["guide"], folder=True)[0] if "guide" in table else None
+        if guide is not None and any(c in table["guide"] for c in GLOB_CHARS):
+            raise InputError(f"{where}.guide: a masks folder cannot be a glob")
+        options = _check_options(where, {k: v for k, v in table.items() if k not in PAIR_PATHS})
+        for name in options:
+            if name in axes:
+                raise InputError(f"{where}.{name}: also an axis; a pair may set only options that are not axes")
+        for content in contents:
+            for style in styles:
+                pairs.append(Pair(content, style, guide, options))
+
+    report = data.get("report", {})
+    if not isinstance(report, dict):
+        raise InputError("report: must be a table (rows, columns, score)")
+    for key in report:
+        if key not in REPORT_KEYS:
+            raise InputError(f"report.{key}: unknown key; use rows, columns or score")
+    names = list(axes)
+    rows = report.get("rows", names[0] if names else None)
+    columns = report.get("columns", next((n for n in names if n != rows), None))
+    for key, value in (("rows", rows), ("columns", columns)):
+        if value is not None and value not in axes:
+            raise InputError(f"report.{key}: {value!r} is not an axis; choose one of {', '.join(names) or '(none)'}")
+    if rows is not None and rows == columns:
+        raise InputError("report.columns: the same axis as report.rows; choose two different axes")
+    score = report.get("score", DEFAULT_SCORE)
+    if not isinstance(score, str) or score.split(".")[0] not in KNOWN_SCORES:
+        raise InputError(f"report.score: unknown score {score!r}; choose one of {', '.join(KNOWN_SCORES)}")
+
+    plan = Plan(path or base / "plan.toml", pairs, axes, fixed, rows, columns, score)
+    for run in plan.runs():  # combinations: the configs must hold together too
+        _check_range(f"run {run.index + 1} ({_describe(run.params)})", run.params)
+    return plan
+
+
+def _describe(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read ``path`` (TOML) and validate it; see the module docstring."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such plan file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    return parse_plan(data, path.resolve().parent, path.resolve())
+
+
+def with_axis(plan: Plan, name: str, values: list) -> Plan:
+    """A copy of ``plan`` with axis ``name`` set to ``values`` (unchecked; for scripts and tests)."""
+    return replace(plan, axes={**plan.axes, name: list(values)})

@@ -1,0 +1,405 @@
+"""What an experiment writes: ``runs/<run id>/*.png``, ``results.csv``, ``sheet.png``, ``report.html``.
+
+Everything is built from the executed graph's records and the cache's per-stage figures;
+every file is written atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import itertools
+import json
+import math
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..config import NNSTConfig, PosterConfig
+from ..io import atomic_output, write_image
+from .cache import Cache
+from .execute import Failure
+from .graph import Graph
+from .plan import ALIASES, Plan
+
+THUMB = 176  # long side of a contact-sheet thumbnail (px)
+HEAD_THUMB = 84  # long side of the content / style thumbnails at a row head
+FONT_SIZE = 13  # Pillow's default (FreeType) font size on the sheet
+LINE = 16  # text line height on the sheet
+PAD = 8  # gaps on the sheet (px)
+HEAD_CHARS = 24  # file names at the row heads are cut to this many characters
+STAGES = ("inputs", "nnst", "color", "poster", "poster_color", "scores")
+PLOT_W, PLOT_H, PLOT_M = 300, 190, 40  # SVG plot size and margin (px)
+PAIR_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def _param_columns() -> list[str]:
+    poster_names = {v: k for k, v in ALIASES.items()}
+    nnst = [f.name for f in fields(NNSTConfig)]
+    poster = [poster_names.get(f.name, f.name) for f in fields(PosterConfig)]
+    return nnst + poster
+
+
+def _param_value(run, name: str):
+    if name in ALIASES:
+        return getattr(run.poster, ALIASES[name])
+    if hasattr(run.nnst, name):
+        return getattr(run.nnst, name)
+    return getattr(run.poster, name)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _write_png(path: Path, image: np.ndarray, key: str) -> None:
+    """Write ``image`` unless ``path`` already holds the image of stage ``key`` (a sidecar says)."""
+    stamp = path.with_suffix(".key")
+    if path.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
+        return
+    write_image(path, image, overwrite=True)
+    with atomic_output(stamp, overwrite=True) as tmp:
+        tmp.write_text(key + "\n")
+
+
+def collect_rows(plan: Plan, graph: Graph, results: dict, cache: Cache, out_dir: Path) -> list[dict]:
+    """One dict per run (the csv row), writing each run's images under ``runs/<run id>/``."""
+    rows = []
+    for run, keys in zip(graph.specs, graph.runs):
+        row = {"run": run.run_id, "status": "ok", "message": "", "pair": run.pair_index,
+               "content": str(run.pair.content), "style": str(run.pair.style),
+               "guide": str(run.pair.guide or "")}
+        failure = next((results[keys[s]] for s in STAGES if s in keys and isinstance(results.get(keys[s]), Failure)),
+                       None)
+        if failure is not None:
+            row.update(status="failed", message=f"{failure.stage}: {failure.message}")
+        for name in plan.axes:
+            row[name] = run.axis_values[name]
+        scores = results.get(keys["scores"])
+        row["scores"] = scores if isinstance(scores, dict) else {}
+        total = 0.0
+        for stage in STAGES:
+            if stage in keys:
+                meta = cache.meta(keys[stage])
+                row[f"seconds.{stage}"] = meta.get("seconds")
+                row[f"peak_memory.{stage}"] = meta.get("peak_memory")
+                total += meta.get("seconds") or 0.0
+        row["seconds.total"] = total
+        row["result"] = row["nnst_result"] = ""
+        if failure is None:
+            folder = out_dir / "runs" / run.run_id
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_png(folder / "result.png", results[keys["final"]]["image"], keys["final"])
+            row["result"] = f"runs/{run.run_id}/result.png"
+            if "poster" in keys:
+                _write_png(folder / "nnst.png", results[keys["color"]]["image"], keys["color"])
+                row["nnst_result"] = f"runs/{run.run_id}/nnst.png"
+        for name in _param_columns():
+            if name not in row:
+                row[name] = _param_value(run, name)
+        row["keys"] = keys
+        row["spec"] = run
+        rows.append(row)
+    return rows
+
+
+def score_names(rows: list[dict], first: str) -> list[str]:
+    names = sorted({name for row in rows for name in row["scores"]})
+    return ([first] if first in names else []) + [n for n in names if n != first]
+
+
+def csv_columns(plan: Plan, rows: list[dict]) -> list[str]:
+    head = ["run", "status", "pair", "content", "style", "guide"] + list(plan.axes)
+    scores = score_names(rows, plan.score)
+    stages = [f"{what}.{s}" for what in ("seconds", "peak_memory") for s in STAGES] + ["seconds.total"]
+    params = [name for name in _param_columns() if name not in head]
+    return head + scores + stages + ["result", "nnst_result"] + params + ["message"]
+
+
+def write_csv(path: Path, plan: Plan, rows: list[dict]) -> list[str]:
+    columns = csv_columns(plan, rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_fmt(row["scores"].get(c, row.get(c))) if c in row["scores"] or c in row else ""
+                         for c in columns])
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(buffer.getvalue())
+    return columns
+
+
+# --------------------------------------------------------------------------- contact sheet
+
+
+def _font(size: int = FONT_SIZE):
+    return ImageFont.load_default(size=size)
+
+
+def _thumb(image: np.ndarray, side: int) -> Image.Image:
+    pil = Image.fromarray(np.clip(np.rint(image * 255), 0, 255).astype(np.uint8))
+    if max(pil.size) > side:
+        pil.thumbnail((side, side), Image.LANCZOS)
+    elif max(pil.size) < side:  # small test images: enlarge with visible pixels
+        scale = side / max(pil.size)
+        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.NEAREST)
+    return pil
+
+
+def _sheet_layout(plan: Plan, rows: list[dict]):
+    """Row groups (pair, row-axis value, other axes) and column values of the sheet."""
+    col_values = plan.axes[plan.columns] if plan.columns else [None]
+    others = [n for n in plan.axes if n not in (plan.rows, plan.columns)]
+    row_axes = ([plan.rows] if plan.rows else []) + others
+    groups = []
+    for pair_index in range(len(plan.pairs)):
+        for combo in itertools.product(*(plan.axes[n] for n in row_axes)):
+            groups.append((pair_index, dict(zip(row_axes, combo))))
+    return groups, col_values
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if line and font.getlength(trial) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return lines + ([line] if line else [])
+
+
+def write_sheet(path: Path, plan: Plan, rows: list[dict], inputs: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+    """The contact sheet: a block of rows per pair, one column per value of the column axis.
+
+    ``inputs``: pair index -> (content, style) images for the row heads.
+    """
+    font, bold = _font(), _font(FONT_SIZE + 2)
+    groups, col_values = _sheet_layout(plan, rows)
+    by_values = {}
+    for row in rows:
+        by_values[(row["pair"], tuple(sorted((k, repr(v)) for k, v in row["spec"].axis_values.items())))] = row
+    label_lines = len(plan.axes) + 1
+    cell_w = THUMB + PAD
+    # each group's cells and thumbnails first: a row is as tall as its tallest thumbnail
+    cells, heights = [], []
+    for pair_index, values in groups:
+        found = []
+        for col_value in col_values:
+            axis_values = dict(values)
+            if plan.columns:
+                axis_values[plan.columns] = col_value
+            row = by_values.get((pair_index, tuple(sorted((k, repr(v)) for k, v in axis_values.items()))))
+            thumb = None
+            if row is not None and row["status"] == "ok":
+                thumb = _thumb(np.asarray(Image.open(path.parent / row["result"]).convert("RGB"),
+                                          np.float32) / 255.0, THUMB)
+            found.append((row, thumb))
+        head = max(HEAD_THUMB + LINE, (3 + len(values)) * LINE)
+        tallest = max([head] + [THUMB if row is not None and thumb is None else thumb.height
+                                for row, thumb in found if row is not None])
+        cells.append(found)
+        heights.append(tallest)
+    head_lines = [f"{k} = {_fmt(v)}" for _, values in groups for k, v in values.items()]
+    head_lines += [p.content.stem[:HEAD_CHARS] for p in plan.pairs] + [p.style.stem[:HEAD_CHARS] for p in plan.pairs]
+    head_w = 2 * HEAD_THUMB + 5 * PAD + int(max([font.getlength(t) for t in head_lines] + [60]))
+    top = 2 * LINE + 2 * PAD
+    width = head_w + cell_w * len(col_values) + PAD
+    height = top + sum(h + 2 + label_lines * LINE + PAD for h in heights) + PAD
+    sheet = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    title = f"{plan.path.name}: rows {plan.rows or '-'}, columns {plan.columns or '-'}, score {plan.score}"
+    draw.text((PAD, PAD // 2), title, fill="black", font=bold)
+    for c, value in enumerate(col_values):
+        if plan.columns:
+            draw.text((head_w + c * cell_w, LINE + PAD), f"{plan.columns} = {_fmt(value)}", fill="black", font=bold)
+    y = top
+    for g, (pair_index, values) in enumerate(groups):
+        if g and pair_index != groups[g - 1][0]:
+            draw.line([(0, y - PAD // 2), (width, y - PAD // 2)], fill="#888888", width=2)
+        content, style = inputs.get(pair_index, (None, None))
+        for k, image in enumerate((content, style)):
+            if image is not None:
+                sheet.paste(_thumb(image, HEAD_THUMB), (PAD + k * (HEAD_THUMB + PAD), y))
+        draw.text((PAD, y + HEAD_THUMB + 2), "content", fill="#555555", font=font)
+        draw.text((2 * PAD + HEAD_THUMB, y + HEAD_THUMB + 2), "style", fill="#555555", font=font)
+        pair = plan.pairs[pair_index]
+        lines = [f"pair {pair_index}", pair.content.stem[:HEAD_CHARS], pair.style.stem[:HEAD_CHARS]]
+        lines += [f"{k} = {_fmt(v)}" for k, v in values.items()]
+        for i, line in enumerate(lines):
+            draw.text((3 * PAD + 2 * HEAD_THUMB, y + i * LINE), line, fill="black", font=font)
+        for c, (row, thumb) in enumerate(cells[g]):
+            x = head_w + c * cell_w
+            if row is None:
+                continue
+            text = [f"{k}={_fmt(v)}" for k, v in row["spec"].axis_values.items()]
+            if thumb is not None:
+                sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y))
+                score = row["scores"].get(plan.score)
+                text.append(f"{plan.score} {_fmt(score) if score is not None else 'n/a'}")
+            else:
+                draw.rectangle([x, y, x + THUMB, y + THUMB], fill="#f2dede", outline="#a94442")
+                for i, line in enumerate(_wrap(row["message"], font, THUMB - 8)[: THUMB // LINE - 1]):
+                    draw.text((x + 4, y + 4 + i * LINE), line, fill="#a94442", font=font)
+                text.append("FAILED")
+            for i, line in enumerate(text):
+                draw.text((x, y + heights[g] + 2 + i * LINE), line, fill="black", font=font)
+        y += heights[g] + 2 + label_lines * LINE + PAD
+    with atomic_output(path, overwrite=True) as tmp:
+        sheet.save(tmp, format="PNG")
+
+
+# --------------------------------------------------------------------------- html
+
+
+def _numeric_axes(plan: Plan) -> list[str]:
+    return [n for n, vs in plan.axes.items()
+            if len(vs) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs)]
+
+
+def svg_plot(axis: str, score: str, values: list, rows: list[dict]) -> str:
+    """Inline SVG: ``score`` against the axis values (equally spaced), a point per run, a line per pair."""
+    points = [(values.index(row[axis]), row["scores"][score], row["pair"]) for row in rows
+              if row["status"] == "ok" and row["scores"].get(score) is not None
+              and math.isfinite(row["scores"][score]) and row[axis] in values]
+    if not points:
+        return ""
+    ys = [p[1] for p in points]
+    lo, hi = min(ys), max(ys)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
+    w, h, m = PLOT_W, PLOT_H, PLOT_M
+    sx = lambda i: m + (i + 0.5) * (w - 1.5 * m) / len(values)
+    sy = lambda v: (h - m) - (v - lo) / (hi - lo) * (h - m - m // 2)
+    out = [(f'<svg class="plot" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
+            f'aria-label="{html.escape(score)} against {html.escape(axis)}">'),
+           f'<text x="{w / 2}" y="13" text-anchor="middle" class="title">{html.escape(score)} vs {html.escape(axis)}</text>',
+           f'<line x1="{m}" y1="{h - m}" x2="{w - m // 2}" y2="{h - m}" class="axis"/>',
+           f'<line x1="{m}" y1="{m // 2}" x2="{m}" y2="{h - m}" class="axis"/>',
+           f'<text x="{m - 3}" y="{sy(hi) + 4}" text-anchor="end" class="tick">{_fmt(round(hi, 4))}</text>',
+           f'<text x="{m - 3}" y="{sy(lo) + 4}" text-anchor="end" class="tick">{_fmt(round(lo, 4))}</text>']
+    for i, value in enumerate(values):
+        out.append(f'<text x="{sx(i)}" y="{h - m + 14}" text-anchor="middle" class="tick">{html.escape(_fmt(value))}</text>')
+    out.append(f'<text x="{w / 2}" y="{h - 6}" text-anchor="middle" class="label">{html.escape(axis)}</text>')
+    for pair in sorted({p[2] for p in points}):
+        color = PAIR_COLORS[pair % len(PAIR_COLORS)]
+        means = []
+        for i in range(len(values)):
+            at = [p[1] for p in points if p[0] == i and p[2] == pair]
+            if at:
+                means.append(f"{sx(i):.1f},{sy(sum(at) / len(at)):.1f}")
+        out.append(f'<polyline points="{" ".join(means)}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+        for i, v, p in points:
+            if p == pair:
+                out.append(f'<circle cx="{sx(i):.1f}" cy="{sy(v):.1f}" r="3" fill="{color}">'
+                           f'<title>pair {p}: {html.escape(_fmt(v))}</title></circle>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#eee;cursor:pointer;position:sticky;top:0}th:hover{background:#ddd}
+td.l,th.l{text-align:left}tr.failed td{background:#f9e0e0}
+img.thumb{width:64px;height:64px;object-fit:contain;image-rendering:pixelated}
+.sheet{max-width:100%;border:1px solid #ccc}.scroll{overflow-x:auto;max-width:100%}.plots{display:flex;flex-wrap:wrap;gap:12px}
+svg.plot{border:1px solid #ddd;background:#fff}.axis{stroke:#444}.tick{font-size:10px;fill:#444}
+.title{font-size:12px;font-weight:bold}.label{font-size:11px;fill:#222}.legend span{margin-right:1em}
+"""
+
+SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach(function(th, col){
+  th.addEventListener('click', function(){
+    var table = th.closest('table'), body = table.tBodies[0];
+    var asc = th.dataset.dir !== 'asc'; th.dataset.dir = asc ? 'asc' : 'desc';
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function(a, b){
+      var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return asc ? c : -c;
+    });
+    rows.forEach(function(r){ body.appendChild(r); });
+  });
+});
+"""
+
+
+def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> None:
+    """One static page: the sheet, a sortable table of every run, a plot per score and numeric axis."""
+    shown = [c for c in columns if c not in ("content", "style", "guide", "message")
+             and not c.startswith("peak_memory.")] + ["message"]
+    # parameters that are the same in every run only clutter the table: keep varying ones
+    shown = [c for c in shown if c in ("run", "status", "result", "message") or c in plan.axes or c == "pair"
+             or len({_fmt(_cell(r, c)) for r in rows}) > 1 or c.startswith(("seconds", "objective"))
+             or any(c in r["scores"] for r in rows)]
+    head = "".join(f'<th class="{"l" if c in ("run", "status", "message", "result") else ""}">{html.escape(c)}</th>'
+                   for c in shown)
+    body = []
+    for row in rows:
+        cells = []
+        for c in shown:
+            value = _cell(row, c)
+            text = _fmt(value)
+            if c == "result" and text:
+                inner = f'<a href="{html.escape(text)}"><img class="thumb" src="{html.escape(text)}" alt="{row["run"]}"></a>'
+            else:
+                inner = html.escape(text)
+            cls = ' class="l"' if c in ("run", "status", "message", "result") else ""
+            cells.append(f'<td{cls} data-v="{html.escape(text)}">{inner}</td>')
+        body.append(f'<tr class="{row["status"]}" id="{row["run"]}">{"".join(cells)}</tr>')
+    plots = [svg_plot(axis, score, plan.axes[axis], rows)
+             for score in score_names(rows, plan.score) for axis in _numeric_axes(plan)]
+    legend = "".join(f'<span style="color:{PAIR_COLORS[i % len(PAIR_COLORS)]}">&#9679; pair {i}: '
+                     f'{html.escape(p.name)}</span>' for i, p in enumerate(plan.pairs))
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(plan.path.name)}: nnst-hr experiment</title>
+<style>{CSS}</style></head><body>
+<h1>{html.escape(plan.path.name)}: {len(rows)} runs ({n_ok} ok, {len(rows) - n_ok} failed)</h1>
+<p>Axes: {html.escape(json.dumps(plan.axes))}. Fixed: {html.escape(json.dumps(plan.fixed))}.
+Scores and times are in <a href="results.csv">results.csv</a>; click a column heading to sort.</p>
+<h2>Contact sheet</h2>
+<a href="sheet.png"><img class="sheet" src="sheet.png" alt="contact sheet"></a>
+<h2>Runs</h2>
+<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>
+{chr(10).join(body)}
+</tbody></table></div>
+<h2>Scores along the numeric axes</h2>
+<p class="legend">{legend}</p>
+<div class="plots">{''.join(plots) or '<p>(no numeric axis with two or more values)</p>'}</div>
+<script>{SORT_JS}</script>
+</body></html>
+"""
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+
+
+def _cell(row: dict, column: str):
+    return row["scores"].get(column, row.get(column))
+
+
+def write_report(out_dir: Path, plan: Plan, graph: Graph, results: dict, cache: Cache) -> list[dict]:
+    """Write every output of an experiment into ``out_dir``; returns the rows (one per run)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = collect_rows(plan, graph, results, cache, out_dir)
+    columns = write_csv(out_dir / "results.csv", plan, rows)
+    inputs = {}
+    for keys, run in zip(graph.runs, graph.specs):
+        record = results.get(keys["inputs"])
+        if run.pair_index not in inputs and isinstance(record, dict):
+            inputs[run.pair_index] = (record["content"], record["style"])
+    write_sheet(out_dir / "sheet.png", plan, rows, inputs)
+    write_html(out_dir / "report.html", plan, rows, columns)
+    return rows

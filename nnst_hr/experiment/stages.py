@@ -1,0 +1,303 @@
+"""The stages of a run as pure, module-level functions: same arguments, same :data:`Record`.
+
+Each stage takes literals (bytes, dicts of parameters) and upstream records, returns a flat
+``dict`` of arrays and scalars, and touches no file and no global state, so a task can run in
+this process or on a Dask worker. Which parameters each stage reads is declared here
+(:data:`NNST_PARAMS` ...) and is exactly what :mod:`.graph` hashes into the stage's key.
+
+Stages: ``inputs`` (decode images and masks) -> ``nnst`` (raw result and field, no color) ->
+``color`` (color post-processing of the NNST result) -> ``poster`` (patch synthesis at
+``out_size``) -> ``poster_color`` -> ``scores``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..config import NNSTConfig, PosterConfig
+
+Record = dict  # str -> np.ndarray | float | int | str | None
+
+STAGE_VERSION = {  # bump a stage's number when its code changes what it returns
+    "inputs": 1,
+    "nnst": 1,
+    "color": 1,
+    "poster": 1,
+    "poster_color": 1,
+    "scores": 1,
+}
+PACKAGE_VERSION = __version__
+COLOR_PARAMS = ("color", "color_iterations", "color_sharpness", "mono_threshold")
+NNST_PARAMS = tuple(f.name for f in fields(NNSTConfig) if f.name not in COLOR_PARAMS + ("device",))
+POSTER_NNST_PARAMS = ("rotate", "seed")  # what the poster stage reads of the NNST config
+POSTER_PARAMS = tuple(f.name for f in fields(PosterConfig))
+
+
+def subset(config, names: tuple[str, ...]) -> dict:
+    """The named fields of a config dataclass as a plain dict (what a stage reads)."""
+    return {name: getattr(config, name) for name in names}
+
+
+def has_poster(nnst: NNSTConfig, poster_cfg: PosterConfig) -> bool:
+    """A run has a poster stage when ``out_size`` is set and differs from NNST's size."""
+    return bool(poster_cfg.out_size) and poster_cfg.out_size != nnst.size
+
+
+# --------------------------------------------------------------------------- masks in records
+
+
+def masks_from(inputs: Record):
+    """The ``guidance.MaskPair`` carried by an ``inputs`` record, or None."""
+    if inputs.get("mask_content") is None:
+        return None
+    from guidance import Label, MaskPair
+
+    n = int(inputs["n_labels"])
+    labels = [Label(i, f"label {i}", None, 0.0, 0.0) for i in range(n)]
+    warnings = [w for w in str(inputs.get("mask_warnings") or "").split("\n") if w]
+    return MaskPair(inputs["mask_content"], inputs["mask_style"], labels, warnings, Path("content"), Path("style"))
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def decode_inputs(content: bytes, style: bytes, guide: dict[str, bytes] | None, names: dict[str, str]) -> Record:
+    """Decode the content and style images and the masks folder (``{relative path: bytes}``).
+
+    ``names`` (``content``, ``style``, ``guide``: the paths as the user wrote them) only name
+    files in error messages. Returns ``content``, ``style`` (float32 (H, W, 3)) and, with a
+    guide, ``mask_content``, ``mask_style`` (int32 label maps at the images' sizes),
+    ``n_labels``, ``mask_warnings``.
+    """
+    content_img, style_img, masks = _decode(content, style, guide, names)
+    record: Record = {"content": content_img, "style": style_img, "mask_content": None}
+    if masks is not None:
+        record.update(mask_content=masks.content.astype(np.int32), mask_style=masks.style.astype(np.int32),
+                      n_labels=int(masks.n_labels), mask_warnings="\n".join(masks.warnings))
+    return record
+
+
+def nnst(inputs: Record, params: dict, device: str = "auto") -> Record:
+    """NNST without color: ``raw`` (H, W, 3), ``field`` (H/4, W/4, 3), sizes, ``objective``.
+
+    ``params`` holds :data:`NNST_PARAMS`; ``device`` does not change the result's meaning
+    (it is not part of the key).
+    """
+    config = replace(NNSTConfig(**params), device=device, color=False)
+    result = synthesize_nnst(inputs["content"], inputs["style"], config, masks=masks_from(inputs))
+    return {
+        "raw": result.raw, "field": result.field,
+        "content_size": np.asarray(result.content_size, np.int64),
+        "style_size": np.asarray(result.style_size, np.int64),
+        "objective": float(result.objective),
+    }
+
+
+def color(inputs: Record, nnst_record: Record, params: dict) -> Record:
+    """Color post-processing of the NNST result (``params``: :data:`COLOR_PARAMS`) -> ``image``."""
+    config = NNSTConfig(**params)
+    return {"image": color_stage(nnst_record["raw"], inputs["content"], inputs["style"], config)}
+
+
+def poster(inputs: Record, nnst_record: Record, params: dict, nnst_params: dict) -> Record:
+    """Patch synthesis at ``params["out_size"]`` -> ``synthesized`` (Ho, Wo, 3) and ``field``.
+
+    ``params``: :data:`POSTER_PARAMS`; ``nnst_params``: :data:`POSTER_NNST_PARAMS`.
+    """
+    result = synthesize_poster_stage(inputs["content"], inputs["style"], _NNSTView(nnst_record),
+                                     PosterConfig(**params), NNSTConfig(**nnst_params), masks=masks_from(inputs))
+    return {"synthesized": result.synthesized, "field": result.field}
+
+
+def poster_color(inputs: Record, nnst_record: Record, poster_record: Record, params: dict) -> Record:
+    """Color post-processing of the poster (``params``: :data:`COLOR_PARAMS`) -> ``image``."""
+    style_size = tuple(int(v) for v in nnst_record["style_size"])
+    image = color_poster(poster_record["synthesized"], inputs["content"], inputs["style"], style_size,
+                         NNSTConfig(**params))
+    return {"image": image}
+
+
+def scores(inputs: Record, nnst_record: Record, final: Record, nnst_params: dict,
+           upsampled_from: Record | None = None) -> Record:
+    """Every score that applies to the run's final ``image`` (see ``nnst_hr.scores``).
+
+    ``upsampled_from``: the colored NNST result of a poster run (for ``detail_bicubic``).
+    ``nnst_params`` are the upstream NNST stage's (already in its key).
+    """
+    config = NNSTConfig(**nnst_params)
+    style_size = tuple(int(v) for v in nnst_record["style_size"])
+    values = score_image(
+        final["image"], inputs["content"], inputs["style"], raw=nnst_record["raw"], nnst_config=config,
+        field=nnst_record["field"], style_size=style_size, masks=masks_from(inputs),
+        upsampled_from=None if upsampled_from is None else upsampled_from["image"], seed=config.seed,
+    )
+    return {name: float(value) for name, value in values.items()}
+
+
+@dataclass
+class _NNSTView:
+    """An ``nnst`` record seen as the result object the poster stage reads."""
+
+    record: Record
+
+    @property
+    def raw(self):
+        return self.record["raw"]
+
+    @property
+    def field(self):
+        return self.record["field"]
+
+    @property
+    def style_size(self):
+        return tuple(int(v) for v in self.record["style_size"])
+
+    @property
+    def content_size(self):
+        return tuple(int(v) for v in self.record["content_size"])
+
+
+# --- adapters until the stage refactor lands (lead: replace with the real functions)
+# nnst_hr.nnst.synthesize_nnst, nnst_hr.color.color_stage, nnst_hr.poster.synthesize_poster_stage,
+# nnst_hr.poster.color_poster and nnst_hr.scores.score_image, written over today's code.
+
+
+@dataclass
+class NNSTResult:
+    raw: np.ndarray
+    field: np.ndarray
+    content_size: tuple[int, int]
+    style_size: tuple[int, int]
+    objective: float
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class PosterResult:
+    synthesized: np.ndarray
+    field: np.ndarray
+    out_shape: tuple[int, int]
+    timings: dict = field(default_factory=dict)
+
+
+def _decode(content: bytes, style: bytes, guide: dict[str, bytes] | None, names: dict[str, str]):
+    """Today's readers take paths: decode through a private temporary folder, errors renamed."""
+    import tempfile
+
+    from guidance import MaskError, load_masks
+
+    from ..errors import InputError
+    from ..io import read_image
+
+    with tempfile.TemporaryDirectory(prefix="nnst-hr-inputs-") as tmp:
+        tmp = Path(tmp)
+        shown = {}
+        paths = {}
+        for side, data in (("content", content), ("style", style)):
+            path = tmp / side / Path(names.get(side, side)).name
+            path.parent.mkdir()
+            path.write_bytes(data)
+            paths[side], shown[str(path)] = path, names.get(side, side)
+        folder = None
+        if guide is not None:
+            folder = tmp / "guide"
+            for rel, data in guide.items():
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                (folder / rel).write_bytes(data)
+            folder.mkdir(exist_ok=True)
+            shown[str(folder)] = names.get("guide", "guide")
+        try:
+            content_img = read_image(paths["content"])
+            style_img = read_image(paths["style"])
+            masks = load_masks(folder, content_img.shape[:2], style_img.shape[:2]) if folder else None
+        except (InputError, MaskError) as exc:
+            message = str(exc)
+            for tmp_path, name in sorted(shown.items(), key=lambda kv: -len(kv[0])):
+                message = message.replace(tmp_path, name)
+            raise type(exc)(message.replace(str(tmp), "")) from None
+    return content_img, style_img, masks
+
+
+def synthesize_nnst(content, style, config, *, masks=None, weights=None, progress=None) -> NNSTResult:
+    from ..nnst import stylize
+
+    r = stylize(content, style, replace(config, color=False), masks=masks, weights=weights, progress=progress)
+    return NNSTResult(r.raw, r.field, r.content_size, r.style_size, r.objective, r.timings)
+
+
+def color_stage(raw, content, style, config) -> np.ndarray:
+    """What ``stylize`` does after ``runner.run``: color transfer at the result's size."""
+    import torch
+
+    from ..color import transfer_color
+    from ..nnst import resize_long_side, to_numpy, to_tensor
+
+    if not config.color:
+        return raw
+    device = torch.device("cpu")
+    size = max(raw.shape[:2])
+    out = transfer_color(
+        to_tensor(raw, device), resize_long_side(to_tensor(content, device), size),
+        resize_long_side(to_tensor(style, device), size), iterations=config.color_iterations,
+        sharpness=config.color_sharpness, mono_threshold=config.mono_threshold,
+    )
+    return to_numpy(out)
+
+
+def synthesize_poster_stage(content, style, nnst_result, poster_config, nnst_config, *, masks=None,
+                            progress=None) -> PosterResult:
+    from ..poster import scaled_shape, synthesize_poster
+
+    size_h, size_w = nnst_result.raw.shape[:2]
+    scale = poster_config.out_size / max(size_h, size_w)
+    out_shape = scaled_shape((size_h, size_w), scale)
+    synthesized, poster_field = synthesize_poster(content, style, nnst_result, poster_config, nnst_config,
+                                                  out_shape, scale, masks, progress)
+    return PosterResult(synthesized, poster_field, out_shape)
+
+
+def color_poster(synthesized, content, style, style_size, nnst_config) -> np.ndarray:
+    """The color part of ``poster.make_poster``."""
+    import torch
+
+    from ..color import transfer_color
+    from ..nnst import to_numpy, to_tensor
+    from ..poster import resize
+
+    if not nnst_config.color:
+        return synthesized
+    device = torch.device("cpu")
+    final = transfer_color(
+        to_tensor(synthesized, device), to_tensor(resize(content, synthesized.shape[:2]), device),
+        to_tensor(resize(style, style_size), device), iterations=nnst_config.color_iterations,
+        sharpness=nnst_config.color_sharpness, mono_threshold=nnst_config.mono_threshold,
+    )
+    return to_numpy(final)
+
+
+def score_image(image, content, style, *, raw=None, nnst_config=None, field=None, style_size=None, masks=None,
+                upsampled_from=None, weights=None, seed=0) -> dict[str, float]:
+    """``nnst_hr.scores.score_image`` once it exists; until then ``objective`` and ``content_ssim`` only."""
+    try:
+        from ..scores import score_image as real
+    except ImportError:
+        real = None
+    if real is not None:
+        return real(image, content, style, raw=raw, nnst_config=nnst_config, field=field, style_size=style_size,
+                    masks=masks, upsampled_from=upsampled_from, weights=weights, seed=seed)
+    from skimage.metrics import structural_similarity
+
+    from ..nnst import nnst_objective
+    from ..poster import resize
+
+    out = {}
+    if raw is not None:
+        out["objective"] = nnst_objective(raw, style, nnst_config or NNSTConfig(), weights=weights)
+    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec. 709 weights on sRGB values
+    out["content_ssim"] = float(structural_similarity(
+        image @ luma, resize(content, image.shape[:2]) @ luma, data_range=1.0))
+    return out

@@ -1,0 +1,358 @@
+"""``nnst-hr experiment``: plan validation, stage keys, the cache, compute-once, resume, reports.
+
+One tiny plan (32 px NNST, 1 step, 64 px posters) is run once per module and shared; the
+compute-once properties are checked by counting the stage executions that ``on_event`` sees.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nnst_hr.cli import app
+from nnst_hr.config import NNSTConfig
+from nnst_hr.errors import InputError
+from nnst_hr.experiment import load_plan, run_plan, stages
+from nnst_hr.experiment import report as report_module
+from nnst_hr.experiment.cache import Cache
+from nnst_hr.experiment.graph import build_graph, read_inputs
+from nnst_hr.experiment.plan import parse_plan
+from nnst_hr.io import write_image
+
+TINY = """
+[fixed]
+size = 32
+steps = 1
+split_steps = 1
+out_size = 64
+rotate = false
+"""
+GOOD_PAIR = '[[pair]]\ncontent = "c.png"\nstyle = "s.png"\n'
+BAD_PAIRS = ('[[pair]]\ncontent = "bad.png"\nstyle = "s.png"\n'
+             '[[pair]]\ncontent = "c.png"\nstyle = "s.png"\nguide = "badmasks"\n')
+
+
+def _image(path: Path, seed: int, stripes: bool = False) -> None:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:64, 0:64] / 64
+    if stripes:
+        image = np.stack([0.5 + 0.5 * np.sin(x * 20), y, 0.3 + 0 * x], -1) * 0.9 + rng.random((64, 64, 3)) * 0.1
+    else:
+        image = np.stack([x, y, 1 - (x + y) / 2], -1) * 0.8 + rng.random((64, 64, 3)) * 0.2
+    write_image(path, image.astype(np.float32), overwrite=True)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Inputs: a content and a style image, an unreadable image, masks of the wrong aspect ratio."""
+    base = tmp_path_factory.mktemp("experiment")
+    _image(base / "c.png", 0)
+    _image(base / "s.png", 1, stripes=True)
+    (base / "bad.png").write_bytes(b"this is not an image")
+    (base / "badmasks").mkdir()
+    Image.new("RGB", (20, 40), (255, 0, 0)).save(base / "badmasks" / "content_mask.png")
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(base / "badmasks" / "style_mask.png")
+    return base
+
+
+def write_plan(folder: Path, name: str, axes: str, pairs: str = GOOD_PAIR, extra: str = "") -> Path:
+    path = folder / name
+    path.write_text(pairs + "\n[axes]\n" + axes + "\n" + TINY + extra)
+    return path
+
+
+class Events:
+    """``on_event`` that records (event, stage, key)."""
+
+    def __init__(self, stop_after: str | None = None):
+        self.seen: list[tuple[str, str, str]] = []
+        self.stop_after = stop_after
+
+    def __call__(self, event, task, info):
+        self.seen.append((event, task.stage, task.key))
+        if event == "done" and task.stage == self.stop_after:
+            raise KeyboardInterrupt
+
+    def started(self) -> Counter:
+        return Counter(stage for event, stage, _ in self.seen if event == "start")
+
+    def keys(self, event: str) -> set[str]:
+        return {key for e, _, key in self.seen if e == event}
+
+
+SWEEP_AXES = "color_sharpness = [5.0, 10.0]\nuniformity = [5e-4, 2e-3]\n"
+
+
+@pytest.fixture(scope="module")
+def first(folder):
+    """The shared plan: a 2 x 2 sweep over color and poster options, plus two pairs that fail."""
+    plan = write_plan(folder, "plan.toml", SWEEP_AXES, GOOD_PAIR + BAD_PAIRS)
+    events = Events()
+    summary = run_plan(plan, folder / "results", quiet=True, on_event=events)
+    return plan, summary, events
+
+
+def test_a_sweep_over_poster_and_color_options_runs_nnst_once(first):
+    _, summary, events = first
+    # one NNST for the good pair; 2 color values; 2 poster values; 4 poster colors and scores
+    assert events.started() == Counter(inputs=3, nnst=1, color=2, poster=2, poster_color=4, scores=4)
+    assert summary.runs == 12 and summary.failed == 8
+
+
+def test_a_finished_plan_run_again_does_no_work(first, folder):
+    plan, _, before = first
+    events = Events()
+    run_plan(plan, folder / "results", quiet=True, on_event=events)
+    # only the two failed inputs are tried again (their files may have been fixed); nothing else
+    assert events.started() == Counter(inputs=2)
+    assert events.keys("start") & before.keys("done") == set()
+    assert events.keys("cached") == before.keys("done")
+
+
+def test_changing_one_axis_value_recomputes_only_the_stages_that_read_it(first, folder):
+    plan = write_plan(folder, "plan_changed.toml", "color_sharpness = [5.0, 10.0]\nuniformity = [5e-4, 1e-3]\n")
+    events, stream = Events(), io.StringIO()
+    run_plan(plan, folder / "results_changed", cache_dir=folder / "results" / "cache", on_event=events, stream=stream)
+    assert events.started() == Counter(poster=1, poster_color=2, scores=2)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("4 runs, 5 of 14 stages to compute")
+    text = stream.getvalue()
+    assert re.search(r"^run [2-4] of 4: poster done in \d+s; plan: \d+s so far, time left known after the "
+                     r"first poster_color stage$", text, re.MULTILINE)
+    assert re.search(r"^run 4 of 4: scores done in \d+s; plan: \d+s so far, about 0s left$", text, re.MULTILINE)
+
+
+def test_two_plans_sharing_runs_share_their_results(first, folder):
+    sub = folder / "other"
+    sub.mkdir(exist_ok=True)
+    for name in ("c.png", "s.png"):
+        (sub / name).write_bytes((folder / name).read_bytes())  # same bytes, other paths: same keys
+    plan = write_plan(sub, "plan.toml", "color_sharpness = [10.0]\n", extra="uniformity = 2e-3\n")
+    events = Events()
+    summary = run_plan(plan, sub / "results", cache_dir=folder / "results" / "cache", quiet=True, on_event=events)
+    assert events.started() == Counter()
+    mine = summary.rows[0]
+    theirs = next(r for r in first[1].rows if r["color_sharpness"] == 10.0 and r["uniformity"] == 2e-3
+                  and r["status"] == "ok")
+    assert mine["scores"] == theirs["scores"]
+    a = np.asarray(Image.open(sub / "results" / mine["result"]))
+    b = np.asarray(Image.open(folder / "results" / theirs["result"]))
+    assert np.array_equal(a, b)
+
+
+def test_an_interrupted_plan_continues_from_the_finished_stages(folder, tmp_path):
+    plan = write_plan(folder, "plan_interrupt.toml", "uniformity = [5e-4, 2e-3]\n", extra="seed = 7\n")
+    out = tmp_path / "results"
+    first = Events(stop_after="poster")
+    with pytest.raises(KeyboardInterrupt):
+        run_plan(plan, out, quiet=True, on_event=first)
+    finished = first.keys("done")
+    assert {stage for _, stage, key in first.seen if key in finished} == {"inputs", "nnst", "color", "poster"}
+    second = Events()
+    summary = run_plan(plan, out, quiet=True, on_event=second)
+    assert second.keys("start") & finished == set()
+    assert second.keys("cached") == finished
+    assert second.started() == Counter(poster=1, poster_color=2, scores=2)
+    assert summary.failed == 0
+
+
+def test_results_csv_has_a_row_per_run_with_scores_times_and_failures(first, folder):
+    with open(folder / "results" / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["run"] for r in rows] == [f"run{i:03d}" for i in range(1, 13)]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 4
+    for row in ok:
+        assert 0.0 <= float(row["objective"]) <= 2.0  # a mean centered-cosine distance
+        assert float(row["seconds.nnst"]) > 0 and int(row["peak_memory.nnst"]) >= 0
+        assert row["size"] == "32" and row["out_size"] == "64"
+        assert Image.open(folder / "results" / row["result"]).size == (64, 64)
+        assert Image.open(folder / "results" / row["nnst_result"]).size == (32, 32)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert all("bad.png" in r["message"] for r in failed[:4])
+    assert all("aspect" in r["message"] for r in failed[4:])
+    assert not any(r["result"] for r in failed)
+
+
+def test_the_pipeline_equals_stylize_for_the_nnst_and_color_stages(folder):
+    from nnst_hr.nnst import stylize
+
+    inputs = stages.decode_inputs((folder / "c.png").read_bytes(), (folder / "s.png").read_bytes(), None, {})
+    config = NNSTConfig(size=32, steps=1, split_steps=1, rotate=False, color_sharpness=5.0)
+    raw = stages.nnst(inputs, stages.subset(config, stages.NNST_PARAMS), "cpu")
+    image = stages.color(inputs, raw, stages.subset(config, stages.COLOR_PARAMS))["image"]
+    reference = stylize(inputs["content"], inputs["style"], config)
+    np.testing.assert_array_equal(raw["raw"], reference.raw)
+    np.testing.assert_array_equal(raw["field"], reference.field)
+    np.testing.assert_allclose(image, reference.image, atol=1e-6)
+    assert not np.allclose(image, raw["raw"], atol=1e-3)  # negative control: color did something
+
+
+def test_report_html_links_only_existing_files_and_lists_every_run(first, folder):
+    out = folder / "results"
+    page = (out / "report.html").read_text()
+    links = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert "sheet.png" in links and "results.csv" in links
+    assert not any(link.startswith(("http:", "https:", "//")) for link in links)  # self-contained
+    for link in links:
+        assert (out / link).is_file(), link
+    for i in range(1, 13):
+        assert f'id="run{i:03d}"' in page
+    assert page.count("<svg") == 2 * 2  # two scores (adapter) x two numeric axes
+    assert page.count('class="failed"') == 8
+
+
+def test_the_contact_sheet_has_a_row_per_pair_and_row_value(first, folder):
+    plan = load_plan(first[0])
+    groups, columns = report_module._sheet_layout(plan, first[1].rows)
+    assert len(groups) == 3 * 2 and columns == [5e-4, 2e-3]
+    sheet = Image.open(folder / "results" / "sheet.png")
+    cell_h = report_module.THUMB + 2 + 3 * report_module.LINE + report_module.PAD  # square thumbnails
+    assert sheet.size[1] == 2 * report_module.LINE + 2 * report_module.PAD + 6 * cell_h + report_module.PAD
+    # the first cell holds the first run's result, enlarged with nearest neighbours
+    result = np.asarray(Image.open(folder / "results" / "runs" / "run001" / "result.png").convert("RGB"))
+    pixels = np.asarray(sheet.convert("RGB"))
+    assert (pixels == result[0, 0]).all(-1).sum() >= (report_module.THUMB // 64) ** 2
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def _toml(folder: Path, text: str):
+    import tomllib
+
+    return parse_plan(tomllib.loads(text), folder)
+
+
+@pytest.mark.parametrize("text, where", [
+    (GOOD_PAIR + "[axes]\nalpha = [0.25, 0.5, 1.5]\n", "axes.alpha[2]: "),
+    (GOOD_PAIR + "[axes]\nalpha = [0.25, \"x\"]\n", "axes.alpha[1]: must be float"),
+    (GOOD_PAIR + "[axes]\nalpha = []\n", "axes.alpha: empty axis"),
+    (GOOD_PAIR + "[axes]\nalpah = [0.5]\n", "axes.alpah: unknown option"),
+    (GOOD_PAIR + "[axes]\nguide_mode = [\"soft\", \"medium\"]\n", "axes.guide_mode[1]: must be one of"),
+    (GOOD_PAIR + "[axes]\nsteps = [1.5]\n", "axes.steps[0]: must be int"),
+    (GOOD_PAIR + "[fixed]\nsize = 8\n", "fixed.size: --size must be at least"),
+    (GOOD_PAIR + "[fixed]\nrotate = 1\n", "fixed.rotate: must be bool"),
+    (GOOD_PAIR + "[sweep]\nalpha = [1]\n", "sweep: unknown table"),
+    ('[[pair]]\ncontent = "nope.png"\nstyle = "s.png"\n', "pair[0].content: no such file"),
+    ('[[pair]]\ncontent = "c.png"\n', "pair[0].style: missing"),
+    ('[[pair]]\ncontent = "*.jpg"\nstyle = "s.png"\n', "pair[0].content: no file matches"),
+    (GOOD_PAIR + '[[pair]]\ncontent = "c.png"\nstyle = "s.png"\nguide = "nomasks"\n', "pair[1].guide: masks folder"),
+    (GOOD_PAIR + 'alpha = 0.5\n[axes]\nalpha = [0.25]\n', "pair[0].alpha: also an axis"),
+    (GOOD_PAIR + "[axes]\nalpha = [0.5]\n[report]\nrows = \"size\"\n", "report.rows: 'size' is not an axis"),
+    (GOOD_PAIR + "[report]\nscore = \"beauty\"\n", "report.score: unknown score"),
+    ("[axes]\nalpha = [0.5]\n", "pair: no pairs"),
+])
+def test_bad_plans_are_refused_naming_the_key(folder, text, where):
+    with pytest.raises(InputError) as info:
+        _toml(folder, text)
+    assert str(info.value).startswith(where), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_globs_per_pair_options_and_run_order(folder):
+    plan = _toml(folder, '[[pair]]\ncontent = "?.png"\nstyle = "s.png"\nalpha = 0.75\nout_size = "none"\n'
+                         '[[pair]]\ncontent = "c.png"\nstyle = "s.png"\n'
+                         '[axes]\nsize = [32, 64]\nnnst_weight = [1, 3]\n[fixed]\nsteps = 2\n')
+    assert [p.content.name for p in plan.pairs] == ["c.png", "s.png", "c.png"]  # the glob: 2 pairs
+    runs = plan.runs()
+    assert len(runs) == 3 * 2 * 2
+    assert [(r.nnst.size, r.poster.guide_weight) for r in runs[:4]] == [(32, 1.0), (32, 3.0), (64, 1.0), (64, 3.0)]
+    assert {r.nnst.alpha for r in runs[:8]} == {0.75} and runs[8].nnst.alpha == NNSTConfig().alpha
+    assert runs[0].poster.out_size is None and runs[0].nnst.steps == 2
+    assert isinstance(runs[0].poster.guide_weight, float)
+
+
+def test_stage_keys_depend_on_exactly_what_the_stage_reads(folder):
+    def graph(axes: str, fixed: str = TINY):
+        plan = _toml(folder, GOOD_PAIR + "[axes]\n" + axes + fixed)
+        g = build_graph(plan, read_inputs(plan))
+        return Counter(task.stage for task in g.values())
+
+    assert graph("device = [\"cpu\", \"auto\"]\n")["nnst"] == 1  # where it runs is not what it computes
+    assert graph("color_iterations = [1, 2, 3]\n") == Counter(inputs=1, nnst=1, color=3, poster=1,
+                                                                poster_color=3, scores=3)
+    assert graph("patch_size = [3, 5]\n") == Counter(inputs=1, nnst=1, color=1, poster=2, poster_color=2, scores=2)
+    assert graph("alpha = [0.25, 0.5]\n") == Counter(inputs=1, nnst=2, color=2, poster=2, poster_color=2, scores=2)
+    # the poster reads the seed and rotate of the NNST config besides its own
+    assert graph("seed = [0, 1]\n")["poster"] == 2
+    no_poster = TINY.replace("out_size = 64\n", "")
+    assert graph("out_size = [\"none\", 32]\n", no_poster)["poster"] == 0  # none, or NNST's own size
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def test_cache_round_trip_and_corruption(tmp_path):
+    cache = Cache(tmp_path)
+    rng = np.random.default_rng(0)
+    record = {"raw": rng.random((5, 4, 3), dtype=np.float32), "field": np.arange(12, dtype=np.int32).reshape(2, 2, 3),
+              "objective": 0.25, "n": 3, "note": "x", "none": None}
+    key = "nnst-" + "ab" * 16
+    assert cache.get(key) is None and not cache.has(key)
+    cache.put(key, record, meta={"seconds": 1.5})
+    got = cache.get(key)
+    assert got.keys() == record.keys()
+    for name, value in record.items():
+        np.testing.assert_array_equal(got[name], value) if isinstance(value, np.ndarray) else None
+        assert isinstance(value, np.ndarray) or got[name] == value
+    assert got["raw"].dtype == np.float32 and cache.meta(key) == {"seconds": 1.5}
+
+    npz = tmp_path / f"{key}.npz"
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped bit: checksum mismatch
+    npz.write_bytes(bytes(data))
+    assert cache.get(key) is None
+    cache.put(key, record)
+    npz.write_bytes(npz.read_bytes()[:40])  # truncated
+    assert cache.get(key) is None
+    cache.put(key, record)
+    (tmp_path / f"{key}.json").write_text("{")  # a torn json
+    assert cache.get(key) is None
+    with pytest.raises(ValueError):
+        cache.get("../../etc/passwd")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_refuses_a_bad_plan_with_one_line_and_exit_2(folder, tmp_path):
+    plan = write_plan(folder, "plan_bad.toml", "alpha = [0.25, 0.5, 1.5]\n")
+    result = CliRunner().invoke(app, ["experiment", str(plan), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "axes.alpha[2]" in lines[0]
+    assert not (tmp_path / "out").exists()  # before any work
+
+
+def test_the_sample_plan_is_valid_and_shares_nnst_across_poster_options():
+    plan = load_plan(Path(__file__).resolve().parents[1] / "samples" / "experiment" / "plan.toml")
+    graph = build_graph(plan, read_inputs(plan))
+    stages_count = Counter(task.stage for task in graph.values())
+    assert len(graph.runs) == 8 and stages_count["nnst"] == 4 and stages_count["poster"] == 8
+    assert plan.pairs[1].guide is not None and plan.runs()[4].nnst.guide_weight == 0.75
+
+
+def test_peak_memory_sees_an_allocation_inside_the_stage_and_none_outside():
+    pytest.importorskip("psutil")
+    import time
+
+    from nnst_hr.experiment.execute import MEMORY_SAMPLE_S, PeakMemory
+
+    size = 256 * 2**20
+    with PeakMemory() as used:
+        block = np.ones(size, np.uint8)  # touched pages: resident
+        time.sleep(5 * MEMORY_SAMPLE_S)  # let the sampler see it before it is freed
+        del block
+    with PeakMemory() as idle:
+        pass
+    assert used.peak >= 0.9 * size
+    assert idle.peak < 0.1 * size
