@@ -349,3 +349,83 @@ def test_unreachable_scheduler_is_an_input_error_naming_the_address(tmp_path, ca
             pass
     with executor_from_options() as run:
         assert run is execute
+
+
+# --------------------------------------------------------------------------- the real experiment graph
+
+REAL_PLAN = """
+[[pair]]
+content = "c.png"
+style = "s.png"
+
+[[pair]]
+content = "bad.png"
+style = "s.png"
+
+[axes]
+color = [true, false]
+
+[fixed]
+size = 32
+steps = 1
+split_steps = 1
+rotate = false
+"""
+
+
+@pytest.fixture
+def real_plan(tmp_path) -> Path:
+    from nnst_hr.io import write_image
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:48, 0:48] / 48
+    write_image(tmp_path / "c.png", (np.stack([x, y, 1 - x], -1) * 0.8 + rng.random((48, 48, 3)) * 0.2)
+                .astype(np.float32), overwrite=True)
+    write_image(tmp_path / "s.png", (np.stack([0.5 + 0.5 * np.sin(x * 20), y, 0.3 + 0 * x], -1) * 0.9)
+                .astype(np.float32), overwrite=True)
+    (tmp_path / "bad.png").write_bytes(b"this is not an image")
+    (tmp_path / "plan.toml").write_text(REAL_PLAN)
+    return tmp_path / "plan.toml"
+
+
+def test_real_plan_on_the_cluster_then_in_process_reuses_everything(two_workers, real_plan, tmp_path):
+    import csv
+
+    from nnst_hr.experiment import run_plan
+
+    out = tmp_path / "results"
+    events = Recorder()
+    summary = run_plan(real_plan, out, quiet=True, on_event=events, scheduler=two_workers.scheduler.address)
+    with open(summary.results, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(row["run"] for row in rows) == sorted({row["run"] for row in rows})  # each run once
+    assert len(rows) == 4 and summary.failed == 2
+    for row in rows:
+        if row["pair"] == "1":  # bad.png: failed alone, with the decoder's message
+            assert row["status"] != "ok" and "bad.png" in row["message"]
+        else:
+            assert row["status"] == "ok" and float(row["objective"]) > 0
+    computed = events.keys("done")
+    assert sorted(computed) == sorted(set(computed))  # each stage once
+    assert {events_task.split("-")[0] for events_task in computed} == {"inputs", "nnst", "color", "scores"}
+    # the same plan in this process: nothing computed again (the failed run's inputs are retried)
+    again = Recorder()
+    run_plan(real_plan, out, quiet=True, on_event=again)
+    assert again.keys("done") == [] and sorted(again.keys("cached")) == sorted(computed)
+    assert [p for p in files_under(out) if p.name.startswith(".") or "tmp" in p.name] == []
+
+
+def test_cli_scheduler_unreachable_exits_2_with_one_line_before_any_work(real_plan, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from nnst_hr.cli import app
+    from nnst_hr.experiment import distributed as distributed_module
+
+    monkeypatch.setattr(distributed_module, "CONNECT_TIMEOUT_S", 1.0)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    result = CliRunner().invoke(app, ["experiment", str(real_plan), "-o", str(tmp_path / "out"),
+                                      "--scheduler", address])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and address in lines[0]
+    assert not (tmp_path / "out").exists()

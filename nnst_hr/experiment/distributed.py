@@ -385,12 +385,13 @@ def _require_dask():
 
 @contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None, *,
-                connect_timeout: float = CONNECT_TIMEOUT_S) -> Iterator:
+                connect_timeout: float | None = None) -> Iterator:
     """A ``distributed.Client`` for ``--workers N`` or ``--scheduler ADDRESS``, closed on exit.
 
     ``workers``: a local cluster of that many single-threaded worker processes on 127.0.0.1
     (no dashboard), shut down on exit. ``scheduler``: an existing cluster; an address that does
-    not answer within ``connect_timeout`` seconds is an :class:`InputError` naming it.
+    not answer within ``connect_timeout`` seconds (default :data:`CONNECT_TIMEOUT_S`) is an
+    :class:`InputError` naming it.
     """
     if workers is not None and scheduler is not None:
         raise InputError("--workers and --scheduler exclude each other: --workers N starts a local cluster, "
@@ -400,7 +401,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *,
     distributed = _require_dask()
     if scheduler is not None:
         try:
-            client = distributed.Client(scheduler, timeout=connect_timeout, set_as_default=False)
+            client = distributed.Client(scheduler, timeout=connect_timeout or CONNECT_TIMEOUT_S, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({_first_line(exc)}): start it with "
                              f"`dask scheduler` and workers with `dask worker {scheduler}`, or fix --scheduler") from None
