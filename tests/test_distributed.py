@@ -10,7 +10,6 @@ import hashlib
 import os
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import pytest
 pytest.importorskip("distributed")
 
 from distributed import Client, LocalCluster  # noqa: E402
-
 from nnst_hr.errors import InputError  # noqa: E402
 from nnst_hr.experiment.cache import Cache  # noqa: E402
 from nnst_hr.experiment.distributed import _Failed, _Output, execute_dask, executor_from_options, run_task  # noqa: E402

@@ -53,10 +53,10 @@ import queue
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from ..errors import InputError
 from .cache import Cache
@@ -403,8 +403,9 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *,
         try:
             client = distributed.Client(scheduler, timeout=connect_timeout or CONNECT_TIMEOUT_S, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({_first_line(exc)}): start it with "
-                             f"`dask scheduler` and workers with `dask worker {scheduler}`, or fix --scheduler") from None
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({_first_line(exc)}): start it "
+                             f"with `dask scheduler` and workers with `dask worker {scheduler}`, or fix --scheduler"
+                             ) from None
         with client:
             try:
                 client.wait_for_workers(1, timeout=WORKER_WAIT_S)
