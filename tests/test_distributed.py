@@ -315,6 +315,33 @@ def test_interrupted_client_resumes_from_the_stages_written(two_workers, tmp_pat
     assert_clean_cache(tmp_path / "results", graph)
 
 
+def crash(inputs: dict, log: str, tag: str) -> dict:
+    _log(log, tag)
+    os._exit(1)  # the worker process dies, as when it runs out of memory
+
+
+def _allowed_failures(n: int, dask_scheduler=None) -> int:
+    old, dask_scheduler.allowed_failures = dask_scheduler.allowed_failures, n
+    return old
+
+
+def test_a_stage_that_kills_its_workers_fails_its_runs_not_the_plan(two_workers, tmp_path):
+    log = tmp_path / "log"
+    graph = make_graph(log, CONTENTS, STYLE)
+    c1 = graph.keys_by_tag["nnst", "c1"]
+    graph[c1] = Task(c1, "nnst", crash, (TaskRef(graph.keys_by_tag["inputs", "c1"]), str(log), "crash"), {}, (1,))
+    old = two_workers.run_on_scheduler(_allowed_failures, 0)  # the first death is a KilledWorker
+    try:
+        results = execute_dask(graph, Cache(tmp_path / "results"), client=two_workers)
+    finally:
+        two_workers.run_on_scheduler(_allowed_failures, old)
+    assert executions(log).count("crash") == 1
+    for key in (c1, graph.keys_by_tag["scores", "c1"]):
+        assert isinstance(results[key], Failure) and results[key].stage == "nnst"
+        assert "killed 1 worker(s)" in results[key].message
+    assert isinstance(results[graph.keys_by_tag["scores", "c0"]], dict)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,8 +15,8 @@ Faults:
   downstream, as in process; the other runs go on. The error is caught on the worker and returned
   as a value, so Dask only ever sees the tasks of bugs fail (those propagate).
 - A lost worker: Dask reruns what it was computing elsewhere. A task that kills
-  ``distributed.scheduler.allowed-failures`` workers in a row (out of memory, usually) fails its
-  runs with a message instead of the plan. Scattered data lost with a worker cannot be recomputed
+  ``distributed.scheduler.allowed-failures`` + 1 workers in a row (out of memory, usually) fails
+  its runs with a message instead of the plan. Scattered data lost with a worker cannot be recomputed
   by Dask; the tasks that needed it come back cancelled and are resubmitted with the data
   scattered again.
 - An interrupted client releases what it submitted (the scheduler drops it); the stages already
@@ -197,7 +197,11 @@ class _DaskRun:
         return value
 
     def submit(self, keys: list[str]) -> None:
-        """Scatter what ``keys`` need (once per data key) and submit them, upstream first."""
+        """Scatter what ``keys`` need (once per data key) and submit them, upstream first.
+
+        A key downstream of a failure already known (a resubmission) fails without running.
+        """
+        keys = [key for key in keys if not self._fails_upstream(key)]
         wanted: dict = {}
         payloads = {key: self._payload(self.graph[key].args, wanted) for key in keys}
         missing = {k: v for k, v in wanted.items() if k not in self.data or self.data[k].status != "finished"}
@@ -217,6 +221,15 @@ class _DaskRun:
             self.futures[key] = future
             self.task_of[dask_key] = key
             self.pending.add(future)
+
+    def _fails_upstream(self, key: str) -> bool:
+        task = self.graph[key]
+        failed = next((self.results[ref] for ref in _refs(task.args) if isinstance(self.results.get(ref), Failure)),
+                      None)
+        if failed is not None:
+            self.results[key] = failed
+            self.emit("failed", task, {"message": failed.message, "stage": failed.stage, "upstream": True})
+        return failed is not None
 
     # ---- completion
     def handle(self, future) -> None:
@@ -259,9 +272,10 @@ class _DaskRun:
         exc = future.exception()
         if not isinstance(exc, KilledWorker):
             raise exc
-        origin = self.graph.get(getattr(exc, "task", None), task)  # the task that killed the workers
-        message = (f"the {origin.stage} stage killed {exc.allowed_failures + 1} workers in a row (out of memory?): "
-                   "use a smaller size or workers with more memory")
+        # the task that killed the workers (its dependents come back with the same exception)
+        origin = self.graph.get(self.task_of.get(exc.task, exc.task), task)
+        message = (f"the {origin.stage} stage killed {exc.allowed_failures + 1} worker(s) in a row (out of memory?):"
+                   " use a smaller size or workers with more memory")
         del self.futures[task.key]
         self.results[task.key] = Failure(message, origin.stage)
         self.emit("failed", task, {"message": message, "stage": origin.stage, "upstream": origin is not task})
@@ -339,6 +353,14 @@ class _DaskRun:
 @dataclass(frozen=True)
 class _DataKey:
     key: str
+
+
+def _refs(value) -> list[str]:
+    """The upstream keys of a task's arguments (TaskRefs, also inside lists, tuples and dicts)."""
+    if isinstance(value, TaskRef):
+        return [value.key]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return [key for item in items for key in _refs(item)]
 
 
 def execute_dask(graph: Graph, cache: Cache, *, client, on_event: Callable | None = None) -> dict:
