@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import os
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -168,7 +169,7 @@ def _check_range(where: str, params: dict) -> None:
 def _resolve(where: str, base: Path, value, *, folder: bool = False) -> list[Path]:
     if not isinstance(value, str) or not value:
         raise InputError(f"{where}: must be a path string, got {value!r}")
-    pattern = str(base / Path(value).expanduser())
+    pattern = os.path.normpath(base / Path(value).expanduser())  # "plans/../samples/x.png" -> "samples/x.png"
     if any(c in value for c in GLOB_CHARS):
         found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
         if not found:
