@@ -86,9 +86,10 @@ def main() -> None:
     parser.add_argument("--out-size", type=int, default=128)
     args = parser.parse_args()
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from nnst_hr.experiment.cache import Cache
+    from nnst_hr.experiment.distributed import local_cluster
     from nnst_hr.experiment.graph import build_graph, read_inputs
     from nnst_hr.experiment.plan import load_plan
 
@@ -105,12 +106,8 @@ def main() -> None:
         local_s, local = timed_plan(plan_path, tmp / "local")
         print(f"in process:             {local_s:7.1f} s  (stages {sum(local.seconds.values()):.1f} s)")
 
-        def cluster(n: int):
-            return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                dashboard_address=None)
-
         start = time.perf_counter()
-        with cluster(2) as two, Client(two, set_as_default=False) as client:
+        with local_cluster(2) as two, Client(two, set_as_default=False) as client:
             startup_s = time.perf_counter() - start
             before = outgoing_bytes(client)
             two_s, on_two = timed_plan(plan_path, tmp / "two", scheduler=two.scheduler_address)
@@ -118,7 +115,7 @@ def main() -> None:
         print(f"2 workers:              {two_s:7.1f} s  (stages {sum(on_two.seconds.values()):.1f} s on the "
               f"workers; cluster start {startup_s:.1f} s apart)")
 
-        with cluster(1) as one, Client(one, set_as_default=False):
+        with local_cluster(1) as one, Client(one, set_as_default=False):
             one_s, on_one = timed_plan(plan_path, tmp / "one", scheduler=one.scheduler_address)
         overhead = (one_s - sum(on_one.seconds.values())) / len(on_one.seconds)
         print(f"1 worker:               {one_s:7.1f} s  (stages {sum(on_one.seconds.values()):.1f} s)")

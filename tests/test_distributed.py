@@ -6,6 +6,7 @@ each appends its tag to a log file so the tests can count executions across work
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import signal
@@ -18,10 +19,18 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from distributed import Client, LocalCluster  # noqa: E402
+from distributed import Client  # noqa: E402
+
 from nnst_hr.errors import InputError  # noqa: E402
 from nnst_hr.experiment.cache import Cache  # noqa: E402
-from nnst_hr.experiment.distributed import _Failed, _Output, execute_dask, executor_from_options, run_task  # noqa: E402
+from nnst_hr.experiment.distributed import (  # noqa: E402
+    _Failed,
+    _Output,
+    execute_dask,
+    executor_from_options,
+    local_cluster,
+    run_task,
+)
 from nnst_hr.experiment.execute import Failure, execute  # noqa: E402
 from nnst_hr.experiment.graph import Graph, Task, TaskRef  # noqa: E402
 
@@ -126,9 +135,7 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None)
-    with cluster, Client(cluster, set_as_default=False) as client:
+    with local_cluster(2) as cluster, Client(cluster, set_as_default=False) as client:
         yield client
 
 
@@ -340,6 +347,27 @@ def test_a_stage_that_kills_its_workers_fails_its_runs_not_the_plan(two_workers,
         assert isinstance(results[key], Failure) and results[key].stage == "nnst"
         assert "killed 1 worker(s)" in results[key].message
     assert isinstance(results[graph.keys_by_tag["scores", "c0"]], dict)
+
+
+def test_a_gpu_task_on_a_cluster_without_gpu_workers_is_refused_before_any_work(two_workers, tmp_path):
+    graph = make_graph(tmp_path / "log", CONTENTS[:1], STYLE)
+    key = graph.keys_by_tag["nnst", "c0"]
+    graph[key] = dataclasses.replace(graph[key], resources={"GPU": 1})
+    with pytest.raises(InputError, match="GPU=1"):
+        execute_dask(graph, Cache(tmp_path / "results"), client=two_workers)
+    assert executions(tmp_path / "log") == [] and not (tmp_path / "results").exists()
+
+
+def test_workers_option_runs_on_local_single_threaded_processes(tmp_path):
+    graph = make_graph(tmp_path / "log", CONTENTS[:1], STYLE)
+    pids = []
+    with executor_from_options(workers=1) as run:
+        results = run(graph, Cache(tmp_path / "results"),
+                      on_event=lambda event, task, info: pids.append(info["pid"]) if event == "start" else None)
+    assert set(pids) and os.getpid() not in pids  # another process
+    assert all(isinstance(results[k], dict) for k in graph)
+    assert results[graph.keys_by_tag["scores", "c0"]]["sum"] == pytest.approx(
+        0.5 * sum(CONTENTS[0]) + 2.0 * sum(STYLE))
 
 
 def _free_port() -> int:

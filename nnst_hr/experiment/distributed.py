@@ -94,9 +94,9 @@ def _unwrap(value):
     """Replace upstream :class:`_Output` values (top level or inside lists/tuples/dicts) by records."""
     if isinstance(value, _Output):
         return value.record
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):
         return type(value)(_unwrap(item) for item in value)
-    if isinstance(value, dict):
+    if type(value) is dict:
         return {name: _unwrap(item) for name, item in value.items()}
     return value
 
@@ -104,7 +104,7 @@ def _unwrap(value):
 def _upstream_failure(value) -> _Failed | None:
     if isinstance(value, _Failed):
         return value
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    items = value.values() if type(value) is dict else value if type(value) in (list, tuple) else ()
     return next((failed for item in items if (failed := _upstream_failure(item)) is not None), None)
 
 
@@ -179,9 +179,9 @@ class _DaskRun:
                 wanted[key] = self.results[value.key]
                 return _DataKey(key)
             return value
-        if isinstance(value, (list, tuple)):
+        if type(value) in (list, tuple):
             return type(value)(self._payload(item, wanted) for item in value)
-        if isinstance(value, dict):
+        if type(value) is dict:
             return {name: self._payload(item, wanted) for name, item in value.items()}
         return value
 
@@ -190,9 +190,9 @@ class _DaskRun:
             return self.data[value.key]
         if isinstance(value, TaskRef):
             return self.futures[value.key]
-        if isinstance(value, (list, tuple)):
+        if type(value) in (list, tuple):
             return type(value)(self._futures_for(item) for item in value)
-        if isinstance(value, dict):
+        if type(value) is dict:
             return {name: self._futures_for(item) for name, item in value.items()}
         return value
 
@@ -359,7 +359,7 @@ def _refs(value) -> list[str]:
     """The upstream keys of a task's arguments (TaskRefs, also inside lists, tuples and dicts)."""
     if isinstance(value, TaskRef):
         return [value.key]
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    items = value.values() if type(value) is dict else value if type(value) in (list, tuple) else ()
     return [key for item in items for key in _refs(item)]
 
 
@@ -436,10 +436,22 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *,
                                  f"`dask worker {scheduler} --nthreads 1`") from None
             yield client
         return
-    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None, resources=_local_resources())
-    with cluster, distributed.Client(cluster, set_as_default=False) as client:
+    with local_cluster(workers, resources=_local_resources()) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
         yield client
+
+
+def local_cluster(n_workers: int, **worker_options):
+    """A ``distributed.LocalCluster`` of ``n_workers`` single-threaded processes, all on 127.0.0.1.
+
+    No dashboard; the scheduler's small HTTP server (health checks) takes a free port on
+    127.0.0.1 instead of 8787, so it never collides with another cluster.
+    """
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                        **worker_options)
 
 
 def _local_resources() -> dict | None:
