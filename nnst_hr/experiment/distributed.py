@@ -48,6 +48,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import queue
 import socket
@@ -164,6 +165,8 @@ class _DaskRun:
         self.done: set[str] = set()  # keys whose "done" was sent (a rerun is not reported twice)
         self.events: queue.Queue = queue.Queue()  # "task started" worker events, from the client's thread
         self.lost: set[str] = set()  # keys that came back cancelled (their scattered data was lost)
+        self.deferred: list[dict] = []  # start events waiting for their upstream's "done"
+        self.order = {key: i for i, key in enumerate(graph)}
         self.pending = as_completed(loop=client.loop)
 
     # ---- submission
@@ -292,15 +295,26 @@ class _DaskRun:
             self.futures.pop(key, None)
         self.submit(again)
 
-    def drain_events(self) -> None:
+    def collect_events(self) -> None:
+        """Take the "task started" events the client's thread received."""
         while True:
             try:
-                event = self.events.get_nowait()
+                self.deferred.append(self.events.get_nowait())
             except queue.Empty:
                 return
+
+    def flush_starts(self) -> None:
+        """Send "start" for the events whose upstream "done" was sent (the order a reader expects)."""
+        waiting = []
+        for event in self.deferred:
             key = event.get("key")
-            if key in self.futures:
-                self.emit("start", self.graph[key], {k: v for k, v in event.items() if k != "key"})
+            if key not in self.futures:
+                continue  # handled, failed or resubmitted meanwhile
+            if any(ref not in self.results for ref in _refs(self.graph[key].args)):
+                waiting.append(event)
+                continue
+            self.emit("start", self.graph[key], {k: v for k, v in event.items() if k != "key"})
+        self.deferred = waiting
 
     # ---- the whole call
     def run(self) -> dict:
@@ -320,14 +334,15 @@ class _DaskRun:
             self.submit(todo)
             while not self.pending.is_empty():
                 batch = self.pending.next_batch(block=False)
-                self.drain_events()
-                for future in batch:
+                self.collect_events()
+                for future in sorted(batch, key=lambda f: self.order[self.task_of[f.key]]):  # upstream first
+                    self.flush_starts()
                     self.handle(future)
+                self.flush_starts()
                 if self.lost:
                     self.recover()
                 if not batch:
                     time.sleep(POLL_S)
-            self.drain_events()
         finally:
             # dropping the futures releases them: the scheduler forgets what no client wants
             # (an interrupted plan leaves no work queued on the cluster)
@@ -436,9 +451,12 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *,
                                  f"`dask worker {scheduler} --nthreads 1`") from None
             yield client
         return
-    with local_cluster(workers, resources=_local_resources()) as cluster, \
-            distributed.Client(cluster, set_as_default=False) as client:
-        yield client
+    cluster = local_cluster(workers, resources=_local_resources())
+    try:
+        with distributed.Client(cluster, set_as_default=False) as client:
+            yield client
+    finally:
+        _close_quietly(cluster)
 
 
 def local_cluster(n_workers: int, **worker_options):
@@ -452,6 +470,18 @@ def local_cluster(n_workers: int, **worker_options):
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                         dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                         **worker_options)
+
+
+def _close_quietly(cluster) -> None:
+    """Close a local cluster without the nannies' "worker still alive, killing" warnings (torch
+    workers are slow to stop; killing them is the intended end)."""
+    nanny = logging.getLogger("distributed.nanny")
+    level = nanny.level
+    nanny.setLevel(logging.ERROR)
+    try:
+        cluster.close()
+    finally:
+        nanny.setLevel(level)
 
 
 def _local_resources() -> dict | None:
