@@ -40,8 +40,8 @@ so a GPU worker runs one NNST at a time.
 
 Examples
 --------
->>> from distributed import Client, LocalCluster                    # doctest: +SKIP
->>> with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster) as client:
+>>> from distributed import Client
+>>> with local_cluster(2) as cluster, Client(cluster) as client:      # doctest: +SKIP
 ...     results = execute_dask(graph, Cache("results/cache"), client=client)
 """
 
