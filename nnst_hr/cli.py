@@ -132,7 +132,7 @@ def run(
 def experiment_command(
     plan: Path = typer.Argument(..., help="Plan file (TOML): pairs, axes, fixed options; see the README."),
     output: Path = typer.Option(..., "--output", "-o", help="Results folder (results.csv, sheet.png, report.html)."),
-    cache: Optional[Path] = typer.Option(None, help="Stage cache folder to share between plans (default OUTPUT/cache)."),
+    cache: Path | None = typer.Option(None, help="Stage cache folder to share between plans (default OUTPUT/cache)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     workers: int | None = typer.Option(None, help="Run the stages on a local Dask cluster of N processes."),
     scheduler: str | None = typer.Option(None, help="Run the stages on an existing Dask cluster (tcp://host:8786)."),

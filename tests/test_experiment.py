@@ -206,7 +206,8 @@ def test_report_html_links_only_existing_files_and_lists_every_run(first, folder
         assert (out / link).is_file(), link
     for i in range(1, 13):
         assert f'id="run{i:03d}"' in page
-    assert page.count("<svg") == 2 * 2  # two scores (adapter) x two numeric axes
+    n_scores = len(report_module.score_names(first[1].rows, "objective"))
+    assert n_scores >= 2 and page.count("<svg") == n_scores * 2  # a plot per score and numeric axis
     assert page.count('class="failed"') == 8
 
 
@@ -356,3 +357,21 @@ def test_peak_memory_sees_an_allocation_inside_the_stage_and_none_outside():
         pass
     assert used.peak >= 0.9 * size
     assert idle.peak < 0.1 * size
+
+
+def test_masks_travel_through_the_inputs_record_unchanged():
+    from guidance import load_masks
+    from nnst_hr.io import read_image
+
+    pair = Path(__file__).resolve().parents[1] / "samples" / "guided" / "louvre_to_house"
+    files = {p.name: p.read_bytes() for p in pair.iterdir() if p.is_file()}
+    record = stages.decode_inputs(files["content.png"], files["style.png"], files, {})
+    masks = stages.masks_from(record)
+    content, style = read_image(pair / "content.png"), read_image(pair / "style.png")
+    reference = load_masks(pair, content.shape[:2], style.shape[:2])
+    np.testing.assert_array_equal(record["content"], content)
+    np.testing.assert_array_equal(masks.content, reference.content)
+    np.testing.assert_array_equal(masks.style, reference.style)
+    assert masks.n_labels == reference.n_labels > 1
+    assert [label.name for label in masks.labels] == [label.name for label in reference.labels if not label.unguided]
+    assert stages.masks_from(stages.decode_inputs(files["content.png"], files["style.png"], None, {})) is None

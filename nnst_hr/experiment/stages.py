@@ -12,6 +12,7 @@ Stages: ``inputs`` (decode images and masks) -> ``nnst`` (raw result and field, 
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from ..config import NNSTConfig, PosterConfig
 Record = dict  # str -> np.ndarray | float | int | str | None
 
 STAGE_VERSION = {  # bump a stage's number when its code changes what it returns
-    "inputs": 1,
+    "inputs": 2,
     "nnst": 1,
     "color": 1,
     "poster": 1,
@@ -57,7 +58,9 @@ def masks_from(inputs: Record):
     from guidance import Label, MaskPair
 
     n = int(inputs["n_labels"])
-    labels = [Label(i, f"label {i}", None, 0.0, 0.0) for i in range(n)]
+    names = str(inputs.get("mask_label_names") or "").split("\n")
+    names = names if len(names) == n else [f"label{i}" for i in range(n)]
+    labels = [Label(i, name, None, 0.0, 0.0) for i, name in enumerate(names)]
     warnings = [w for w in str(inputs.get("mask_warnings") or "").split("\n") if w]
     return MaskPair(inputs["mask_content"], inputs["mask_style"], labels, warnings, Path("content"), Path("style"))
 
@@ -76,8 +79,10 @@ def decode_inputs(content: bytes, style: bytes, guide: dict[str, bytes] | None, 
     content_img, style_img, masks = _decode(content, style, guide, names)
     record: Record = {"content": content_img, "style": style_img, "mask_content": None}
     if masks is not None:
+        guided = sorted((label for label in masks.labels if not label.unguided), key=lambda label: label.index)
         record.update(mask_content=masks.content.astype(np.int32), mask_style=masks.style.astype(np.int32),
-                      n_labels=int(masks.n_labels), mask_warnings="\n".join(masks.warnings))
+                      n_labels=int(masks.n_labels), mask_warnings="\n".join(masks.warnings),
+                      mask_label_names="\n".join(label.name for label in guided))
     return record
 
 
@@ -282,10 +287,11 @@ def color_poster(synthesized, content, style, style_size, nnst_config) -> np.nda
 def score_image(image, content, style, *, raw=None, nnst_config=None, field=None, style_size=None, masks=None,
                 upsampled_from=None, weights=None, seed=0) -> dict[str, float]:
     """``nnst_hr.scores.score_image`` once it exists; until then ``objective`` and ``content_ssim`` only."""
-    try:
+    real = None
+    spec = importlib.util.find_spec("nnst_hr.scores")
+    # only this package's own scores module (a shared editable install can resolve another checkout's)
+    if spec is not None and spec.origin and Path(spec.origin).parent == Path(__file__).resolve().parents[1]:
         from ..scores import score_image as real
-    except ImportError:
-        real = None
     if real is not None:
         return real(image, content, style, raw=raw, nnst_config=nnst_config, field=field, style_size=style_size,
                     masks=masks, upsampled_from=upsampled_from, weights=weights, seed=seed)
