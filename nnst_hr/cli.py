@@ -225,13 +225,15 @@ def experiment_command(
     output: Path = typer.Option(..., "--output", "-o", help="Results folder (results.csv, sheet.png, report.html)."),
     cache: Path | None = typer.Option(None, help="Stage cache folder to share between plans (default OUTPUT/cache)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    workers: int | None = typer.Option(None, help="Run the stages on a local Dask cluster of N processes."),
+    scheduler: str | None = typer.Option(None, help="Run the stages on an existing Dask cluster (tcp://host:8786)."),
 ) -> None:
     """Run every combination of the plan's axes for every pair, each stage once; resumable."""
 
     def action():
         from .experiment import run_plan
 
-        summary = run_plan(plan, output, cache_dir=cache, quiet=quiet)
+        summary = run_plan(plan, output, cache_dir=cache, quiet=quiet, workers=workers, scheduler=scheduler)
         if summary.failed:
             print(f"warning: {summary.failed} of {summary.runs} runs failed; see {summary.results}", file=sys.stderr)
 

@@ -17,7 +17,8 @@ from typing import TextIO
 from ..errors import InputError
 from ..progress import format_seconds
 from .cache import Cache
-from .execute import execute, needed
+from .distributed import executor_from_options
+from .execute import needed
 from .graph import build_graph, read_inputs
 from .plan import load_plan
 from .report import write_report
@@ -80,8 +81,12 @@ class Summary:
 
 
 def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Path | None = None,
-             quiet: bool = False, on_event: Callable | None = None, stream: TextIO | None = None) -> Summary:
+             quiet: bool = False, on_event: Callable | None = None, stream: TextIO | None = None,
+             workers: int | None = None, scheduler: str | None = None) -> Summary:
     """Run every stage of the plan not yet in the cache and write the report into ``out_dir``.
+
+    ``workers`` (a local Dask cluster of that many processes) or ``scheduler`` (an existing
+    cluster's address) run the stages on Dask (:mod:`.distributed`); neither, in this process.
 
     Raises :class:`InputError` (before any work) for a bad plan; runs failing on their inputs
     are recorded as failed, the others go on.
@@ -96,14 +101,15 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
         raise InputError(f"cannot read an input: {exc}") from None
     graph = build_graph(plan, inputs)
     cache = Cache(Path(cache_dir) if cache_dir is not None else out_dir / CACHE_FOLDER)
-    progress = PlanProgress(graph, cache, stream=stream, enabled=not quiet)
+    with executor_from_options(workers, scheduler) as run_graph:  # a cluster not there: InputError, no work
+        progress = PlanProgress(graph, cache, stream=stream, enabled=not quiet)
 
-    def events(event, task, info):
-        progress(event, task, info)
-        if on_event is not None:
-            on_event(event, task, info)
+        def events(event, task, info):
+            progress(event, task, info)
+            if on_event is not None:
+                on_event(event, task, info)
 
-    results = execute(graph, cache, on_event=events)
+        results = run_graph(graph, cache, on_event=events)
     rows = write_report(out_dir, plan, graph, results, cache)
     failed = sum(row["status"] != "ok" for row in rows)
     if not quiet:

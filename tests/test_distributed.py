@@ -1,0 +1,489 @@
+"""execute_dask on a local cluster of worker processes on 127.0.0.1: same records as in process, faults.
+
+The stages here are tiny module-level functions (the real NNST would be too slow for fault tests);
+each appends its tag to a log file so the tests can count executions across worker processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+from distributed import Client  # noqa: E402
+
+from nnst_hr.errors import InputError  # noqa: E402
+from nnst_hr.experiment.cache import Cache  # noqa: E402
+from nnst_hr.experiment.distributed import (  # noqa: E402
+    _Failed,
+    _Output,
+    execute_dask,
+    executor_from_options,
+    local_cluster,
+    run_task,
+)
+from nnst_hr.experiment.execute import Failure, execute  # noqa: E402
+from nnst_hr.experiment.graph import Graph, Task, TaskRef  # noqa: E402
+
+SLOW_S = 1.5  # how long the slow stage runs: long enough to kill its worker in the middle
+
+
+# --------------------------------------------------------------------------- tiny stages
+
+
+def _log(log: str, tag: str) -> None:
+    with open(log, "a") as f:
+        f.write(tag + "\n")
+
+
+def decode(data: bytes, log: str, tag: str, sleep_s: float = 0.0) -> dict:
+    _log(log, tag)
+    time.sleep(sleep_s)
+    if data.startswith(b"BAD"):
+        raise InputError(f"{tag}: not an image (starts with {data[:3]!r}); pass a PNG or JPEG file")
+    return {"x": np.frombuffer(data, np.uint8).astype(np.float32), "n": len(data)}
+
+
+def scale(inputs: dict, factor: float, log: str, tag: str, sleep_s: float = 0.0) -> dict:
+    _log(log, tag)
+    time.sleep(sleep_s)
+    return {"y": inputs["x"] * np.float32(factor), "factor": factor}
+
+
+def total(a: dict, b: dict, log: str, tag: str) -> dict:
+    _log(log, tag)
+    return {"sum": float(a["y"].sum() + b["y"].sum()), "label": tag}
+
+
+def broken(inputs: dict, log: str, tag: str) -> dict:
+    raise RuntimeError("a bug, not bad input")
+
+
+def _key(stage: str, tag: str) -> str:
+    return f"{stage}-{hashlib.sha256(tag.encode()).hexdigest()[:32]}"
+
+
+def make_graph(log: Path, contents: list[bytes], style: bytes, *, slow: str = "", slow_decode: bool = False) -> Graph:
+    """Per pair i: decode(content_i), decode(style) (shared), scale x2 each, total -> 3 + 2 per pair tasks."""
+    graph = Graph()
+    graph.keys_by_tag = keys = {}
+    log = str(log)
+
+    def add(stage, tag, func, args, run_ids):
+        # content-addressed like the real graph: the tag, the data's digest and the upstream keys
+        # (and the log: a test's keys are its own, Dask's client may hold an earlier test's results)
+        ident = [tag, log] + [hashlib.sha256(a).hexdigest() if isinstance(a, bytes) else a.key
+                         for a in args if isinstance(a, (bytes, TaskRef))]
+        key = _key(stage, "/".join(ident))
+        keys[stage, tag] = key
+        if key not in graph:
+            graph[key] = Task(key, stage, func, tuple(args), {}, tuple(run_ids))
+        return key
+
+    runs = list(range(len(contents)))
+    s_in = add("inputs", "style", decode, (style, log, "inputs:style", SLOW_S if slow_decode else 0.0), runs)
+    s_sc = add("nnst", "style", scale, (TaskRef(s_in), 2.0, log, "nnst:style", SLOW_S if slow == "style" else 0.0),
+               runs)
+    for i, content in enumerate(contents):
+        c_in = add("inputs", f"c{i}", decode, (content, log, f"inputs:c{i}"), [i])
+        c_sc = add("nnst", f"c{i}", scale, (TaskRef(c_in), 0.5 + i, log, f"nnst:c{i}",
+                                            SLOW_S if slow == f"c{i}" else 0.0), [i])
+        add("scores", f"c{i}", total, (TaskRef(c_sc), TaskRef(s_sc), log, f"scores:c{i}"), [i])
+    return graph
+
+
+def tag_of(task: Task) -> str:
+    return next(arg for arg in task.args if isinstance(arg, str) and ":" in arg)
+
+
+def executions(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def assert_clean_cache(folder: Path, graph: Graph) -> None:
+    """One complete entry (npz + json) per key, nothing else: no temporary or partial file."""
+    names = sorted(p.name for p in files_under(folder))
+    assert names == sorted([f"{k}.npz" for k in graph] + [f"{k}.json" for k in graph])
+
+
+class Recorder:
+    def __init__(self, then=None):
+        self.events: list[tuple[str, str, dict]] = []
+        self.then = then
+
+    def __call__(self, event, task, info):
+        self.events.append((event, task.key, info))
+        if self.then is not None:
+            self.then(event, task, info)
+
+    def keys(self, event: str) -> list[str]:
+        return [key for e, key, _ in self.events if e == event]
+
+
+@pytest.fixture(scope="module")
+def client():
+    with local_cluster(2) as cluster, Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+@pytest.fixture
+def two_workers(client):
+    client.wait_for_workers(2, timeout=60)
+    return client
+
+
+CONTENTS = [bytes(range(7, 107)), bytes(range(50, 250))]
+STYLE = bytes(range(200, 0, -1))
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_run_task_turns_bad_input_into_a_value_and_passes_upstream_failures_on(tmp_path):
+    log = str(tmp_path / "log")
+    failed = run_task(decode, "inputs-00", "inputs", b"BAD data", log, "c")
+    assert isinstance(failed, _Failed) and failed.stage == "inputs" and "not an image" in failed.message
+    assert run_task(scale, "nnst-00", "nnst", failed, 2.0, log, "s") is failed  # not run
+    assert executions(tmp_path / "log") == ["c"]
+    ok = run_task(decode, "inputs-01", "inputs", b"\x01\x02", log, "d")
+    assert isinstance(ok, _Output) and ok.info["seconds"] >= 0 and ok.info["peak_memory"] >= 0
+    assert run_task(scale, "nnst-01", "nnst", ok, 3.0, log, "e").record["y"].tolist() == [3.0, 6.0]
+
+
+def test_same_records_and_keys_as_in_process_and_each_reuses_the_other(two_workers, tmp_path):
+    client = two_workers
+    graph = make_graph(tmp_path / "log", CONTENTS, STYLE)
+    scattered: list[str] = []
+    scatter = client.scatter
+
+    def counting_scatter(data, **kwargs):
+        scattered.extend(name.rsplit("-", 1)[0] for name in data)  # "bytes-<sha>-<call>" -> "bytes-<sha>"
+        return scatter(data, **kwargs)
+
+    client.scatter = counting_scatter
+    try:
+        events = Recorder()
+        remote = execute_dask(graph, Cache(tmp_path / "dask"), client=client, on_event=events)
+    finally:
+        del client.scatter
+    # input bytes scattered once per unique content, nothing else needed scattering
+    assert sorted(scattered) == sorted({"bytes-" + hashlib.sha256(b).hexdigest()[:32] for b in CONTENTS + [STYLE]})
+    assert sorted(events.keys("done")) == sorted(graph) and len(executions(tmp_path / "log")) == len(graph)
+    assert set(events.keys("start")) == set(graph)
+    local = execute(graph, Cache(tmp_path / "local"))
+    assert list(remote) == list(local) == list(graph)
+    for key in graph:
+        assert sorted(remote[key]) == sorted(local[key])
+        for name, value in local[key].items():
+            np.testing.assert_array_equal(remote[key][name], value)
+    # the closed form of one score: sum(content * f) + sum(style * 2)
+    c0 = graph.keys_by_tag["scores", "c0"]
+    assert remote[c0]["sum"] == pytest.approx(0.5 * sum(CONTENTS[0]) + 2.0 * sum(STYLE))
+    # each cache serves the other executor: no execution at all
+    n = len(executions(tmp_path / "log"))
+    again = Recorder()
+    execute_dask(graph, Cache(tmp_path / "local"), client=client, on_event=again)
+    execute(graph, Cache(tmp_path / "dask"), on_event=again)
+    assert len(executions(tmp_path / "log")) == n
+    assert [e for e, _, _ in again.events] == ["cached"] * 2 * len(graph)
+    assert_clean_cache(tmp_path / "dask", graph)
+
+
+def test_cached_upstream_records_go_to_the_workers_as_data(two_workers, tmp_path):
+    graph = make_graph(tmp_path / "log", CONTENTS, STYLE)
+    cache = Cache(tmp_path / "results")
+    first = [k for k, task in graph.items() if task.stage in ("inputs", "nnst")]
+    execute(_sub(graph, first), cache)
+    events = Recorder()
+    results = execute_dask(graph, cache, client=two_workers, on_event=events)
+    assert sorted(events.keys("cached")) == sorted(first)
+    assert sorted(events.keys("done")) == sorted(k for k in graph if k not in first)
+    assert results[graph.keys_by_tag["scores", "c1"]]["sum"] == pytest.approx(1.5 * sum(CONTENTS[1]) + 2.0 * sum(STYLE))
+
+
+def _sub(graph: Graph, keys: list[str]) -> Graph:
+    sub = Graph()
+    for key in keys:
+        sub[key] = graph[key]
+    return sub
+
+
+def test_bad_input_fails_its_run_alone_and_a_bug_propagates(two_workers, tmp_path):
+    graph = make_graph(tmp_path / "log", [b"BAD not an image", CONTENTS[1]], STYLE)
+    events = Recorder()
+    cache = Cache(tmp_path / "results")
+    results = execute_dask(graph, cache, client=two_workers, on_event=events)
+    bad = [graph.keys_by_tag["inputs", "c0"], graph.keys_by_tag["nnst", "c0"], graph.keys_by_tag["scores", "c0"]]
+    for key in bad:
+        assert isinstance(results[key], Failure)
+        assert results[key].stage == "inputs" and results[key].message.startswith("inputs:c0: not an image")
+        assert not cache.has(key)
+    assert sorted(events.keys("failed")) == sorted(bad)
+    assert [info["upstream"] for e, k, info in events.events if e == "failed" and k == bad[0]] == [False]
+    good = [k for k in graph if k not in bad]
+    assert all(isinstance(results[k], dict) and cache.has(k) for k in good)
+    assert "scores:c0" not in executions(tmp_path / "log")  # downstream of a failure is not run
+
+    inputs = graph[graph.keys_by_tag["inputs", "c1"]]
+    key = _key("nnst", "broken")
+    bug = _sub(graph, [inputs.key])
+    bug[key] = Task(key, "nnst", broken, (TaskRef(inputs.key), str(tmp_path / "log2"), "x"), {}, (0,))
+    with pytest.raises(RuntimeError, match="a bug"):
+        execute_dask(bug, Cache(tmp_path / "bug"), client=two_workers)
+
+
+def test_worker_killed_in_the_middle_of_a_stage(two_workers, tmp_path):
+    """The worker running the slow stage is SIGKILLed mid-stage: Dask reruns it; every key done once."""
+    graph = make_graph(tmp_path / "log", CONTENTS, STYLE, slow="c1")
+    slow = graph.keys_by_tag["nnst", "c1"]
+    killed = []
+
+    def kill(event, task, info):
+        if event == "start" and task.key == slow and not killed:
+            time.sleep(SLOW_S / 3)
+            killed.append(info["pid"])
+            os.kill(info["pid"], signal.SIGKILL)
+
+    events = Recorder(kill)
+    results = execute_dask(graph, Cache(tmp_path / "results"), client=two_workers, on_event=events)
+    assert killed and executions(tmp_path / "log").count("nnst:c1") >= 2  # it was running, and ran again
+    assert all(isinstance(results[k], dict) for k in graph)
+    assert sorted(events.keys("done")) == sorted(graph)  # each key once
+    assert results[graph.keys_by_tag["scores", "c1"]]["sum"] == pytest.approx(1.5 * sum(CONTENTS[1]) + 2.0 * sum(STYLE))
+    assert_clean_cache(tmp_path / "results", graph)
+
+
+def test_scattered_input_lost_with_its_worker_is_scattered_again(two_workers, tmp_path):
+    """Kill the worker that holds the scattered style bytes while they are being decoded."""
+    client = two_workers
+    graph = make_graph(tmp_path / "log", CONTENTS, STYLE, slow_decode=True)
+    style_key = "bytes-" + hashlib.sha256(STYLE).hexdigest()[:32]
+    scattered: list[str] = []
+    scatter = client.scatter
+    killed = []
+
+    def counting_scatter(data, **kwargs):
+        scattered.extend(name.rsplit("-", 1)[0] for name in data)  # "bytes-<sha>-<call>" -> "bytes-<sha>"
+        return scatter(data, **kwargs)
+
+    def kill(event, task, info):
+        if event == "start" and task.key == graph.keys_by_tag["inputs", "style"] and not killed:
+            holder = next(workers[0] for name, workers in client.who_has().items() if name.startswith(style_key))
+            pid = client.run(os.getpid, workers=[holder])[holder]
+            killed.append(pid)
+            os.kill(pid, signal.SIGKILL)
+
+    client.scatter = counting_scatter
+    try:
+        events = Recorder(kill)
+        results = execute_dask(graph, Cache(tmp_path / "results"), client=client, on_event=events)
+    finally:
+        del client.scatter
+    assert killed and scattered.count(style_key) == 2
+    assert sorted(events.keys("done")) == sorted(graph)
+    assert results[graph.keys_by_tag["scores", "c0"]]["sum"] == pytest.approx(0.5 * sum(CONTENTS[0]) + 2.0 * sum(STYLE))
+    assert_clean_cache(tmp_path / "results", graph)
+
+
+def test_interrupted_client_resumes_from_the_stages_written(two_workers, tmp_path):
+    graph = make_graph(tmp_path / "log", CONTENTS, STYLE, slow="c1")
+    cache = Cache(tmp_path / "results")
+
+    def interrupt(event, task, info):
+        if event == "done" and len(events.keys("done")) == 3:
+            raise KeyboardInterrupt
+
+    events = Recorder(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        execute_dask(graph, cache, client=two_workers, on_event=events)
+    written = [k for k in graph if cache.has(k)]
+    assert sorted(written) == sorted(events.keys("done")) and 3 <= len(written) < len(graph)
+    resumed = Recorder()
+    results = execute_dask(graph, cache, client=two_workers, on_event=resumed)
+    assert sorted(resumed.keys("cached")) == sorted(written)
+    assert sorted(resumed.keys("done")) == sorted(k for k in graph if k not in written)
+    log = executions(tmp_path / "log")
+    for key in written:  # a stage written before the interruption never ran again
+        assert log.count(tag_of(graph[key])) == 1
+    assert all(isinstance(results[k], dict) for k in graph)
+    assert_clean_cache(tmp_path / "results", graph)
+
+
+def crash(inputs: dict, log: str, tag: str) -> dict:
+    _log(log, tag)
+    os._exit(1)  # the worker process dies, as when it runs out of memory
+
+
+def _allowed_failures(n: int, dask_scheduler=None) -> int:
+    old, dask_scheduler.allowed_failures = dask_scheduler.allowed_failures, n
+    return old
+
+
+def test_a_stage_that_kills_its_workers_fails_its_runs_not_the_plan(two_workers, tmp_path):
+    log = tmp_path / "log"
+    graph = make_graph(log, CONTENTS, STYLE)
+    c1 = graph.keys_by_tag["nnst", "c1"]
+    graph[c1] = Task(c1, "nnst", crash, (TaskRef(graph.keys_by_tag["inputs", "c1"]), str(log), "crash"), {}, (1,))
+    cache = Cache(tmp_path / "results")
+    # the other stages first: Dask counts a death against every task queued on that worker, and
+    # with no failure allowed an innocent task queued beside the crash would fail with it
+    execute(_sub(graph, [k for k in graph if k not in (c1, graph.keys_by_tag["scores", "c1"])]), cache)
+    old = two_workers.run_on_scheduler(_allowed_failures, 0)  # the first death is a KilledWorker
+    try:
+        results = execute_dask(graph, cache, client=two_workers)
+    finally:
+        two_workers.run_on_scheduler(_allowed_failures, old)
+    assert executions(log).count("crash") == 1
+    for key in (c1, graph.keys_by_tag["scores", "c1"]):
+        assert isinstance(results[key], Failure) and results[key].stage == "nnst"
+        assert "killed 1 worker(s)" in results[key].message
+        assert not cache.has(key)
+    assert isinstance(results[graph.keys_by_tag["scores", "c0"]], dict)
+
+
+def test_a_gpu_task_on_a_cluster_without_gpu_workers_is_refused_before_any_work(two_workers, tmp_path):
+    graph = make_graph(tmp_path / "log", CONTENTS[:1], STYLE)
+    key = graph.keys_by_tag["nnst", "c0"]
+    graph[key] = dataclasses.replace(graph[key], resources={"GPU": 1})
+    with pytest.raises(InputError, match="GPU=1"):
+        execute_dask(graph, Cache(tmp_path / "results"), client=two_workers)
+    assert executions(tmp_path / "log") == [] and not (tmp_path / "results").exists()
+
+
+def test_workers_option_runs_on_local_single_threaded_processes(tmp_path):
+    graph = make_graph(tmp_path / "log", CONTENTS[:1], STYLE)
+    pids = []
+    with executor_from_options(workers=1) as run:
+        results = run(graph, Cache(tmp_path / "results"),
+                      on_event=lambda event, task, info: pids.append(info["pid"]) if event == "start" else None)
+    assert set(pids) and os.getpid() not in pids  # another process
+    assert all(isinstance(results[k], dict) for k in graph)
+    assert results[graph.keys_by_tag["scores", "c0"]]["sum"] == pytest.approx(
+        0.5 * sum(CONTENTS[0]) + 2.0 * sum(STYLE))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_scheduler_is_an_input_error_naming_the_address(tmp_path, capsys):
+    import typer
+
+    from nnst_hr.cli import _guarded
+
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    start = time.monotonic()
+
+    def action():
+        with executor_from_options(scheduler=address, connect_timeout=1.0):
+            raise AssertionError("connected to nothing")
+
+    with pytest.raises(typer.Exit) as exit_info:
+        _guarded(action)
+    assert exit_info.value.exit_code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and address in err[0] and "dask scheduler" in err[0]
+    assert time.monotonic() - start < 30
+    with pytest.raises(InputError, match="exclude each other"):
+        with executor_from_options(workers=2, scheduler=address):
+            pass
+    with pytest.raises(InputError, match="1 or more"):
+        with executor_from_options(workers=0):
+            pass
+    with executor_from_options() as run:
+        assert run is execute
+
+
+# --------------------------------------------------------------------------- the real experiment graph
+
+REAL_PLAN = """
+[[pair]]
+content = "c.png"
+style = "s.png"
+
+[[pair]]
+content = "bad.png"
+style = "s.png"
+
+[axes]
+color = [true, false]
+
+[fixed]
+size = 32
+steps = 1
+split_steps = 1
+rotate = false
+"""
+
+
+@pytest.fixture
+def real_plan(tmp_path) -> Path:
+    from nnst_hr.io import write_image
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:48, 0:48] / 48
+    write_image(tmp_path / "c.png", (np.stack([x, y, 1 - x], -1) * 0.8 + rng.random((48, 48, 3)) * 0.2)
+                .astype(np.float32), overwrite=True)
+    write_image(tmp_path / "s.png", (np.stack([0.5 + 0.5 * np.sin(x * 20), y, 0.3 + 0 * x], -1) * 0.9)
+                .astype(np.float32), overwrite=True)
+    (tmp_path / "bad.png").write_bytes(b"this is not an image")
+    (tmp_path / "plan.toml").write_text(REAL_PLAN)
+    return tmp_path / "plan.toml"
+
+
+def test_real_plan_on_the_cluster_then_in_process_reuses_everything(two_workers, real_plan, tmp_path):
+    import csv
+
+    from nnst_hr.experiment import run_plan
+
+    out = tmp_path / "results"
+    events = Recorder()
+    summary = run_plan(real_plan, out, quiet=True, on_event=events, scheduler=two_workers.scheduler.address)
+    with open(summary.results, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(row["run"] for row in rows) == sorted({row["run"] for row in rows})  # each run once
+    assert len(rows) == 4 and summary.failed == 2
+    for row in rows:
+        if row["pair"] == "1":  # bad.png: failed alone, with the decoder's message
+            assert row["status"] != "ok" and "bad.png" in row["message"]
+        else:
+            assert row["status"] == "ok" and float(row["objective"]) > 0
+    computed = events.keys("done")
+    assert sorted(computed) == sorted(set(computed))  # each stage once
+    assert {events_task.split("-")[0] for events_task in computed} == {"inputs", "nnst", "color", "scores"}
+    # the same plan in this process: nothing computed again (the failed run's inputs are retried)
+    again = Recorder()
+    run_plan(real_plan, out, quiet=True, on_event=again)
+    assert again.keys("done") == [] and sorted(again.keys("cached")) == sorted(computed)
+    assert [p for p in files_under(out) if p.name.startswith(".") or "tmp" in p.name] == []
+
+
+def test_cli_scheduler_unreachable_exits_2_with_one_line_before_any_work(real_plan, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from nnst_hr.cli import app
+    from nnst_hr.experiment import distributed as distributed_module
+
+    monkeypatch.setattr(distributed_module, "CONNECT_TIMEOUT_S", 1.0)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    result = CliRunner().invoke(app, ["experiment", str(real_plan), "-o", str(tmp_path / "out"),
+                                      "--scheduler", address])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and address in lines[0]
+    assert not (tmp_path / "out").exists()
