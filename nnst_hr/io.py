@@ -276,6 +276,10 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
         raise
     except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
         raise _corrupt(path, exc) from exc
+    except RuntimeError as exc:  # tifffile decompresses with imagecodecs, whose errors are RuntimeErrors
+        if not type(exc).__module__.startswith("imagecodecs"):
+            raise
+        raise _corrupt(path, exc) from exc
 
 
 def _read_tiff_with_pillow(path: Path, max_pixels: int, bits: int) -> tuple[np.ndarray, int]:
