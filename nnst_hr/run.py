@@ -14,7 +14,7 @@ import json
 import platform
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,8 @@ class RunOptions:
     bit_depth: int | None = None  # 8 or 16; None: 16 for TIFF, 8 otherwise
     weights: Path | None = None  # VGG16 weights file
     quiet: bool = False  # no progress on stderr
+    print_size: str | None = None  # A3..A0 or WxH{in,cm,mm}: sets the poster size from `dpi` (nnst_hr.printing)
+    fit: str = "crop"  # with print_size: crop the content to the print's aspect, or pad it (mirrored)
 
 
 def run_folder(output: Path) -> Path:
@@ -135,12 +137,24 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     content_img, style_img, masks = load_inputs(content, style, options)
     for message in (masks.warnings if masks is not None else []):
         progress.message(f"warning: {message}")
+    plan = None
+    if options.print_size is not None:  # the content and the poster size follow the print (nnst_hr.printing)
+        from .printing import fit_content, fit_labels, plan_print
+
+        if options.poster.out_size is not None:
+            raise InputError("--print sets the output size; leave out --out-size")
+        plan = plan_print(content_img.shape[:2], options.print_size, options.dpi, options.fit)
+        content_img, masks = fit_content(content_img, plan), fit_labels(masks, plan)
+        options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))
+        progress.message(plan.describe())
 
     folder = run_folder(output)
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "config.json"
     previous = json.loads(config_path.read_text()) if config_path.exists() else {}
     nnst_key = _nnst_key(content, style, options)
+    if plan is not None:
+        nnst_key["print"] = plan.key()
     poster_key = {"poster": options.poster.to_dict(), **nnst_key}
     checkpoints = folder / "checkpoints"
     if previous.get("nnst_key") != nnst_key:
@@ -176,8 +190,15 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
                             resume=previous.get("poster_key") == poster_key,
                             masks=masks, progress=progress, timings=timings)
 
+    if plan is not None:
+        from .printing import fit_to_print
+
+        final = fit_to_print(final, plan)
     write_image(output, final, overwrite=options.overwrite, bit_depth=options.bit_depth,
                 jpeg_quality=options.jpeg_quality, dpi=options.dpi)
+    from .printing import write_proof
+
+    write_proof(folder / "proof.jpg", final, options.dpi)
     timings["total"] = time.perf_counter() - start
     _write_json(folder / "timings.json", timings)
     progress.message(f"wrote {output} ({final.shape[1]}x{final.shape[0]}) in {format_seconds(timings['total'])}")
