@@ -322,6 +322,8 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
                 f"{cfg.max_search_size}), then upsampling the field x{factor} and rendering ({cfg.render}) at "
                 f"{out_shape[1]}x{out_shape[0]} (Texler et al. 2020)"
             )
+        else:
+            progress.message(f"poster: searching and rendering ({cfg.render}) at {out_shape[1]}x{out_shape[0]}")
     try:
         synth = patchsynth.synthesize(
             atlas.image, atlas.guide, target_guide,
