@@ -76,8 +76,8 @@ class PrintPlan:
         return self.content_shape[0] + top + bottom, self.content_shape[1] + left + right
 
     def key(self) -> dict:
-        """What the NNST stage's input depends on (for the run folder's resume key)."""
-        return {"print": self.size.name, "dpi": self.dpi, "fit": self.fit, "box": self.box, "pads": self.pads}
+        """What the NNST stage's input depends on (for the run folder's resume key): the crop or pad."""
+        return {"fit": self.fit, "box": self.box, "pads": self.pads}  # not the size: A2 and A1 share a crop
 
 
 def plan_print(content_shape: tuple[int, int], spec: str, dpi: int, fit: str = "crop") -> PrintPlan:
