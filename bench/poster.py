@@ -87,7 +87,7 @@ def child_peak_gb(cmd: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, usage.ru_maxrss / 2**20
 
 
-def measure_print(spec: str, dpi: int, size: int, steps: int | None, folder: Path) -> None:
+def measure_print(spec: str, dpi: int, size: int, steps: int | None, folder: Path, alone: bool = True) -> None:
     """Whole run and poster stage alone at a print size: time, peak memory, the log's size lines."""
     out = folder / f"print_{spec}_{dpi}.tif"
     cmd = [str(Path(sys.executable).with_name("nnst-hr")), "run", str(CONTENT), str(STYLE), "-o", str(out),
@@ -100,6 +100,8 @@ def measure_print(spec: str, dpi: int, size: int, steps: int | None, folder: Pat
     print(f"\n== --print {spec} --dpi {dpi} (NNST {size} px): whole run {wall:.0f} s wall, peak {peak:.2f} GB")
     for key, value in sorted(timings.items()):
         print(f"   {key:32s} {value:9.2f}")
+    if not alone:
+        return
     (run / "poster_state.npz").unlink()
     wall, peak = child_peak_gb(cmd + ["--quiet"])
     timings = json.loads((run / "timings.json").read_text())
@@ -122,14 +124,16 @@ def main() -> None:
     parser.add_argument("--dpi", type=int, default=300, help="with --print")
     parser.add_argument("--size", type=int, default=1024, help="with --print: NNST size")
     parser.add_argument("--keep", type=Path, default=None, help="with --print: write into this folder and keep it")
+    parser.add_argument("--no-alone", dest="alone", action="store_false",
+                        help="with --print: skip the second run (the poster stage alone)")
     args = parser.parse_args()
     if args.print_size:
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
-            measure_print(args.print_size, args.dpi, args.size, args.steps, args.keep)
+            measure_print(args.print_size, args.dpi, args.size, args.steps, args.keep, args.alone)
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                measure_print(args.print_size, args.dpi, args.size, args.steps, Path(tmp))
+                measure_print(args.print_size, args.dpi, args.size, args.steps, Path(tmp), args.alone)
         return
 
     from nnst_hr.io import read_image
