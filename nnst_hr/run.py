@@ -167,6 +167,7 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
         "nnst_key": nnst_key, "poster_key": poster_key,
         "seed": options.nnst.seed, "device": options.nnst.device,
         "versions": _versions(), "dpi": options.dpi, "bit_depth": options.bit_depth,
+        "print": options.print_size, "fit": options.fit,
     })
 
     timings: dict[str, float] = {}
