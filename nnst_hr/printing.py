@@ -77,7 +77,11 @@ class PrintPlan:
 
     def key(self) -> dict:
         """What the NNST stage's input depends on (for the run folder's resume key): the crop or pad."""
-        return {"fit": self.fit, "box": self.box, "pads": self.pads}  # not the size: A2 and A1 share a crop
+        # JSON-native (lists, not tuples) so it compares equal to the key read back from config.json;
+        # not the print size: A2 and A1 share a crop
+        box = list(self.box) if self.box is not None else None
+        pads = [list(p) for p in self.pads] if self.pads is not None else None
+        return {"fit": self.fit, "box": box, "pads": pads}
 
 
 def plan_print(content_shape: tuple[int, int], spec: str, dpi: int, fit: str = "crop") -> PrintPlan:

@@ -324,3 +324,17 @@ def test_cli_print_run_has_print_pixels_dpi_profile_and_proof(tmp_path):
     with Image.open(Path(str(output)[:-4] + ".run") / "proof.jpg") as proof:
         assert proof.size == (48, 64)
         assert_srgb(proof.info["icc_profile"])
+    result = output.read_bytes()
+    again = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(output), "--size", "64", "--overwrite",
+                                     "--steps", "1", "--split-steps", "1", "--print", "1.5x2in", "--dpi", "32"])
+    assert again.exit_code == 0, again.output
+    assert "nnst: resumed from the run folder" in again.output  # the print's key survives config.json
+    assert output.read_bytes() == result
+
+
+def test_print_key_survives_json():
+    import json
+
+    for fit in ("crop", "pad"):
+        key = plan_print((90, 160), "A3", 300, fit).key()
+        assert json.loads(json.dumps(key)) == key
