@@ -66,6 +66,11 @@ class Render(str, Enum):
     vote = "vote"
 
 
+class Fit(str, Enum):
+    crop = "crop"
+    pad = "pad"
+
+
 class GuideMode(str, Enum):
     soft = "soft"
     hard = "hard"
@@ -169,13 +174,18 @@ def run(
     device: Device = typer.Option(Device.auto, help="auto, cpu or cuda."),
     seed: int = typer.Option(NNST.seed, help="Random seed; the same seed gives the same result."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    dpi: int = typer.Option(300, help="DPI tag written to TIFF and PNG outputs."),
+    dpi: int = typer.Option(300, help="DPI written to the output (TIFF, PNG, JPEG); with --print, sets its pixels."),
     jpeg_quality: int = typer.Option(95, help="JPEG quality (1..100)."),
     bit_depth: int | None = typer.Option(None, help="8 or 16 bits; default 16 for TIFF, 8 otherwise."),
     weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, no informational messages."),
     config: Path | None = typer.Option(
         None, help="A run folder's config.json: rerun with its inputs and parameters; options given here win."),
+    # --- print production (nnst_hr.printing)
+    print_size: str | None = typer.Option(
+        None, "--print", help="Print size: A3, A2, A1, A0 or WxH in in/cm/mm (24x36in, 50x70cm); sets the "
+        "output size from --dpi and the content's orientation."),
+    fit: Fit = typer.Option(Fit.crop, help="--print: crop the content to the print's aspect, or pad it (mirrored)."),
 ) -> None:
     """Stylize CONTENT after STYLE and write OUTPUT (and a resumable OUTPUT.run/ folder)."""
     if quiet:
@@ -201,7 +211,8 @@ def run(
         if missing:
             raise InputError(f"missing {', '.join(missing)}: give them, or --config RUN/config.json of an earlier run")
         options = base["options"]
-        options = pick(options, {"guide": guide, "dpi": dpi, "jpeg_quality": jpeg_quality, "bit_depth": bit_depth})
+        options = pick(options, {"guide": guide, "dpi": dpi, "jpeg_quality": jpeg_quality, "bit_depth": bit_depth,
+                                 "print_size": print_size, "fit": fit.value})
         options = replace(
             options,
             nnst=pick(options.nnst, {
@@ -214,6 +225,8 @@ def run(
                                          "render": render.value}),
             overwrite=overwrite, weights=weights, quiet=quiet,
         )
+        if options.print_size is not None and options.poster.out_size is not None:
+            raise InputError("--print sets the output size; leave out --out-size")
         run_files(paths.content, paths.style, paths.output, options)
 
     _guarded(action)

@@ -31,6 +31,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import secrets
@@ -61,12 +62,14 @@ __all__ = [
     "load_npz",
     "read_image",
     "save_npz",
+    "srgb_profile",
     "write_image",
 ]
 
 DEFAULT_MAX_PIXELS = 100_000_000  # about 1.2 GB as float32 RGB: refuse larger (decompression bombs)
 DEFAULT_DPI = 300
 DEFAULT_JPEG_QUALITY = 95
+WRITE_ROWS = 256  # rows converted to code values at a time (bounds the write path's temporaries)
 
 READ_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "WEBP")  # Pillow's names; MPO is a camera JPEG
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -285,7 +288,11 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
             return _tiff_pixels(page, samples, path), orientation
     except InputError:
         raise
-    except (tifffile.TiffFileError, RuntimeError, *_DECODE_ERRORS) as exc:  # imagecodecs' errors are RuntimeErrors
+    except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
+        raise _corrupt(path, exc) from exc
+    except RuntimeError as exc:  # tifffile decompresses with imagecodecs, whose errors are RuntimeErrors
+        if not type(exc).__module__.startswith("imagecodecs"):
+            raise
         raise _corrupt(path, exc) from exc
 
 
@@ -491,6 +498,8 @@ def write_image(
         1..100, JPEG only; chroma is not subsampled (4:4:4).
     dpi : float
         Resolution stored in the file (TIFF resolution tags, PNG pHYs, JPEG JFIF).
+        Every format also gets the sRGB ICC profile (:func:`srgb_profile`): TIFF
+        tag 34675, PNG iCCP, JPEG APP2.
 
     Returns
     -------
@@ -510,13 +519,12 @@ def write_image(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype.kind != "f" or min(image.shape[:2]) < 1:
         raise ValueError(f"expected a float image of shape (H, W, 3), got {image.dtype} {image.shape}")
-    if not np.isfinite(image).all():
-        raise ValueError("the image contains NaN or infinite values")
     if not 1 <= jpeg_quality <= 100:
         raise InputError(f"JPEG quality {jpeg_quality} is out of range; use 1 to 100")
     if not dpi > 0:
         raise InputError(f"dpi {dpi} must be positive")
-    codes = np.rint(np.clip(image, 0, 1) * (2**bits - 1)).astype(np.uint16 if bits == 16 else np.uint8)
+    codes = _code_values(image, bits)
+    profile = srgb_profile()
     fmt = OUTPUT_FORMATS[path.suffix.lower()]
     with atomic_output(path, overwrite=overwrite, expected_bytes=codes.nbytes) as tmp:
         if fmt == "TIFF":
@@ -528,17 +536,50 @@ def write_image(
                 predictor=True,
                 resolution=(dpi, dpi),
                 resolutionunit="INCH",
+                iccprofile=profile,
                 metadata=None,
             )
         elif fmt == "PNG" and bits == 16:
-            tmp.write_bytes(png.encode(codes, dpi=dpi))
+            tmp.write_bytes(png.encode(codes, dpi=dpi, icc_profile=profile))
         elif fmt == "PNG":
-            Image.fromarray(codes).save(tmp, format="PNG", dpi=(dpi, dpi))
+            Image.fromarray(codes).save(tmp, format="PNG", dpi=(dpi, dpi), icc_profile=profile)
         else:
             Image.fromarray(codes).save(
-                tmp, format="JPEG", quality=jpeg_quality, subsampling=0, dpi=(dpi, dpi), optimize=True
+                tmp, format="JPEG", quality=jpeg_quality, subsampling=0, dpi=(dpi, dpi), optimize=True,
+                icc_profile=profile,
             )
     return path
+
+
+@functools.cache
+def srgb_profile() -> bytes:
+    """The ICC profile embedded in every written image: sRGB (IEC 61966-2.1), made by LittleCMS via Pillow.
+
+    Pixels are treated as sRGB throughout; the profile says so to print shops and colour-managed viewers.
+    """
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _code_values(image: np.ndarray, bits: int) -> np.ndarray:
+    """``image`` clipped to [0, 1] and rounded to ``bits``-bit code values, C-contiguous.
+
+    Works in bands of :data:`WRITE_ROWS` rows, so a 70 MP poster needs no full-size
+    float temporaries (each would be 840 MB).
+
+    Raises
+    ------
+    ValueError
+        ``image`` holds NaN or infinite values.
+    """
+    codes = np.empty(image.shape, np.uint16 if bits == 16 else np.uint8)
+    for y0 in range(0, image.shape[0], WRITE_ROWS):
+        band = image[y0 : y0 + WRITE_ROWS]
+        if not np.isfinite(band).all():
+            raise ValueError("the image contains NaN or infinite values")
+        codes[y0 : y0 + WRITE_ROWS] = np.rint(np.clip(band, 0, 1) * (2**bits - 1))
+    return codes
 
 
 def _bit_depth(path: Path, bit_depth: int | None) -> int:

@@ -147,12 +147,18 @@ def upsample_field(field: np.ndarray, factor: int, source: Layout, target: Layou
     ``target`` is the atlas at ``factor`` times the scale. Each pixel keeps the source patch
     of its ``factor x factor`` block, shifted by its place inside the block (Texler et al. 2020).
     """
-    ys, xs = np.arange(out_shape[0]), np.arange(out_shape[1])
-    coarse = field[np.minimum(ys // factor, field.shape[0] - 1)[:, None],
-                   np.minimum(xs // factor, field.shape[1] - 1)[None, :]]
-    copy, i, j = source.local(coarse)
-    i, j = target.clip(copy, i * factor + (ys % factor)[:, None], j * factor + (xs % factor)[None, :])
-    return np.stack([i, j + np.asarray(target.offsets)[copy]], -1).astype(np.int32)
+    out = np.empty((*out_shape, 2), np.int32)
+    xs = np.arange(out_shape[1])
+    cols = np.minimum(xs // factor, field.shape[1] - 1)[None, :]
+    offsets = np.asarray(target.offsets)
+    for y0 in range(0, out_shape[0], RENDER_ROWS):  # in bands: full-size int64 temporaries were 4 GB at A1
+        ys = np.arange(y0, min(out_shape[0], y0 + RENDER_ROWS))
+        coarse = field[np.minimum(ys // factor, field.shape[0] - 1)[:, None], cols]
+        copy, i, j = source.local(coarse)
+        i, j = target.clip(copy, i * factor + (ys % factor)[:, None], j * factor + (xs % factor)[None, :])
+        out[ys[0]:ys[-1] + 1, :, 0] = i
+        out[ys[0]:ys[-1] + 1, :, 1] = j + offsets[copy]
+    return out
 
 
 def render(field: np.ndarray, exemplar: np.ndarray, layout: Layout, mode: str, patch_size: int) -> np.ndarray:
@@ -331,6 +337,8 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
                 f"{cfg.max_search_size}), then upsampling the field x{factor} and rendering ({cfg.render}) at "
                 f"{out_shape[1]}x{out_shape[0]} (Texler et al. 2020)"
             )
+        else:
+            progress.message(f"poster: searching and rendering ({cfg.render}) at {out_shape[1]}x{out_shape[0]}")
     try:
         synth = patchsynth.synthesize(
             atlas.image, atlas.guide, target_guide,

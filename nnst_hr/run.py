@@ -21,7 +21,7 @@ import platform
 import shutil
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,8 @@ class RunOptions:
     bit_depth: int | None = None  # 8 or 16; None: 16 for TIFF, 8 otherwise
     weights: Path | None = None  # VGG16 weights file
     quiet: bool = False  # no progress on stderr
+    print_size: str | None = None  # A3..A0 or WxH{in,cm,mm}: sets the poster size from `dpi` (nnst_hr.printing)
+    fit: str = "crop"  # with print_size: crop the content to the print's aspect, or pad it (mirrored)
 
 
 def run_folder(output: Path) -> Path:
@@ -178,6 +180,7 @@ def _poster(content_img, style_img, masks, result: NNSTResult, options: RunOptio
         timings.update({f"poster.{k}": v for k, v in poster.timings.items()})
         save_npz(state_path, image=poster.synthesized, field=poster.field)
         synthesized = poster.synthesized
+        del poster  # its field (8 bytes per poster pixel) is not needed for the color stage
     if not options.nnst.color:
         return synthesized
     start = time.perf_counter()
@@ -216,6 +219,8 @@ def read_run_config(path: str | Path) -> dict:
         dpi=data.get("dpi", RunOptions.dpi),
         jpeg_quality=data.get("jpeg_quality", RunOptions.jpeg_quality),
         bit_depth=data.get("bit_depth"),
+        print_size=data.get("print"),
+        fit=data.get("fit") or RunOptions.fit,
     )
     paths = {name: Path(data[name]) if data.get(name) else None for name in ("content", "style", "output")}
     return {**paths, "options": options}
@@ -258,6 +263,16 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
     device = resolve_device(options.nnst.device)
     progress = Progress(enabled=not options.quiet)
     content_img, style_img, masks = load_inputs(content, style, options)
+    plan = None
+    if options.print_size is not None:  # the content and the poster size follow the print (nnst_hr.printing)
+        from .printing import fit_content, fit_labels, plan_print
+
+        if options.poster.out_size is not None:
+            raise InputError("--print sets the output size; leave out --out-size")
+        plan = plan_print(content_img.shape[:2], options.print_size, options.dpi, options.fit)
+        content_img, masks = fit_content(content_img, plan), fit_labels(masks, plan)
+        options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))
+        progress.message(plan.describe())
     check_resources(output, run_folder(output), content_img.shape[:2], style_img.shape[:2], options, device.type)
     for message in (masks.warnings if masks is not None else []):
         progress.message(f"warning: {message}")
@@ -267,6 +282,8 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
     config_path = folder / "config.json"
     previous = json.loads(config_path.read_text()) if config_path.exists() else {}
     nnst_key = _nnst_key(content, style, options)
+    if plan is not None:
+        nnst_key["print"] = plan.key()
     poster_key = {"poster": options.poster.to_dict(), **nnst_key}
     checkpoints = folder / CHECKPOINTS
     if previous.get("nnst_key") != nnst_key:
@@ -276,11 +293,13 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
     _write_json(config_path, {
         "content": str(content), "style": str(style), "output": str(output),
         "guide": str(options.guide) if options.guide else None,
-        "nnst": options.nnst.to_dict(), "poster": options.poster.to_dict(),
+        "nnst": options.nnst.to_dict(),
+        # with --print the poster size follows from the print: --config must not see both
+        "poster": replace(options.poster, out_size=None).to_dict() if plan else options.poster.to_dict(),
         "nnst_key": nnst_key, "poster_key": poster_key,
         "seed": options.nnst.seed, "device": options.nnst.device,
         "versions": _versions(), "dpi": options.dpi, "bit_depth": options.bit_depth,
-        "jpeg_quality": options.jpeg_quality,
+        "jpeg_quality": options.jpeg_quality, "print": options.print_size, "fit": options.fit,
     })
 
     timings: dict[str, float] = {}
@@ -292,8 +311,15 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
         final = _poster(content_img, style_img, masks, result, options, folder,
                         resume=previous.get("poster_key") == poster_key, progress=progress, timings=timings)
 
+    if plan is not None:
+        from .printing import fit_to_print
+
+        final = fit_to_print(final, plan)
     write_image(output, final, overwrite=options.overwrite, bit_depth=options.bit_depth,
                 jpeg_quality=options.jpeg_quality, dpi=options.dpi)
+    from .printing import write_proof
+
+    write_proof(folder / "proof.jpg", final, options.dpi)
     timings["total"] = time.perf_counter() - start
     _write_json(folder / "timings.json", timings)
     progress.message(f"wrote {output} ({final.shape[1]}x{final.shape[0]}) in {format_seconds(timings['total'])}")

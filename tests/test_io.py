@@ -394,7 +394,7 @@ BAD_INPUTS = {  # case: (how to make the file, expected message)
     "truncated tiff": (truncated(write_tiff), "truncated or corrupt"),
     "gif": (lambda path: save_with_pillow(path, "GIF"), "GIF image"),
     "png16 of zero height": (lambda path: path.write_bytes(png16_file(4, 0, b"")), "0 pixels"),
-    "png16 bad filter byte": (lambda path: path.write_bytes(png16_file(1, 1, b"\x07" + bytes(6))), "filter type"),
+    "png16 bad filter byte": (lambda path: path.write_bytes(png16_file(1, 1, b"\x07" + bytes(6))), "filter"),
 }
 
 

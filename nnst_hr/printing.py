@@ -1,0 +1,180 @@
+"""Print production: fit the content to a print size before NNST, the poster to its exact pixels after, and the proof.
+
+:mod:`nnst_hr.printsize` does the arithmetic; this module applies it to arrays.
+
+* ``fit="crop"`` (default): the content (and its content label map with ``--guide``) is cropped,
+  centred, to the print's aspect before NNST, so nothing is stretched and nothing is invented.
+* ``fit="pad"``: the content (and its label map) is extended to the print's aspect by mirroring
+  it at its edges (``numpy.pad(mode="reflect")``) before NNST, so the stylization continues
+  the picture's own structure into the margin instead of a flat band.
+* The poster's size follows NNST's result, whose sides are rounded at NNST's size; the last
+  few pixels of difference to the print's exact pixel count are removed (centred crop) or
+  added (edge replication) by :func:`fit_to_print`.
+* The proof is the final image at ``PROOF_LONG_SIDE`` px (Lanczos), a JPEG with the sRGB
+  profile whose DPI is scaled so that it describes the same physical print size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import InputError
+from .printsize import PrintSize, crop_box, orientation_of, pad_widths, parse_print_size, print_pixels
+
+__all__ = ["FITS", "PROOF_LONG_SIDE", "PrintPlan", "fit_content", "fit_labels", "fit_to_print", "plan_print",
+           "proof_image", "write_proof"]
+
+FITS = ("crop", "pad")
+PROOF_LONG_SIDE = 1600  # px, long side of proof.jpg
+PROOF_QUALITY = 90  # JPEG quality of the proof
+PROOF_ROWS = 512  # rows converted to 8 bits at a time for the proof (no full-size float temporaries)
+CM_PER_MM = 0.1
+
+
+@dataclass(frozen=True)
+class PrintPlan:
+    """How a content of ``content_shape`` becomes a print.
+
+    ``pixels`` is the output's ``(height, width)``; ``box`` the crop ``(top, left, height,
+    width)`` (``fit="crop"``) or ``pads`` the padding ``((top, bottom), (left, right))``
+    (``fit="pad"``) applied to the content before NNST.
+    """
+
+    size: PrintSize
+    dpi: int
+    fit: str
+    orientation: str
+    content_shape: tuple[int, int]
+    pixels: tuple[int, int]
+    box: tuple[int, int, int, int] | None
+    pads: tuple[tuple[int, int], tuple[int, int]] | None
+
+    def describe(self) -> str:
+        """One line for the log: print size, pixels, DPI and what happened to the content."""
+        height, width = self.pixels
+        sides = sorted((self.size.short_mm, self.size.long_mm), reverse=self.orientation == "landscape")
+        cm = " x ".join(f"{v * CM_PER_MM:.1f}" for v in sides)
+        fitted = self.fitted_shape
+        action = (f"content cropped to {fitted[1]}x{fitted[0]}" if self.fit == "crop"
+                  else f"content padded (mirrored) to {fitted[1]}x{fitted[0]}")
+        if fitted == tuple(self.content_shape):
+            action = "content already at the print's aspect"
+        return (f"print {self.size.name} {self.orientation} ({cm} cm): {width} x {height} px at {self.dpi} dpi; "
+                f"{action}")
+
+    @property
+    def fitted_shape(self) -> tuple[int, int]:
+        """The content's ``(height, width)`` after the crop or pad."""
+        if self.box is not None:
+            return self.box[2], self.box[3]
+        (top, bottom), (left, right) = self.pads
+        return self.content_shape[0] + top + bottom, self.content_shape[1] + left + right
+
+    def key(self) -> dict:
+        """What the NNST stage's input depends on (for the run folder's resume key): the crop or pad."""
+        # JSON-native (lists, not tuples) so it compares equal to the key read back from config.json;
+        # not the print size: A2 and A1 share a crop
+        box = list(self.box) if self.box is not None else None
+        pads = [list(p) for p in self.pads] if self.pads is not None else None
+        return {"fit": self.fit, "box": box, "pads": pads}
+
+
+def plan_print(content_shape: tuple[int, int], spec: str, dpi: int, fit: str = "crop") -> PrintPlan:
+    """Plan a print of ``spec`` (see :func:`~nnst_hr.printsize.parse_print_size`) at ``dpi``.
+
+    Raises
+    ------
+    InputError
+        A bad spec, DPI or fit.
+
+    Examples
+    --------
+    >>> plan = plan_print((900, 1600), "A2", 300)
+    >>> plan.orientation, plan.pixels, plan.box
+    ('landscape', (4961, 7016), (0, 163, 900, 1273))
+    """
+    if fit not in FITS:
+        raise InputError(f"--fit {fit!r} is not known; use crop or pad")
+    size = parse_print_size(spec)
+    orientation = orientation_of(content_shape)
+    pixels = print_pixels(size, dpi, orientation)
+    box = crop_box(content_shape, pixels) if fit == "crop" else None
+    pads = pad_widths(content_shape, pixels) if fit == "pad" else None
+    return PrintPlan(size, dpi, fit, orientation, tuple(content_shape[:2]), pixels, box, pads)
+
+
+def _fit(array: np.ndarray, plan: PrintPlan) -> np.ndarray:
+    if array.shape[:2] != plan.content_shape:
+        raise ValueError(f"expected an array of {plan.content_shape}, got {array.shape[:2]}")
+    if plan.box is not None:
+        top, left, height, width = plan.box
+        return np.ascontiguousarray(array[top:top + height, left:left + width])
+    widths = plan.pads + ((0, 0),) * (array.ndim - 2)
+    return np.pad(array, widths, mode="reflect") if min(array.shape[:2]) > 1 else np.pad(array, widths, mode="edge")
+
+
+def fit_content(image: np.ndarray, plan: PrintPlan) -> np.ndarray:
+    """The content ``(H, W, C)`` cropped or mirror-padded to the print's aspect (see the module docstring)."""
+    return _fit(image, plan)
+
+
+def fit_labels(masks, plan: PrintPlan):
+    """A :class:`guidance.MaskPair` whose content label map got the content's crop or pad (None stays None)."""
+    if masks is None:
+        return None
+    return dataclasses.replace(masks, content=_fit(masks.content, plan))
+
+
+def fit_to_print(image: np.ndarray, plan: PrintPlan) -> np.ndarray:
+    """``image`` at exactly ``plan.pixels``: a centred crop of surplus rows/columns, edge copies for missing ones.
+
+    The difference comes from rounding NNST's size and is a few pixels; more means the
+    image does not belong to the plan.
+    """
+    target = plan.pixels
+    tolerance = max(8, round(0.01 * max(target)))
+    if any(abs(a - b) > tolerance for a, b in zip(image.shape[:2], target)):
+        raise ValueError(f"image of {image.shape[:2]} does not match the print's {target} px")
+    out = image
+    for axis, want in enumerate(target):
+        have = out.shape[axis]
+        if have > want:
+            start = (have - want) // 2
+            out = out[start:start + want] if axis == 0 else out[:, start:start + want]
+        elif have < want:
+            before = (want - have) // 2
+            widths = [(0, 0)] * out.ndim
+            widths[axis] = (before, want - have - before)
+            out = np.pad(out, widths, mode="edge")
+    return out
+
+
+def proof_image(image: np.ndarray, long_side: int = PROOF_LONG_SIDE) -> Image.Image:
+    """An 8-bit RGB Pillow image of ``image`` (float ``(H, W, 3)`` in [0, 1]) with ``long_side`` px (Lanczos).
+
+    Never upsamples. Converted to 8 bits in bands, so no full-size float copy is made.
+    """
+    height, width = image.shape[:2]
+    codes = np.empty((height, width, 3), np.uint8)
+    for y0 in range(0, height, PROOF_ROWS):
+        codes[y0:y0 + PROOF_ROWS] = np.rint(np.clip(image[y0:y0 + PROOF_ROWS], 0, 1) * 255)
+    scale = min(1.0, long_side / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    pillow = Image.fromarray(codes)
+    del codes
+    return pillow if size == (width, height) else pillow.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def write_proof(path: str | Path, image: np.ndarray, dpi: float, long_side: int = PROOF_LONG_SIDE) -> Path:
+    """Write the proof JPEG of ``image`` (sRGB profile; DPI scaled to the same physical size)."""
+    from .io import write_image
+
+    proof = proof_image(image, long_side)
+    proof_dpi = dpi * proof.width / image.shape[1]
+    pixels = np.asarray(proof, np.float32) / np.float32(255)
+    return write_image(path, pixels, overwrite=True, jpeg_quality=PROOF_QUALITY, dpi=proof_dpi)

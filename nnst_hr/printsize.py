@@ -1,0 +1,177 @@
+"""Print sizes: paper names and ``WxH`` specs to pixels at a DPI, and the crop or pad that fits content.
+
+Pure arithmetic on sizes; :mod:`nnst_hr.printing` applies it to arrays.
+
+Rounding rules (stated once, tested in closed form):
+
+* A print side of ``L`` millimetres at ``dpi`` dots per inch is ``floor(L / 25.4 * dpi + 0.5)``
+  pixels: the nearest pixel, halves rounded up. A2 (420 x 594 mm) at 300 dpi is
+  4960.63 x 7015.75 -> 4961 x 7016 px.
+* Inches and centimetres are converted to millimetres exactly (25.4 and 10) before rounding.
+* Orientation comes from the content: portrait when it is taller than wide *or square*
+  (prints are portrait by convention), landscape otherwise.
+* Crop (``fit="crop"``): the largest box of the print's aspect inside the content, centred;
+  its free side is ``floor(other side * aspect + 0.5)`` px and the spare pixels are split with
+  the odd one at the bottom / right (``top = (H - h) // 2``).
+* Pad (``fit="pad"``): the smallest canvas of the print's aspect around the content; its
+  free side is rounded the same way and split the same way (``top = (h - H) // 2``).
+
+Examples
+--------
+>>> size = parse_print_size("A2")
+>>> print_pixels(size, 300, "portrait")
+(7016, 4961)
+>>> print_pixels(parse_print_size("24x36in"), 150, "landscape")
+(3600, 5400)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import InputError
+
+__all__ = [
+    "ISO_216_MM",
+    "MM_PER_UNIT",
+    "PrintSize",
+    "crop_box",
+    "orientation_of",
+    "pad_widths",
+    "parse_print_size",
+    "print_pixels",
+]
+
+ISO_216_MM = {  # ISO 216 A series, short x long side in millimetres
+    "A0": (841, 1189),
+    "A1": (594, 841),
+    "A2": (420, 594),
+    "A3": (297, 420),
+    "A4": (210, 297),
+}
+MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "in": 25.4}
+MM_PER_INCH = 25.4
+MIN_DPI, MAX_DPI = 1, 10_000  # beyond this range a DPI is a typo, not a print
+_SPEC = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[x×]\s*(\d+(?:\.\d+)?)\s*(mm|cm|in)\s*$", re.IGNORECASE)
+
+Orientation = Literal["portrait", "landscape"]
+
+
+@dataclass(frozen=True)
+class PrintSize:
+    """A print's sides in millimetres, ``short_mm <= long_mm``, and the spec it came from."""
+
+    name: str
+    short_mm: float
+    long_mm: float
+
+
+def parse_print_size(spec: str) -> PrintSize:
+    """``"A3"`` .. ``"A0"`` (ISO 216, also A4) or ``"WxH"`` + ``in``/``cm``/``mm`` -> :class:`PrintSize`.
+
+    The two sides may be given in either order; the orientation follows the content.
+
+    Raises
+    ------
+    InputError
+        An unknown name, a malformed spec, or a side that is not positive.
+
+    Examples
+    --------
+    >>> parse_print_size("a1")
+    PrintSize(name='A1', short_mm=594.0, long_mm=841.0)
+    >>> parse_print_size("70x50cm")
+    PrintSize(name='70x50cm', short_mm=500.0, long_mm=700.0)
+    """
+    text = str(spec).strip()
+    if text.upper() in ISO_216_MM:
+        short, long = ISO_216_MM[text.upper()]
+        return PrintSize(text.upper(), float(short), float(long))
+    match = _SPEC.match(text)
+    if match is None:
+        names = "|".join(reversed(ISO_216_MM))
+        raise InputError(f"--print {spec!r} is not a print size; use {names} or WxH with in, cm or mm "
+                         "(e.g. 24x36in, 50x70cm)")
+    unit = MM_PER_UNIT[match.group(3).lower()]
+    a, b = float(match.group(1)) * unit, float(match.group(2)) * unit
+    if min(a, b) <= 0:
+        raise InputError(f"--print {spec!r}: both sides must be positive")
+    return PrintSize(text.replace(" ", "").lower(), min(a, b), max(a, b))
+
+
+def mm_to_pixels(mm: float, dpi: float) -> int:
+    """Nearest pixel count (halves up) of ``mm`` millimetres at ``dpi``."""
+    return math.floor(mm / MM_PER_INCH * dpi + 0.5)
+
+
+def print_pixels(size: PrintSize, dpi: float, orientation: Orientation) -> tuple[int, int]:
+    """``(height, width)`` in pixels of ``size`` printed at ``dpi`` in ``orientation``.
+
+    Raises
+    ------
+    InputError
+        A DPI outside ``MIN_DPI .. MAX_DPI``, or a side that rounds to no pixel.
+
+    Examples
+    --------
+    >>> print_pixels(parse_print_size("A2"), 300, "landscape")
+    (4961, 7016)
+    """
+    if not MIN_DPI <= dpi <= MAX_DPI:
+        raise InputError(f"--dpi {dpi} is out of range; use {MIN_DPI} to {MAX_DPI} (300 is usual for prints)")
+    if orientation not in ("portrait", "landscape"):
+        raise ValueError(f"orientation must be 'portrait' or 'landscape', got {orientation!r}")
+    short, long = mm_to_pixels(size.short_mm, dpi), mm_to_pixels(size.long_mm, dpi)
+    if short < 1:
+        raise InputError(f"--print {size.name} at {dpi} dpi is less than a pixel wide; use a larger size or DPI")
+    return (long, short) if orientation == "portrait" else (short, long)
+
+
+def orientation_of(shape: tuple[int, int]) -> Orientation:
+    """``"landscape"`` if ``shape = (height, width)`` is wider than tall, else ``"portrait"``."""
+    height, width = shape[:2]
+    return "landscape" if width > height else "portrait"
+
+
+def _free_side(side: int, aspect: float) -> int:
+    return max(1, math.floor(side * aspect + 0.5))
+
+
+def crop_box(shape: tuple[int, int], target: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred box of ``target``'s aspect inside ``shape``: ``(top, left, height, width)``.
+
+    Both shapes are ``(height, width)``.
+
+    Examples
+    --------
+    >>> crop_box((100, 300), (200, 100))   # a wide image cropped to a 1:2 portrait
+    (0, 125, 100, 50)
+    """
+    (height, width), (th, tw) = shape[:2], target[:2]
+    if width * th > tw * height:  # content wider than the target: keep the full height
+        box_h, box_w = height, min(width, _free_side(height, tw / th))
+    else:
+        box_h, box_w = min(height, _free_side(width, th / tw)), width
+    return (height - box_h) // 2, (width - box_w) // 2, box_h, box_w
+
+
+def pad_widths(shape: tuple[int, int], target: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Padding ``((top, bottom), (left, right))`` that brings ``shape`` to ``target``'s aspect.
+
+    The smallest canvas of that aspect containing ``shape``, content centred (as :func:`crop_box`).
+
+    Examples
+    --------
+    >>> pad_widths((100, 300), (200, 100))  # a wide image padded to a 1:2 portrait
+    ((250, 250), (0, 0))
+    """
+    (height, width), (th, tw) = shape[:2], target[:2]
+    if width * th > tw * height:  # content wider: add rows
+        canvas_h, canvas_w = max(height, _free_side(width, th / tw)), width
+    else:
+        canvas_h, canvas_w = height, max(width, _free_side(height, tw / th))
+    top, left = (canvas_h - height) // 2, (canvas_w - width) // 2
+    return (top, canvas_h - height - top), (left, canvas_w - width - left)

@@ -1,0 +1,340 @@
+"""Print production: print-size arithmetic, crop/pad, the sRGB profile and DPI in every format, the proof."""
+
+from __future__ import annotations
+
+import dataclasses
+import doctest
+import io as stdio
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageCms
+from typer.testing import CliRunner
+
+from nnst_hr import png, printing, printsize
+from nnst_hr.cli import app
+from nnst_hr.errors import InputError
+from nnst_hr.io import read_image, srgb_profile, write_image
+from nnst_hr.printing import fit_content, fit_labels, fit_to_print, plan_print, write_proof
+from nnst_hr.printsize import crop_box, orientation_of, pad_widths, parse_print_size, print_pixels
+
+ISO_A_MM = {"A0": (841, 1189), "A1": (594, 841), "A2": (420, 594), "A3": (297, 420)}  # ISO 216
+SRGB_D50_PRIMARIES = {  # sRGB primaries as ICC colorants (Bradford-adapted to D50), xy
+    "red_primary": (0.6484, 0.3309), "green_primary": (0.3212, 0.5979), "blue_primary": (0.1559, 0.0660)}
+
+
+def nearest_half_up(value: Fraction) -> int:
+    return math.floor(value + Fraction(1, 2))
+
+
+def exact_pixels(mm: float, dpi: int) -> int:
+    """Closed form in exact rational arithmetic: mm / 25.4 * dpi, nearest pixel, halves up."""
+    return nearest_half_up(Fraction(mm) * dpi * 10 / 254)
+
+
+# --------------------------------------------------------------------------- print sizes
+
+
+def test_the_issue_figures():
+    assert print_pixels(parse_print_size("A2"), 300, "portrait") == (7016, 4961)
+    assert print_pixels(parse_print_size("A1"), 300, "portrait") == (9933, 7016)
+
+
+@pytest.mark.parametrize("name", sorted(ISO_A_MM))
+@pytest.mark.parametrize("dpi", [300, 150])
+@pytest.mark.parametrize("orientation", ["portrait", "landscape"])
+def test_named_sizes(name, dpi, orientation):
+    short_mm, long_mm = ISO_A_MM[name]
+    short, long = exact_pixels(short_mm, dpi), exact_pixels(long_mm, dpi)
+    expected = (long, short) if orientation == "portrait" else (short, long)
+    size = parse_print_size(name.lower())
+    assert (size.short_mm, size.long_mm) == (short_mm, long_mm)
+    assert print_pixels(size, dpi, orientation) == expected
+    # the rounding is to the nearest pixel: the printed side is within half a pixel of the paper
+    assert abs(long - long_mm / 25.4 * dpi) <= 0.5 and abs(short - short_mm / 25.4 * dpi) <= 0.5
+
+
+@pytest.mark.parametrize("spec, dpi, expected", [
+    ("24x36in", 300, (10800, 7200)),          # inches are exact
+    ("36x24in", 300, (10800, 7200)),          # sides in either order
+    ("50x70cm", 300, (8268, 5906)),           # 700 / 2.54 * 3 = 8267.7, 500 / 2.54 * 3 = 5905.5
+    ("500x700mm", 300, (8268, 5906)),
+    ("8.5x11in", 200, (2200, 1700)),
+    ("12.7x25.4cm", 100, (1000, 500)),        # 5 x 10 in
+    ("2.54x2.54cm", 7, (7, 7)),
+])
+def test_custom_sizes(spec, dpi, expected):
+    assert print_pixels(parse_print_size(spec), dpi, "portrait") == expected
+    assert print_pixels(parse_print_size(spec), dpi, "landscape") == expected[::-1]
+
+
+def test_rounding_is_half_up():
+    # 1.27 cm = 0.5 in: at 3 dpi 1.5 px -> 2, at 1 dpi 0.5 px -> 1 (Python's round would give 2 and 0)
+    assert print_pixels(parse_print_size("1.27x2.54cm"), 3, "portrait") == (3, 2)
+    assert print_pixels(parse_print_size("1.27x2.54cm"), 1, "portrait") == (1, 1)
+
+
+@pytest.mark.parametrize("spec", ["B7", "A5x", "24x", "x36in", "24x36", "24x36ft", "0x10cm", "-5x3in", "", "A2 A3"])
+def test_bad_specs_are_input_errors(spec):
+    with pytest.raises(InputError, match="--print"):
+        parse_print_size(spec)
+
+
+@pytest.mark.parametrize("dpi", [0, -300, 100_000])
+def test_bad_dpi_is_an_input_error(dpi):
+    with pytest.raises(InputError, match="--dpi"):
+        print_pixels(parse_print_size("A3"), dpi, "portrait")
+
+
+def test_orientation_follows_the_content():
+    assert orientation_of((300, 200)) == "portrait"
+    assert orientation_of((200, 300)) == "landscape"
+    assert orientation_of((200, 200)) == "portrait"
+
+
+# --------------------------------------------------------------------------- crop and pad
+
+
+@pytest.mark.parametrize("shape, target, expected", [
+    ((100, 300), (200, 100), (0, 125, 100, 50)),     # wide content, tall target: keep the height
+    ((300, 100), (100, 200), (125, 0, 50, 100)),     # tall content, wide target: keep the width
+    ((900, 1600), (4961, 7016), (0, 163, 900, 1273)),  # 900 * 7016 / 4961 = 1272.8 -> 1273
+    ((100, 141), (4961, 7016), (0, 0, 100, 141)),    # already at the aspect (141.4 -> 141)
+    ((101, 200), (100, 100), (0, 49, 101, 101)),     # 99 spare columns: 49 left, 50 right
+])
+def test_crop_box_closed_form(shape, target, expected):
+    assert crop_box(shape, target) == expected
+
+
+@pytest.mark.parametrize("shape, target, expected", [
+    ((100, 300), (200, 100), ((250, 250), (0, 0))),
+    ((300, 100), (100, 200), ((0, 0), (250, 250))),
+    ((900, 1600), (7016, 4961), ((681, 682), (0, 0))),  # 1600 * 7016 / 4961 = 2262.8 -> 2263 rows
+    ((100, 100), (101, 100), ((0, 1), (0, 0))),         # the odd pixel at the bottom
+])
+def test_pad_widths_closed_form(shape, target, expected):
+    assert pad_widths(shape, target) == expected
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_crop_and_pad_invariants(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(v) for v in rng.integers(20, 2000, 2))
+    target = tuple(int(v) for v in rng.integers(20, 10000, 2))
+    aspect = target[1] / target[0]
+    top, left, h, w = crop_box(shape, target)
+    assert 0 <= top and 0 <= left and top + h <= shape[0] and left + w <= shape[1]
+    assert (h == shape[0]) or (w == shape[1])  # the largest box: it touches two sides
+    assert abs(w - h * aspect) <= 0.5 + aspect or abs(h - w / aspect) <= 0.5 + 1 / aspect
+    assert abs((shape[0] - h) - 2 * top) <= 1 and abs((shape[1] - w) - 2 * left) <= 1  # centred
+    (pt, pb), (pl, pr) = pad_widths(shape, target)
+    H, W = shape[0] + pt + pb, shape[1] + pl + pr
+    assert min(pt, pb, pl, pr) >= 0 and (pt + pb == 0 or pl + pr == 0)
+    assert abs(W - H * aspect) <= 0.5 + aspect or abs(H - W / aspect) <= 0.5 + 1 / aspect
+    assert abs(pt - pb) <= 1 and abs(pl - pr) <= 1
+
+
+def test_fit_content_crop_is_the_centred_box_and_labels_follow():
+    image = np.random.default_rng(0).random((90, 160, 3)).astype(np.float32)
+    plan = plan_print((90, 160), "A3", 300, "crop")
+    top, left, h, w = plan.box
+    assert plan.orientation == "landscape" and (h, w) == (90, 127)  # 90 * 420 / 297 = 127.3
+    np.testing.assert_array_equal(fit_content(image, plan), image[top:top + h, left:left + w])
+    labels = np.arange(90 * 160, dtype=np.int32).reshape(90, 160)  # every pixel its own label
+    masks = SimpleMasks(content=labels, style=np.zeros((5, 5), np.int32))
+    fitted = fit_labels(masks, plan)
+    np.testing.assert_array_equal(fitted.content, labels[top:top + h, left:left + w])
+    np.testing.assert_array_equal(fitted.style, masks.style)
+    assert fit_labels(None, plan) is None
+
+
+def test_fit_content_pad_mirrors_the_content():
+    image = np.random.default_rng(1).random((90, 160, 3)).astype(np.float32)
+    plan = plan_print((90, 160), "A3", 300, "pad")
+    (top, bottom), (left, right) = plan.pads
+    assert (left, right) == (0, 0) and top + bottom == 113 - 90  # 160 * 297 / 420 = 113.1
+    padded = fit_content(image, plan)
+    assert padded.shape == (113, 160, 3)
+    np.testing.assert_array_equal(padded[top:top + 90], image)
+    np.testing.assert_array_equal(padded[top - 1], image[1])  # reflected about the first row
+    np.testing.assert_array_equal(padded[top + 90], image[-2])
+    labels = np.arange(90 * 160, dtype=np.int32).reshape(90, 160)
+    fitted = fit_labels(SimpleMasks(content=labels, style=labels), plan)
+    np.testing.assert_array_equal(fitted.content[top:top + 90], labels)
+    np.testing.assert_array_equal(fitted.content[top - 1], labels[1])
+
+
+@dataclasses.dataclass
+class SimpleMasks:  # the two fields of guidance.MaskPair that fit_labels touches
+    content: np.ndarray
+    style: np.ndarray
+
+
+@pytest.mark.parametrize("shape", [(4961, 7016), (4958, 7019), (4964, 7013)])
+def test_fit_to_print_gives_exact_pixels(shape):
+    plan = plan_print((900, 1600), "A2", 300)
+    image = np.zeros(shape + (3,), np.float32)
+    image[:, :, 0] = np.arange(shape[1])[None]
+    out = fit_to_print(image, plan)
+    assert out.shape == (4961, 7016, 3)
+    if shape[1] > 7016:  # centred crop: the middle column is kept
+        assert out[0, 0, 0] == (shape[1] - 7016) // 2
+    if shape[1] < 7016:  # edge copies
+        assert out[0, 0, 0] == 0 and out[0, -1, 0] == shape[1] - 1
+    with pytest.raises(ValueError):
+        fit_to_print(np.zeros((4000, 7016, 3), np.float32), plan)
+
+
+def test_plan_refuses_a_bad_fit():
+    with pytest.raises(InputError, match="--fit"):
+        plan_print((10, 10), "A3", 300, "stretch")
+
+
+def test_module_examples():
+    for module in (printsize, printing, png):
+        assert doctest.testmod(module, raise_on_error=True).attempted > 0
+
+
+# --------------------------------------------------------------------------- ICC profile and DPI
+
+
+def assert_srgb(profile_bytes: bytes):
+    assert profile_bytes == srgb_profile()
+    profile = ImageCms.ImageCmsProfile(stdio.BytesIO(profile_bytes)).profile
+    assert "sRGB" in profile.profile_description
+    assert profile.xcolor_space.strip() == "RGB" and profile.device_class == "mntr"
+    for name, xy in SRGB_D50_PRIMARIES.items():
+        assert getattr(profile, name)[1][:2] == pytest.approx(xy, abs=2e-3), name
+
+
+def test_the_profile_is_srgb_and_another_is_not():
+    assert_srgb(srgb_profile())
+    other = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # negative control
+    with pytest.raises(AssertionError):
+        assert_srgb(other)
+
+
+@pytest.mark.parametrize("name, bits", [("a.tif", 16), ("a.tif", 8), ("a.png", 16), ("a.png", 8), ("a.jpg", 8)])
+def test_profile_and_dpi_in_every_format(tmp_path, name, bits):
+    image = np.random.default_rng(0).random((24, 40, 3)).astype(np.float32)
+    path = write_image(tmp_path / name, image, bit_depth=bits, dpi=240)
+    with Image.open(path) as pillow:
+        assert_srgb(pillow.info["icc_profile"])
+        assert pillow.info["dpi"] == pytest.approx((240, 240), abs=0.02)
+    if name.endswith(".tif"):
+        with tifffile.TiffFile(path) as tif:
+            tags = tif.pages.first.tags
+            assert_srgb(bytes(tags[34675].value))  # InterColorProfile
+            assert tags["XResolution"].value == (240, 1) and tags["YResolution"].value == (240, 1)
+            assert tags["ResolutionUnit"].value == tifffile.RESUNIT.INCH
+    if name.endswith(".png") and bits == 16:
+        info = png.read_metadata(path.read_bytes())
+        assert_srgb(info.icc_profile)
+        assert info.dpi == pytest.approx(240, abs=0.01)
+    if name != "a.jpg":
+        np.testing.assert_allclose(read_image(path), np.rint(image * (2**bits - 1)) / (2**bits - 1), atol=1e-6)
+
+
+def test_png_metadata_absent_and_corrupt():
+    pixels = np.zeros((2, 3, 3), np.uint16)
+    info = png.read_metadata(png.encode(pixels, dpi=72))
+    assert info.icc_profile is None and info.exif is None and info.dpi == pytest.approx(72, abs=0.01)
+    data = bytearray(png.encode(pixels, dpi=72, icc_profile=srgb_profile()))
+    data[data.index(b"iCCP") + 20] ^= 0xFF  # inside the compressed profile: the CRC no longer matches
+    with pytest.raises(ValueError, match="CRC"):
+        png.read_metadata(bytes(data))
+
+
+def test_non_contiguous_images_are_written(tmp_path):
+    image = np.random.default_rng(0).random((3, 20, 30)).astype(np.float32).transpose(1, 2, 0)  # (20, 30, 3) view
+    for name in ("a.png", "a.tif"):
+        path = write_image(tmp_path / name, image, bit_depth=16)
+        np.testing.assert_allclose(read_image(path), np.rint(image * 65535) / 65535, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the proof
+
+
+def test_proof_is_1600_px_with_profile_and_scaled_dpi(tmp_path):
+    y, x = np.mgrid[0:400, 0:3200].astype(np.float32)
+    image = np.stack([x / 3200, y / 400, np.full_like(x, 0.5)], -1)
+    path = write_proof(tmp_path / "proof.jpg", image, dpi=300)
+    with Image.open(path) as proof:
+        assert proof.format == "JPEG" and proof.size == (1600, 200)
+        assert_srgb(proof.info["icc_profile"])
+        assert proof.info["dpi"] == pytest.approx((150, 150), abs=0.5)  # the same physical size
+        small = np.asarray(proof, np.float32) / 255
+    np.testing.assert_allclose(small[100, ::100, 0], (np.arange(0, 1600, 100) * 2 + 1) / 3200, atol=0.02)
+    small_image = image[:40, :300]  # never upsampled
+    with Image.open(write_proof(tmp_path / "small.jpg", small_image, dpi=300)) as proof:
+        assert proof.size == (300, 40) and proof.info["dpi"] == (300, 300)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def cli_files(tmp_path, width=64, height=64):
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    rng = np.random.default_rng(0)
+    write_image(content, rng.random((height, width, 3)).astype(np.float32))
+    write_image(style, rng.random((64, 64, 3)).astype(np.float32))
+    return content, style
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--print", "A3", "--out-size", "1000"], "leave out --out-size"),
+    (["--print", "B7"], "--print 'B7' is not a print size"),
+    (["--print", "A3", "--dpi", "0"], "--dpi 0"),
+])
+def test_cli_print_errors_are_one_line_exit_2_and_leave_nothing(tmp_path, extra, message):
+    content, style = cli_files(tmp_path)
+    result = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(tmp_path / "o.tif"), *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o.run").exists() and not (tmp_path / "o.tif").exists()
+
+
+def _weights_found() -> bool:
+    from nnst_hr.weights import resolve_weights
+
+    try:
+        resolve_weights(allow_download=False)
+    except InputError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _weights_found(), reason="VGG16 weights not cached (run `nnst-hr weights`)")
+def test_cli_print_run_has_print_pixels_dpi_profile_and_proof(tmp_path):
+    # a square content is portrait: 1.5 x 2 in at 32 dpi is 48 x 64 px, the content cropped to 48 x 64
+    content, style = cli_files(tmp_path)
+    output = tmp_path / "o.tif"
+    result = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(output), "--size", "64",
+                                      "--steps", "1", "--split-steps", "1", "--print", "1.5x2in", "--dpi", "32"])
+    assert result.exit_code == 0, result.output
+    assert "print 1.5x2in portrait (3.8 x 5.1 cm): 48 x 64 px at 32 dpi; content cropped to 48x64" in result.output
+    with tifffile.TiffFile(output) as tif:
+        page = tif.pages.first
+        assert page.shape == (64, 48, 3) and page.resolution == (32, 32)
+        assert_srgb(bytes(page.tags[34675].value))
+    with Image.open(Path(str(output)[:-4] + ".run") / "proof.jpg") as proof:
+        assert proof.size == (48, 64)
+        assert_srgb(proof.info["icc_profile"])
+    result = output.read_bytes()
+    again = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(output), "--size", "64", "--overwrite",
+                                     "--steps", "1", "--split-steps", "1", "--print", "1.5x2in", "--dpi", "32"])
+    assert again.exit_code == 0, again.output
+    assert "nnst: resumed from the run folder" in again.output  # the print's key survives config.json
+    assert output.read_bytes() == result
+
+
+def test_print_key_survives_json():
+    import json
+
+    for fit in ("crop", "pad"):
+        key = plan_print((90, 160), "A3", 300, fit).key()
+        assert json.loads(json.dumps(key)) == key
