@@ -69,7 +69,8 @@ def time_nnst(content, style, size: int, exact: bool, steps: int | None, device_
     """
     import contextlib
 
-    from nnst_hr import NNSTConfig, device as device_module, nnst_objective, stylize
+    from nnst_hr import NNSTConfig, nnst_objective, stylize
+    from nnst_hr import device as device_module
     from nnst_hr.device import resolve_device
 
     device = resolve_device(device_name)
@@ -145,9 +146,11 @@ def table(info: dict, nnst: list[dict], poster: dict | None, scaling: list[dict]
             ratio = f"benchmark on is {r['seconds'] / fast[r['size']]['seconds']:.2f}x as fast"
         if r["mode"] == "fast" and r["size"] in exact:
             e = exact[r["size"]]
-            ratio = f"{e['seconds'] / r['seconds']:.2f}x exact's speed, objective {r['objective'] / e['objective']:.3f}x exact's"
+            ratio = (f"{e['seconds'] / r['seconds']:.2f}x exact's speed, "
+                     f"objective {r['objective'] / e['objective']:.3f}x exact's")
         if r["mode"] == "fast" and r["size"] == 1024:
-            goal = (f"<= {GOAL_NNST_1024_S:.0f} s: {verdict(r['seconds'], GOAL_NNST_1024_S)}; <= {GOAL_NNST_1024_GB:.0f} GB: "
+            goal = (f"<= {GOAL_NNST_1024_S:.0f} s: {verdict(r['seconds'], GOAL_NNST_1024_S)}; "
+                    f"<= {GOAL_NNST_1024_GB:.0f} GB: "
                     f"{verdict(r['peak_gpu_gb'], GOAL_NNST_1024_GB)}")
         rows.append((f"NNST {r['size']} px {r['mode']}", fmt(r["seconds"], ".1f"), fmt(r["peak_gpu_gb"]),
                      f"{r['objective']:.4f} (reported {r['reported_objective']:.4f})", ratio, goal))
@@ -158,7 +161,8 @@ def table(info: dict, nnst: list[dict], poster: dict | None, scaling: list[dict]
         rows.append((f"poster {poster['pair'].replace(':', ' -> ')} end to end ({poster['threads']} threads)",
                      fmt(poster["seconds"], ".1f"), fmt(poster["peak_gpu_gb"]), "-", "-", goal))
         nnst_s = sum(v for k, v in t.items() if k.startswith("nnst.") and k != "nnst.total")
-        for name, value in (("  NNST stage", t.get("nnst.total", nnst_s)), ("  poster synthesis", t.get("poster.synthesis")),
+        for name, value in (("  NNST stage", t.get("nnst.total", nnst_s)),
+                            ("  poster synthesis", t.get("poster.synthesis")),
                             ("  poster color", t.get("poster.color"))):
             rows.append((name, fmt(value, ".1f"), "", "", "", ""))
     one = next((s for s in scaling if s["threads"] == 1), None)
@@ -174,7 +178,7 @@ def table(info: dict, nnst: list[dict], poster: dict | None, scaling: list[dict]
     lines = [f"== nnst-hr GPU check: {info['device']}; torch {info['torch']}; {info['cores']} cores; "
              f"schedule: {info['schedule']}"]
     for i, row in enumerate(rows):
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines += [f"skipped: {s}" for s in skipped]
@@ -186,7 +190,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu", "auto"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="NNST sizes (fast and exact each)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per scale and split steps (default: the paper's 200)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="steps per scale and split steps (default: the paper's 200)")
     parser.add_argument("--poster", default="1024:4096", help="SIZE:OUT_SIZE of the end-to-end poster ('' for none)")
     parser.add_argument("--threads", type=int, nargs="+", default=list(THREADS), help="patchsynth thread counts")
     parser.add_argument("--tiny", action="store_true", help="sizes 64 128, 2 steps, poster 64:256: a quick path check")
@@ -194,7 +199,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
     args = parser.parse_args()
     if args.tiny:
-        args.sizes, args.steps, args.poster, args.threads = TINY["sizes"], TINY["steps"], TINY["poster"], list(TINY["threads"])
+        args.sizes, args.steps, args.poster = TINY["sizes"], TINY["steps"], TINY["poster"]
+        args.threads = list(TINY["threads"])
 
     import numba
     import torch
@@ -209,7 +215,8 @@ def main() -> int:
         name = f"{torch.cuda.get_device_name(device)} (compute capability {cap[0]}.{cap[1]}, " \
                f"bf16 {'native' if bf16_enabled(device, True) else 'off'})"
     else:
-        name = f"CPU ({platform.processor() or platform.machine()}, bf16 {'on' if bf16_enabled(device, True) else 'off'})"
+        bf16 = "on" if bf16_enabled(device, True) else "off"
+        name = f"CPU ({platform.processor() or platform.machine()}, bf16 {bf16})"
     info = {"device": name, "torch": torch.__version__, "cores": os.cpu_count(),
             "schedule": "paper (200 steps per scale, 200 split steps)" if args.steps is None else f"{args.steps} steps"}
     print(f"bench/gpu.py: {info}", flush=True)
@@ -222,7 +229,8 @@ def main() -> int:
         for exact in (False, True):
             r = time_nnst(content, style, size, exact, args.steps, args.device)
             print(f"NNST {size} px {r['mode']}: {r['seconds']:.1f} s, peak GPU {fmt(r['peak_gpu_gb'])} GB, "
-                  f"objective {r['objective']:.4f}, stages {json.dumps({k: round(v, 2) for k, v in r['stages'].items()})}",
+                  f"objective {r['objective']:.4f}, "
+                  f"stages {json.dumps({k: round(v, 2) for k, v in r['stages'].items()})}",
                   flush=True)
             nnst.append(r)
     if device.type == "cuda":  # does cuDNN autotuning pay for its trials? the largest size, fast mode

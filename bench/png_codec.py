@@ -60,7 +60,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         hand = handwritten_codec(Path(tmp))
-        hand.decode(hand.encode(np.ascontiguousarray(pixels[:8, :8]), dpi=DPI))  # compile the numba kernels outside the timing
+        # compile the numba kernels outside the timing
+        hand.decode(hand.encode(np.ascontiguousarray(pixels[:8, :8]), dpi=DPI))
         codecs = {
             "hand-written (numba + zlib)": (lambda: hand.encode(pixels, dpi=DPI), lambda d: hand.decode(d)[0]),
             "imagecodecs (libpng, zlib-ng)": (lambda: imagecodecs.png_encode(pixels), imagecodecs.png_decode),

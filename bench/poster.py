@@ -114,7 +114,6 @@ def main() -> None:
 
     from nnst_hr.io import read_image
     from nnst_hr.scores import bicubic_upsample, detail_energy, poster_exemplar
-    from nnst_hr.tensors import resize_image as resize
 
     style = read_image(STYLE)
     with tempfile.TemporaryDirectory() as tmp:

@@ -55,7 +55,7 @@ class NNSTConfig:
     bf16: bool = True  # bf16 VGG and candidate search (fp32 final choice) where bf16 is fast (CUDA, AMX / AVX512-BF16)
     search_dims: int = 128  # fast search shortlists candidates on this many principal axes
     candidates: int = 16  # fast search compares this many shortlisted keys per query exactly
-    split_refresh: int = 2  # fast feature splitting searches at most every this many steps (exact: every step, the paper)
+    split_refresh: int = 2  # fast feature splitting searches at most every this many steps (exact: every step)
 
     # --- run
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where the tensors live
@@ -94,7 +94,7 @@ class NNSTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "NNSTConfig":
+    def from_dict(cls, data: dict) -> NNSTConfig:
         """The config of ``to_dict()``'s output; missing keys take defaults, unknown keys are an error.
 
         >>> NNSTConfig.from_dict(NNSTConfig(size=256).to_dict()).size
@@ -112,7 +112,7 @@ class PosterConfig:
     style_weight: float = 1.0  # weight of the synthesized image's own colors in the patch energy
     nnst_weight: float = 2.0  # weight of the NNST result (target) vs the blurred exemplar (source) as guide
     mask_weight: float = 1.0  # weight of the segmentation-label channels (with --guide)
-    uniformity: float = 5e-4  # occupancy penalty on [0, 1] colors; ebsynth's 3500/255**2 = 0.054 smears fine detail here
+    uniformity: float = 5e-4  # occupancy penalty on [0, 1] colors (ebsynth's 3500/255**2 smears fine detail here)
     search_vote_iters: int = 2  # search-and-vote iterations per level (the NNST seed makes 6 unnecessary)
     patchmatch_iters: int = 2  # PatchMatch sweeps per search
     max_search_size: int = 4096  # larger posters are searched at a power-of-two fraction, then upsampled and rendered
@@ -133,7 +133,7 @@ class PosterConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PosterConfig":
+    def from_dict(cls, data: dict) -> PosterConfig:
         """The config of ``to_dict()``'s output; missing keys take defaults, unknown keys are an error.
 
         >>> PosterConfig.from_dict({"out_size": 2048}).out_size

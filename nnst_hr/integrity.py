@@ -57,7 +57,10 @@ def is_intact(path: str | os.PathLike) -> bool:
         expected = ""
     if expected == sha256_file(path):
         return True
-    reason = "has no checksum (its write was interrupted, or an older version wrote it)" if expected is None else "is truncated or corrupt (checksum mismatch)"
+    if expected is None:
+        reason = "has no checksum (its write was interrupted, or an older version wrote it)"
+    else:
+        reason = "is truncated or corrupt (checksum mismatch)"
     warnings.warn(f"{path} {reason}; recomputing it", stacklevel=2)
     path.unlink(missing_ok=True)
     check.unlink(missing_ok=True)

@@ -130,9 +130,9 @@ class MaskGuides:
         The label maps are resampled on the unrotated grid and then turned, so cells line up
         with the features of the rotated style.
         """
-        grids = [unrotated_grid(g, k) for g, k in zip(grids, rotation_ids)]
-        channels = [self.channels("style", g, k) for g, k in zip(grids, rotation_ids)]
-        labels = [self.labels("style", g, k) for g, k in zip(grids, rotation_ids)] if self.hard else None
+        grids = [unrotated_grid(g, k) for g, k in zip(grids, rotation_ids, strict=True)]
+        channels = [self.channels("style", g, k) for g, k in zip(grids, rotation_ids, strict=True)]
+        labels = [self.labels("style", g, k) for g, k in zip(grids, rotation_ids, strict=True)] if self.hard else None
         return channels, labels
 
     def for_search(self, grid, style_grids, rotation_ids) -> Guides:
@@ -182,7 +182,7 @@ class _Stylizer:
         # filled in place: stacking per-rotation results would hold the keys twice (4 GB at 1024 px)
         keys = torch.empty(sum(h * w for h, w in grids), HYPERCOLUMN_CHANNELS, device=style.device)
         start = 0
-        for image, (h, w) in zip(images, grids):
+        for image, (h, w) in zip(images, grids, strict=True):
             with self.autocast(precise):
                 layers = self.vgg(image)
             keys[start:start + h * w] = flat_cells(hypercolumns(layers, (h, w)))
@@ -234,7 +234,8 @@ class _Stylizer:
         contents = lowpass_levels(content, n_scales)
         styles = lowpass_levels(style, n_scales)
         self.progress.plan(
-            [(f"scale {max(contents[s].shape[-2:])}px", cfg.steps_at(s), contents[s].numel()) for s in reversed(range(n_scales))]
+            [(f"scale {max(contents[s].shape[-2:])}px", cfg.steps_at(s), contents[s].numel())
+             for s in reversed(range(n_scales))]
             + [("feature splitting", cfg.split_steps, 1.3 * content.numel())]
         )
 
@@ -293,7 +294,8 @@ class _Stylizer:
         out_pyr = fit_split_layers(
             out_pyr, self.vgg, split_style, steps=cfg.split_steps, lr=cfg.lr, sample=cfg.split_sample,
             generator=generator, autocast=self.autocast,
-            refresh=1 if cfg.exact else refresh_interval(cfg.split_refresh, cfg.split_steps, max(size), cfg.split_sample),
+            refresh=(1 if cfg.exact else
+                     refresh_interval(cfg.split_refresh, cfg.split_steps, max(size), cfg.split_sample)),
             search=self.search, content_guides=content_guides, content_labels=content_labels,
             guide_weight=cfg.guide_weight, hard=bool(self.masks and self.masks.hard),
             on_step=self.progress.step,

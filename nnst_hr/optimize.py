@@ -9,8 +9,8 @@ Two regimes, both minimizing a mean cosine distance:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -59,7 +59,7 @@ class HypercolumnCosineLoss(torch.autograd.Function):
         dot = torch.zeros(1, *grid, dtype=torch.float32, device=layers[0].device)
         sq = torch.zeros_like(dot)
         cols = []
-        for layer, target in zip(layers, targets):
+        for layer, target in zip(layers, targets, strict=True):
             col = layer_columns(layer, grid)
             dot += torch.linalg.vecdot(col, target, dim=1)
             sq += torch.linalg.vecdot(col, col, dim=1)
@@ -78,7 +78,7 @@ class HypercolumnCosineLoss(torch.autograd.Function):
         to_target = (-scale / norm)[:, None]  # d(-cos)/d(col) along the target
         to_col = (scale * cos / (norm * norm))[:, None]  # ... and along the column itself
         grads = []
-        for col, target, shape, dtype in zip(cols, ctx.targets, ctx.shapes, ctx.dtypes):
+        for col, target, shape, dtype in zip(cols, ctx.targets, ctx.shapes, ctx.dtypes, strict=True):
             g = torch.addcmul(to_col * col, to_target, target) * (1.0 / shape[1])
             if tuple(shape[-2:]) != tuple(g.shape[-2:]):
                 g = torch.ops.aten.upsample_bilinear2d_backward(g, list(g.shape[-2:]), list(shape), True, None, None)

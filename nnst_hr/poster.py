@@ -26,7 +26,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 import patchsynth
 from guidance import guide_channels
@@ -68,7 +67,7 @@ class Atlas:
     image: np.ndarray
     guide: np.ndarray
     mask: np.ndarray
-    layout: "Layout"
+    layout: Layout
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -92,7 +91,7 @@ def build_atlas(exemplar: np.ndarray, guide: np.ndarray, rotation_ids: list[int]
     image = np.zeros((height, width, exemplar.shape[2]), np.float32)
     guides = np.zeros((height, width, guide.shape[2]), np.float32)
     mask = np.zeros((height, width), bool)
-    for k, x, (h, w) in zip(rotation_ids, layout.offsets, layout.shapes):
+    for k, x, (h, w) in zip(rotation_ids, layout.offsets, layout.shapes, strict=True):
         image[:h, x:x + w] = np.rot90(exemplar, k)
         guides[:h, x:x + w] = np.rot90(guide, k)
         mask[:h, x:x + w] = True
@@ -109,7 +108,7 @@ class Layout:
     shapes: list[tuple[int, int]]
 
     @classmethod
-    def of(cls, shape: tuple[int, int], rotation_ids: list[int]) -> "Layout":
+    def of(cls, shape: tuple[int, int], rotation_ids: list[int]) -> Layout:
         shapes = [(shape[1], shape[0]) if k % 2 else (shape[0], shape[1]) for k in rotation_ids]
         offsets = [0]
         for _, w in shapes[:-1]:
@@ -308,14 +307,17 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
     search_scale = scale / factor
     exemplar = resize_image(style, scaled_shape(result.style_size, search_scale))
     # the detail NNST could see: down to NNST's style size and back up, lightly blurred
-    source_guide = blur(resize_image(resize_image(exemplar, result.style_size), exemplar.shape[:2]), cfg.source_blur * search_scale)
+    seen = resize_image(resize_image(exemplar, result.style_size), exemplar.shape[:2])
+    source_guide = blur(seen, cfg.source_blur * search_scale)
+    del seen
     target_guide = resize_image(result.raw, search_shape)
     guide_weights = [cfg.nnst_weight / 3] * 3
     if masks is not None:
         n = masks.n_labels
         source_guide = np.concatenate(
             [source_guide, guide_channels(masks.style, n, exemplar.shape[:2]).transpose(1, 2, 0)], 2)
-        target_guide = np.concatenate([target_guide, guide_channels(masks.content, n, search_shape).transpose(1, 2, 0)], 2)
+        content_channels = guide_channels(masks.content, n, search_shape).transpose(1, 2, 0)
+        target_guide = np.concatenate([target_guide, content_channels], 2)
         guide_weights += [cfg.mask_weight / n] * n
     rotation_ids = nnst_cfg.rotation_ids()
     atlas = build_atlas(exemplar, source_guide, rotation_ids)

@@ -138,7 +138,7 @@ def fit_to_print(image: np.ndarray, plan: PrintPlan) -> np.ndarray:
     """
     target = plan.pixels
     tolerance = max(8, round(0.01 * max(target)))
-    if any(abs(a - b) > tolerance for a, b in zip(image.shape[:2], target)):
+    if any(abs(a - b) > tolerance for a, b in zip(image.shape[:2], target, strict=True)):
         raise ValueError(f"image of {image.shape[:2]} does not match the print's {target} px")
     out = image
     for axis, want in enumerate(target):

@@ -33,12 +33,12 @@ from .device import resolve_device
 from .errors import InputError
 from .field import load_field, save_field
 from .integrity import is_intact, remove
-from .io import atomic_output, check_output_path, read_image, load_npz, save_npz, sha256_file, write_image
+from .io import atomic_output, check_output_path, load_npz, read_image, save_npz, sha256_file, write_image
 from .lock import run_lock
 from .nnst import NNSTResult, synthesize_nnst
 from .preflight import check_resources
-from .sizes import check_input_sizes
 from .progress import Progress, format_seconds
+from .sizes import check_input_sizes
 
 NNST_STATE = "nnst_state.npz"  # float32 results of the NNST stage, for exact resumption
 POSTER_STATE = "poster_state.npz"  # synthesized poster and field, for resuming the color stage

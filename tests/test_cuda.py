@@ -14,8 +14,8 @@ from nnst_hr import NNSTConfig, matching, nnst_objective, stylize
 from nnst_hr.config import PosterConfig
 from nnst_hr.device import bf16_enabled, precise_matmul
 from nnst_hr.io import read_image
-from nnst_hr.tensors import resize_long_side, to_numpy, to_tensor
 from nnst_hr.run import RunOptions, run_files
+from nnst_hr.tensors import resize_long_side, to_numpy, to_tensor
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -103,7 +103,8 @@ def test_gpu_search_matches_a_cpu_brute_force():
 def test_shortlisted_gpu_search_uses_no_global_rng(monkeypatch):
     gen = torch.Generator().manual_seed(1)
     basis = torch.randn(24, 600, generator=gen)
-    q, k = (torch.randn(2000, 24, generator=gen) @ basis).to(GPU), (torch.randn(6000, 24, generator=gen) @ basis).to(GPU)
+    q = (torch.randn(2000, 24, generator=gen) @ basis).to(GPU)
+    k = (torch.randn(6000, 24, generator=gen) @ basis).to(GPU)
     qa, ka = matching.augment(q, k, None)
     monkeypatch.setattr(matching, "CUDA_APPROX_MIN_WORK", 0)  # force the shortlist
     before = rng_states()
@@ -114,8 +115,9 @@ def test_shortlisted_gpu_search_uses_no_global_rng(monkeypatch):
 
 
 def test_guided_hard_mode_never_crosses_labels_on_the_gpu(tmp_path):
-    from guidance import load_mask_files
     from PIL import Image
+
+    from guidance import load_mask_files
 
     yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
     content = np.stack([0.6 + 0.1 * np.sin(xx / 5), 0.3 + 0.1 * np.cos(yy / 4), 0.3 + 0 * xx], -1).astype(np.float32)
@@ -140,7 +142,7 @@ def test_guided_hard_mode_never_crosses_labels_on_the_gpu(tmp_path):
 def test_poster_64_to_256_on_the_gpu(tmp_path, pair):
     from PIL import Image
 
-    for name, image in zip(("c.png", "s.png"), pair):
+    for name, image in zip(("c.png", "s.png"), pair, strict=True):
         Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(tmp_path / name)
     options = RunOptions(nnst=NNSTConfig(size=64, steps=5, split_steps=3, device="cuda"),
                          poster=PosterConfig(out_size=256), quiet=True)

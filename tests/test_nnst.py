@@ -13,7 +13,6 @@ from nnst_hr.config import NNSTConfig
 from nnst_hr.features import HYPERCOLUMN_CHANNELS, LAYER_CHANNELS, VGGLayers, feature_grid, hypercolumns
 from nnst_hr.matching import Guides, center_normalize, centered_cosine_loss, cosine_loss, nearest_neighbors
 from nnst_hr.nnst import nnst_objective, stylize
-from nnst_hr.tensors import to_tensor
 from nnst_hr.optimize import (
     MIN_LATTICE_COVERAGE,
     HypercolumnCosineLoss,
@@ -25,6 +24,7 @@ from nnst_hr.optimize import (
     split_targets,
 )
 from nnst_hr.pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
+from nnst_hr.tensors import to_tensor
 from nnst_hr.weights import build_vgg16_features
 
 

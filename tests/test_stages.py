@@ -151,14 +151,16 @@ def test_save_npz_round_trips_and_respects_overwrite(tmp_path):
         save_npz(path, overwrite=False, image=image[:1])
     with np.load(path) as data:
         assert np.array_equal(data["image"], image)  # the refused write left the file as it was
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "a.npz.sha256", "z.npz", "z.npz.sha256"]  # no temporary
+    # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "a.npz.sha256", "z.npz", "z.npz.sha256"]
 
 
 # --------------------------------------------------------------------------- nnst-hr run --config
 
 
 def test_config_json_reproduces_the_run_and_the_command_line_overrides_it(tmp_path, images, monkeypatch):
-    content, style = (write_image(tmp_path / name, image) for name, image in zip(("c.png", "s.png"), images))
+    content, style = (write_image(tmp_path / name, image)
+                      for name, image in zip(("c.png", "s.png"), images, strict=True))
     runner = CliRunner()
     first = runner.invoke(app, ["run", str(content), str(style), "-o", str(tmp_path / "a.png"), "--size", "64",
                                 "--steps", "2", "--split-steps", "1", "--alpha", "0.6", "--seed", "4",

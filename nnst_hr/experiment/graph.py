@@ -55,6 +55,10 @@ class Graph(dict):
         self.specs: list[RunSpec] = []
 
 
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 @dataclass(frozen=True)
 class PairInputs:
     """A pair's input files as bytes (masks folder: ``{relative path: bytes}``) and their names."""
@@ -65,9 +69,8 @@ class PairInputs:
     names: dict
 
     def digest(self) -> dict:
-        sha = lambda data: hashlib.sha256(data).hexdigest()
-        guide = None if self.guide is None else {rel: sha(data) for rel, data in sorted(self.guide.items())}
-        return {"content": sha(self.content), "style": sha(self.style), "guide": guide}
+        guide = None if self.guide is None else {rel: _sha(data) for rel, data in sorted(self.guide.items())}
+        return {"content": _sha(self.content), "style": _sha(self.style), "guide": guide}
 
 
 def read_inputs(plan: Plan) -> list[PairInputs]:
@@ -138,8 +141,8 @@ def build_graph(plan: Plan, inputs: list[PairInputs]) -> Graph:
                                        (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), TaskRef(keys["poster"]),
                                         color_params), r)
             final, upsampled = keys["poster_color"], TaskRef(keys["color"])
-        keys["scores"] = add("scores", {}, stages.scores,
-                             (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), TaskRef(final), nnst_params, upsampled), r)
+        score_args = (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), TaskRef(final), nnst_params, upsampled)
+        keys["scores"] = add("scores", {}, stages.scores, score_args, r)
         keys["final"] = final
         graph.runs.append(keys)
         graph.specs.append(run)

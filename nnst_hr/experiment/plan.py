@@ -105,7 +105,7 @@ class Plan:
         names = list(self.axes)
         for pair_index, pair in enumerate(self.pairs):
             for combo in itertools.product(*(self.axes[name] for name in names)):
-                values = dict(zip(names, combo))
+                values = dict(zip(names, combo, strict=True))
                 params = {**self.fixed, **pair.options, **values}
                 nnst, poster = make_configs(params)
                 out.append(RunSpec(len(out), pair_index, pair, params, values, nnst, poster))

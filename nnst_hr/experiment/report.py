@@ -67,7 +67,7 @@ def _write_png(path: Path, image: np.ndarray, key: str) -> None:
 def collect_rows(plan: Plan, graph: Graph, results: dict, cache: Cache, out_dir: Path) -> list[dict]:
     """One dict per run (the csv row), writing each run's images under ``runs/<run id>/``."""
     rows = []
-    for run, keys in zip(graph.specs, graph.runs):
+    for run, keys in zip(graph.specs, graph.runs, strict=True):
         row = {"run": run.run_id, "status": "ok", "message": "", "pair": run.pair_index,
                "content": str(run.pair.content), "style": str(run.pair.style),
                "guide": str(run.pair.guide or "")}
@@ -156,7 +156,7 @@ def _sheet_layout(plan: Plan, rows: list[dict]):
     groups = []
     for pair_index in range(len(plan.pairs)):
         for combo in itertools.product(*(plan.axes[n] for n in row_axes)):
-            groups.append((pair_index, dict(zip(row_axes, combo))))
+            groups.append((pair_index, dict(zip(row_axes, combo, strict=True))))
     return groups, col_values
 
 
@@ -272,17 +272,24 @@ def svg_plot(axis: str, score: str, values: list, rows: list[dict]) -> str:
     if hi - lo < 1e-12:
         lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
     w, h, m = PLOT_W, PLOT_H, PLOT_M
-    sx = lambda i: m + (i + 0.5) * (w - 1.5 * m) / len(values)
-    sy = lambda v: (h - m) - (v - lo) / (hi - lo) * (h - m - m // 2)
+
+    def sx(i: int) -> float:
+        return m + (i + 0.5) * (w - 1.5 * m) / len(values)
+
+    def sy(v: float) -> float:
+        return (h - m) - (v - lo) / (hi - lo) * (h - m - m // 2)
+
     out = [(f'<svg class="plot" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
             f'aria-label="{html.escape(score)} against {html.escape(axis)}">'),
-           f'<text x="{w / 2}" y="13" text-anchor="middle" class="title">{html.escape(score)} vs {html.escape(axis)}</text>',
+           f'<text x="{w / 2}" y="13" text-anchor="middle" class="title">'
+           f'{html.escape(score)} vs {html.escape(axis)}</text>',
            f'<line x1="{m}" y1="{h - m}" x2="{w - m // 2}" y2="{h - m}" class="axis"/>',
            f'<line x1="{m}" y1="{m // 2}" x2="{m}" y2="{h - m}" class="axis"/>',
            f'<text x="{m - 3}" y="{sy(hi) + 4}" text-anchor="end" class="tick">{_fmt(round(hi, 4))}</text>',
            f'<text x="{m - 3}" y="{sy(lo) + 4}" text-anchor="end" class="tick">{_fmt(round(lo, 4))}</text>']
     for i, value in enumerate(values):
-        out.append(f'<text x="{sx(i)}" y="{h - m + 14}" text-anchor="middle" class="tick">{html.escape(_fmt(value))}</text>')
+        out.append(f'<text x="{sx(i)}" y="{h - m + 14}" text-anchor="middle" class="tick">'
+                   f'{html.escape(_fmt(value))}</text>')
     out.append(f'<text x="{w / 2}" y="{h - 6}" text-anchor="middle" class="label">{html.escape(axis)}</text>')
     for pair in sorted({p[2] for p in points}):
         color = PAIR_COLORS[pair % len(PAIR_COLORS)]
@@ -307,7 +314,8 @@ table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #ccc;paddin
 th{background:#eee;cursor:pointer;position:sticky;top:0}th:hover{background:#ddd}
 td.l,th.l{text-align:left}tr.failed td{background:#f9e0e0}
 img.thumb{width:64px;height:64px;object-fit:contain;image-rendering:pixelated}
-.sheet{max-width:100%;border:1px solid #ccc}.scroll{overflow-x:auto;max-width:100%}.plots{display:flex;flex-wrap:wrap;gap:12px}
+.sheet{max-width:100%;border:1px solid #ccc}.scroll{overflow-x:auto;max-width:100%}
+.plots{display:flex;flex-wrap:wrap;gap:12px}
 svg.plot{border:1px solid #ddd;background:#fff}.axis{stroke:#444}.tick{font-size:10px;fill:#444}
 .title{font-size:12px;font-weight:bold}.label{font-size:11px;fill:#222}.legend span{margin-right:1em}
 """
@@ -347,7 +355,8 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
             value = _cell(row, c)
             text = _fmt(value)
             if c == "result" and text:
-                inner = f'<a href="{html.escape(text)}"><img class="thumb" src="{html.escape(text)}" alt="{row["run"]}"></a>'
+                link = html.escape(text)
+                inner = f'<a href="{link}"><img class="thumb" src="{link}" alt="{row["run"]}"></a>'
             else:
                 inner = html.escape(text)
             cls = ' class="l"' if c in ("run", "status", "message", "result") else ""
@@ -391,7 +400,7 @@ def write_report(out_dir: Path, plan: Plan, graph: Graph, results: dict, cache: 
     rows = collect_rows(plan, graph, results, cache, out_dir)
     columns = write_csv(out_dir / "results.csv", plan, rows)
     inputs = {}
-    for keys, run in zip(graph.runs, graph.specs):
+    for keys, run in zip(graph.runs, graph.specs, strict=True):
         record = results.get(keys["inputs"])
         if run.pair_index not in inputs and isinstance(record, dict):
             inputs[run.pair_index] = (record["content"], record["style"])
