@@ -39,6 +39,10 @@ bench: $(WEIGHTS_STAMP)
 	$(BIN)/python bench/guided_search.py
 	$(BIN)/python bench/patchsynth.py
 	$(BIN)/python bench/poster.py
+	$(BIN)/python bench/png_codec.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/experiment.py
+	$(BIN)/python bench/scale_out.py
 
 clean:
 	rm -rf $(OUT) $(VENV) *.egg-info

@@ -206,7 +206,7 @@ def main() -> int:
     import torch
 
     from nnst_hr.device import bf16_enabled, resolve_device
-    from nnst_hr.io import read_image
+    from nnst_hr.files import read_image
 
     began = time.perf_counter()
     device = resolve_device(args.device)

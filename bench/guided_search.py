@@ -21,8 +21,8 @@ import torch  # noqa: E402
 
 from guidance import load_masks
 from nnst_hr.config import NNSTConfig
-from nnst_hr.features import VGGLayers, feature_grid, hypercolumns
-from nnst_hr.io import read_image
+from nnst_hr.files import read_image
+from nnst_hr.hypercolumns import VGGLayers, feature_grid, hypercolumns
 from nnst_hr.matching import augment, search
 from nnst_hr.nnst import MaskGuides
 from nnst_hr.tensors import resize_long_side, to_tensor

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnst_hr.io import read_image  # noqa: E402
+from nnst_hr.files import read_image  # noqa: E402
 from nnst_hr.memory import estimate_peak_bytes  # noqa: E402
 
 CONTENT = ROOT / "samples/content/dandelions_engelhardt.jpg"

@@ -35,7 +35,7 @@ def vgg_pass_seconds(size: int, bf16: bool = False, repeats: int = 3) -> float:
     import torch
 
     from nnst_hr.device import autocast
-    from nnst_hr.features import VGGLayers
+    from nnst_hr.hypercolumns import VGGLayers
     from nnst_hr.weights import build_vgg16_features
 
     vgg = VGGLayers(build_vgg16_features())
@@ -55,7 +55,7 @@ def vgg_pass_macs(size: int) -> float:
     """Multiply-adds of one VGG16 forward + backward (gradient of the input only) at size x size."""
     from torch import nn
 
-    from nnst_hr.features import LAYER_INDICES
+    from nnst_hr.hypercolumns import LAYER_INDICES
     from nnst_hr.weights import build_vgg16_features
 
     macs, side = 0.0, size
@@ -87,7 +87,7 @@ def schedule_floor(size: int, bf16: bool) -> tuple[int, float]:
 def run_one(size: int, mode: str, steps: int | None, out: Path | None) -> dict:
     """Stylize the sample pair once; return timings, objective and peak memory."""
     from nnst_hr import NNSTConfig, nnst_objective, stylize
-    from nnst_hr.io import read_image, write_image
+    from nnst_hr.files import read_image, write_image
 
     config = NNSTConfig(size=size, exact=mode == "exact")
     if steps is not None:

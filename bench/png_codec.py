@@ -50,7 +50,7 @@ def main() -> None:
     import imagecodecs
 
     from nnst_hr import png
-    from nnst_hr.io import read_image
+    from nnst_hr.files import read_image
     from nnst_hr.poster import resize
 
     photo = read_image(IMAGE)

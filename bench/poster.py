@@ -112,7 +112,7 @@ def main() -> None:
                 measure_print(args.print_size, args.dpi, args.size, args.steps, Path(tmp), args.alone)
         return
 
-    from nnst_hr.io import read_image
+    from nnst_hr.files import read_image
     from nnst_hr.scores import bicubic_upsample, detail_energy, poster_exemplar
 
     style = read_image(STYLE)

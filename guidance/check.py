@@ -8,7 +8,7 @@ from PIL import Image
 from guidance.errors import MaskError
 from guidance.masks import Label, MaskPair, load_masks
 from guidance.palette import MIN_LABEL_SHARE
-from nnst_hr.io import TRANSPOSING_ORIENTATIONS, exif_orientation
+from nnst_hr.files import TRANSPOSING_ORIENTATIONS, exif_orientation
 
 
 @dataclass
@@ -83,7 +83,7 @@ def image_shape(path: Path) -> tuple[int, int]:
     Returns
     -------
     (int, int)
-        ``(H, W)`` as :func:`nnst_hr.io.read_image` would return it.
+        ``(H, W)`` as :func:`nnst_hr.files.read_image` would return it.
 
     Raises
     ------

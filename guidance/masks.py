@@ -43,7 +43,7 @@ from PIL import Image
 
 from guidance.errors import MaskError
 from guidance.palette import MIN_LABEL_SHARE, find_palette, flat_pixels, snap_to_palette
-from nnst_hr.io import apply_orientation, exif_orientation
+from nnst_hr.files import apply_orientation, exif_orientation
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 ASPECT_TOLERANCE = 0.01  # relative difference of width / height allowed between a mask and its image

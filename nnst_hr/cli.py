@@ -305,8 +305,8 @@ def metrics_command(
     def action():
         import json
 
-        from .field import load_field
-        from .io import read_image
+        from .files import read_image
+        from .nnf import load_field
         from .scores import format_table, score_image
 
         picture, content_image, style_image = read_image(image), read_image(content), read_image(style)

@@ -1,6 +1,6 @@
 """Disk space: refuse a run whose files will not fit, and name a full disk in one line.
 
-Writes go through :func:`nnst_hr.io.atomic_output`, which removes its temporary file on any
+Writes go through :func:`nnst_hr.files.atomic_output`, which removes its temporary file on any
 error and maps ``ENOSPC``/``EDQUOT`` to :class:`~nnst_hr.errors.DiskFullError` with
 :func:`disk_full_message`. :func:`check_disk_space` refuses a run before its first heavy
 stage when the output and the run folder cannot fit (estimated by :func:`estimate_run_bytes`).

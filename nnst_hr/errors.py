@@ -16,7 +16,7 @@ class DiskFullError(InputError):
     """A write failed because its disk (or the user's quota) is full.
 
     The partial file is removed and no existing file is replaced (see
-    :func:`nnst_hr.io.atomic_output`). ``path`` is the file that was being written.
+    :func:`nnst_hr.files.atomic_output`). ``path`` is the file that was being written.
     """
 
     def __init__(self, message: str, path=None):

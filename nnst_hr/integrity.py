@@ -9,7 +9,7 @@ returns False, so the caller recomputes instead of loading garbage.
 Examples
 --------
 >>> path = tmp_path / "state.npz"                                      # doctest: +SKIP
->>> save_npz(path, image=image)            # nnst_hr.io: atomic write + sidecar  # doctest: +SKIP
+>>> save_npz(path, image=image)            # nnst_hr.files: atomic write + sidecar  # doctest: +SKIP
 >>> is_intact(path)                                                     # doctest: +SKIP
 True
 """
@@ -31,7 +31,7 @@ def sidecar(path: str | os.PathLike) -> Path:
 
 def write_checksum(path: str | os.PathLike) -> Path:
     """Write ``path``'s SHA-256 to its sidecar (atomically); call it once ``path`` is complete."""
-    from .io import atomic_write_bytes, sha256_file
+    from .files import atomic_write_bytes, sha256_file
 
     path = Path(path)
     return atomic_write_bytes(sidecar(path), f"{sha256_file(path)}  {path.name}\n".encode(), overwrite=True)
@@ -44,7 +44,7 @@ def is_intact(path: str | os.PathLike) -> bool:
     ``UserWarning`` naming it, so that it is recomputed. A missing file returns False
     silently (a stray sidecar is removed).
     """
-    from .io import sha256_file
+    from .files import sha256_file
 
     path = Path(path)
     check = sidecar(path)

@@ -28,12 +28,12 @@ from .color import color_stage
 from .config import MIN_SIZE, NNSTConfig
 from .device import autocast, bf16_enabled, precise_matmul, resolve_device, run_settings
 from .errors import InputError
-from .features import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
-from .field import indices_to_field
+from .hypercolumns import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
+from .laplacian import decompose, lowpass_levels, pyramid_depth, synthesize
 from .matching import Guides, center_normalize, center_normalize_, flat_cells, search, with_guides
+from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress
-from .pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
 from .tensors import resize_long_side, to_numpy, to_tensor, to_tensor_like
 from .weights import build_vgg16_features
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .features import LAYER_CHANNELS, VGGLayers, layer_columns
+from .hypercolumns import LAYER_CHANNELS, VGGLayers, layer_columns
+from .laplacian import synthesize
 from .matching import NORM_EPS, Guides, augment, best_scores, centered_cosine_loss
-from .pyramid import synthesize
 
 # (step index, loss) after each update; the loss is a 0-d tensor, read (a host-device sync)
 # only when the callback prints it

@@ -1,7 +1,7 @@
 """PNG files with 16-bit colour, a DPI and an ICC profile: imagecodecs for pixels, chunks here.
 
 Pillow reads 16-bit RGB, RGBA and grey + alpha PNGs truncated to 8 bits per
-sample, and writes 16-bit PNGs only in grey. :mod:`nnst_hr.io` therefore reads
+sample, and writes 16-bit PNGs only in grey. :mod:`nnst_hr.files` therefore reads
 and writes those files here. The pixels are coded by ``imagecodecs`` (libpng);
 this module adds and reads the ancillary chunks libpng's simple interface leaves
 out: ``pHYs`` (resolution), ``iCCP`` (colour profile) and ``eXIf`` (orientation).

@@ -84,6 +84,21 @@ class PrintPlan:
         return {"fit": self.fit, "box": box, "pads": pads}
 
 
+def check_print_options(spec: str, dpi: int, fit: str) -> PrintSize:
+    """The parsed print size, after checking ``spec``, ``dpi`` and ``fit`` (before any work).
+
+    Raises
+    ------
+    InputError
+        A bad spec, DPI or fit.
+    """
+    if fit not in FITS:
+        raise InputError(f"--fit {fit!r} is not known; use crop or pad")
+    size = parse_print_size(spec)
+    print_pixels(size, dpi, "portrait")  # refuses a DPI that gives no pixels
+    return size
+
+
 def plan_print(content_shape: tuple[int, int], spec: str, dpi: int, fit: str = "crop") -> PrintPlan:
     """Plan a print of ``spec`` (see :func:`~nnst_hr.printsize.parse_print_size`) at ``dpi``.
 
@@ -98,9 +113,7 @@ def plan_print(content_shape: tuple[int, int], spec: str, dpi: int, fit: str = "
     >>> plan.orientation, plan.pixels, plan.box
     ('landscape', (4961, 7016), (0, 163, 900, 1273))
     """
-    if fit not in FITS:
-        raise InputError(f"--fit {fit!r} is not known; use crop or pad")
-    size = parse_print_size(spec)
+    size = check_print_options(spec, dpi, fit)
     orientation = orientation_of(content_shape)
     pixels = print_pixels(size, dpi, orientation)
     box = crop_box(content_shape, pixels) if fit == "crop" else None
@@ -172,7 +185,7 @@ def proof_image(image: np.ndarray, long_side: int = PROOF_LONG_SIDE) -> Image.Im
 
 def write_proof(path: str | Path, image: np.ndarray, dpi: float, long_side: int = PROOF_LONG_SIDE) -> Path:
     """Write the proof JPEG of ``image`` (sRGB profile; DPI scaled to the same physical size)."""
-    from .io import write_image
+    from .files import write_image
 
     proof = proof_image(image, long_side)
     proof_dpi = dpi * proof.width / image.shape[1]

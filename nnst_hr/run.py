@@ -31,10 +31,10 @@ from .color import color_stage
 from .config import NNSTConfig, PosterConfig
 from .device import resolve_device
 from .errors import InputError
-from .field import load_field, save_field
+from .files import atomic_output, check_output_path, load_npz, read_image, save_npz, sha256_file, write_image
 from .integrity import is_intact, remove
-from .io import atomic_output, check_output_path, load_npz, read_image, save_npz, sha256_file, write_image
 from .lock import run_lock
+from .nnf import load_field, save_field
 from .nnst import NNSTResult, synthesize_nnst
 from .preflight import check_resources
 from .progress import Progress, format_seconds
@@ -260,6 +260,16 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
     check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth)
     options.nnst.validate()
     options.poster.validate()
+    if not options.dpi > 0:  # checked again when writing; here so that no work is lost
+        raise InputError(f"--dpi {options.dpi} must be positive")
+    if not 1 <= options.jpeg_quality <= 100:
+        raise InputError(f"--jpeg-quality {options.jpeg_quality} is out of range; use 1 to 100")
+    if options.print_size is not None:
+        from .printing import check_print_options
+
+        if options.poster.out_size is not None:
+            raise InputError("--print sets the output size; leave out --out-size")
+        check_print_options(options.print_size, options.dpi, options.fit)
     device = resolve_device(options.nnst.device)
     progress = Progress(enabled=not options.quiet)
     content_img, style_img, masks = load_inputs(content, style, options)
@@ -267,8 +277,6 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
     if options.print_size is not None:  # the content and the poster size follow the print (nnst_hr.printing)
         from .printing import fit_content, fit_labels, plan_print
 
-        if options.poster.out_size is not None:
-            raise InputError("--print sets the output size; leave out --out-size")
         plan = plan_print(content_img.shape[:2], options.print_size, options.dpi, options.fit)
         content_img, masks = fit_content(content_img, plan), fit_labels(masks, plan)
         options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))

@@ -332,7 +332,7 @@ def label_agreement(
     """Share of guided field cells whose matched style pixel carries the cell's content label.
 
     Cell ``(i, j)`` of the ``(h, w)`` field reads the content label map at its centre
-    (``nnst_hr.field.cell_to_pixel``, scaled to the map's size); its match ``(k, y, x)``
+    (``nnst_hr.nnf.cell_to_pixel``, scaled to the map's size); its match ``(k, y, x)``
     in the style rotated by ``k`` at ``style_size`` is turned back
     (:func:`unrotate_points`) and read in the style label map, scaled from
     ``style_size`` to the map's size. Unguided cells (label ``-1``) are left out.
@@ -352,7 +352,7 @@ def label_agreement(
     InputError
         A field that is not (h, w, 3) or points outside the rotated style.
     """
-    from .field import cell_to_pixel
+    from .nnf import cell_to_pixel
 
     field = np.asarray(field)
     if field.ndim != 3 or field.shape[2] != 3 or not np.issubdtype(field.dtype, np.integer):

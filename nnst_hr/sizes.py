@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 
 from .errors import InputError
-from .features import FEATURE_STRIDE
+from .hypercolumns import FEATURE_STRIDE
 
 MIN_INPUT_SIDE = 4 * FEATURE_STRIDE  # 16 px: fewer than 4 feature cells across carry no texture or shape
 MAX_UPSCALE = 2.0  # above this upscaling to --size, warn: the detail is interpolated

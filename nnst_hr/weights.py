@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from nnst_hr.errors import InputError
-from nnst_hr.io import atomic_output, sha256_file
+from nnst_hr.files import atomic_output, sha256_file
 
 __all__ = [
     "WeightsSource",

@@ -11,52 +11,25 @@ import json
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import typer.main
+from helpers import image_file, needs_weights
 from PIL import Image
 from typer.testing import CliRunner
 
 from nnst_hr.cli import app
 from nnst_hr.errors import InputError
-from nnst_hr.io import read_image, write_image
-from nnst_hr.weights import ENV_WEIGHTS, cache_path, resolve_weights
+from nnst_hr.files import read_image
+from nnst_hr.weights import ENV_WEIGHTS, cache_path
 
 SAMPLE_MASKS = Path(__file__).resolve().parents[1] / "samples" / "guided" / "louvre_to_house"
 SCRIPT = Path(sys.executable).with_name("nnst-hr")  # the installed console script
 INPUT_ERROR = 2  # the CLI's exit code for bad input
 LABEL_ROW = re.compile(r"^\s+\d+\s+#[0-9a-f]{6}\s", re.MULTILINE)  # a guided label in the masks report
-
-
-def _weights_found() -> bool:
-    try:
-        resolve_weights(allow_download=False)
-    except InputError:
-        return False
-    return True
-
-
-needs_weights = pytest.mark.skipif(not _weights_found(), reason="VGG16 weights not cached (run `nnst-hr weights`)")
-
-
-@pytest.fixture
-def cli():
-    """Call the CLI in-process; the warning hooks that it installs are undone afterwards."""
-    runner = CliRunner()
-    with warnings.catch_warnings():
-        yield lambda *args: runner.invoke(app, [str(arg) for arg in args])
-
-
-def image_file(path: Path, width: int, height: int, seed: int = 0) -> Path:
-    """A smooth colour gradient with some noise, written as an 8-bit PNG."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(width, height)
-    image = np.stack([x, y, 1 - (x + y) / 2], axis=-1) * 0.8 + rng.random((height, width, 3)) * 0.2
-    return write_image(path, image.astype(np.float32))
 
 
 def label_map(path: Path, width: int, height: int) -> Path:

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import needs_weights
-from typer.testing import CliRunner
+from helpers import needs_weights
 
 import nnst_hr
-from nnst_hr.cli import app
-from nnst_hr.io import write_image
+from nnst_hr.files import write_image
 
 SAMPLE_MASKS = Path(__file__).resolve().parents[1] / "samples" / "guided" / "louvre_to_house"
 LOG = logging.getLogger("nnst_hr.color")  # a library module that logs
-
-
-@pytest.fixture
-def cli():
-    runner = CliRunner()
-    with warnings.catch_warnings():
-        yield lambda *args: runner.invoke(app, [str(arg) for arg in args])
 
 
 def test_version_is_the_installed_distribution_version(cli):

@@ -13,7 +13,7 @@ import torch
 from nnst_hr import NNSTConfig, matching, nnst_objective, stylize
 from nnst_hr.config import PosterConfig
 from nnst_hr.device import bf16_enabled, precise_matmul
-from nnst_hr.io import read_image
+from nnst_hr.files import read_image
 from nnst_hr.run import RunOptions, run_files
 from nnst_hr.tensors import resize_long_side, to_numpy, to_tensor
 

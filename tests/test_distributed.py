@@ -433,7 +433,7 @@ rotate = false
 
 @pytest.fixture
 def real_plan(tmp_path) -> Path:
-    from nnst_hr.io import write_image
+    from nnst_hr.files import write_image
 
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:48, 0:48] / 48

@@ -25,7 +25,7 @@ from nnst_hr.experiment import report as report_module
 from nnst_hr.experiment.cache import Cache
 from nnst_hr.experiment.graph import build_graph, read_inputs
 from nnst_hr.experiment.plan import parse_plan
-from nnst_hr.io import write_image
+from nnst_hr.files import write_image
 
 TINY = """
 [fixed]
@@ -361,7 +361,7 @@ def test_peak_memory_sees_an_allocation_inside_the_stage_and_none_outside():
 
 def test_masks_travel_through_the_inputs_record_unchanged():
     from guidance import load_masks
-    from nnst_hr.io import read_image
+    from nnst_hr.files import read_image
 
     pair = Path(__file__).resolve().parents[1] / "samples" / "guided" / "louvre_to_house"
     files = {p.name: p.read_bytes() for p in pair.iterdir() if p.is_file()}

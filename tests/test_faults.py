@@ -14,53 +14,25 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+from helpers import image_file, needs_weights
 from PIL import Image
-from typer.testing import CliRunner
 
 import patchsynth
 from nnst_hr import disk, memory
-from nnst_hr.cli import app
 from nnst_hr.errors import InputError
+from nnst_hr.files import read_image
 from nnst_hr.integrity import is_intact, sidecar
-from nnst_hr.io import read_image, write_image
 from nnst_hr.lock import run_lock
 from nnst_hr.sizes import MIN_INPUT_SIDE, check_input_sizes
-from nnst_hr.weights import resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ("--size", 64, "--steps", 3, "--split-steps", 2)  # a whole run in seconds
 TINY_POSTER = (*TINY, "--out-size", 128)
-
-
-def _weights_found() -> bool:
-    try:
-        resolve_weights(allow_download=False)
-    except InputError:
-        return False
-    return True
-
-
-needs_weights = pytest.mark.skipif(not _weights_found(), reason="VGG16 weights not cached (run `nnst-hr weights`)")
-
-
-@pytest.fixture
-def cli():
-    runner = CliRunner()
-    with warnings.catch_warnings():
-        yield lambda *args: runner.invoke(app, [str(arg) for arg in args])
-
-
-def image_file(path: Path, width: int, height: int, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(width, height)
-    image = np.stack([x, y, 1 - (x + y) / 2], axis=-1) * 0.8 + rng.random((height, width, 3)) * 0.2
-    return write_image(path, image.astype(np.float32))
 
 
 def pair(tmp_path: Path) -> tuple[Path, Path]:
@@ -167,7 +139,7 @@ class _noclose:
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
 def test_atomic_write_on_a_full_disk_removes_the_partial_file_and_keeps_the_old_one(tmp_path, code):
     from nnst_hr.errors import DiskFullError
-    from nnst_hr.io import atomic_output
+    from nnst_hr.files import atomic_output
 
     target = tmp_path / "state.npz"
     target.write_bytes(b"the previous version")

@@ -10,7 +10,8 @@ import torch
 
 from nnst_hr import matching
 from nnst_hr.config import NNSTConfig
-from nnst_hr.features import HYPERCOLUMN_CHANNELS, LAYER_CHANNELS, VGGLayers, feature_grid, hypercolumns
+from nnst_hr.hypercolumns import HYPERCOLUMN_CHANNELS, LAYER_CHANNELS, VGGLayers, feature_grid, hypercolumns
+from nnst_hr.laplacian import decompose, lowpass_levels, pyramid_depth, synthesize
 from nnst_hr.matching import Guides, center_normalize, centered_cosine_loss, cosine_loss, nearest_neighbors
 from nnst_hr.nnst import nnst_objective, stylize
 from nnst_hr.optimize import (
@@ -23,7 +24,6 @@ from nnst_hr.optimize import (
     sample_grid,
     split_targets,
 )
-from nnst_hr.pyramid import decompose, lowpass_levels, pyramid_depth, synthesize
 from nnst_hr.tensors import to_tensor
 from nnst_hr.weights import build_vgg16_features
 

@@ -12,7 +12,7 @@ from PIL import Image
 from nnst_hr import poster
 from nnst_hr import run as run_module
 from nnst_hr.config import NNSTConfig, PosterConfig
-from nnst_hr.io import read_image
+from nnst_hr.files import read_image
 from nnst_hr.poster import Layout, build_atlas, field_to_atlas, render, search_factor, upsample_field
 from nnst_hr.run import RunOptions, run_files
 from nnst_hr.tensors import resize_image

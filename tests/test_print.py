@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from helpers import needs_weights
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from nnst_hr import png, printing, printsize
 from nnst_hr.cli import app
 from nnst_hr.errors import InputError
-from nnst_hr.io import read_image, srgb_profile, write_image
+from nnst_hr.files import read_image, srgb_profile, write_image
 from nnst_hr.printing import fit_content, fit_labels, fit_to_print, plan_print, write_proof
 from nnst_hr.printsize import crop_box, orientation_of, pad_widths, parse_print_size, print_pixels
 
@@ -298,17 +299,7 @@ def test_cli_print_errors_are_one_line_exit_2_and_leave_nothing(tmp_path, extra,
     assert not (tmp_path / "o.run").exists() and not (tmp_path / "o.tif").exists()
 
 
-def _weights_found() -> bool:
-    from nnst_hr.weights import resolve_weights
-
-    try:
-        resolve_weights(allow_download=False)
-    except InputError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _weights_found(), reason="VGG16 weights not cached (run `nnst-hr weights`)")
+@needs_weights
 def test_cli_print_run_has_print_pixels_dpi_profile_and_proof(tmp_path):
     # a square content is portrait: 1.5 x 2 in at 32 dpi is 48 x 64 px, the content cropped to 48 x 64
     content, style = cli_files(tmp_path)

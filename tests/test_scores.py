@@ -24,9 +24,9 @@ from nnst_hr import scores, weights
 from nnst_hr.cli import app
 from nnst_hr.config import NNSTConfig
 from nnst_hr.errors import InputError
-from nnst_hr.features import IMAGENET_MEAN, IMAGENET_STD
-from nnst_hr.field import save_field
-from nnst_hr.io import read_image, write_image
+from nnst_hr.files import read_image, write_image
+from nnst_hr.hypercolumns import IMAGENET_MEAN, IMAGENET_STD
+from nnst_hr.nnf import save_field
 from nnst_hr.nnst import nnst_objective
 from nnst_hr.tensors import resize_image as resize
 

@@ -23,7 +23,7 @@ from nnst_hr.cli import app
 from nnst_hr.color import color_stage
 from nnst_hr.config import NNSTConfig, PosterConfig
 from nnst_hr.errors import InputError
-from nnst_hr.io import read_image, save_npz, write_image
+from nnst_hr.files import read_image, save_npz, write_image
 from nnst_hr.nnst import stylize, synthesize_nnst
 from nnst_hr.poster import color_poster, synthesize_poster_stage
 from nnst_hr.run import read_run_config

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_output
+from ..files import atomic_output
 
 FORMAT = 1  # layout of an entry; a different number reads as missing
 KEY_PATTERN = re.compile(r"^[a-z_]+-[0-9a-f]{8,64}$")

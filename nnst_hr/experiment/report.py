@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..config import NNSTConfig, PosterConfig
-from ..io import atomic_output, write_image
+from ..files import atomic_output, write_image
 from .cache import Cache
 from .execute import Failure
 from .graph import Graph

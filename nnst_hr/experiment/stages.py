@@ -160,7 +160,7 @@ def _decode(content: bytes, style: bytes, guide: dict[str, bytes] | None, names:
     from guidance import MaskError, load_masks
 
     from ..errors import InputError
-    from ..io import read_image
+    from ..files import read_image
 
     with tempfile.TemporaryDirectory(prefix="nnst-hr-inputs-") as tmp:
         tmp = Path(tmp)

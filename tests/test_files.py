@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from nnst_hr import png
 from nnst_hr.errors import InputError
-from nnst_hr.io import atomic_output, atomic_write_bytes, check_output_path, read_image, write_image
+from nnst_hr.files import atomic_output, atomic_write_bytes, check_output_path, read_image, write_image
 
 H, W = 24, 40
 

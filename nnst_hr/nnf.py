@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import FEATURE_STRIDE
-from .io import save_npz
+from .files import save_npz
+from .hypercolumns import FEATURE_STRIDE
 
 
 def cell_to_pixel(index: np.ndarray, cells: int, pixels: int) -> np.ndarray:

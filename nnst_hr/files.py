@@ -21,7 +21,7 @@ Examples
 --------
 >>> import tempfile
 >>> import numpy as np
->>> from nnst_hr.io import read_image, write_image
+>>> from nnst_hr.files import read_image, write_image
 >>> image = np.zeros((32, 48, 3), np.float32)
 >>> with tempfile.TemporaryDirectory() as folder:
 ...     path = write_image(Path(folder) / "black.tif", image)
