@@ -26,6 +26,7 @@ from nnst_hr.experiment.cache import Cache
 from nnst_hr.experiment.graph import build_graph, read_inputs
 from nnst_hr.experiment.plan import parse_plan
 from nnst_hr.files import write_image
+from nnst_hr.lock import run_lock
 
 TINY = """
 [fixed]
@@ -180,6 +181,17 @@ def test_results_csv_has_a_row_per_run_with_scores_times_and_failures(first, fol
     assert all("bad.png" in r["message"] for r in failed[:4])
     assert all("aspect" in r["message"] for r in failed[4:])
     assert not any(r["result"] for r in failed)
+
+
+def test_a_results_folder_in_use_by_another_run_is_refused_untouched(first, folder):
+    plan, _, _ = first
+    out = folder / "results"
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    with run_lock(out):  # held like another process's run: flock conflicts across open files
+        with pytest.raises(InputError, match="process"):
+            run_plan(plan, out, quiet=True)
+        after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "lock"}
+    assert after == {p: t for p, t in before.items() if p.name != "lock"}
 
 
 def test_the_pipeline_equals_stylize_for_the_nnst_and_color_stages(folder):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import InputError
+from ..lock import run_lock
 from ..progress import format_seconds
 from .cache import Cache
 from .distributed import executor_from_options
@@ -88,8 +89,8 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
     ``workers`` (a local Dask cluster of that many processes) or ``scheduler`` (an existing
     cluster's address) run the stages on Dask (:mod:`.distributed`); neither, in this process.
 
-    Raises :class:`InputError` (before any work) for a bad plan; runs failing on their inputs
-    are recorded as failed, the others go on.
+    Raises :class:`InputError` (before any work) for a bad plan, or when another process is
+    writing ``out_dir``; runs failing on their inputs are recorded as failed, the others go on.
     """
     plan = load_plan(plan_path)
     out_dir = Path(out_dir)
@@ -100,19 +101,20 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
     except OSError as exc:
         raise InputError(f"cannot read an input: {exc}") from None
     graph = build_graph(plan, inputs)
-    cache = Cache(Path(cache_dir) if cache_dir is not None else out_dir / CACHE_FOLDER)
-    with executor_from_options(workers, scheduler) as run_graph:  # a cluster not there: InputError, no work
-        progress = PlanProgress(graph, cache, stream=stream, enabled=not quiet)
+    with run_lock(out_dir, parents=True):  # one process writes a results folder (another one is refused)
+        cache = Cache(Path(cache_dir) if cache_dir is not None else out_dir / CACHE_FOLDER)
+        with executor_from_options(workers, scheduler) as run_graph:  # a cluster not there: InputError, no work
+            progress = PlanProgress(graph, cache, stream=stream, enabled=not quiet)
 
-        def events(event, task, info):
-            progress(event, task, info)
-            if on_event is not None:
-                on_event(event, task, info)
+            def events(event, task, info):
+                progress(event, task, info)
+                if on_event is not None:
+                    on_event(event, task, info)
 
-        results = run_graph(graph, cache, on_event=events)
-    rows = write_report(out_dir, plan, graph, results, cache)
-    failed = sum(row["status"] != "ok" for row in rows)
-    if not quiet:
-        print(f"wrote {out_dir / 'results.csv'}, sheet.png, report.html: {len(rows)} runs, {failed} failed",
-              file=stream or sys.stderr, flush=True)
+            results = run_graph(graph, cache, on_event=events)
+        rows = write_report(out_dir, plan, graph, results, cache)
+        failed = sum(row["status"] != "ok" for row in rows)
+        if not quiet:
+            print(f"wrote {out_dir / 'results.csv'}, sheet.png, report.html: {len(rows)} runs, {failed} failed",
+                  file=stream or sys.stderr, flush=True)
     return Summary(out_dir / "results.csv", len(rows), failed, rows)
