@@ -32,7 +32,7 @@ LINE = 16  # text line height on the sheet
 PAD = 8  # gaps on the sheet (px)
 HEAD_CHARS = 24  # file names at the row heads are cut to this many characters
 STAGES = ("inputs", "nnst", "color", "poster", "poster_color", "scores")
-PLOT_W, PLOT_H, PLOT_M = 300, 190, 40  # SVG plot size and margin (px)
+PLOT_W, PLOT_H, PLOT_M = 320, 200, 54  # SVG plot size and margin (px; room for tick labels like 1.23e-05)
 PAIR_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -285,8 +285,8 @@ def svg_plot(axis: str, score: str, values: list, rows: list[dict]) -> str:
            f'{html.escape(score)} vs {html.escape(axis)}</text>',
            f'<line x1="{m}" y1="{h - m}" x2="{w - m // 2}" y2="{h - m}" class="axis"/>',
            f'<line x1="{m}" y1="{m // 2}" x2="{m}" y2="{h - m}" class="axis"/>',
-           f'<text x="{m - 3}" y="{sy(hi) + 4}" text-anchor="end" class="tick">{_fmt(round(hi, 4))}</text>',
-           f'<text x="{m - 3}" y="{sy(lo) + 4}" text-anchor="end" class="tick">{_fmt(round(lo, 4))}</text>']
+           f'<text x="{m - 3}" y="{sy(hi) + 4}" text-anchor="end" class="tick">{hi:.3g}</text>',
+           f'<text x="{m - 3}" y="{sy(lo) + 4}" text-anchor="end" class="tick">{lo:.3g}</text>']
     for i, value in enumerate(values):
         out.append(f'<text x="{sx(i)}" y="{h - m + 14}" text-anchor="middle" class="tick">'
                    f'{html.escape(_fmt(value))}</text>')
