@@ -299,8 +299,9 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
         shutil.rmtree(checkpoints, ignore_errors=True)
         remove(folder / NNST_STATE)
     _write_json(config_path, {
-        "content": str(content), "style": str(style), "output": str(output),
-        "guide": str(options.guide) if options.guide else None,
+        # absolute, so that `--config` reruns it from any folder
+        "content": str(content.resolve()), "style": str(style.resolve()), "output": str(output.resolve()),
+        "guide": str(Path(options.guide).resolve()) if options.guide else None,
         "nnst": options.nnst.to_dict(),
         # with --print the poster size follows from the print: --config must not see both
         "poster": replace(options.poster, out_size=None).to_dict() if plan else options.poster.to_dict(),
