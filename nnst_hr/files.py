@@ -437,13 +437,14 @@ def _to_rgb(pixels: np.ndarray, path: Path) -> np.ndarray:
 
 
 def check_output_path(
-    path: str | os.PathLike, *, overwrite: bool, bit_depth: int | None = None
+    path: str | os.PathLike, *, overwrite: bool, bit_depth: int | None = None,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY, dpi: float = DEFAULT_DPI,
 ) -> Path:
     """Refuse an image output early, before minutes of computing.
 
     Checks that the extension is a format :func:`write_image` writes (and
-    supports ``bit_depth``), that the folder exists and is writable, and that
-    the file does not exist unless ``overwrite``.
+    supports ``bit_depth``), that ``jpeg_quality`` and ``dpi`` are valid, that the
+    folder exists and is writable, and that the file does not exist unless ``overwrite``.
 
     Parameters
     ----------
@@ -453,6 +454,8 @@ def check_output_path(
         Whether an existing file may be replaced.
     bit_depth : int, optional
         8 or 16; default: the format's default.
+    jpeg_quality, dpi
+        As :func:`write_image` takes them.
 
     Returns
     -------
@@ -468,8 +471,16 @@ def check_output_path(
     if path.is_dir():
         raise InputError(f"{path} is a folder; give a file name, e.g. {path / 'poster.tif'}")
     _bit_depth(path, bit_depth)
+    _check_write_options(jpeg_quality, dpi)
     _check_destination(path, overwrite)
     return path
+
+
+def _check_write_options(jpeg_quality: int, dpi: float) -> None:
+    if not 1 <= jpeg_quality <= 100:
+        raise InputError(f"JPEG quality {jpeg_quality} is out of range; use 1 to 100")
+    if not dpi > 0:
+        raise InputError(f"dpi {dpi} must be positive")
 
 
 def write_image(
@@ -519,10 +530,7 @@ def write_image(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype.kind != "f" or min(image.shape[:2]) < 1:
         raise ValueError(f"expected a float image of shape (H, W, 3), got {image.dtype} {image.shape}")
-    if not 1 <= jpeg_quality <= 100:
-        raise InputError(f"JPEG quality {jpeg_quality} is out of range; use 1 to 100")
-    if not dpi > 0:
-        raise InputError(f"dpi {dpi} must be positive")
+    _check_write_options(jpeg_quality, dpi)
     codes = _code_values(image, bits)
     profile = srgb_profile()
     fmt = OUTPUT_FORMATS[path.suffix.lower()]

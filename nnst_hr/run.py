@@ -257,19 +257,16 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
     for given in (content, style):
         if output.resolve() == given.resolve() or (output.exists() and given.exists() and output.samefile(given)):
             raise InputError(f"the output {output} is one of the inputs; choose another output path")
-    check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth)
     options.nnst.validate()
     options.poster.validate()
-    if not options.dpi > 0:  # checked again when writing; here so that no work is lost
-        raise InputError(f"--dpi {options.dpi} must be positive")
-    if not 1 <= options.jpeg_quality <= 100:
-        raise InputError(f"--jpeg-quality {options.jpeg_quality} is out of range; use 1 to 100")
     if options.print_size is not None:
         from .printing import check_print_options
 
         if options.poster.out_size is not None:
             raise InputError("--print sets the output size; leave out --out-size")
         check_print_options(options.print_size, options.dpi, options.fit)
+    check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth,
+                      jpeg_quality=options.jpeg_quality, dpi=options.dpi)
     device = resolve_device(options.nnst.device)
     progress = Progress(enabled=not options.quiet)
     content_img, style_img, masks = load_inputs(content, style, options)
