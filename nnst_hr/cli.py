@@ -225,8 +225,6 @@ def run(
                                          "render": render.value}),
             overwrite=overwrite, weights=weights, quiet=quiet,
         )
-        if options.print_size is not None and options.poster.out_size is not None:
-            raise InputError("--print sets the output size; leave out --out-size")
         run_files(paths.content, paths.style, paths.output, options)
 
     _guarded(action)
