@@ -114,9 +114,9 @@ def files_under(folder: Path) -> list[Path]:
 
 
 def assert_clean_cache(folder: Path, graph: Graph) -> None:
-    """One complete entry (npz + json) per key, nothing else: no temporary or partial file."""
+    """One complete entry (npz, its checksum, json) per key, nothing else: no temporary or partial file."""
     names = sorted(p.name for p in files_under(folder))
-    assert names == sorted([f"{k}.npz" for k in graph] + [f"{k}.json" for k in graph])
+    assert names == sorted(f"{k}{suffix}" for k in graph for suffix in (".npz", ".npz.sha256", ".json"))
 
 
 class Recorder:

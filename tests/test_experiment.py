@@ -323,10 +323,12 @@ def test_cache_round_trip_and_corruption(tmp_path):
     data = bytearray(npz.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped bit: checksum mismatch
     npz.write_bytes(bytes(data))
-    assert cache.get(key) is None
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert cache.get(key) is None
     cache.put(key, record)
     npz.write_bytes(npz.read_bytes()[:40])  # truncated
-    assert cache.get(key) is None
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert cache.get(key) is None
     cache.put(key, record)
     (tmp_path / f"{key}.json").write_text("{")  # a torn json
     assert cache.get(key) is None

@@ -1,9 +1,9 @@
 """A content-addressed store of stage records: ``<folder>/<key>.npz`` + ``<folder>/<key>.json``.
 
-Arrays go into the ``.npz``, scalars into the ``.json``, which also records the npz's SHA-256
-and is written last: an entry exists once its json does. Both are written atomically (temporary
-file + rename), so an interrupted write leaves no entry, and :meth:`Cache.get` returns ``None``
-for a missing, truncated or corrupted one (it is recomputed, never loaded as garbage).
+Arrays go into the ``.npz`` (written by :func:`nnst_hr.files.save_npz`: atomically, with a
+SHA-256 sidecar), scalars into the ``.json``, which is written last: an entry exists once its
+json does. An interrupted write leaves no entry, and :meth:`Cache.get` returns ``None`` for a
+missing, truncated or corrupted one (it is recomputed, never loaded as garbage).
 
 Examples
 --------
@@ -15,18 +15,15 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_output
+from ..files import atomic_output, load_npz, save_npz
 
-FORMAT = 1  # layout of an entry; a different number reads as missing
+FORMAT = 2  # layout of an entry; a different number reads as missing
 KEY_PATTERN = re.compile(r"^[a-z_]+-[0-9a-f]{8,64}$")
 
 
@@ -51,13 +48,8 @@ class Cache:
         self.folder.mkdir(parents=True, exist_ok=True)
         arrays = {k: v for k, v in record.items() if isinstance(v, np.ndarray)}
         scalars = {k: _scalar(v) for k, v in record.items() if not isinstance(v, np.ndarray)}
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        data = buffer.getvalue()
-        with atomic_output(npz_path, overwrite=True) as tmp:
-            tmp.write_bytes(data)
-        entry = {"format": FORMAT, "key": key, "scalars": scalars, "arrays": sorted(arrays),
-                 "npz_sha256": hashlib.sha256(data).hexdigest(), "meta": meta or {}}
+        save_npz(npz_path, **arrays)
+        entry = {"format": FORMAT, "key": key, "scalars": scalars, "arrays": sorted(arrays), "meta": meta or {}}
         with atomic_output(json_path, overwrite=True) as tmp:
             tmp.write_text(json.dumps(entry, sort_keys=True) + "\n")
 
@@ -81,19 +73,8 @@ class Cache:
         entry = self._entry(key)
         if entry is None:
             return None
-        npz_path = self._paths(key)[0]
-        try:
-            data = npz_path.read_bytes()
-        except OSError:
-            return None
-        if hashlib.sha256(data).hexdigest() != entry.get("npz_sha256"):
-            return None
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError):
-            return None
-        if sorted(arrays) != entry.get("arrays"):
+        arrays = load_npz(self._paths(key)[0])
+        if arrays is None or sorted(arrays) != entry.get("arrays"):
             return None
         return {**entry["scalars"], **arrays}
 
