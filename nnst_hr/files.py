@@ -125,7 +125,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
         head = file.read(png.HEADER_BYTES)
     if head.startswith(TIFF_MAGIC):
         pixels, orientation = _read_tiff(path, max_pixels)
-    elif _is_16bit_colour_png(head, path):
+    elif _is_16bit_colour_png(head):
         pixels, orientation = _read_png(path, max_pixels)
     else:
         pixels, orientation = _read_with_pillow(path, max_pixels)
@@ -158,21 +158,14 @@ def _corrupt(path: Path, detail: object) -> InputError:
     return InputError(f"{path} is truncated or corrupt ({detail}); re-export or re-download it")
 
 
-def _is_16bit_colour_png(head: bytes, path: Path) -> bool:
+def _is_16bit_colour_png(head: bytes) -> bool:
     """Whether the file starting with ``head`` is a PNG that :mod:`nnst_hr.png` should read.
 
-    These are the PNGs with 16-bit RGB, RGBA or grey + alpha, which Pillow
-    truncates to 8 bits. Interlaced ones are left to Pillow, with a warning.
+    These are the PNGs with 16-bit RGB, RGBA or grey + alpha (interlaced or not),
+    which Pillow truncates to 8 bits.
     """
     header = png.read_header(head)
-    if header is None or header.bit_depth != 16 or header.colour_type not in PNG_COLOUR_TYPES_16BIT:
-        return False
-    if header.interlaced:
-        warnings.warn(
-            f"{path} is an interlaced 16-bit PNG; it is read at 8 bits (re-save it without interlacing for 16)",
-            stacklevel=3,
-        )
-    return not header.interlaced
+    return header is not None and header.bit_depth == 16 and header.colour_type in PNG_COLOUR_TYPES_16BIT
 
 
 def _read_with_pillow(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:

@@ -30,9 +30,11 @@ Header(width=4, height=2, bit_depth=16, colour_type=2, interlaced=False)
 
 from __future__ import annotations
 
+import logging
 import struct
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import imagecodecs
@@ -146,12 +148,37 @@ def decode(data: bytes) -> tuple[np.ndarray, bytes | None]:
         raise ValueError(f"image of {header.width} x {header.height} pixels")
     metadata = read_metadata(data)
     try:
-        pixels = imagecodecs.png_decode(data)
+        with _interlace_notice_dropped(header.interlaced):
+            pixels = imagecodecs.png_decode(data)
     except imagecodecs.PngError as exc:
         raise ValueError(str(exc)) from exc
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     return pixels, metadata.exif
+
+
+INTERLACE_NOTICE = "Interlace handling should be turned on"  # libpng's notice for interlaced files
+
+
+def _drop_interlace_notice(record: logging.LogRecord) -> bool:
+    return INTERLACE_NOTICE not in record.getMessage()
+
+
+@contextmanager
+def _interlace_notice_dropped(active: bool):
+    """Drop libpng's interlace notice from the ``imagecodecs`` logger while the block runs.
+
+    imagecodecs reads interlaced files through ``png_read_image`` without turning on
+    interlace handling first; libpng turns it on itself and decodes correctly, but logs
+    a warning the user can do nothing about. The filter is removed afterwards.
+    """
+    logger = logging.getLogger("imagecodecs")
+    if active:
+        logger.addFilter(_drop_interlace_notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_drop_interlace_notice)
 
 
 def read_metadata(data: bytes) -> Metadata:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import logging
 import os
 import struct
 import warnings
@@ -60,9 +61,9 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def png16_file(width: int, height: int, raw: bytes) -> bytes:
-    """A 16-bit RGB PNG whose inflated image data is ``raw`` (filter bytes included)."""
-    header = struct.pack(">IIBBBBB", width, height, 16, png.RGB, 0, 0, 0)
+def png16_file(width: int, height: int, raw: bytes, colour_type: int = png.RGB, interlaced: bool = False) -> bytes:
+    """A 16-bit PNG whose inflated image data is ``raw`` (filter bytes included)."""
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, int(interlaced))
     chunks = png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b"")
     return png.SIGNATURE + chunks
 
@@ -188,6 +189,37 @@ def test_png16_rgba_and_grey_alpha_are_read_at_full_precision(tmp_path):
         path.write_bytes(png.encode(pixels, dpi=300))
         expected = pixels[..., :-1].astype(np.float32) / np.float32(65535)
         np.testing.assert_array_equal(read_image(path), np.broadcast_to(expected, (H, W, 3)))
+
+
+ADAM7 = (  # x0, y0, dx, dy of each pass
+    (0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2),
+)
+
+
+def adam7_png16(pixels: np.ndarray) -> bytes:
+    """An Adam7-interlaced 16-bit PNG of ``pixels`` (H, W, C): the seven passes, filter 0 (reference encoder)."""
+    raw = b"".join(b"\0" + row.astype(">u2").tobytes()
+                   for x0, y0, dx, dy in ADAM7 for row in pixels[y0::dy, x0::dx] if row.size)
+    colour_type = {2: png.GREY_ALPHA, 3: png.RGB, 4: png.RGBA}[pixels.shape[2]]
+    return png16_file(pixels.shape[1], pixels.shape[0], raw, colour_type, interlaced=True)
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_interlaced_png16_is_read_at_full_precision_without_libpng_noise(tmp_path, caplog, channels):
+    pixels = np.random.default_rng(channels).integers(0, 65536, (H, W, channels), dtype=np.uint16)
+    if channels != 3:
+        pixels[..., -1] = 65535  # opaque alpha
+    path = tmp_path / "interlaced.png"
+    path.write_bytes(adam7_png16(pixels))
+    assert png.read_header(path.read_bytes()).interlaced
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = read_image(path)
+    colour = pixels[..., :1 if channels == 2 else 3].astype(np.float32) / np.float32(65535)
+    np.testing.assert_array_equal(image, np.broadcast_to(colour, (H, W, 3)))
+    assert not caplog.records  # libpng's interlace notice is dropped ...
+    logging.getLogger("imagecodecs").warning("PNG warning: later")
+    assert [r.getMessage() for r in caplog.records] == ["PNG warning: later"]  # ... and the logger left as it was
 
 
 # --------------------------------------------------------------------------- orientation
