@@ -389,3 +389,27 @@ def test_masks_travel_through_the_inputs_record_unchanged():
     assert masks.n_labels == reference.n_labels > 1
     assert [label.name for label in masks.labels] == [label.name for label in reference.labels if not label.unguided]
     assert stages.masks_from(stages.decode_inputs(files["content.png"], files["style.png"], None, {})) is None
+
+
+def test_inputs_decode_from_the_bytes_writing_no_file_and_errors_name_the_user_paths(folder, monkeypatch):
+    import tempfile
+
+    from guidance import MaskError
+    from nnst_hr.files import read_image
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the inputs stage wrote a file")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", refuse)
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    content, style = (folder / "c.png").read_bytes(), (folder / "s.png").read_bytes()
+    names = {"content": "in/c.png", "style": "in/s.png", "guide": "in/badmasks"}
+    record = stages.decode_inputs(content, style, None, names)
+    np.testing.assert_array_equal(record["content"], read_image(folder / "c.png"))
+    np.testing.assert_array_equal(record["style"], read_image(folder / "s.png"))
+    with pytest.raises(InputError, match=r"^in/s\.png is not an image that can be read"):
+        stages.decode_inputs(content, b"this is not an image", None, names)
+    masks = {p.name: p.read_bytes() for p in (folder / "badmasks").iterdir()}
+    with pytest.raises(MaskError, match=r"^mask in/badmasks/content_mask\.png is 20x40 \(aspect 0\.500\)"):
+        stages.decode_inputs(content, style, masks, names)

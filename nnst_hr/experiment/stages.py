@@ -154,38 +154,14 @@ def _nnst_result(record: Record) -> NNSTResult:
 
 
 def _decode(content: bytes, style: bytes, guide: dict[str, bytes] | None, names: dict[str, str]):
-    """Decode through a private temporary folder (the readers take paths); errors name the user's paths."""
-    import tempfile
+    """Decode from the bytes; errors name the user's paths (``names``)."""
+    from guidance import load_mask_data
 
-    from guidance import MaskError, load_masks
+    from ..files import decode_image
 
-    from ..errors import InputError
-    from ..files import read_image
-
-    with tempfile.TemporaryDirectory(prefix="nnst-hr-inputs-") as tmp:
-        tmp = Path(tmp)
-        shown = {}
-        paths = {}
-        for side, data in (("content", content), ("style", style)):
-            path = tmp / side / Path(names.get(side, side)).name
-            path.parent.mkdir()
-            path.write_bytes(data)
-            paths[side], shown[str(path)] = path, names.get(side, side)
-        folder = None
-        if guide is not None:
-            folder = tmp / "guide"
-            for rel, data in guide.items():
-                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-                (folder / rel).write_bytes(data)
-            folder.mkdir(exist_ok=True)
-            shown[str(folder)] = names.get("guide", "guide")
-        try:
-            content_img = read_image(paths["content"])
-            style_img = read_image(paths["style"])
-            masks = load_masks(folder, content_img.shape[:2], style_img.shape[:2]) if folder else None
-        except (InputError, MaskError) as exc:
-            message = str(exc)
-            for tmp_path, name in sorted(shown.items(), key=lambda kv: -len(kv[0])):
-                message = message.replace(tmp_path, name)
-            raise type(exc)(message.replace(str(tmp), "")) from None
+    content_img = decode_image(content, names.get("content", "content"))
+    style_img = decode_image(style, names.get("style", "style"))
+    masks = None
+    if guide is not None:
+        masks = load_mask_data(guide, names.get("guide") or "guide", content_img.shape[:2], style_img.shape[:2])
     return content_img, style_img, masks
