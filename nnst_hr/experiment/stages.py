@@ -5,9 +5,10 @@ Each stage takes literals (bytes, dicts of parameters) and upstream records, ret
 this process or on a Dask worker. Which parameters each stage reads is declared here
 (:data:`NNST_PARAMS` ...) and is exactly what :mod:`.graph` hashes into the stage's key.
 
-Stages: ``inputs`` (decode images and masks) -> ``nnst`` (raw result and field, no color) ->
-``color`` (color post-processing of the NNST result) -> ``poster`` (patch synthesis at
-``out_size``) -> ``poster_color`` -> ``scores``.
+Stages: ``inputs`` (decode images and masks from their bytes) -> ``nnst`` (raw result and field,
+no color) -> ``color`` (color post-processing of the NNST result) -> ``poster`` (patch synthesis
+at ``out_size``) -> ``poster_color`` -> ``scores``. The stages in :data:`NOT_STORED` (``inputs``)
+are never cached: their records are computed again wherever a stage that reads them runs.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ STAGE_VERSION = {  # bump a stage's number when its code changes what it returns
     "scores": 1,
 }
 PACKAGE_VERSION = __version__
+# Stages whose records are never cached nor gathered by a Dask client: recomputed from the input
+# bytes wherever a reader runs. Decoding is cheap next to the stages that read it, and the decoded
+# full-size float32 images were most of the cache and of the bytes a Dask run moved.
+NOT_STORED = frozenset({"inputs"})
 COLOR_PARAMS = ("color", "color_iterations", "color_sharpness", "mono_threshold")
 NNST_PARAMS = tuple(f.name for f in fields(NNSTConfig) if f.name not in COLOR_PARAMS + ("device",))
 POSTER_NNST_PARAMS = ("rotate", "seed")  # what the poster stage reads of the NNST config
