@@ -10,7 +10,8 @@ processes, and on a cluster of 1 worker. Printed:
   the start event, moving records between processes and writing the cache on the client;
 - the bytes moved per run on 2 workers: input bytes scattered, records moved between workers
   (their outgoing transfer counters) and records gathered by the client (pickled sizes: each
-  computed record comes back once, to be written to the cache).
+  computed record of a stored stage comes back once, to be written to the cache; a not-stored
+  one, the inputs, stays on the workers).
 
 On 2 cores no speed-up is expected: the figure to watch is the overhead (goal: under 1 s a stage).
 
@@ -92,6 +93,7 @@ def main() -> None:
     from nnst_hr.experiment.distributed import local_cluster
     from nnst_hr.experiment.graph import build_graph, read_inputs
     from nnst_hr.experiment.plan import load_plan
+    from nnst_hr.experiment.stages import NOT_STORED
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -130,8 +132,9 @@ def main() -> None:
                         inputs[hash(data)] = len(data)
         cache = Cache(tmp / "two" / "cache")
         by_stage: dict[str, int] = {}
-        for key, task in graph.items():  # each computed record comes back to the client once
-            by_stage[task.stage] = by_stage.get(task.stage, 0) + len(pickle.dumps(cache.get(key), protocol=5))
+        for key, task in graph.items():  # each stored record comes back to the client once
+            if task.store:
+                by_stage[task.stage] = by_stage.get(task.stage, 0) + len(pickle.dumps(cache.get(key), protocol=5))
         gathered = sum(by_stage.values())
         total = sum(inputs.values()) + transferred + gathered
         mib = 2**20
@@ -139,7 +142,8 @@ def main() -> None:
               f"{sum(inputs.values()) / mib:.2f} MiB, between workers {transferred / mib:.2f} MiB, "
               f"records gathered {gathered / mib:.2f} MiB; {n_runs} runs)")
         print("records gathered by stage: " + ", ".join(f"{stage} {size / mib:.2f} MiB"
-                                                         for stage, size in by_stage.items()))
+                                                         for stage, size in by_stage.items())
+              + "".join(f", {stage} not stored (stays on the workers)" for stage in sorted(NOT_STORED)))
         print(f"ratio 2 workers / in process: {two_s / local_s:.2f}")
 
 

@@ -14,7 +14,7 @@ Examples
 from guidance.check import MaskReport, check_masks, image_shape
 from guidance.errors import MaskError
 from guidance.guides import area_weights, guide_channels, hard_labels_at, rotate_guides
-from guidance.masks import Label, MaskPair, load_mask_files, load_masks
+from guidance.masks import Label, MaskPair, load_mask_data, load_mask_files, load_masks
 
 __all__ = [
     "Label",
@@ -26,6 +26,7 @@ __all__ = [
     "guide_channels",
     "hard_labels_at",
     "image_shape",
+    "load_mask_data",
     "load_mask_files",
     "load_masks",
     "rotate_guides",

@@ -1,6 +1,8 @@
 """Load a content/style mask pair as label maps whose labels correspond.
 
-Two forms, found in a mask folder (:func:`load_masks`) or given as files (:func:`load_mask_files`):
+Two forms, found in a mask folder (:func:`load_masks`; :func:`load_mask_data` reads the same
+folder from a ``{relative path: bytes}`` mapping, as an experiment's tasks carry it) or given as
+files (:func:`load_mask_files`):
 
 color label maps
     ``content.png`` and ``style.png``, or ``content_mask.png`` and ``style_mask.png`` (these win,
@@ -35,15 +37,18 @@ raises :class:`~guidance.errors.MaskError` naming the file and the fix; suspicio
 input adds a line to ``MaskPair.warnings``. Sizes in messages are width x height, positions x, y.
 """
 
+import fnmatch
+import io
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
 
 from guidance.errors import MaskError
 from guidance.palette import MIN_LABEL_SHARE, find_palette, flat_pixels, snap_to_palette
-from nnst_hr.files import apply_orientation, exif_orientation
+from nnst_hr.files import apply_orientation, bytes_file, exif_orientation
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 ASPECT_TOLERANCE = 0.01  # relative difference of width / height allowed between a mask and its image
@@ -122,6 +127,69 @@ class MaskPair:
         return sum(not label.unguided for label in self.labels)
 
 
+class _Disk:
+    """A mask folder's files on the filesystem."""
+
+    @staticmethod
+    def glob(folder: Path, pattern: str) -> list[Path]:
+        return list(folder.glob(pattern))
+
+    @staticmethod
+    def iterdir(folder: Path) -> list[Path]:
+        return list(folder.iterdir())
+
+    @staticmethod
+    def is_dir(path: Path) -> bool:
+        return path.is_dir()
+
+    @staticmethod
+    def is_file(path: Path) -> bool:
+        return path.is_file()
+
+    @staticmethod
+    def open(path: Path) -> Path:
+        return path
+
+
+class _Memory:
+    """A mask folder's files as ``{relative path: bytes}``, seen under the folder name ``root``.
+
+    Paths are ``root / relative path``, so every message names the file as the user knows it.
+    """
+
+    def __init__(self, root: Path, files: Mapping[str, bytes]):
+        self.root = root
+        # keys read on Windows carry backslashes; the lookups below split on "/"
+        self.files = {PurePosixPath(str(rel).replace("\\", "/")): data for rel, data in files.items()}
+
+    def _rel(self, path: Path) -> PurePosixPath:
+        return PurePosixPath(path.relative_to(self.root).as_posix())
+
+    def _children(self, folder: Path) -> set[str]:
+        """Names of the files and folders directly in ``folder``."""
+        parts = self._rel(folder).parts
+        return {key.parts[len(parts)] for key in self.files
+                if len(key.parts) > len(parts) and key.parts[:len(parts)] == parts}
+
+    def glob(self, folder: Path, pattern: str) -> list[Path]:
+        return [folder / name for name in self._children(folder) if fnmatch.fnmatchcase(name, pattern)]
+
+    def iterdir(self, folder: Path) -> list[Path]:
+        return [folder / name for name in self._children(folder)]
+
+    def is_dir(self, path: Path) -> bool:
+        return path == self.root or (path.is_relative_to(self.root) and bool(self._children(path)))
+
+    def is_file(self, path: Path) -> bool:
+        return path.is_relative_to(self.root) and self._rel(path) in self.files
+
+    def open(self, path: Path) -> io.BytesIO:
+        return bytes_file(self.files[self._rel(path)], path)
+
+
+_DISK = _Disk()
+
+
 def load_masks(mask_dir, content_shape=None, style_shape=None) -> MaskPair:
     """Load the mask pair of a mask folder, in either form (see the module docstring).
 
@@ -150,13 +218,45 @@ def load_masks(mask_dir, content_shape=None, style_shape=None) -> MaskPair:
     if not mask_dir.is_dir():
         raise MaskError(f"mask folder {mask_dir} does not exist: give the folder that holds "
                         f"content.png and style.png (or content/ and style/)")
-    content, style = _find_source(mask_dir, "content"), _find_source(mask_dir, "style")
-    if content.is_dir() != style.is_dir():
+    return _load_folder(mask_dir, _DISK, content_shape, style_shape)
+
+
+def load_mask_data(files: Mapping[str, bytes], mask_dir, content_shape=None, style_shape=None) -> MaskPair:
+    """Load the mask pair of a mask folder given as its files' bytes, as :func:`load_masks` would.
+
+    Parameters
+    ----------
+    files : mapping of str to bytes
+        ``{path relative to the folder: file bytes}`` (``"content.png"``, ``"style/sky.png"``).
+    mask_dir : str or Path
+        The folder's path as the user gave it: only messages name it (``mask_dir/content.png``).
+    content_shape, style_shape : (H, W) or None
+        As in :func:`load_masks`.
+
+    Raises
+    ------
+    MaskError
+        As :func:`load_masks`, naming the files under ``mask_dir``.
+
+    Examples
+    --------
+    >>> folder = Path("samples/guided/louvre_to_house")
+    >>> files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    >>> load_mask_data(files, folder).n_labels == load_masks(folder).n_labels
+    True
+    """
+    return _load_folder(Path(mask_dir), _Memory(Path(mask_dir), files), content_shape, style_shape)
+
+
+def _load_folder(mask_dir: Path, fs, content_shape, style_shape) -> MaskPair:
+    """:func:`load_masks` of a folder read through ``fs`` (:class:`_Disk` or :class:`_Memory`)."""
+    content, style = _find_source(mask_dir, "content", fs), _find_source(mask_dir, "style", fs)
+    if fs.is_dir(content) != fs.is_dir(style):
         raise MaskError(f"{content} and {style} are of different forms: use two color label maps "
                         f"(content.png, style.png) or two folders of region masks (content/, style/)")
-    if content.is_dir():
-        return _load_region_folders(content, style, content_shape, style_shape)
-    return load_mask_files(content, style, content_shape, style_shape)
+    if fs.is_dir(content):
+        return _load_region_folders(content, style, content_shape, style_shape, fs)
+    return _load_mask_files((content, style), content_shape, style_shape, fs)
 
 
 def load_mask_files(content_mask, style_mask, content_shape=None, style_shape=None) -> MaskPair:
@@ -174,8 +274,12 @@ def load_mask_files(content_mask, style_mask, content_shape=None, style_shape=No
     MaskError
         As :func:`load_masks`.
     """
-    paths = (Path(content_mask), Path(style_mask))
-    rgbs = [_read_rgb(path) for path in paths]
+    return _load_mask_files((Path(content_mask), Path(style_mask)), content_shape, style_shape, _DISK)
+
+
+def _load_mask_files(paths: tuple[Path, Path], content_shape, style_shape, fs) -> MaskPair:
+    """:func:`load_mask_files` of two files read through ``fs``."""
+    rgbs = [_read_rgb(path, fs) for path in paths]
     flats = [flat_pixels(rgb) for rgb in rgbs]
     colors, shares = find_palette(rgbs, flats, MAX_LABELS)
     present = shares > 0
@@ -196,42 +300,42 @@ def load_mask_files(content_mask, style_mask, content_shape=None, style_shape=No
     return _pair(*maps, names, [tuple(c) for c in colors.tolist()], paths, warnings)
 
 
-def _find_source(mask_dir: Path, side: str) -> Path:
+def _find_source(mask_dir: Path, side: str, fs) -> Path:
     """The mask file or region folder of one side (``"content"`` or ``"style"``)."""
     for stem in (f"{side}_mask", side):
-        files = sorted(p for p in mask_dir.glob(f"{stem}.*") if p.suffix.lower() in MASK_SUFFIXES)
-        if len(files) > 1 or (files and stem == side and (mask_dir / side).is_dir()):
-            found = ", ".join(p.name for p in files) + (f", {side}/" if (mask_dir / side).is_dir() else "")
+        files = sorted(p for p in fs.glob(mask_dir, f"{stem}.*") if p.suffix.lower() in MASK_SUFFIXES)
+        if len(files) > 1 or (files and stem == side and fs.is_dir(mask_dir / side)):
+            found = ", ".join(p.name for p in files) + (f", {side}/" if fs.is_dir(mask_dir / side) else "")
             raise MaskError(f"{mask_dir} holds several {side} masks ({found}): keep one")
         if files:
             return files[0]
-    if (mask_dir / side).is_dir():
+    if fs.is_dir(mask_dir / side):
         return mask_dir / side
     raise MaskError(f"no {side} mask in {mask_dir}: add {side}.png (a color label map, or "
                     f"{side}_mask.png) or a folder {side}/ of grey region masks")
 
 
-def _open(path: Path) -> tuple[Image.Image, int]:
+def _open(path: Path, fs=_DISK) -> tuple[Image.Image, int]:
     """A decoded image as stored, and its EXIF orientation (the readers below apply it)."""
-    if not path.is_file():
+    if not fs.is_file(path):
         raise MaskError(f"mask {path} does not exist: check the path")
     try:
-        with Image.open(path) as image:
+        with Image.open(fs.open(path)) as image:
             image.load()
             return image, exif_orientation(image)
     except (OSError, SyntaxError, ValueError) as err:
         raise MaskError(f"cannot read mask {path} ({err}): save it as PNG") from err
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def _read_rgb(path: Path, fs=_DISK) -> np.ndarray:
     """uint8 (H, W, 3) colors of a color label map, upright; alpha is ignored."""
-    image, orientation = _open(path)
+    image, orientation = _open(path, fs)
     return np.ascontiguousarray(apply_orientation(np.asarray(image.convert("RGB")), orientation))
 
 
-def _read_grey(path: Path) -> np.ndarray:
+def _read_grey(path: Path, fs=_DISK) -> np.ndarray:
     """float32 (H, W) values in [0, 1] of a grey region mask, upright; transparent pixels count as 0."""
-    image, orientation = _open(path)
+    image, orientation = _open(path, fs)
     if image.mode.startswith("I"):  # 16-bit PNG and TIFF
         grey = np.clip(np.asarray(image, np.float32) / 65535, 0, 1)
     elif image.mode == "F":
@@ -286,20 +390,20 @@ def _hex(color) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def _load_region_folders(content_dir: Path, style_dir: Path, content_shape, style_shape) -> MaskPair:
+def _load_region_folders(content_dir: Path, style_dir: Path, content_shape, style_shape, fs) -> MaskPair:
     """Grey region masks in two folders -> a MaskPair labelled by file name."""
-    files = [_region_files(content_dir), _region_files(style_dir)]
+    files = [_region_files(content_dir, fs), _region_files(style_dir, fs)]
     names = sorted(set(files[0]) | set(files[1]))
-    maps = [_regions_to_labels(found, names, shape, side)
+    maps = [_regions_to_labels(found, names, shape, side, fs)
             for found, shape, side in zip(files, (content_shape, style_shape), ("content", "style"), strict=True)]
     if any((labels == len(names)).any() for labels in maps):
         names.append(REST_REGION)
     return _pair(*maps, names, [None] * len(names), (content_dir, style_dir), [])
 
 
-def _region_files(folder: Path) -> dict[str, Path]:
+def _region_files(folder: Path, fs) -> dict[str, Path]:
     """Region name (file stem) -> grey mask file of a region folder."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in MASK_SUFFIXES)
+    files = sorted(p for p in fs.iterdir(folder) if p.suffix.lower() in MASK_SUFFIXES)
     if not files:
         raise MaskError(f"region folder {folder} holds no mask image ({', '.join(MASK_SUFFIXES)}): "
                         f"add one grey mask per region, white inside")
@@ -312,11 +416,11 @@ def _region_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _regions_to_labels(files: dict[str, Path], names: list[str], shape, side: str) -> np.ndarray:
+def _regions_to_labels(files: dict[str, Path], names: list[str], shape, side: str, fs) -> np.ndarray:
     """int32 (H, W) index into ``names`` of the brightest region mask per pixel, ``len(names)`` if none."""
     stack = []
     for path in files.values():
-        grey = _read_grey(path)
+        grey = _read_grey(path, fs)
         if grey.max() < GREY_THRESHOLD:
             raise MaskError(f"region mask {path} is empty (no pixel reaches {GREY_THRESHOLD:g}): "
                             f"paint the region white or delete the file")

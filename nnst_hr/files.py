@@ -9,7 +9,8 @@ Reading accepts PNG, JPEG, TIFF and WebP at 8 or 16 bits per sample. Grey
 becomes RGB, palette and CMYK images are converted, and an alpha channel is
 composited on white (with a warning when it is not fully opaque). 16-bit colour
 PNGs are decoded by :mod:`nnst_hr.png` and TIFFs by tifffile, because Pillow
-truncates 16-bit colour to 8 bits.
+truncates 16-bit colour to 8 bits. :func:`decode_image` decodes a file's bytes the
+same way (one decoder; the bytes of an experiment's inputs are never written to disk).
 
 Writing follows the output's extension: PNG (8 or 16 bit, the 16-bit ones
 encoded by :mod:`nnst_hr.png`), JPEG (8 bit) or TIFF (16 bit by default,
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import secrets
 import struct
@@ -57,7 +59,9 @@ __all__ = [
     "apply_orientation",
     "atomic_output",
     "atomic_write_bytes",
+    "bytes_file",
     "check_output_path",
+    "decode_image",
     "exif_orientation",
     "load_npz",
     "read_image",
@@ -123,14 +127,89 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     path = _readable_file(path)
     with open(path, "rb") as file:
         head = file.read(png.HEADER_BYTES)
+    return _decode(path, head, path, max_pixels)
+
+
+def decode_image(data: bytes, name: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file's bytes exactly as :func:`read_image` reads the file.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file: PNG, JPEG, TIFF or WebP, 8 or 16 bits per sample.
+    name : str or PathLike
+        The file's path as the user gave it; it only names the file in errors and warnings.
+    max_pixels : int
+        As in :func:`read_image`.
+
+    Returns
+    -------
+    numpy.ndarray
+        As :func:`read_image`: ``float32`` ``(H, W, 3)`` in ``[0, 1]``, EXIF orientation applied.
+
+    Raises
+    ------
+    InputError
+        Empty, corrupt, unsupported or too large; the message names ``name``.
+
+    Warns
+    -----
+    UserWarning
+        As :func:`read_image`.
+
+    Examples
+    --------
+    >>> import io
+    >>> buffer = io.BytesIO()
+    >>> Image.new("RGB", (4, 2), (255, 0, 0)).save(buffer, format="PNG")
+    >>> decode_image(buffer.getvalue(), "red.png")[0, 0]
+    array([1., 0., 0.], dtype=float32)
+    """
+    data = bytes(data)
+    if not data:
+        raise InputError(f"{name} is empty; give a PNG, JPEG, TIFF or WebP image")
+    return _decode(data, data[: png.HEADER_BYTES], name, max_pixels)
+
+
+def _decode(source: Path | bytes, head: bytes, path: str | os.PathLike, max_pixels: int) -> np.ndarray:
+    """The decoder behind :func:`read_image` and :func:`decode_image`: ``source`` is the file or its
+    bytes, ``head`` its first bytes (they route it), ``path`` names it in messages."""
     if head.startswith(TIFF_MAGIC):
-        pixels, orientation = _read_tiff(path, max_pixels)
+        pixels, orientation = _read_tiff(source, path, max_pixels)
     elif _is_16bit_colour_png(head):
-        pixels, orientation = _read_png(path, max_pixels)
+        pixels, orientation = _read_png(source, path, max_pixels)
     else:
-        pixels, orientation = _read_with_pillow(path, max_pixels)
+        pixels, orientation = _read_with_pillow(source, path, max_pixels)
     pixels = apply_orientation(pixels, orientation)
     return np.ascontiguousarray(_to_rgb(pixels, path), dtype=np.float32)
+
+
+def _opened(source: Path | bytes, path: str | os.PathLike) -> Path | io.BytesIO:
+    """What Pillow and tifffile open: the file, or an in-memory file over its bytes named ``path``."""
+    return bytes_file(source, path) if isinstance(source, bytes) else source
+
+
+class _NamedBytesIO(io.BytesIO):
+    def __init__(self, data: bytes, name: str):
+        super().__init__(data)
+        self._name = name
+
+    def __repr__(self) -> str:
+        return repr(self._name)
+
+
+def bytes_file(data: bytes, name: str | os.PathLike) -> io.BytesIO:
+    """An in-memory binary file over ``data`` whose repr is ``name``'s.
+
+    Decoders that open it (Pillow) name it by its repr in their errors: these then name the
+    user's file, not ``<_io.BytesIO object at 0x...>``.
+
+    Examples
+    --------
+    >>> bytes_file(b"GIF89a", "masks/content.png")
+    'masks/content.png'
+    """
+    return _NamedBytesIO(data, os.fspath(name))
 
 
 def _readable_file(path: str | os.PathLike) -> Path:
@@ -168,12 +247,12 @@ def _is_16bit_colour_png(head: bytes) -> bool:
     return header is not None and header.bit_depth == 16 and header.colour_type in PNG_COLOUR_TYPES_16BIT
 
 
-def _read_with_pillow(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+def _read_with_pillow(source: Path | bytes, path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
     try:
         with warnings.catch_warnings():
             # Our own limit applies; Pillow's warning below its hard limit would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(_opened(source, path)) as image:
                 return _pillow_pixels(image, path, max_pixels)
     except InputError:
         raise
@@ -196,7 +275,7 @@ def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> tuple[np.
         )
     _check_pixel_count(path, image.width, image.height, max_pixels)
     if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:  # MPO's extra frames are previews
-        warnings.warn(f"{path} has {image.n_frames} frames; using the first", stacklevel=4)
+        warnings.warn(f"{path} has {image.n_frames} frames; using the first", stacklevel=5)
     orientation = exif_orientation(image)
     image.load()
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):  # single channel, more than 8 bits
@@ -208,7 +287,7 @@ def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> tuple[np.
     if image.mode == "CMYK":
         warnings.warn(
             f"{path} is CMYK; converted to RGB without colour management (convert it to sRGB for exact colours)",
-            stacklevel=4,
+            stacklevel=5,
         )
     try:
         image = image.convert(_pillow_target_mode(image))
@@ -229,8 +308,8 @@ def _pillow_target_mode(image: Image.Image) -> str:
     return "RGB"
 
 
-def _read_png(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
-    data = path.read_bytes()
+def _read_png(source: Path | bytes, path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+    data = source if isinstance(source, bytes) else source.read_bytes()
     header = png.read_header(data)
     if header is not None:  # None only if the file changed since it was routed here; decode reports it
         _check_pixel_count(path, header.width, header.height, max_pixels)  # before inflating anything
@@ -253,31 +332,31 @@ def _exif_orientation(exif_bytes: bytes | None) -> int:
     return int(exif.get(EXIF_ORIENTATION_TAG, 1))
 
 
-def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
     """Read the first page of a TIFF with tifffile, or with Pillow where tifffile cannot.
 
     tifffile reads grey and RGB at any bit depth; palette, CMYK, YCbCr and
     compressions it has no codec for (LZW, JPEG without imagecodecs) go to Pillow.
     """
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(_opened(source, path)) as tif:
             page = tif.pages.first
             _check_pixel_count(path, page.imagewidth, page.imagelength, max_pixels)
             if len(tif.pages) > 1:
-                warnings.warn(f"{path} has {len(tif.pages)} pages; using the first", stacklevel=3)
+                warnings.warn(f"{path} has {len(tif.pages)} pages; using the first", stacklevel=4)
             orientation = int(page.tags.valueof(EXIF_ORIENTATION_TAG, default=1))
             if page.photometric not in (
                 tifffile.PHOTOMETRIC.MINISBLACK,
                 tifffile.PHOTOMETRIC.MINISWHITE,
                 tifffile.PHOTOMETRIC.RGB,
             ):
-                return _read_with_pillow(path, max_pixels)
+                return _read_with_pillow(source, path, max_pixels)
             try:
                 samples = page.asarray()
             except ValueError as exc:
                 if "imagecodecs" not in str(exc):
                     raise
-                return _read_tiff_with_pillow(path, max_pixels, page.bitspersample)
+                return _read_tiff_with_pillow(source, path, max_pixels, page.bitspersample)
             return _tiff_pixels(page, samples, path), orientation
     except InputError:
         raise
@@ -289,14 +368,14 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
         raise _corrupt(path, exc) from exc
 
 
-def _read_tiff_with_pillow(path: Path, max_pixels: int, bits: int) -> tuple[np.ndarray, int]:
+def _read_tiff_with_pillow(source: Path | bytes, path: Path, max_pixels: int, bits: int) -> tuple[np.ndarray, int]:
     if bits > 8:
         warnings.warn(
             f"{path} uses a compression that only Pillow can decode here; its {bits}-bit samples are read "
             "at 8 bits (install imagecodecs for full precision)",
-            stacklevel=4,
+            stacklevel=5,
         )
-    return _read_with_pillow(path, max_pixels)
+    return _read_with_pillow(source, path, max_pixels)
 
 
 def _tiff_pixels(page: tifffile.TiffPage, samples: np.ndarray, path: Path) -> np.ndarray:
@@ -314,7 +393,7 @@ def _tiff_pixels(page: tifffile.TiffPage, samples: np.ndarray, path: Path) -> np
     extras = tuple(page.extrasamples)
     has_alpha = int(pixels.shape[-1] > colour and bool(extras) and extras[0] in (1, 2))
     if pixels.shape[-1] > colour + has_alpha:
-        warnings.warn(f"{path}: ignoring {pixels.shape[-1] - colour - has_alpha} extra channel(s)", stacklevel=5)
+        warnings.warn(f"{path}: ignoring {pixels.shape[-1] - colour - has_alpha} extra channel(s)", stacklevel=6)
     pixels = pixels[..., : colour + has_alpha]
     if has_alpha and extras[0] == tifffile.EXTRASAMPLE.ASSOCALPHA:
         alpha = pixels[..., -1:]
@@ -418,7 +497,7 @@ def _to_rgb(pixels: np.ndarray, path: Path) -> np.ndarray:
     if pixels.shape[-1] in (2, 4):
         colour, alpha = pixels[..., :-1], pixels[..., -1:]
         if np.any(alpha < 1):
-            warnings.warn(f"{path} has transparent pixels; they are composited on white", stacklevel=3)
+            warnings.warn(f"{path} has transparent pixels; they are composited on white", stacklevel=4)
             colour = colour * alpha + (1 - alpha)
         pixels = colour
     if pixels.shape[-1] == 1:

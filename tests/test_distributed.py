@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from distributed import Client  # noqa: E402
+from helpers import CountingCache  # noqa: E402
 
 from nnst_hr.errors import InputError  # noqa: E402
 from nnst_hr.experiment.cache import Cache  # noqa: E402
@@ -322,6 +323,76 @@ def test_interrupted_client_resumes_from_the_stages_written(two_workers, tmp_pat
     assert_clean_cache(tmp_path / "results", graph)
 
 
+def not_stored(graph: Graph) -> Graph:
+    """``graph`` with its inputs tasks not stored, as the real graph's."""
+    out = Graph()
+    out.keys_by_tag = graph.keys_by_tag
+    for key, task in graph.items():
+        out[key] = dataclasses.replace(task, store=task.stage != "inputs")
+    return out
+
+
+@pytest.mark.parametrize("n_pairs", [2, 8])
+def test_the_client_holds_records_while_needed_and_never_a_not_stored_one(two_workers, tmp_path, n_pairs):
+    """Records gathered are written and let go: what the client holds at once does not grow with
+    the plan; a not-stored record (the inputs) stays on the workers and is never gathered."""
+    contents = [bytes(range(i, i + 100)) for i in range(n_pairs)]
+    graph = not_stored(make_graph(tmp_path / "log", contents, STYLE))
+    cache = CountingCache(tmp_path / "results")
+    events = Recorder()
+    results = execute_dask(graph, cache, client=two_workers, on_event=events)
+    assert sorted(events.keys("done")) == sorted(graph)  # the not-stored ones report too, once
+    assert all(info["seconds"] >= 0 for e, _, info in events.events if e == "done")
+    stored = [k for k, task in graph.items() if task.store]
+    assert_clean_cache(tmp_path / "results", _sub(graph, stored))  # no inputs record was written
+    assert cache.peak <= 3  # the one being written, and at most two gathered beside it
+    assert cache.alive() == 0  # nothing is held once the call returns
+    for i, content in enumerate(contents):
+        assert results[graph.keys_by_tag["scores", f"c{i}"]]["sum"] == pytest.approx(
+            (0.5 + i) * sum(content) + 2.0 * sum(STYLE))
+    # a not-stored record asked of the results is computed again from its arguments
+    np.testing.assert_array_equal(results[graph.keys_by_tag["inputs", "c0"]]["x"], np.frombuffer(contents[0], np.uint8))
+    # run again in this process: everything stored is cached, so no input is decoded
+    again = Recorder()
+    n = len(executions(tmp_path / "log"))
+    execute(graph, cache, on_event=again)
+    assert sorted(again.keys("cached")) == sorted(stored) and len(executions(tmp_path / "log")) == n
+
+
+def test_a_not_stored_record_lost_with_its_worker_is_computed_again(two_workers, tmp_path):
+    """Kill the worker running a stage that reads a not-stored record: the record (on a worker,
+    its bytes already released) is computed again where needed; every key reports once."""
+    graph = not_stored(make_graph(tmp_path / "log", CONTENTS, STYLE, slow="c1"))
+    slow = graph.keys_by_tag["nnst", "c1"]
+    killed = []
+
+    def kill(event, task, info):
+        if event == "start" and task.key == slow and not killed:
+            time.sleep(SLOW_S / 3)
+            killed.append(info["pid"])
+            os.kill(info["pid"], signal.SIGKILL)
+
+    events = Recorder(kill)
+    results = execute_dask(graph, Cache(tmp_path / "results"), client=two_workers, on_event=events)
+    assert killed and executions(tmp_path / "log").count("nnst:c1") >= 2
+    assert sorted(events.keys("done")) == sorted(graph)  # each key once
+    assert results[graph.keys_by_tag["scores", "c1"]]["sum"] == pytest.approx(1.5 * sum(CONTENTS[1]) + 2.0 * sum(STYLE))
+    assert_clean_cache(tmp_path / "results", _sub(graph, [k for k, task in graph.items() if task.store]))
+
+
+def test_a_bad_not_stored_input_fails_its_run_alone(two_workers, tmp_path):
+    graph = not_stored(make_graph(tmp_path / "log", [b"BAD not an image", CONTENTS[1]], STYLE))
+    events = Recorder()
+    results = execute_dask(graph, Cache(tmp_path / "results"), client=two_workers, on_event=events)
+    bad = [graph.keys_by_tag["inputs", "c0"], graph.keys_by_tag["nnst", "c0"], graph.keys_by_tag["scores", "c0"]]
+    assert [k for k in events.keys("failed")] == bad  # upstream first
+    assert [info["upstream"] for e, k, info in events.events if e == "failed"] == [False, True, True]
+    for key in bad:
+        assert results.failure(key) == Failure("inputs:c0: not an image (starts with b'BAD'); pass a PNG or JPEG file",
+                                               "inputs")
+    assert sorted(events.keys("done")) == sorted(k for k in graph if k not in bad)
+
+
 def crash(inputs: dict, log: str, tag: str) -> dict:
     _log(log, tag)
     os._exit(1)  # the worker process dies, as when it runs out of memory
@@ -466,10 +537,15 @@ def test_real_plan_on_the_cluster_then_in_process_reuses_everything(two_workers,
     computed = events.keys("done")
     assert sorted(computed) == sorted(set(computed))  # each stage once
     assert {events_task.split("-")[0] for events_task in computed} == {"inputs", "nnst", "color", "scores"}
-    # the same plan in this process: nothing computed again (the failed run's inputs are retried)
+    # the inputs stage is not stored: no decoded image in the cache
+    assert sorted({p.name.split("-")[0] for p in (out / "cache").iterdir()}) == ["color", "nnst", "scores"]
+    # the same plan in this process: nothing computed again (the failed run's inputs are retried;
+    # the good pair's are not decoded at all, since every stage that reads them is cached)
     again = Recorder()
     run_plan(real_plan, out, quiet=True, on_event=again)
-    assert again.keys("done") == [] and sorted(again.keys("cached")) == sorted(computed)
+    assert again.keys("done") == [] and sorted(again.keys("cached")) == sorted(
+        key for key in computed if not key.startswith("inputs-"))
+    assert [key.split("-")[0] for key in again.keys("start")] == ["inputs"]
     assert [p for p in files_under(out) if p.name.startswith(".") or "tmp" in p.name] == []
 
 

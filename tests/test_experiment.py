@@ -7,6 +7,7 @@ compute-once properties are checked by counting the stage executions that ``on_e
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from collections import Counter
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CountingCache
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -23,7 +25,8 @@ from nnst_hr.errors import InputError
 from nnst_hr.experiment import load_plan, run_plan, stages
 from nnst_hr.experiment import report as report_module
 from nnst_hr.experiment.cache import Cache
-from nnst_hr.experiment.graph import build_graph, read_inputs
+from nnst_hr.experiment.execute import Failure, Results, execute, needed
+from nnst_hr.experiment.graph import Graph, Task, TaskRef, build_graph, read_inputs
 from nnst_hr.experiment.plan import parse_plan
 from nnst_hr.files import write_image
 from nnst_hr.lock import run_lock
@@ -112,19 +115,21 @@ def test_a_finished_plan_run_again_does_no_work(first, folder):
     plan, _, before = first
     events = Events()
     run_plan(plan, folder / "results", quiet=True, on_event=events)
-    # only the two failed inputs are tried again (their files may have been fixed); nothing else
+    # only the two failed inputs are tried again (their files may have been fixed); nothing else:
+    # the good pair's inputs are not stored, and not decoded since every stage reading them is cached
     assert events.started() == Counter(inputs=2)
     assert events.keys("start") & before.keys("done") == set()
-    assert events.keys("cached") == before.keys("done")
+    assert events.keys("cached") == {key for key in before.keys("done") if not key.startswith("inputs-")}
 
 
 def test_changing_one_axis_value_recomputes_only_the_stages_that_read_it(first, folder):
     plan = write_plan(folder, "plan_changed.toml", "color_sharpness = [5.0, 10.0]\nuniformity = [5e-4, 1e-3]\n")
     events, stream = Events(), io.StringIO()
     run_plan(plan, folder / "results_changed", cache_dir=folder / "results" / "cache", on_event=events, stream=stream)
-    assert events.started() == Counter(poster=1, poster_color=2, scores=2)
+    # the inputs are decoded again (not stored) for the stages that run
+    assert events.started() == Counter(inputs=1, poster=1, poster_color=2, scores=2)
     lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("4 runs, 5 of 14 stages to compute")
+    assert lines[0].startswith("4 runs, 6 of 14 stages to compute")
     text = stream.getvalue()
     assert re.search(r"^run [2-4] of 4: poster done in \d+s; plan: \d+s so far, time left known after the "
                      r"first poster_color stage$", text, re.MULTILINE)
@@ -157,11 +162,12 @@ def test_an_interrupted_plan_continues_from_the_finished_stages(folder, tmp_path
         run_plan(plan, out, quiet=True, on_event=first)
     finished = first.keys("done")
     assert {stage for _, stage, key in first.seen if key in finished} == {"inputs", "nnst", "color", "poster"}
+    written = {key for key in finished if not key.startswith("inputs-")}  # the inputs are not stored
     second = Events()
     summary = run_plan(plan, out, quiet=True, on_event=second)
-    assert second.keys("start") & finished == set()
-    assert second.keys("cached") == finished
-    assert second.started() == Counter(poster=1, poster_color=2, scores=2)
+    assert second.keys("start") & written == set()
+    assert second.keys("cached") == written
+    assert second.started() == Counter(inputs=1, poster=1, poster_color=2, scores=2)
     assert summary.failed == 0
 
 
@@ -234,6 +240,122 @@ def test_the_contact_sheet_has_a_row_per_pair_and_row_value(first, folder):
     result = np.asarray(Image.open(folder / "results" / "runs" / "run001" / "result.png").convert("RGB"))
     pixels = np.asarray(sheet.convert("RGB"))
     assert (pixels == result[0, 0]).all(-1).sum() >= (report_module.THUMB // 64) ** 2
+
+
+def test_the_report_reads_one_record_at_a_time_and_is_the_same_from_the_cache_alone(first, folder, tmp_path):
+    """The report written after computing equals the one written from the cache alone (nothing
+    run, no input decoded by the executor), and it reads one record at a time."""
+    plan = load_plan(first[0])
+    graph = build_graph(plan, read_inputs(plan))
+    cache = CountingCache(folder / "results" / "cache")
+    events = Events()
+    results = execute(graph, cache, on_event=events)
+    assert events.started() == Counter(inputs=2)  # the two bad inputs, tried again
+    assert cache.gets == 0 and cache.alive() == 0  # nothing loaded: every reader was cached
+    out = tmp_path / "report"
+    rows = report_module.write_report(out, plan, graph, results, cache)
+    assert cache.peak == 1 and cache.alive() == 0  # one record at a time, none kept
+    for name in ("results.csv", "sheet.png", "report.html"):
+        assert (out / name).read_bytes() == (folder / "results" / name).read_bytes(), name
+    ok = [row for row in rows if row["status"] == "ok"]
+    assert len(ok) == 4
+    for row in ok:
+        image = np.asarray(Image.open(out / row["result"]))
+        np.testing.assert_array_equal(image, np.asarray(Image.open(folder / "results" / row["result"])))
+        record = cache.get(row["keys"]["final"])["image"]
+        np.testing.assert_array_equal(image, np.clip(np.rint(record * 255), 0, 255).astype(np.uint8))
+        assert row["scores"] == cache.get(row["keys"]["scores"])
+
+
+# --------------------------------------------------------------------------- memory
+
+TRACKER: list[CountingCache] = []  # the cache of the test running: the stages below count their records in it
+
+
+def _tracked(record: dict) -> dict:
+    TRACKER[-1].track(record)  # alive then: this record, the ones it was computed from, the ones kept
+    return record
+
+
+def _source(data: bytes) -> dict:
+    return _tracked({"x": np.frombuffer(data, np.uint8).astype(np.float64)})
+
+
+def _scaled(inputs: dict, factor: float) -> dict:
+    return _tracked({"y": inputs["x"] * factor})
+
+
+def _combined(inputs: dict, scaled: dict, shared: dict) -> dict:
+    return _tracked({"z": inputs["x"] + scaled["y"] + shared["y"].sum()})
+
+
+def _total(inputs: dict, combined: dict) -> dict:
+    return {"sum": float(combined["z"].sum() + inputs["x"].sum())}
+
+
+SHARED = bytes(range(200, 100, -1))
+
+
+def long_graph(n: int) -> Graph:
+    """``n`` runs shaped like the real graph's: a not-stored source read by every stage of its run,
+    and one stage shared by all runs."""
+    graph = Graph()
+
+    def add(stage: str, name: str, func, args: tuple, store: bool = True) -> str:
+        key = f"{stage}-{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+        graph[key] = Task(key, stage, func, args, {}, (0,), store=store)
+        return key
+
+    shared = add("nnst", "shared", _scaled, (TaskRef(add("inputs", "shared", _source, (SHARED,), False)), 2.0))
+    for i in range(n):
+        x = add("inputs", f"x{i}", _source, (bytes(range(i, i + 50)),), False)
+        a = add("nnst", f"a{i}", _scaled, (TaskRef(x), 0.5 + i))
+        b = add("color", f"b{i}", _combined, (TaskRef(x), TaskRef(a), TaskRef(shared)))
+        add("scores", f"s{i}", _total, (TaskRef(x), TaskRef(b)))
+    return graph
+
+
+@pytest.mark.parametrize("n", [3, 12])
+def test_records_held_in_process_are_bounded_by_the_graph_width_not_its_length(tmp_path, n):
+    graph = long_graph(n)
+    cache = CountingCache(tmp_path / "cache")
+    TRACKER[:] = [cache]
+    events = Events()
+    results = execute(graph, cache, on_event=events)
+    # at the widest point (a run's combined stage) 4 records are alive: the run's source (kept
+    # for its last reader), its scaled record, the shared one (kept for the later runs) and the
+    # record just computed; the same for 3 runs and 12 (all 4 n + 2 were held before)
+    assert cache.peak == 4
+    assert cache.alive() == 0  # the results hold no record
+    assert events.started() == Counter(inputs=n + 1, nnst=n + 1, color=n, scores=n)
+    assert not any(key.startswith("inputs-") and cache.has(key) for key in graph)  # not stored
+    for i in range(n):
+        x = np.arange(i, i + 50, dtype=np.float64)
+        expected = (1.5 + i) * x.sum() + 50 * 2.0 * sum(SHARED) + x.sum()
+        assert results[f"scores-{hashlib.sha256(f's{i}'.encode()).hexdigest()[:32]}"]["sum"] == pytest.approx(expected)
+    # run again: every stored stage is cached, so nothing runs and nothing is loaded
+    again = Events()
+    cache.gets = 0
+    assert needed(graph, cache) == []
+    execute(graph, cache, on_event=again)
+    assert again.started() == Counter() and cache.gets == 0
+    assert again.keys("cached") == {key for key in graph if not key.startswith("inputs-")}
+
+
+def test_results_hold_failures_and_read_records_on_demand(tmp_path):
+    graph = long_graph(2)
+    cache = CountingCache(tmp_path / "cache")
+    TRACKER[:] = [cache]
+    bad = next(key for key, task in graph.items() if task.args[0] == bytes(range(1, 51)))
+    graph[bad] = Task(bad, "inputs", stages.decode_inputs, (b"not an image", b"", None, {"content": "bad.png"}), {},
+                      (1,), store=False)
+    results = execute(graph, cache)
+    assert isinstance(results, Results) and list(results) == list(graph) and len(results) == len(graph)
+    failed = [key for key in graph if results.failure(key) is not None]
+    assert len(failed) == 4 and failed[0] == bad  # the source and the three stages of its run
+    assert results[failed[-1]] == Failure(results.failure(bad).message, "inputs")
+    assert "bad.png" in results.failure(bad).message
+    assert cache.gets == 0 and isinstance(results[next(iter(graph))], dict)
 
 
 # --------------------------------------------------------------------------- plans
@@ -310,8 +432,9 @@ def test_cache_round_trip_and_corruption(tmp_path):
     record = {"raw": rng.random((5, 4, 3), dtype=np.float32), "field": np.arange(12, dtype=np.int32).reshape(2, 2, 3),
               "objective": 0.25, "n": 3, "note": "x", "none": None}
     key = "nnst-" + "ab" * 16
-    assert cache.get(key) is None and not cache.has(key)
+    assert cache.get(key) is None and not cache.has(key) and not cache.valid(key)
     cache.put(key, record, meta={"seconds": 1.5})
+    assert cache.valid(key)
     got = cache.get(key)
     assert got.keys() == record.keys()
     for name, value in record.items():
@@ -322,6 +445,12 @@ def test_cache_round_trip_and_corruption(tmp_path):
     npz = tmp_path / f"{key}.npz"
     data = bytearray(npz.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped bit: checksum mismatch
+    npz.write_bytes(bytes(data))
+    assert cache.has(key)  # the json is there; only reading the arrays' bytes finds the damage
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert not cache.valid(key)
+    assert cache.get(key) is None  # removed by the check: recomputed, never loaded
+    cache.put(key, record)
     npz.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match="corrupt"):
         assert cache.get(key) is None
@@ -389,3 +518,27 @@ def test_masks_travel_through_the_inputs_record_unchanged():
     assert masks.n_labels == reference.n_labels > 1
     assert [label.name for label in masks.labels] == [label.name for label in reference.labels if not label.unguided]
     assert stages.masks_from(stages.decode_inputs(files["content.png"], files["style.png"], None, {})) is None
+
+
+def test_inputs_decode_from_the_bytes_writing_no_file_and_errors_name_the_user_paths(folder, monkeypatch):
+    import tempfile
+
+    from guidance import MaskError
+    from nnst_hr.files import read_image
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the inputs stage wrote a file")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", refuse)
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    content, style = (folder / "c.png").read_bytes(), (folder / "s.png").read_bytes()
+    names = {"content": "in/c.png", "style": "in/s.png", "guide": "in/badmasks"}
+    record = stages.decode_inputs(content, style, None, names)
+    np.testing.assert_array_equal(record["content"], read_image(folder / "c.png"))
+    np.testing.assert_array_equal(record["style"], read_image(folder / "s.png"))
+    with pytest.raises(InputError, match=r"^in/s\.png is not an image that can be read"):
+        stages.decode_inputs(content, b"this is not an image", None, names)
+    masks = {p.name: p.read_bytes() for p in (folder / "badmasks").iterdir()}
+    with pytest.raises(MaskError, match=r"^mask in/badmasks/content_mask\.png is 20x40 \(aspect 0\.500\)"):
+        stages.decode_inputs(content, style, masks, names)

@@ -16,7 +16,14 @@ from PIL import Image, ImageOps
 
 from nnst_hr import png
 from nnst_hr.errors import InputError
-from nnst_hr.files import atomic_output, atomic_write_bytes, check_output_path, read_image, write_image
+from nnst_hr.files import (
+    atomic_output,
+    atomic_write_bytes,
+    check_output_path,
+    decode_image,
+    read_image,
+    write_image,
+)
 
 H, W = 24, 40
 
@@ -453,6 +460,65 @@ def test_too_many_pixels_is_refused(tmp_path, name):
         read_image(path, max_pixels=H * W - 1)
     assert str(path) in str(error.value)
     assert read_image(path, max_pixels=H * W).shape == (H, W, 3)
+
+
+# --------------------------------------------------------------------------- decoding bytes
+
+SHOWN = "photos/holiday.png"  # the name decode_image is given: what its messages must say
+
+
+def lzw_tiff(path):
+    Image.fromarray(codes(structured(), np.uint8)).save(path, format="TIFF", compression="tiff_lzw")
+
+
+def float_tiff(path):
+    tifffile.imwrite(path, structured() * 1.5 - 0.2, photometric="rgb")
+
+
+DECODED = {  # how to make the file: each route of the decoder
+    "png8": save_with_pillow,
+    "png16": write_png16,
+    "tiff16": write_tiff,
+    "tiff lzw (Pillow)": lzw_tiff,
+    "tiff float": float_tiff,
+    "jpeg oriented": lambda path: oriented_file(path.parent, "jpg", 6, structured()).rename(path),
+    "webp oriented": lambda path: oriented_file(path.parent, "webp", 8, structured()).rename(path),
+    "grey png": lambda path: Image.fromarray(codes(structured()[..., 0], np.uint8)).save(path, format="PNG"),
+}
+
+
+@pytest.mark.parametrize("case", list(DECODED))
+def test_decoding_the_bytes_equals_reading_the_file(tmp_path, case):
+    path = tmp_path / "input.png"
+    DECODED[case](path)
+    expected = read_image(path)
+    np.testing.assert_array_equal(decode_image(path.read_bytes(), SHOWN), expected)
+    assert expected.dtype == np.float32 and expected.shape[-1] == 3
+
+
+@pytest.mark.parametrize("case", [case for case in BAD_INPUTS if case not in ("missing", "folder")])
+def test_decoding_bad_bytes_gives_the_file_error_naming_the_given_name(tmp_path, case):
+    make, message = BAD_INPUTS[case]
+    path = tmp_path / "input.png"
+    make(path)
+    with pytest.raises(InputError, match=message) as from_bytes:
+        decode_image(path.read_bytes(), SHOWN)
+    with pytest.raises(InputError) as from_file:
+        read_image(path)
+    assert str(from_bytes.value) == str(from_file.value).replace(str(path), SHOWN)
+    assert SHOWN in str(from_bytes.value) and str(tmp_path) not in str(from_bytes.value)
+
+
+def test_decoding_warns_and_refuses_naming_the_given_name(tmp_path):
+    rgba = structured(channels=4)
+    rgba[..., 3] = 0.5
+    path = tmp_path / "a.png"
+    Image.fromarray(codes(rgba, np.uint8)).save(path)
+    with pytest.warns(UserWarning, match=f"^{SHOWN} has transparent pixels") as caught:
+        decode_image(path.read_bytes(), SHOWN)
+    assert caught[0].filename == __file__  # the warning points at the caller, as read_image's does
+    with pytest.raises(InputError, match=f"^{SHOWN} has {W} x {H} = {W * H:,} pixels"):
+        decode_image(path.read_bytes(), SHOWN, max_pixels=H * W - 1)
 
 
 # --------------------------------------------------------------------------- writing errors

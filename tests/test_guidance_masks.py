@@ -14,6 +14,7 @@ from guidance import (
     guide_channels,
     hard_labels_at,
     image_shape,
+    load_mask_data,
     load_mask_files,
     load_masks,
     rotate_guides,
@@ -324,6 +325,82 @@ def test_masks_are_read_upright_as_pillow_turns_them(tmp_path, orientation):
             upright = np.asarray(ImageOps.exif_transpose(image))
         expected = upright if read is _read_rgb else upright.astype(np.float32) / 255
         assert np.array_equal(read(path), expected)
+
+
+# ----------------------------------------------------------------------------- masks from bytes
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """A mask folder as an experiment's task carries it: ``{relative path: bytes}``."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def make_layout(folder: Path, layout: str) -> Path:
+    folder.mkdir()
+    if layout == "sample":
+        for p in SAMPLE.iterdir():
+            (folder / p.name).write_bytes(p.read_bytes())
+    elif layout == "color maps":
+        write_pair(folder, paint((32, 48), (GREEN, (0, 16, 0, 20))), paint((32, 48), (BLUE, (20, 32, 30, 48))))
+    elif layout == "regions":  # with a JPEG, a label on one side only and the rest region
+        yy = np.mgrid[0:64, 0:96][0]
+        save(folder / "content" / "sky.png", (yy < 30) * 255)
+        save(folder / "content" / "ground.jpg", (yy > 40) * 255, quality=90)
+        save(folder / "content" / "pond.png", (yy == 35) * 255)
+        save(folder / "style" / "sky.png", (yy[::2, ::2] < 30) * 255)
+        save(folder / "style" / "ground.png", (yy[::2, ::2] > 40) * 255)
+    elif layout == "rotated":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        save(folder / "content.png", paint((6, 10), (GREEN, (0, 2, 0, 3))), exif=exif)
+        save(folder / "style.png", paint((10, 6), (GREEN, (0, 2, 0, 3))))
+    return folder
+
+
+@pytest.mark.parametrize("layout, shapes", [
+    ("sample", ((567, 633), (540, 800))), ("sample", (None, None)), ("color maps", ((64, 96), None)),
+    ("regions", (None, (64, 96))), ("rotated", (None, None)),
+])
+def test_mask_bytes_load_as_their_folder(tmp_path, layout, shapes):
+    folder = make_layout(tmp_path / "masks", layout)
+    expected = load_masks(folder, *shapes)
+    pair = load_mask_data(folder_bytes(folder), folder, *shapes)
+    np.testing.assert_array_equal(pair.content, expected.content)
+    np.testing.assert_array_equal(pair.style, expected.style)
+    assert pair.labels == expected.labels and pair.warnings == expected.warnings
+    assert (pair.content_source, pair.style_source) == (expected.content_source, expected.style_source)
+    assert expected.n_labels >= 1 and pair.content.dtype == np.int32
+
+
+def _broken(folder: Path) -> None:
+    write_pair(folder, paint((32, 32)), paint((32, 32)))
+    (folder / "style.png").write_bytes(b"not a png")
+
+
+@pytest.mark.parametrize("make", [
+    lambda folder: None,
+    lambda folder: save(folder / "content.png", np.full((32, 32, 3), 255)),
+    lambda folder: [save(folder / name, np.full((32, 32, 3), 255)) for name in ("content.png", "content.jpg")],
+    lambda folder: [save(folder / name, np.full((32, 32, 3), 255)) for name in ("content.png", "style/a.png")],
+    lambda folder: (save(folder / "content" / "a.png", np.full((8, 8), 255)),
+                    (folder / "style").mkdir(), (folder / "style" / "notes.txt").write_text("not a mask")),
+    lambda folder: write_pair(folder, paint((32, 32)), paint((32, 64))),  # wrong aspect for the shapes below
+    lambda folder: (save(folder / "content" / "sky.png", np.full((8, 8), 255)),
+                    save(folder / "style" / "sky.png", np.full((8, 8), 10))),  # empty region
+    _broken,
+], ids=["empty", "no style", "two contents", "two forms", "no region image", "aspect", "empty region", "broken"])
+def test_mask_bytes_fail_as_their_folder_naming_the_given_folder(tmp_path, make):
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    make(folder)
+    with pytest.raises(MaskError) as from_folder:
+        load_masks(folder, (32, 32), (32, 32))
+    with pytest.raises(MaskError) as from_bytes:
+        load_mask_data(folder_bytes(folder), folder, (32, 32), (32, 32))
+    assert str(from_bytes.value) == str(from_folder.value)
+    with pytest.raises(MaskError) as shown:
+        load_mask_data(folder_bytes(folder), "my/masks", (32, 32), (32, 32))
+    assert "my/masks" in str(shown.value) and str(tmp_path) not in str(shown.value)
 
 
 # ----------------------------------------------------------------------------- guide channels

@@ -3,7 +3,9 @@
 Arrays go into the ``.npz`` (written by :func:`nnst_hr.files.save_npz`: atomically, with a
 SHA-256 sidecar), scalars into the ``.json``, which is written last: an entry exists once its
 json does. An interrupted write leaves no entry, and :meth:`Cache.get` returns ``None`` for a
-missing, truncated or corrupted one (it is recomputed, never loaded as garbage).
+missing, truncated or corrupted one (it is recomputed, never loaded as garbage);
+:meth:`Cache.valid` checks an entry the same way without loading it (the executors check every
+key, and load a record only for a task that reads it).
 
 Examples
 --------
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..files import atomic_output, load_npz, save_npz
+from ..integrity import is_intact
 
 FORMAT = 2  # layout of an entry; a different number reads as missing
 KEY_PATTERN = re.compile(r"^[a-z_]+-[0-9a-f]{8,64}$")
@@ -41,6 +45,23 @@ class Cache:
     def has(self, key: str) -> bool:
         """True when an entry for ``key`` was completely written (not checked for corruption)."""
         return self._paths(key)[1].is_file()
+
+    def valid(self, key: str) -> bool:
+        """True when ``key``'s entry is complete and intact (checksum checked, arrays not loaded).
+
+        A corrupted entry is removed, as :meth:`get` does: it reads as missing from then on.
+        """
+        entry = self._entry(key)
+        if entry is None:
+            return False
+        npz_path = self._paths(key)[0]
+        if not is_intact(npz_path):
+            return False
+        try:
+            with np.load(npz_path, allow_pickle=False) as data:
+                return sorted(data.files) == entry.get("arrays")
+        except (OSError, ValueError, zipfile.BadZipFile):
+            return False
 
     def put(self, key: str, record: dict, meta: dict | None = None) -> None:
         """Store ``record`` (arrays and scalars); ``meta`` (seconds, peak memory) rides along."""

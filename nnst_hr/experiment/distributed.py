@@ -3,9 +3,14 @@
 :func:`execute_dask` submits each task of the graph that the cache does not hold as one Dask task
 under its own key, upstream futures standing in for :class:`~.graph.TaskRef` arguments. Workers
 need no shared filesystem: input bytes are scattered once per unique content (Dask key
-``bytes-<sha256>-<call>``), records the cache already holds are scattered as data
-(``cached-<key>-<call>``), and every record comes back to the client, which alone writes the
-cache, as each future completes.
+``bytes-<sha256>-<call>``), and a cached record that a submitted task reads is read from the cache
+and scattered as data (``cached-<key>-<call>``), one at a time. Every stored record comes back to
+the client, which alone writes the cache, as each future completes, and is let go once written.
+A not-stored record (``Task.store`` false: the inputs stage's decoded images) never comes back:
+it stays on the workers for the tasks that read it, and its figures (or its failure) reach the
+client as a worker event. The client keeps a future, and scattered data, only while a task that
+reads it has no outcome yet; dropping it lets the scheduler free it. So the client's memory does
+not grow with the plan, nor does the cluster's with the tasks already done.
 A plan run in this process and then on a cluster (or the other way round) reuses everything:
 the keys are the same.
 
@@ -18,14 +23,14 @@ Faults:
   ``distributed.scheduler.allowed-failures`` + 1 workers in a row (out of memory, usually) fails
   its runs with a message instead of the plan. Scattered data lost with a worker cannot be recomputed
   by Dask; the tasks that needed it come back cancelled and are resubmitted with the data
-  scattered again.
+  scattered again (a stored upstream from the cache, a not-stored one computed again from its bytes).
 - An interrupted client releases what it submitted (the scheduler drops it); the stages already
   written are reused when the plan is started again.
 
 Progress: ``on_event`` gets ``"start"`` when a worker starts a task (a worker event relayed by the
 scheduler), ``"done"`` with ``seconds``, ``peak_memory`` (measured on the worker) and ``worker``,
-``"cached"`` and ``"failed"`` as :func:`~.execute.execute` sends them. A task rerun after a lost
-worker sends ``"start"`` again.
+``"cached"`` and ``"failed"`` as :func:`~.execute.execute` sends them, each task's after its
+upstream's outcome. A task rerun after a lost worker sends ``"start"`` again.
 
 Starting a cluster by hand (one scheduler, any number of workers, no shared filesystem)::
 
@@ -54,6 +59,7 @@ import queue
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
@@ -61,14 +67,15 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from .cache import Cache
-from .execute import Failure, PeakMemory, execute, input_errors
+from .execute import Failure, PeakMemory, Results, execute, input_errors, needed
 from .graph import Graph, TaskRef
 
 CONNECT_TIMEOUT_S = 10.0  # how long to try an existing scheduler before giving up (exit 2)
 WORKER_WAIT_S = 30.0  # how long to wait for a first worker on an existing cluster
 POLL_S = 0.05  # main loop period: finished futures and worker events are handled at this rate
 MAX_RESUBMITS = 3  # resubmissions of one task after its scattered data was lost with workers
-EVENT_TOPIC = "nnst-hr-task"  # worker event topic of "a task started"
+EVENT_TOPIC = "nnst-hr-task"  # worker event topic: a task started, a task ended (its figures or failure)
+END_EVENT_WAIT_S = 10.0  # how long a finished not-stored task waits for its "end" event before it is done without
 INSTALL_HINT = "install the Dask extra: pip install 'nnst-hr[dask]'"
 
 
@@ -89,6 +96,7 @@ class _Failed:
 
     message: str
     stage: str
+    key: str = ""  # the task that raised it
 
 
 def _unwrap(value):
@@ -113,23 +121,33 @@ def run_task(func: Callable, key: str, stage: str, *args) -> _Output | _Failed:
     """Run one stage on a worker: announce it, time it, turn a bad-input error into a value.
 
     An upstream :class:`_Failed` among ``args`` is returned as is (the stage is not run), so a
-    failure reaches every task downstream of it with the stage that failed.
+    failure reaches every task downstream of it with the stage that failed. The outcome (the
+    info or the failure, not the record) is also sent as an ``"end"`` event: the client learns
+    it for a task whose record it never gathers (``store=False``).
     """
+    worker = _current_worker()
     failed = _upstream_failure(args)
     if failed is not None:
+        _log(worker, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
         return failed
-    worker = _current_worker()
-    if worker is not None:
-        worker.log_event(EVENT_TOPIC, {"key": key, "worker": worker.address, "pid": os.getpid()})
+    _log(worker, {"kind": "start", "key": key, "worker": worker.address if worker else "", "pid": os.getpid()})
     start = time.perf_counter()
     try:
         with PeakMemory() as memory:
             record = func(*_unwrap(args))
     except input_errors() as exc:
-        return _Failed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, stage)
+        failed = _Failed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, stage, key)
+        _log(worker, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
+        return failed
     info = {"seconds": time.perf_counter() - start, "peak_memory": int(memory.peak),
             "worker": worker.address if worker is not None else socket.gethostname()}
+    _log(worker, {"kind": "end", "key": key, "info": info})
     return _Output(record, info)
+
+
+def _log(worker, event: dict) -> None:
+    if worker is not None:
+        worker.log_event(EVENT_TOPIC, event)
 
 
 def _current_worker():
@@ -156,37 +174,87 @@ class _DaskRun:
 
         self.graph, self.cache, self.client = graph, cache, client
         self.emit = on_event or (lambda *args: None)
-        self.results: dict = {}
-        self.futures: dict = {}  # task key -> Future of a submitted task not yet handled
+        self.failures: dict[str, Failure] = {}
+        self.settled: set[str] = set()  # cached, done or failed, and reported
+        self.stored: set[str] = set()  # keys whose record the cache holds (cached or written here)
+        self.remaining: Counter = Counter()  # readers of each key among the tasks run, not yet settled
+        self.futures: dict = {}  # task key -> its latest Future, kept while a reader is not settled
         self.task_of: dict[str, str] = {}  # Dask key -> task key
+        self.attempts: Counter = Counter()  # submissions of each key (each takes a new Dask key)
         self.data: dict = {}  # data key -> Future of scattered bytes or cached record
+        self.data_readers: dict[str, set[str]] = {}  # data key -> tasks not settled that read it
         self.token, self.scatters = uuid.uuid4().hex[:8], 0
         self.resubmits: dict[str, int] = {}
         self.done: set[str] = set()  # keys whose "done" was sent (a rerun is not reported twice)
-        self.events: queue.Queue = queue.Queue()  # "task started" worker events, from the client's thread
+        self.events: queue.Queue = queue.Queue()  # worker events, from the client's thread
+        self.ends: dict[str, dict] = {}  # key -> its "end" event (the outcome of a not-stored task)
+        self.finished: dict[str, float] = {}  # not-stored key -> when its future finished (monotonic)
+        self.outcomes: dict[str, tuple] = {}  # key -> outcome waiting for its upstream to be settled
         self.lost: set[str] = set()  # keys that came back cancelled (their scattered data was lost)
-        self.deferred: list[dict] = []  # start events waiting for their upstream's "done"
+        self.deferred: list[dict] = []  # start events waiting for their upstream's outcome
         self.order = {key: i for i, key in enumerate(graph)}
         self.pending = as_completed(loop=client.loop)
 
     # ---- submission
-    def _payload(self, value, wanted: dict):
-        """``value`` with its bytes replaced by data keys (collected in ``wanted``)."""
+    def _live(self, key: str) -> bool:
+        future = self.futures.get(key)
+        return future is not None and future.status in ("pending", "finished")
+
+    def _expand(self, keys: list[str]) -> tuple[list[str], set[str]]:
+        """``keys`` plus the upstream tasks they need run again, in graph order, and the stored
+        upstream keys whose records go to the cluster as data (read from the cache).
+
+        An upstream with a live future is read from it; a stored one from the cache; a
+        not-stored one without a live future (lost with a worker) is run again.
+        """
+        chosen: set[str] = set()
+        as_data: set[str] = set()
+
+        def visit(key: str) -> None:
+            chosen.add(key)
+            for ref in set(_refs(self.graph[key].args)):
+                if ref in chosen or ref in as_data or ref in self.failures or self._live(ref):
+                    continue
+                if ref in self.stored:
+                    as_data.add(ref)
+                else:
+                    visit(ref)
+
+        for key in keys:
+            if key not in chosen:
+                visit(key)
+        return sorted(chosen, key=self.order.__getitem__), as_data
+
+    def _payload(self, key: str, value, as_data: set[str], wanted: dict):
+        """``value`` with its bytes and cached records replaced by data keys; the bytes are
+        collected in ``wanted``."""
         if isinstance(value, (bytes, bytearray)):
-            key = _data_key(bytes(value))
-            wanted[key] = bytes(value)
-            return _DataKey(key)
-        if isinstance(value, TaskRef):
-            if value.key in self.results:  # cached or computed earlier: pass the record as data
-                key = f"cached-{value.key}"
-                wanted[key] = self.results[value.key]
-                return _DataKey(key)
+            data_key = _data_key(bytes(value))
+            wanted[data_key] = bytes(value)
+        elif isinstance(value, TaskRef):
+            if value.key not in as_data:
+                return value
+            data_key = f"cached-{value.key}"
+        elif type(value) in (list, tuple):
+            return type(value)(self._payload(key, item, as_data, wanted) for item in value)
+        elif type(value) is dict:
+            return {name: self._payload(key, item, as_data, wanted) for name, item in value.items()}
+        else:
             return value
-        if type(value) in (list, tuple):
-            return type(value)(self._payload(item, wanted) for item in value)
-        if type(value) is dict:
-            return {name: self._payload(item, wanted) for name, item in value.items()}
-        return value
+        self.data_readers.setdefault(data_key, set()).add(key)
+        return _DataKey(data_key)
+
+    def _scatter(self, data: dict) -> None:
+        """Scatter ``{data key: value}`` under Dask keys unique to this call and attempt (a key
+        released a moment ago by an earlier call, or lost, can still be forgotten by the
+        scheduler after it is scattered again)."""
+        self.scatters += 1
+        names = {f"{k}-{self.token}.{self.scatters}": k for k in data}
+        scattered = self.client.scatter({name: data[k] for name, k in names.items()}, hash=False)
+        self.data.update({names[name]: future for name, future in scattered.items()})
+
+    def _scattered(self, data_key: str) -> bool:
+        return data_key in self.data and self.data[data_key].status == "finished"
 
     def _futures_for(self, value):
         if isinstance(value, _DataKey):
@@ -203,35 +271,41 @@ class _DaskRun:
         """Scatter what ``keys`` need (once per data key) and submit them, upstream first.
 
         A key downstream of a failure already known (a resubmission) fails without running.
+        Cached records go one at a time (read, scattered, let go): the client never holds more
+        than one.
         """
-        keys = [key for key in keys if not self._fails_upstream(key)]
+        keys, as_data = self._expand([key for key in keys if not self._fails_upstream(key)])
         wanted: dict = {}
-        payloads = {key: self._payload(self.graph[key].args, wanted) for key in keys}
-        missing = {k: v for k, v in wanted.items() if k not in self.data or self.data[k].status != "finished"}
+        payloads = {key: self._payload(key, self.graph[key].args, as_data, wanted) for key in keys}
+        missing = {k: v for k, v in wanted.items() if not self._scattered(k)}
         if missing:
-            # Dask keys unique to this call and attempt: a key released a moment ago by an earlier
-            # call (or lost) can still be forgotten by the scheduler after it is scattered again
-            self.scatters += 1
-            names = {f"{k}-{self.token}.{self.scatters}": k for k in missing}
-            scattered = self.client.scatter({name: missing[k] for name, k in names.items()}, hash=False)
-            self.data.update({names[name]: future for name, future in scattered.items()})
+            self._scatter(missing)
+        for ref in sorted(as_data, key=self.order.__getitem__):
+            if self._scattered(f"cached-{ref}"):
+                continue
+            record = self.cache.get(ref)
+            if record is None:  # its entry went bad since it was checked: computed again
+                self.stored.discard(ref)
+                self.submit(keys)
+                return
+            self._scatter({f"cached-{ref}": record})
         for key in keys:
             task = self.graph[key]
+            self.attempts[key] += 1
             # a resubmission takes a new Dask key: the client keeps the cancelled one's state a while
-            dask_key = f"{key}-retry{self.resubmits[key]}" if self.resubmits.get(key) else key
+            dask_key = key if self.attempts[key] == 1 else f"{key}-retry{self.attempts[key] - 1}"
             future = self.client.submit(run_task, task.func, key, task.stage, *self._futures_for(payloads[key]),
                                         key=dask_key, resources=task.resources or None, pure=False)
             self.futures[key] = future
             self.task_of[dask_key] = key
+            self.finished.pop(key, None)
             self.pending.add(future)
 
     def _fails_upstream(self, key: str) -> bool:
         task = self.graph[key]
-        failed = next((self.results[ref] for ref in _refs(task.args) if isinstance(self.results.get(ref), Failure)),
-                      None)
+        failed = next((self.failures[ref] for ref in _refs(task.args) if ref in self.failures), None)
         if failed is not None:
-            self.results[key] = failed
-            self.emit("failed", task, {"message": failed.message, "stage": failed.stage, "upstream": True})
+            self._settle(key, ("failed", failed, True))
         return failed is not None
 
     # ---- completion
@@ -239,28 +313,36 @@ class _DaskRun:
         key = self.task_of[future.key]
         if self.futures.get(key) is not future:
             return  # a future replaced by a resubmission
+        if (key in self.settled or key in self.outcomes) and future.status != "cancelled":
+            return  # a not-stored task run again for a lost reader: its outcome is known
         task = self.graph[key]
-        if future.status == "finished":
+        if future.status == "finished" and not task.store:
+            # its record stays on the cluster for its readers; its outcome comes as an "end" event
+            self.finished[key] = time.monotonic()
+        elif future.status == "finished":
             try:
                 output = future.result()
             except CancelledError:  # lost with a worker (and its scattered inputs) before it came back
                 self._lost(key)
                 return
-            del self.futures[key]
             if isinstance(output, _Failed):
-                self.results[key] = Failure(output.message, output.stage)
-                self.emit("failed", task, {"message": output.message, "stage": output.stage,
-                                           "upstream": output.stage != task.stage})
-                return
-            self.cache.put(key, output.record, meta=output.info)
-            self.results[key] = output.record
-            if key not in self.done:
-                self.done.add(key)
-                self.emit("done", task, dict(output.info))
+                self._failed(key, output)
+            else:  # written when reported (a not-stored upstream may not have reported yet)
+                self.outcomes[key] = ("done", output.info, output.record)
         elif future.status == "error":
             self._handle_error(future, task)
         elif future.status == "cancelled":
             self._lost(key)
+        self.flush_outcomes()
+
+    def _failed(self, key: str, failed: _Failed) -> None:
+        """``key`` came back failed; the task that raised it (a not-stored one may not have
+        reported yet) fails first."""
+        failure = Failure(failed.message, failed.stage)
+        origin = failed.key if failed.key in self.graph else key
+        if origin != key and origin not in self.settled:
+            self.outcomes[origin] = ("failed", failure, False)
+        self.outcomes[key] = ("failed", failure, origin != key or failed.stage != self.graph[key].stage)
 
     def _lost(self, key: str) -> None:
         self.resubmits[key] = self.resubmits.get(key, 0) + 1
@@ -279,65 +361,123 @@ class _DaskRun:
         origin = self.graph.get(self.task_of.get(exc.task, exc.task), task)
         message = (f"the {origin.stage} stage killed {exc.allowed_failures + 1} worker(s) in a row (out of memory?):"
                    " use a smaller size or workers with more memory")
-        del self.futures[task.key]
-        self.results[task.key] = Failure(message, origin.stage)
-        self.emit("failed", task, {"message": message, "stage": origin.stage, "upstream": origin is not task})
+        self.outcomes[task.key] = ("failed", Failure(message, origin.stage), origin is not task)
+
+    def take_ends(self) -> None:
+        """The outcomes of finished not-stored tasks whose "end" event came (or never will)."""
+        now = time.monotonic()
+        for key, since in list(self.finished.items()):
+            if key in self.settled or key in self.outcomes:
+                del self.finished[key]
+                continue
+            if key not in self.ends and now - since < END_EVENT_WAIT_S:
+                continue
+            del self.finished[key]
+            event = self.ends.pop(key, None)
+            if event is not None and "failed" in event:
+                self._failed(key, _Failed(*event["failed"]))
+            else:  # an event lost with the scheduler's or client's connection: no figures
+                self.outcomes[key] = ("done", (event or {}).get("info") or {"seconds": 0.0, "peak_memory": 0})
+
+    def flush_outcomes(self) -> None:
+        """Report and settle the outcomes whose upstream is settled, upstream first (each after
+        its "start")."""
+        for key in sorted(self.outcomes, key=self.order.__getitem__):
+            if all(ref in self.settled for ref in _refs(self.graph[key].args)):
+                self.flush_starts()
+                self._settle(key, self.outcomes.pop(key))
+
+    def _settle(self, key: str, outcome: tuple) -> None:
+        """Report ``key``'s outcome and let go of what only it still needed (futures, scattered data)."""
+        if key in self.settled:
+            return
+        task = self.graph[key]
+        if outcome[0] == "done":
+            if len(outcome) > 2:  # a stored task's record: to the cache, and let go
+                self.cache.put(key, outcome[2], meta=outcome[1])
+                self.stored.add(key)
+            if key not in self.done:
+                self.done.add(key)
+                self.emit("done", task, dict(outcome[1]))
+        else:
+            _, failure, upstream = outcome
+            self.failures[key] = failure
+            self.emit("failed", task, {"message": failure.message, "stage": failure.stage, "upstream": upstream})
+        self.settled.add(key)
+        for ref in set(_refs(task.args)):
+            self.remaining[ref] -= 1
+            if self.remaining[ref] <= 0 and ref in self.settled:
+                self.futures.pop(ref, None)
+        if self.remaining[key] <= 0 or key in self.failures:
+            self.futures.pop(key, None)
+        for data_key in [k for k, readers in self.data_readers.items() if key in readers]:
+            self.data_readers[data_key].discard(key)
+            if not self.data_readers[data_key]:
+                del self.data_readers[data_key]
+                self.data.pop(data_key, None)
 
     def recover(self) -> None:
         """Resubmit the tasks that came back cancelled (their data was lost), with what they need."""
         lost, self.lost = self.lost, set()
-        for key in lost:
-            self.futures.pop(key, None)
         # a task waiting on a lost one is cancelled too but may not have come back yet
-        again = [key for key in self.graph if key not in self.results
+        again = [key for key in self.graph if key not in self.settled and key not in self.outcomes
                  and (key in lost or (key in self.futures and self.futures[key].status == "cancelled"))]
         for key in again:
             self.futures.pop(key, None)
         self.submit(again)
 
     def collect_events(self) -> None:
-        """Take the "task started" events the client's thread received."""
+        """Take the worker events the client's thread received."""
         while True:
             try:
-                self.deferred.append(self.events.get_nowait())
+                event = self.events.get_nowait()
             except queue.Empty:
                 return
+            if event.get("kind") == "end":
+                task = self.graph.get(event.get("key"))
+                if task is not None and not task.store:  # a stored task's outcome comes with its record
+                    self.ends[task.key] = event
+            else:
+                self.deferred.append(event)
 
     def flush_starts(self) -> None:
-        """Send "start" for the events whose upstream "done" was sent (the order a reader expects)."""
+        """Send "start" for the events whose upstream is settled (the order a reader expects)."""
         waiting = []
         for event in self.deferred:
             key = event.get("key")
-            if key not in self.futures:
-                continue  # handled, failed or resubmitted meanwhile
-            if any(ref not in self.results for ref in _refs(self.graph[key].args)):
+            if key not in self.futures or key in self.settled:
+                continue  # reported, or failed or resubmitted meanwhile
+            if any(ref not in self.settled for ref in _refs(self.graph[key].args)):
                 waiting.append(event)
                 continue
-            self.emit("start", self.graph[key], {k: v for k, v in event.items() if k != "key"})
+            self.emit("start", self.graph[key], {k: v for k, v in event.items() if k not in ("key", "kind")})
         self.deferred = waiting
 
+    def busy(self) -> bool:
+        return not self.pending.is_empty() or bool(self.finished) or bool(self.outcomes)
+
     # ---- the whole call
-    def run(self) -> dict:
-        todo = []
+    def run(self) -> Results:
         for key, task in self.graph.items():
-            record = self.cache.get(key)
-            if record is not None:
-                self.results[key] = record
+            if task.store and self.cache.valid(key):  # checked, not loaded: loaded only for a reader
+                self.stored.add(key)
+                self.settled.add(key)
                 self.emit("cached", task, dict(self.cache.meta(key)))
-            else:
-                todo.append(key)
+        todo = [task.key for task in needed(self.graph, self.cache, present=self.stored.__contains__)]
         if not todo:
-            return self.results
+            return Results(self.graph, self.cache, self.failures)
+        self.remaining = Counter(ref for key in todo for ref in set(_refs(self.graph[key].args)))
         self._check_resources(todo)
         self.client.subscribe_topic(EVENT_TOPIC, lambda event: self.events.put(event[1]))
         try:
             self.submit(todo)
-            while not self.pending.is_empty():
+            while self.busy():
                 batch = self.pending.next_batch(block=False)
                 self.collect_events()
                 for future in sorted(batch, key=lambda f: self.order[self.task_of[f.key]]):  # upstream first
-                    self.flush_starts()
                     self.handle(future)
+                self.take_ends()
+                self.flush_outcomes()
                 self.flush_starts()
                 if self.lost:
                     self.recover()
@@ -350,16 +490,16 @@ class _DaskRun:
             self.pending.clear()
             self.futures.clear()
             self.data.clear()
-        return {key: self.results[key] for key in self.graph}
+        return Results(self.graph, self.cache, self.failures)
 
     def _check_resources(self, keys: list[str]) -> None:
         """Refuse, before any work, a resource that no worker of the cluster offers (it would wait forever)."""
-        needed = {name for key in keys for name in self.graph[key].resources}
-        if not needed:
+        asked = {name for key in keys for name in self.graph[key].resources}
+        if not asked:
             return
         workers = self.client.scheduler_info(n_workers=-1).get("workers", {}).values()
         offered = {name for worker in workers for name in (worker.get("resources") or {})}
-        for name in sorted(needed - offered):
+        for name in sorted(asked - offered):
             raise InputError(f"the plan's NNST runs ask for a {name} worker (device = \"cuda\") and no worker of the "
                              f"cluster offers one: start one with `dask worker SCHEDULER --resources {name}=1` "
                              "or set device = \"cpu\"")

@@ -1,10 +1,16 @@
 """Run a task graph in this process, skipping what the cache holds (see ARCHITECTURE.md, "The experiment graph").
 
-``execute(graph, cache)`` walks the graph in order; a key already in the cache is loaded, not
-run (a finished plan run again does no work); each computed record is written to the cache as
-soon as it exists (an interrupted plan resumes from the stages written). A stage that raises
-a bad-input error gives a :class:`Failure` for its key and every key downstream; any other
-exception is a bug and propagates.
+``execute(graph, cache)`` walks the graph in order; a key already in the cache is not run (a
+finished plan run again does no work); each computed record is written to the cache as soon as
+it exists (an interrupted plan resumes from the stages written). A task with ``store=False``
+(the inputs stage) is never written: it runs when a task that reads it runs, and not at all
+when none does. A stage that raises a bad-input error gives a :class:`Failure` for its key and
+every key downstream; any other exception is a bug and propagates.
+
+Memory is bounded by the graph's width, not its length: a record is held only while a task
+that reads it is still to come (consumers are counted in the graph), a cached record is loaded
+only when a task that reads it runs, and the :class:`Results` returned hold only the failures
+(a record is read from the cache when asked for, one at a time).
 
 Memory: ``peak_memory`` is the largest rise of this process's resident set size (RSS) above its
 value when the stage started, sampled every :data:`MEMORY_SAMPLE_S` by a thread (psutil); it
@@ -19,7 +25,8 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from .cache import Cache
@@ -85,45 +92,158 @@ def _maxrss() -> int:
     return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
 
 
-def execute(graph: Graph, cache: Cache, *, on_event: Callable | None = None) -> dict:
-    """Run every task of ``graph`` not in ``cache``; returns ``{key: Record | Failure}``.
+def consumers(graph: Graph) -> Counter:
+    """``{key: how many tasks of graph read its record}`` (a task reading it twice counts once)."""
+    return Counter(ref for task in graph.values() for ref in set(task.upstream()))
+
+
+class Results(Mapping):
+    """``{key: Record | Failure}`` for every key of an executed graph, holding only the failures.
+
+    ``results[key]`` reads a record from the cache when asked for; a record that is not stored
+    (``Task.store`` false: the inputs stage) is recomputed from its task's arguments (the stages
+    are pure: the same record). Use :meth:`failure` to ask whether a key failed without loading.
+    """
+
+    def __init__(self, graph: Graph, cache: Cache, failures: dict[str, Failure]):
+        self.graph, self.cache, self.failures = graph, cache, failures
+
+    def failure(self, key: str) -> Failure | None:
+        """The :class:`Failure` of ``key``, or None when it has a record."""
+        return self.failures.get(key)
+
+    def __getitem__(self, key: str):
+        if key in self.failures:
+            return self.failures[key]
+        task = self.graph[key]
+        if not task.store:
+            return task.func(*(self[a.key] if isinstance(a, TaskRef) else a for a in task.args))
+        record = self.cache.get(key)
+        if record is None:
+            raise KeyError(f"{key}: no record in {self.cache.folder} (removed since the plan ran?)")
+        return record
+
+    def __contains__(self, key) -> bool:
+        return key in self.graph
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.graph)
+
+    def __len__(self) -> int:
+        return len(self.graph)
+
+
+def execute(graph: Graph, cache: Cache, *, on_event: Callable | None = None) -> Results:
+    """Run every task of ``graph`` not in ``cache``; returns :class:`Results` (``{key: Record | Failure}``).
 
     ``on_event(event, task, info)``: event in ``"cached"``, ``"start"``, ``"done"``,
     ``"failed"``; ``info`` has ``seconds`` and ``peak_memory`` (bytes) for computed and cached
-    records (the figures measured when it was computed), ``message`` for failures.
+    records (the figures measured when it was computed), ``message`` for failures. A task with
+    ``store=False`` that no running task reads sends no event.
     """
-    errors = input_errors()
-    emit = on_event or (lambda *args: None)
-    results: dict = {}
-    for key, task in graph.items():
-        failed = next((results[k] for k in task.upstream() if isinstance(results.get(k), Failure)), None)
-        if failed is not None:
-            results[key] = failed
-            emit("failed", task, {"message": failed.message, "stage": failed.stage, "upstream": True})
-            continue
-        record = cache.get(key)
-        if record is not None:
-            results[key] = record
-            emit("cached", task, dict(cache.meta(key)))
-            continue
-        args = tuple(results[a.key] if isinstance(a, TaskRef) else a for a in task.args)
-        emit("start", task, {})
+    return _LocalRun(graph, cache, on_event).run()
+
+
+class _LocalRun:
+    """The state of one :func:`execute` call."""
+
+    def __init__(self, graph: Graph, cache: Cache, on_event: Callable | None):
+        self.graph, self.cache = graph, cache
+        self.emit = on_event or (lambda *args: None)
+        self.errors = input_errors()
+        self.failures: dict[str, Failure] = {}
+        self.remaining = consumers(graph)  # readers of each key not yet settled
+        self.live: dict[str, dict] = {}  # records that a reader still to come will read
+        self.settled: set[str] = set()
+
+    def run(self) -> Results:
+        for key, task in self.graph.items():
+            if key in self.settled:
+                continue
+            failed = next((self.failures[k] for k in task.upstream() if k in self.failures), None)
+            if failed is not None:
+                self._fail(task, failed, upstream=True)
+            elif not task.store:
+                continue  # run by the first reader that runs (_record)
+            elif self.cache.valid(key):
+                self.emit("cached", task, dict(self.cache.meta(key)))
+                self._settle(task)
+            else:
+                self._compute(task)
+        return Results(self.graph, self.cache, self.failures)
+
+    def _record(self, key: str) -> dict | None:
+        """The record of ``key`` for a reader about to run (None: it failed)."""
+        if key in self.failures:
+            return None
+        if key in self.live:
+            return self.live[key]
+        task = self.graph[key]
+        record = self.cache.get(key) if task.store else None
+        if record is None:  # not stored, or its entry went bad since it was checked
+            return self._compute(task)
+        self._hold(key, record)
+        return record
+
+    def _hold(self, key: str, record: dict) -> None:
+        if self.remaining[key] > 0:
+            self.live[key] = record
+
+    def _compute(self, task: Task) -> dict | None:
+        args = []
+        for arg in task.args:
+            if isinstance(arg, TaskRef):
+                record = self._record(arg.key)
+                if record is None:
+                    self._fail(task, self.failures[arg.key], upstream=True)
+                    return None
+                arg = record
+            args.append(arg)
+        self.emit("start", task, {})
         start = time.perf_counter()
         try:
             with PeakMemory() as memory:
                 record = task.func(*args)
-        except errors as exc:
+        except self.errors as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            results[key] = Failure(message, task.stage)
-            emit("failed", task, {"message": message, "stage": task.stage, "upstream": False})
-            continue
+            self._fail(task, Failure(message, task.stage), upstream=False)
+            return None
         info = {"seconds": time.perf_counter() - start, "peak_memory": int(memory.peak)}
-        cache.put(key, record, meta=info)
-        results[key] = record
-        emit("done", task, info)
-    return results
+        if task.store:
+            self.cache.put(task.key, record, meta=info)
+        self.emit("done", task, info)
+        self._settle(task)
+        self._hold(task.key, record)
+        return record
+
+    def _fail(self, task: Task, failure: Failure, upstream: bool) -> None:
+        self.failures[task.key] = failure
+        self.emit("failed", task, {"message": failure.message, "stage": failure.stage, "upstream": upstream})
+        self._settle(task)
+
+    def _settle(self, task: Task) -> None:
+        """``task`` is done with: each record it reads has one reader fewer, and is let go at none."""
+        if task.key in self.settled:
+            return
+        self.settled.add(task.key)
+        for ref in set(task.upstream()):
+            self.remaining[ref] -= 1
+            if self.remaining[ref] == 0:
+                self.live.pop(ref, None)
+                if not self.graph[ref].store:
+                    self._settle(self.graph[ref])  # never run, or run and read by all: its upstream is free
 
 
-def needed(graph: Graph, cache: Cache) -> list[Task]:
-    """The tasks :func:`execute` would run (not in the cache)."""
-    return [task for key, task in graph.items() if not cache.has(key)]
+def needed(graph: Graph, cache: Cache, present: Callable[[str], bool] | None = None) -> list[Task]:
+    """The tasks :func:`execute` would run: stored ones the cache lacks, and the not-stored ones they read.
+
+    ``present(key)`` says whether the cache holds ``key`` (default :meth:`Cache.has`, which does
+    not read the entry; :meth:`Cache.valid` also checks it).
+    """
+    present = present or cache.has
+    run = {key: task.store and not present(key) for key, task in graph.items()}
+    for key, task in reversed(graph.items()):  # readers first: a not-stored task runs if a reader runs
+        if run[key]:
+            for ref in task.upstream():
+                run[ref] = run[ref] or not graph[ref].store
+    return [task for key, task in graph.items() if run[key]]

@@ -40,6 +40,7 @@ class Task:
     args: tuple  # literals or TaskRef
     resources: dict
     run_ids: tuple[int, ...]
+    store: bool = True  # False: never cached nor sent to the client; recomputed where a reader runs
 
     def upstream(self) -> list[str]:
         """Keys of the tasks whose records this task reads."""
@@ -114,7 +115,8 @@ def build_graph(plan: Plan, inputs: list[PairInputs]) -> Graph:
             if run_id not in task.run_ids:
                 graph[key] = replace(task, run_ids=task.run_ids + (run_id,))
         else:
-            graph[key] = Task(key, stage, func, tuple(args), dict(resources or {}), (run_id,))
+            graph[key] = Task(key, stage, func, tuple(args), dict(resources or {}), (run_id,),
+                              store=stage not in stages.NOT_STORED)
         return key
 
     for run in plan.runs():

@@ -1,7 +1,10 @@
 """What an experiment writes: ``runs/<run id>/*.png``, ``results.csv``, ``sheet.png``, ``report.html``.
 
 Everything is built from the executed graph's records and the cache's per-stage figures;
-every file is written atomically (temporary file + rename).
+every file is written atomically (temporary file + rename). Records are read one at a time
+(:class:`~.execute.Results` reads them from the cache when asked for), and an image already
+written for the same stage key is not read at all, so the report's memory does not grow with
+the plan.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..config import NNSTConfig, PosterConfig
 from ..files import atomic_output, write_image
 from .cache import Cache
-from .execute import Failure
+from .execute import Results
 from .graph import Graph
 from .plan import Plan
 
@@ -54,31 +57,29 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _write_png(path: Path, image: np.ndarray, key: str) -> None:
-    """Write ``image`` unless ``path`` already holds the image of stage ``key`` (a sidecar says)."""
+def _write_png(path: Path, results: Results, key: str) -> None:
+    """Write the ``image`` of stage ``key`` unless ``path`` already holds it (a sidecar says)."""
     stamp = path.with_suffix(".key")
     if path.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
         return
-    write_image(path, image, overwrite=True)
+    write_image(path, results[key]["image"], overwrite=True)
     with atomic_output(stamp, overwrite=True) as tmp:
         tmp.write_text(key + "\n")
 
 
-def collect_rows(plan: Plan, graph: Graph, results: dict, cache: Cache, out_dir: Path) -> list[dict]:
+def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_dir: Path) -> list[dict]:
     """One dict per run (the csv row), writing each run's images under ``runs/<run id>/``."""
     rows = []
     for run, keys in zip(graph.specs, graph.runs, strict=True):
         row = {"run": run.run_id, "status": "ok", "message": "", "pair": run.pair_index,
                "content": str(run.pair.content), "style": str(run.pair.style),
                "guide": str(run.pair.guide or "")}
-        failure = next((results[keys[s]] for s in STAGES if s in keys and isinstance(results.get(keys[s]), Failure)),
-                       None)
+        failure = next((results.failure(keys[s]) for s in STAGES if s in keys and results.failure(keys[s])), None)
         if failure is not None:
             row.update(status="failed", message=f"{failure.stage}: {failure.message}")
         for name in plan.axes:
             row[name] = run.axis_values[name]
-        scores = results.get(keys["scores"])
-        row["scores"] = scores if isinstance(scores, dict) else {}
+        row["scores"] = dict(results[keys["scores"]]) if failure is None else {}
         total = 0.0
         for stage in STAGES:
             if stage in keys:
@@ -91,10 +92,10 @@ def collect_rows(plan: Plan, graph: Graph, results: dict, cache: Cache, out_dir:
         if failure is None:
             folder = out_dir / "runs" / run.run_id
             folder.mkdir(parents=True, exist_ok=True)
-            _write_png(folder / "result.png", results[keys["final"]]["image"], keys["final"])
+            _write_png(folder / "result.png", results, keys["final"])
             row["result"] = f"runs/{run.run_id}/result.png"
             if "poster" in keys:
-                _write_png(folder / "nnst.png", results[keys["color"]]["image"], keys["color"])
+                _write_png(folder / "nnst.png", results, keys["color"])
                 row["nnst_result"] = f"runs/{run.run_id}/nnst.png"
         for name in _param_columns():
             if name not in row:
@@ -172,10 +173,10 @@ def _wrap(text: str, font, width: int) -> list[str]:
     return lines + ([line] if line else [])
 
 
-def write_sheet(path: Path, plan: Plan, rows: list[dict], inputs: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple[Image.Image, Image.Image]]) -> None:
     """The contact sheet: a block of rows per pair, one column per value of the column axis.
 
-    ``inputs``: pair index -> (content, style) images for the row heads.
+    ``heads``: pair index -> (content, style) thumbnails for the row heads (:func:`head_thumbnails`).
     """
     font, bold = _font(), _font(FONT_SIZE + 2)
     groups, col_values = _sheet_layout(plan, rows)
@@ -220,10 +221,8 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], inputs: dict[int, tupl
     for g, (pair_index, values) in enumerate(groups):
         if g and pair_index != groups[g - 1][0]:
             draw.line([(0, y - PAD // 2), (width, y - PAD // 2)], fill="#888888", width=2)
-        content, style = inputs.get(pair_index, (None, None))
-        for k, image in enumerate((content, style)):
-            if image is not None:
-                sheet.paste(_thumb(image, HEAD_THUMB), (PAD + k * (HEAD_THUMB + PAD), y))
+        for k, thumb in enumerate(heads.get(pair_index, ())):
+            sheet.paste(thumb, (PAD + k * (HEAD_THUMB + PAD), y))
         draw.text((PAD, y + HEAD_THUMB + 2), "content", fill="#555555", font=font)
         draw.text((2 * PAD + HEAD_THUMB, y + HEAD_THUMB + 2), "style", fill="#555555", font=font)
         pair = plan.pairs[pair_index]
@@ -393,17 +392,28 @@ def _cell(row: dict, column: str):
     return row["scores"].get(column, row.get(column))
 
 
-def write_report(out_dir: Path, plan: Plan, graph: Graph, results: dict, cache: Cache) -> list[dict]:
-    """Write every output of an experiment into ``out_dir``; returns the rows (one per run)."""
+def head_thumbnails(graph: Graph, results: Results) -> dict[int, tuple[Image.Image, Image.Image]]:
+    """Pair index -> (content, style) thumbnails of each pair whose inputs decoded.
+
+    One inputs record at a time (not stored: ``results`` decodes it again from the input bytes).
+    """
+    heads = {}
+    for keys, run in zip(graph.runs, graph.specs, strict=True):
+        if run.pair_index not in heads and results.failure(keys["inputs"]) is None:
+            record = results[keys["inputs"]]
+            heads[run.pair_index] = (_thumb(record["content"], HEAD_THUMB), _thumb(record["style"], HEAD_THUMB))
+    return heads
+
+
+def write_report(out_dir: Path, plan: Plan, graph: Graph, results: Results, cache: Cache) -> list[dict]:
+    """Write every output of an experiment into ``out_dir``; returns the rows (one per run).
+
+    ``results``: what the executor returned; records are read from it one at a time.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = collect_rows(plan, graph, results, cache, out_dir)
     columns = write_csv(out_dir / "results.csv", plan, rows)
-    inputs = {}
-    for keys, run in zip(graph.runs, graph.specs, strict=True):
-        record = results.get(keys["inputs"])
-        if run.pair_index not in inputs and isinstance(record, dict):
-            inputs[run.pair_index] = (record["content"], record["style"])
-    write_sheet(out_dir / "sheet.png", plan, rows, inputs)
+    write_sheet(out_dir / "sheet.png", plan, rows, head_thumbnails(graph, results))
     write_html(out_dir / "report.html", plan, rows, columns)
     return rows

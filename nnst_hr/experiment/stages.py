@@ -5,9 +5,10 @@ Each stage takes literals (bytes, dicts of parameters) and upstream records, ret
 this process or on a Dask worker. Which parameters each stage reads is declared here
 (:data:`NNST_PARAMS` ...) and is exactly what :mod:`.graph` hashes into the stage's key.
 
-Stages: ``inputs`` (decode images and masks) -> ``nnst`` (raw result and field, no color) ->
-``color`` (color post-processing of the NNST result) -> ``poster`` (patch synthesis at
-``out_size``) -> ``poster_color`` -> ``scores``.
+Stages: ``inputs`` (decode images and masks from their bytes) -> ``nnst`` (raw result and field,
+no color) -> ``color`` (color post-processing of the NNST result) -> ``poster`` (patch synthesis
+at ``out_size``) -> ``poster_color`` -> ``scores``. The stages in :data:`NOT_STORED` (``inputs``)
+are never cached: their records are computed again wherever a stage that reads them runs.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ STAGE_VERSION = {  # bump a stage's number when its code changes what it returns
     "scores": 1,
 }
 PACKAGE_VERSION = __version__
+# Stages whose records are never cached nor gathered by a Dask client: recomputed from the input
+# bytes wherever a reader runs. Decoding is cheap next to the stages that read it, and the decoded
+# full-size float32 images were most of the cache and of the bytes a Dask run moved.
+NOT_STORED = frozenset({"inputs"})
 COLOR_PARAMS = ("color", "color_iterations", "color_sharpness", "mono_threshold")
 NNST_PARAMS = tuple(f.name for f in fields(NNSTConfig) if f.name not in COLOR_PARAMS + ("device",))
 POSTER_NNST_PARAMS = ("rotate", "seed")  # what the poster stage reads of the NNST config
@@ -154,38 +159,14 @@ def _nnst_result(record: Record) -> NNSTResult:
 
 
 def _decode(content: bytes, style: bytes, guide: dict[str, bytes] | None, names: dict[str, str]):
-    """Decode through a private temporary folder (the readers take paths); errors name the user's paths."""
-    import tempfile
+    """Decode from the bytes; errors name the user's paths (``names``)."""
+    from guidance import load_mask_data
 
-    from guidance import MaskError, load_masks
+    from ..files import decode_image
 
-    from ..errors import InputError
-    from ..files import read_image
-
-    with tempfile.TemporaryDirectory(prefix="nnst-hr-inputs-") as tmp:
-        tmp = Path(tmp)
-        shown = {}
-        paths = {}
-        for side, data in (("content", content), ("style", style)):
-            path = tmp / side / Path(names.get(side, side)).name
-            path.parent.mkdir()
-            path.write_bytes(data)
-            paths[side], shown[str(path)] = path, names.get(side, side)
-        folder = None
-        if guide is not None:
-            folder = tmp / "guide"
-            for rel, data in guide.items():
-                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-                (folder / rel).write_bytes(data)
-            folder.mkdir(exist_ok=True)
-            shown[str(folder)] = names.get("guide", "guide")
-        try:
-            content_img = read_image(paths["content"])
-            style_img = read_image(paths["style"])
-            masks = load_masks(folder, content_img.shape[:2], style_img.shape[:2]) if folder else None
-        except (InputError, MaskError) as exc:
-            message = str(exc)
-            for tmp_path, name in sorted(shown.items(), key=lambda kv: -len(kv[0])):
-                message = message.replace(tmp_path, name)
-            raise type(exc)(message.replace(str(tmp), "")) from None
+    content_img = decode_image(content, names.get("content", "content"))
+    style_img = decode_image(style, names.get("style", "style"))
+    masks = None
+    if guide is not None:
+        masks = load_mask_data(guide, names.get("guide") or "guide", content_img.shape[:2], style_img.shape[:2])
     return content_img, style_img, masks
