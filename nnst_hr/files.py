@@ -2,8 +2,9 @@
 
 Images cross this module's boundary as NumPy ``float32`` arrays of shape
 ``(H, W, 3)``: sRGB in ``[0, 1]``, rows top to bottom as the image is meant to
-be *displayed* (EXIF orientation already applied). No colour management is done:
-pixel values are taken as sRGB.
+be *displayed* (EXIF orientation already applied). A file with an embedded RGB or
+grey ICC profile (Display P3, Adobe RGB, ...) is converted to sRGB (:mod:`nnst_hr.icc`);
+one without a profile is taken as sRGB, as browsers and most viewers take it.
 
 Reading accepts PNG, JPEG, TIFF and WebP at 8 or 16 bits per sample. Grey
 becomes RGB, palette and CMYK images are converted, and an alpha channel is
@@ -32,9 +33,9 @@ Examples
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
+import logging
 import os
 import secrets
 import struct
@@ -43,14 +44,16 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import tifffile
 from PIL import Image
 
-from nnst_hr import png
+from nnst_hr import icc, png
 from nnst_hr.disk import disk_full_message, is_disk_full
 from nnst_hr.errors import DiskFullError, InputError
+from nnst_hr.icc import srgb_profile
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -81,12 +84,14 @@ BIT_DEPTHS = {"PNG": (8, 16), "JPEG": (8,), "TIFF": (8, 16)}
 DEFAULT_BIT_DEPTH = {"PNG": 8, "JPEG": 8, "TIFF": 16}
 
 EXIF_ORIENTATION_TAG = 274
+ICC_PROFILE_TAG = 34675  # TIFF's InterColorProfile
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 PNG_COLOUR_TYPES_16BIT = (png.RGB, png.GREY_ALPHA, png.RGBA)  # Pillow truncates these to 8 bits
 
 # Pillow errors on bad data come in many types; these are the ones its decoders raise.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- reading
@@ -108,7 +113,8 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     Returns
     -------
     numpy.ndarray
-        ``float32``, shape ``(H, W, 3)``, values in ``[0, 1]``, EXIF orientation
+        ``float32``, shape ``(H, W, 3)``, sRGB values in ``[0, 1]`` (converted
+        from the file's embedded ICC profile, if it has one), EXIF orientation
         applied. Grey is repeated into three channels; transparency is
         composited on white.
 
@@ -121,8 +127,9 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     -----
     UserWarning
         Transparency composited on white; CMYK converted without colour
-        management; only the first frame of a multi-frame file used; 16-bit
-        data read at 8 bits.
+        management; an embedded colour profile that cannot be used (the pixels
+        are then taken as sRGB); only the first frame of a multi-frame file used;
+        16-bit data read at 8 bits.
     """
     path = _readable_file(path)
     with open(path, "rb") as file:
@@ -175,13 +182,35 @@ def _decode(source: Path | bytes, head: bytes, path: str | os.PathLike, max_pixe
     """The decoder behind :func:`read_image` and :func:`decode_image`: ``source`` is the file or its
     bytes, ``head`` its first bytes (they route it), ``path`` names it in messages."""
     if head.startswith(TIFF_MAGIC):
-        pixels, orientation = _read_tiff(source, path, max_pixels)
+        decoded = _read_tiff(source, path, max_pixels)
     elif _is_16bit_colour_png(head):
-        pixels, orientation = _read_png(source, path, max_pixels)
+        decoded = _read_png(source, path, max_pixels)
     else:
-        pixels, orientation = _read_with_pillow(source, path, max_pixels)
-    pixels = apply_orientation(pixels, orientation)
+        decoded = _read_with_pillow(source, path, max_pixels)
+    pixels = apply_orientation(_in_srgb(decoded.pixels, decoded.icc_profile, path), decoded.orientation)
     return np.ascontiguousarray(_to_rgb(pixels, path), dtype=np.float32)
+
+
+class _Decoded(NamedTuple):
+    pixels: np.ndarray  # float32 (H, W, C), C in 1..4, rows as stored
+    orientation: int  # EXIF orientation 1..8
+    icc_profile: bytes | None  # the embedded profile of the colour channels, if any
+
+
+def _in_srgb(pixels: np.ndarray, profile: bytes | None, path) -> np.ndarray:
+    """``pixels`` converted from their embedded profile to sRGB; a profile that cannot be used is ignored
+    with a warning (the pixels are then taken as sRGB, as without a profile)."""
+    if not profile:
+        return pixels
+    try:
+        converted = icc.to_srgb(pixels, profile)
+    except icc.ProfileError as exc:
+        warnings.warn(f"{path}: its embedded colour profile is ignored ({exc}); colours are read as sRGB",
+                      stacklevel=5)
+        return pixels
+    if converted is not pixels:
+        logger.info("%s: colours converted from %s to sRGB", path, icc.describe(profile))
+    return converted
 
 
 def _opened(source: Path | bytes, path: str | os.PathLike) -> Path | io.BytesIO:
@@ -247,7 +276,7 @@ def _is_16bit_colour_png(head: bytes) -> bool:
     return header is not None and header.bit_depth == 16 and header.colour_type in PNG_COLOUR_TYPES_16BIT
 
 
-def _read_with_pillow(source: Path | bytes, path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+def _read_with_pillow(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
     try:
         with warnings.catch_warnings():
             # Our own limit applies; Pillow's warning below its hard limit would only be noise.
@@ -267,8 +296,8 @@ def _read_with_pillow(source: Path | bytes, path: Path, max_pixels: int) -> tupl
         raise _corrupt(path, exc) from exc
 
 
-def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
-    """Decode an opened Pillow image into float32 ``(H, W, C)``, C in 1..4, and its EXIF orientation."""
+def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> _Decoded:
+    """Decode an opened Pillow image: float32 ``(H, W, C)``, C in 1..4, EXIF orientation, ICC profile."""
     if image.format not in READ_FORMATS:
         raise InputError(
             f"{path} is a {image.format} image; supported formats are PNG, JPEG, TIFF and WebP: convert it first"
@@ -277,13 +306,14 @@ def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> tuple[np.
     if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:  # MPO's extra frames are previews
         warnings.warn(f"{path} has {image.n_frames} frames; using the first", stacklevel=5)
     orientation = exif_orientation(image)
+    profile = image.info.get("icc_profile") if image.mode != "CMYK" else None  # CMYK: see the warning below
     image.load()
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):  # single channel, more than 8 bits
         samples = np.asarray(image)[..., None]
         if image.mode == "F":
             _check_finite(samples, path)
-            return np.clip(samples, 0, 1).astype(np.float32), orientation
-        return np.clip(samples, 0, 65535).astype(np.float32) / np.float32(65535), orientation
+            return _Decoded(np.clip(samples, 0, 1).astype(np.float32), orientation, profile)
+        return _Decoded(np.clip(samples, 0, 65535).astype(np.float32) / np.float32(65535), orientation, profile)
     if image.mode == "CMYK":
         warnings.warn(
             f"{path} is CMYK; converted to RGB without colour management (convert it to sRGB for exact colours)",
@@ -294,7 +324,7 @@ def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> tuple[np.
     except ValueError as exc:
         raise InputError(f"{path}: colour mode {image.mode} is not supported; convert it to sRGB") from exc
     samples = np.asarray(image).astype(np.float32) / np.float32(255)
-    return samples.reshape(image.height, image.width, -1), orientation
+    return _Decoded(samples.reshape(image.height, image.width, -1), orientation, profile)
 
 
 def _pillow_target_mode(image: Image.Image) -> str:
@@ -308,16 +338,16 @@ def _pillow_target_mode(image: Image.Image) -> str:
     return "RGB"
 
 
-def _read_png(source: Path | bytes, path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+def _read_png(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
     data = source if isinstance(source, bytes) else source.read_bytes()
     header = png.read_header(data)
     if header is not None:  # None only if the file changed since it was routed here; decode reports it
         _check_pixel_count(path, header.width, header.height, max_pixels)  # before inflating anything
     try:
-        pixels, exif = png.decode(data)
+        pixels, metadata = png.decode(data)
     except ValueError as exc:
         raise _corrupt(path, exc) from exc
-    return _unit_range(pixels, path), _exif_orientation(exif)
+    return _Decoded(_unit_range(pixels, path), _exif_orientation(metadata.exif), metadata.icc_profile)
 
 
 def _exif_orientation(exif_bytes: bytes | None) -> int:
@@ -332,7 +362,7 @@ def _exif_orientation(exif_bytes: bytes | None) -> int:
     return int(exif.get(EXIF_ORIENTATION_TAG, 1))
 
 
-def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> tuple[np.ndarray, int]:
+def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
     """Read the first page of a TIFF with tifffile, or with Pillow where tifffile cannot.
 
     tifffile reads grey and RGB at any bit depth; palette, CMYK, YCbCr and
@@ -357,7 +387,7 @@ def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> tuple[np.nd
                 if "imagecodecs" not in str(exc):
                     raise
                 return _read_tiff_with_pillow(source, path, max_pixels, page.bitspersample)
-            return _tiff_pixels(page, samples, path), orientation
+            return _Decoded(_tiff_pixels(page, samples, path), orientation, page.tags.valueof(ICC_PROFILE_TAG))
     except InputError:
         raise
     except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
@@ -368,7 +398,7 @@ def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> tuple[np.nd
         raise _corrupt(path, exc) from exc
 
 
-def _read_tiff_with_pillow(source: Path | bytes, path: Path, max_pixels: int, bits: int) -> tuple[np.ndarray, int]:
+def _read_tiff_with_pillow(source: Path | bytes, path: Path, max_pixels: int, bits: int) -> _Decoded:
     if bits > 8:
         warnings.warn(
             f"{path} uses a compression that only Pillow can decode here; its {bits}-bit samples are read "
@@ -629,17 +659,6 @@ def write_image(
                 icc_profile=profile,
             )
     return path
-
-
-@functools.cache
-def srgb_profile() -> bytes:
-    """The ICC profile embedded in every written image: sRGB (IEC 61966-2.1), made by LittleCMS via Pillow.
-
-    Pixels are treated as sRGB throughout; the profile says so to print shops and colour-managed viewers.
-    """
-    from PIL import ImageCms
-
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
 def _code_values(image: np.ndarray, bits: int) -> np.ndarray:

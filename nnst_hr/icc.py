@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import struct
 
 import imagecodecs
 import numpy as np
@@ -37,6 +38,8 @@ __all__ = ["INTENT", "ProfileError", "describe", "is_srgb", "to_srgb", "srgb_pro
 INTENT = imagecodecs.CMS.INTENT.RELATIVE_COLORIMETRIC  # keeps in-gamut colours exact; clips the rest
 SRGB_TOLERANCE = 1 / 65535  # a profile whose transform to sRGB moves no probe further than this is sRGB
 PROBE_STEPS = 9  # the probe grid's steps per channel (9^3 colours)
+PROFILE_DATE = (2026, 1, 1, 0, 0, 0)  # the creation time written into srgb_profile (year ... second)
+DATE_FIELD, FLAGS_FIELD, INTENT_FIELD, PROFILE_ID_FIELD = slice(24, 36), slice(44, 48), slice(64, 68), slice(84, 100)
 COLOUR_SPACES = {b"RGB ": ("rgb", 3), b"GRAY": ("gray", 1)}  # ICC data colour space -> lcms name, channels
 
 
@@ -49,10 +52,23 @@ def srgb_profile() -> bytes:
     """The ICC profile embedded in every written image: sRGB (IEC 61966-2.1), made by LittleCMS via Pillow.
 
     Pixels are treated as sRGB throughout; the profile says so to print shops and colour-managed viewers.
+    LittleCMS stamps a profile with the time it was made; the stamp is set to :data:`PROFILE_DATE`
+    so that the same run writes the same bytes every time.
     """
     from PIL import ImageCms
 
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile[DATE_FIELD] = struct.pack(">6H", *PROFILE_DATE)
+    if any(profile[PROFILE_ID_FIELD]):  # an MD5 over the header with the ID zeroed: recompute (ICC.1 7.2.18)
+        profile[PROFILE_ID_FIELD] = _profile_id(bytes(profile))
+    return bytes(profile)
+
+
+def _profile_id(profile: bytes) -> bytes:
+    blank = bytearray(profile)
+    for field in (FLAGS_FIELD, INTENT_FIELD, PROFILE_ID_FIELD):
+        blank[field] = bytes(field.stop - field.start)
+    return hashlib.md5(blank, usedforsecurity=False).digest()
 
 
 def describe(profile: bytes) -> str:

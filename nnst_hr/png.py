@@ -20,8 +20,8 @@ Examples
 >>> data = png.encode(pixels, dpi=300, icc_profile=b"profile bytes")
 >>> png.read_header(data)
 Header(width=4, height=2, bit_depth=16, colour_type=2, interlaced=False)
->>> decoded, exif = png.decode(data)
->>> bool(np.array_equal(decoded, pixels)), decoded.dtype, exif
+>>> decoded, metadata = png.decode(data)
+>>> bool(np.array_equal(decoded, pixels)), decoded.dtype, metadata.exif
 (True, dtype('uint16'), None)
 >>> info = png.read_metadata(data)
 >>> round(info.dpi, 1), info.icc_profile
@@ -117,7 +117,7 @@ def read_header(data: bytes) -> Header | None:
 # --------------------------------------------------------------------------- decoding
 
 
-def decode(data: bytes) -> tuple[np.ndarray, bytes | None]:
+def decode(data: bytes) -> tuple[np.ndarray, Metadata]:
     """Decode a PNG file's bytes.
 
     Every chunk's length and CRC is checked before libpng inflates the image
@@ -133,8 +133,9 @@ def decode(data: bytes) -> tuple[np.ndarray, bytes | None]:
     -------
     pixels : numpy.ndarray
         ``uint8`` or ``uint16`` (the file's bit depth), shape ``(H, W, C)``.
-    exif : bytes or None
-        The body of the ``eXIf`` chunk (a TIFF-structured EXIF block), if any.
+    metadata : Metadata
+        The resolution, ICC profile and ``eXIf`` body (a TIFF-structured EXIF
+        block) the file carries, each None if absent.
 
     Raises
     ------
@@ -154,7 +155,7 @@ def decode(data: bytes) -> tuple[np.ndarray, bytes | None]:
         raise ValueError(str(exc)) from exc
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    return pixels, metadata.exif
+    return pixels, metadata
 
 
 INTERLACE_NOTICE = "Interlace handling should be turned on"  # libpng's notice for interlaced files

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import doctest
+import io
 import logging
 import os
 import struct
 import warnings
 import zlib
+from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image, ImageOps
 
-from nnst_hr import png
+from nnst_hr import icc, png
 from nnst_hr.errors import InputError
 from nnst_hr.files import (
     atomic_output,
@@ -152,9 +155,9 @@ def test_png_encoder_filters_are_decoded_by_pillow(tmp_path, filter_type):
     assert png_filter_types(path) == {filter_type}
     with Image.open(path) as pillow:
         np.testing.assert_array_equal(np.asarray(pillow), pixels)
-    decoded, exif = png.decode(path.read_bytes())
+    decoded, metadata = png.decode(path.read_bytes())
     np.testing.assert_array_equal(decoded, pixels)
-    assert exif is None
+    assert metadata.exif is None
 
 
 @pytest.mark.parametrize("mode, dtype", [("I;16", np.uint16), ("L", np.uint8), ("RGB", np.uint8), ("RGBA", np.uint8)])
@@ -179,8 +182,8 @@ def test_png_round_trip_every_layout(channels, dtype):
     data = png.encode(pixels, dpi=300)
     colour = {1: png.GREY, 2: png.GREY_ALPHA, 3: png.RGB, 4: png.RGBA}[channels]
     assert png.read_header(data) == png.Header(W, H, np.dtype(dtype).itemsize * 8, colour, False)
-    decoded, exif = png.decode(data)
-    assert decoded.dtype == dtype and exif is None
+    decoded, metadata = png.decode(data)
+    assert decoded.dtype == dtype and metadata.exif is None and metadata.dpi == pytest.approx(300, abs=0.01)
     np.testing.assert_array_equal(decoded, pixels)
 
 
@@ -662,3 +665,77 @@ def test_png16_bomb_is_refused_from_its_header(tmp_path):
     path.write_bytes(png16_file(100_000, 100_000, bytes(1000)))
     with pytest.raises(InputError, match="pixels"):
         read_image(path)
+
+
+# --------------------------------------------------------------------------- embedded colour profiles
+
+
+ADOBE = imagecodecs.cms_profile("adobergb")
+
+
+def tagged_file(tmp_path, fmt: str, pixels: np.ndarray, profile: bytes | None) -> Path:
+    """``pixels`` (integer codes) in a file of format ``fmt`` with ``profile`` embedded (or none)."""
+    path = tmp_path / f"{'tagged' if profile else 'plain'}.{fmt}"
+    if fmt == "tif":
+        tifffile.imwrite(path, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack",
+                         iccprofile=profile)
+    elif fmt == "png16":
+        path = path.with_suffix(".png")
+        path.write_bytes(png.encode(pixels, dpi=72, icc_profile=profile))
+    else:
+        options = {"jpg": {"quality": 100, "subsampling": 0}, "png": {}, "webp": {"lossless": True}}[fmt]
+        Image.fromarray(pixels).save(path, **options, **({"icc_profile": profile} if profile else {}))
+    return path
+
+
+@pytest.mark.parametrize("fmt, dtype", [("jpg", np.uint8), ("png", np.uint8), ("webp", np.uint8),
+                                        ("png16", np.uint16), ("tif", np.uint16), ("tif", np.uint8)])
+def test_an_embedded_profile_is_converted_to_srgb_in_every_format(tmp_path, fmt, dtype, caplog):
+    pixels = codes(structured(), dtype)
+    plain = read_image(tagged_file(tmp_path, fmt, pixels, None))
+    with caplog.at_level(logging.INFO, logger="nnst_hr.files"):
+        tagged = read_image(tagged_file(tmp_path, fmt, pixels, ADOBE))
+    np.testing.assert_allclose(tagged, icc.to_srgb(plain, ADOBE), atol=1e-6)
+    assert np.abs(tagged - plain).max() > 0.05  # the profile made a difference
+    assert "colours converted from Adobe RGB (compatible) to sRGB" in caplog.text
+
+
+def test_profile_conversion_agrees_with_pillow_imagecms(tmp_path):
+    """An independent path: Pillow's own LittleCMS binding, 8 bits in and out, relative colorimetric."""
+    from PIL import ImageCms
+
+    pixels = codes(structured(), np.uint8)
+    path = tagged_file(tmp_path, "png", pixels, ADOBE)
+    reference = ImageCms.profileToProfile(Image.fromarray(pixels), ImageCms.ImageCmsProfile(io.BytesIO(ADOBE)),
+                                          ImageCms.createProfile("sRGB"),
+                                          renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    np.testing.assert_allclose(read_image(path), np.asarray(reference) / 255, atol=1.5 / 255)
+
+
+def test_grey_with_a_grey_profile(tmp_path):
+    grey = codes(structured(channels=1), np.uint8)[..., 0]
+    profile = imagecodecs.cms_profile("gray", gamma=2.2)
+    image = read_image(tagged_file(tmp_path, "png", grey, profile))
+    linear = (grey / 255.0) ** 2.2
+    expected = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    np.testing.assert_allclose(image, np.repeat(expected[..., None], 3, axis=-1), atol=2e-3)
+
+
+@pytest.mark.parametrize("profile, reason", [
+    (b"\0" * 200, "not an ICC profile"),
+    (imagecodecs.cms_profile("gray", gamma=2.2), "a GRAY profile on an image with 3"),
+])
+def test_an_unusable_profile_is_ignored_with_a_warning(tmp_path, profile, reason):
+    pixels = codes(structured(), np.uint8)
+    path = tagged_file(tmp_path, "png", pixels, profile)
+    with pytest.warns(UserWarning, match=f"{path}: its embedded colour profile is ignored \\({reason}"):
+        image = read_image(path)
+    np.testing.assert_array_equal(image, pixels / np.float32(255))
+
+
+def test_written_files_embed_the_same_srgb_profile_every_time(tmp_path):
+    """LittleCMS stamps profiles with the time: the written one is fixed, so reruns write identical bytes."""
+    first = write_image(tmp_path / "a.png", structured()).read_bytes()
+    assert write_image(tmp_path / "a.png", structured(), overwrite=True).read_bytes() == first
+    assert icc.srgb_profile()[24:36] == struct.pack(">6H", 2026, 1, 1, 0, 0, 0)  # not today's date
+    assert png.read_metadata(first).icc_profile == icc.srgb_profile() and icc.is_srgb(icc.srgb_profile())
