@@ -15,6 +15,7 @@ RSS (``getrusage`` maxrss), 0 for a stage that stays below an earlier peak.
 
 from __future__ import annotations
 
+import inspect
 import resource
 import sys
 import threading
@@ -85,12 +86,17 @@ def _maxrss() -> int:
     return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
 
 
-def execute(graph: Graph, cache: Cache, *, on_event: Callable | None = None) -> dict:
+def execute(graph: Graph, cache: Cache, *, on_event: Callable | None = None,
+            progress: Callable | None = None) -> dict:
     """Run every task of ``graph`` not in ``cache``; returns ``{key: Record | Failure}``.
 
     ``on_event(event, task, info)``: event in ``"cached"``, ``"start"``, ``"done"``,
     ``"failed"``; ``info`` has ``seconds`` and ``peak_memory`` (bytes) for computed and cached
     records (the figures measured when it was computed), ``message`` for failures.
+    ``progress(task)``, called as each task starts (before its ``"start"``): a reporter of its steps
+    (:class:`~nnst_hr.progress.Progress`) or None, passed as ``progress=`` to the stage functions
+    that take one (:func:`~.stages.nnst`, :func:`~.stages.poster`); it is no task argument, so
+    keys and records do not depend on it.
     """
     errors = input_errors()
     emit = on_event or (lambda *args: None)
@@ -107,11 +113,12 @@ def execute(graph: Graph, cache: Cache, *, on_event: Callable | None = None) -> 
             emit("cached", task, dict(cache.meta(key)))
             continue
         args = tuple(results[a.key] if isinstance(a, TaskRef) else a for a in task.args)
+        kwargs = _progress_kwargs(task, progress)
         emit("start", task, {})
         start = time.perf_counter()
         try:
             with PeakMemory() as memory:
-                record = task.func(*args)
+                record = task.func(*args, **kwargs)
         except errors as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             results[key] = Failure(message, task.stage)
@@ -122,6 +129,14 @@ def execute(graph: Graph, cache: Cache, *, on_event: Callable | None = None) -> 
         results[key] = record
         emit("done", task, info)
     return results
+
+
+def _progress_kwargs(task: Task, progress: Callable | None) -> dict:
+    """``{"progress": reporter}`` for a stage function that takes one, else ``{}``."""
+    reporter = progress(task) if progress is not None else None
+    if reporter is None or "progress" not in inspect.signature(task.func).parameters:
+        return {}
+    return {"progress": reporter}
 
 
 def needed(graph: Graph, cache: Cache) -> list[Task]:
