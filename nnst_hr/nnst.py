@@ -38,6 +38,7 @@ from .tensors import resize_long_side, to_numpy, to_tensor, to_tensor_like
 from .weights import build_vgg16_features
 
 ZEROED_BANDS_SMALL, ZEROED_BANDS_LARGE = 3, 2  # finest content bands removed from the start image (<1024, >=1024)
+SPLIT_STEP_COST = 1.3  # cost of a feature-splitting step per pixel, in hypercolumn steps (for the time left)
 
 CheckpointCallback = Callable[[str, np.ndarray], None]  # (name, float32 (H, W, 3) image state) after a scale
 
@@ -236,7 +237,7 @@ class _Stylizer:
         self.progress.plan(
             [(f"scale {max(contents[s].shape[-2:])}px", cfg.steps_at(s), contents[s].numel())
              for s in reversed(range(n_scales))]
-            + [("feature splitting", cfg.split_steps, 1.3 * content.numel())]
+            + [("feature splitting", cfg.split_steps, SPLIT_STEP_COST * content.numel())]
         )
 
         for li, s in enumerate(reversed(range(n_scales))):

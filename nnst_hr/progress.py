@@ -96,7 +96,8 @@ class Progress:
     opens a stage; ``step(i, loss)`` reports step ``i`` (0-based) of the current stage;
     ``skip(stage)`` marks a stage done without running it (resumed runs);
     ``fraction(stage, done, detail)`` reports a stage of unequal steps by the fraction done;
-    ``message(text)`` prints a line (above the live bars on a terminal).
+    ``message(text)`` prints a line (above the live bars on a terminal). ``left_s`` is the latest
+    estimate of the seconds left (None until known).
 
     Parameters
     ----------
@@ -126,6 +127,7 @@ class Progress:
         self.stage_time = 0.0  # the current stage's measured time and steps, for its rate
         self.stage_steps = 0
         self.last_fraction: tuple[float, float] | None = None  # (time, done) of the latest fraction
+        self.left_s: float | None = None  # seconds left as of the latest report (None: not known yet)
         self._bars: Bars | None = None
         self._task: TaskID | None = None
         self._last_refresh = 0.0
@@ -190,21 +192,14 @@ class Progress:
             self.stage_time += now - self.last_step_time
             self.stage_steps += 1
         self.last_step_time = now
-        last = index + 1 == steps
-        left = ""
+        self.left_s = None
         if self.measured_cost > 0:
-            remaining = (self.total_cost - self.done_cost) * self.measured_time / self.measured_cost
-            left = f"about {format_seconds(remaining)} left"
-        if self.live:
-            if last or self._bars is None or now - self._last_refresh >= REFRESH_INTERVAL_S:
-                rate = format_rate(self.stage_time / self.stage_steps) if self.stage_steps else ""
-                self._update_bar(now, last, steps, completed=index + 1,
-                                 steps=f"step {index + 1}/{steps}{_loss_text(loss)}", rate=rate, left=left)
+            self.left_s = (self.total_cost - self.done_cost) * self.measured_time / self.measured_cost
+        last = index + 1 == steps
+        if not self._due(now, last):
             return
-        if not self._report_due(now, last):
-            return
-        loss_text = _loss_text(loss)
-        self.message(f"{self.current}: step {index + 1}/{steps}{loss_text}{', ' + left if left else ''}")
+        rate = format_rate(self.stage_time / self.stage_steps) if self.stage_steps else ""
+        self._show(now, last, steps, index + 1, f"step {index + 1}/{steps}{_loss_text(loss)}", rate)
 
     def fraction(self, stage: str, done: float, detail: str = "") -> None:
         """Report that a fraction ``done`` (0..1) of ``stage`` is complete.
@@ -226,18 +221,14 @@ class Progress:
         now = time.perf_counter()
         if stage != self.current:
             self._begin(stage, now, total=1.0)
-        left = ""
+        self.left_s = None
         if self.last_fraction is not None and done > self.last_fraction[1]:
             last_time, last_done = self.last_fraction
-            left = f"about {format_seconds((now - last_time) * (1.0 - done) / (done - last_done))} left"
+            self.left_s = (now - last_time) * (1.0 - done) / (done - last_done)
         self.last_fraction = (now, done)
         last = done >= 1.0
-        if self.live:
-            self._update_bar(now, last, 1.0, completed=min(done, 1.0), steps=detail, rate="", left=left)
-            return
-        if not self._report_due(now, last):
-            return
-        self.message(f"{stage}: {detail}{', ' + left if left else ''}")
+        if self._due(now, last):
+            self._show(now, last, 1.0, min(done, 1.0), detail, "")
 
     def message(self, text: str) -> None:
         """Print one line (above the live bars on a terminal)."""
@@ -261,6 +252,24 @@ class Progress:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+    def _due(self, now: float, last: bool) -> bool:
+        """Whether a report is shown: a bar refresh is due (on a terminal), or a plain line is."""
+        if self.live:
+            return last or self._bars is None or now - self._last_refresh >= REFRESH_INTERVAL_S
+        return self._report_due(now, last)
+
+    def _show(self, now: float, last: bool, total: float, completed: float, detail: str, rate: str) -> None:
+        """Show the current stage at ``completed`` of ``total``: update its live bar, or write a plain line.
+
+        A reporter that shows its stages elsewhere (the experiment's plan display) overrides this
+        and :meth:`_due`; the estimate (:attr:`left_s`) stays here.
+        """
+        left = "" if self.left_s is None else f"about {format_seconds(self.left_s)} left"
+        if self.live:
+            self._update_bar(now, last, total, completed=completed, steps=detail, rate=rate, left=left)
+            return
+        self.message(f"{self.current}: {detail}{', ' + left if left else ''}")
 
     def _report_due(self, now: float, last: bool) -> bool:
         """Whether a plain line is due: a stage's last step, or ``REPORT_INTERVAL_S`` since the last line."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import signal
 import socket
@@ -434,13 +435,28 @@ def test_a_gpu_task_on_a_cluster_without_gpu_workers_is_refused_before_any_work(
     assert executions(tmp_path / "log") == [] and not (tmp_path / "results").exists()
 
 
+def test_plan_progress_on_a_cluster_shows_each_stage_event(two_workers, tmp_path):
+    from nnst_hr.experiment.progress import PlanProgress
+
+    graph = make_graph(tmp_path / "log", CONTENTS[:1], STYLE)
+    graph.runs.append({})
+    cache, out = Cache(tmp_path / "results"), io.StringIO()
+    execute_dask(graph, cache, client=two_workers, on_event=PlanProgress(graph, cache, stream=out))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "1 runs, 5 of 5 stages to compute (2 inputs, 2 nnst, 1 scores)"
+    assert sorted(line for line in lines if line.endswith(" ...")) == sorted(
+        f"run 1 of 1: {task.stage} ..." for task in graph.values())
+    assert sum(" done in " in line for line in lines) == 5 and lines[-1].endswith("about 0s left")
+
+
 def test_workers_option_runs_on_local_single_threaded_processes(tmp_path):
     graph = make_graph(tmp_path / "log", CONTENTS[:1], STYLE)
-    pids = []
+    pids, reporters = [], []
     with executor_from_options(workers=1) as run:
-        results = run(graph, Cache(tmp_path / "results"),
+        results = run(graph, Cache(tmp_path / "results"), progress=reporters.append,
                       on_event=lambda event, task, info: pids.append(info["pid"]) if event == "start" else None)
     assert set(pids) and os.getpid() not in pids  # another process
+    assert reporters == []  # a worker's steps are not reported
     assert all(isinstance(results[k], dict) for k in graph)
     assert results[graph.keys_by_tag["scores", "c0"]]["sum"] == pytest.approx(
         0.5 * sum(CONTENTS[0]) + 2.0 * sum(STYLE))

@@ -23,6 +23,7 @@ from nnst_hr.cli import app
 from nnst_hr.config import NNSTConfig
 from nnst_hr.errors import InputError
 from nnst_hr.experiment import load_plan, run_plan, stages
+from nnst_hr.experiment import progress as plan_progress
 from nnst_hr.experiment import report as report_module
 from nnst_hr.experiment.cache import Cache
 from nnst_hr.experiment.execute import Failure, Results, execute, needed
@@ -356,6 +357,62 @@ def test_results_hold_failures_and_read_records_on_demand(tmp_path):
     assert results[failed[-1]] == Failure(results.failure(bad).message, "inputs")
     assert "bad.png" in results.failure(bad).message
     assert cache.gets == 0 and isinstance(results[next(iter(graph))], dict)
+
+
+# --------------------------------------------------------------------------- progress
+
+STEPPED = (GOOD_PAIR + "[axes]\nalpha = [0.25, 0.75]\n"
+           "[fixed]\nsize = 32\nsteps = 3\nsplit_steps = 2\nout_size = 64\nrotate = false\n")
+
+
+@pytest.fixture(scope="module")
+def shown(folder, tmp_path_factory):
+    """A plan with steps to show, run with every step's line (no throttle), and again with --quiet."""
+    plan = folder / "plan_stepped.toml"
+    plan.write_text(STEPPED)
+    out = tmp_path_factory.mktemp("progress")
+    stream = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plan_progress, "REPORT_INTERVAL_S", 0.0)
+        run_plan(plan, out / "shown", stream=stream)
+    quiet = CliRunner().invoke(app, ["experiment", str(plan), "-o", str(out / "quiet"), "--quiet"])
+    return out, stream.getvalue(), quiet
+
+
+def test_plain_progress_shows_the_steps_of_each_stage_and_the_time_left(shown):
+    text = shown[1]
+    loss = r"loss \d+\.\d{4}"
+    # the first NNST: its own time left (the plan's is known once each stage kind has run)
+    assert re.search(rf"^run 1 of 2: nnst: scale 32px: step 2/3, {loss}, about \d+s left$", text, re.MULTILINE)
+    assert re.search(rf"^run 1 of 2: nnst: feature splitting: step 2/2, {loss}, about \d+s left$", text, re.MULTILINE)
+    assert re.search(rf"^run 2 of 2: nnst: scale 32px: step 3/3, {loss}, about \d+s left; plan about \d+s left$",
+                     text, re.MULTILINE)
+    assert re.search(r"^run 1 of 2: poster: level \d/\d \(\d+x\d+\), iteration \d/\d", text, re.MULTILINE)
+    assert text.count("poster: searching and rendering") == 1  # said once for the plan's posters made alike
+    assert text.index("run 1 of 2: nnst ...") < text.index("run 1 of 2: nnst: scale") < text.index(
+        "run 1 of 2: nnst done in")
+
+
+def test_quiet_prints_nothing(shown):
+    quiet = shown[2]
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_progress_changes_no_stage_key_and_no_record(shown):
+    out = shown[0]
+    shown_cache, quiet_cache = Cache(out / "shown" / "cache"), Cache(out / "quiet" / "cache")
+    keys = sorted(path.stem for path in (out / "shown" / "cache").glob("*.json"))
+    assert len(keys) == 10  # 11 stages, the inputs one not stored
+    assert keys == sorted(path.stem for path in (out / "quiet" / "cache").glob("*.json"))
+    for key in keys:
+        a, b = shown_cache.get(key), quiet_cache.get(key)
+        assert a.keys() == b.keys()
+        for name, value in a.items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(value, b[name])
+            elif not name.startswith(("seconds", "peak_memory")):
+                assert value == b[name], (key, name)
 
 
 # --------------------------------------------------------------------------- plans

@@ -1,15 +1,22 @@
 """Progress reports: the time left comes from measured steps, weighted by the planned cost; live bars
-on a terminal, plain lines elsewhere."""
+on a terminal, plain lines elsewhere. An experiment plan's progress shows the steps of the stage
+running in the process and the plan's time left from the pixel-steps of each stage kind."""
 
 from __future__ import annotations
 
 import io
 import re
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
 
 from nnst_hr import progress as progress_module
+from nnst_hr.config import NNSTConfig, PosterConfig
+from nnst_hr.experiment import progress as plan_module
+from nnst_hr.experiment.cache import Cache
+from nnst_hr.experiment.graph import Graph, Task
+from nnst_hr.experiment.progress import PlanProgress
 from nnst_hr.progress import Progress
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -143,3 +150,100 @@ def test_fraction_on_a_terminal_fills_one_bar_per_stage(clock):
     text = ANSI.sub("", out.getvalue())
     assert "poster" in text and "at 0.5" in text and "about 2s left" in text
     assert p._bars is None and out.getvalue().endswith(SHOW_CURSOR)  # done == 1 ends the stage
+
+
+# --------------------------------------------------------------------------- an experiment plan
+
+
+@pytest.fixture
+def plan_clock(clock, monkeypatch):
+    """``clock``, and the plan's step reports not throttled either."""
+    monkeypatch.setattr(plan_module, "REPORT_INTERVAL_S", 0.0)
+    monkeypatch.setattr(plan_module, "REFRESH_INTERVAL_S", 0.0)
+    return clock
+
+
+def two_nnst_graph() -> Graph:
+    """Two runs, one NNST task each: 32 px, then 64 px (4x the pixel-steps)."""
+    graph = Graph()
+    for run, size in enumerate((32, 64)):
+        key = f"nnst-{run:032x}"
+        graph[key] = Task(key, "nnst", None, (), {}, (run,))
+        graph.runs.append({"nnst": key})
+        graph.specs.append(SimpleNamespace(nnst=NNSTConfig(size=size, steps=3, split_steps=0), poster=PosterConfig()))
+    return graph
+
+
+def run_two_nnst(plan: PlanProgress, clock: dict) -> None:
+    """The 32 px NNST: steps at 1, 2, 3 s, done in 3 s; the 64 px one starts at 4 s, its first step at 5 s."""
+    small, large = plan.graph.values()
+    stage = plan.reporter(small)  # as the executor does: the reporter, then "start"
+    plan("start", small, {})
+    stage.plan([("scale 32px", 3, 1.0)])
+    stage.start("scale 32px")
+    for i, t in enumerate((1.0, 2.0, 3.0)):
+        clock["t"] = t
+        stage.step(i)
+    plan("done", small, {"seconds": 3.0, "peak_memory": 0})
+    clock["t"] = 4.0
+    stage = plan.reporter(large)
+    plan("start", large, {})
+    stage.plan([("scale 64px", 3, 4.0)])
+    stage.start("scale 64px")
+    clock["t"] = 5.0
+    stage.step(0)
+
+
+def test_plan_lines_show_each_step_and_time_the_plan_by_pixel_steps(plan_clock, tmp_path):
+    out = io.StringIO()
+    plan = PlanProgress(two_nnst_graph(), Cache(tmp_path), console=console(out, terminal=False))
+    run_two_nnst(plan, plan_clock)
+    # the 64 px NNST is 4x the work of the 32 px one: 4 x 3 s (a mean of the kind would say 3 s);
+    # during the first, its own estimate (3 s in all) sets the rate; during the second, what is left of its 12 s
+    assert out.getvalue().splitlines() == [
+        "2 runs, 2 of 2 stages to compute (2 nnst)",
+        "run 1 of 2: nnst ...",
+        "run 1 of 2: nnst: scale 32px: step 1/3",
+        "run 1 of 2: nnst: scale 32px: step 2/3, about 1s left; plan about 13s left",
+        "run 1 of 2: nnst: scale 32px: step 3/3, about 0s left; plan about 12s left",
+        "run 1 of 2: nnst done in 3s; plan: 3s so far, about 12s left",
+        "run 2 of 2: nnst ...",
+        "run 2 of 2: nnst: scale 64px: step 1/3; plan about 11s left",
+    ]
+
+
+def test_plan_step_lines_are_throttled(plan_clock, monkeypatch, tmp_path):
+    monkeypatch.setattr(plan_module, "REPORT_INTERVAL_S", 2.0)
+    out = io.StringIO()
+    plan = PlanProgress(two_nnst_graph(), Cache(tmp_path), console=console(out, terminal=False))
+    run_two_nnst(plan, plan_clock)
+    steps = [line for line in out.getvalue().splitlines() if ": step " in line]
+    assert steps == ["run 1 of 2: nnst: scale 32px: step 1/3", "run 1 of 2: nnst: scale 32px: step 3/3, about 0s "
+                     "left; plan about 12s left", "run 2 of 2: nnst: scale 64px: step 1/3; plan about 11s left"]
+
+
+def test_a_quiet_plan_writes_nothing_and_gives_stages_no_reporter(plan_clock, tmp_path):
+    out = io.StringIO()
+    plan = PlanProgress(two_nnst_graph(), Cache(tmp_path), enabled=False, console=console(out, terminal=True))
+    small = next(iter(plan.graph.values()))
+    plan("start", small, {})
+    assert plan.reporter(small) is None
+    plan("done", small, {"seconds": 3.0, "peak_memory": 0})
+    plan.close()
+    assert out.getvalue() == ""
+
+
+def test_a_plan_on_a_terminal_gets_a_plan_bar_and_a_stage_bar(plan_clock, tmp_path):
+    out = io.StringIO()
+    plan = PlanProgress(two_nnst_graph(), Cache(tmp_path), console=console(out, terminal=True))
+    run_two_nnst(plan, plan_clock)
+    plan.close()
+    raw = out.getvalue()
+    text = ANSI.sub("", raw).replace("\r", "\n")  # each redraw starts at the line's beginning
+    assert HIDE_CURSOR in raw and "━" in text and raw.endswith(SHOW_CURSOR)
+    assert re.search(r"^run 1 of 2: nnst\s.*scale 32px: step 2/3\s.*about 1s left\s*$", text, re.MULTILINE)
+    assert re.search(r"^plan\s.*0 of 2 stages\s.*about 13s left\s*$", text, re.MULTILINE)
+    assert re.search(r"^plan\s.*1 of 2 stages\s.*about 11s left\s*$", text, re.MULTILINE)
+    lines = text.splitlines()
+    assert "run 1 of 2: nnst done in 3s; plan: 3s so far, about 12s left" in lines  # above the bars
+    assert "run 1 of 2: nnst ..." not in lines and not any(": step " in line and "; plan" in line for line in lines)

@@ -640,8 +640,10 @@ def _first_line(exc: BaseException) -> str:
 def executor_from_options(workers: int | None = None, scheduler: str | None = None, **client_options) -> Iterator:
     """The executor for ``nnst-hr experiment``'s options: ``execute`` or ``execute_dask`` on a cluster.
 
-    Yields a callable ``run(graph, cache, *, on_event=None) -> results``. Neither option: runs in
-    this process. The cluster is connected to (or started) on entry, before any stage runs.
+    Yields a callable ``run(graph, cache, *, on_event=None, progress=None) -> results``. Neither
+    option: runs in this process. The cluster is connected to (or started) on entry, before any
+    stage runs. ``progress`` (the reporter of a task's steps, see :func:`~.execute.execute`) is
+    used in this process only: a worker's steps are not reported.
 
     Examples
     --------
@@ -652,7 +654,7 @@ def executor_from_options(workers: int | None = None, scheduler: str | None = No
         yield execute
         return
     with dask_client(workers, scheduler, **client_options) as client:
-        def run(graph: Graph, cache: Cache, *, on_event: Callable | None = None) -> dict:
+        def run(graph: Graph, cache: Cache, *, on_event: Callable | None = None, progress=None) -> dict:
             return execute_dask(graph, cache, client=client, on_event=on_event)
 
         yield run

@@ -21,6 +21,7 @@ RSS (``getrusage`` maxrss), 0 for a stage that stays below an earlier peak.
 
 from __future__ import annotations
 
+import inspect
 import resource
 import sys
 import threading
@@ -133,22 +134,27 @@ class Results(Mapping):
         return len(self.graph)
 
 
-def execute(graph: Graph, cache: Cache, *, on_event: Callable | None = None) -> Results:
+def execute(graph: Graph, cache: Cache, *, on_event: Callable | None = None,
+            progress: Callable | None = None) -> Results:
     """Run every task of ``graph`` not in ``cache``; returns :class:`Results` (``{key: Record | Failure}``).
 
     ``on_event(event, task, info)``: event in ``"cached"``, ``"start"``, ``"done"``,
     ``"failed"``; ``info`` has ``seconds`` and ``peak_memory`` (bytes) for computed and cached
     records (the figures measured when it was computed), ``message`` for failures. A task with
     ``store=False`` that no running task reads sends no event.
+    ``progress(task)``, called as each task starts (before its ``"start"``): a reporter of its steps
+    (:class:`~nnst_hr.progress.Progress`) or None, passed as ``progress=`` to the stage functions
+    that take one (:func:`~.stages.nnst`, :func:`~.stages.poster`); it is no task argument, so
+    keys and records do not depend on it.
     """
-    return _LocalRun(graph, cache, on_event).run()
+    return _LocalRun(graph, cache, on_event, progress).run()
 
 
 class _LocalRun:
     """The state of one :func:`execute` call."""
 
-    def __init__(self, graph: Graph, cache: Cache, on_event: Callable | None):
-        self.graph, self.cache = graph, cache
+    def __init__(self, graph: Graph, cache: Cache, on_event: Callable | None, progress: Callable | None):
+        self.graph, self.cache, self.progress = graph, cache, progress
         self.emit = on_event or (lambda *args: None)
         self.errors = input_errors()
         self.failures: dict[str, Failure] = {}
@@ -199,11 +205,12 @@ class _LocalRun:
                     return None
                 arg = record
             args.append(arg)
+        kwargs = _progress_kwargs(task, self.progress)
         self.emit("start", task, {})
         start = time.perf_counter()
         try:
             with PeakMemory() as memory:
-                record = task.func(*args)
+                record = task.func(*args, **kwargs)
         except self.errors as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._fail(task, Failure(message, task.stage), upstream=False)
@@ -232,6 +239,14 @@ class _LocalRun:
                 self.live.pop(ref, None)
                 if not self.graph[ref].store:
                     self._settle(self.graph[ref])  # never run, or run and read by all: its upstream is free
+
+
+def _progress_kwargs(task: Task, progress: Callable | None) -> dict:
+    """``{"progress": reporter}`` for a stage function that takes one, else ``{}``."""
+    reporter = progress(task) if progress is not None else None
+    if reporter is None or "progress" not in inspect.signature(task.func).parameters:
+        return {}
+    return {"progress": reporter}
 
 
 def needed(graph: Graph, cache: Cache, present: Callable[[str], bool] | None = None) -> list[Task]:

@@ -9,6 +9,9 @@ Stages: ``inputs`` (decode images and masks from their bytes) -> ``nnst`` (raw r
 no color) -> ``color`` (color post-processing of the NNST result) -> ``poster`` (patch synthesis
 at ``out_size``) -> ``poster_color`` -> ``scores``. The stages in :data:`NOT_STORED` (``inputs``)
 are never cached: their records are computed again wherever a stage that reads them runs.
+
+``nnst`` and ``poster`` also take an optional ``progress=`` reporter of their steps, which the
+in-process executor supplies; it is not a task argument, so it is in no key.
 """
 
 from __future__ import annotations
@@ -94,14 +97,16 @@ def decode_inputs(content: bytes, style: bytes, guide: dict[str, bytes] | None, 
     return record
 
 
-def nnst(inputs: Record, params: dict, device: str = "auto") -> Record:
+def nnst(inputs: Record, params: dict, device: str = "auto", *, progress=None) -> Record:
     """NNST without color: ``raw`` (H, W, 3), ``field`` (H/4, W/4, 3), sizes, ``objective``.
 
     ``params`` holds :data:`NNST_PARAMS`; ``device`` does not change the result's meaning
-    (it is not part of the key).
+    (it is not part of the key), nor does ``progress`` (a reporter of the steps, given by the
+    executor; not a task argument).
     """
     config = replace(NNSTConfig(**params), device=device, color=False)
-    result = synthesize_nnst(inputs["content"], inputs["style"], config, masks=masks_from(inputs))
+    result = synthesize_nnst(inputs["content"], inputs["style"], config, masks=masks_from(inputs),
+                             progress=progress)
     return {
         "raw": result.raw, "field": result.field,
         "content_size": np.asarray(result.content_size, np.int64),
@@ -116,13 +121,15 @@ def color(inputs: Record, nnst_record: Record, params: dict) -> Record:
     return {"image": color_stage(nnst_record["raw"], inputs["content"], inputs["style"], config)}
 
 
-def poster(inputs: Record, nnst_record: Record, params: dict, nnst_params: dict) -> Record:
+def poster(inputs: Record, nnst_record: Record, params: dict, nnst_params: dict, *, progress=None) -> Record:
     """Patch synthesis at ``params["out_size"]`` -> ``synthesized`` (Ho, Wo, 3) and ``field``.
 
-    ``params``: :data:`POSTER_PARAMS`; ``nnst_params``: :data:`POSTER_NNST_PARAMS`.
+    ``params``: :data:`POSTER_PARAMS`; ``nnst_params``: :data:`POSTER_NNST_PARAMS`; ``progress``
+    as :func:`nnst`'s (not a task argument).
     """
     result = synthesize_poster_stage(inputs["content"], inputs["style"], _nnst_result(nnst_record),
-                                     PosterConfig(**params), NNSTConfig(**nnst_params), masks=masks_from(inputs))
+                                     PosterConfig(**params), NNSTConfig(**nnst_params), masks=masks_from(inputs),
+                                     progress=progress)
     return {"synthesized": result.synthesized, "field": result.field}
 
 
