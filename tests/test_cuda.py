@@ -154,3 +154,31 @@ def test_poster_64_to_256_on_the_gpu(tmp_path, pair):
 
 def test_bf16_follows_the_compute_capability():
     assert bf16_enabled(GPU, True) == (torch.cuda.get_device_capability(GPU) >= (8, 0))
+
+
+def test_a_stage_records_its_peak_gpu_memory_in_the_stage_info_and_results_csv(tmp_path):
+    import csv
+
+    from nnst_hr.experiment import run_plan
+    from nnst_hr.experiment.execute import PeakMemory
+    from nnst_hr.files import write_image
+
+    size = 64 * 2**20
+    torch.zeros(1, device=GPU)  # CUDA started before the blocks: each measures its own peak
+    with PeakMemory() as used:
+        block = torch.ones(size, dtype=torch.uint8, device=GPU)
+        del block
+    with PeakMemory() as idle:
+        torch.zeros(1, device=GPU)
+    assert used.gpu_peak >= size and idle.gpu_peak < size  # the peak is reset for each stage
+
+    rng = np.random.default_rng(0)
+    for name in ("c.png", "s.png"):
+        write_image(tmp_path / name, rng.random((48, 48, 3)).astype(np.float32), overwrite=True)
+    (tmp_path / "plan.toml").write_text('[[pair]]\ncontent = "c.png"\nstyle = "s.png"\n'
+                                        '[fixed]\nsize = 32\nsteps = 2\nsplit_steps = 1\nrotate = false\n'
+                                        'device = "cuda"\n')
+    run_plan(tmp_path / "plan.toml", tmp_path / "results", quiet=True)
+    with open(tmp_path / "results" / "results.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["status"] == "ok" and int(row["peak_gpu_memory.nnst"]) > 0

@@ -1,4 +1,5 @@
-"""execute_dask on a local cluster of worker processes on 127.0.0.1: same records as in process, faults.
+"""execute_dask on a local cluster of worker processes on 127.0.0.1: same records as in process, faults,
+the steps of the stages relayed from the workers to the client's progress.
 
 The stages here are tiny module-level functions (the real NNST would be too slow for fault tests);
 each appends its tag to a log file so the tests can count executions across worker processes.
@@ -10,6 +11,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import re
 import signal
 import socket
 import time
@@ -26,6 +28,7 @@ from helpers import CountingCache  # noqa: E402
 from nnst_hr.errors import InputError  # noqa: E402
 from nnst_hr.experiment.cache import Cache  # noqa: E402
 from nnst_hr.experiment.distributed import (  # noqa: E402
+    STEP_TOPIC,
     _Failed,
     _Output,
     execute_dask,
@@ -68,6 +71,19 @@ def total(a: dict, b: dict, log: str, tag: str) -> dict:
 
 def broken(inputs: dict, log: str, tag: str) -> dict:
     raise RuntimeError("a bug, not bad input")
+
+
+def stepped(inputs: dict, log: str, tag: str, steps: int = 6, step_s: float = 0.05, *, progress=None) -> dict:
+    """``scale``'s record, made in ``steps`` steps reported to ``progress`` (a stage with steps)."""
+    _log(log, tag)
+    if progress is not None:
+        progress.plan([("scale 8px", steps, 1.0)])
+        progress.start("scale 8px")
+    for i in range(steps):
+        time.sleep(step_s)
+        if progress is not None:
+            progress.step(i, loss=1.0 / (i + 1))
+    return {"y": inputs["x"] * np.float32(2), "steps": steps}
 
 
 def _key(stage: str, tag: str) -> str:
@@ -444,9 +460,83 @@ def test_plan_progress_on_a_cluster_shows_each_stage_event(two_workers, tmp_path
     execute_dask(graph, cache, client=two_workers, on_event=PlanProgress(graph, cache, stream=out))
     lines = out.getvalue().splitlines()
     assert lines[0] == "1 runs, 5 of 5 stages to compute (2 inputs, 2 nnst, 1 scores)"
-    assert sorted(line for line in lines if line.endswith(" ...")) == sorted(
-        f"run 1 of 1: {task.stage} ..." for task in graph.values())
+    # each start names the worker (a LocalCluster's are named 0, 1)
+    starts = [re.sub(r" \[worker [01]\] \.\.\.$", " ...", line) for line in lines if line.endswith(" ...")]
+    assert sorted(starts) == sorted(f"run 1 of 1: {task.stage} ..." for task in graph.values())
     assert sum(" done in " in line for line in lines) == 5 and lines[-1].endswith("about 0s left")
+
+
+def stepped_graph(log: Path, n: int = 2) -> Graph:
+    """``make_graph`` of ``n`` pairs whose content nnst stages report steps (``stepped``); one run per pair."""
+    graph = make_graph(log, [bytes(range(i, i + 90)) for i in range(n)], STYLE)
+    for i in range(n):
+        key = graph.keys_by_tag["nnst", f"c{i}"]
+        graph[key] = dataclasses.replace(graph[key], func=stepped, args=graph[key].args[:1] + graph[key].args[2:4])
+        graph.runs.append({})
+    return graph
+
+
+def _plain_plan(graph: Graph, cache: Cache):
+    from nnst_hr.experiment.progress import PlanProgress
+
+    out = io.StringIO()
+    return out, PlanProgress(graph, cache, stream=out)
+
+
+def test_steps_of_stages_on_the_workers_reach_the_client_labelled_with_run_and_worker(two_workers, tmp_path):
+    graph = stepped_graph(tmp_path / "log")
+    out, plan = _plain_plan(graph, Cache(tmp_path / "shown"))
+    shown = execute_dask(graph, Cache(tmp_path / "shown"), client=two_workers, on_event=plan, progress=plan.reporter)
+    lines = out.getvalue().splitlines()
+    for run in (1, 2):
+        # the first step (nothing measured yet) and the last (always sent), from the worker running it
+        steps = [line for line in lines if line.startswith(f"run {run} of 2: nnst [worker ") and ": step " in line]
+        assert re.fullmatch(rf"run {run} of 2: nnst \[worker [01]\]: scale 8px: step 1/6, loss 1\.0000", steps[0])
+        assert re.fullmatch(rf"run {run} of 2: nnst \[worker [01]\]: scale 8px: step 6/6, loss 0\.1667, "
+                            r"about 0s left(; plan about \d+s left)?", steps[-1])
+        assert 2 <= len(steps) <= 4  # throttled on the worker: 6 steps in 0.3 s
+    # between the stage's start and its end (run 2's one nnst; run 1 also has the style's)
+    steps = [i for i, line in enumerate(lines) if line.startswith("run 2 of 2: nnst [worker ") and ": step " in line]
+    start = next(i for i, line in enumerate(lines) if re.fullmatch(r"run 2 of 2: nnst \[worker [01]\] \.\.\.", line))
+    assert start < steps[0] and steps[-1] < lines.index(next(line for line in lines if line.startswith(
+        "run 2 of 2: nnst done in")))
+    # the same keys and records as without progress (the reporter is no task argument)
+    quiet = execute(graph, Cache(tmp_path / "quiet"))
+    assert [p.name for p in files_under(tmp_path / "quiet")] == [p.name for p in files_under(tmp_path / "shown")]
+    for key in graph:
+        for name, value in quiet[key].items():
+            np.testing.assert_array_equal(shown[key][name], value)
+
+
+def _break_step_reports(dask_worker=None) -> None:
+    send = dask_worker.log_event
+
+    def log_event(topic, msg):
+        if topic == STEP_TOPIC:
+            raise OSError("the relay is down")
+        return send(topic, msg)
+
+    dask_worker.log_event = log_event
+
+
+def _mend_step_reports(dask_worker=None) -> None:
+    del dask_worker.log_event  # the instance's patch: the class's method again
+
+
+def test_a_relay_that_raises_fails_no_task(two_workers, tmp_path):
+    graph = stepped_graph(tmp_path / "log")
+    out, plan = _plain_plan(graph, Cache(tmp_path / "results"))
+    two_workers.run(_break_step_reports)
+    try:
+        results = execute_dask(graph, Cache(tmp_path / "results"), client=two_workers, on_event=plan,
+                               progress=plan.reporter)
+    finally:
+        two_workers.run(_mend_step_reports)
+    assert all(isinstance(results[k], dict) for k in graph)
+    expected = 2.0 * sum(range(1, 91)) + 2.0 * sum(STYLE)
+    assert results[graph.keys_by_tag["scores", "c1"]]["sum"] == pytest.approx(expected)
+    text = out.getvalue()
+    assert ": step " not in text and text.count(" done in ") == len(graph)
 
 
 def test_workers_option_runs_on_local_single_threaded_processes(tmp_path):
@@ -456,7 +546,7 @@ def test_workers_option_runs_on_local_single_threaded_processes(tmp_path):
         results = run(graph, Cache(tmp_path / "results"), progress=reporters.append,
                       on_event=lambda event, task, info: pids.append(info["pid"]) if event == "start" else None)
     assert set(pids) and os.getpid() not in pids  # another process
-    assert reporters == []  # a worker's steps are not reported
+    assert sorted(task.key for task in reporters) == sorted(graph)  # asked for as each task starts
     assert all(isinstance(results[k], dict) for k in graph)
     assert results[graph.keys_by_tag["scores", "c0"]]["sum"] == pytest.approx(
         0.5 * sum(CONTENTS[0]) + 2.0 * sum(STYLE))
@@ -563,6 +653,52 @@ def test_real_plan_on_the_cluster_then_in_process_reuses_everything(two_workers,
         key for key in computed if not key.startswith("inputs-"))
     assert [key.split("-")[0] for key in again.keys("start")] == ["inputs"]
     assert [p for p in files_under(out) if p.name.startswith(".") or "tmp" in p.name] == []
+
+
+STEPPED_PLAN = """
+[[pair]]
+content = "c.png"
+style = "s.png"
+
+[axes]
+alpha = [0.25, 0.75]
+
+[fixed]
+size = 32
+steps = 3
+split_steps = 2
+rotate = false
+"""
+
+
+def test_real_plan_on_the_cluster_shows_the_workers_steps_and_quiet_shows_nothing(two_workers, real_plan, tmp_path):
+    from nnst_hr.experiment import run_plan
+
+    plan = real_plan.with_name("stepped.toml")
+    plan.write_text(STEPPED_PLAN)
+    address = two_workers.scheduler.address
+    stream = io.StringIO()
+    run_plan(plan, tmp_path / "shown", stream=stream, scheduler=address)
+    text, loss = stream.getvalue(), r"loss \d+\.\d{4}"
+    for run in (1, 2):  # two NNST stages, one per alpha; each scale's last step is always sent
+        assert re.search(rf"^run {run} of 2: nnst \[worker [01]\]: scale 32px: step 3/3, {loss}, about \d+s left",
+                         text, re.MULTILINE), text
+        assert re.search(rf"^run {run} of 2: nnst \[worker [01]\]: feature splitting: step 2/2, {loss}, "
+                         r"about \d+s left", text, re.MULTILINE), text
+    assert text.index("run 2 of 2: nnst [worker") < text.index("run 2 of 2: nnst done in")
+    sent = len(two_workers.get_events(STEP_TOPIC))
+    quiet, events = io.StringIO(), Recorder()
+    run_plan(plan, tmp_path / "quiet", stream=quiet, quiet=True, scheduler=address, on_event=events)
+    assert quiet.getvalue() == "" and len(two_workers.get_events(STEP_TOPIC)) == sent  # no report even sent
+    assert sum(key.startswith("nnst-") for key in events.keys("start")) == 2  # computed again, on the workers
+    shown_cache, quiet_cache = Cache(tmp_path / "shown" / "cache"), Cache(tmp_path / "quiet" / "cache")
+    keys = sorted(path.stem for path in (tmp_path / "shown" / "cache").glob("*.json"))
+    assert len(keys) == 6 and keys == sorted(path.stem for path in (tmp_path / "quiet" / "cache").glob("*.json"))
+    for key in keys:
+        a, b = shown_cache.get(key), quiet_cache.get(key)
+        assert a.keys() == b.keys()
+        for name, value in a.items():
+            np.testing.assert_array_equal(value, b[name])
 
 
 def test_cli_scheduler_unreachable_exits_2_with_one_line_before_any_work(real_plan, tmp_path, monkeypatch):

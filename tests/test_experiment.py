@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import CountingCache
 from PIL import Image
 from typer.testing import CliRunner
@@ -181,6 +182,8 @@ def test_results_csv_has_a_row_per_run_with_scores_times_and_failures(first, fol
     for row in ok:
         assert 0.0 <= float(row["objective"]) <= 2.0  # a mean centered-cosine distance
         assert float(row["seconds.nnst"]) > 0 and int(row["peak_memory.nnst"]) >= 0
+        if not torch.cuda.is_initialized():  # a CPU plan (device "auto" on a machine with a GPU is not)
+            assert all(row[f"peak_gpu_memory.{stage}"] == "" for stage in report_module.STAGES)
         assert row["size"] == "32" and row["out_size"] == "64"
         assert Image.open(folder / "results" / row["result"]).size == (64, 64)
         assert Image.open(folder / "results" / row["nnst_result"]).size == (32, 32)
@@ -557,6 +560,32 @@ def test_peak_memory_sees_an_allocation_inside_the_stage_and_none_outside():
         pass
     assert used.peak >= 0.9 * size
     assert idle.peak < 0.1 * size
+
+
+def test_peak_gpu_memory_neither_imports_torch_nor_starts_cuda(monkeypatch):
+    import builtins
+    import sys
+
+    from nnst_hr.experiment.execute import PeakMemory
+
+    cuda_before = torch.cuda.is_initialized()
+    with PeakMemory() as used:
+        np.ones(1000)
+    assert used.gpu_peak is None or cuda_before  # measured only where CUDA was already started
+    assert torch.cuda.is_initialized() == cuda_before
+    # a process without torch (a stage that never needed it) does not import it for the figure
+    monkeypatch.delitem(sys.modules, "torch")
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name.split(".")[0] == "torch":
+            raise AssertionError("PeakMemory imported torch")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with PeakMemory() as used:
+        np.ones(1000)
+    assert used.gpu_peak is None and "torch" not in sys.modules
 
 
 def test_masks_travel_through_the_inputs_record_unchanged():

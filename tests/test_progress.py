@@ -1,6 +1,7 @@
 """Progress reports: the time left comes from measured steps, weighted by the planned cost; live bars
 on a terminal, plain lines elsewhere. An experiment plan's progress shows the steps of the stage
-running in the process and the plan's time left from the pixel-steps of each stage kind."""
+running in the process, or those relayed from Dask workers (one bar or labelled line per running
+stage), and the plan's time left from the pixel-steps of each stage kind."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from nnst_hr.config import NNSTConfig, PosterConfig
 from nnst_hr.experiment import progress as plan_module
 from nnst_hr.experiment.cache import Cache
 from nnst_hr.experiment.graph import Graph, Task
-from nnst_hr.experiment.progress import PlanProgress
+from nnst_hr.experiment.progress import PlanProgress, RelayProgress
 from nnst_hr.progress import Progress
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -247,3 +248,104 @@ def test_a_plan_on_a_terminal_gets_a_plan_bar_and_a_stage_bar(plan_clock, tmp_pa
     lines = text.splitlines()
     assert "run 1 of 2: nnst done in 3s; plan: 3s so far, about 12s left" in lines  # above the bars
     assert "run 1 of 2: nnst ..." not in lines and not any(": step " in line and "; plan" in line for line in lines)
+
+
+# --------------------------------------------------------------------------- steps relayed from Dask workers
+
+
+def test_a_relay_sends_a_few_scalars_throttled_keeping_each_part_end_and_survives_a_failing_send(clock):
+    sent: list[dict] = []
+    relay = RelayProgress("nnst", sent.append, interval=2.0)  # began at 0
+    relay.plan([("scale 32px", 4, 1.0), ("feature splitting", 2, 4.0)])
+    relay.start("scale 32px")
+    for i, t in enumerate((1.0, 1.5, 2.0, 2.5)):  # the first is sent, the next two within 2 s, the last is an end
+        clock["t"] = t
+        relay.step(i, loss=0.5)
+    relay.start("feature splitting")
+    for i, t in enumerate((3.5, 4.5)):
+        clock["t"] = t
+        relay.step(i, loss=0.25)
+    relay.message("nnst: a message")
+    # 3 units of cost in 1.5 s measured by the scale's last step: 8 units left are 4 s
+    assert sent == [
+        {"done": 1 / 12, "detail": "scale 32px: step 1/4, loss 0.5000", "left": None, "elapsed": 1.0},
+        {"done": 4 / 12, "detail": "scale 32px: step 4/4, loss 0.5000", "left": 4.0, "elapsed": 2.5},
+        {"done": 1.0, "detail": "feature splitting: step 2/2, loss 0.2500", "left": 0.0, "elapsed": 4.5},
+        {"message": "nnst: a message"},
+    ]
+    assert all(type(v) in (float, str, type(None)) for report in sent for v in report.values())
+
+    def broken(report):
+        raise OSError("the scheduler is gone")
+
+    relay = RelayProgress("nnst", broken)
+    relay.plan([("scale 32px", 2, 1.0)])
+    relay.start("scale 32px")
+    relay.step(0)
+    relay.step(1)
+    relay.message("x")
+    assert relay.failed == 3
+
+
+def three_nnst_graph() -> Graph:
+    """Three runs, one NNST task each: 32, 64 and 32 px."""
+    graph = two_nnst_graph()
+    key = f"nnst-{2:032x}"
+    graph[key] = Task(key, "nnst", None, (), {}, (2,))
+    graph.runs.append({"nnst": key})
+    graph.specs.append(SimpleNamespace(nnst=NNSTConfig(size=32, steps=3, split_steps=0), poster=PosterConfig()))
+    return graph
+
+
+def run_two_on_workers(plan: PlanProgress, clock: dict) -> None:
+    """Runs 1 and 2 start on workers 0 and 1 at 0 s; at 4 s each relays a step; at 5 s run 1 ends."""
+    small, large, _ = plan.graph.values()
+    reporters = {}
+    for task, name in ((small, "0"), (large, "tcp://127.0.0.1:8788")):  # a worker without a name of its own
+        reporters[task.key] = plan.reporter(task)
+        plan("start", task, {"worker": f"tcp://127.0.0.1:{8787 + len(reporters)}", "worker_name": name, "pid": 1})
+    clock["t"] = 4.0
+    reporters[small.key].relayed({"done": 0.5, "detail": "scale 32px: step 2/3, loss 0.5000", "left": 3.0,
+                                  "elapsed": 1.0})
+    reporters[large.key].relayed({"done": 0.25, "detail": "scale 64px: step 1/3, loss 0.7000", "left": 4.0,
+                                  "elapsed": 4.0})
+    reporters[small.key].relayed({"message": "nnst: resumed"})
+    clock["t"] = 5.0
+    plan("done", small, {"seconds": 4.0, "peak_memory": 0, "worker": "tcp://127.0.0.1:8788"})
+
+
+def test_relayed_steps_are_lines_of_their_run_and_worker_and_the_plan_counts_the_workers(plan_clock, tmp_path):
+    out = io.StringIO()
+    plan = PlanProgress(three_nnst_graph(), Cache(tmp_path), console=console(out, terminal=False))
+    run_two_on_workers(plan, plan_clock)
+    # run 1's step alone: its kind's rate from its own estimate (1 s run + 3 s left per 32 px), so
+    # run 2 (4x the work, 4 s run) has 12 s left, the longest task: more than the 19 s over 2 workers.
+    # Both: (1 + 3) + (4 + 4) s for 5 units of work: run 3 takes 2.4 s; (3 + 4 + 2.4) / 2 = 4.7 s
+    assert out.getvalue().splitlines() == [
+        "3 runs, 3 of 3 stages to compute (3 nnst)",
+        "run 1 of 3: nnst [worker 0] ...",
+        "run 2 of 3: nnst [worker 127.0.0.1:8788] ...",
+        "run 1 of 3: nnst [worker 0]: scale 32px: step 2/3, loss 0.5000, about 3s left; plan about 12s left",
+        "run 2 of 3: nnst [worker 127.0.0.1:8788]: scale 64px: step 1/3, loss 0.7000, about 4s left; "
+        "plan about 5s left",
+        "run 1 of 3: nnst [worker 0]: resumed",
+        "run 1 of 3: nnst done in 4s; plan: 5s so far, about 4s left",
+    ]
+    assert plan.width == 2 and list(plan.stages) == [plan.graph.runs[1]["nnst"]]
+
+
+def test_relayed_steps_on_a_terminal_get_a_bar_per_running_stage(plan_clock, tmp_path):
+    out = io.StringIO()
+    plan = PlanProgress(three_nnst_graph(), Cache(tmp_path), console=console(out, terminal=True))
+    run_two_on_workers(plan, plan_clock)
+    assert len(plan._stage_bars) == 1  # run 1's bar went with its end
+    plan.close()
+    text = ANSI.sub("", out.getvalue()).replace("\r", "\n")
+    frame = re.compile(r"^plan\s.*0 of 3 stages, 2 running\s.*about 5s left\s*\n"
+                       r"run 1 of 3: nnst \[worker 0\]\s.*step 2/3, loss 0\.5000\s.*about 3s left\s*\n"
+                       r"run 2 of 3: nnst \[worker 127\.0\.0\.1:8788\]\s.*step 1/3, loss 0\.7000\s.*about 4s left\s*$",
+                       re.MULTILINE)
+    assert frame.search(text), text
+    lines = text.splitlines()
+    assert "run 1 of 3: nnst done in 4s; plan: 5s so far, about 4s left" in lines
+    assert not any(line.endswith(" ...") for line in lines)  # each stage's bar shows it started

@@ -28,9 +28,16 @@ Faults:
   written are reused when the plan is started again.
 
 Progress: ``on_event`` gets ``"start"`` when a worker starts a task (a worker event relayed by the
-scheduler), ``"done"`` with ``seconds``, ``peak_memory`` (measured on the worker) and ``worker``,
+scheduler; with the worker's address ``worker`` and name ``worker_name``), ``"done"`` with
+``seconds``, ``peak_memory``, ``peak_gpu_memory`` (measured on the worker) and ``worker``,
 ``"cached"`` and ``"failed"`` as :func:`~.execute.execute` sends them, each task's after its
-upstream's outcome. A task rerun after a lost worker sends ``"start"`` again.
+upstream's outcome. A task rerun after a lost worker sends ``"start"`` again. The steps inside a
+stage come the same way: with ``progress`` given, a stage that takes a ``progress=`` reporter gets
+a :class:`~.progress.RelayProgress` on the worker, which sends a report of a few scalars (fraction
+done, the step, time left) on :data:`STEP_TOPIC` at most every 2 s and at each part's last step;
+the client hands each to the reporter that ``progress(task)`` returned as the task started
+(:meth:`~.progress.StageProgress.relayed`). A report that cannot be sent is dropped: it never
+fails the task, nor does it change a key or a record (the reporter is no task argument).
 
 Starting a cluster by hand (one scheduler, any number of workers, no shared filesystem)::
 
@@ -67,7 +74,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from .cache import Cache
-from .execute import Failure, PeakMemory, Results, execute, input_errors, needed
+from .execute import Failure, PeakMemory, Results, execute, input_errors, needed, takes_progress
 from .graph import Graph, TaskRef
 
 CONNECT_TIMEOUT_S = 10.0  # how long to try an existing scheduler before giving up (exit 2)
@@ -75,6 +82,8 @@ WORKER_WAIT_S = 30.0  # how long to wait for a first worker on an existing clust
 POLL_S = 0.05  # main loop period: finished futures and worker events are handled at this rate
 MAX_RESUBMITS = 3  # resubmissions of one task after its scattered data was lost with workers
 EVENT_TOPIC = "nnst-hr-task"  # worker event topic: a task started, a task ended (its figures or failure)
+STEP_TOPIC = "nnst-hr-step"  # worker event topic: a stage's progress report (RelayProgress)
+MAX_WAITING_REPORTS = 8  # reports kept for a task whose "start" is not reported yet (the latest ones)
 END_EVENT_WAIT_S = 10.0  # how long a finished not-stored task waits for its "end" event before it is done without
 INSTALL_HINT = "install the Dask extra: pip install 'nnst-hr[dask]'"
 
@@ -117,37 +126,54 @@ def _upstream_failure(value) -> _Failed | None:
     return next((failed for item in items if (failed := _upstream_failure(item)) is not None), None)
 
 
-def run_task(func: Callable, key: str, stage: str, *args) -> _Output | _Failed:
+def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False) -> _Output | _Failed:
     """Run one stage on a worker: announce it, time it, turn a bad-input error into a value.
 
     An upstream :class:`_Failed` among ``args`` is returned as is (the stage is not run), so a
     failure reaches every task downstream of it with the stage that failed. The outcome (the
     info or the failure, not the record) is also sent as an ``"end"`` event: the client learns
-    it for a task whose record it never gathers (``store=False``).
+    it for a task whose record it never gathers (``store=False``). ``relay``: the stage takes
+    a ``progress=`` reporter, and gets a :class:`~.progress.RelayProgress` sending its steps on
+    :data:`STEP_TOPIC` (not a task argument: the record does not depend on it).
     """
     worker = _current_worker()
     failed = _upstream_failure(args)
     if failed is not None:
         _log(worker, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
         return failed
-    _log(worker, {"kind": "start", "key": key, "worker": worker.address if worker else "", "pid": os.getpid()})
+    _log(worker, {"kind": "start", "key": key, "worker": worker.address if worker else "",
+                  "worker_name": str(worker.name) if worker else "", "pid": os.getpid()})
+    kwargs = {"progress": _relay(worker, key, stage)} if relay and worker is not None else {}
     start = time.perf_counter()
     try:
         with PeakMemory() as memory:
-            record = func(*_unwrap(args))
+            record = func(*_unwrap(args), **kwargs)
     except input_errors() as exc:
         failed = _Failed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, stage, key)
         _log(worker, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
         return failed
-    info = {"seconds": time.perf_counter() - start, "peak_memory": int(memory.peak),
+    info = {"seconds": time.perf_counter() - start, "peak_memory": int(memory.peak), "peak_gpu_memory": memory.gpu_peak,
             "worker": worker.address if worker is not None else socket.gethostname()}
     _log(worker, {"kind": "end", "key": key, "info": info})
     return _Output(record, info)
 
 
 def _log(worker, event: dict) -> None:
-    if worker is not None:
+    """Send a task event to the client; one that cannot be sent is lost, never the task (the client
+    settles a not-stored task whose "end" did not come after :data:`END_EVENT_WAIT_S`)."""
+    if worker is None:
+        return
+    try:
         worker.log_event(EVENT_TOPIC, event)
+    except Exception as exc:  # a lost event only costs the client its figures
+        logging.getLogger(__name__).warning("task event of %s not sent: %s", event.get("key"), exc)
+
+
+def _relay(worker, key: str, stage: str):
+    """The reporter of a stage's steps on ``worker``: reports go to :data:`STEP_TOPIC` under ``key``."""
+    from .progress import RelayProgress
+
+    return RelayProgress(stage, lambda report: worker.log_event(STEP_TOPIC, {"key": key, **report}))
 
 
 def _current_worker():
@@ -169,11 +195,14 @@ def _data_key(value: bytes) -> str:
 class _DaskRun:
     """The state of one :func:`execute_dask` call (see there)."""
 
-    def __init__(self, graph: Graph, cache: Cache, client, on_event: Callable | None):
+    def __init__(self, graph: Graph, cache: Cache, client, on_event: Callable | None, progress: Callable | None):
         from distributed import as_completed
 
         self.graph, self.cache, self.client = graph, cache, client
         self.emit = on_event or (lambda *args: None)
+        self.progress = progress
+        self.reporters: dict = {}  # key -> the reporter progress(task) gave as the task started (or None)
+        self.waiting_reports: dict[str, list[dict]] = {}  # key -> reports that came before its "start"
         self.failures: dict[str, Failure] = {}
         self.settled: set[str] = set()  # cached, done or failed, and reported
         self.stored: set[str] = set()  # keys whose record the cache holds (cached or written here)
@@ -294,8 +323,9 @@ class _DaskRun:
             self.attempts[key] += 1
             # a resubmission takes a new Dask key: the client keeps the cancelled one's state a while
             dask_key = key if self.attempts[key] == 1 else f"{key}-retry{self.attempts[key] - 1}"
+            relay = self.progress is not None and takes_progress(task.func)
             future = self.client.submit(run_task, task.func, key, task.stage, *self._futures_for(payloads[key]),
-                                        key=dask_key, resources=task.resources or None, pure=False)
+                                        key=dask_key, resources=task.resources or None, pure=False, relay=relay)
             self.futures[key] = future
             self.task_of[dask_key] = key
             self.finished.pop(key, None)
@@ -404,6 +434,8 @@ class _DaskRun:
             self.failures[key] = failure
             self.emit("failed", task, {"message": failure.message, "stage": failure.stage, "upstream": upstream})
         self.settled.add(key)
+        self.reporters.pop(key, None)
+        self.waiting_reports.pop(key, None)
         for ref in set(_refs(task.args)):
             self.remaining[ref] -= 1
             if self.remaining[ref] <= 0 and ref in self.settled:
@@ -437,8 +469,24 @@ class _DaskRun:
                 task = self.graph.get(event.get("key"))
                 if task is not None and not task.store:  # a stored task's outcome comes with its record
                     self.ends[task.key] = event
+            elif event.get("kind") == "step":
+                self._report(event)
             else:
                 self.deferred.append(event)
+
+    def _report(self, event: dict) -> None:
+        """Hand a stage's progress report to its reporter; keep it while its "start" is not reported."""
+        key = event.get("key")
+        if key not in self.graph or key in self.settled:
+            return  # late (the task has its outcome), or another client's
+        report = {name: value for name, value in event.items() if name not in ("key", "kind")}
+        if key in self.reporters:
+            if self.reporters[key] is not None:
+                self.reporters[key].relayed(report)
+            return
+        waiting = self.waiting_reports.setdefault(key, [])
+        waiting.append(report)
+        del waiting[:-MAX_WAITING_REPORTS]
 
     def flush_starts(self) -> None:
         """Send "start" for the events whose upstream is settled (the order a reader expects)."""
@@ -450,7 +498,12 @@ class _DaskRun:
             if any(ref not in self.settled for ref in _refs(self.graph[key].args)):
                 waiting.append(event)
                 continue
-            self.emit("start", self.graph[key], {k: v for k, v in event.items() if k not in ("key", "kind")})
+            task = self.graph[key]
+            # as in process: the task's reporter, then its "start" (a rerun gets a new one)
+            self.reporters[key] = self.progress(task) if self.progress is not None else None
+            self.emit("start", task, {k: v for k, v in event.items() if k not in ("key", "kind")})
+            for report in self.waiting_reports.pop(key, []):
+                self._report({"key": key, **report})
         self.deferred = waiting
 
     def busy(self) -> bool:
@@ -469,6 +522,8 @@ class _DaskRun:
         self.remaining = Counter(ref for key in todo for ref in set(_refs(self.graph[key].args)))
         self._check_resources(todo)
         self.client.subscribe_topic(EVENT_TOPIC, lambda event: self.events.put(event[1]))
+        if self.progress is not None:
+            self.client.subscribe_topic(STEP_TOPIC, lambda event: self.events.put({**event[1], "kind": "step"}))
         try:
             self.submit(todo)
             while self.busy():
@@ -487,6 +542,8 @@ class _DaskRun:
             # dropping the futures releases them: the scheduler forgets what no client wants
             # (an interrupted plan leaves no work queued on the cluster)
             self.client.unsubscribe_topic(EVENT_TOPIC)
+            if self.progress is not None:
+                self.client.unsubscribe_topic(STEP_TOPIC)
             self.pending.clear()
             self.futures.clear()
             self.data.clear()
@@ -518,7 +575,8 @@ def _refs(value) -> list[str]:
     return [key for item in items for key in _refs(item)]
 
 
-def execute_dask(graph: Graph, cache: Cache, *, client, on_event: Callable | None = None) -> dict:
+def execute_dask(graph: Graph, cache: Cache, *, client, on_event: Callable | None = None,
+                 progress: Callable | None = None) -> dict:
     """Run every task of ``graph`` not in ``cache`` on ``client``'s cluster -> ``{key: Record | Failure}``.
 
     The same contract as :func:`~.execute.execute`: cached keys are not run, each computed
@@ -535,6 +593,11 @@ def execute_dask(graph: Graph, cache: Cache, *, client, on_event: Callable | Non
         A connected client; its workers need ``nnst-hr`` importable.
     on_event : callable, optional
         ``on_event(event, task, info)``, event in ``"cached"``, ``"start"``, ``"done"``, ``"failed"``.
+    progress : callable, optional
+        ``progress(task)``, called as each task's ``"start"`` is reported (before it): a reporter
+        with a ``relayed(report)`` method (:class:`~.progress.StageProgress`) or None. It gets
+        the reports of the stage's steps sent from the worker (see the module docstring). None:
+        the workers send no reports.
 
     Returns
     -------
@@ -546,7 +609,7 @@ def execute_dask(graph: Graph, cache: Cache, *, client, on_event: Callable | Non
     InputError
         A task asks for a resource (``GPU``) that no worker offers.
     """
-    return _DaskRun(graph, cache, client, on_event).run()
+    return _DaskRun(graph, cache, client, on_event, progress).run()
 
 
 # --------------------------------------------------------------------------- choosing the executor
@@ -643,7 +706,8 @@ def executor_from_options(workers: int | None = None, scheduler: str | None = No
     Yields a callable ``run(graph, cache, *, on_event=None, progress=None) -> results``. Neither
     option: runs in this process. The cluster is connected to (or started) on entry, before any
     stage runs. ``progress`` (the reporter of a task's steps, see :func:`~.execute.execute`) is
-    used in this process only: a worker's steps are not reported.
+    given the steps of the stages run in this process, or relayed from the workers
+    (:func:`execute_dask`).
 
     Examples
     --------
@@ -655,6 +719,6 @@ def executor_from_options(workers: int | None = None, scheduler: str | None = No
         return
     with dask_client(workers, scheduler, **client_options) as client:
         def run(graph: Graph, cache: Cache, *, on_event: Callable | None = None, progress=None) -> dict:
-            return execute_dask(graph, cache, client=client, on_event=on_event)
+            return execute_dask(graph, cache, client=client, on_event=on_event, progress=progress)
 
         yield run

@@ -1,10 +1,11 @@
 """``run_plan``: a plan file to a results folder (validate, read inputs, graph, execute, report).
 
 Progress (:mod:`.progress`, on stderr; nothing with ``quiet``): a line per stage event (``run k
-of N``, the stage, the plan's time so far and left) and, for the stage running in this process,
-its steps (scale, step k/N, the stage's and the plan's time left): two live bars on a terminal,
-plain lines at most every 2 s elsewhere. The plan's time left is estimated per stage kind from
-the seconds per pixel-step of the stages measured so far.
+of N``, the stage, the plan's time so far and left) and, for each running stage, in this process
+or relayed from a Dask worker, its steps (scale, step k/N, the stage's and the plan's time left):
+live bars on a terminal (the plan's, and one per running stage), plain lines at most every 2 s
+per stage elsewhere. The plan's time left is estimated per stage kind from the seconds per
+pixel-step of the stages measured so far.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
                 if on_event is not None:
                     on_event(event, task, info)
 
-            results = run_graph(graph, cache, on_event=events, progress=progress.reporter)
+            # quiet: no reporters, and workers send no step reports
+            results = run_graph(graph, cache, on_event=events, progress=progress.reporter if not quiet else None)
         rows = write_report(out_dir, plan, graph, results, cache)
         failed = sum(row["status"] != "ok" for row in rows)
         if not quiet:

@@ -16,7 +16,12 @@ Memory: ``peak_memory`` is the largest rise of this process's resident set size 
 value when the stage started, sampled every :data:`MEMORY_SAMPLE_S` by a thread (psutil); it
 counts torch's and NumPy's allocations alike, but not memory freed and reused inside the stage
 below the starting RSS, and not GPU memory. Without psutil it is the rise of the process's peak
-RSS (``getrusage`` maxrss), 0 for a stage that stays below an earlier peak.
+RSS (``getrusage`` maxrss), 0 for a stage that stays below an earlier peak. ``peak_gpu_memory`` is
+torch's peak of allocated CUDA memory on the current device while the stage ran
+(``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``), or None when the process
+did not use CUDA: it is read only where torch is already imported and CUDA initialised, so a CPU
+plan never imports torch or starts CUDA for it. Unlike ``peak_memory`` it is not a rise: tensors
+held from before the stage count.
 """
 
 from __future__ import annotations
@@ -53,10 +58,15 @@ def input_errors() -> tuple[type[Exception], ...]:
 
 
 class PeakMemory:
-    """Context manager: ``.peak`` = the largest RSS rise (bytes) while the block ran."""
+    """Context manager: ``.peak`` = the largest RSS rise (bytes) while the block ran.
+
+    ``.gpu_peak``: the peak CUDA memory allocated by torch while the block ran (bytes), or None
+    when CUDA was not initialised by the end of the block (see the module docstring).
+    """
 
     def __init__(self, period: float = MEMORY_SAMPLE_S):
         self.period, self.peak = period, 0
+        self.gpu_peak: int | None = None
         try:
             import psutil
 
@@ -69,6 +79,9 @@ class PeakMemory:
             self.peak = max(self.peak, self._process.memory_info().rss - self._start)
 
     def __enter__(self):
+        cuda = _cuda_in_use()
+        if cuda is not None:
+            cuda.reset_peak_memory_stats()
         if self._process is None:
             self._start = _maxrss()
             return self
@@ -79,6 +92,9 @@ class PeakMemory:
         return self
 
     def __exit__(self, *exc):
+        # CUDA first initialised inside the block: its peak since then is the block's
+        cuda = _cuda_in_use()
+        self.gpu_peak = int(cuda.max_memory_allocated()) if cuda is not None else None
         if self._process is None:
             self.peak = max(0, _maxrss() - self._start)
             return False
@@ -86,6 +102,13 @@ class PeakMemory:
         self._thread.join()
         self.peak = max(self.peak, self._process.memory_info().rss - self._start, 0)
         return False
+
+
+def _cuda_in_use():
+    """``torch.cuda`` where torch is imported and CUDA initialised, else None (imports nothing)."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    return cuda if cuda is not None and cuda.is_initialized() else None
 
 
 def _maxrss() -> int:
@@ -139,8 +162,9 @@ def execute(graph: Graph, cache: Cache, *, on_event: Callable | None = None,
     """Run every task of ``graph`` not in ``cache``; returns :class:`Results` (``{key: Record | Failure}``).
 
     ``on_event(event, task, info)``: event in ``"cached"``, ``"start"``, ``"done"``,
-    ``"failed"``; ``info`` has ``seconds`` and ``peak_memory`` (bytes) for computed and cached
-    records (the figures measured when it was computed), ``message`` for failures. A task with
+    ``"failed"``; ``info`` has ``seconds``, ``peak_memory`` and ``peak_gpu_memory`` (bytes; None
+    without CUDA) for computed and cached records (the figures measured when it was computed),
+    ``message`` for failures. A task with
     ``store=False`` that no running task reads sends no event.
     ``progress(task)``, called as each task starts (before its ``"start"``): a reporter of its steps
     (:class:`~nnst_hr.progress.Progress`) or None, passed as ``progress=`` to the stage functions
@@ -215,7 +239,8 @@ class _LocalRun:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._fail(task, Failure(message, task.stage), upstream=False)
             return None
-        info = {"seconds": time.perf_counter() - start, "peak_memory": int(memory.peak)}
+        info = {"seconds": time.perf_counter() - start, "peak_memory": int(memory.peak),
+                "peak_gpu_memory": memory.gpu_peak}
         if task.store:
             self.cache.put(task.key, record, meta=info)
         self.emit("done", task, info)
@@ -241,10 +266,15 @@ class _LocalRun:
                     self._settle(self.graph[ref])  # never run, or run and read by all: its upstream is free
 
 
+def takes_progress(func: Callable) -> bool:
+    """Whether a stage function takes a ``progress=`` reporter of its steps."""
+    return "progress" in inspect.signature(func).parameters
+
+
 def _progress_kwargs(task: Task, progress: Callable | None) -> dict:
     """``{"progress": reporter}`` for a stage function that takes one, else ``{}``."""
     reporter = progress(task) if progress is not None else None
-    if reporter is None or "progress" not in inspect.signature(task.func).parameters:
+    if reporter is None or not takes_progress(task.func):
         return {}
     return {"progress": reporter}
 

@@ -1,32 +1,39 @@
-"""Progress of an experiment plan on stderr: its stages, the steps of the one running here, time left.
+"""Progress of an experiment plan on stderr: its stages, the steps of the running ones, time left.
 
 :class:`PlanProgress` is the executor's ``on_event`` (a line per stage event: ``run 3 of 8: nnst
 ...``, ``run 3 of 8: nnst done in 41s; plan: 3m02s so far, about 5m left``) and, through
-:meth:`PlanProgress.reporter`, gives each task run in this process a :class:`StageProgress`:
-the ``progress=`` that :func:`~.stages.nnst` and :func:`~.stages.poster` pass on to
-``synthesize_nnst`` and ``synthesize_poster_stage``, which report their steps into it.
+:meth:`PlanProgress.reporter`, gives each task it is told of as it starts a :class:`StageProgress`.
+In process, that is the ``progress=`` which :func:`~.stages.nnst` and :func:`~.stages.poster` pass
+on to ``synthesize_nnst`` and ``synthesize_poster_stage``, which report their steps into it. On
+Dask (:mod:`.distributed`) the stage runs on a worker with a :class:`RelayProgress` instead, which
+sends a small report (fraction done, step text, time left) at most every ``REPORT_INTERVAL_S``
+seconds and at each stage's last step, as a Dask worker event; the client hands each report to
+the task's :class:`StageProgress` (:meth:`StageProgress.relayed`), so both paths show the same.
 
-On a terminal the plan and the running stage are two live :mod:`rich` bars (stages done and the
-plan's time left; the stage's scale and step, rate and time left), with the stage events' lines
-printed above them. Elsewhere (logs, pipes, CI) a stage's steps are plain lines, at most one every
-``REPORT_INTERVAL_S`` seconds::
+On a terminal the plan and each running stage are live :mod:`rich` bars (stages done and the
+plan's time left; a stage's scale and step, time so far and left; a stage run on a worker is
+labelled with it), with the stage events' lines printed above them. Elsewhere (logs, pipes, CI) a
+stage's steps are plain lines, at most one every ``REPORT_INTERVAL_S`` seconds per stage::
 
     run 3 of 8: nnst: scale 64px: step 12/50, loss 0.1234, about 8s left; plan about 4m10s left
+    run 4 of 8: nnst [worker 1]: scale 64px: step 30/50, loss 0.1104, about 5s left; plan about 4m02s left
 
 The plan's time left is, per stage kind, the seconds per unit of work (:func:`task_work`: pixels
-x steps) of the tasks of that kind computed so far, times the work of those still to run; the
-stage running in this process counts its own estimate of what is left, and the first task of a
-kind sets that kind's rate from it. Until every kind still to run has a rate, it is not known.
-
-On Dask (:mod:`.distributed`) the stages run in other processes: the plan's lines and bar are
-shown, a stage's steps are not.
+x steps) of the tasks of that kind computed so far, times the work of those still to run; a
+running stage that reports its steps counts its own estimate of what is left (also one on a
+worker), another running one its kind's estimate less the time it has run, and the first tasks of
+a kind set that kind's rate from their own estimates. Until every kind still to run has a rate, it
+is not known. Stages run at once on a cluster: the sum is divided by the most workers seen
+running stages at once (1 in process), but is never less than the longest task's time left.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TextIO
 
 from rich.console import Console
@@ -43,6 +50,8 @@ from .graph import Graph, Task
 
 BARS_PER_SECOND = 4  # redraws of the live bars (the elapsed times tick between reports)
 BAR_WIDTH = 12  # characters: leaves room for the step and the times on an 80-column terminal
+
+logger = logging.getLogger(__name__)
 
 
 def task_work(graph: Graph, task: Task) -> float:
@@ -85,11 +94,19 @@ def task_work(graph: Graph, task: Task) -> float:
     return 1.0
 
 
-class StageProgress(Progress):
-    """The reporter a stage run in this process gets as ``progress=``: its steps go to the plan's display.
+def _state(progress: Progress, stage: str, total: float, completed: float, detail: str) -> tuple[float, str]:
+    """(fraction of the whole stage done, the step's text under the stage's name) of a reporter."""
+    done = progress.done_cost / progress.total_cost if progress.total_cost > 0 else completed / total
+    return done, detail if progress.current == stage else f"{progress.current}: {detail}"
 
-    It keeps :class:`~nnst_hr.progress.Progress`'s estimate of the stage's time left
-    (:attr:`left_s`: cost-weighted steps, or the latest rate of a fraction) and draws nothing itself.
+
+class StageProgress(Progress):
+    """The reporter of one running task: its steps go to the plan's display.
+
+    In process it is the stage's ``progress=``: it keeps :class:`~nnst_hr.progress.Progress`'s
+    estimate of the stage's time left (:attr:`left_s`: cost-weighted steps, or the latest rate of a
+    fraction) and draws nothing itself. For a stage run on a Dask worker it is fed the reports of
+    the worker's :class:`RelayProgress` (:meth:`relayed`).
 
     Parameters
     ----------
@@ -105,6 +122,7 @@ class StageProgress(Progress):
         self.began = time.perf_counter()
         self.done = 0.0  # fraction of the whole stage done, as of the latest report shown
         self.detail = ""
+        self.worker = ""  # the worker running it ("" in this process)
 
     @property
     def live(self) -> bool:
@@ -114,13 +132,79 @@ class StageProgress(Progress):
         return self.owner.step_due(now)
 
     def _show(self, now: float, last: bool, total: float, completed: float, detail: str, rate: str) -> None:
-        self.done = self.done_cost / self.total_cost if self.total_cost > 0 else completed / total
-        self.detail = detail if self.current == self.task.stage else f"{self.current}: {detail}"
+        self.done, self.detail = _state(self, self.task.stage, total, completed, detail)
         self.owner.show_step(self)
 
     def message(self, text: str) -> None:
         """Show a stage's message (the poster's way of working) under the stage's name."""
         self.owner.stage_message(self, text.removeprefix(f"{self.task.stage}: "))
+
+    def relayed(self, report: dict) -> None:
+        """Show a report of this stage sent from the worker running it (see :class:`RelayProgress`).
+
+        Parameters
+        ----------
+        report : dict
+            ``{"message": text}``, or ``done`` (fraction of the stage), ``detail`` (its step),
+            ``left`` (seconds, or None) and ``elapsed`` (seconds since the stage began on the worker).
+        """
+        if "message" in report:
+            self.message(str(report["message"]))
+            return
+        self.done, self.detail = float(report.get("done") or 0.0), str(report.get("detail") or "")
+        self.left_s = None if report.get("left") is None else float(report["left"])
+        # the worker's own duration, not the clocks': worker and client clocks may differ
+        self.began = time.perf_counter() - float(report.get("elapsed") or 0.0)
+        self.owner.show_step(self)
+
+
+class RelayProgress(Progress):
+    """The reporter a stage run on a Dask worker gets: it sends its steps to the client, throttled.
+
+    It draws nothing. Each report is a dict of a few scalars (see :meth:`StageProgress.relayed`),
+    sent at most every ``interval`` seconds and at each of the stage's parts' last step (a scale,
+    feature splitting, the poster's end), and each :meth:`message`. ``send`` failing (the
+    scheduler gone, a full queue) is logged and forgotten: a report lost never fails the stage.
+
+    Parameters
+    ----------
+    stage : str
+        The task's stage (``"nnst"``): a part of it named otherwise is named in the step's text.
+    send : callable
+        ``send(report)``; on a worker, a :meth:`distributed.Worker.log_event` of it.
+    interval : float, optional
+        Seconds between reports; default ``REPORT_INTERVAL_S``.
+    """
+
+    def __init__(self, stage: str, send: Callable[[dict], None], interval: float | None = None):
+        super().__init__(enabled=False)
+        self.stage, self.send = stage, send
+        self.interval = REPORT_INTERVAL_S if interval is None else interval
+        self.began = time.perf_counter()
+        self.last_sent = float("-inf")
+        self.failed = 0  # reports that could not be sent
+
+    def _due(self, now: float, last: bool) -> bool:
+        if not last and now - self.last_sent < self.interval:
+            return False
+        self.last_sent = now
+        return True
+
+    def _show(self, now: float, last: bool, total: float, completed: float, detail: str, rate: str) -> None:
+        done, detail = _state(self, self.stage, total, completed, detail)
+        self._send({"done": float(done), "detail": detail, "left": self.left_s, "elapsed": now - self.began})
+
+    def message(self, text: str) -> None:
+        """Send a stage's message (the poster's way of working)."""
+        self._send({"message": str(text)})
+
+    def _send(self, report: dict) -> None:
+        try:
+            self.send(report)
+        except Exception as exc:  # progress is never worth a failed stage
+            self.failed += 1
+            if self.failed == 1:
+                logger.warning("progress of a %s stage not sent (%s); the stage goes on", self.stage, exc)
 
 
 class _Elapsed(ProgressColumn):
@@ -131,7 +215,7 @@ class _Elapsed(ProgressColumn):
 
 
 class PlanProgress:
-    """``on_event`` for an executor that shows the plan's stages, and the steps of those run in this process.
+    """``on_event`` for an executor that shows the plan's stages, and the steps of the running ones.
 
     Parameters
     ----------
@@ -156,8 +240,9 @@ class PlanProgress:
         self.n_todo = len(self.todo)
         self.work = {key: task_work(graph, task) for key, task in self.todo.items()}
         self.spent: dict[str, list[float]] = {}  # stage -> [seconds, work] of its tasks computed so far
-        self.running: set[str] = set()  # started elsewhere (Dask), not yet done
-        self.stage: StageProgress | None = None  # the task running in this process
+        self.running: dict[str, tuple[float, str]] = {}  # started, not yet ended -> (when, worker or "")
+        self.width = 1  # the most workers seen running stages at once (1 in process)
+        self.stages: dict[str, StageProgress] = {}  # the running tasks' reporters, by key
         self.enabled = enabled
         self.console = console or Console(file=stream, stderr=stream is None, highlight=False)
         self.start = time.perf_counter()
@@ -165,7 +250,7 @@ class PlanProgress:
         self._said: dict[str, str] = {}  # stage kind -> its latest message (plain lines)
         self._bars: Bars | None = None
         self._plan_bar: TaskID | None = None
-        self._stage_bar: TaskID | None = None
+        self._stage_bars: dict[str, TaskID] = {}  # a running task's bar, by key
         kinds = Counter(task.stage for task in self.todo.values())
         # as wide as the long stages' names: the bars keep their place from one to the next
         self._head_width = max((len(f"run {self.n_runs} of {self.n_runs}: {s}") for s in kinds
@@ -182,19 +267,23 @@ class PlanProgress:
     def __call__(self, event: str, task: Task, info: dict) -> None:
         if event == "cached":
             return
-        head = self._head(task)
         if event == "start":
-            here = self.stage is not None and self.stage.task.key == task.key
-            if not here:
-                self.running.add(task.key)
-            if not (here and self.live):  # on a terminal the stage's bar shows it
-                self._print(f"{head} ...")
+            worker = _worker_label(info)
+            self.running[task.key] = (time.perf_counter(), worker)
+            self.width = max(self.width, len({where for _, where in self.running.values()}))
+            stage = self.stages.get(task.key)
+            if stage is not None and worker:
+                stage.worker = worker
+                if task.key in self._stage_bars:
+                    self._bars.update(self._stage_bars[task.key], description=self._head(task, worker))
+            if stage is None or not self.live:  # on a terminal the stage's bar shows it
+                self._print(f"{self._head(task, worker)} ...")
             self._update_plan()
             return
-        self.running.discard(task.key)
+        self.running.pop(task.key, None)
         self.todo.pop(task.key, None)
-        if self.stage is not None and self.stage.task.key == task.key:
-            self._end_stage()
+        self._end_stage(task.key)
+        head = self._head(task)
         if event == "failed":
             if not info.get("upstream"):
                 self._print(f"{head} failed: {info['message']} (runs {', '.join(str(r + 1) for r in task.run_ids)})")
@@ -208,20 +297,21 @@ class PlanProgress:
         self._update_plan()
 
     def reporter(self, task: Task) -> StageProgress | None:
-        """The reporter of ``task``'s steps, about to run in this process (None when disabled).
+        """The reporter of ``task``'s steps, about to run (None when disabled).
 
-        The in-process executor's ``progress``, called before the task's ``"start"``: it opens
-        the stage's bar on a terminal.
+        The executor's ``progress``, called before the task's ``"start"``: it opens the stage's
+        bar on a terminal. In process the stage reports into it; on Dask the client feeds it the
+        worker's reports (:meth:`StageProgress.relayed`).
         """
         if not self.enabled:
             return None
-        self.stage = StageProgress(self, task)
+        stage = self.stages[task.key] = StageProgress(self, task)
         if self.live:
             self._open()
-            if self._stage_bar is not None:
-                self._bars.remove_task(self._stage_bar)
-            self._stage_bar = self._bars.add_task(self._head(task), total=None, detail="", left="")
-        return self.stage
+            if task.key in self._stage_bars:  # run again (its worker was lost)
+                self._bars.remove_task(self._stage_bars.pop(task.key))
+            self._stage_bars[task.key] = self._bars.add_task(self._head(task), total=None, detail="", left="")
+        return stage
 
     def time_left(self) -> float | None:
         """Seconds left for the tasks still to compute; None while a stage kind among them has no rate.
@@ -229,8 +319,9 @@ class PlanProgress:
         Returns
         -------
         float or None
-            The running stage's own estimate, plus each other task's work times the seconds per
-            unit of work of its kind (see the module docstring).
+            Each running stage's own estimate, plus each other task's work times the seconds per
+            unit of work of its kind (less what a running one has run), divided by the most
+            workers seen running at once, and at least the longest task's (see the module docstring).
         """
         return self._estimate()[0]
 
@@ -238,21 +329,33 @@ class PlanProgress:
         """(:meth:`time_left`, the first stage kind still to compute that has no rate, or None)."""
         now = time.perf_counter()
         rates = {stage: seconds / work for stage, (seconds, work) in self.spent.items() if work > 0}
-        stage = self.stage
-        own = stage.left_s if stage is not None and stage.task.key in self.todo else None
-        if own is not None and stage.task.stage not in rates:
-            rates[stage.task.stage] = (now - stage.began + own) / self.work[stage.task.key]
-        left = 0.0
+        own = {key: stage.left_s for key, stage in self.stages.items()
+               if key in self.todo and stage.left_s is not None}
+        first: dict[str, list[float]] = {}  # a kind with no task done: [seconds, work] of its running ones
+        for key, left in own.items():
+            if self.todo[key].stage not in rates:
+                kind = first.setdefault(self.todo[key].stage, [0.0, 0.0])
+                kind[0] += self._ran(key, now) + left
+                kind[1] += self.work[key]
+        rates.update({stage: seconds / work for stage, (seconds, work) in first.items()})
+        total = longest = 0.0
         for key, task in self.todo.items():
-            if own is not None and key == stage.task.key:
-                left += own
+            if key in own:
+                left = own[key]
             elif task.stage not in rates:
                 return None, task.stage
-            elif stage is not None and key == stage.task.key:  # running, no estimate of its own yet
-                left += max(0.0, rates[task.stage] * self.work[key] - (now - stage.began))
             else:
-                left += rates[task.stage] * self.work[key]
-        return left, None
+                left = rates[task.stage] * self.work[key]
+                if key in self.running or key in self.stages:  # running, no estimate of its own yet
+                    left = max(0.0, left - self._ran(key, now))
+            total += left
+            longest = max(longest, left)
+        return max(total / self.width, longest), None
+
+    def _ran(self, key: str, now: float) -> float:
+        """Seconds a running task has run (as its stage's reports say, else since its "start")."""
+        stage = self.stages.get(key)
+        return now - (stage.began if stage is not None else self.running[key][0])
 
     def _left_text(self) -> str:
         left, waiting = self._estimate()
@@ -263,7 +366,8 @@ class PlanProgress:
         if self._bars is not None:
             self._bars.stop()
             atexit.unregister(self.close)
-            self._bars = self._plan_bar = self._stage_bar = None
+            self._bars = self._plan_bar = None
+            self._stage_bars = {}
 
     def __enter__(self) -> PlanProgress:
         return self
@@ -271,38 +375,43 @@ class PlanProgress:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    # ---- the stage's side (StageProgress)
+    # ---- the stages' side (StageProgress)
     def step_due(self, now: float) -> bool:
-        """Whether a stage's step is shown: a bar update, or a plain line (throttled across stages)."""
+        """Whether a step of a stage run here is shown: a bar update, or a plain line (throttled)."""
         if now - self.last_step < (REFRESH_INTERVAL_S if self.live else REPORT_INTERVAL_S):
             return False
         self.last_step = now
         return True
 
     def show_step(self, stage: StageProgress) -> None:
-        """Show the running stage's latest step: its bar and the plan's, or a plain line."""
+        """Show a running stage's latest step: its bar and the plan's, or a plain line."""
         if self.live:
-            self._bars.update(self._stage_bar, total=1.0, completed=stage.done, detail=stage.detail,
-                              left=_about(stage.left_s))
+            bar = self._stage_bars.get(stage.task.key)
+            if bar is not None:
+                self._bars.update(bar, total=1.0, completed=stage.done, detail=stage.detail,
+                                  left=_about(stage.left_s))
             self._update_plan()
             return
         left = self.time_left()
-        self._print(f"{self._head(stage.task)}: {stage.detail}"
+        self._print(f"{self._head(stage.task, stage.worker)}: {stage.detail}"
                     + (f", {_about(stage.left_s)}" if stage.left_s is not None else "")
                     + (f"; plan {_about(left)}" if left is not None else ""))
 
     def stage_message(self, stage: StageProgress, text: str) -> None:
         """A stage's message: under its name on its bar, or a plain line unless its kind's last one said it."""
         if self.live:
-            self._bars.update(self._stage_bar, detail=text)
+            bar = self._stage_bars.get(stage.task.key)
+            if bar is not None:
+                self._bars.update(bar, detail=text)
             return
         if self._said.get(stage.task.stage) != text:  # a sweep's posters are all made the same way
             self._said[stage.task.stage] = text
-            self._print(f"{self._head(stage.task)}: {text}")
+            self._print(f"{self._head(stage.task, stage.worker)}: {text}")
 
     # ---- drawing
-    def _head(self, task: Task) -> str:
-        return f"run {min(task.run_ids) + 1} of {self.n_runs}: {task.stage}"
+    def _head(self, task: Task, worker: str = "") -> str:
+        head = f"run {min(task.run_ids) + 1} of {self.n_runs}: {task.stage}"
+        return f"{head} [{worker}]" if worker else head
 
     def _print(self, text: str) -> None:
         if not self.enabled:
@@ -318,9 +427,12 @@ class PlanProgress:
         # the table spans the terminal; on a narrow one the details are cut, not the times
         detail = Column(no_wrap=True, overflow="ellipsis", ratio=1)
         self._bars = Bars(
-            TextColumn("{task.description}", table_column=Column(no_wrap=True, min_width=self._head_width)),
+            # not markup: "[worker 0]" is text
+            TextColumn("{task.description}", markup=False,
+                       table_column=Column(no_wrap=True, min_width=self._head_width)),
             BarColumn(bar_width=BAR_WIDTH),
-            TextColumn("{task.fields[detail]}", table_column=detail), _Elapsed(table_column=Column(no_wrap=True)),
+            TextColumn("{task.fields[detail]}", markup=False, table_column=detail),
+            _Elapsed(table_column=Column(no_wrap=True)),
             TextColumn("{task.fields[left]}", table_column=Column(no_wrap=True)),
             console=self.console, refresh_per_second=BARS_PER_SECOND, expand=True,
         )
@@ -329,26 +441,32 @@ class PlanProgress:
         self._plan_bar = self._bars.add_task("plan", total=max(1, self.n_todo), detail="", left="")
 
     def _update_plan(self) -> None:
-        """Redraw the bars with the plan's: stages done (and the running stage's fraction), time left."""
+        """Redraw the bars with the plan's: stages done (and the running stages' fractions), time left."""
         if not self.live:
             return
         self._open()
         finished = self.n_todo - len(self.todo)
         detail = f"{finished} of {self.n_todo} stages"
-        if self.running:  # on Dask: several run at once, with no bar of their own
+        if len(self.running) > 1:  # on Dask: several at once
             detail += f", {len(self.running)} running"
         left, waiting = self._estimate()
         if left is None:
             detail += f"; time left known after the first {waiting} stage"
-        self._bars.update(self._plan_bar, completed=finished + (self.stage.done if self.stage else 0.0),
-                          detail=detail, left=_about(left))
+        running = sum(stage.done for key, stage in self.stages.items() if key in self.todo)
+        self._bars.update(self._plan_bar, completed=finished + running, detail=detail, left=_about(left))
         self._bars.refresh()
 
-    def _end_stage(self) -> None:
-        self.stage = None
-        if self._bars is not None and self._stage_bar is not None:
-            self._bars.remove_task(self._stage_bar)
-            self._stage_bar = None
+    def _end_stage(self, key: str) -> None:
+        self.stages.pop(key, None)
+        bar = self._stage_bars.pop(key, None)
+        if self._bars is not None and bar is not None:
+            self._bars.remove_task(bar)
+
+
+def _worker_label(info: dict) -> str:
+    """``"worker NAME"`` for a task started on a Dask worker (its name, else its address), or ``""``."""
+    name = str(info.get("worker_name") or info.get("worker") or "").removeprefix("tcp://")
+    return f"worker {name}" if name else ""
 
 
 def _about(seconds: float | None) -> str:

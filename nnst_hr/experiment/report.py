@@ -86,6 +86,7 @@ def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_d
                 meta = cache.meta(keys[stage])
                 row[f"seconds.{stage}"] = meta.get("seconds")
                 row[f"peak_memory.{stage}"] = meta.get("peak_memory")
+                row[f"peak_gpu_memory.{stage}"] = meta.get("peak_gpu_memory")
                 total += meta.get("seconds") or 0.0
         row["seconds.total"] = total
         row["result"] = row["nnst_result"] = ""
@@ -114,7 +115,8 @@ def score_names(rows: list[dict], first: str) -> list[str]:
 def csv_columns(plan: Plan, rows: list[dict]) -> list[str]:
     head = ["run", "status", "pair", "content", "style", "guide"] + list(plan.axes)
     scores = score_names(rows, plan.score)
-    stages = [f"{what}.{s}" for what in ("seconds", "peak_memory") for s in STAGES] + ["seconds.total"]
+    stages = [f"{what}.{s}" for what in ("seconds", "peak_memory", "peak_gpu_memory") for s in STAGES]
+    stages.append("seconds.total")
     params = [name for name in _param_columns() if name not in head]
     return head + scores + stages + ["result", "nnst_result"] + params + ["message"]
 
@@ -340,7 +342,7 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
 def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> None:
     """One static page: the sheet, a sortable table of every run, a plot per score and numeric axis."""
     shown = [c for c in columns if c not in ("content", "style", "guide", "message")
-             and not c.startswith("peak_memory.")] + ["message"]
+             and not c.startswith(("peak_memory.", "peak_gpu_memory."))] + ["message"]
     # parameters that are the same in every run only clutter the table: keep varying ones
     shown = [c for c in shown if c in ("run", "status", "result", "message") or c in plan.axes or c == "pair"
              or len({_fmt(_cell(r, c)) for r in rows}) > 1 or c.startswith(("seconds", "objective"))

@@ -11,7 +11,8 @@ at ``out_size``) -> ``poster_color`` -> ``scores``. The stages in :data:`NOT_STO
 are never cached: their records are computed again wherever a stage that reads them runs.
 
 ``nnst`` and ``poster`` also take an optional ``progress=`` reporter of their steps, which the
-in-process executor supplies; it is not a task argument, so it is in no key.
+executor supplies (in process, the plan's display; on a Dask worker, a reporter that relays the
+steps to the client); it is not a task argument, so it is in no key.
 """
 
 from __future__ import annotations
