@@ -164,6 +164,9 @@ def run(
     mask_weight: float = typer.Option(POSTER.mask_weight, help="Poster: weight of the mask labels as guide."),
     uniformity: float = typer.Option(POSTER.uniformity, help="Poster: penalty on reusing exemplar patches."),
     render: Render = typer.Option(Render.copy, help="Poster pixels: copy matched exemplar pixels, or vote."),
+    max_search_size: int = typer.Option(
+        POSTER.max_search_size, help="Poster: larger posters are searched at a power-of-two fraction of their size "
+        "and rendered at full size; raise it for finer coherence at more time and memory."),
     alpha: float = typer.Option(NNST.alpha, help="Stylization: 0 keeps the most content, 1 the most style."),
     color: bool = typer.Option(NNST.color, "--color/--no-color", help="Lab color post-processing."),
     rotate: bool = typer.Option(NNST.rotate, "--rotate/--no-rotate", help="Also match the style rotated."),
@@ -222,7 +225,7 @@ def run(
             }),
             poster=pick(options.poster, {"out_size": out_size, "nnst_weight": nnst_weight,
                                          "mask_weight": mask_weight, "uniformity": uniformity,
-                                         "render": render.value}),
+                                         "render": render.value, "max_search_size": max_search_size}),
             overwrite=overwrite, weights=weights, quiet=quiet,
         )
         run_files(paths.content, paths.style, paths.output, options)

@@ -214,7 +214,8 @@ def test_config_ranges_outside_the_cli_are_refused():
         NNSTConfig(split_refresh=0).validate()
 
 
-@pytest.mark.parametrize("extra", [["--alpha", "2"], ["--size", "8"], ["--out-size", "4"]])
+@pytest.mark.parametrize("extra", [["--alpha", "2"], ["--size", "8"], ["--out-size", "4"],
+                                   ["--out-size", "256", "--max-search-size", "8"]])
 def test_out_of_range_options_exit_2_before_any_work(tmp_path, extra):
     content, style = tmp_path / "c.png", tmp_path / "s.png"
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(content)
@@ -222,3 +223,15 @@ def test_out_of_range_options_exit_2_before_any_work(tmp_path, extra):
     result = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(tmp_path / "o.png"), *extra])
     assert result.exit_code == 2
     assert not (tmp_path / "o.run").exists()
+
+
+@needs_weights
+def test_max_search_size_reaches_the_poster(cli, tmp_path):
+    content, style = image_file(tmp_path / "content.png", 64, 48), image_file(tmp_path / "style.png", 64, 64, seed=1)
+    output = tmp_path / "out.png"
+    result = cli("run", content, style, "-o", output, "--size", 64, "--steps", 2, "--split-steps", 1, "--device", "cpu",
+                 "--out-size", 128, "--max-search-size", 64)
+    assert result.exit_code == 0, result.output
+    assert "searching at 64x48" in result.stderr and read_image(output).shape == (96, 128, 3)
+    config = json.loads((tmp_path / "out.run" / "config.json").read_text())
+    assert config["poster_key"]["poster"]["max_search_size"] == 64
