@@ -1,9 +1,15 @@
-"""Benchmark the memory model: estimated vs measured peak RSS of whole runs.
+"""Benchmark the memory model: estimated vs measured peak RSS of whole runs and of their stages.
 
 Each case runs ``nnst-hr run`` with ``--steps 1 --split-steps 1`` (memory does not depend
 on the step count) in a child process, started from a small Python parent of its own, which
 reports ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``: the child's peak resident
 memory. It prints :func:`nnst_hr.memory.estimate_peak_bytes` next to it and their ratio.
+
+A case with a poster is measured three times: the whole run, the NNST stage alone (the same
+run without ``--out-size``) and the poster stage alone (the whole run again with
+``poster_state.npz`` removed: NNST resumed from the run folder, as the estimate with
+``nnst_done`` counts it). ``whole / stages`` is the whole run's peak over the larger of the
+two stages alone: above 1, one stage runs on top of memory the other left behind.
 
     python bench/memory.py                           # NNST 256 and 512, poster 512 -> 2048
     python bench/memory.py --cases 768 1024:4096     # SIZE or SIZE:OUT_SIZE
@@ -39,12 +45,16 @@ print(json.dumps({"rc": code, "peak": resource.getrusage(resource.RUSAGE_CHILDRE
 """
 
 
-def measure(size: int, out_size: int | None, folder: Path) -> int:
+def measure(size: int, out_size: int | None, folder: Path, *, poster_alone: bool = False) -> int:
+    """Peak RSS of one run; ``poster_alone``: rerun the case's poster stage with NNST resumed."""
     output = folder / f"out_{size}_{out_size}.png"
     run = [sys.executable, "-c", "from nnst_hr.cli import app; app()", "run", str(CONTENT), str(STYLE),
            "-o", str(output), "--size", str(size), "--steps", "1", "--split-steps", "1", "--quiet"]
     if out_size:
         run += ["--out-size", str(out_size)]
+    if poster_alone:
+        (output.with_suffix(".run") / "poster_state.npz").unlink()
+        run.append("--overwrite")
     done = subprocess.run([sys.executable, "-c", PARENT % str(ROOT), *run], capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if result["rc"] != 0:
@@ -59,16 +69,31 @@ def main() -> None:
     content, style = read_image(CONTENT).shape[:2], read_image(STYLE).shape[:2]
     print(f"content {content[1]}x{content[0]}, style {style[1]}x{style[0]}, rotations on, CPU")
     print(f"{'case':>12} {'estimate MB':>12} {'measured MB':>12} {'ratio':>6}")
-    ratios = []
+    ratios, whole, stages = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
             size, _, out = case.partition(":")
             out_size = int(out) if out else None
             estimate = estimate_peak_bytes(content, style, int(size), out_size).ram
-            measured = measure(int(size), out_size, Path(tmp))
+            whole[int(size), out_size] = measured = measure(int(size), out_size, Path(tmp))
             ratios.append(estimate / measured)
             print(f"{case:>12} {estimate / MB:12.0f} {measured / MB:12.0f} {ratios[-1]:6.2f}", flush=True)
-    print(f"estimate / measured: {min(ratios):.2f} .. {max(ratios):.2f}")
+            if out_size:
+                stages.append((case, int(size), out_size))
+        print(f"estimate / measured: {min(ratios):.2f} .. {max(ratios):.2f}")
+        if not stages:
+            return
+        print(f"\n{'case':>12} {'whole MB':>9} {'NNST alone':>11} {'poster alone':>13} {'(estimate)':>11} "
+              f"{'whole / stages':>15}")
+        for case, size, out_size in stages:
+            if (size, None) not in whole:
+                whole[size, None] = measure(size, None, Path(tmp))
+            nnst = whole[size, None]
+            poster = measure(size, out_size, Path(tmp), poster_alone=True)
+            resumed = estimate_peak_bytes(content, style, size, out_size, nnst_done=True).ram
+            ratio = whole[size, out_size] / max(nnst, poster)
+            print(f"{case:>12} {whole[size, out_size] / MB:9.0f} {nnst / MB:11.0f} {poster / MB:13.0f} "
+                  f"{resumed / MB:11.0f} {ratio:15.2f}", flush=True)
 
 
 if __name__ == "__main__":

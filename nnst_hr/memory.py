@@ -17,6 +17,11 @@ The model (bytes; every coefficient fitted to peak RSS measured by ``bench/memor
   ``BASE + inputs``.
 - ``inputs``: both images as read, float32 RGB, held for the whole run.
 
+A resumed run counts only the stages it will run (``nnst_done``, ``synthesis_done``): with the
+NNST stage's result in the run folder the NNST part is ``BASE + inputs``; with the poster's
+synthesis there too, the poster part is the render term alone (an upper bound of the colour
+stage, the only part left).
+
 On CUDA the NNST stage's tensors live in GPU memory (checked against
 ``torch.cuda.mem_get_info``); the poster stage always runs on the CPU.
 
@@ -29,7 +34,9 @@ True
 
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -50,7 +57,11 @@ HEADROOM = 1.1  # refuse unless the estimate times this fits: the model's error 
 
 @dataclass
 class PeakEstimate:
-    """Estimated peak bytes of each stage; ``gpu`` is the NNST stage's part on CUDA (else 0)."""
+    """Estimated peak bytes of each stage; ``gpu`` is the NNST stage's part on CUDA (else 0).
+
+    A stage resumed from the run folder counts what the process holds meanwhile (see
+    :func:`estimate_peak_bytes`); ``poster`` is 0 without a poster stage.
+    """
 
     nnst: int
     poster: int
@@ -76,6 +87,8 @@ def estimate_peak_bytes(
     rotate: bool = True,
     device: str = "cpu",
     max_search_size: int = 4096,
+    nnst_done: bool = False,
+    synthesis_done: bool = False,
 ) -> PeakEstimate:
     """Estimated peak memory of a run, per stage.
 
@@ -87,6 +100,8 @@ def estimate_peak_bytes(
     rotate : the style is matched in 4 rotations (else 1)
     device : ``"cpu"`` or ``"cuda"`` (where the NNST stage runs)
     max_search_size : :attr:`PosterConfig.max_search_size`
+    nnst_done : the NNST stage's result is resumed from the run folder (it does not run)
+    synthesis_done : the poster's synthesis is resumed too (only its colour stage runs)
 
     Returns
     -------
@@ -97,7 +112,7 @@ def estimate_peak_bytes(
     ch, cw = _long_side_shape(content_shape, size)
     sh, sw = _long_side_shape(style_shape, size)
     keys = rotations * (sh // STRIDE) * (sw // STRIDE) * HYPERCOLUMN_BYTES
-    tensors = NNST_KEY_FACTOR * keys + NNST_PIXEL_BYTES * ch * cw
+    tensors = 0 if nnst_done else NNST_KEY_FACTOR * keys + NNST_PIXEL_BYTES * ch * cw
     nnst = BASE_BYTES + inputs + tensors
     poster = 0
     if out_size and out_size != max(ch, cw):
@@ -111,7 +126,7 @@ def estimate_peak_bytes(
         atlas = rotations * eh * ew + (rotations - 1) * GUTTER * max(eh, ew)
         synthesis = POSTER_SOURCE_BYTES * atlas + POSTER_TARGET_BYTES * search
         rendering = POSTER_RENDER_BYTES * oh * ow + (12 * sh * sw * scale * scale if factor > 1 else 0)
-        poster = BASE_BYTES + inputs + max(synthesis, rendering)
+        poster = BASE_BYTES + inputs + (rendering if synthesis_done else max(synthesis, rendering))
     return PeakEstimate(nnst=int(nnst), poster=int(poster), gpu=int(tensors) if device == "cuda" else 0)
 
 
@@ -129,6 +144,31 @@ def available_ram_bytes() -> int | None:
     except ImportError:
         return None
     return int(psutil.virtual_memory().available)
+
+
+def release_freed_memory() -> bool:
+    """Give the pages that the C heap holds free back to the operating system.
+
+    glibc's ``malloc`` keeps freed blocks smaller than its mmap threshold (which grows to
+    32 MB as large blocks are freed) in its heaps for reuse, and returns only the free end
+    of a heap: after the NNST stage about 1.2 GB of freed tensors (1024 px) stayed resident,
+    scattered between live blocks, and the poster stage's peak came on top of them.
+    ``malloc_trim(0)`` releases the free pages inside the heaps too; it changes no setting.
+
+    Returns
+    -------
+    bool
+        Whether ``malloc_trim`` was called (False where the C library has none: not glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # musl and other C libraries without malloc_trim
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
 
 
 def available_gpu_bytes() -> int | None:
@@ -151,16 +191,21 @@ def check_fits(
     max_search_size: int = 4096,
     ram: int | None = None,
     gpu: int | None = None,
+    nnst_done: bool = False,
+    synthesis_done: bool = False,
 ) -> PeakEstimate:
     """Refuse (:class:`InputError`) a run whose estimated peak exceeds the memory available.
 
     ``ram`` / ``gpu``: bytes available (default: measured now; a check is skipped where
-    unknown). The message names the estimate, the memory available and the largest
-    ``--size`` (and ``--out-size``) that would fit.
+    unknown). ``nnst_done`` / ``synthesis_done``: a resumed run's saved stages, as in
+    :func:`estimate_peak_bytes`. The message names the estimate, the memory available and
+    the largest ``--size`` (and ``--out-size``) that would fit.
     """
     def estimate(s: int, o: int | None) -> PeakEstimate:
+        # a suggested --size recomputes NNST, and any other size the poster synthesis
         return estimate_peak_bytes(content_shape, style_shape, s, o, rotate=rotate, device=device,
-                                   max_search_size=max_search_size)
+                                   max_search_size=max_search_size, nnst_done=nnst_done and s == size,
+                                   synthesis_done=synthesis_done and s == size and o == out_size)
 
     def fits(e: PeakEstimate) -> bool:
         return ((ram is None or e.ram * HEADROOM <= ram)

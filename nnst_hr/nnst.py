@@ -31,6 +31,7 @@ from .errors import InputError
 from .hypercolumns import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
 from .laplacian import decompose, lowpass_levels, pyramid_depth, synthesize
 from .matching import Guides, center_normalize, center_normalize_, flat_cells, search, with_guides
+from .memory import release_freed_memory
 from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress
@@ -201,10 +202,15 @@ class _Stylizer:
         reported objective).
         """
         start = time.perf_counter()
+        # the stage's largest blocks come next (the keys, then the search); without these two
+        # calls they were allocated beside the pages glibc kept from blocks freed before (the
+        # optimization's, then the VGG activations of each rotation): 0.7 GB more peak at 512 px
+        release_freed_memory()
         keys, grids, sizes = self.style_hypercolumns(style, precise)
         grid = feature_grid(*query.shape[-2:])
         with self.autocast(precise):
             queries = flat_cells(hypercolumns(self.vgg(query), grid))
+        release_freed_memory()
         self._time("features", start)
         start = time.perf_counter()
         guides = self.masks.for_search(grid, grids, self.rotation_ids) if self.masks else None

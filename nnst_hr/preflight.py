@@ -17,15 +17,18 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def check_resources(output: Path, folder: Path, content_shape: tuple[int, int], style_shape: tuple[int, int],
-                    options, device: str) -> PeakEstimate:
+                    options, device: str, *, nnst_done: bool = False, synthesis_done: bool = False) -> PeakEstimate:
     """Refuse a run that cannot fit in memory or on the disk holding ``output``.
 
     ``folder`` is the run folder (its files are replaced in place by a resumed run);
-    ``options`` a :class:`nnst_hr.run.RunOptions`; ``device`` ``"cpu"`` or ``"cuda"``.
+    ``options`` a :class:`nnst_hr.run.RunOptions`; ``device`` ``"cpu"`` or ``"cuda"``;
+    ``nnst_done`` / ``synthesis_done``: the stages a resumed run takes from ``folder``
+    (:mod:`nnst_hr.run` decides), which the memory check leaves out.
     """
     nnst, poster = options.nnst, options.poster
     estimate = check_fits(content_shape, style_shape, nnst.size, poster.out_size, rotate=nnst.rotate,
-                          device=device, max_search_size=poster.max_search_size)
+                          device=device, max_search_size=poster.max_search_size, nnst_done=nnst_done,
+                          synthesis_done=synthesis_done)
     nnst_shape = _long_side_shape(content_shape, nnst.size)
     out_shape = _long_side_shape(content_shape, poster.out_size) if poster.out_size else None
     needed = estimate_run_bytes(nnst_shape, out_shape, output.suffix, options.bit_depth, len(nnst.scales()))

@@ -34,6 +34,7 @@ from .errors import InputError
 from .files import atomic_output, check_output_path, load_npz, read_image, save_npz, sha256_file, write_image
 from .integrity import is_intact, remove
 from .lock import run_lock
+from .memory import release_freed_memory
 from .nnf import load_field, save_field
 from .nnst import NNSTResult, synthesize_nnst
 from .preflight import check_resources
@@ -143,9 +144,28 @@ def _checkpoint_saver(folder: Path):
     return save
 
 
-def _nnst(content_img, style_img, masks, options: RunOptions, folder: Path, progress: Progress, timings: dict):
-    """The NNST stage and its color stage, resumed from the run folder where possible."""
-    saved = _load_nnst_state(folder)
+@dataclass
+class _Saved:
+    """The stage results in a run folder that this run takes instead of computing them."""
+
+    nnst: tuple[NNSTResult, np.ndarray] | None  # NNST's result and its colored image (:func:`_load_nnst_state`)
+    synthesis: bool  # poster_state.npz holds this run's synthesized poster
+
+
+def _saved_stages(folder: Path, previous: dict, nnst_key: dict, poster_key: dict) -> _Saved:
+    """What ``folder`` holds for a run with these keys: results written under the same keys, intact.
+
+    ``previous`` is the folder's ``config.json`` (empty for a new folder). Decided once, before
+    the memory check (which counts only the stages that will run), and handed to the stages.
+    """
+    nnst = _load_nnst_state(folder) if previous.get("nnst_key") == nnst_key else None
+    synthesis = previous.get("poster_key") == poster_key and is_intact(folder / POSTER_STATE)
+    return _Saved(nnst, synthesis)
+
+
+def _nnst(content_img, style_img, masks, options: RunOptions, folder: Path,
+          saved: tuple[NNSTResult, np.ndarray] | None, progress: Progress, timings: dict):
+    """The NNST stage and its color stage; ``saved`` (:attr:`_Saved.nnst`) is returned when given."""
     if saved is not None:
         progress.message("nnst: resumed from the run folder")
         return saved
@@ -278,18 +298,20 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
         content_img, masks = fit_content(content_img, plan), fit_labels(masks, plan)
         options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))
         progress.message(plan.describe())
-    check_resources(output, run_folder(output), content_img.shape[:2], style_img.shape[:2], options, device.type)
-    for message in (masks.warnings if masks is not None else []):
-        progress.message(f"warning: {message}")
-
     folder = run_folder(output)
-    folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "config.json"
     previous = json.loads(config_path.read_text()) if config_path.exists() else {}
     nnst_key = _nnst_key(content, style, options)
     if plan is not None:
         nnst_key["print"] = plan.key()
     poster_key = {"poster": options.poster.to_dict(), **nnst_key}
+    saved = _saved_stages(folder, previous, nnst_key, poster_key)
+    check_resources(output, folder, content_img.shape[:2], style_img.shape[:2], options, device.type,
+                    nnst_done=saved.nnst is not None, synthesis_done=saved.synthesis)
+    for message in (masks.warnings if masks is not None else []):
+        progress.message(f"warning: {message}")
+
+    folder.mkdir(parents=True, exist_ok=True)
     checkpoints = folder / CHECKPOINTS
     if previous.get("nnst_key") != nnst_key:
         # a changed input or parameter invalidates every saved intermediate result
@@ -310,12 +332,15 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    result, final = _nnst(content_img, style_img, masks, options, folder, progress, timings)
+    result, final = _nnst(content_img, style_img, masks, options, folder, saved.nnst, progress, timings)
     timings["nnst_objective"] = result.objective
 
     if options.poster.out_size and options.poster.out_size != max(result.raw.shape[:2]):
+        # NNST's tensors are freed by now, but glibc keeps most of their pages: without this
+        # the poster stage's peak came on top of them (memory.release_freed_memory)
+        release_freed_memory()
         final = _poster(content_img, style_img, masks, result, options, folder,
-                        resume=previous.get("poster_key") == poster_key, progress=progress, timings=timings)
+                        resume=saved.synthesis, progress=progress, timings=timings)
 
     if plan is not None:
         from .printing import fit_to_print

@@ -353,6 +353,91 @@ def test_estimate_grows_with_every_size():
     assert one.nnst < base.nnst
 
 
+def test_release_freed_memory_hands_freed_heap_pages_back():
+    import psutil
+
+    process = psutil.Process()
+    blocks = [bytearray(b"\x01") * (64 * 2**10) for _ in range(2048)]  # 128 MB of heap blocks, all touched
+    del blocks[::2]  # 64 MB freed between live blocks: glibc keeps them for reuse
+    before = process.memory_info().rss
+    if not memory.release_freed_memory():
+        pytest.skip("no malloc_trim in this C library")
+    assert before - process.memory_info().rss > 48 * 2**20
+    assert len(blocks) == 1024 and all(block[-1] == 1 for block in blocks)  # the live blocks are untouched
+
+
+def test_memory_estimate_of_a_resume_counts_only_the_stages_that_run():
+    shapes, sizes = ((900, 1600), (2341, 3200)), {"size": 1024, "out_size": 4096}
+    fresh = memory.estimate_peak_bytes(*shapes, **sizes)
+    poster_left = memory.estimate_peak_bytes(*shapes, **sizes, nnst_done=True)
+    color_left = memory.estimate_peak_bytes(*shapes, **sizes, nnst_done=True, synthesis_done=True)
+    floor = memory.estimate_peak_bytes(*shapes, size=1024, nnst_done=True)  # no poster: only the process
+    assert poster_left.nnst == floor.nnst < fresh.nnst
+    assert poster_left.poster == fresh.poster and poster_left.ram == fresh.poster
+    assert floor.nnst <= color_left.poster < fresh.poster
+    on_gpu = memory.estimate_peak_bytes(*shapes, **sizes, device="cuda")
+    assert on_gpu.gpu > 0 and memory.estimate_peak_bytes(*shapes, **sizes, device="cuda", nnst_done=True).gpu == 0
+
+
+def test_memory_suggestion_on_a_resume_keeps_the_finished_nnst():
+    shapes = ((900, 1600), (2341, 3200))
+    ram = memory.estimate_peak_bytes(*shapes, size=1024, out_size=3000, nnst_done=True).ram * memory.HEADROOM
+    assert memory.estimate_peak_bytes(*shapes, size=1024).nnst * memory.HEADROOM > ram  # NNST itself would not fit
+    with pytest.raises(InputError) as fresh:
+        memory.check_fits(*shapes, size=1024, out_size=3000, ram=ram)
+    assert _suggested(fresh.value.args[0], "--size") < 1024
+    memory.check_fits(*shapes, size=1024, out_size=3000, ram=ram, nnst_done=True)  # the resume fits
+    with pytest.raises(InputError) as resumed:
+        memory.check_fits(*shapes, size=1024, out_size=4096, ram=ram, nnst_done=True)
+    assert "--size" not in resumed.value.args[0]  # another --size would recompute NNST, which does not fit
+    out_size = _suggested(resumed.value.args[0], "--out-size")
+    assert 3000 - 256 < out_size <= 3000
+    memory.check_fits(*shapes, size=1024, out_size=out_size, ram=ram, nnst_done=True)
+    with pytest.raises(InputError):
+        memory.check_fits(*shapes, size=1024, out_size=out_size + 256, ram=ram, nnst_done=True)
+
+
+def test_memory_suggestion_counts_the_synthesis_a_changed_out_size_recomputes():
+    shapes, done = ((900, 1600), (2341, 3200)), {"nnst_done": True, "synthesis_done": True}
+    color_only = memory.estimate_peak_bytes(*shapes, size=1024, out_size=4096, **done).ram * memory.HEADROOM
+    memory.check_fits(*shapes, size=1024, out_size=4096, ram=color_only, **done)
+    ram = color_only - 2**20
+    with pytest.raises(InputError) as info:
+        memory.check_fits(*shapes, size=1024, out_size=4096, ram=ram, **done)
+    out_size = _suggested(info.value.args[0], "--out-size")
+    # the suggested poster is synthesized anew: it fits with its synthesis counted, 256 px more does not
+    memory.check_fits(*shapes, size=1024, out_size=out_size, ram=ram, nnst_done=True)
+    with pytest.raises(InputError):
+        memory.check_fits(*shapes, size=1024, out_size=out_size + 256, ram=ram, nnst_done=True)
+
+
+@needs_weights
+def test_memory_check_of_a_resumed_run_leaves_out_the_finished_nnst(cli, tmp_path, monkeypatch):
+    content, style = pair(tmp_path)
+    output = tmp_path / "out.png"
+    args = ("run", content, style, *TINY_POSTER)
+    assert cli(*args, "-o", output).exit_code == 0
+    (tmp_path / "out.run" / "poster_state.npz").unlink()  # the poster stage runs again, NNST is resumed
+    shapes = ((48, 64), (64, 64))  # the inputs' (H, W)
+    fresh = memory.estimate_peak_bytes(*shapes, size=64, out_size=128).ram * memory.HEADROOM
+    resumed = memory.estimate_peak_bytes(*shapes, size=64, out_size=128, nnst_done=True).ram * memory.HEADROOM
+    assert resumed < fresh
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: int((fresh + resumed) / 2))
+
+    refused = cli(*args, "-o", tmp_path / "other.png")
+    assert_one_line_error(refused, 2, "GB of memory", "close other programs")
+    assert not (tmp_path / "other.run").exists()
+    changed = cli(*args, "-o", output, "--overwrite", "--seed", 7)  # another NNST: its result is not in the folder
+    assert_one_line_error(changed, 2, "GB of memory", "close other programs")
+    assert is_intact(tmp_path / "out.run" / "nnst_state.npz")  # a refused run leaves the saved NNST alone
+
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST recomputed"))
+    result = cli(*args, "-o", output, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert "nnst: resumed from the run folder" in result.stderr
+    assert read_image(output).shape == (96, 128, 3)
+
+
 @needs_weights
 def test_a_run_that_cannot_fit_on_the_disk_is_refused(cli, tmp_path, monkeypatch):
     content, style = pair(tmp_path)

@@ -203,6 +203,35 @@ def test_interrupted_run_resumes_without_redoing_nnst(tmp_path, pair, monkeypatc
         run_files(*pair, out, options)
 
 
+def test_poster_stage_starts_after_nnst_left_nothing_behind(tmp_path, pair, monkeypatch):
+    """No tensor of the NNST stage is alive and its freed heap is released when the poster stage starts."""
+    import gc
+
+    import torch
+
+    def tensors() -> int:
+        return sum(issubclass(type(obj), torch.Tensor) for obj in gc.get_objects())  # type(): no deprecated getters
+
+    gc.collect()
+    events, before = [], tensors()
+    real_nnst, real_poster = run_module.synthesize_nnst, poster.synthesize_poster_stage
+
+    def nnst(*args, **kwargs):
+        result = real_nnst(*args, **kwargs)
+        events.append("nnst")
+        return result
+
+    def poster_stage(*args, **kwargs):
+        events.append(("poster", tensors() - before))  # no gc.collect: freed by reference counts alone
+        return real_poster(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "synthesize_nnst", nnst)
+    monkeypatch.setattr(run_module, "release_freed_memory", lambda: events.append("release"))
+    monkeypatch.setattr(poster, "synthesize_poster_stage", poster_stage)
+    run_files(*pair, tmp_path / "poster.png", tiny_options(tmp_path))
+    assert events == ["nnst", "release", ("poster", 0)]
+
+
 def test_guided_poster_draws_from_matching_style_regions(tmp_path):
     # content: left half label A (red in the mask), right half B (blue)
     content = np.full((48, 64, 3), 0.5, np.float32)
