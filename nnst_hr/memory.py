@@ -149,10 +149,10 @@ def available_ram_bytes() -> int | None:
 def release_freed_memory() -> bool:
     """Give the pages that the C heap holds free back to the operating system.
 
-    glibc's ``malloc`` keeps freed blocks smaller than its mmap threshold (which grows to
-    32 MB as large blocks are freed) in its heaps for reuse, and returns only the free end
-    of a heap: after the NNST stage about 1.2 GB of freed tensors (1024 px) stayed resident,
-    scattered between live blocks, and the poster stage's peak came on top of them.
+    glibc's ``malloc`` keeps freed blocks smaller than its mmap threshold (which grows as
+    large blocks are freed) in its heaps for reuse, and returns only the free end of a heap:
+    the NNST stage's freed tensors, scattered between live blocks, stayed resident and the
+    poster stage's peak came on top of them (figures in notes/measurements.md).
     ``malloc_trim(0)`` releases the free pages inside the heaps too; it changes no setting.
 
     Returns

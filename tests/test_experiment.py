@@ -628,3 +628,16 @@ def test_inputs_decode_from_the_bytes_writing_no_file_and_errors_name_the_user_p
     masks = {p.name: p.read_bytes() for p in (folder / "badmasks").iterdir()}
     with pytest.raises(MaskError, match=r"^mask in/badmasks/content_mask\.png is 20x40 \(aspect 0\.500\)"):
         stages.decode_inputs(content, style, masks, names)
+
+
+def test_freed_heap_is_released_before_each_computed_stage(tmp_path, monkeypatch):
+    """Each stage's peak memory is measured from what is live, not from what the stage before it freed."""
+    from nnst_hr.experiment import execute as execute_module
+
+    calls = []
+    monkeypatch.setattr(execute_module, "release_freed_memory", lambda: calls.append(1) or True)
+    cache = CountingCache(tmp_path / "cache")
+    TRACKER[:] = [cache]
+    events = Events()
+    execute(long_graph(2), cache, on_event=events)
+    assert len(calls) == sum(events.started().values()) == 10  # 3 sources, 3 nnst, 2 color, 2 scores

@@ -73,6 +73,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import InputError
+from ..memory import release_freed_memory
 from .cache import Cache
 from .execute import Failure, PeakMemory, Results, execute, input_errors, needed, takes_progress
 from .graph import Graph, TaskRef
@@ -144,6 +145,7 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False) -
     _log(worker, {"kind": "start", "key": key, "worker": worker.address if worker else "",
                   "worker_name": str(worker.name) if worker else "", "pid": os.getpid()})
     kwargs = {"progress": _relay(worker, key, stage)} if relay and worker is not None else {}
+    release_freed_memory()  # the stage's peak starts from what is live, not what the last one freed
     start = time.perf_counter()
     try:
         with PeakMemory() as memory:

@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from ..memory import release_freed_memory
 from .cache import Cache
 from .graph import Graph, Task, TaskRef
 
@@ -231,6 +232,7 @@ class _LocalRun:
             args.append(arg)
         kwargs = _progress_kwargs(task, self.progress)
         self.emit("start", task, {})
+        release_freed_memory()  # the stage's peak starts from what is live, not what the last one freed
         start = time.perf_counter()
         try:
             with PeakMemory() as memory:
