@@ -321,6 +321,21 @@ def projected_best_scores(
     return torch.cat(scores), torch.cat(indices)
 
 
+def shortlisted(queries: int, keys: int, width: int, *, exact: bool, dims: int, tail: int = 0,
+                approx_min_work: float = APPROX_MIN_WORK) -> bool:
+    """Whether :func:`search` of ``queries`` against ``keys`` vectors of ``width`` components uses the shortlist.
+
+    Only when it pays: not ``exact``, the feature part (all but the last ``tail`` guide columns)
+    has more than ``2 * dims`` components, and the exhaustive product would cost at least
+    ``approx_min_work`` multiply-adds (the device's, :func:`search_settings`).
+
+    >>> shortlisted(16384, 45056, 2688, exact=False, dims=128), shortlisted(4096, 11264, 2688, exact=False, dims=128)
+    (True, False)
+    """
+    work = queries * keys * width
+    return not (exact or width - tail <= 2 * dims or work < approx_min_work)
+
+
 def search(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -342,9 +357,8 @@ def search(
     :func:`best_scores`.
     """
     settings = search_settings(k.device, 4 * q.shape[0] * k.shape[0])
-    work = q.shape[0] * k.shape[0] * k.shape[1]
-    body = k.shape[1] - tail
-    if exact or body <= 2 * dims or work < settings.approx_min_work:
+    if not shortlisted(q.shape[0], k.shape[0], k.shape[1], exact=exact, dims=dims, tail=tail,
+                       approx_min_work=settings.approx_min_work):
         return best_scores(q, k, bf16=bf16 and not exact, settings=settings)
-    axes = principal_axes(k[:, :body], dims, seed=seed)
+    axes = principal_axes(k[:, :k.shape[1] - tail], dims, seed=seed)
     return projected_best_scores(q, k, axes, candidates, tail, bf16=bf16, settings=settings)

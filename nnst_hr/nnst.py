@@ -30,16 +30,19 @@ from .device import autocast, bf16_enabled, precise_matmul, resolve_device, run_
 from .errors import InputError
 from .hypercolumns import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
 from .laplacian import decompose, lowpass_levels, pyramid_depth, synthesize
-from .matching import Guides, center_normalize, center_normalize_, flat_cells, search, with_guides
+from .matching import Guides, center_normalize, center_normalize_, flat_cells, search, search_settings, with_guides
 from .memory import release_freed_memory
 from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress
 from .tensors import resize_long_side, to_numpy, to_tensor, to_tensor_like
 from .weights import build_vgg16_features
+from .workplan import nnst_stages, scale_stage_name
 
 ZEROED_BANDS_SMALL, ZEROED_BANDS_LARGE = 3, 2  # finest content bands removed from the start image (<1024, >=1024)
-SPLIT_STEP_COST = 1.3  # cost of a feature-splitting step per pixel, in hypercolumn steps (for the time left)
+# cost of a feature-splitting step per pixel, in hypercolumn steps: the experiment plan's work of an
+# NNST task (the time left of a run comes from nnst_hr.workplan)
+SPLIT_STEP_COST = 1.3
 
 CheckpointCallback = Callable[[str, np.ndarray], None]  # (name, float32 (H, W, 3) image state) after a scale
 
@@ -159,13 +162,23 @@ class _Stylizer:
         self.rotation_ids = config.rotation_ids()
         self.timings: dict[str, float] = {}
 
+    def search_bf16(self, precise: bool = False) -> bool:
+        """Whether a search runs its products in bf16; ``precise`` keeps it in fp32."""
+        # hard labels add a bonus of 16 to the scores, beyond what bf16 resolves
+        return self.bf16 and not precise and not (self.masks and self.masks.hard)
+
     def search(self, q: torch.Tensor, k: torch.Tensor, tail: int, precise: bool = False):
         """:func:`matching.search` with this run's speed settings; ``precise`` keeps it in fp32."""
         cfg = self.config
-        # hard labels add a bonus of 16 to the scores, beyond what bf16 resolves
-        bf16 = self.bf16 and not precise and not (self.masks and self.masks.hard)
         return search(q, k, exact=cfg.exact, dims=cfg.search_dims, candidates=cfg.candidates, tail=tail,
-                      seed=cfg.seed, bf16=bf16)
+                      seed=cfg.seed, bf16=self.search_bf16(precise))
+
+    def split_refresh(self, size: tuple[int, int]) -> int:
+        """Feature splitting searches at the steps whose index is a multiple of this (every step when exact)."""
+        cfg = self.config
+        if cfg.exact:
+            return 1
+        return refresh_interval(cfg.split_refresh, cfg.split_steps, max(size), cfg.split_sample)
 
     def autocast(self, precise: bool = False):
         return autocast(self.device, self.bf16 and not precise)
@@ -240,18 +253,19 @@ class _Stylizer:
             out_pyr[i].zero_()
         contents = lowpass_levels(content, n_scales)
         styles = lowpass_levels(style, n_scales)
-        self.progress.plan(
-            [(f"scale {max(contents[s].shape[-2:])}px", cfg.steps_at(s), contents[s].numel())
-             for s in reversed(range(n_scales))]
-            + [("feature splitting", cfg.split_steps, SPLIT_STEP_COST * content.numel())]
-        )
+        self.progress.plan(nnst_stages(
+            [tuple(contents[s].shape[-2:]) for s in reversed(range(n_scales))],
+            [tuple(styles[s].shape[-2:]) for s in reversed(range(n_scales))],
+            cfg, device=self.device.type, bf16=self.bf16, search_bf16=self.search_bf16(),
+            refresh=self.split_refresh((h, w)), approx_min_work=search_settings(self.device, 0).approx_min_work,
+        ))
 
         for li, s in enumerate(reversed(range(n_scales))):
             name = scale_checkpoint_name(li)
             if name in start_from:
                 # the saved image in the content's memory layout, as it was computed
                 out_pyr[s:] = decompose(to_tensor_like(start_from[name], content), depth - s)
-                self.progress.skip(f"scale {max(contents[s].shape[-2:])}px")
+                self.progress.skip(scale_stage_name(contents[s].shape[-2:]))
                 continue
             alpha = 0.0 if li == 0 else cfg.alpha
             # the query carries the content's band at this scale, not the output's
@@ -260,7 +274,7 @@ class _Stylizer:
             targets = self.match(query, styles[s]).matched
             start = time.perf_counter()
             grid = feature_grid(*contents[s].shape[-2:])
-            self.progress.start(f"scale {max(contents[s].shape[-2:])}px")
+            self.progress.start(scale_stage_name(contents[s].shape[-2:]))
             out_pyr[s:] = fit_hypercolumns(
                 out_pyr[s:], self.vgg, targets, grid, steps=cfg.steps_at(s), lr=cfg.lr,
                 autocast=self.autocast, on_step=self.progress.step,
@@ -301,8 +315,7 @@ class _Stylizer:
         out_pyr = fit_split_layers(
             out_pyr, self.vgg, split_style, steps=cfg.split_steps, lr=cfg.lr, sample=cfg.split_sample,
             generator=generator, autocast=self.autocast,
-            refresh=(1 if cfg.exact else
-                     refresh_interval(cfg.split_refresh, cfg.split_steps, max(size), cfg.split_sample)),
+            refresh=self.split_refresh(size),
             search=self.search, content_guides=content_guides, content_labels=content_labels,
             guide_weight=cfg.guide_weight, hard=bool(self.masks and self.masks.hard),
             on_step=self.progress.step,

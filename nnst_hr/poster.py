@@ -34,7 +34,10 @@ from .color import transfer_color
 from .config import NNSTConfig, PosterConfig
 from .device import resolve_device
 from .errors import InputError
+from .hypercolumns import FEATURE_STRIDE
+from .progress import Stage
 from .tensors import resize_image, to_numpy, to_tensor
+from .workplan import work
 
 GUTTER = 8  # masked pixels between atlas copies (more than a patch radius at every level)
 RENDER_ROWS = 256  # rows per band of the final render (bounds its temporary index arrays)
@@ -278,6 +281,40 @@ def synthesis_fraction(level: int, levels: int, iteration: int, iterations: int)
     total = sum(4.0**j for j in range(levels))
     done = sum(4.0**j for j in range(level - 1)) + 4.0 ** (level - 1) * iteration / max(1, iterations)
     return done / total
+
+
+def poster_stages(nnst_shape: tuple[int, int], cfg: PosterConfig) -> list[Stage]:
+    """The poster's plan for the time left: its synthesis (reported as fractions), then render and color.
+
+    The synthesis runs ``cfg.search_vote_iters`` iterations of ``cfg.patchmatch_iters`` sweeps on
+    each level from the NNST field's size up to the searched size, every pixel of a level in each
+    sweep. It always runs on the CPU (Numba).
+
+    Parameters
+    ----------
+    nnst_shape : (height, width)
+        The NNST result's size.
+    cfg : PosterConfig
+        ``out_size`` is set.
+
+    Returns
+    -------
+    list of Stage
+        ``"poster"`` (as :func:`synthesize_poster` reports it) and ``"poster finish"``.
+    """
+    out_shape = scaled_shape(nnst_shape, cfg.out_size / max(nnst_shape))
+    factor = search_factor(max(out_shape), cfg.max_search_size)
+    searched = (-(-out_shape[0] // factor), -(-out_shape[1] // factor))
+    start_size = max(nnst_shape) // FEATURE_STRIDE  # the NNST field's long side
+    pixels, level = 0.0, 0
+    while level == 0 or max(searched) >> level >= start_size:
+        pixels += searched[0] * searched[1] / 4**level
+        level += 1
+    return [
+        Stage("poster", 1, step=(work("poster", pixels * cfg.search_vote_iters * cfg.patchmatch_iters, "cpu"),),
+              setup=(work("poster setup", searched[0] * searched[1], "cpu"),)),
+        Stage("poster finish", setup=(work("poster finish", out_shape[0] * out_shape[1], "cpu"),)),
+    ]
 
 
 def search_factor(long_side: int, max_search_size: int) -> int:

@@ -1,9 +1,23 @@
-"""Progress of a long run on stderr: stage, step, rate and the estimated time left.
+"""Progress of a long run on stderr: stage, step, rate and the estimated time left of the whole run.
 
-The time left comes from a work plan: each stage is a number of steps and a cost
-per step (proportional to its pixel count), so the estimate holds across scales
-whose steps differ in cost by 16x. A stage that is not made of equal steps (the
-poster's coarse-to-fine synthesis) reports the fraction of it that is done instead.
+The time left comes from a work plan: the run's stages (:class:`Stage`) in the order they run,
+each a setup (what happens before its first step is reported) and a number of steps, both made
+of kinds of work (:class:`Work`): a ``term`` such as a hypercolumn step, the lattice searches of a
+feature-splitting step or a poster iteration, and its ``units`` (pixels, multiply-adds), which
+follow what the code does. A term's seconds per unit start as its ``prior`` and are replaced by
+what it measures as soon as some of it has been done; the terms not measured yet keep their
+priors, scaled by how fast the measured terms of their device run against their own priors. So
+the estimate holds across scales whose steps differ in cost by 16x, across steps that search and
+steps that do not, and for stages still to come (a poster after the NNST stage).
+
+What a report measures is the time since the previous report, and the work in between: a step, a
+stage's setup (with any stage that reports nothing, such as the final match), or a fraction of a
+stage. A report of several terms measures the ones not yet measured alone: each gets its share of
+the time the others do not account for. A term's rate is the mean of its measures in the latest
+stage that did some of it (the latest scale's steps, not the smaller scales' before it); in a
+stage that reports fractions (the poster's coarse-to-fine synthesis, whose small levels cost more
+per pixel) it is the latest measure alone. The first step of each stage is not measured: it also
+sets up kernels for the stage's image size.
 
 On a terminal the stages are drawn as live :mod:`rich` bars; elsewhere (CI, logs,
 files) they are written as plain lines, at most one every ``REPORT_INTERVAL_S``
@@ -25,6 +39,8 @@ from __future__ import annotations
 
 import atexit
 import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TextIO
 
 from rich.console import Console
@@ -33,6 +49,102 @@ from rich.progress import Progress as Bars
 
 REPORT_INTERVAL_S = 2.0  # at most one plain line per this many seconds (plus stage ends)
 REFRESH_INTERVAL_S = 0.1  # at most one redraw of the live bars per this many seconds (plus stage ends)
+MIN_SHARE = 0.1  # a report of several terms gives the ones it measures at least this share of its prediction
+
+
+@dataclass(frozen=True)
+class Work:
+    """An amount of one kind of work.
+
+    Parameters
+    ----------
+    term : str
+        The kind of work (``"step"``, ``"search"``, ``"poster"``...); all work of a term shares
+        one rate.
+    units : float
+        How much of it, in units whose cost is about proportional to its time (pixels of a VGG
+        pass, multiply-adds of a search).
+    prior : float or None
+        Seconds per unit before any of the term has been measured (on the project's reference
+        machine); None: not known until measured.
+    every : int
+        In a stage's steps: done by the steps whose index is a multiple of ``every`` (a search
+        every 2nd step), 1 for every step.
+    device : str
+        Where it runs (``"cpu"``, ``"cuda"``): the measured terms of a device scale the priors of
+        that device's other terms.
+
+    Examples
+    --------
+    >>> Work("search", 10.0, every=2).steps(0, 5)  # steps 0, 2 and 4
+    3
+    """
+
+    term: str
+    units: float
+    prior: float | None = None
+    every: int = 1
+    device: str = "cpu"
+
+    def steps(self, first: float, stop: float) -> float:
+        """How many of the steps ``first .. stop - 1`` do this work (fractional bounds: in proportion)."""
+        if first != int(first) or stop != int(stop):
+            return (stop - first) / self.every
+        return -(-int(stop) // self.every) + (-int(first) // self.every)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage of a work plan: ``setup``, then ``steps`` steps that each do ``step``.
+
+    Parameters
+    ----------
+    name : str
+        What :meth:`Progress.start`, :meth:`Progress.fraction` and :meth:`Progress.skip` call it.
+    steps : int
+        Its steps (0: a stage that reports nothing, done when a later one is reported; 1 for a
+        stage that reports fractions).
+    step : tuple of Work
+        The work of one step (a part with ``every > 1`` only in some steps).
+    setup : tuple of Work
+        The work before its first step is reported (before :meth:`Progress.start`, or before the
+        first fraction).
+    """
+
+    name: str
+    steps: int = 0
+    step: tuple[Work, ...] = ()
+    setup: tuple[Work, ...] = ()
+
+    def work(self, first: float = 0.0, stop: float | None = None, setup: bool = False) -> list[tuple[Work, float]]:
+        """``(work, units)`` of steps ``first .. stop - 1`` (all by default), and of the setup when ``setup``."""
+        stop = self.steps if stop is None else stop
+        parts = [(w, w.units) for w in self.setup] if setup else []
+        return parts + [(w, w.units * n) for w in self.step if (n := w.steps(first, stop)) > 0]
+
+
+@dataclass
+class _Measure:
+    """Seconds and units of one term measured in ``stage``.
+
+    ``alone``: some of the term was measured in a report of it alone; ``prior`` and ``device``
+    are its :class:`Work`'s.
+    """
+
+    seconds: float
+    units: float
+    stage: str
+    alone: bool
+    prior: float | None
+    device: str
+
+
+def _as_stage(stage: Stage | tuple[str, int, float]) -> Stage:
+    """A :class:`Stage`; ``(name, steps, cost_per_step)`` is a stage of steps of the term ``"step"`` without a prior."""
+    if isinstance(stage, Stage):
+        return stage
+    name, steps, cost = stage
+    return Stage(name, steps, step=(Work("step", float(cost)),))
 
 
 def format_seconds(seconds: float) -> str:
@@ -90,14 +202,15 @@ def _loss_text(loss) -> str:
 
 
 class Progress:
-    """Stage and step reporter with a cost-weighted estimate of the time left.
+    """Stage and step reporter with an estimate of the whole run's time left.
 
-    ``plan([(stage, steps, cost_per_step), ...])`` declares the work; ``start(stage)``
-    opens a stage; ``step(i, loss)`` reports step ``i`` (0-based) of the current stage;
-    ``skip(stage)`` marks a stage done without running it (resumed runs);
+    ``plan(stages)`` declares the work of the stages a computation reports (:class:`Stage`, or
+    ``(stage, steps, cost_per_step)``); ``then(stages)`` the stages that follow it (kept by a later
+    ``plan``); ``start(stage)`` opens a stage; ``step(i, loss)`` reports step ``i`` (0-based) of
+    the current stage; ``skip(stage)`` marks a stage done without running it (resumed runs);
     ``fraction(stage, done, detail)`` reports a stage of unequal steps by the fraction done;
     ``message(text)`` prints a line (above the live bars on a terminal). ``left_s`` is the latest
-    estimate of the seconds left (None until known).
+    estimate of the seconds left in the plan and the stages after it (None until known).
 
     Parameters
     ----------
@@ -117,17 +230,21 @@ class Progress:
         self.enabled = enabled
         self.console = console or Console(file=stream, stderr=stream is None, highlight=False)
         self.prefix = prefix
-        self.stages: dict[str, tuple[int, float]] = {}
-        self.done_cost = 0.0
-        self.measured_cost = 0.0
-        self.measured_time = 0.0
         self.current: str | None = None
         self.last_report = 0.0
         self.last_step_time = 0.0
         self.stage_time = 0.0  # the current stage's measured time and steps, for its rate
         self.stage_steps = 0
-        self.last_fraction: tuple[float, float] | None = None  # (time, done) of the latest fraction
         self.left_s: float | None = None  # seconds left as of the latest report (None: not known yet)
+        self._planned: list[Stage] = []  # from plan()
+        self._after: list[Stage] = []  # from then()
+        self._stages: list[Stage] = []  # both, in the order they run
+        self._index = -1  # the current stage in _stages (-1: none started)
+        self._done = 0.0  # steps of the current stage done (a fraction of its one step for fractions)
+        self._skipped: set[int] = set()
+        self._planned_stage = False  # whether the current stage is one of _stages
+        self._last: float | None = None  # time of the latest report
+        self._measured: dict[str, _Measure] = {}
         self._bars: Bars | None = None
         self._task: TaskID | None = None
         self._last_refresh = 0.0
@@ -137,36 +254,93 @@ class Progress:
         """Whether the stages are drawn as live bars (an enabled reporter on a terminal that can redraw)."""
         return self.enabled and self.console.is_terminal and not self.console.is_dumb_terminal
 
-    def plan(self, stages: list[tuple[str, int, float]]) -> None:
-        """Declare the work: ``(stage, steps, cost_per_step)`` in the order they run.
+    # ---- the plan
+    def plan(self, stages: Sequence[Stage | tuple[str, int, float]]) -> None:
+        """Declare the work of the stages to report, in the order they run.
 
         Parameters
         ----------
-        stages : list of (str, int, float)
-            A stage's name, its number of steps and the relative cost of one (e.g. its pixels).
+        stages : list of Stage or (str, int, float)
+            The stages; ``(name, steps, cost_per_step)`` is a stage of equal steps of relative
+            cost ``cost_per_step`` (e.g. its pixels), whose rate is not known before it is measured.
         """
-        self.stages = {name: (steps, float(cost)) for name, steps, cost in stages}
-        self.done_cost = 0.0
+        self._planned = [_as_stage(s) for s in stages]
+        self._restart()
+
+    def then(self, stages: Sequence[Stage | tuple[str, int, float]]) -> None:
+        """Declare the stages that run after the planned ones (a later :meth:`plan` keeps them).
+
+        Parameters
+        ----------
+        stages : list of Stage or (str, int, float)
+            As for :meth:`plan`; the time left counts them until they are reported.
+        """
+        self._after = [_as_stage(s) for s in stages]
+        self._restart()
+
+    def _restart(self) -> None:
+        self._stages = self._planned + self._after
+        self._index, self._done, self._skipped = -1, 0.0, set()
+        self._planned_stage = False
 
     @property
     def total_cost(self) -> float:
-        return sum(steps * cost for steps, cost in self.stages.values())
+        """Estimated seconds of all the stages of the plan (units where no rate is known yet)."""
+        return self._cost([part for stage in self._stages for part in stage.work(setup=True)])
+
+    @property
+    def done_cost(self) -> float:
+        """Estimated seconds of the work done (skipped stages included), on :attr:`total_cost`'s scale."""
+        parts = [part for stage in self._stages[:max(self._index, 0)] for part in stage.work(setup=True)]
+        if 0 <= self._index < len(self._stages):
+            parts += self._stages[self._index].work(0.0, self._done, setup=True)
+        return self._cost(parts)
+
+    def _cost(self, parts: Iterable[tuple[Work, float]]) -> float:
+        return sum(units * (self._rate(work) or work.prior or 1.0) for work, units in parts)
 
     def skip(self, stage: str) -> None:
         """Count a planned ``stage`` as done without running it (resumed from a checkpoint)."""
-        steps, cost = self.stages.get(stage, (0, 0.0))
-        self.done_cost += steps * cost
+        i = self._find(stage)
+        if i is not None:
+            self._skipped.add(i)
         self.message(f"{stage}: resumed from checkpoint")
 
+    def _find(self, stage: str) -> int | None:
+        """Index of the next planned stage named ``stage`` (the current one if it has that name)."""
+        for i in range(max(self._index, 0), len(self._stages)):
+            if self._stages[i].name == stage and i not in self._skipped:
+                return i
+        return None
+
+    # ---- reports
     def start(self, stage: str) -> None:
-        """Open ``stage`` (a planned one; an unplanned one counts its steps but adds no cost)."""
-        self._begin(stage, time.perf_counter(), self.stages.get(stage, (None, 0.0))[0])
+        """Open ``stage`` (a planned one; an unplanned one counts its steps but adds no work)."""
+        now = time.perf_counter()
+        i = self._find(stage)
+        if i is not None and i != self._index:
+            self._reach(now, i, 0.0)
+        self._planned_stage = i is not None
+        self._last = now
+        self._begin(stage, now, self._stages[i].steps if i is not None else None)
+        self.left_s = self._time_left()
+
+    def _reach(self, now: float, index: int, done: float) -> None:
+        """Measure the work from the latest report up to ``done`` steps of stage ``index``, which becomes current."""
+        parts = []
+        if 0 <= self._index < len(self._stages) and self._index not in self._skipped:
+            parts += self._stages[self._index].work(self._done)
+        for i in range(self._index + 1, index):
+            if i not in self._skipped:
+                parts += self._stages[i].work(setup=True)
+        parts += self._stages[index].work(0.0, done, setup=True)
+        self._measure(parts, now, self._stages[index].name)
+        self._index, self._done = index, done
 
     def _begin(self, stage: str, now: float, total: float | None) -> None:
         self.current = stage
         self.last_step_time = now
         self.stage_time, self.stage_steps = 0.0, 0
-        self.last_fraction = None
         if self.live:
             self._open_bar(stage, total)
 
@@ -176,25 +350,26 @@ class Progress:
         Parameters
         ----------
         index : int
-            The step; the stage's first (index 0) is left out of the rate, as it sets up kernels.
+            The step; the stage's first (index 0) is left out of the rates, as it sets up kernels.
         loss : float or 0-d tensor, optional
             Shown beside the step; read (``float(loss)``, a host sync on a GPU) only when a line or
             a bar refresh shows it.
         """
         now = time.perf_counter()
-        steps, cost = self.stages.get(self.current, (index + 1, 0.0))
-        self.done_cost += cost
+        steps = index + 1
+        if self._planned_stage:
+            stage = self._stages[self._index]
+            steps = stage.steps
+            if index > 0:
+                # a stage's first step also sets up kernels for its image size: the run's first step
+                # took up to 50x a later one, and counting it announced "50m left" for a 1-minute run
+                self._measure(stage.work(self._done, index + 1), now, stage.name)
+            self._done = float(index + 1)
         if index > 0:
-            # a stage's first step also sets up kernels for its image size: the run's first step
-            # took up to 50x a later one, and counting it announced "50m left" for a 1-minute run
-            self.measured_cost += cost
-            self.measured_time += now - self.last_step_time
             self.stage_time += now - self.last_step_time
             self.stage_steps += 1
-        self.last_step_time = now
-        self.left_s = None
-        if self.measured_cost > 0:
-            self.left_s = (self.total_cost - self.done_cost) * self.measured_time / self.measured_cost
+        self.last_step_time = self._last = now
+        self.left_s = self._time_left()
         last = index + 1 == steps
         if not self._due(now, last):
             return
@@ -205,9 +380,10 @@ class Progress:
         """Report that a fraction ``done`` (0..1) of ``stage`` is complete.
 
         For stages whose steps differ in cost (coarse-to-fine levels), reported after each step.
-        The time left is that of this stage alone, from the rate of the latest step: an average
-        since the stage began counts its setup and the small levels' higher cost per pixel
-        (it predicted 8 h for a 3-minute 8K poster).
+        The stage's rate is that of the latest report alone: an average since the stage began
+        counts its setup and the small levels' higher cost per pixel (it predicted 8 h for a
+        3-minute 8K poster). An unplanned stage is one of unknown cost, known once measured; a
+        report that does not advance the fraction gives no estimate.
 
         Parameters
         ----------
@@ -220,15 +396,101 @@ class Progress:
         """
         now = time.perf_counter()
         if stage != self.current:
+            i = self._find(stage)
+            if i is None:
+                i = self._index + 1
+                self._stages.insert(i, Stage(stage, 1, step=(Work(stage, 1.0),)))
+            steps = self._stages[i].steps
+            self._reach(now, i, done * steps)
+            self._planned_stage = True
             self._begin(stage, now, total=1.0)
-        self.left_s = None
-        if self.last_fraction is not None and done > self.last_fraction[1]:
-            last_time, last_done = self.last_fraction
-            self.left_s = (now - last_time) * (1.0 - done) / (done - last_done)
-        self.last_fraction = (now, done)
+            self.left_s = self._time_left()
+        else:
+            steps = self._stages[self._index].steps if self._planned_stage else 1
+            self.left_s = None
+            if self._planned_stage and done * steps > self._done:
+                self._measure(self._stages[self._index].work(self._done, done * steps), now, stage, latest=True)
+                self._done = done * steps
+                self.left_s = self._time_left()
+        self._last = now
         last = done >= 1.0
         if self._due(now, last):
             self._show(now, last, 1.0, min(done, 1.0), detail, "")
+
+    # ---- the estimate
+    def _rate(self, work: Work) -> float | None:
+        """Seconds per unit of ``work``'s term: measured, else its prior scaled to its device's measured speed."""
+        measured = self._measured.get(work.term)
+        if measured is not None:
+            return measured.seconds / measured.units
+        if work.prior is None:
+            return None
+        return work.prior * self._speed(work.device)
+
+    def _speed(self, device: str) -> float:
+        """Measured seconds over prior seconds of the measured terms that run on ``device`` (1 if none)."""
+        seconds = expected = 0.0
+        for measured in self._measured.values():
+            if measured.device == device and measured.prior is not None:
+                seconds += measured.seconds
+                expected += measured.prior * measured.units
+        return seconds / expected if expected > 0 else 1.0
+
+    def _measure(self, parts: list[tuple[Work, float]], now: float, stage: str, latest: bool = False) -> None:
+        """Take the time since the latest report as the time of ``parts`` (see the module docstring)."""
+        if self._last is None or now <= self._last:
+            return
+        seconds = now - self._last
+        units: dict[str, float] = {}
+        kinds: dict[str, Work] = {}
+        for work, amount in parts:
+            if amount > 0:
+                units[work.term] = units.get(work.term, 0.0) + amount
+                kinds.setdefault(work.term, work)
+        if len(units) == 1:
+            (term, amount), = units.items()
+            self._add(kinds[term], seconds, amount, stage, alone=True, latest=latest)
+            return
+        known = [t for t in units if t in self._measured and self._measured[t].alone]
+        rest = [t for t in units if t not in known]
+        rates = {t: self._rate(kinds[t]) for t in rest}
+        if not rest or (len(rest) > 1 and None in rates.values()):
+            return  # nothing left to measure, or no way to share the time between unknown rates
+        shares = {t: 1.0 if rate is None else units[t] * rate for t, rate in rates.items()}
+        total = sum(shares.values())
+        explained = sum(units[t] * self._rate(kinds[t]) for t in known)
+        left = max(seconds - explained, MIN_SHARE * seconds)
+        for t in rest:
+            self._add(kinds[t], left * shares[t] / total if total > 0 else left / len(rest), units[t], stage,
+                      alone=False, latest=latest)
+
+    def _add(self, work: Work, seconds: float, units: float, stage: str, alone: bool, latest: bool) -> None:
+        """Add a measure of ``work``'s term; the first of a new stage (or each, with ``latest``) replaces the others."""
+        measured = self._measured.get(work.term)
+        if measured is None or measured.stage != stage or latest:
+            was_alone = measured is not None and measured.alone
+            measured = self._measured[work.term] = _Measure(0.0, 0.0, stage, was_alone, work.prior, work.device)
+        measured.seconds += seconds
+        measured.units += units
+        measured.alone = measured.alone or alone
+
+    def _time_left(self) -> float | None:
+        """Seconds left: the rest of the current stage and every stage after it, at each term's rate."""
+        if not self._measured:
+            return None
+        parts = []
+        if 0 <= self._index < len(self._stages):
+            parts += self._stages[self._index].work(self._done)
+        for i in range(self._index + 1, len(self._stages)):
+            if i not in self._skipped:
+                parts += self._stages[i].work(setup=True)
+        left = 0.0
+        for work, units in parts:
+            rate = self._rate(work)
+            if rate is None:
+                return None
+            left += rate * units
+        return left
 
     def message(self, text: str) -> None:
         """Print one line (above the live bars on a terminal)."""

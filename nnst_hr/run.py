@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import shutil
 import time
@@ -38,12 +39,14 @@ from .memory import release_freed_memory
 from .nnf import load_field, save_field
 from .nnst import NNSTResult, synthesize_nnst
 from .preflight import check_resources
-from .progress import Progress, format_seconds
+from .progress import Progress, Stage, format_seconds
 from .sizes import check_input_sizes
+from .workplan import output_stage
 
 NNST_STATE = "nnst_state.npz"  # float32 results of the NNST stage, for exact resumption
 POSTER_STATE = "poster_state.npz"  # synthesized poster and field, for resuming the color stage
 CHECKPOINTS = "checkpoints"  # per-scale NNST states (one .npz each), for resuming inside the NNST stage
+NNST_IMAGES = 3  # the NNST stage's color stage and the images it saves, in images written (for the time left)
 
 
 @dataclass
@@ -209,6 +212,38 @@ def _poster(content_img, style_img, masks, result: NNSTResult, options: RunOptio
     return final
 
 
+def later_stages(content_shape: tuple[int, int], options: RunOptions, poster_resumed: bool = False) -> list[Stage]:
+    """The stages of a run after the NNST stage's own plan, for the time left.
+
+    Parameters
+    ----------
+    content_shape : (height, width)
+        The content as NNST gets it.
+    options : RunOptions
+        The run's options (``nnst.size``, ``poster``).
+    poster_resumed : bool
+        The poster's synthesis is read back from the run folder, not computed.
+
+    Returns
+    -------
+    list of Stage
+        NNST's color stage and saved state; the poster's synthesis (unless resumed) and color
+        stage when ``--out-size`` asks for one; the output.
+    """
+    scale = options.nnst.size / max(content_shape)
+    nnst_shape = (max(1, round(content_shape[0] * scale)), max(1, round(content_shape[1] * scale)))
+    pixels = nnst_shape[0] * nnst_shape[1]
+    stages = [output_stage("nnst finish", NNST_IMAGES * pixels)]  # color, nnst.png, nnst_raw.png, state
+    out_size = options.poster.out_size
+    if out_size and out_size != max(nnst_shape):
+        from .poster import poster_stages, scaled_shape
+
+        posters = poster_stages(nnst_shape, options.poster)
+        stages += posters[1:] if poster_resumed else posters
+        pixels = math.prod(scaled_shape(nnst_shape, out_size / max(nnst_shape)))
+    return stages + [output_stage("output", pixels)]
+
+
 def read_run_config(path: str | Path) -> dict:
     """What a run folder's ``config.json`` says to compute, to run it again.
 
@@ -332,6 +367,7 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    progress.then(later_stages(content_img.shape[:2], options, saved.synthesis))
     result, final = _nnst(content_img, style_img, masks, options, folder, saved.nnst, progress, timings)
     timings["nnst_objective"] = result.objective
 

@@ -13,7 +13,7 @@ from nnst_hr.config import NNSTConfig
 from nnst_hr.hypercolumns import HYPERCOLUMN_CHANNELS, LAYER_CHANNELS, VGGLayers, feature_grid, hypercolumns
 from nnst_hr.laplacian import decompose, lowpass_levels, pyramid_depth, synthesize
 from nnst_hr.matching import Guides, center_normalize, centered_cosine_loss, cosine_loss, nearest_neighbors
-from nnst_hr.nnst import nnst_objective, stylize
+from nnst_hr.nnst import nnst_objective, stylize, synthesize_nnst
 from nnst_hr.optimize import (
     MIN_LATTICE_COVERAGE,
     HypercolumnCosineLoss,
@@ -24,6 +24,7 @@ from nnst_hr.optimize import (
     sample_grid,
     split_targets,
 )
+from nnst_hr.progress import Progress
 from nnst_hr.tensors import to_tensor
 from nnst_hr.weights import build_vgg16_features
 
@@ -314,3 +315,38 @@ def test_projected_search_keeps_hard_labels_exact():
     found = matching.projected_best_scores(qa, ka, matching.principal_axes(ka[:, :-tail], 20), 4, tail)[1]
     assert torch.equal(kl[found], ql)
     assert torch.equal(found, brute_force(q, k, guides))
+
+
+class _Recorder(Progress):
+    """A silent reporter that keeps the plan and every stage and step reported."""
+
+    def __init__(self):
+        super().__init__(enabled=False)
+        self.planned, self.reports = [], []
+
+    def plan(self, stages):
+        self.planned = list(stages)
+        super().plan(stages)
+
+    def start(self, stage):
+        self.reports.append((stage, None))
+        super().start(stage)
+
+    def step(self, index, loss=None):
+        self.reports.append((self.current, index))
+        super().step(index, loss)
+
+
+def test_the_work_plan_names_every_stage_and_step_nnst_reports(images):
+    cfg = NNSTConfig(size=88, coarsest=44, steps=3, finest_steps=2, split_steps=4, device="cpu")
+    progress = _Recorder()
+    synthesize_nnst(*images, cfg, progress=progress)
+    expected = []
+    for stage in progress.planned:
+        if stage.steps:
+            expected += [(stage.name, None)] + [(stage.name, i) for i in range(stage.steps)]
+    assert progress.reports == expected
+    assert [s.name for s in progress.planned] == ["scale 44px", "scale 88px", "feature splitting", "final match"]
+    assert [s.steps for s in progress.planned] == [3, 2, 4, 0]
+    assert progress.planned[2].step[1].every == refresh_interval(cfg.split_refresh, 4, 88, cfg.split_sample)
+    assert progress.left_s > 0  # the final match is still to come at the last step

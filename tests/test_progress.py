@@ -18,7 +18,7 @@ from nnst_hr.experiment import progress as plan_module
 from nnst_hr.experiment.cache import Cache
 from nnst_hr.experiment.graph import Graph, Task
 from nnst_hr.experiment.progress import PlanProgress, RelayProgress
-from nnst_hr.progress import Progress
+from nnst_hr.progress import Progress, Stage, Work
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 SHOW_CURSOR = "\x1b[?25h"
@@ -349,3 +349,167 @@ def test_relayed_steps_on_a_terminal_get_a_bar_per_running_stage(plan_clock, tmp
     lines = text.splitlines()
     assert "run 1 of 3: nnst done in 4s; plan: 5s so far, about 4s left" in lines
     assert not any(line.endswith(" ...") for line in lines)  # each stage's bar shows it started
+
+
+# --------------------------------------------------------------------------- the work plan's cost model
+
+TRUE_RATES = {"features": 0.5, "match": 2.0, "step": 1.0, "split setup": 0.3, "split": 2.0, "search": 1.0,
+              "poster setup": 0.2, "poster": 0.05}  # seconds per unit the fake run takes
+
+
+def mixed_plan(search_prior: float, device: str = "cpu") -> list[Stage]:
+    """Two scales (setup: features and a match), feature splitting (a search every 2nd step), a final match.
+
+    Every prior is a third of the true rate (a machine 3x slower than the reference), but the search's.
+    """
+    def work(term, units, every=1):
+        prior = search_prior if term == "search" else TRUE_RATES[term] / 3
+        return Work(term, units, prior=prior, every=every, device=device)
+
+    return [
+        Stage("scale 1", 3, step=(work("step", 1.0),), setup=(work("features", 2.0), work("match", 1.0))),
+        Stage("scale 2", 3, step=(work("step", 4.0),), setup=(work("features", 8.0), work("match", 16.0))),
+        Stage("split", 6, step=(work("split", 4.0), work("search", 3.0, every=2)), setup=(work("split setup", 10.0),)),
+        Stage("final match", setup=(work("features", 8.0), work("match", 16.0))),
+    ]
+
+
+def poster_plan(device: str = "cpu") -> list[Stage]:
+    return [Stage("poster", 1, step=(Work("poster", 400.0, prior=TRUE_RATES["poster"] / 3, device=device),),
+                  setup=(Work("poster setup", 10.0, prior=TRUE_RATES["poster setup"] / 3, device=device),))]
+
+
+def true_seconds(parts) -> float:
+    return sum(TRUE_RATES[work.term] * units for work, units in parts)
+
+
+def simulate(p: Progress, clock: dict, stages: list[Stage]) -> list[tuple[str, float | None, float]]:
+    """Run ``stages`` at :data:`TRUE_RATES` as nnst.py and poster.py report them; after each report
+    (stage, its time left, the true time left)."""
+    reports, pending = [], 0.0  # (seconds since the previous report, the report)
+    for stage in stages:
+        pending += true_seconds(stage.work(0.0, 0.0, setup=True))
+        if stage.name == "poster":
+            for done in (0.25, 0.5, 0.75, 1.0):
+                pending += true_seconds(stage.work(done - 0.25, done))
+                reports.append((pending, stage.name, lambda d=done: p.fraction("poster", d)))
+                pending = 0.0
+        elif stage.steps:
+            reports.append((pending, stage.name, lambda s=stage.name: p.start(s)))
+            pending = 0.0
+            for i in range(stage.steps):
+                reports.append((true_seconds(stage.work(i, i + 1)), stage.name, lambda i=i: p.step(i)))
+    total = sum(seconds for seconds, _, _ in reports) + pending
+    out = []
+    for seconds, name, report in reports:
+        clock["t"] += seconds
+        report()
+        out.append((name, p.left_s, total - clock["t"]))
+    return out
+
+
+def test_a_plan_of_search_and_plain_steps_and_setups_gives_the_right_time_left_once_calibrated(clock):
+    p = Progress(enabled=False)
+    stages = mixed_plan(search_prior=2 * TRUE_RATES["search"] / 3)  # the search's prior twice too slow
+    p.plan(stages)
+    shown = simulate(p, clock, stages)
+    # from scale 1's second step on, every term but the search runs at the measured speed (3x the
+    # priors): the only error is the search's prior, 1 s per unit too slow on 3 steps of 3 units
+    for name, left, true in shown[2:]:
+        if name != "split":
+            assert left == pytest.approx(true + 9.0)
+    split = [(left, true) for name, left, true in shown if name == "split"]
+    # its start, first step (a search, not measured) and first plain step keep the search's prior
+    # for the search steps left; its next search step (index 2) measures it: exact from then on
+    errors = [left - true for left, true in split]
+    assert errors[:3] == pytest.approx([9.0, 6.0, 6.0])
+    assert errors[3:] == pytest.approx([0.0] * (len(errors) - 3))
+
+
+def test_a_search_step_measures_the_search_alone_once_a_plain_step_measured_the_rest(clock):
+    p = Progress(enabled=False)
+    p.plan([Stage("split", 5, step=(Work("split", 4.0, prior=1.0), Work("search", 3.0, prior=1.0, every=2)))])
+    p.start("split")
+    for i, seconds in enumerate((0.0, 8.0, 11.0)):  # step 1: split 2 s/unit; step 2: + search 1 s/unit
+        clock["t"] += seconds
+        p.step(i)
+    assert p.left_s == pytest.approx(8.0 + 11.0)  # a plain step and a search step left
+
+
+def test_the_time_left_includes_the_stages_after_the_plan(clock):
+    p = Progress(enabled=False)
+    p.then(poster_plan())  # run.py's stages after the NNST stage, before it plans its own
+    stages = mixed_plan(search_prior=TRUE_RATES["search"] / 3)
+    p.plan(stages)
+    shown = simulate(p, clock, stages + poster_plan())
+    poster = true_seconds(poster_plan()[0].work(setup=True))
+    assert poster > 10.0
+    # the poster's priors, scaled like the NNST's to the measured speed, make every estimate exact
+    # from the first measured step on; the NNST's stages alone would leave out the poster's 22 s
+    for _, left, true in shown[2:]:
+        assert left == pytest.approx(true)
+    assert shown[2][1] > poster
+    assert [name for name, _, _ in shown][-4:] == ["poster"] * 4 and shown[-1][1] == pytest.approx(0.0)
+
+
+def test_terms_on_another_device_keep_their_priors_until_measured(clock):
+    p = Progress(enabled=False)
+    p.then(poster_plan(device="cpu"))
+    stages = mixed_plan(search_prior=TRUE_RATES["search"] / 3, device="cuda")
+    p.plan(stages)
+    shown = simulate(p, clock, stages + poster_plan())
+    # the NNST's speed (3x its priors) is not the poster's CPU's: its priors stand, a third of the truth
+    poster = true_seconds(poster_plan()[0].work(setup=True))
+    name, left, true = shown[5]
+    assert name == "scale 2" and left == pytest.approx(true - poster * 2 / 3)
+
+
+def test_the_plan_counts_skipped_stages_as_done(clock):
+    p = Progress(enabled=False)
+    stages = mixed_plan(search_prior=TRUE_RATES["search"] / 3)
+    p.plan(stages)
+    p.skip("scale 1")
+    shown = simulate(p, clock, stages[1:])
+    for _, left, true in shown[2:]:
+        assert left == pytest.approx(true)
+
+
+def test_the_work_plan_follows_what_nnst_does():
+    from nnst_hr.matching import APPROX_MIN_WORK
+    from nnst_hr.workplan import match_work, nnst_stages, split_search_units
+
+    cfg = NNSTConfig(size=256, steps=10, finest_steps=5, split_steps=8)
+    # the lattice searches stop growing once every layer is subsampled (512 px and up) ...
+    units = {size: split_search_units((size, size), (size, size * 2 // 3), cfg, fp32=False)
+             for size in (256, 512, 1024)}
+    assert units[512] > 1.5 * units[256] and units[1024] == pytest.approx(units[512], rel=0.05)
+    # ... while a scale's search grows with content cells x style cells, until the shortlist takes over
+    match = {size: match_work((size, size), (size, size), cfg, "cpu", fp32=False, approx_min_work=APPROX_MIN_WORK)[1]
+             for size in (128, 256, 512)}
+    assert match[256].units == pytest.approx(16 * match[128].units)
+    assert match[512].units < 16 * match[256].units
+    stages = nnst_stages([(64, 48), (128, 96), (256, 192)], [(64, 64), (128, 128), (256, 256)], cfg, device="cpu",
+                         bf16=True, search_bf16=True, refresh=2, approx_min_work=APPROX_MIN_WORK)
+    assert [(s.name, s.steps) for s in stages] == [("scale 64px", 10), ("scale 128px", 10), ("scale 256px", 5),
+                                                   ("feature splitting", 8), ("final match", 0)]
+    split = stages[3]
+    assert [(w.term, w.every) for w in split.step] == [("split", 1), ("search", 2)]
+    assert split.work(0, 8)[1][1] == pytest.approx(4 * split.step[1].units)  # searched at steps 0, 2, 4, 6
+    # the final match is fp32: more units than the same search in bf16
+    assert stages[4].setup[1].units > match_work((256, 192), (256, 256), cfg, "cpu", fp32=False,
+                                                 approx_min_work=APPROX_MIN_WORK)[1].units
+
+
+def test_the_runs_later_stages_include_the_poster_unless_resumed():
+    from nnst_hr.run import RunOptions, later_stages
+
+    options = RunOptions(nnst=NNSTConfig(size=256), poster=PosterConfig(out_size=1024))
+    names = [stage.name for stage in later_stages((512, 384), options)]
+    assert names == ["nnst finish", "poster", "poster finish", "output"]
+    assert "poster" not in [stage.name for stage in later_stages((512, 384), options, poster_resumed=True)]
+    poster = later_stages((512, 384), options)[1]
+    # levels 1024 down to the NNST field's 64 px, 2 iterations of 2 sweeps each
+    levels = sum(1024 * 768 / 4**level for level in range(5))
+    assert poster.step[0].units == pytest.approx(levels * 4)
+    assert [s.name for s in later_stages((512, 384), RunOptions(nnst=NNSTConfig(size=256)))] == ["nnst finish",
+                                                                                                 "output"]
