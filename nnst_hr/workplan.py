@@ -33,24 +33,24 @@ from .matching import shortlisted
 from .optimize import lattice_stride
 from .progress import Stage, Work
 
-# Seconds per unit of each term on the project's 2-core CPU (Xeon with AMX-BF16, bf16 on, shared
-# with other work): see notes/measurements.md. Only their ratios matter once a term of the same
-# device has been measured (Progress scales the others to it).
+# Seconds per unit of each term on the project's 2-core CPU (Zen 4, bf16 on), measured as in
+# notes/measurements.md ("Time left"). Only their ratios matter once a term of the same device
+# has been measured (Progress scales the others to it).
 PRIORS = {
-    "step": 5.5e-6,  # per pixel: 0.06 s at 64 px, 0.13 s at 128 px, 0.37-0.46 s at 256 px, 2.1 s at 512 px
-    "features": 2.7e-6,  # per pixel of the style's rotations and the query: 2.7 s at 512 px
-    "match": 1.2e-11,  # per search unit: 1.5 s at 256 px (exhaustive), 19 s at 512 px (shortlist)
+    "step": 5.5e-6,  # per pixel of a hypercolumn step (plus STEP_OVERHEAD_PX)
+    "features": 2.7e-6,  # per pixel of the style's rotations and the query
+    "match": 1.2e-11,  # per search unit (exhaustive or shortlist)
     "split setup": 1.3e-6,  # per pixel of the style's rotations
-    "split": 4.7e-6,  # per pixel: 0.6-1.2 of a hypercolumn step at the same size (more on an idle machine)
-    "search": 1.25e-11,  # per search unit: 0.5 s a step at 128 px, 0.9-1.5 s at 256 px, 1.7 s at 512 px
+    "split": 4.7e-6,  # per pixel of a feature-splitting step (its load sensitivity is in the notes)
+    "search": 1.25e-11,  # per search unit of the lattice searches
     "output": 5e-7,  # per pixel of an image written (PNG), or of a color post-processing
     "poster setup": 1.0e-6,  # per pixel searched: guides, atlas, pyramids
     "poster": 1.5e-6,  # per pixel, search-vote iteration and PatchMatch sweep
     "poster finish": 1.2e-6,  # per poster pixel: render and color post-processing
 }
-STEP_OVERHEAD_PX = 2 * 64 * 64  # a step's fixed part: a 64 px step took 2.5x its pixels' share of a 256 px one
-VGG_FP32 = 2.4  # an fp32 VGG pass in bf16 units (2.2-2.7x the bf16 time, steps and setups)
-MATMUL_FP32 = 2.7  # an fp32 search product in bf16 units (exhaustive searches, 256 px)
+STEP_OVERHEAD_PX = 2 * 64 * 64  # a step's fixed part (pyramid, loss, optimizer), in pixels of VGG work
+VGG_FP32 = 2.4  # an fp32 VGG pass in bf16 units
+MATMUL_FP32 = 2.7  # an fp32 search product in bf16 units
 SCORE_OVERHEAD = 128  # a search's cost per (query, key) pair beyond the product: the max or top-k of the scores
 SHORTLIST_OVERHEAD = 1536  # the same for the shortlist: the top-`candidates` of each query's projected scores
 AXES_COST = 50  # principal axes (QR and SVD of a 16384-row sample), per sample row, component and axis
