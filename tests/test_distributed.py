@@ -263,11 +263,9 @@ def test_bad_input_fails_its_run_alone_and_a_bug_propagates(two_workers, tmp_pat
         execute_dask(bug, Cache(tmp_path / "bug"), client=two_workers)
 
 
-def test_worker_killed_in_the_middle_of_a_stage(two_workers, tmp_path):
-    """The worker running the slow stage is SIGKILLed mid-stage: Dask reruns it; every key done once."""
-    graph = make_graph(tmp_path / "log", CONTENTS, STYLE, slow="c1")
-    slow = graph.keys_by_tag["nnst", "c1"]
-    killed = []
+def killer(slow: str) -> tuple[list[int], Recorder]:
+    """A recorder of events that SIGKILLs the worker running ``slow`` a while after it starts (once)."""
+    killed: list[int] = []
 
     def kill(event, task, info):
         if event == "start" and task.key == slow and not killed:
@@ -275,7 +273,14 @@ def test_worker_killed_in_the_middle_of_a_stage(two_workers, tmp_path):
             killed.append(info["pid"])
             os.kill(info["pid"], signal.SIGKILL)
 
-    events = Recorder(kill)
+    return killed, Recorder(kill)
+
+
+def test_worker_killed_in_the_middle_of_a_stage(two_workers, tmp_path):
+    """The worker running the slow stage is SIGKILLed mid-stage: Dask reruns it; every key done once."""
+    graph = make_graph(tmp_path / "log", CONTENTS, STYLE, slow="c1")
+    slow = graph.keys_by_tag["nnst", "c1"]
+    killed, events = killer(slow)
     results = execute_dask(graph, Cache(tmp_path / "results"), client=two_workers, on_event=events)
     assert killed and executions(tmp_path / "log").count("nnst:c1") >= 2  # it was running, and ran again
     assert all(isinstance(results[k], dict) for k in graph)
@@ -381,15 +386,7 @@ def test_a_not_stored_record_lost_with_its_worker_is_computed_again(two_workers,
     its bytes already released) is computed again where needed; every key reports once."""
     graph = not_stored(make_graph(tmp_path / "log", CONTENTS, STYLE, slow="c1"))
     slow = graph.keys_by_tag["nnst", "c1"]
-    killed = []
-
-    def kill(event, task, info):
-        if event == "start" and task.key == slow and not killed:
-            time.sleep(SLOW_S / 3)
-            killed.append(info["pid"])
-            os.kill(info["pid"], signal.SIGKILL)
-
-    events = Recorder(kill)
+    killed, events = killer(slow)
     results = execute_dask(graph, Cache(tmp_path / "results"), client=two_workers, on_event=events)
     assert killed and executions(tmp_path / "log").count("nnst:c1") >= 2
     assert sorted(events.keys("done")) == sorted(graph)  # each key once
