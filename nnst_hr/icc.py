@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import struct
 
 import imagecodecs
@@ -39,7 +40,7 @@ INTENT = imagecodecs.CMS.INTENT.RELATIVE_COLORIMETRIC  # keeps in-gamut colours 
 SRGB_TOLERANCE = 1 / 65535  # a profile whose transform to sRGB moves no probe further than this is sRGB
 PROBE_STEPS = 9  # the probe grid's steps per channel (9^3 colours)
 PROFILE_DATE = (2026, 1, 1, 0, 0, 0)  # the creation time written into srgb_profile (year ... second)
-DATE_FIELD, FLAGS_FIELD, INTENT_FIELD, PROFILE_ID_FIELD = slice(24, 36), slice(44, 48), slice(64, 68), slice(84, 100)
+DATE_FIELD, PROFILE_ID_FIELD = slice(24, 36), slice(84, 100)  # bytes of the profile header
 COLOUR_SPACES = {b"RGB ": ("rgb", 3), b"GRAY": ("gray", 1)}  # ICC data colour space -> lcms name, channels
 
 
@@ -59,16 +60,8 @@ def srgb_profile() -> bytes:
 
     profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     profile[DATE_FIELD] = struct.pack(">6H", *PROFILE_DATE)
-    if any(profile[PROFILE_ID_FIELD]):  # an MD5 over the header with the ID zeroed: recompute (ICC.1 7.2.18)
-        profile[PROFILE_ID_FIELD] = _profile_id(bytes(profile))
+    profile[PROFILE_ID_FIELD] = bytes(16)  # an MD5 that covers the date; zero means "not computed" (ICC.1 7.2.18)
     return bytes(profile)
-
-
-def _profile_id(profile: bytes) -> bytes:
-    blank = bytearray(profile)
-    for field in (FLAGS_FIELD, INTENT_FIELD, PROFILE_ID_FIELD):
-        blank[field] = bytes(field.stop - field.start)
-    return hashlib.md5(blank, usedforsecurity=False).digest()
 
 
 def describe(profile: bytes) -> str:
@@ -82,7 +75,7 @@ def describe(profile: bytes) -> str:
     from PIL import ImageCms
 
     try:
-        name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(_as_file(profile))).strip()
+        name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile))).strip()
     except (OSError, ImageCms.PyCMSError):
         name = ""
     return name or "an unnamed profile"
@@ -168,8 +161,3 @@ def _transform(pixels: np.ndarray, profile: bytes, space: str) -> np.ndarray:
 def _lcms_srgb() -> bytes:
     return imagecodecs.cms_profile("srgb")
 
-
-def _as_file(data: bytes):
-    import io
-
-    return io.BytesIO(data)
