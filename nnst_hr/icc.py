@@ -160,4 +160,3 @@ def _transform(pixels: np.ndarray, profile: bytes, space: str) -> np.ndarray:
 @functools.cache
 def _lcms_srgb() -> bytes:
     return imagecodecs.cms_profile("srgb")
-
