@@ -2,9 +2,10 @@
 
 Images cross this module's boundary as NumPy ``float32`` arrays of shape
 ``(H, W, 3)``: sRGB in ``[0, 1]``, rows top to bottom as the image is meant to
-be *displayed* (EXIF orientation already applied). A file with an embedded RGB or
-grey ICC profile (Display P3, Adobe RGB, ...) is converted to sRGB (:mod:`nnst_hr.icc`);
-one without a profile is taken as sRGB, as browsers and most viewers take it.
+be *displayed* (EXIF orientation already applied). A file with an embedded RGB,
+grey or CMYK ICC profile (Display P3, Adobe RGB, a press's CMYK, ...) is converted to sRGB
+(:mod:`nnst_hr.icc`); one without a profile is taken as sRGB, as browsers and most viewers
+take it, and CMYK without a profile gets the uncalibrated formula (with a warning).
 
 Reading accepts PNG, JPEG, TIFF and WebP at 8 or 16 bits per sample. Grey
 becomes RGB, palette and CMYK images are converted, and an alpha channel is
@@ -85,6 +86,7 @@ DEFAULT_BIT_DEPTH = {"PNG": 8, "JPEG": 8, "TIFF": 16}
 
 EXIF_ORIENTATION_TAG = 274
 ICC_PROFILE_TAG = 34675  # TIFF's InterColorProfile
+INK_SET_TAG, INK_SET_CMYK = 332, 1  # TIFF's InkSet: 1 = CMYK (the default), 2 = other inks, named by InkNames
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 PNG_COLOUR_TYPES_16BIT = (png.RGB, png.GREY_ALPHA, png.RGBA)  # Pillow truncates these to 8 bits
@@ -126,9 +128,10 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     Warns
     -----
     UserWarning
-        Transparency composited on white; CMYK converted without colour
-        management; an embedded colour profile that cannot be used (the pixels
-        are then taken as sRGB); only the first frame of a multi-frame file used;
+        Transparency composited on white; CMYK without a colour profile
+        converted without colour management; an embedded colour profile that
+        cannot be used (the pixels are then taken as sRGB, CMYK converted without
+        colour management); only the first frame of a multi-frame file used;
         16-bit data read at 8 bits.
     """
     path = _readable_file(path)
@@ -187,14 +190,16 @@ def _decode(source: Path | bytes, head: bytes, path: str | os.PathLike, max_pixe
         decoded = _read_png(source, path, max_pixels)
     else:
         decoded = _read_with_pillow(source, path, max_pixels)
-    pixels = apply_orientation(_in_srgb(decoded.pixels, decoded.icc_profile, path), decoded.orientation)
+    in_srgb = _cmyk_in_srgb if decoded.cmyk else _in_srgb
+    pixels = apply_orientation(in_srgb(decoded.pixels, decoded.icc_profile, path), decoded.orientation)
     return np.ascontiguousarray(_to_rgb(pixels, path), dtype=np.float32)
 
 
 class _Decoded(NamedTuple):
-    pixels: np.ndarray  # float32 (H, W, C), C in 1..4, rows as stored
+    pixels: np.ndarray  # float32 (H, W, C), C in 1..4 (1..5 if cmyk), rows as stored
     orientation: int  # EXIF orientation 1..8
     icc_profile: bytes | None  # the embedded profile of the colour channels, if any
+    cmyk: bool = False  # pixels are ink (C, M, Y, K [, alpha]), 0 = no ink, 1 = full ink
 
 
 def _in_srgb(pixels: np.ndarray, profile: bytes | None, path) -> np.ndarray:
@@ -210,6 +215,22 @@ def _in_srgb(pixels: np.ndarray, profile: bytes | None, path) -> np.ndarray:
         return pixels
     if converted is not pixels:
         logger.info("%s: colours converted from %s to sRGB", path, icc.describe(profile))
+    return converted
+
+
+def _cmyk_in_srgb(ink: np.ndarray, profile: bytes | None, path) -> np.ndarray:
+    """CMYK ``ink`` converted to sRGB through its embedded profile; without a usable one, by the
+    uncalibrated formula (:func:`nnst_hr.icc.naive_cmyk_to_srgb`), with a warning."""
+    unmanaged = "converted to RGB without colour management (convert it to sRGB for exact colours)"
+    if not profile:
+        warnings.warn(f"{path} is CMYK without a colour profile; {unmanaged}", stacklevel=5)
+        return icc.naive_cmyk_to_srgb(ink)
+    try:
+        converted = icc.cmyk_to_srgb(ink, profile)
+    except icc.ProfileError as exc:
+        warnings.warn(f"{path}: its embedded colour profile is ignored ({exc}); CMYK {unmanaged}", stacklevel=5)
+        return icc.naive_cmyk_to_srgb(ink)
+    logger.info("%s: colours converted from %s to sRGB", path, icc.describe(profile))
     return converted
 
 
@@ -306,7 +327,7 @@ def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> _Decoded:
     if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:  # MPO's extra frames are previews
         warnings.warn(f"{path} has {image.n_frames} frames; using the first", stacklevel=5)
     orientation = exif_orientation(image)
-    profile = image.info.get("icc_profile") if image.mode != "CMYK" else None  # CMYK: see the warning below
+    profile = image.info.get("icc_profile")
     image.load()
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):  # single channel, more than 8 bits
         samples = np.asarray(image)[..., None]
@@ -314,11 +335,9 @@ def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> _Decoded:
             _check_finite(samples, path)
             return _Decoded(np.clip(samples, 0, 1).astype(np.float32), orientation, profile)
         return _Decoded(np.clip(samples, 0, 65535).astype(np.float32) / np.float32(65535), orientation, profile)
-    if image.mode == "CMYK":
-        warnings.warn(
-            f"{path} is CMYK; converted to RGB without colour management (convert it to sRGB for exact colours)",
-            stacklevel=5,
-        )
+    if image.mode == "CMYK":  # ink, 0 = none: Pillow undoes the 1 - ink that (Adobe) CMYK JPEGs store
+        samples = np.asarray(image).astype(np.float32) / np.float32(255)
+        return _Decoded(samples, orientation, profile, cmyk=True)
     try:
         image = image.convert(_pillow_target_mode(image))
     except ValueError as exc:
@@ -365,7 +384,7 @@ def _exif_orientation(exif_bytes: bytes | None) -> int:
 def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
     """Read the first page of a TIFF with tifffile, or with Pillow where tifffile cannot.
 
-    tifffile reads grey and RGB at any bit depth; palette, CMYK, YCbCr and
+    tifffile reads grey, RGB and CMYK at any bit depth; palette, YCbCr, other inks than CMYK and
     compressions it has no codec for (LZW, JPEG without imagecodecs) go to Pillow.
     """
     try:
@@ -379,7 +398,7 @@ def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
                 tifffile.PHOTOMETRIC.MINISBLACK,
                 tifffile.PHOTOMETRIC.MINISWHITE,
                 tifffile.PHOTOMETRIC.RGB,
-            ):
+            ) and not _is_cmyk(page):
                 return _read_with_pillow(source, path, max_pixels)
             try:
                 samples = page.asarray()
@@ -387,7 +406,8 @@ def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
                 if "imagecodecs" not in str(exc):
                     raise
                 return _read_tiff_with_pillow(source, path, max_pixels, page.bitspersample)
-            return _Decoded(_tiff_pixels(page, samples, path), orientation, page.tags.valueof(ICC_PROFILE_TAG))
+            return _Decoded(_tiff_pixels(page, samples, path), orientation, page.tags.valueof(ICC_PROFILE_TAG),
+                            cmyk=_is_cmyk(page))
     except InputError:
         raise
     except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
@@ -396,6 +416,15 @@ def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
         if not type(exc).__module__.startswith("imagecodecs"):
             raise
         raise _corrupt(path, exc) from exc
+
+
+def _is_cmyk(page: tifffile.TiffPage) -> bool:
+    """Whether a TIFF page holds CMYK ink: photometric SEPARATED, the CMYK ink set (the default), 4 inks."""
+    return (
+        page.photometric == tifffile.PHOTOMETRIC.SEPARATED
+        and page.tags.valueof(INK_SET_TAG, default=INK_SET_CMYK) == INK_SET_CMYK
+        and page.samplesperpixel - len(page.extrasamples) == 4
+    )
 
 
 def _read_tiff_with_pillow(source: Path | bytes, path: Path, max_pixels: int, bits: int) -> _Decoded:
@@ -419,7 +448,7 @@ def _tiff_pixels(page: tifffile.TiffPage, samples: np.ndarray, path: Path) -> np
     pixels = _unit_range(samples, path)
     if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
         pixels[..., :1] = 1 - pixels[..., :1]
-    colour = 1 if page.photometric != tifffile.PHOTOMETRIC.RGB else 3
+    colour = {tifffile.PHOTOMETRIC.RGB: 3, tifffile.PHOTOMETRIC.SEPARATED: 4}.get(page.photometric, 1)
     extras = tuple(page.extrasamples)
     has_alpha = int(pixels.shape[-1] > colour and bool(extras) and extras[0] in (1, 2))
     if pixels.shape[-1] > colour + has_alpha:

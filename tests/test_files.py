@@ -15,6 +15,7 @@ import imagecodecs
 import numpy as np
 import pytest
 import tifffile
+from icc_profiles import cmyk_profile, ink_to_srgb, without_tag
 from PIL import Image, ImageOps
 
 from nnst_hr import icc, png
@@ -342,22 +343,19 @@ def test_grey_becomes_rgb(tmp_path, fmt, bits):
     np.testing.assert_allclose(result[..., 1], expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("fmt", ["jpg", "tif"])
-def test_cmyk_is_converted_with_a_warning(tmp_path, fmt):
-    cmyk = np.zeros((H, W, 4), np.uint8)
-    cmyk[:, : W // 2, 0] = 255  # cyan
-    cmyk[:, W // 2 :, 1] = 255  # magenta
-    cmyk[H // 2 :, :, 3] = 128  # half black below
-    path = tmp_path / f"c.{fmt}"
-    Image.fromarray(cmyk, "CMYK").save(path, **({"quality": 100} if fmt == "jpg" else {}))
-    with pytest.warns(UserWarning, match="CMYK"):
+@pytest.mark.parametrize("fmt, dtype", [("jpg", np.uint8), ("tif", np.uint8), ("tif", np.uint16)])
+def test_cmyk_without_a_profile_is_converted_naively_with_a_warning(tmp_path, fmt, dtype):
+    """No CMYK profile ships with LittleCMS or this program: (1 - C)(1 - K) ..., as viewers do, and a warning."""
+    path = cmyk_file(tmp_path, fmt, inks(), None, dtype)
+    with pytest.warns(UserWarning, match=f"{path} is CMYK without a colour profile; converted to RGB without"):
         result = read_image(path)
-    with Image.open(path) as pillow:
-        reference = np.asarray(pillow.convert("RGB")).astype(np.float32) / 255
-    np.testing.assert_array_equal(result, reference)
-    if fmt == "tif":
-        np.testing.assert_allclose(result[0, 0], [0, 1, 1])
-        np.testing.assert_allclose(result[0, -1], [1, 0, 1])
+    ink = stored_ink(path, dtype)
+    expected = (1 - ink[..., :3]) * (1 - ink[..., 3:])
+    np.testing.assert_allclose(result, expected, atol=1e-6)
+    np.testing.assert_allclose(result[0, 8], [0, 1, 1], atol=1e-6)  # the cyan solid
+    with Image.open(path) as pillow:  # Pillow's conversion, 8 bits: the same within rounding (16 bits: truncation)
+        rounding = (0.5 if dtype == np.uint8 else 1.5) / 255
+        np.testing.assert_allclose(result, np.asarray(pillow.convert("RGB")) / 255, atol=rounding + 1e-6)
 
 
 def test_palette_with_transparency(tmp_path):
@@ -724,6 +722,7 @@ def test_grey_with_a_grey_profile(tmp_path):
 @pytest.mark.parametrize("profile, reason", [
     (b"\0" * 200, "not an ICC profile"),
     (imagecodecs.cms_profile("gray", gamma=2.2), "a GRAY profile on an image with 3"),
+    (cmyk_profile(), "a CMYK profile on an image with 3"),
 ])
 def test_an_unusable_profile_is_ignored_with_a_warning(tmp_path, profile, reason):
     pixels = codes(structured(), np.uint8)
@@ -739,3 +738,115 @@ def test_written_files_embed_the_same_srgb_profile_every_time(tmp_path):
     assert write_image(tmp_path / "a.png", structured(), overwrite=True).read_bytes() == first
     assert icc.srgb_profile()[24:36] == struct.pack(">6H", 2026, 1, 1, 0, 0, 0)  # not today's date
     assert png.read_metadata(first).icc_profile == icc.srgb_profile() and icc.is_srgb(icc.srgb_profile())
+
+
+# --------------------------------------------------------------------------- CMYK
+
+
+CMYK = cmyk_profile()
+CMYK_INTERPOLATION = 3.5 / 255  # the profile's table between its nodes (see test_icc.py)
+
+
+def inks(height=H, width=W, seed=0) -> np.ndarray:
+    """Float CMYK ink ``(H, W, 4)`` in flat 8 x 8 blocks (JPEG keeps them exactly): paper and the four solids
+    first, then random inks."""
+    blocks = np.random.default_rng(seed).random((height // 8, width // 8, 4))
+    blocks[0, :5] = np.vstack([np.zeros(4), np.eye(4)])
+    return np.repeat(np.repeat(blocks, 8, axis=0), 8, axis=1).astype(np.float32)
+
+
+def cmyk_file(tmp_path, fmt: str, ink: np.ndarray, profile: bytes | None, dtype=np.uint8) -> Path:
+    """``ink`` as a CMYK JPEG (Adobe-inverted, as Photoshop writes it; "jpg-ycck": colour-transformed to
+    YCCK, as Photoshop often writes it) or TIFF (SEPARATED, ICC in tag 34675)."""
+    path = tmp_path / f"{'tagged' if profile else 'plain'}_cmyk_{np.dtype(dtype).itemsize * 8}.{fmt[:3]}"
+    if fmt == "jpg":
+        Image.fromarray(codes(ink, np.uint8), "CMYK").save(path, quality=100, subsampling=0,
+                                                            **({"icc_profile": profile} if profile else {}))
+    elif fmt == "jpg-ycck":  # libjpeg through imagecodecs, not Pillow; the ICC profile in one APP2 after SOI
+        data = imagecodecs.jpeg8_encode(255 - codes(ink, np.uint8), level=100, colorspace="CMYK",
+                                        outcolorspace="YCCK", subsampling="444")
+        icc_segment = b"ICC_PROFILE\0\x01\x01" + profile if profile else b""
+        app2 = b"\xff\xe2" + struct.pack(">H", 2 + len(icc_segment)) + icc_segment if profile else b""
+        path.write_bytes(data[:2] + app2 + data[2:])
+    else:
+        tifffile.imwrite(path, codes(ink, dtype), photometric="separated", iccprofile=profile)
+    return path
+
+
+def adobe_transform(data: bytes) -> int | None:
+    """The colour transform of a JPEG's APP14 "Adobe" segment (0: CMYK stored as is, 2: YCCK), None without one."""
+    pos = 2
+    while data[pos] == 0xFF and data[pos + 1] != 0xDA:  # segments up to the start of scan
+        if data[pos + 1] == 0xEE and data[pos + 4 : pos + 9] == b"Adobe":
+            return data[pos + 15]
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def stored_ink(path: Path, dtype) -> np.ndarray:
+    """The ink a CMYK file holds, decoded without Pillow (libjpeg turns YCCK into CMYK): a JPEG's samples
+    are 1 - ink (Adobe's convention)."""
+    if path.suffix == ".jpg":
+        return 1 - imagecodecs.jpeg8_decode(path.read_bytes()) / np.float32(255)
+    return tifffile.imread(path) / np.float32(np.iinfo(dtype).max)
+
+
+@pytest.mark.parametrize("fmt, dtype", [("jpg", np.uint8), ("jpg-ycck", np.uint8), ("tif", np.uint8),
+                                        ("tif", np.uint16)])
+def test_cmyk_is_converted_through_its_profile_in_every_format(tmp_path, fmt, dtype, caplog):
+    path = cmyk_file(tmp_path, fmt, inks(), CMYK, dtype)
+    with warnings.catch_warnings(), caplog.at_level(logging.INFO, logger="nnst_hr.files"):
+        warnings.simplefilter("error")
+        result = read_image(path)
+    ink = stored_ink(path, dtype)
+    if fmt.startswith("jpg"):  # the file holds inverted samples and says so (APP14 "Adobe"), as Photoshop's do
+        assert adobe_transform(path.read_bytes()) == (2 if fmt == "jpg-ycck" else 0)
+    if fmt == "jpg":
+        np.testing.assert_allclose(ink, quantised(inks(), 8), atol=1e-6)  # q100, flat 8 x 8 blocks: no loss
+    assert result.shape == (H, W, 3) and result.dtype == np.float32
+    np.testing.assert_allclose(result, ink_to_srgb(ink), atol=CMYK_INTERPOLATION)
+    if not ink[0, 0].any():  # YCCK is lossy even at q100: its paper may carry a trace of ink
+        np.testing.assert_allclose(result[0, 0], [1, 1, 1], atol=1e-4)  # no ink: white paper
+    assert np.abs(result - (1 - ink[..., :3]) * (1 - ink[..., 3:])).max() > 0.25  # the profile made a difference
+    assert np.abs(result - ink_to_srgb(1 - ink)).max() > 0.5  # and the ink was not read inverted
+    assert "colours converted from Test press CMYK to sRGB" in caplog.text
+    np.testing.assert_array_equal(decode_image(path.read_bytes(), path), result)  # bytes: the same decoder
+
+
+def test_cmyk_16bit_tiff_keeps_its_precision(tmp_path):
+    """Cyan rising by 1/65535 per pixel up to 1/255: an 8-bit read would give the row one colour."""
+    ink = np.zeros((H, W, 4), np.float32)
+    ink[..., 0] = np.arange(W) * (65535 // 255 // (W - 1)) / np.float32(65535)
+    result = read_image(cmyk_file(tmp_path, "tif", ink, CMYK, np.uint16))
+    assert np.all(np.diff(result[0, :, 0]) < 0)
+    np.testing.assert_allclose(result, icc.cmyk_to_srgb(ink, CMYK), atol=1e-6)
+
+
+def test_cmyk_conversion_agrees_with_pillow_imagecms(tmp_path):
+    """An independent path: Pillow's own LittleCMS binding, 8 bits in and out, relative colorimetric."""
+    from PIL import ImageCms
+
+    ink = codes(structured(channels=4), np.uint8)
+    reference = ImageCms.profileToProfile(Image.fromarray(ink, "CMYK"), ImageCms.ImageCmsProfile(io.BytesIO(CMYK)),
+                                          ImageCms.createProfile("sRGB"), outputMode="RGB",
+                                          renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    result = read_image(cmyk_file(tmp_path, "tif", ink / np.float32(255), CMYK))
+    np.testing.assert_allclose(result, np.asarray(reference) / 255, atol=1.5 / 255)
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "tif"])
+@pytest.mark.parametrize("profile, reason", [
+    (imagecodecs.cms_profile("adobergb"), "a RGB profile on a CMYK image"),
+    (b"\0" * 200, "not an ICC profile"),
+    (without_tag(CMYK, b"A2B0"), "the profile cannot be used"),  # no CMYK -> Lab table
+])
+def test_cmyk_with_an_unusable_profile_is_converted_naively_with_a_warning(tmp_path, fmt, profile, reason):
+    path = cmyk_file(tmp_path, fmt, inks(), profile)
+    with pytest.warns(UserWarning) as caught:
+        result = read_image(path)
+    assert len(caught) == 1  # one warning, naming the file, the reason and the fallback; no traceback
+    message = str(caught[0].message)
+    assert message.startswith(f"{path}: its embedded colour profile is ignored ({reason}")
+    assert "CMYK converted to RGB without colour management" in message
+    ink = stored_ink(path, np.uint8)
+    np.testing.assert_allclose(result, (1 - ink[..., :3]) * (1 - ink[..., 3:]), atol=1e-6)

@@ -1,0 +1,134 @@
+"""ICC profiles built for the tests, and the textbook colorimetry that says what they should do.
+
+No CMYK profile ships with LittleCMS, Pillow or this machine, so :func:`cmyk_profile` builds one:
+an ICC v2 output ('prtr') profile whose A2B0 table maps ink to CIELAB by a closed form
+(:func:`ink_to_srgb` gives the sRGB colour it means). A converter that reads the profile right
+reproduces that closed form; one that inverts the ink, scales it wrongly or ignores the profile
+does not.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+D65 = (0.3127, 0.3290)
+D50_XYZ = np.array([0.9642, 1.0, 0.8249])  # the ICC profile connection space's white (ICC.1 7.2.16)
+SRGB_PRIMARIES = ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06))
+BRADFORD = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+
+# The press the CMYK profile describes: how much of the red, green and blue light each ink absorbs
+# at full coverage (real inks absorb some of their neighbours' thirds too), and its dot gain.
+INK_ABSORPTION = np.array([[0.95, 0.15, 0.02],   # cyan
+                           [0.10, 0.90, 0.10],   # magenta
+                           [0.02, 0.20, 0.90],   # yellow
+                           [0.90, 0.90, 0.90]])  # black
+DOT_GAIN = 1.3  # printed coverage = 1 - (1 - ink) ** DOT_GAIN: a 50 % dot prints as 59 %
+CMYK_GRID = 9  # A2B0 grid points per ink: 9^4 nodes, a 40 kB profile
+LAB_L_SCALE, LAB_AB_OFFSET = 65280 / 100, 128  # lut16 encodes PCS Lab as L * 652.8, (a + 128) * 256 (ICC.1:2001 6.5.7)
+
+
+def xy_to_xyz(x: float, y: float) -> np.ndarray:
+    """XYZ of chromaticity xy at Y = 1."""
+    return np.array([x / y, 1.0, (1 - x - y) / y])
+
+
+def rgb_to_xyz(primaries, white=D65) -> np.ndarray:
+    """The RGB -> XYZ matrix of a colour space from its primaries' and white's xy (the textbook derivation)."""
+    xyz = np.stack([xy_to_xyz(*xy) for xy in primaries], axis=-1)
+    return xyz * np.linalg.solve(xyz, xy_to_xyz(*white))
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    linear = np.clip(linear, 0, 1)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def bradford(source_xyz: np.ndarray, target_xyz: np.ndarray) -> np.ndarray:
+    """The 3 x 3 von Kries adaptation in Bradford's cone space from one white's XYZ to another's."""
+    cones = np.diag((BRADFORD @ target_xyz) / (BRADFORD @ source_xyz))
+    return np.linalg.inv(BRADFORD) @ cones @ BRADFORD
+
+
+def ink_linear(ink: np.ndarray) -> np.ndarray:
+    """The profile's closed form: ink ``(..., 4)`` in [0, 1] (0 = none) -> linear sRGB ``(..., 3)`` reflected."""
+    coverage = 1 - (1 - np.asarray(ink, np.float64)) ** DOT_GAIN
+    reflected = np.ones(coverage.shape[:-1] + (3,))
+    for channel, absorption in enumerate(INK_ABSORPTION):
+        reflected = reflected * (1 - coverage[..., channel : channel + 1] * absorption)
+    return reflected
+
+
+def ink_to_srgb(ink: np.ndarray) -> np.ndarray:
+    """The sRGB colour ``(..., 3)`` that :func:`cmyk_profile` gives ink ``(..., 4)``, by the closed form."""
+    return srgb_encode(ink_linear(ink))
+
+
+def xyz_to_lab(xyz: np.ndarray, white: np.ndarray = D50_XYZ) -> np.ndarray:
+    """CIE 1976 L*a*b* of XYZ ``(..., 3)`` relative to ``white``."""
+    t = xyz / white
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def cmyk_profile(grid: int = CMYK_GRID, description: str = "Test press CMYK") -> bytes:
+    """An ICC v2 CMYK output profile whose A2B0 is :func:`ink_to_srgb` sampled on ``grid``^4 nodes.
+
+    The nodes hold the Lab (D50, as the profile connection space is) of the closed form's sRGB colour,
+    adapted from D65 by Bradford as LittleCMS's sRGB profile is; media white is D50, so relative
+    colorimetric changes nothing. B2A0 (Lab -> ink, which reading never uses) is a crude inverse.
+    """
+    steps = np.linspace(0, 1, grid)
+    ink = np.stack(np.meshgrid(steps, steps, steps, steps, indexing="ij"), axis=-1)  # cyan varies slowest
+    srgb_to_pcs = bradford(xy_to_xyz(*D65), D50_XYZ) @ rgb_to_xyz(SRGB_PRIMARIES)
+    lab = xyz_to_lab(ink_linear(ink) @ srgb_to_pcs.T)
+    codes = np.stack([lab[..., 0] * LAB_L_SCALE, (lab[..., 1] + LAB_AB_OFFSET) * 256,
+                      (lab[..., 2] + LAB_AB_OFFSET) * 256], axis=-1)
+    corners = np.stack(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij"), axis=-1)
+    inverse = np.concatenate([np.repeat(1 - corners[..., :1], 3, axis=-1), np.zeros((2, 2, 2, 1))], axis=-1)
+    tags = [
+        (b"desc", _text_description(description)),
+        (b"cprt", b"text" + bytes(4) + b"No copyright, test data\0"),
+        (b"wtpt", b"XYZ " + bytes(4) + b"".join(map(_s15fixed16, D50_XYZ))),
+        (b"A2B0", _lut16(codes, grid, 4, 3)),
+        (b"B2A0", _lut16(inverse * 65535, 2, 3, 4)),
+    ]
+    return _profile(b"prtr", b"CMYK", b"Lab ", tags)
+
+
+def without_tag(profile: bytes, signature: bytes) -> bytes:
+    """``profile`` with the tag ``signature`` renamed to an unknown one in its tag table, so that readers miss it."""
+    table_end = 132 + 12 * int.from_bytes(profile[128:132], "big")
+    return profile[:132] + profile[132:table_end].replace(signature, b"zzzz") + profile[table_end:]
+
+
+def _profile(device_class: bytes, space: bytes, pcs: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
+    """Header, tag table and 4-byte aligned tag data (ICC.1:2001 section 6)."""
+    start = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for signature, body in tags:
+        body += bytes(-len(body) % 4)
+        table += signature + struct.pack(">II", start + len(data), len(body))
+        data += body
+    header = (struct.pack(">I4sI4s4s4s", start + len(data), b"", 0x02100000, device_class, space, pcs)
+              + bytes(12) + b"acsp" + bytes(28) + b"".join(map(_s15fixed16, D50_XYZ)) + bytes(48))
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def _lut16(clut: np.ndarray, grid: int, inputs: int, outputs: int) -> bytes:
+    """An 'mft2' tag: identity matrix and curves around ``clut`` (``grid``^inputs x outputs codes)."""
+    identity = np.array([0, 65535], ">u2").tobytes()
+    return (b"mft2" + bytes(4) + struct.pack(">BBBB", inputs, outputs, grid, 0)
+            + b"".join(map(_s15fixed16, np.eye(3).ravel())) + struct.pack(">HH", 2, 2) + identity * inputs
+            + np.rint(np.clip(clut, 0, 65535)).astype(">u2").tobytes() + identity * outputs)
+
+
+def _text_description(text: str) -> bytes:
+    ascii_text = text.encode("ascii") + b"\0"
+    return (b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text
+            + struct.pack(">IIHB", 0, 0, 0, 0) + bytes(67))  # no Unicode, no ScriptCode description
+
+
+def _s15fixed16(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
