@@ -18,13 +18,16 @@ stage's steps are plain lines, at most one every ``REPORT_INTERVAL_S`` seconds p
     run 3 of 8: nnst: scale 64px: step 12/50, loss 0.1234, about 8s left; plan about 4m10s left
     run 4 of 8: nnst [worker 1]: scale 64px: step 30/50, loss 0.1104, about 5s left; plan about 4m02s left
 
-The plan's time left is, per stage kind, the seconds per unit of work (:func:`task_work`: pixels
-x steps) of the tasks of that kind computed so far, times the work of those still to run; a
-running stage that reports its steps counts its own estimate of what is left (also one on a
-worker), another running one its kind's estimate less the time it has run, and the first tasks of
-a kind set that kind's rate from their own estimates. Until every kind still to run has a rate, it
-is not known. Stages run at once on a cluster: the sum is divided by the most workers seen
-running stages at once (1 in process), but is never less than the longest task's time left.
+The plan's time left weighs each task with ``nnst-hr run``'s cost model (:func:`task_work`: its
+terms in :mod:`nnst_hr.workplan` at the inputs' sizes, read from their headers, in prior-seconds).
+Per stage kind, the seconds its computed tasks took over their work is a speed factor, times the
+work of those still to run; a running stage that reports its steps counts its own estimate of what
+is left (also one on a worker), another running one its kind's estimate less the time it has run,
+and the first tasks of a kind set that kind's factor from their own estimates. A kind not measured
+yet takes the pooled factor of the kinds measured on its device, as a run scales the priors of its
+terms; until one has been, the time left is not known. Stages run at once on a cluster: the sum is
+divided by the most workers seen running stages at once (1 in process), but is never less than
+the longest task's time left.
 """
 
 from __future__ import annotations
@@ -165,7 +168,8 @@ def task_stages(graph: Graph, task: Task, shapes: dict | None = None) -> list[St
     # fast to exact runs in one plan is then off on a CPU without it, not a kind's speed)
     bf16 = nnst.bf16 and not nnst.exact
     if task.stage == "nnst":
-        guided = graph[graph.runs[task.run_ids[0]]["inputs"]].args[2] is not None
+        inputs = graph.get(graph.runs[task.run_ids[0]].get("inputs"))
+        guided = inputs is not None and inputs.args[2] is not None
         return nnst_work(content, style, nnst, device=device, bf16=bf16,
                          hard_guides=guided and nnst.guide_mode == "hard")
     if task.stage == "color":
