@@ -31,18 +31,15 @@ from .errors import InputError
 from .hypercolumns import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
 from .laplacian import decompose, lowpass_levels, pyramid_depth, synthesize
 from .matching import Guides, center_normalize, center_normalize_, flat_cells, search, search_settings, with_guides
-from .memory import release_freed_memory
+from .memory import _long_side_shape, release_freed_memory
 from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
-from .progress import Progress
+from .progress import Progress, Stage
 from .tensors import resize_long_side, to_numpy, to_tensor, to_tensor_like
 from .weights import build_vgg16_features
 from .workplan import nnst_stages, scale_stage_name
 
 ZEROED_BANDS_SMALL, ZEROED_BANDS_LARGE = 3, 2  # finest content bands removed from the start image (<1024, >=1024)
-# cost of a feature-splitting step per pixel, in hypercolumn steps: the experiment plan's work of an
-# NNST task (the time left of a run comes from nnst_hr.workplan)
-SPLIT_STEP_COST = 1.3
 
 CheckpointCallback = Callable[[str, np.ndarray], None]  # (name, float32 (H, W, 3) image state) after a scale
 
@@ -95,6 +92,60 @@ def layer_grid(size: tuple[int, int], layer: int) -> tuple[int, int]:
 def unrotated_grid(grid: tuple[int, int], k: int) -> tuple[int, int]:
     """The grid before a rotation by ``k`` quarter turns that produced ``grid``."""
     return grid if k % 2 == 0 else (grid[1], grid[0])
+
+
+def scale_count(size: tuple[int, int], config: NNSTConfig) -> int:
+    """Scales NNST runs for content of ``size`` (already at ``config.size``): fewer than ``config.scales()``
+    where the pyramid is shallower or a coarse scale's short side would fall below ``MIN_SIZE``."""
+    h, w = size
+    n_scales = min(len(config.scales()), pyramid_depth(h, w, config.pyramid_levels) + 1)
+    while n_scales > 1 and min(h, w) >> (n_scales - 1) < MIN_SIZE:
+        n_scales -= 1
+    return n_scales
+
+
+def split_refresh(config: NNSTConfig, size: tuple[int, int]) -> int:
+    """Feature splitting searches at the steps whose index is a multiple of this (every step when exact)."""
+    if config.exact:
+        return 1
+    return refresh_interval(config.split_refresh, config.split_steps, max(size), config.split_sample)
+
+
+def nnst_work(content_shape: tuple[int, int], style_shape: tuple[int, int], config: NNSTConfig, *,
+              device: str, bf16: bool, hard_guides: bool = False) -> list[Stage]:
+    """The work plan (:func:`nnst_hr.workplan.nnst_stages`) of :func:`synthesize_nnst` on inputs of these shapes.
+
+    From the shapes alone, as the stage computes them: both inputs resized to ``config.size``,
+    then halved (floor) per scale. :func:`synthesize_nnst` plans its time left with it, and the
+    experiment plan weighs its NNST tasks with it, so the two cannot drift apart.
+
+    Parameters
+    ----------
+    content_shape, style_shape : (height, width)
+        The inputs as given (any size).
+    config : NNSTConfig
+        The stage's parameters.
+    device : str
+        ``"cpu"`` or ``"cuda"``: the shortlist threshold, and the device of the work.
+    bf16 : bool
+        Whether VGG runs in bf16 (:func:`nnst_hr.device.bf16_enabled`; never in exact mode).
+    hard_guides : bool
+        Hard masks keep the searches in fp32.
+
+    Returns
+    -------
+    list of Stage
+        Each scale, feature splitting, the final match.
+    """
+    content = _long_side_shape(content_shape, config.size)
+    style = _long_side_shape(style_shape, config.size)
+    n = scale_count(content, config)
+    contents = [(content[0] >> s, content[1] >> s) for s in reversed(range(n))]
+    styles = [(style[0] >> s, style[1] >> s) for s in reversed(range(n))]
+    bf16 = bf16 and not config.exact
+    return nnst_stages(contents, styles, config, device=device, bf16=bf16, search_bf16=bf16 and not hard_guides,
+                       refresh=split_refresh(config, content),
+                       approx_min_work=search_settings(torch.device(device), 0).approx_min_work)
 
 
 @dataclass
@@ -174,11 +225,8 @@ class _Stylizer:
                       seed=cfg.seed, bf16=self.search_bf16(precise))
 
     def split_refresh(self, size: tuple[int, int]) -> int:
-        """Feature splitting searches at the steps whose index is a multiple of this (every step when exact)."""
-        cfg = self.config
-        if cfg.exact:
-            return 1
-        return refresh_interval(cfg.split_refresh, cfg.split_steps, max(size), cfg.split_sample)
+        """Feature splitting searches at the steps whose index is a multiple of this (:func:`split_refresh`)."""
+        return split_refresh(self.config, size)
 
     def autocast(self, precise: bool = False):
         return autocast(self.device, self.bf16 and not precise)
@@ -243,9 +291,7 @@ class _Stylizer:
         cfg = self.config
         h, w = content.shape[-2:]
         depth = pyramid_depth(h, w, cfg.pyramid_levels)
-        n_scales = min(len(cfg.scales()), depth + 1)
-        while n_scales > 1 and min(h, w) >> (n_scales - 1) < MIN_SIZE:
-            n_scales -= 1
+        n_scales = scale_count((h, w), cfg)
         content_pyr = decompose(content, depth)
         out_pyr = [b.clone() for b in content_pyr]
         zeroed = ZEROED_BANDS_LARGE if max(h, w) >= 1024 else ZEROED_BANDS_SMALL
@@ -253,12 +299,9 @@ class _Stylizer:
             out_pyr[i].zero_()
         contents = lowpass_levels(content, n_scales)
         styles = lowpass_levels(style, n_scales)
-        self.progress.plan(nnst_stages(
-            [tuple(contents[s].shape[-2:]) for s in reversed(range(n_scales))],
-            [tuple(styles[s].shape[-2:]) for s in reversed(range(n_scales))],
-            cfg, device=self.device.type, bf16=self.bf16, search_bf16=self.search_bf16(),
-            refresh=self.split_refresh((h, w)), approx_min_work=search_settings(self.device, 0).approx_min_work,
-        ))
+        # the plan from the shapes alone: the experiment's time left (nnst_work) computes the same
+        self.progress.plan(nnst_work((h, w), tuple(style.shape[-2:]), cfg, device=self.device.type,
+                                     bf16=self.bf16, hard_guides=bool(self.masks and self.masks.hard)))
 
         for li, s in enumerate(reversed(range(n_scales))):
             name = scale_checkpoint_name(li)

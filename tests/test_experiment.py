@@ -133,8 +133,8 @@ def test_changing_one_axis_value_recomputes_only_the_stages_that_read_it(first, 
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("4 runs, 6 of 14 stages to compute")
     text = stream.getvalue()
-    assert re.search(r"^run [2-4] of 4: poster done in \d+s; plan: \d+s so far, time left known after the "
-                     r"first poster_color stage$", text, re.MULTILINE)
+    # poster_color and scores not measured yet: they borrow the speed the poster ran at on this CPU
+    assert re.search(r"^run [2-4] of 4: poster done in \d+s; plan: \d+s so far, about \d+s left$", text, re.MULTILINE)
     assert re.search(r"^run 4 of 4: scores done in \d+s; plan: \d+s so far, about 0s left$", text, re.MULTILINE)
 
 
@@ -385,9 +385,11 @@ def shown(folder, tmp_path_factory):
 def test_plain_progress_shows_the_steps_of_each_stage_and_the_time_left(shown):
     text = shown[1]
     loss = r"loss \d+\.\d{4}"
-    # the first NNST: its own time left (the plan's is known once each stage kind has run)
-    assert re.search(rf"^run 1 of 2: nnst: scale 32px: step 2/3, {loss}, about \d+s left$", text, re.MULTILINE)
-    assert re.search(rf"^run 1 of 2: nnst: feature splitting: step 2/2, {loss}, about \d+s left$", text, re.MULTILINE)
+    # the first NNST: its own time left, and the plan's from it (the other kinds borrow its speed)
+    assert re.search(rf"^run 1 of 2: nnst: scale 32px: step 2/3, {loss}, about \d+s left; plan about \d+s left$",
+                     text, re.MULTILINE)
+    assert re.search(rf"^run 1 of 2: nnst: feature splitting: step 2/2, {loss}, about \d+s left; "
+                     rf"plan about \d+s left$", text, re.MULTILINE)
     assert re.search(rf"^run 2 of 2: nnst: scale 32px: step 3/3, {loss}, about \d+s left; plan about \d+s left$",
                      text, re.MULTILINE)
     assert re.search(r"^run 1 of 2: poster: level \d/\d \(\d+x\d+\), iteration \d/\d", text, re.MULTILINE)

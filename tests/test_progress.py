@@ -1,7 +1,7 @@
 """Progress reports: the time left comes from measured steps, weighted by the planned cost; live bars
 on a terminal, plain lines elsewhere. An experiment plan's progress shows the steps of the stage
 running in the process, or those relayed from Dask workers (one bar or labelled line per running
-stage), and the plan's time left from the pixel-steps of each stage kind."""
+stage), and the plan's time left from the work of each stage kind."""
 
 from __future__ import annotations
 
@@ -158,9 +158,15 @@ def test_fraction_on_a_terminal_fills_one_bar_per_stage(clock):
 
 @pytest.fixture
 def plan_clock(clock, monkeypatch):
-    """``clock``, and the plan's step reports not throttled either."""
+    """``clock``, the plan's step reports not throttled either, and each task's work its pixels.
+
+    These tests are about the plan's mechanics (rates, running stages, workers); the cost model
+    that weighs the tasks is tests/test_plan_time_left.py's.
+    """
     monkeypatch.setattr(plan_module, "REPORT_INTERVAL_S", 0.0)
     monkeypatch.setattr(plan_module, "REFRESH_INTERVAL_S", 0.0)
+    monkeypatch.setattr(plan_module, "task_work",
+                        lambda graph, task, shapes=None: float(graph.specs[task.run_ids[0]].nnst.size ** 2))
     return clock
 
 

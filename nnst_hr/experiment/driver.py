@@ -4,8 +4,8 @@ Progress (:mod:`.progress`, on stderr; nothing with ``quiet``): a line per stage
 of N``, the stage, the plan's time so far and left) and, for each running stage, in this process
 or relayed from a Dask worker, its steps (scale, step k/N, the stage's and the plan's time left):
 live bars on a terminal (the plan's, and one per running stage), plain lines at most every 2 s
-per stage elsewhere. The plan's time left is estimated per stage kind from the seconds per
-pixel-step of the stages measured so far.
+per stage elsewhere. The plan's time left weighs each task with the run's cost model
+(:mod:`nnst_hr.workplan`), at a speed measured per stage kind.
 """
 
 from __future__ import annotations

@@ -18,22 +18,27 @@ stage's steps are plain lines, at most one every ``REPORT_INTERVAL_S`` seconds p
     run 3 of 8: nnst: scale 64px: step 12/50, loss 0.1234, about 8s left; plan about 4m10s left
     run 4 of 8: nnst [worker 1]: scale 64px: step 30/50, loss 0.1104, about 5s left; plan about 4m02s left
 
-The plan's time left is, per stage kind, the seconds per unit of work (:func:`task_work`: pixels
-x steps) of the tasks of that kind computed so far, times the work of those still to run; a
-running stage that reports its steps counts its own estimate of what is left (also one on a
-worker), another running one its kind's estimate less the time it has run, and the first tasks of
-a kind set that kind's rate from their own estimates. Until every kind still to run has a rate, it
-is not known. Stages run at once on a cluster: the sum is divided by the most workers seen
-running stages at once (1 in process), but is never less than the longest task's time left.
+The plan's time left weighs each task with ``nnst-hr run``'s cost model (:func:`task_work`: its
+terms in :mod:`nnst_hr.workplan` at the inputs' sizes, read from their headers, in prior-seconds).
+Per stage kind, the seconds its computed tasks took over their work is a speed factor, times the
+work of those still to run; a running stage that reports its steps counts its own estimate of what
+is left (also one on a worker), another running one its kind's estimate less the time it has run,
+and the first tasks of a kind set that kind's factor from their own estimates. A kind not measured
+yet takes the pooled factor of the kinds measured on its device, as a run scales the priors of its
+terms; until one has been, the time left is not known. Stages run at once on a cluster: the sum is
+divided by the most workers seen running stages at once (1 in process), but is never less than
+the longest task's time left.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TextIO
 
 from rich.console import Console
@@ -42,56 +47,162 @@ from rich.progress import Progress as Bars
 from rich.table import Column
 from rich.text import Text
 
-from ..nnst import SPLIT_STEP_COST
-from ..progress import REFRESH_INTERVAL_S, REPORT_INTERVAL_S, Progress, format_seconds
+from ..config import NNSTConfig
+from ..files import image_shape
+from ..memory import _long_side_shape
+from ..nnst import nnst_work
+from ..poster import poster_stages, scaled_shape
+from ..progress import REFRESH_INTERVAL_S, REPORT_INTERVAL_S, Progress, Stage, format_seconds
+from ..scores import NETWORK_MAX_SIDE
+from ..workplan import VGG_FP32, match_work, output_stage, work
 from . import stages
 from .execute import needed
 from .graph import Graph, Task
 
 BARS_PER_SECOND = 4  # redraws of the live bars (the elapsed times tick between reports)
 BAR_WIDTH = 12  # characters: leaves room for the step and the times on an 80-column terminal
+MODELLED = frozenset({"nnst", "color", "poster", "poster_color", "scores"})  # kinds with work in prior-seconds
+SCORE_PASSES = 2  # the scores' per-pixel passes over the result (SSIM, color, detail), in `output` units
+MIN_WORK = 1e-9  # prior-seconds of a task that does nothing (color off): a rate needs work > 0
 
 logger = logging.getLogger(__name__)
+Shape = tuple[int, int]  # (height, width)
 
 
-def task_work(graph: Graph, task: Task) -> float:
-    """A task's work relative to the other tasks of its stage: pixels x steps (1 where not known).
+def task_work(graph: Graph, task: Task, shapes: dict | None = None) -> float:
+    """A task's work in prior-seconds: its seconds on the reference machine by ``nnst-hr run``'s model.
 
-    Pixels are the long side squared (a pair's aspect ratio is not read). Estimating a task from
-    the seconds per unit of work of its kind, rather than the kind's mean, holds when runs differ
-    in size or steps: a 256 px NNST is 4x the work of a 128 px one.
+    The terms are those a run plans for its time left (:mod:`nnst_hr.workplan`): for ``nnst``,
+    each scale's steps and setup (whose search grows with content cells x style cells), feature
+    splitting and the final fp32 match (:func:`nnst_hr.nnst.nnst_work`); the poster's synthesis
+    and finish (:func:`nnst_hr.poster.poster_stages`); color post-processing and the scores per
+    pixel, the scores' objective as one more fp32 match. The inputs' sizes are read from their
+    headers (:func:`input_shapes`); where a header cannot be read, both inputs count as squares
+    of the run's size. Each term is weighed by its prior, so a kind's measured seconds over its
+    work is a speed factor (1 on the reference machine), and kinds on one device share it.
 
     Parameters
     ----------
     graph : Graph
-        The plan's graph (``graph.specs`` gives a run's configs).
+        The plan's graph (``graph.specs`` gives a run's configs, its ``inputs`` task the bytes).
     task : Task
         One of its tasks.
+    shapes : dict, optional
+        A cache of :func:`input_shapes` by inputs key, shared between calls.
 
     Returns
     -------
     float
-        Positive; 1 for ``inputs`` and for a task of a graph without run specs.
+        Positive; 1 for ``inputs`` and for a task of a graph without run specs (no model).
     """
-    specs = getattr(graph, "specs", None)
-    if not specs or not task.run_ids:
+    stages_ = task_stages(graph, task, shapes)
+    if stages_ is None:
         return 1.0
-    spec = specs[task.run_ids[0]]
+    return max(MIN_WORK, sum(units * part.prior for stage in stages_ for part, units in stage.work(setup=True)))
+
+
+def task_device(graph: Graph, task: Task) -> str | None:
+    """The device a task's work runs on (``"cpu"``, ``"cuda"``), None for a task without a model.
+
+    The plan's client decides it as a run would: ``auto`` is CUDA when this process sees a GPU
+    (a Dask client without one, over GPU workers, counts them as CPUs: only the sharing of
+    speeds between kinds is then off, not each kind's own).
+    """
+    if not getattr(graph, "specs", None) or not task.run_ids or task.stage not in MODELLED:
+        return None
+    if task.stage in ("poster", "poster_color"):
+        return "cpu"  # Numba, as poster_stages says
+    return _device(graph.specs[task.run_ids[0]].nnst.device)
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"  # is_available does not start CUDA
+
+
+def input_shapes(graph: Graph, run_id: int, shapes: dict | None = None) -> tuple[Shape, Shape] | None:
+    """``(content, style)`` shapes ``(height, width)`` of a run's inputs, from their files' headers.
+
+    The graph's ``inputs`` task holds the files' bytes (a Dask client has them too: it scatters
+    them), so nothing is read from disk; :func:`nnst_hr.files.image_shape` applies the EXIF
+    orientation. None when either header cannot be read.
+    """
+    key = graph.runs[run_id].get("inputs") if run_id < len(graph.runs) else None
+    if key is None or key not in graph:
+        return None
+    if shapes is not None and key in shapes:
+        return shapes[key]
+    content, style = graph[key].args[:2]
+    found = (image_shape(content), image_shape(style)) if isinstance(content, bytes) else (None, None)
+    result = None if None in found else found
+    if shapes is not None:
+        shapes[key] = result
+    return result
+
+
+def task_stages(graph: Graph, task: Task, shapes: dict | None = None) -> list[Stage] | None:
+    """The work plan of a task (what :func:`task_work` sums), None without a model (``inputs``).
+
+    Parameters
+    ----------
+    graph, task, shapes
+        As for :func:`task_work`.
+
+    Returns
+    -------
+    list of Stage or None
+        The stages of :mod:`nnst_hr.workplan` that the task does, on :func:`task_device`.
+    """
+    device = task_device(graph, task)
+    if device is None:
+        return None
+    spec = graph.specs[task.run_ids[0]]
     nnst, poster = spec.nnst, spec.poster
+    found = input_shapes(graph, task.run_ids[0], shapes)
+    content, style = found or ((nnst.size, nnst.size),) * 2  # a header not read: the old long side squared
+    nnst_shape = _long_side_shape(content, nnst.size)
+    # bf16 as fast mode asks: whether the device has it is the workers' to say (the ratio of
+    # fast to exact runs in one plan is then off on a CPU without it, not a kind's speed)
+    bf16 = nnst.bf16 and not nnst.exact
     if task.stage == "nnst":
-        sides = nnst.scales()
-        steps = sum(nnst.steps_at(len(sides) - 1 - i) * side**2 for i, side in enumerate(sides))
-        # + one pass at full size: the final matching, so that 0 steps are not 0 work
-        return float(steps + SPLIT_STEP_COST * nnst.split_steps * nnst.size**2 + nnst.size**2)
+        inputs = graph.get(graph.runs[task.run_ids[0]].get("inputs"))
+        guided = inputs is not None and inputs.args[2] is not None
+        return nnst_work(content, style, nnst, device=device, bf16=bf16,
+                         hard_guides=guided and nnst.guide_mode == "hard")
     if task.stage == "color":
-        return float(nnst.size**2 * max(1, nnst.color_iterations))
+        return [_color_stage("color", nnst_shape, nnst, device)]
+    posters = poster_stages(nnst_shape, poster) if stages.has_poster(nnst, poster) else []
     if task.stage == "poster":
-        return float(poster.out_size**2 * poster.search_vote_iters * max(1, poster.patchmatch_iters))
+        return posters[:1]
     if task.stage == "poster_color":
-        return float(poster.out_size**2 * max(1, nnst.color_iterations))
-    if task.stage == "scores":
-        return float((poster.out_size if stages.has_poster(nnst, poster) else nnst.size) ** 2)
-    return 1.0
+        return posters[1:]
+    final = scaled_shape(nnst_shape, poster.out_size / max(nnst_shape)) if posters else nnst_shape
+    return [_scores_stage(nnst_shape, _long_side_shape(style, nnst.size), final, nnst, device)]
+
+
+def _color_stage(name: str, shape: tuple[int, int], config: NNSTConfig, device: str) -> Stage:
+    """Color post-processing of ``shape``: the run's ``output`` term, in proportion to its iterations."""
+    iterations = max(1, config.color_iterations) / max(1, NNSTConfig().color_iterations)
+    return output_stage(name, shape[0] * shape[1] * iterations if config.color else 0.0, device)
+
+
+def _scores_stage(nnst_shape, style_shape, final_shape, config: NNSTConfig, device: str) -> Stage:
+    """The scores of a run (:func:`nnst_hr.scores.score_image`) in the run's terms.
+
+    ``objective`` is an exhaustive fp32 match at NNST's size (as the final match); LPIPS and the
+    Gram distances a fp32 VGG pass of the result, the content and the style (at most
+    ``NETWORK_MAX_SIDE``); SSIM, color and detail a few passes per pixel of the result.
+    """
+    exact = replace(config, exact=True)  # never shortlisted, whatever the threshold
+    setup = match_work(nnst_shape, style_shape, exact, device, fp32=True, approx_min_work=math.inf)
+    side = min(max(final_shape), NETWORK_MAX_SIDE)
+    net = [_long_side_shape(shape, side) for shape in (final_shape, nnst_shape, style_shape)]
+    pixels = final_shape[0] * final_shape[1]
+    return Stage("scores", setup=setup + (work("features", sum(h * w for h, w in net) * VGG_FP32, device),
+                                          work("output", SCORE_PASSES * pixels, device)))
 
 
 def _state(progress: Progress, stage: str, total: float, completed: float, detail: str) -> tuple[float, str]:
@@ -238,7 +349,10 @@ class PlanProgress:
         self.n_runs = len(graph.runs)
         self.todo = {task.key: task for task in needed(graph, cache)}  # to compute, not yet done or failed
         self.n_todo = len(self.todo)
-        self.work = {key: task_work(graph, task) for key, task in self.todo.items()}
+        self._shapes: dict = {}  # the inputs' shapes, by inputs key (task_work's cache)
+        self.work = {key: task_work(graph, task, self._shapes) for key, task in self.todo.items()}
+        # a kind's device: kinds measured on it lend their speed to the kinds not measured yet
+        self.devices = {task.stage: task_device(graph, task) for task in self.todo.values()}
         self.spent: dict[str, list[float]] = {}  # stage -> [seconds, work] of its tasks computed so far
         self.running: dict[str, tuple[float, str]] = {}  # started, not yet ended -> (when, worker or "")
         self.width = 1  # the most workers seen running stages at once (1 in process)
@@ -291,7 +405,7 @@ class PlanProgress:
             return
         spent = self.spent.setdefault(task.stage, [0.0, 0.0])
         spent[0] += info["seconds"]
-        spent[1] += self.work.get(task.key) or task_work(self.graph, task)
+        spent[1] += self.work.get(task.key) or task_work(self.graph, task, self._shapes)
         self._print(f"{head} done in {format_seconds(info['seconds'])}; "
                     f"plan: {format_seconds(time.perf_counter() - self.start)} so far, {self._left_text()}")
         self._update_plan()
@@ -337,7 +451,8 @@ class PlanProgress:
                 kind = first.setdefault(self.todo[key].stage, [0.0, 0.0])
                 kind[0] += self._ran(key, now) + left
                 kind[1] += self.work[key]
-        rates.update({stage: seconds / work for stage, (seconds, work) in first.items()})
+        rates.update({stage: seconds / work for stage, (seconds, work) in first.items() if work > 0})
+        rates.update(self._borrowed(rates, first))
         total = longest = 0.0
         for key, task in self.todo.items():
             if key in own:
@@ -351,6 +466,28 @@ class PlanProgress:
             total += left
             longest = max(longest, left)
         return max(total / self.width, longest), None
+
+    def _borrowed(self, rates: dict[str, float], first: dict[str, list[float]]) -> dict[str, float]:
+        """Rates of the kinds still to run that have none: their device's measured speed.
+
+        A modelled kind's work is in prior-seconds, so its rate is how fast this machine runs
+        against the priors' machine; the kinds measured on a device (done, or running with an
+        estimate of their own) pool theirs, as :class:`~nnst_hr.progress.Progress` scales the
+        priors of a run's terms not measured yet. A device none of them ran on has no speed: the
+        priors are one 2-core CPU's, and a GPU or another CPU is 10x or more away from them.
+        """
+        pooled: dict[str, list[float]] = {}
+        for stage, (seconds, units) in [*self.spent.items(), *first.items()]:
+            device = self.devices.get(stage)
+            if device is not None and units > 0:
+                pool = pooled.setdefault(device, [0.0, 0.0])
+                pool[0] += seconds
+                pool[1] += units
+        out = {}
+        for stage, device in self.devices.items():
+            if stage not in rates and device in pooled:
+                out[stage] = pooled[device][0] / pooled[device][1]
+        return out
 
     def _ran(self, key: str, now: float) -> float:
         """Seconds a running task has run (as its stage's reports say, else since its "start")."""
