@@ -31,6 +31,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="High-resolution, optionally mask-guided Neural Neighbor Style Transfer.")
 masks_app = typer.Typer(no_args_is_help=True, help="Inspect segmentation masks for guided runs.")
 app.add_typer(masks_app, name="masks")
+cache_app = typer.Typer(no_args_is_help=True, help="See and prune the stage cache of experiments.")
+app.add_typer(cache_app, name="cache")
 
 NNST = NNSTConfig()
 NOT_WRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)  # a write refused: one line, exit 2
@@ -250,6 +252,63 @@ def experiment_command(
         summary = run_plan(plan, output, cache_dir=cache, quiet=quiet, workers=workers, scheduler=scheduler)
         if summary.failed:
             print(f"warning: {summary.failed} of {summary.runs} runs failed; see {summary.results}", file=sys.stderr)
+
+    _guarded(action)
+
+
+@cache_app.command("info")
+def cache_info(
+    folder: Path = typer.Argument(..., help="A cache folder, or a results folder (its cache/)."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Entries and bytes per stage kind, leftovers no run will read, and the total."""
+
+    def action():
+        import json
+
+        from .experiment import housekeeping as hk
+
+        found = hk.survey(hk.cache_folder(folder))
+        if json_output:
+            print(json.dumps(found.to_json()))
+            return
+        header, rows = ("what", "count", "size"), hk.info_rows(found)
+        if sys.stdout.isatty():
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(title=str(found.folder))
+            for i, name in enumerate(header):
+                table.add_column(name, justify="right" if i else "left")
+            for row in rows:
+                table.add_row(*row, end_section=row is rows[-2])
+            Console().print(table)
+        else:
+            print(f"{found.folder}\n{hk.text_table(header, rows)}")
+        if found.in_use:
+            print("an experiment is running on this cache now")
+
+    _guarded(action)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    folder: Path = typer.Argument(..., help="A cache folder, or a results folder (its cache/)."),
+    keep: list[Path] = typer.Option([], "--keep", help="Plan file whose stages stay (repeatable)."),
+    older_than: float | None = typer.Option(None, "--older-than", help="Remove entries unused for more than "
+                                            "DAYS (with --keep: only those in no kept plan)."),
+    yes: bool = typer.Option(False, "--yes", help="Delete; without it, only list what would go."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
+) -> None:
+    """Remove the entries no --keep plan reads (or unused for --older-than DAYS), and leftovers."""
+
+    def action():
+        import json
+
+        from .experiment import housekeeping as hk
+
+        pruning = hk.prune(folder, keep, older_than, apply=yes)
+        print(json.dumps(pruning.to_json()) if json_output else "\n".join(hk.pruning_lines(pruning)))
 
     _guarded(action)
 

@@ -7,6 +7,16 @@ missing, truncated or corrupted one (it is recomputed, never loaded as garbage);
 :meth:`Cache.valid` checks an entry the same way without loading it (the executors check every
 key, and load a record only for a task that reads it).
 
+Last use: an entry's json's modification time is its last use. It is set when the entry is
+written, and :meth:`Cache.valid` and :meth:`Cache.get` set it again when they find the entry
+intact (``os.utime``: one system call, metadata only, so a reader racing a writer or another
+reader sees the same bytes either way); ``nnst-hr cache prune --older-than`` reads it.
+
+Sharing: an experiment holds :func:`cache_lock` shared on the cache folder while it runs (any
+number of experiments at once), ``nnst-hr cache prune --yes`` holds it exclusive: a prune never
+deletes an entry that a running experiment checked or is about to read, and an experiment does
+not start while a prune deletes (each refuses at once, naming the other).
+
 Examples
 --------
 >>> cache = Cache(tmp_path / "cache")                              # doctest: +SKIP
@@ -17,18 +27,26 @@ Examples
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import re
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..files import atomic_output, load_npz, save_npz
 from ..integrity import is_intact
 
 FORMAT = 2  # layout of an entry; a different number reads as missing
 KEY_PATTERN = re.compile(r"^[a-z_]+-[0-9a-f]{8,64}$")
+DEFAULT_FOLDER = "cache"  # results/<this>: an experiment's cache unless --cache names another
+LOCK_NAME = ".lock"  # flock'ed by cache_lock: shared by experiments, exclusive by a prune
 
 
 class Cache:
@@ -59,9 +77,19 @@ class Cache:
             return False
         try:
             with np.load(npz_path, allow_pickle=False) as data:
-                return sorted(data.files) == entry.get("arrays")
+                if sorted(data.files) != entry.get("arrays"):
+                    return False
         except (OSError, ValueError, zipfile.BadZipFile):
             return False
+        self._touch(key)
+        return True
+
+    def _touch(self, key: str) -> None:
+        """Mark ``key`` used now (its json's mtime); a read-only cache or a vanished entry is no error."""
+        try:
+            os.utime(self._paths(key)[1])
+        except OSError:
+            pass
 
     def put(self, key: str, record: dict, meta: dict | None = None) -> None:
         """Store ``record`` (arrays and scalars); ``meta`` (seconds, peak memory) rides along."""
@@ -97,7 +125,65 @@ class Cache:
         arrays = load_npz(self._paths(key)[0])
         if arrays is None or sorted(arrays) != entry.get("arrays"):
             return None
+        self._touch(key)
         return {**entry["scalars"], **arrays}
+
+
+@contextmanager
+def cache_lock(folder: str | os.PathLike, *, exclusive: bool) -> Iterator[None]:
+    """Hold ``folder``'s cache lock for the block: shared (an experiment) or exclusive (a prune).
+
+    ``folder`` is created if missing. The lock is ``fcntl.flock`` on ``folder/.lock``: the kernel
+    drops it when the process ends, however it ends. Taking it never waits: a conflict raises
+    :class:`~nnst_hr.errors.InputError` at once. On release, a holder that can take the lock
+    exclusively (no one else holds it) removes the lock file, and the folder if this call created
+    it and it is empty; as in :func:`nnst_hr.lock.run_lock`, a process that locked a file just
+    removed tries again. Shared, in a folder this process may not write to (a read-only cache),
+    it holds nothing: this process cannot prune that folder either.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
+        except OSError as exc:
+            if exclusive or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            fd = None  # a folder this process cannot write to: it cannot prune it either
+            break
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if exclusive:
+                raise InputError(f"{folder} is in use by a running experiment; prune it once the experiment "
+                                 "has finished") from None
+            raise InputError(f"{folder} is being pruned (nnst-hr cache prune); run the experiment again once "
+                             "the prune has finished") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the last holder removed the file between our open and flock
+    if fd is None:
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # no one else holds it: tidy up
+            path.unlink(missing_ok=True)
+            if created:
+                folder.rmdir()  # only when empty: an experiment refused before writing leaves no folder
+        except OSError:  # held by another process, or the folder holds entries: leave both
+            pass
+        finally:
+            os.close(fd)
 
 
 def _scalar(value):

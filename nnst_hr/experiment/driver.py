@@ -18,14 +18,14 @@ from typing import TextIO
 
 from ..errors import InputError
 from ..lock import run_lock
-from .cache import Cache
+from .cache import DEFAULT_FOLDER, Cache, cache_lock
 from .distributed import executor_from_options
 from .graph import build_graph, read_inputs
 from .plan import load_plan
 from .progress import PlanProgress
 from .report import write_report
 
-CACHE_FOLDER = "cache"  # results/<this>: the stage records
+CACHE_FOLDER = DEFAULT_FOLDER  # results/<this>: the stage records
 
 
 @dataclass
@@ -56,8 +56,10 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
     except OSError as exc:
         raise InputError(f"cannot read an input: {exc}") from None
     graph = build_graph(plan, inputs)
-    with run_lock(out_dir, parents=True):  # one process writes a results folder (another one is refused)
-        cache = Cache(Path(cache_dir) if cache_dir is not None else out_dir / CACHE_FOLDER)
+    cache = Cache(Path(cache_dir) if cache_dir is not None else out_dir / CACHE_FOLDER)
+    # one process writes a results folder (another one is refused); the cache is shared with other
+    # experiments, but not with a prune (cache.cache_lock)
+    with run_lock(out_dir, parents=True), cache_lock(cache.folder, exclusive=False):
         with (executor_from_options(workers, scheduler) as run_graph,  # a cluster not there: InputError, no work
               PlanProgress(graph, cache, stream=stream, enabled=not quiet) as progress):
 
