@@ -13,6 +13,11 @@ two stages alone: above 1, one stage runs on top of memory the other left behind
 
     python bench/memory.py                           # NNST 256 and 512, poster 512 -> 2048
     python bench/memory.py --cases 768 1024:4096     # SIZE or SIZE:OUT_SIZE
+    python bench/memory.py --cases 512/norot         # ... with --no-rotate (one rotation)
+
+The cases with and without rotations separate the model's two NNST terms (the style's keys
+grow with the rotations, the output's pixels do not), so the coefficients of
+:mod:`nnst_hr.memory` can be fitted from this script's table.
 
 Check ``free -g`` first: the 1024 -> 4096 case needs about 8 GB.
 """
@@ -45,13 +50,24 @@ print(json.dumps({"rc": code, "peak": resource.getrusage(resource.RUSAGE_CHILDRE
 """
 
 
-def measure(size: int, out_size: int | None, folder: Path, *, poster_alone: bool = False) -> int:
+def parse_case(case: str) -> tuple[int, int | None, bool]:
+    """``SIZE[:OUT_SIZE][/norot]`` -> (size, out_size or None, rotate)."""
+    sizes, _, flag = case.partition("/")
+    if flag not in ("", "norot"):
+        raise SystemExit(f"case {case}: the only flag is /norot")
+    size, _, out = sizes.partition(":")
+    return int(size), int(out) if out else None, flag != "norot"
+
+
+def measure(size: int, out_size: int | None, folder: Path, *, rotate: bool = True, poster_alone: bool = False) -> int:
     """Peak RSS of one run; ``poster_alone``: rerun the case's poster stage with NNST resumed."""
-    output = folder / f"out_{size}_{out_size}.png"
+    output = folder / f"out_{size}_{out_size}_{int(rotate)}.png"
     run = [sys.executable, "-c", "from nnst_hr.cli import app; app()", "run", str(CONTENT), str(STYLE),
            "-o", str(output), "--size", str(size), "--steps", "1", "--split-steps", "1", "--quiet"]
     if out_size:
         run += ["--out-size", str(out_size)]
+    if not rotate:
+        run.append("--no-rotate")
     if poster_alone:
         (output.with_suffix(".run") / "poster_state.npz").unlink()
         run.append("--overwrite")
@@ -72,27 +88,26 @@ def main() -> None:
     ratios, whole, stages = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
-            size, _, out = case.partition(":")
-            out_size = int(out) if out else None
-            estimate = estimate_peak_bytes(content, style, int(size), out_size).ram
-            whole[int(size), out_size] = measured = measure(int(size), out_size, Path(tmp))
+            size, out_size, rotate = parse_case(case)
+            estimate = estimate_peak_bytes(content, style, size, out_size, rotate=rotate).ram
+            whole[size, out_size, rotate] = measured = measure(size, out_size, Path(tmp), rotate=rotate)
             ratios.append(estimate / measured)
             print(f"{case:>12} {estimate / MB:12.0f} {measured / MB:12.0f} {ratios[-1]:6.2f}", flush=True)
             if out_size:
-                stages.append((case, int(size), out_size))
+                stages.append((case, size, out_size, rotate))
         print(f"estimate / measured: {min(ratios):.2f} .. {max(ratios):.2f}")
         if not stages:
             return
         print(f"\n{'case':>12} {'whole MB':>9} {'NNST alone':>11} {'poster alone':>13} {'(estimate)':>11} "
               f"{'whole / stages':>15}")
-        for case, size, out_size in stages:
-            if (size, None) not in whole:
-                whole[size, None] = measure(size, None, Path(tmp))
-            nnst = whole[size, None]
-            poster = measure(size, out_size, Path(tmp), poster_alone=True)
-            resumed = estimate_peak_bytes(content, style, size, out_size, nnst_done=True).ram
-            ratio = whole[size, out_size] / max(nnst, poster)
-            print(f"{case:>12} {whole[size, out_size] / MB:9.0f} {nnst / MB:11.0f} {poster / MB:13.0f} "
+        for case, size, out_size, rotate in stages:
+            if (size, None, rotate) not in whole:
+                whole[size, None, rotate] = measure(size, None, Path(tmp), rotate=rotate)
+            nnst = whole[size, None, rotate]
+            poster = measure(size, out_size, Path(tmp), rotate=rotate, poster_alone=True)
+            resumed = estimate_peak_bytes(content, style, size, out_size, rotate=rotate, nnst_done=True).ram
+            ratio = whole[size, out_size, rotate] / max(nnst, poster)
+            print(f"{case:>12} {whole[size, out_size, rotate] / MB:9.0f} {nnst / MB:11.0f} {poster / MB:13.0f} "
                   f"{resumed / MB:11.0f} {ratio:15.2f}", flush=True)
 
 
