@@ -125,6 +125,12 @@ def _exit_codes(action):
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the run folder", file=sys.stderr)
         raise typer.Exit(EXIT_SIGINT) from None
+    except RuntimeError as exc:
+        if not _out_of_memory(exc):
+            _internal_error(exc)
+        print(f"error: out of memory ({_first_line(exc)}); use a smaller --size or --out-size, or close other "
+              "programs", file=sys.stderr)
+        raise typer.Exit(2) from None
     except OSError as exc:
         if is_disk_full(exc):
             print(f"error: {disk_full_message(exc.filename or 'the output', None)}", file=sys.stderr)
@@ -138,10 +144,29 @@ def _exit_codes(action):
         _internal_error(exc)
 
 
+def _out_of_memory(exc: RuntimeError) -> bool:
+    """torch's allocators fail with RuntimeErrors, not MemoryError: CPU "can't allocate memory",
+    CUDA ``torch.OutOfMemoryError`` ("CUDA out of memory")."""
+    return type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
 def _internal_error(exc: BaseException):
     traceback.print_exc(file=sys.stderr)
     print(f"internal error: {exc}", file=sys.stderr)
     raise typer.Exit(1) from None
+
+
+def _same_aspect(size: tuple[int, int], shape: tuple[int, int]) -> bool:
+    """Whether an image of ``shape`` (H, W), resized to the long side of ``size`` (H, W), is ``size``
+    (within the pixel that rounding moves)."""
+    (h, w), (height, width) = size, shape
+    if min(h, w, height, width) < 1:
+        return False
+    return abs(h - w * height / width) <= 1 if w >= h else abs(w - h * width / height) <= 1
 
 
 @dataclass
@@ -365,11 +390,18 @@ def metrics_command(
     def action():
         import json
 
+        from .config import MAX_SEED
         from .files import read_image
         from .nnf import load_field
         from .scores import format_table, score_image
+        from .sizes import check_input_sizes
 
+        if not 0 <= seed <= MAX_SEED:
+            raise InputError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
         picture, content_image, style_image = read_image(image), read_image(content), read_image(style)
+        extra = {path: read_image(path) for path in (raw, upsampled_from) if path is not None}
+        check_input_sizes({path: pixels.shape[:2] for path, pixels in
+                           ((image, picture), (content, content_image), (style, style_image), *extra.items())}, 0)
         masks = nnf = style_size = None
         if guide is not None:
             from guidance import load_masks
@@ -379,16 +411,23 @@ def metrics_command(
             try:
                 stored = load_field(field)
                 nnf, style_size = stored["nnf"], tuple(int(v) for v in stored["style_size"])
+                made_for = tuple(int(v) for v in stored["content_size"])
             except (OSError, ValueError, KeyError) as exc:
                 raise InputError(f"{field} is not an nnf.npz of a run folder ({exc})") from None
+            for what, path, made, pixels in (("content", content, made_for, content_image),
+                                             ("style", style, style_size, style_image)):
+                if not _same_aspect(made, pixels.shape[:2]):
+                    raise InputError(f"{field} was made for a {what} of {made[1]}x{made[0]} px, not for {path} "
+                                     f"({pixels.shape[1]}x{pixels.shape[0]}); give the nnf.npz of the run that "
+                                     f"made {image}")
         config = NNSTConfig(size=size) if size is not None else None
         if config is not None:
             config.validate()
         scores = score_image(
             picture, content_image, style_image,
-            raw=read_image(raw) if raw is not None else None, nnst_config=config, field=nnf,
+            raw=extra.get(raw) if raw is not None else None, nnst_config=config, field=nnf,
             style_size=style_size, masks=masks,
-            upsampled_from=read_image(upsampled_from) if upsampled_from is not None else None,
+            upsampled_from=extra.get(upsampled_from) if upsampled_from is not None else None,
             weights=weights, seed=seed,
         )  # fmt: skip
         print(json.dumps(scores) if json_output else format_table(scores))

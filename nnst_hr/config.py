@@ -7,12 +7,16 @@ run folder holds ``to_dict()`` of both, and ``from_dict`` reads them back
 
 from __future__ import annotations
 
+import math
+import numbers
+import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 from .errors import InputError
 
 MIN_SIZE = 32  # smallest image side VGG's relu4 layers can work on (a 4 px grid)
+MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed, NumPy's a non-negative one
 
 
 @dataclass
@@ -69,7 +73,8 @@ class NNSTConfig:
         return out
 
     def validate(self) -> None:
-        """Raise :class:`InputError` for a value out of range (before any computation)."""
+        """Raise :class:`InputError` for a value of the wrong type or out of range (before any computation)."""
+        check_types(self)
         if not 0.0 <= self.alpha <= 1.0:
             raise InputError(f"--alpha must be between 0 and 1, got {self.alpha}")
         if not 0.0 <= self.guide_weight <= 1.0:
@@ -78,8 +83,14 @@ class NNSTConfig:
             raise InputError(f"--size must be at least {MIN_SIZE} px, got {self.size}")
         if self.steps < 0 or self.split_steps < 0:
             raise InputError("--steps and --split-steps must not be negative")
-        if self.split_refresh < 1:
-            raise InputError(f"NNSTConfig.split_refresh must be at least 1, got {self.split_refresh}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        _at_least(self, MIN_SIZE, "coarsest")
+        _at_least(self, 0, "finest_steps", "color_iterations")
+        _at_least(self, 1, "pyramid_levels", "split_sample", "search_dims", "candidates", "split_refresh")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"NNSTConfig.lr must be a positive finite number, got {self.lr}")
+        _finite_non_negative(self, "color_sharpness", "mono_threshold")
 
     def steps_at(self, scale: int) -> int:
         """Hypercolumn steps at pyramid scale ``scale`` (0 = full size)."""
@@ -120,13 +131,19 @@ class PosterConfig:
     render: Literal["copy", "vote"] = "copy"  # final pixels: copied from the matched exemplar pixel, or the patch vote
 
     def validate(self) -> None:
-        """Raise :class:`InputError` for a value out of range (before any computation)."""
+        """Raise :class:`InputError` for a value of the wrong type or out of range (before any computation)."""
+        check_types(self)
         if self.out_size is not None and self.out_size < MIN_SIZE:
             raise InputError(f"--out-size must be at least {MIN_SIZE} px, got {self.out_size}")
-        if min(self.nnst_weight, self.mask_weight, self.uniformity) < 0:
-            raise InputError("poster weights (--nnst-weight, --mask-weight, --uniformity) must not be negative")
+        if not all(math.isfinite(w) and w >= 0 for w in (self.nnst_weight, self.mask_weight, self.uniformity)):
+            raise InputError("poster weights (--nnst-weight, --mask-weight, --uniformity) must be finite and not "
+                             f"negative, got {self.nnst_weight}, {self.mask_weight}, {self.uniformity}")
         if self.max_search_size < MIN_SIZE:
             raise InputError(f"PosterConfig.max_search_size must be at least {MIN_SIZE} px, got {self.max_search_size}")
+        if self.patch_size < 1 or self.patch_size % 2 == 0:
+            raise InputError(f"PosterConfig.patch_size must be a positive odd number, got {self.patch_size}")
+        _at_least(self, 0, "search_vote_iters", "patchmatch_iters")
+        _finite_non_negative(self, "style_weight", "source_blur")
 
     def to_dict(self) -> dict:
         """Every field by name (JSON-serializable)."""
@@ -143,11 +160,81 @@ class PosterConfig:
 
 
 def _known_fields(cls, data: dict) -> dict:
-    """``data`` if every key names a field of the dataclass ``cls``; else :class:`InputError`."""
+    """``data`` if every key names a field of the dataclass ``cls`` and every value has the field's type
+    (ints are taken for floats, JSON's null for None); else :class:`InputError` naming the parameter."""
     if not isinstance(data, dict):
         raise InputError(f"{cls.__name__}: expected a mapping of parameters, got {type(data).__name__}")
     unknown = sorted(set(data) - {f.name for f in fields(cls)})
     if unknown:
         raise InputError(f"{cls.__name__}: unknown parameter(s) {', '.join(unknown)}; "
                          f"known: {', '.join(f.name for f in fields(cls))}")
-    return dict(data)
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for name, value in data.items():
+        try:
+            out[name] = checked_value(hints[name], value, none="null")
+        except InputError as exc:
+            raise InputError(f"{cls.__name__}.{name}: {exc}") from None
+    return out
+
+
+def checked_value(hint, value, *, none: str = '"none"'):
+    """``value`` if it has the type ``hint`` names (an int given for a float is converted).
+
+    ``hint`` is a field's annotation: ``int``, ``float``, ``bool``, ``str``, a ``Literal``, or
+    one of these ``| None``. Raises :class:`InputError` ("must be int, got str '64'") otherwise;
+    the caller prefixes the message with where the value came from (``none``: how the file at
+    hand spells None, for the message).
+
+    >>> checked_value(float, 2)
+    2.0
+    >>> checked_value(Literal["soft", "hard"], "hard")
+    'hard'
+    """
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional and value is None:
+        return None
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if typing.get_origin(base) is Literal:
+        if value not in typing.get_args(base):
+            raise InputError(f"must be one of {', '.join(map(repr, typing.get_args(base)))}, got {value!r}")
+        return value
+    if base is bool:
+        ok = isinstance(value, bool)
+    elif base is int:  # numbers.*: NumPy's scalars count too
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    elif base is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        extra = f" (or {none})" if optional else ""
+        raise InputError(f"must be {base.__name__}{extra}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_types(config) -> None:
+    """Raise :class:`InputError` for a field of the dataclass ``config`` whose value is not of its type."""
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        try:
+            checked_value(hints[f.name], getattr(config, f.name))
+        except InputError as exc:
+            raise InputError(f"{type(config).__name__}.{f.name}: {exc}") from None
+
+
+def _at_least(config, minimum: int, *names: str) -> None:
+    """Raise :class:`InputError` for an int field of ``config`` below ``minimum`` (None passes)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise InputError(f"{type(config).__name__}.{name} must be at least {minimum}, got {value}")
+
+
+def _finite_non_negative(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise InputError(f"{type(config).__name__}.{name} must be a finite number >= 0, got {value}")

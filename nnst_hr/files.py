@@ -41,6 +41,7 @@ import os
 import secrets
 import struct
 import warnings
+import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,6 +78,7 @@ __all__ = [
 
 DEFAULT_MAX_PIXELS = 100_000_000  # about 1.2 GB as float32 RGB: refuse larger (decompression bombs)
 DEFAULT_DPI = 300
+MAX_DPI = 65535  # JPEG's JFIF stores the density in 16 bits (PNG's pHYs overflows at about 10**8)
 DEFAULT_JPEG_QUALITY = 95
 WRITE_ROWS = 256  # rows converted to code values at a time (bounds the write path's temporaries)
 
@@ -647,8 +649,8 @@ def check_output_path(
 def _check_write_options(jpeg_quality: int, dpi: float) -> None:
     if not 1 <= jpeg_quality <= 100:
         raise InputError(f"JPEG quality {jpeg_quality} is out of range; use 1 to 100")
-    if not dpi > 0:
-        raise InputError(f"dpi {dpi} must be positive")
+    if not 0 < dpi <= MAX_DPI:
+        raise InputError(f"dpi {dpi} is out of range; use a positive value up to {MAX_DPI}")
 
 
 def write_image(
@@ -751,9 +753,8 @@ def _bit_depth(path: Path, bit_depth: int | None) -> int:
     """The output bit depth for ``path``'s format, checking extension and depth."""
     fmt = OUTPUT_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise InputError(
-            f"{path}: cannot write '{path.suffix}' files; end the name with .png, .jpg or .tif"
-        )
+        kind = f"'{path.suffix}' files" if path.suffix else "a file without an extension"
+        raise InputError(f"{path}: cannot write {kind}; end the name with .png, .jpg or .tif")
     if bit_depth is None:
         return DEFAULT_BIT_DEPTH[fmt]
     if bit_depth not in BIT_DEPTHS[fmt]:
@@ -936,12 +937,24 @@ def save_npz(path: str | os.PathLike, /, *, compressed: bool = False, overwrite:
     return path
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
+def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
     """The arrays of an ``.npz`` written by :func:`save_npz`; None (after a warning) if it is
-    missing, truncated or corrupt, so that the caller recomputes it."""
-    from nnst_hr.integrity import is_intact
+    missing, truncated or corrupt, or lacks one of ``keys`` (another version wrote it), so that
+    the caller recomputes it."""
+    from nnst_hr.integrity import is_intact, remove
 
     if not is_intact(path):
         return None
-    with np.load(Path(path), allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    try:
+        with np.load(Path(path), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = f"cannot be read ({exc})"
+    else:
+        missing = [key for key in keys if key not in arrays]
+        if not missing:
+            return arrays
+        reason = f"lacks {', '.join(missing)} (another version wrote it)"
+    warnings.warn(f"{path} {reason}; recomputing it", stacklevel=2)
+    remove(path)
+    return None

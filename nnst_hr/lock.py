@@ -29,7 +29,7 @@ LOCK_NAME = "lock"
 def _owner(path: Path) -> str:
     try:
         text = path.read_text().strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return "another process"
     fields = dict(part.split("=", 1) for part in text.split() if "=" in part)
     return f"process {fields.get('pid', '?')} on {fields.get('host', '?')}"
@@ -69,6 +69,8 @@ def run_lock(folder: str | os.PathLike, name: str = LOCK_NAME, *, parents: bool 
     """
     folder = Path(folder)
     created = not folder.exists()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file where a folder is needed; move it away or choose another -o")
     if not parents and not folder.parent.is_dir():
         raise InputError(f"{folder}: the folder {folder.parent} does not exist; create it first")
     folder.mkdir(parents=parents, exist_ok=True)

@@ -15,6 +15,7 @@ RNG (random choices use ``torch.Generator`` seeded from ``config.seed``).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -305,7 +306,10 @@ class _Stylizer:
 
         for li, s in enumerate(reversed(range(n_scales))):
             name = scale_checkpoint_name(li)
-            if name in start_from:
+            if name in start_from and np.shape(start_from[name]) != (*contents[s].shape[-2:], 3):
+                warnings.warn(f"the saved state {name} is {np.shape(start_from[name])}, not the "
+                              f"{tuple(contents[s].shape[-2:])} this scale computes; recomputing it", stacklevel=2)
+            elif name in start_from:
                 # the saved image in the content's memory layout, as it was computed
                 out_pyr[s:] = decompose(to_tensor_like(start_from[name], content), depth - s)
                 self.progress.skip(scale_stage_name(contents[s].shape[-2:]))

@@ -24,19 +24,20 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from . import __version__
 from .color import color_stage
-from .config import NNSTConfig, PosterConfig
+from .config import NNSTConfig, PosterConfig, checked_value
 from .device import resolve_device
 from .errors import InputError
 from .files import atomic_output, check_output_path, load_npz, read_image, save_npz, sha256_file, write_image
 from .integrity import is_intact, remove
 from .lock import run_lock
 from .memory import release_freed_memory
-from .nnf import load_field, save_field
+from .nnf import save_field
 from .nnst import NNSTResult, synthesize_nnst
 from .preflight import check_resources
 from .progress import Progress, Stage, format_seconds
@@ -46,6 +47,10 @@ from .workplan import output_stage
 NNST_STATE = "nnst_state.npz"  # float32 results of the NNST stage, for exact resumption
 POSTER_STATE = "poster_state.npz"  # synthesized poster and field, for resuming the color stage
 CHECKPOINTS = "checkpoints"  # per-scale NNST states (one .npz each), for resuming inside the NNST stage
+# config.json's entries besides the two configs: what read_run_config accepts (a missing one is None)
+RUN_CONFIG_TYPES = {"content": str | None, "style": str | None, "output": str | None, "guide": str | None,
+                    "dpi": float | None, "jpeg_quality": int | None, "bit_depth": int | None, "print": str | None,
+                    "fit": Literal["crop", "pad"] | None}
 NNST_IMAGES = 3  # the NNST stage's color stage and the images it saves, in images written (for the time left)
 
 
@@ -109,10 +114,10 @@ def _load_nnst_state(folder: Path) -> tuple[NNSTResult, np.ndarray] | None:
 
     None when either file is missing, truncated or corrupt (checksums: :mod:`nnst_hr.integrity`).
     """
-    state = load_npz(folder / NNST_STATE)
-    if state is None or not is_intact(folder / "nnf.npz"):
+    state = load_npz(folder / NNST_STATE, keys=("image", "raw", "objective"))
+    nnf = load_npz(folder / "nnf.npz", keys=("nnf", "content_size", "style_size"))
+    if state is None or nnf is None:
         return None
-    nnf = load_field(folder / "nnf.npz")
     result = NNSTResult(
         raw=state["raw"], field=nnf["nnf"],
         content_size=tuple(int(v) for v in nnf["content_size"]),
@@ -133,7 +138,7 @@ def _load_checkpoints(folder: Path) -> dict[str, np.ndarray]:
     """The per-scale NNST states saved in ``folder`` (see ``synthesize_nnst``'s ``start_from``)."""
     if not folder.is_dir():
         return {}
-    states = {path.stem: load_npz(path) for path in sorted(folder.glob("*.npz"))}
+    states = {path.stem: load_npz(path, keys=("image",)) for path in sorted(folder.glob("*.npz"))}
     return {name: state["image"] for name, state in states.items() if state is not None}
 
 
@@ -193,7 +198,7 @@ def _poster(content_img, style_img, masks, result: NNSTResult, options: RunOptio
     from .poster import color_poster, synthesize_poster_stage
 
     state_path = folder / POSTER_STATE
-    state = load_npz(state_path) if resume else None
+    state = load_npz(state_path, keys=("image",)) if resume else None
     if state is not None:
         synthesized = state["image"]
         progress.message("poster: synthesis resumed from the run folder")
@@ -267,18 +272,44 @@ def read_run_config(path: str | Path) -> dict:
         raise InputError(f"{path}: not a readable config.json ({exc})") from None
     if not isinstance(data, dict) or "nnst" not in data or "poster" not in data:
         raise InputError(f"{path}: not a run folder's config.json (no 'nnst' and 'poster' parameters)")
-    options = RunOptions(
-        nnst=NNSTConfig.from_dict(data["nnst"]),
-        poster=PosterConfig.from_dict(data["poster"]),
-        guide=Path(data["guide"]) if data.get("guide") else None,
-        dpi=data.get("dpi", RunOptions.dpi),
-        jpeg_quality=data.get("jpeg_quality", RunOptions.jpeg_quality),
-        bit_depth=data.get("bit_depth"),
-        print_size=data.get("print"),
-        fit=data.get("fit") or RunOptions.fit,
-    )
+    try:
+        for name, hint in RUN_CONFIG_TYPES.items():
+            try:
+                checked_value(hint, data.get(name), none="null")
+            except InputError as exc:
+                raise InputError(f"{name}: {exc}") from None
+        options = RunOptions(
+            nnst=NNSTConfig.from_dict(data["nnst"]),
+            poster=PosterConfig.from_dict(data["poster"]),
+            guide=Path(data["guide"]) if data.get("guide") else None,
+            dpi=RunOptions.dpi if data.get("dpi") is None else data["dpi"],
+            jpeg_quality=RunOptions.jpeg_quality if data.get("jpeg_quality") is None else data["jpeg_quality"],
+            bit_depth=data.get("bit_depth"),
+            print_size=data.get("print"),
+            fit=data.get("fit") or RunOptions.fit,
+        )
+        options.nnst.validate()
+        options.poster.validate()
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}; fix or remove that entry, or run without --config") from None
     paths = {name: Path(data[name]) if data.get(name) else None for name in ("content", "style", "output")}
     return {**paths, "options": options}
+
+
+def _previous_config(path: Path) -> dict:
+    """The run folder's ``config.json`` as the last run left it; {} (with a warning) if it cannot be read,
+    so that every stage is recomputed rather than trusted."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = exc
+    if isinstance(data, dict):
+        return data
+    reason = f"({data})" if isinstance(data, Exception) else "(not a JSON object)"
+    warnings.warn(f"{path} is unreadable {reason}; recomputing every stage", stacklevel=2)
+    return {}
 
 
 def load_inputs(content: Path, style: Path, options: RunOptions):
@@ -335,7 +366,7 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
         progress.message(plan.describe())
     folder = run_folder(output)
     config_path = folder / "config.json"
-    previous = json.loads(config_path.read_text()) if config_path.exists() else {}
+    previous = _previous_config(config_path)
     nnst_key = _nnst_key(content, style, options)
     if plan is not None:
         nnst_key["print"] = plan.key()

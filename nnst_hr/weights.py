@@ -218,10 +218,17 @@ def _explicit_source(path: str | os.PathLike | None) -> WeightsSource | None:
     else:
         return None
     if not name.is_file():
+        problem = "is a folder, not a file" if name.is_dir() else "no such file"
         raise InputError(
-            f"VGG16 weights {name} ({origin}): no such file; give a torchvision VGG16 state dict (.pth)"
+            f"VGG16 weights {name} ({origin}): {problem}; give a torchvision VGG16 state dict (.pth)"
         )
     return WeightsSource(name, f"{origin} ({name})")
+
+
+def _unreadable(path: Path, exc: Exception) -> InputError:
+    """A state dict file torch cannot load; the reason is the first line of torch's (long) message."""
+    reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return InputError(f"{path} is not a readable torch state dict ({reason}); replace or delete it")
 
 
 def _no_weights(reason: str) -> InputError:
@@ -350,7 +357,7 @@ def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file it cannot read
-        raise InputError(f"{path} is not a readable torch state dict ({exc}); replace or delete it") from exc
+        raise _unreadable(path, exc) from exc
     return features_state_dict(state, path)
 
 
@@ -723,6 +730,6 @@ def load_lpips_heads(path: str | os.PathLike | None = None) -> list[torch.Tensor
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file it cannot read
-        raise InputError(f"{path} is not a readable torch state dict ({exc}); replace or delete it") from exc
+        raise _unreadable(path, exc) from exc
     state = lpips_heads_state_dict(state, path)
     return [state[f"lin{i}.model.1.weight"].flatten() for i in range(len(LPIPS_HEAD_CHANNELS))]

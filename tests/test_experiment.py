@@ -447,12 +447,22 @@ def _toml(folder: Path, text: str):
     (GOOD_PAIR + "[axes]\nalpha = [0.5]\n[report]\nrows = \"size\"\n", "report.rows: 'size' is not an axis"),
     (GOOD_PAIR + "[report]\nscore = \"beauty\"\n", "report.score: unknown score"),
     ("[axes]\nalpha = [0.5]\n", "pair: no pairs"),
+    # fields without a CLI option: checked before any work too (coarsest = 0 hung, lr = nan was a traceback)
+    (GOOD_PAIR + "[fixed]\ncoarsest = 0\n", "fixed.coarsest: NNSTConfig.coarsest must be at least 32"),
+    (GOOD_PAIR + "[fixed]\nlr = nan\n", "fixed.lr: NNSTConfig.lr must be a positive finite number"),
+    (GOOD_PAIR + "[axes]\npatch_size = [5, 4]\n", "axes.patch_size[1]: PosterConfig.patch_size must be a positive odd"),
+    (GOOD_PAIR + "[fixed]\nseed = -1\n", "fixed.seed: --seed must be between 0 and"),
+    (GOOD_PAIR + "[fixed]\nmask_weight = nan\n", "fixed.mask_weight: poster weights"),
+    ('[[pair]]\ncontent = "."\nstyle = "s.png"\n', "pair[0].content: "),  # a folder: "is a folder, not an image"
+    (GOOD_PAIR + 'guide = "c.png"\n', "pair[0].guide: "),  # a file: "is a file, not a masks folder"
 ])
 def test_bad_plans_are_refused_naming_the_key(folder, text, where):
     with pytest.raises(InputError) as info:
         _toml(folder, text)
     assert str(info.value).startswith(where), str(info.value)
     assert "\n" not in str(info.value)
+    if where in ("pair[0].content: ", "pair[0].guide: "):
+        assert "is a folder, not an image" in str(info.value) or "is a file, not a masks folder" in str(info.value)
 
 
 def test_globs_per_pair_options_and_run_order(folder):

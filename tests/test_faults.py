@@ -9,6 +9,7 @@ small "available memory". Signals and locks use real child processes.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -494,3 +495,126 @@ def test_a_write_refused_by_the_file_system_is_one_line(cli, tmp_path, monkeypat
     result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
     assert_one_line_error(result, 2, "cannot write", "nnst.png", "Read-only file system", "another -o")
     assert leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- values, config files, run folders
+
+
+@pytest.mark.parametrize("option, needle", [
+    (("--dpi", 10**9), "dpi 1000000000 is out of range"),  # was a traceback in the PNG writer, after the work
+    (("--seed", -1), "--seed must be between 0"),
+    (("--seed", 2**64), "--seed must be between 0"),  # was a traceback in torch's generator
+    (("--mask-weight", "nan"), "poster weights"),  # was accepted
+    (("--uniformity", "nan", "--out-size", 128), "poster weights"),  # was refused only after NNST
+])
+def test_option_values_out_of_range_are_refused_before_any_work(cli, tmp_path, option, needle):
+    content, style = pair(tmp_path)
+    result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY, *option)
+    assert_one_line_error(result, 2, needle)
+    assert not (tmp_path / "out.run").exists()
+
+
+@pytest.mark.parametrize("section, key, value, needle", [
+    ("nnst", "size", "abc", "NNSTConfig.size: must be int, got str"),
+    ("nnst", "guide_mode", "medium", "NNSTConfig.guide_mode: must be one of"),  # was run as "soft"
+    ("poster", "render", "paint", "PosterConfig.render: must be one of"),
+    ("nnst", "coarsest", 0, "NNSTConfig.coarsest must be at least"),  # hung for ever
+    ("nnst", "lr", float("nan"), "NNSTConfig.lr must be a positive finite number"),
+    ("poster", "patch_size", 4, "PosterConfig.patch_size must be a positive odd"),
+    (None, "dpi", "300", "dpi: must be float (or null)"),
+    (None, "content", 5, "content: must be str (or null)"),
+])
+def test_config_json_with_a_wrong_value_names_the_file_and_the_entry(cli, tmp_path, section, key, value, needle):
+    content, style = pair(tmp_path)
+    data = {"nnst": {"size": 64, "steps": 2, "split_steps": 2}, "poster": {},
+            "content": str(content), "style": str(style)}
+    (data[section] if section else data)[key] = value
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(data))
+    result = cli("run", "--config", config, "-o", tmp_path / "out.png", "-q")
+    assert_one_line_error(result, 2, str(config), needle, "fix or remove")
+    assert not (tmp_path / "out.run").exists()
+
+
+def test_a_file_where_the_run_folder_goes_is_one_line(cli, tmp_path):
+    content, style = pair(tmp_path)
+    (tmp_path / "out.run").write_text("not a folder")
+    result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
+    assert_one_line_error(result, 2, str(tmp_path / "out.run"), "is a file", "another -o")
+    assert (tmp_path / "out.run").read_text() == "not a folder"
+
+
+@needs_weights
+def test_run_folder_state_from_another_version_or_garbled_is_recomputed(cli, tmp_path):
+    """An unreadable config.json, intact .npz files without the arrays this version reads, a scale
+    checkpoint of another shape: each is recomputed with one warning, to the same output."""
+    from nnst_hr.files import save_npz
+
+    content, style = pair(tmp_path)
+    output = tmp_path / "out.png"
+    args = ("run", content, style, "-o", output, *TINY_POSTER)
+    assert cli(*args).exit_code == 0
+    expected = read_image(output)
+    folder = tmp_path / "out.run"
+    (folder / "config.json").write_text("{garbled")
+    result = cli(*args, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert "config.json is unreadable" in result.stderr and "recomputing every stage" in result.stderr
+    np.testing.assert_array_equal(read_image(output), expected)
+    for name, arrays in [("nnst_state.npz", {"old": np.zeros(3)}), ("poster_state.npz", {"old": np.zeros(3)})]:
+        save_npz(folder / name, **arrays)
+        result = cli(*args, "--overwrite")
+        assert result.exit_code == 0, result.output
+        assert f"{folder / name} lacks" in result.stderr, result.stderr
+        np.testing.assert_array_equal(read_image(output), expected, err_msg=name)
+    save_npz(folder / "checkpoints" / "scale0.npz", image=np.zeros((5, 5, 3), np.float32))
+    (folder / "nnst_state.npz").unlink()
+    result = cli(*args, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert "the saved state scale0 is (5, 5, 3)" in result.stderr, result.stderr
+    np.testing.assert_array_equal(read_image(output), expected)
+
+
+def test_metrics_refuses_bad_seeds_tiny_images_and_a_field_of_another_content(cli, tmp_path):
+    from nnst_hr.nnf import save_field
+
+    content, style = pair(tmp_path)
+    tiny = image_file(tmp_path / "tiny.png", 1, 1)
+    base = ("metrics", content, "--content", content, "--style", style)
+    assert_one_line_error(cli(*base, "--seed", -1), 2, "--seed must be between 0")  # was a NumPy traceback
+    assert_one_line_error(cli(*base, "--raw", tiny), 2, str(tiny), "too small")  # was a torch traceback
+    field = tmp_path / "nnf.npz"  # made for a square content: content.png is 64x48
+    save_field(field, np.zeros((16, 16, 3), np.int32), (64, 64), (64, 64))
+    result = cli(*base, "--field", field)
+    assert_one_line_error(result, 2, str(field), "made for a content of 64x64 px", str(content))
+
+
+def test_torch_running_out_of_memory_is_one_line(cli, tmp_path, monkeypatch):
+    from nnst_hr import scores
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 90000000000 bytes.\nmore detail")
+
+    monkeypatch.setattr(scores, "score_image", out_of_memory)
+    content, style = pair(tmp_path)
+    result = cli("metrics", content, "--content", content, "--style", style)
+    assert_one_line_error(result, 2, "out of memory", "can't allocate memory", "smaller --size")
+
+
+def test_weights_that_torch_cannot_load_give_one_line(cli, tmp_path):
+    garbage = tmp_path / "vgg.pth"
+    garbage.write_bytes(b"not a state dict")
+    assert_one_line_error(cli("weights", "--weights", garbage), 2, str(garbage), "not a readable torch state dict")
+    assert_one_line_error(cli("weights", "--weights", tmp_path), 2, str(tmp_path), "is a folder")
+
+
+def test_experiment_cache_naming_a_file_is_one_line(cli, tmp_path):
+    content, style = pair(tmp_path)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'[[pair]]\ncontent = "{content.name}"\nstyle = "{style.name}"\n[fixed]\nsize = 64\n')
+    cache = tmp_path / "cache"
+    cache.write_text("a file")
+    result = cli("experiment", plan, "-o", tmp_path / "results", "--cache", cache, "-q")
+    assert_one_line_error(result, 2, str(cache), "is a file", "--cache")
+    assert cache.read_text() == "a file"

@@ -51,6 +51,8 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} is a file; give a folder for the results (-o results/)")
+    if cache_dir is not None and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+        raise InputError(f"{cache_dir} is a file; give a folder for the stage cache (--cache DIR)")
     try:
         inputs = read_inputs(plan)
     except OSError as exc:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import tomllib
 
-from ..config import NNSTConfig, PosterConfig
+from ..config import NNSTConfig, PosterConfig, checked_value
 from ..errors import InputError
 
 TOP_KEYS = ("pair", "axes", "fixed", "report")
@@ -127,28 +127,12 @@ def _check_value(where: str, name: str, value):
         raise InputError(f"{where}: unknown option {name!r}; use an NNSTConfig or PosterConfig field name "
                          f"(e.g. alpha, size, out_size, uniformity)")
     hint = OPTIONS[name][1]
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if optional and isinstance(value, str) and value.lower() in NONE_WORDS:
+    if type(None) in typing.get_args(hint) and isinstance(value, str) and value.lower() in NONE_WORDS:
         return None
-    base = next((a for a in args if a is not type(None)), hint) if optional else hint
-    if typing.get_origin(base) is typing.Literal:
-        if value not in typing.get_args(base):
-            raise InputError(f"{where}: must be one of {', '.join(map(repr, typing.get_args(base)))}, got {value!r}")
-        return value
-    if base is bool:
-        ok = isinstance(value, bool)
-    elif base is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif base is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, base)
-    if not ok:
-        extra = ' (or "none")' if optional else ""
-        raise InputError(f"{where}: must be {base.__name__}{extra}, got {type(value).__name__} {value!r}")
-    return value
+    try:
+        return checked_value(hint, value)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
 
 
 def _check_range(where: str, params: dict) -> None:
@@ -174,9 +158,15 @@ def _resolve(where: str, base: Path, value, *, folder: bool = False) -> list[Pat
         return found
     path = Path(pattern)
     if folder:
+        if path.is_file():
+            raise InputError(f"{where}: {path} is a file, not a masks folder; give the folder holding "
+                             f"content.png and style.png")
         if not path.is_dir():
             raise InputError(f"{where}: masks folder {path} does not exist; give the folder holding "
                              f"content.png and style.png")
+    elif path.is_dir():
+        raise InputError(f"{where}: {path} is a folder, not an image; give an image file (or a glob such as "
+                         f"\"{value.rstrip('/')}/*.jpg\")")
     elif not path.is_file():
         raise InputError(f"{where}: no such file {path}; paths are relative to the plan file")
     return [path]
@@ -275,6 +265,8 @@ def _describe(params: dict) -> str:
 def load_plan(path: str | Path) -> Plan:
     """Read ``path`` (TOML) and validate it; see the module docstring."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give the plan file (plan.toml) itself")
     if not path.is_file():
         raise InputError(f"{path}: no such plan file")
     try:
