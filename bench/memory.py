@@ -59,10 +59,11 @@ def parse_case(case: str) -> tuple[int, int | None, bool]:
     return int(size), int(out) if out else None, flag != "norot"
 
 
-def measure(size: int, out_size: int | None, folder: Path, *, rotate: bool = True, poster_alone: bool = False) -> int:
+def measure(size: int, out_size: int | None, folder: Path, *, rotate: bool = True, poster_alone: bool = False,
+            content: Path = CONTENT, style: Path = STYLE) -> int:
     """Peak RSS of one run; ``poster_alone``: rerun the case's poster stage with NNST resumed."""
     output = folder / f"out_{size}_{out_size}_{int(rotate)}.png"
-    run = [sys.executable, "-c", "from nnst_hr.cli import app; app()", "run", str(CONTENT), str(STYLE),
+    run = [sys.executable, "-c", "from nnst_hr.cli import app; app()", "run", str(content), str(style),
            "-o", str(output), "--size", str(size), "--steps", "1", "--split-steps", "1", "--quiet"]
     if out_size:
         run += ["--out-size", str(out_size)]
@@ -80,17 +81,20 @@ def measure(size: int, out_size: int | None, folder: Path, *, rotate: bool = Tru
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="SIZE or SIZE:OUT_SIZE")
+    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="SIZE[:OUT_SIZE][/norot]")
+    parser.add_argument("--content", type=Path, default=CONTENT, help="another pair: the fit on other images")
+    parser.add_argument("--style", type=Path, default=STYLE)
     args = parser.parse_args()
-    content, style = read_image(CONTENT).shape[:2], read_image(STYLE).shape[:2]
-    print(f"content {content[1]}x{content[0]}, style {style[1]}x{style[0]}, rotations on, CPU")
+    files = {"content": args.content, "style": args.style}
+    content, style = read_image(args.content).shape[:2], read_image(args.style).shape[:2]
+    print(f"content {content[1]}x{content[0]}, style {style[1]}x{style[0]}, CPU")
     print(f"{'case':>12} {'estimate MB':>12} {'measured MB':>12} {'ratio':>6}")
     ratios, whole, stages = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
             size, out_size, rotate = parse_case(case)
             estimate = estimate_peak_bytes(content, style, size, out_size, rotate=rotate).ram
-            whole[size, out_size, rotate] = measured = measure(size, out_size, Path(tmp), rotate=rotate)
+            whole[size, out_size, rotate] = measured = measure(size, out_size, Path(tmp), rotate=rotate, **files)
             ratios.append(estimate / measured)
             print(f"{case:>12} {estimate / MB:12.0f} {measured / MB:12.0f} {ratios[-1]:6.2f}", flush=True)
             if out_size:
@@ -102,9 +106,9 @@ def main() -> None:
               f"{'whole / stages':>15}")
         for case, size, out_size, rotate in stages:
             if (size, None, rotate) not in whole:
-                whole[size, None, rotate] = measure(size, None, Path(tmp), rotate=rotate)
+                whole[size, None, rotate] = measure(size, None, Path(tmp), rotate=rotate, **files)
             nnst = whole[size, None, rotate]
-            poster = measure(size, out_size, Path(tmp), rotate=rotate, poster_alone=True)
+            poster = measure(size, out_size, Path(tmp), rotate=rotate, poster_alone=True, **files)
             resumed = estimate_peak_bytes(content, style, size, out_size, rotate=rotate, nnst_done=True).ram
             ratio = whole[size, out_size, rotate] / max(nnst, poster)
             print(f"{case:>12} {whole[size, out_size, rotate] / MB:9.0f} {nnst / MB:11.0f} {poster / MB:13.0f} "

@@ -6,21 +6,27 @@ available now and refuses with the largest ``--size`` / ``--out-size`` that woul
 
 The model (bytes; every coefficient fitted to peak RSS measured by ``bench/memory.py``):
 
-- NNST stage: ``BASE + inputs + NNST_KEY_FACTOR * keys + NNST_PIXEL_BYTES * pixels``, where
-  ``keys`` is the style hypercolumn matrix (rotations x style cells x 2688 float32: the
-  largest single tensor) and ``pixels`` the NNST output's pixels (VGG activations and
-  their gradients during the optimization).
+- NNST stage: ``BASE + inputs + NNST_LOADED + NNST_KEY_FACTOR * keys + NNST_PIXEL_BYTES *
+  pixels``, where ``keys`` is the style hypercolumn matrix (rotations x style cells x 2688
+  float32: the largest single tensor) and ``pixels`` the NNST output's pixels (VGG activations
+  and their gradients during the optimization). ``NNST_LOADED`` (VGG16, torch's autograd and
+  optimizer modules) stays loaded for the rest of the process.
 - Poster stage: the larger of the synthesis (``POSTER_SOURCE_BYTES`` per atlas pixel:
   every rotation of the exemplar at the search scale with its guides, pyramids and
   patchsynth's records; ``POSTER_TARGET_BYTES`` per searched poster pixel) and the render +
-  colour stage at the full poster size (``POSTER_RENDER_BYTES`` per poster pixel), plus
-  ``BASE + inputs``.
+  colour stage at the full poster size (``POSTER_RENDER_BYTES`` per poster pixel, plus the
+  float32 exemplar at the poster's scale when the search ran smaller), plus ``BASE + inputs``
+  and, after NNST in the same process, ``NNST_LOADED``.
 - ``inputs``: both images as read, float32 RGB, held for the whole run.
 
+The two NNST terms are told apart by runs with and without rotations (the keys grow with
+them, the pixels do not), the poster's by its search and render sizes; the fit and its
+accuracy are in notes/measurements.md ("Memory model").
+
 A resumed run counts only the stages it will run (``nnst_done``, ``synthesis_done``): with the
-NNST stage's result in the run folder the NNST part is ``BASE + inputs``; with the poster's
-synthesis there too, the poster part is the render term alone (an upper bound of the colour
-stage, the only part left).
+NNST stage's result in the run folder the NNST part is ``BASE + inputs`` and nothing of NNST is
+loaded; with the poster's synthesis there too, the poster part is the render term alone (an
+upper bound of the colour stage, the only part left).
 
 On CUDA the NNST stage's tensors live in GPU memory (checked against
 ``torch.cuda.mem_get_info``); the poster stage always runs on the CPU.
@@ -46,12 +52,13 @@ HYPERCOLUMN_BYTES = 2688 * 4  # one float32 hypercolumn
 STRIDE = 4  # feature grid stride (features.FEATURE_STRIDE)
 GUTTER = 8  # poster atlas gutter (poster.GUTTER)
 
-BASE_BYTES = 1448 * 2**20  # Python, torch, numba, VGG16 and the allocator's reserve: the fitted intercept
-NNST_KEY_FACTOR = 2.0  # the keys and their centred scratch / matched rows at a search, per key byte
-NNST_PIXEL_BYTES = 1780  # VGG16 activations + gradients per NNST output pixel (fitted, with the above)
-POSTER_SOURCE_BYTES = 110  # per atlas pixel: exemplar, guides, their pyramids, patchsynth records (fitted)
+BASE_BYTES = 710 * 2**20  # Python, torch, numba and the allocator's reserve (fitted: poster stages run alone)
+NNST_LOADED_BYTES = 380 * 2**20  # VGG16, torch's autograd and optimizer modules: loaded by NNST, kept to the end
+NNST_KEY_FACTOR = 1.05  # the keys and the scratch of a search, per key byte (fitted: runs with and without rotations)
+NNST_PIXEL_BYTES = 3300  # VGG16 activations + gradients per NNST output pixel (fitted, with the above)
+POSTER_SOURCE_BYTES = 115  # per atlas pixel: exemplar, guides, their pyramids, patchsynth records (fitted)
 POSTER_TARGET_BYTES = 80  # per searched poster pixel: target guides, fields, image, votes (counted, not fitted)
-POSTER_RENDER_BYTES = 140  # per final poster pixel: field, render bands, colour transfer at full size (fitted)
+POSTER_RENDER_BYTES = 40  # per final poster pixel: field, render bands, colour transfer at full size (fitted)
 HEADROOM = 1.1  # refuse unless the estimate times this fits: the model's error and the allocator's
 
 
@@ -113,7 +120,8 @@ def estimate_peak_bytes(
     sh, sw = _long_side_shape(style_shape, size)
     keys = rotations * (sh // STRIDE) * (sw // STRIDE) * HYPERCOLUMN_BYTES
     tensors = 0 if nnst_done else NNST_KEY_FACTOR * keys + NNST_PIXEL_BYTES * ch * cw
-    nnst = BASE_BYTES + inputs + tensors
+    loaded = 0 if nnst_done else NNST_LOADED_BYTES
+    nnst = BASE_BYTES + inputs + loaded + tensors
     poster = 0
     if out_size and out_size != max(ch, cw):
         scale = out_size / max(ch, cw)
@@ -126,7 +134,7 @@ def estimate_peak_bytes(
         atlas = rotations * eh * ew + (rotations - 1) * GUTTER * max(eh, ew)
         synthesis = POSTER_SOURCE_BYTES * atlas + POSTER_TARGET_BYTES * search
         rendering = POSTER_RENDER_BYTES * oh * ow + (12 * sh * sw * scale * scale if factor > 1 else 0)
-        poster = BASE_BYTES + inputs + (rendering if synthesis_done else max(synthesis, rendering))
+        poster = BASE_BYTES + inputs + loaded + (rendering if synthesis_done else max(synthesis, rendering))
     return PeakEstimate(nnst=int(nnst), poster=int(poster), gpu=int(tensors) if device == "cuda" else 0)
 
 
