@@ -110,6 +110,13 @@ def main() -> None:
     print(f"estimate / actual time left at {marks}")
     print(f"  pixels x steps (before): {show(old)}")
     print(f"  cost model (now):        {show(new)}")
+    print("each task: seconds / the cost model's prior seconds (1 = the priors' machine)")
+    for _, event, key, seconds in events:
+        if event == "done" and seconds > 0:
+            task = graph[key]
+            size = graph.specs[task.run_ids[0]].nnst.size if task.run_ids else 0
+            print(f"  {task.stage:>13} {size:5d} px: {seconds:7.2f} s / {task_work(graph, task):7.2f} s"
+                  f" = {seconds / task_work(graph, task):.2f}")
 
 
 if __name__ == "__main__":
