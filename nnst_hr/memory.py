@@ -80,7 +80,14 @@ class PeakEstimate:
         return max(self.nnst if not self.gpu else self.nnst - self.gpu, self.poster)
 
 
-def _long_side_shape(shape: tuple[int, int], long_side: float) -> tuple[int, int]:
+def long_side_shape(shape: tuple[int, int], long_side: float) -> tuple[int, int]:
+    """``shape`` resized so that its long side is ``long_side``, as :func:`nnst_hr.tensors.resize_long_side` does.
+
+    Examples
+    --------
+    >>> long_side_shape((900, 1600), 512)
+    (288, 512)
+    """
     scale = long_side / max(shape)
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
 
@@ -116,8 +123,8 @@ def estimate_peak_bytes(
     """
     rotations = 4 if rotate else 1
     inputs = 12 * (content_shape[0] * content_shape[1] + style_shape[0] * style_shape[1])
-    ch, cw = _long_side_shape(content_shape, size)
-    sh, sw = _long_side_shape(style_shape, size)
+    ch, cw = long_side_shape(content_shape, size)
+    sh, sw = long_side_shape(style_shape, size)
     keys = rotations * (sh // STRIDE) * (sw // STRIDE) * HYPERCOLUMN_BYTES
     tensors = 0 if nnst_done else NNST_KEY_FACTOR * keys + NNST_PIXEL_BYTES * ch * cw
     loaded = 0 if nnst_done else NNST_LOADED_BYTES

@@ -32,7 +32,7 @@ from .errors import InputError
 from .hypercolumns import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
 from .laplacian import decompose, lowpass_levels, pyramid_depth, synthesize
 from .matching import Guides, center_normalize, center_normalize_, flat_cells, search, search_settings, with_guides
-from .memory import _long_side_shape, release_freed_memory
+from .memory import long_side_shape, release_freed_memory
 from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress, Stage
@@ -138,8 +138,8 @@ def nnst_work(content_shape: tuple[int, int], style_shape: tuple[int, int], conf
     list of Stage
         Each scale, feature splitting, the final match.
     """
-    content = _long_side_shape(content_shape, config.size)
-    style = _long_side_shape(style_shape, config.size)
+    content = long_side_shape(content_shape, config.size)
+    style = long_side_shape(style_shape, config.size)
     n = scale_count(content, config)
     contents = [(content[0] >> s, content[1] >> s) for s in reversed(range(n))]
     styles = [(style[0] >> s, style[1] >> s) for s in reversed(range(n))]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .disk import check_disk_space, estimate_run_bytes
-from .memory import PeakEstimate, _long_side_shape, check_fits
+from .memory import PeakEstimate, check_fits, long_side_shape
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -29,8 +29,8 @@ def check_resources(output: Path, folder: Path, content_shape: tuple[int, int], 
     estimate = check_fits(content_shape, style_shape, nnst.size, poster.out_size, rotate=nnst.rotate,
                           device=device, max_search_size=poster.max_search_size, nnst_done=nnst_done,
                           synthesis_done=synthesis_done)
-    nnst_shape = _long_side_shape(content_shape, nnst.size)
-    out_shape = _long_side_shape(content_shape, poster.out_size) if poster.out_size else None
+    nnst_shape = long_side_shape(content_shape, nnst.size)
+    out_shape = long_side_shape(content_shape, poster.out_size) if poster.out_size else None
     needed = estimate_run_bytes(nnst_shape, out_shape, output.suffix, options.bit_depth, len(nnst.scales()))
     check_disk_space(output, needed, already_written=_folder_bytes(folder))
     return estimate

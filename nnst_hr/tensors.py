@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .memory import long_side_shape
+
 
 def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     """(H, W, C) float32 NumPy -> (1, C, H, W) tensor (a view: its memory is channels-last)."""
@@ -54,9 +56,8 @@ def resize(image: torch.Tensor, size: tuple[int, int], *, antialias: bool | None
 
 def resize_long_side(image: torch.Tensor, long_side: int) -> torch.Tensor:
     """Antialiased bilinear resize of (1, 3, H, W) so that max(H, W) == long_side."""
-    h, w = image.shape[-2:]
-    scale = long_side / max(h, w)
-    return resize(image, (max(1, round(h * scale)), max(1, round(w * scale))), antialias=scale < 1)
+    shape = long_side_shape(tuple(image.shape[-2:]), long_side)
+    return resize(image, shape, antialias=long_side < max(image.shape[-2:]))
 
 
 def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -49,7 +49,7 @@ from rich.text import Text
 
 from ..config import NNSTConfig
 from ..files import image_shape
-from ..memory import _long_side_shape
+from ..memory import long_side_shape
 from ..nnst import nnst_work
 from ..poster import poster_stages, scaled_shape
 from ..progress import REFRESH_INTERVAL_S, REPORT_INTERVAL_S, Progress, Stage, format_seconds
@@ -163,7 +163,7 @@ def task_stages(graph: Graph, task: Task, shapes: dict | None = None) -> list[St
     nnst, poster = spec.nnst, spec.poster
     found = input_shapes(graph, task.run_ids[0], shapes)
     content, style = found or ((nnst.size, nnst.size),) * 2  # a header not read: the old long side squared
-    nnst_shape = _long_side_shape(content, nnst.size)
+    nnst_shape = long_side_shape(content, nnst.size)
     # bf16 as fast mode asks: whether the device has it is the workers' to say (the ratio of
     # fast to exact runs in one plan is then off on a CPU without it, not a kind's speed)
     bf16 = nnst.bf16 and not nnst.exact
@@ -180,7 +180,7 @@ def task_stages(graph: Graph, task: Task, shapes: dict | None = None) -> list[St
     if task.stage == "poster_color":
         return posters[1:]
     final = scaled_shape(nnst_shape, poster.out_size / max(nnst_shape)) if posters else nnst_shape
-    return [_scores_stage(nnst_shape, _long_side_shape(style, nnst.size), final, nnst, device)]
+    return [_scores_stage(nnst_shape, long_side_shape(style, nnst.size), final, nnst, device)]
 
 
 def _color_stage(name: str, shape: tuple[int, int], config: NNSTConfig, device: str) -> Stage:
@@ -199,7 +199,7 @@ def _scores_stage(nnst_shape, style_shape, final_shape, config: NNSTConfig, devi
     exact = replace(config, exact=True)  # never shortlisted, whatever the threshold
     setup = match_work(nnst_shape, style_shape, exact, device, fp32=True, approx_min_work=math.inf)
     side = min(max(final_shape), NETWORK_MAX_SIDE)
-    net = [_long_side_shape(shape, side) for shape in (final_shape, nnst_shape, style_shape)]
+    net = [long_side_shape(shape, side) for shape in (final_shape, nnst_shape, style_shape)]
     pixels = final_shape[0] * final_shape[1]
     return Stage("scores", setup=setup + (work("features", sum(h * w for h, w in net) * VGG_FP32, device),
                                           work("output", SCORE_PASSES * pixels, device)))
