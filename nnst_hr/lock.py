@@ -63,9 +63,7 @@ def run_lock(folder: str | os.PathLike, name: str = LOCK_NAME, *, parents: bool 
 
     Notes
     -----
-    ``flock`` locks an open file, not a name: the file is removed on release, so after
-    locking, the open file is checked to still be the one at ``folder/name``; a process
-    that locked a file just removed by the previous owner tries again.
+    The file is removed on release (:func:`open_locked` says why that is safe).
     """
     folder = Path(folder)
     created = not folder.exists()
@@ -75,23 +73,12 @@ def run_lock(folder: str | os.PathLike, name: str = LOCK_NAME, *, parents: bool 
         raise InputError(f"{folder}: the folder {folder.parent} does not exist; create it first")
     folder.mkdir(parents=parents, exist_ok=True)
     path = folder / name
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise InputError(
-                f"{folder} is in use by {_owner(path)}; wait for it to finish (or stop it), "
-                "or choose another -o"
-            ) from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # the previous owner removed the file between our open and flock
+    try:
+        fd = open_locked(path)
+    except BlockingIOError:
+        raise InputError(
+            f"{folder} is in use by {_owner(path)}; wait for it to finish (or stop it), or choose another -o"
+        ) from None
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid={os.getpid()} host={socket.gethostname()}\n".encode())
@@ -101,6 +88,34 @@ def run_lock(folder: str | os.PathLike, name: str = LOCK_NAME, *, parents: bool 
         os.close(fd)
         if created:
             _remove_if_empty(folder)
+
+
+def open_locked(path: Path, *, shared: bool = False, flags: int = os.O_RDWR) -> int:
+    """Open ``path`` (created if missing) and ``flock`` it without waiting: the descriptor.
+
+    ``flock`` locks an open file, not a name, and a holder removes the file on release: after
+    locking, the open file is checked to still be the one at ``path``, and a process that
+    locked a file just removed tries again.
+
+    Raises
+    ------
+    BlockingIOError
+        Another process holds a conflicting lock (``shared``: an exclusive one).
+    """
+    while True:
+        fd = os.open(path, flags | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the previous holder removed the file between our open and flock
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -42,6 +42,7 @@ import numpy as np
 from ..errors import InputError
 from ..files import atomic_output, load_npz, save_npz
 from ..integrity import is_intact
+from ..lock import open_locked
 
 FORMAT = 2  # layout of an entry; a different number reads as missing
 KEY_PATTERN = re.compile(r"^[a-z_]+-[0-9a-f]{8,64}$")
@@ -145,30 +146,18 @@ def cache_lock(folder: str | os.PathLike, *, exclusive: bool) -> Iterator[None]:
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    while True:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
-        except OSError as exc:
-            if exclusive or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise
-            fd = None  # a folder this process cannot write to: it cannot prune it either
-            break
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            if exclusive:
-                raise InputError(f"{folder} is in use by a running experiment; prune it once the experiment "
-                                 "has finished") from None
-            raise InputError(f"{folder} is being pruned (nnst-hr cache prune); run the experiment again once "
-                             "the prune has finished") from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # the last holder removed the file between our open and flock
+    try:
+        fd = open_locked(path, shared=not exclusive, flags=os.O_RDONLY)  # flock needs no write access
+    except BlockingIOError:
+        if exclusive:
+            raise InputError(f"{folder} is in use by a running experiment; prune it once the experiment "
+                             "has finished") from None
+        raise InputError(f"{folder} is being pruned (nnst-hr cache prune); run the experiment again once "
+                         "the prune has finished") from None
+    except OSError as exc:
+        if exclusive or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        fd = None  # a folder this process cannot write to: it cannot prune it either
     if fd is None:
         yield
         return
