@@ -1,11 +1,12 @@
 """Colour profiles: pixels tagged with an embedded ICC profile converted to sRGB, and the sRGB profile written.
 
 NNST, patch synthesis and the colour transfer all treat pixels as sRGB, and every file written
-says so (:func:`srgb_profile`). A photo from a phone (Display P3) or a camera set to Adobe RGB,
-or a scan in ProPhoto RGB, stores other numbers for the same colours: read as sRGB, its
-colours come out wrong (P3 and Adobe RGB look dull, ProPhoto very dull). :func:`to_srgb`
-converts such pixels with LittleCMS (``imagecodecs.cms_transform``, in float32), so the style's
-palette and the content's colours are the ones the painter and the photographer saw.
+says so (:func:`srgb_profile`: an ICC v2 profile, built here, that print RIPs read). A photo
+from a phone (Display P3) or a camera set to Adobe RGB, or a scan in ProPhoto RGB, stores other
+numbers for the same colours: read as sRGB, its colours come out wrong (P3 and Adobe RGB look
+dull, ProPhoto very dull). :func:`to_srgb` converts such pixels with LittleCMS
+(``imagecodecs.cms_transform``, in float32), so the style's palette and the content's colours
+are the ones the painter and the photographer saw.
 
 CMYK files (print scans, Photoshop CMYK JPEGs and TIFFs) hold amounts of ink, not light: what
 colour an amount of ink gives depends on the press, paper and inks that their profile describes.
@@ -40,16 +41,32 @@ import struct
 import imagecodecs
 import numpy as np
 
-__all__ = ["INTENT", "ProfileError", "cmyk_to_srgb", "describe", "is_srgb", "naive_cmyk_to_srgb", "srgb_profile",
-           "to_srgb"]
+__all__ = ["INTENT", "ProfileError", "cmyk_to_srgb", "describe", "is_srgb", "naive_cmyk_to_srgb", "rgb_display_profile",
+           "srgb_profile", "to_srgb"]
 
 INTENT = imagecodecs.CMS.INTENT.RELATIVE_COLORIMETRIC  # keeps in-gamut colours exact; clips the rest
-SRGB_TOLERANCE = 1 / 65535  # a profile whose transform to sRGB moves no probe further than this is sRGB
+SRGB_TOLERANCE = 16 / 65535  # a profile whose transform to sRGB moves no probe further than this is sRGB (is_srgb)
 PROBE_STEPS = 9  # the probe grid's steps per channel (9^3 colours)
 PROFILE_DATE = (2026, 1, 1, 0, 0, 0)  # the creation time written into srgb_profile (year ... second)
-DATE_FIELD, PROFILE_ID_FIELD = slice(24, 36), slice(84, 100)  # bytes of the profile header
 COLOUR_SPACES = {b"RGB ": ("rgb", 3), b"GRAY": ("gray", 1), b"CMYK": ("cmyk", 4)}  # ICC space -> lcms, channels
 INK_PERCENT = 100.0  # LittleCMS's float CMYK is percent ink (0..100), unlike its float RGB and grey (0..1)
+
+# The sRGB profile written (:func:`srgb_profile`): ICC v2, matrix/TRC, as cameras and print workflows embed it.
+SRGB_DESCRIPTION = "sRGB IEC61966-2.1"  # the 'desc' text: the name RIPs and editors know the standard profile by
+SRGB_COPYRIGHT = "No copyright, use freely"  # the 'cprt' text
+ICC_VERSION = 0x02100000  # profile format 2.1.0 (BCD): readable by v2-only RIPs, older Photoshop and Windows
+DISPLAY_CLASS, RGB_SPACE, XYZ_PCS = b"mntr", b"RGB ", b"XYZ "  # a monitor profile: RGB <-> CIE XYZ
+NO_SIGNATURE = bytes(4)  # preferred CMM, platform, device maker, model and creator: zero means "none" (ICC.1 6.1)
+HEADER_INTENT = 0  # perceptual, the usual default (a matrix/TRC profile has one transform for all intents)
+D50 = (0.9642, 1.0, 0.8249)  # the profile connection space's illuminant, XYZ (ICC.1 6.3.4.3)
+SRGB_WHITE = (0.3127, 0.3290)  # D65, sRGB's white, xy (IEC 61966-2.1)
+SRGB_PRIMARIES = ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06))  # red, green, blue, xy (ITU-R BT.709)
+BRADFORD = ((0.8951, 0.2664, -0.1614),  # XYZ -> cone responses: the chromatic adaptation ICC.1 and LittleCMS use
+            (-0.7502, 1.7135, 0.0367),
+            (0.0389, -0.0685, 1.0296))
+SRGB_CURVE = (2.4, 0.055, 12.92, 0.04045)  # sRGB EOTF: ((V + 0.055) / 1.055)^2.4 above 0.04045, V / 12.92 below
+CURVE_ENTRIES = 1024  # points of the 'curv' table, as in the common v2 sRGB profiles (linear interpolation between)
+TAG_ENTRY, HEADER_SIZE = 12, 128  # bytes of one tag-table entry (signature, offset, size) and of the header
 
 
 class ProfileError(ValueError):
@@ -58,18 +75,144 @@ class ProfileError(ValueError):
 
 @functools.cache
 def srgb_profile() -> bytes:
-    """The ICC profile embedded in every written image: sRGB (IEC 61966-2.1), made by LittleCMS via Pillow.
+    """The ICC profile embedded in every written image: ICC v2 "sRGB IEC61966-2.1", built here.
 
-    Pixels are treated as sRGB throughout; the profile says so to print shops and colour-managed viewers.
-    LittleCMS stamps a profile with the time it was made; the stamp is set to :data:`PROFILE_DATE`
-    so that the same run writes the same bytes every time.
+    Pixels are treated as sRGB throughout; the profile says so to print shops and colour-managed
+    viewers. It is a version 2.1 display profile, like the one cameras and print workflows embed,
+    because RIPs, older Photoshop/InDesign and Windows viewers read v4 profiles poorly or not at
+    all: the sRGB primaries adapted to D50 by Bradford (``rXYZ``, ``gXYZ``, ``bXYZ``, rounded as
+    LittleCMS rounds its own sRGB's), the display's white D65 in ``wtpt`` (as the common v2 sRGB
+    profiles have it, and as LittleCMS reads a v2 display profile: colorants already adapted, wtpt
+    the display's own white), and one :data:`CURVE_ENTRIES`-point ``curv`` table of the sRGB curve
+    shared by the three channels (parametric curves and ``chad`` are v4). Its date is
+    :data:`PROFILE_DATE`, not the clock, so the same run writes the same bytes every time.
+
+    Examples
+    --------
+    >>> profile = srgb_profile()
+    >>> profile[8:12].hex(), profile[12:24], len(profile)
+    ('02100000', b'mntrRGB XYZ ', 2524)
     """
-    from PIL import ImageCms
+    return rgb_display_profile(_srgb_colorants(), _white_xyz(SRGB_WHITE), _srgb_curve(CURVE_ENTRIES),
+                               SRGB_DESCRIPTION, SRGB_COPYRIGHT, PROFILE_DATE)
 
-    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
-    profile[DATE_FIELD] = struct.pack(">6H", *PROFILE_DATE)
-    profile[PROFILE_ID_FIELD] = bytes(16)  # an MD5 that covers the date; zero means "not computed" (ICC.1 7.2.18)
-    return bytes(profile)
+
+def rgb_display_profile(colorants: np.ndarray, white: np.ndarray, linear: np.ndarray, description: str,
+                        copyright_text: str, date: tuple[int, ...]) -> bytes:
+    """An ICC v2 matrix/TRC display profile ('mntr', RGB to XYZ) with the nine tags ICC.1:2001 requires.
+
+    Parameters
+    ----------
+    colorants : numpy.ndarray
+        ``(3, 3)``: the XYZ (D50-adapted) of full red, green and blue, as columns.
+    white : numpy.ndarray
+        The display's white, XYZ (``wtpt``).
+    linear : numpy.ndarray
+        The tone curve shared by the three channels: linear light (0..1) at evenly spaced code values.
+    description, copyright_text : str
+        ASCII texts of the ``desc`` and ``cprt`` tags.
+    date : tuple of int
+        Creation date and time written in the header: year, month, day, hour, minute, second.
+    """
+    curve = _curve_tag(linear)
+    tags = [
+        (b"desc", _text_description_tag(description)),
+        (b"cprt", _text_tag(copyright_text)),
+        (b"wtpt", _xyz_tag(white)),
+        (b"rXYZ", _xyz_tag(colorants[:, 0])),
+        (b"gXYZ", _xyz_tag(colorants[:, 1])),
+        (b"bXYZ", _xyz_tag(colorants[:, 2])),
+        (b"rTRC", curve),  # the same bytes three times: stored once, the three entries point to it
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
+    return _icc_profile(tags, date)
+
+
+def _srgb_curve(entries: int) -> np.ndarray:
+    """The sRGB EOTF (code value -> linear light) at ``entries`` evenly spaced code values, float64."""
+    exponent, offset, slope, knee = SRGB_CURVE
+    code = np.linspace(0.0, 1.0, entries)
+    return np.where(code <= knee, code / slope, ((code + offset) / (1 + offset)) ** exponent)
+
+
+def _white_xyz(xy: tuple[float, float]) -> np.ndarray:
+    """XYZ (Y = 1) of chromaticity ``xy``."""
+    x, y = xy
+    return np.array([x / y, 1.0, (1 - x - y) / y])
+
+
+def _srgb_colorants() -> np.ndarray:
+    """sRGB's RGB -> XYZ matrix adapted from D65 to D50 by Bradford; its columns are the colorant tags.
+
+    Rounded to s15Fixed16 as LittleCMS rounds its built-in sRGB's: the two profiles' matrices are the same.
+    """
+    xyz = np.stack([_white_xyz(xy) for xy in SRGB_PRIMARIES], axis=1)  # primaries at Y = 1, as columns
+    white = _white_xyz(SRGB_WHITE)
+    to_xyz = xyz * np.linalg.solve(xyz, white)  # scaled so that RGB = 1 gives the white
+    bradford = np.array(BRADFORD)
+    cones = np.diag((bradford @ np.array(D50)) / (bradford @ white))
+    return np.rint(np.linalg.inv(bradford) @ cones @ bradford @ to_xyz * 65536) / 65536
+
+
+def _s15fixed16(values) -> bytes:
+    """Signed 15.16 fixed point, big-endian (ICC.1 5.3.6)."""
+    return b"".join(struct.pack(">i", round(value * 65536)) for value in values)
+
+
+def _xyz_tag(xyz) -> bytes:
+    """An XYZType tag (ICC.1 6.5.26): one XYZ number."""
+    return b"XYZ " + bytes(4) + _s15fixed16(xyz)
+
+
+def _curve_tag(linear: np.ndarray) -> bytes:
+    """A curveType tag (ICC.1 6.5.3): ``linear`` (0..1 at evenly spaced inputs) as 16-bit values."""
+    return b"curv" + bytes(4) + struct.pack(">I", len(linear)) + np.rint(linear * 65535).astype(">u2").tobytes()
+
+
+def _text_tag(text: str) -> bytes:
+    """A v2 textType tag (ICC.1:2001 6.5.18): NUL-terminated ASCII."""
+    return b"text" + bytes(4) + text.encode("ascii") + b"\0"
+
+
+def _text_description_tag(text: str) -> bytes:
+    """A v2 textDescriptionType tag (ICC.1:2001 6.5.17): ASCII, with empty Unicode and ScriptCode parts."""
+    ascii_text = text.encode("ascii") + b"\0"
+    return (b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text
+            + struct.pack(">IIHB", 0, 0, 0, 0) + bytes(67))  # Unicode language, count; ScriptCode code, count, text
+
+
+def _icc_header(size: int, date: tuple[int, ...]) -> bytes:
+    """The 128-byte profile header (ICC.1:2001 6.1), field by field with their offsets."""
+    return b"".join([
+        struct.pack(">I", size),  # 0: profile size in bytes
+        NO_SIGNATURE,  # 4: preferred CMM
+        struct.pack(">I", ICC_VERSION),  # 8: profile format version
+        DISPLAY_CLASS, RGB_SPACE, XYZ_PCS,  # 12, 16, 20: device class, data colour space, connection space
+        struct.pack(">6H", *date),  # 24: creation date and time
+        b"acsp",  # 36: profile file signature
+        NO_SIGNATURE,  # 40: primary platform
+        bytes(4),  # 44: flags: not embedded-only, may be used on its own
+        NO_SIGNATURE, NO_SIGNATURE,  # 48, 52: device manufacturer and model
+        bytes(8),  # 56: device attributes: none
+        struct.pack(">I", HEADER_INTENT),  # 64: rendering intent
+        _s15fixed16(D50),  # 68: connection space illuminant
+        NO_SIGNATURE,  # 80: creator
+        bytes(44),  # 84: reserved, zero (v4 puts the profile ID in the first 16)
+    ])
+
+
+def _icc_profile(tags: list[tuple[bytes, bytes]], date: tuple[int, ...]) -> bytes:
+    """Header, tag table and tag data, each tag 4-byte aligned; identical tag bodies are stored once."""
+    table, data, offsets = b"", b"", {}
+    start = HEADER_SIZE + 4 + TAG_ENTRY * len(tags)
+    for signature, body in tags:
+        if body not in offsets:
+            offsets[body] = start + len(data)
+            data += body + bytes(-len(body) % 4)
+        table += signature + struct.pack(">II", offsets[body], len(body))
+    size = start + len(data)
+    return _icc_header(size, date) + struct.pack(">I", len(tags)) + table + data
 
 
 def describe(profile: bytes) -> str:
@@ -78,7 +221,7 @@ def describe(profile: bytes) -> str:
     Examples
     --------
     >>> describe(srgb_profile())
-    'sRGB built-in'
+    'sRGB IEC61966-2.1'
     """
     from PIL import ImageCms
 
@@ -90,7 +233,12 @@ def describe(profile: bytes) -> str:
 
 
 def is_srgb(profile: bytes) -> bool:
-    """Whether converting with ``profile`` to sRGB leaves every colour where it is (within 1/65535).
+    """Whether converting with ``profile`` to sRGB leaves every colour where it is (within 16/65535).
+
+    The tolerance is that of an ICC v2 sRGB profile (:func:`srgb_profile`, and cameras'): its curve
+    is a table of 16-bit values, which LittleCMS evaluates in 16 bits even for float pixels, so
+    colours move by up to 1/65535 of linear light, times 12.92 (the sRGB encoding's slope near black).
+    That is 1/16 of an 8-bit step; other colour spaces move some colours by hundreds of 16-bit steps.
 
     Raises
     ------

@@ -732,12 +732,38 @@ def test_an_unusable_profile_is_ignored_with_a_warning(tmp_path, profile, reason
     np.testing.assert_array_equal(image, pixels / np.float32(255))
 
 
-def test_written_files_embed_the_same_srgb_profile_every_time(tmp_path):
-    """LittleCMS stamps profiles with the time: the written one is fixed, so reruns write identical bytes."""
-    first = write_image(tmp_path / "a.png", structured()).read_bytes()
-    assert write_image(tmp_path / "a.png", structured(), overwrite=True).read_bytes() == first
-    assert icc.srgb_profile()[24:36] == struct.pack(">6H", 2026, 1, 1, 0, 0, 0)  # not today's date
-    assert png.read_metadata(first).icc_profile == icc.srgb_profile() and icc.is_srgb(icc.srgb_profile())
+def jpeg_icc_profile(data: bytes) -> bytes:
+    """The ICC profile in a JPEG's APP2 'ICC_PROFILE' segments (ICC.1 B.4), read by hand, chunks in order."""
+    pos, chunks = 2, {}
+    while data[pos + 1] != 0xDA:  # up to the start of scan
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        payload = data[pos + 4 : pos + 2 + length]
+        if data[pos + 1] == 0xE2 and payload.startswith(b"ICC_PROFILE\0"):
+            chunks[payload[12]] = payload[14:]
+        pos += 2 + length
+    return b"".join(chunks[number] for number in sorted(chunks))
+
+
+@pytest.mark.parametrize("name, bits", [("a.png", 8), ("a.png", 16), ("a.jpg", 8), ("a.tif", 8), ("a.tif", 16)])
+def test_written_files_embed_the_same_srgb_profile_every_time(tmp_path, name, bits):
+    """The profile holds a fixed date, no clock: reruns write identical bytes, and the profile every reader
+    finds (PNG iCCP, JPEG APP2, TIFF tag 34675) is :func:`icc.srgb_profile`, byte for byte."""
+    profile = icc.srgb_profile()
+    first = write_image(tmp_path / name, structured(), bit_depth=bits).read_bytes()
+    path = write_image(tmp_path / name, structured(), bit_depth=bits, overwrite=True)
+    assert path.read_bytes() == first
+    with Image.open(path) as image:
+        assert image.info["icc_profile"] == profile
+    if name.endswith(".png"):
+        assert png.read_metadata(first).icc_profile == profile
+    elif name.endswith(".jpg"):
+        assert jpeg_icc_profile(first) == profile
+    else:
+        with tifffile.TiffFile(path) as tif:
+            assert bytes(tif.pages.first.tags[34675].value) == profile
+    assert profile[24:36] == struct.pack(">6H", 2026, 1, 1, 0, 0, 0)  # not today's date
+    if name != "a.jpg":  # recognised as sRGB, so read back exactly as written
+        np.testing.assert_array_equal(read_image(path), codes(structured(), f"uint{bits}") / np.float32(2**bits - 1))
 
 
 # --------------------------------------------------------------------------- CMYK

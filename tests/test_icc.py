@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import io
+import struct
+
 import imagecodecs
 import numpy as np
 import pytest
@@ -158,3 +163,160 @@ def test_cmyk_profile_and_pixels_must_match(convert, pixels, profile, message):
 def test_a_cmyk_profile_without_a_table_is_refused():
     with pytest.raises(icc.ProfileError, match="cannot be used"):
         icc.cmyk_to_srgb(colours(channels=4), without_tag(CMYK, b"A2B0"))
+
+
+# --------------------------------------------------------------------------- the profile written: ICC v2 sRGB
+
+V2_TYPES = {b"desc": b"desc", b"cprt": b"text", b"wtpt": b"XYZ ", b"rXYZ": b"XYZ ", b"gXYZ": b"XYZ ",
+            b"bXYZ": b"XYZ ", b"rTRC": b"curv", b"gTRC": b"curv", b"bTRC": b"curv"}  # tag -> its ICC v2 type
+ROUND_TRIP_16 = 16  # 16-bit codes a round trip may move (the v2 curve is a 16-bit table; measured: 0)
+PROFILE_SHA256 = "0285d8041c0b2456165435c2081a16f7754c6a66ffd0d1dbdea7e1fcb268dbcf"  # the bytes every output embeds
+
+
+def tag_table(profile: bytes) -> dict[bytes, tuple[int, int]]:
+    """Tag signature -> (offset, size), parsed from the tag table after the 128-byte header."""
+    count = int.from_bytes(profile[128:132], "big")
+    entries = [struct.unpack(">4sII", profile[132 + 12 * i : 144 + 12 * i]) for i in range(count)]
+    return {signature: (offset, size) for signature, offset, size in entries}
+
+
+def tag(profile: bytes, signature: bytes) -> bytes:
+    offset, size = tag_table(profile)[signature]
+    return profile[offset : offset + size]
+
+
+def xyz(profile: bytes, signature: bytes) -> tuple[int, ...]:
+    """An XYZType tag's three s15Fixed16 numbers, as integers (units of 1/65536)."""
+    return struct.unpack(">3i", tag(profile, signature)[8:20])
+
+
+def wrong_srgb(change: str) -> bytes:
+    """The written profile's builder with one thing wrong: a pure gamma 2.2 curve, or red and green swapped."""
+    colorants = icc._srgb_colorants()
+    curve = icc._srgb_curve(icc.CURVE_ENTRIES)
+    if change == "gamma 2.2":
+        curve = np.linspace(0, 1, icc.CURVE_ENTRIES) ** 2.2
+    else:
+        colorants = colorants[:, [1, 0, 2]]
+    return icc.rgb_display_profile(colorants, icc._white_xyz(icc.SRGB_WHITE), curve, icc.SRGB_DESCRIPTION,
+                                   icc.SRGB_COPYRIGHT, icc.PROFILE_DATE)
+
+
+def every_8bit_colour() -> np.ndarray:
+    levels = np.arange(256, dtype=np.uint8)
+    return np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(256, 65536, 3)
+
+
+def colours16(n: int = 200_000) -> np.ndarray:
+    """Random 16-bit colours, then every grey and every level of each primary alone."""
+    ramp = np.arange(65536, dtype=np.uint16)
+    zeros = np.zeros_like(ramp)
+    ramps = [np.stack([ramp] * 3, -1), np.stack([ramp, zeros, zeros], -1), np.stack([zeros, ramp, zeros], -1),
+             np.stack([zeros, zeros, ramp], -1)]
+    random = np.random.default_rng(0).integers(0, 65536, (n, 3), dtype=np.uint16)
+    return np.concatenate([random, *ramps])[None]
+
+
+def lcms(pixels: np.ndarray, source: bytes, target: bytes, intent=icc.INTENT) -> np.ndarray:
+    return imagecodecs.cms_transform(pixels, source, target, colorspace="rgb", outcolorspace="rgb", intent=intent)
+
+
+def pillow(pixels: np.ndarray, source, target) -> np.ndarray:
+    return np.asarray(ImageCms.profileToProfile(Image.fromarray(pixels), source, target,
+                                                renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC))
+
+
+def moved(converted: np.ndarray, pixels: np.ndarray) -> int:
+    return int(np.abs(converted.astype(np.int64) - pixels).max())
+
+
+def test_the_written_profile_is_icc_v2():
+    profile = icc.srgb_profile()
+    assert len(profile) == int.from_bytes(profile[:4], "big") == 2524 and len(profile) % 4 == 0
+    assert profile[8:12] == bytes.fromhex("02100000")  # version 2.1.0
+    assert profile[12:24] == b"mntrRGB XYZ " and profile[36:40] == b"acsp"
+    assert profile[24:36] == struct.pack(">6H", *icc.PROFILE_DATE)
+    assert profile[68:80] == bytes.fromhex("0000f6d6 00010000 0000d32d")  # D50 as ICC.1 encodes it
+    assert profile[84:128] == bytes(44)  # reserved in v2 (v4's profile ID)
+    table = tag_table(profile)
+    assert {signature: tag(profile, signature)[:4] for signature in table} == V2_TYPES  # no chad, para, mluc
+    assert len({table[trc] for trc in (b"rTRC", b"gTRC", b"bTRC")}) == 1  # one curve, shared
+    curve = np.frombuffer(tag(profile, b"rTRC")[12:], ">u2")
+    assert int.from_bytes(tag(profile, b"rTRC")[8:12], "big") == len(curve) == 1024
+    assert curve[0] == 0 and curve[-1] == 65535 and np.all(np.diff(curve.astype(int)) >= 0)
+    assert tag(profile, b"desc")[12:30] == b"sRGB IEC61966-2.1\0"
+    assert xyz(profile, b"wtpt") == (62289, 65536, 71372)  # D65, the display's white, as v2 sRGB profiles hold it
+
+
+def test_the_colorants_are_littlecms_srgbs_and_add_up_to_d50():
+    """Bradford-adapted sRGB primaries, rounded as LittleCMS's built-in sRGB: white is D50 within 1/65536."""
+    ours, theirs = icc.srgb_profile(), imagecodecs.cms_profile("srgb")
+    colorants = [xyz(ours, signature) for signature in (b"rXYZ", b"gXYZ", b"bXYZ")]
+    assert colorants == [xyz(theirs, signature) for signature in (b"rXYZ", b"gXYZ", b"bXYZ")]
+    assert colorants == [(28576, 14581, 912), (25239, 46983, 6361), (9375, 3972, 46787)]
+    white = np.sum(colorants, axis=0)
+    assert np.abs(white - np.array([63190, 65536, 54061])).max() <= 1
+
+
+def test_pillow_reads_it_as_srgb_iec61966_v2():
+    profile = ImageCms.getOpenProfile(io.BytesIO(icc.srgb_profile())).profile
+    assert profile.version == pytest.approx(2.1) and profile.icc_version == 0x02100000
+    assert profile.profile_description == "sRGB IEC61966-2.1" and profile.copyright == icc.SRGB_COPYRIGHT
+    assert (profile.device_class, profile.xcolor_space, profile.connection_space) == ("mntr", "RGB ", "XYZ ")
+    assert profile.is_matrix_shaper and profile.creation_date == datetime.datetime(*icc.PROFILE_DATE)
+    assert profile.media_white_point_temperature == pytest.approx(6504, abs=1)
+    assert icc.describe(icc.srgb_profile()) == "sRGB IEC61966-2.1"
+
+
+def test_round_trip_to_littlecms_srgb_moves_no_code_value():
+    """Every 8-bit colour, and 16-bit ramps and random colours, through LittleCMS both ways (measured: 0)."""
+    ours, theirs = icc.srgb_profile(), imagecodecs.cms_profile("srgb")
+    pixels = every_8bit_colour()
+    for source, target in ((ours, theirs), (theirs, ours)):
+        assert moved(lcms(pixels, source, target), pixels) <= 1
+        assert moved(lcms(colours16(), source, target), colours16()) <= ROUND_TRIP_16
+    # absolute colorimetric too: LittleCMS takes a v2 display profile's white as D50, whatever wtpt holds
+    assert moved(lcms(pixels, ours, theirs, imagecodecs.CMS.INTENT.ABSOLUTE_COLORIMETRIC), pixels) <= 1
+    floats = colours(200_000)
+    assert np.abs(lcms(floats, ours, theirs) - floats).max() <= icc.SRGB_TOLERANCE  # measured 12.8 / 65535
+
+
+def test_round_trip_through_pillow_moves_no_code_value():
+    """Pillow's own LittleCMS, to and from its in-memory sRGB (not a saved one), every 8-bit colour."""
+    ours, theirs = ImageCms.getOpenProfile(io.BytesIO(icc.srgb_profile())), ImageCms.createProfile("sRGB")
+    pixels = every_8bit_colour()
+    assert moved(pillow(pixels, ours, theirs), pixels) <= 1
+    assert moved(pillow(pixels, theirs, ours), pixels) <= 1
+
+
+def test_the_written_profile_is_recognised_as_srgb():
+    assert icc.is_srgb(icc.srgb_profile())
+    pixels = colours()
+    assert icc.to_srgb(pixels, icc.srgb_profile()) is pixels
+
+
+@pytest.mark.parametrize("change", ["gamma 2.2", "red and green swapped"])
+def test_a_wrong_v2_profile_is_not_srgb(change):
+    """Negative control: the same builder and checks, one thing wrong."""
+    ours, wrong, theirs = icc.srgb_profile(), wrong_srgb(change), imagecodecs.cms_profile("srgb")
+    assert wrong != ours and len(wrong) == len(ours)
+    assert not icc.is_srgb(wrong)
+    pixels = every_8bit_colour()
+    assert moved(lcms(pixels, wrong, theirs), pixels) > 5
+    assert moved(pillow(pixels, ImageCms.getOpenProfile(io.BytesIO(wrong)), ImageCms.createProfile("sRGB")),
+                 pixels) > 5
+
+
+def test_the_builder_with_srgbs_values_is_the_written_profile():
+    """So that the negative controls above differ from it only in what they change."""
+    assert icc.rgb_display_profile(icc._srgb_colorants(), icc._white_xyz(icc.SRGB_WHITE),
+                                   icc._srgb_curve(icc.CURVE_ENTRIES), icc.SRGB_DESCRIPTION, icc.SRGB_COPYRIGHT,
+                                   icc.PROFILE_DATE) == icc.srgb_profile()
+
+
+def test_the_profile_is_the_same_bytes_every_time():
+    """No clock: fresh builds (not the cached one) give the same bytes, and so did the build this test was written on
+    (a change of these bytes changes every output file: make it on purpose)."""
+    first = icc.srgb_profile.__wrapped__()
+    assert icc.srgb_profile.__wrapped__() == first == icc.srgb_profile()
+    assert hashlib.sha256(first).hexdigest() == PROFILE_SHA256
