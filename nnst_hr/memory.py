@@ -43,6 +43,7 @@ from __future__ import annotations
 import ctypes
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -208,13 +209,16 @@ def check_fits(
     gpu: int | None = None,
     nnst_done: bool = False,
     synthesis_done: bool = False,
+    poster_option: Callable[[int], str] | None = None,
 ) -> PeakEstimate:
     """Refuse (:class:`InputError`) a run whose estimated peak exceeds the memory available.
 
     ``ram`` / ``gpu``: bytes available (default: measured now; a check is skipped where
     unknown). ``nnst_done`` / ``synthesis_done``: a resumed run's saved stages, as in
     :func:`estimate_peak_bytes`. The message names the estimate, the memory available and
-    the largest ``--size`` (and ``--out-size``) that would fit.
+    the largest ``--size`` (and ``--out-size``) that would fit. ``poster_option``: how to ask
+    for a poster of a given long side where ``--out-size`` is not the option that sets it
+    (``--print``: a lower ``--dpi``).
     """
     def estimate(s: int, o: int | None) -> PeakEstimate:
         # a suggested --size recomputes NNST, and any other size the poster synthesis
@@ -235,15 +239,18 @@ def check_fits(
     have = gpu if where == "GPU memory" else ram
     need = found.gpu if where == "GPU memory" else found.ram
     nnst_part = found.gpu if where == "GPU memory" else found.nnst
-    hint = _suggestion(size, out_size, estimate, fits, nnst_part * HEADROOM > have)
+    hint = _suggestion(size, out_size, estimate, fits, nnst_part * HEADROOM > have, poster_option)
     raise InputError(
         f"this run needs about {need / GiB:.1f} GB of {where} but {have / GiB:.1f} GB are available: "
         f"{hint}, or close other programs"
     )
 
 
-def _suggestion(size, out_size, estimate, fits, nnst_too_big: bool) -> str:
-    """The largest ``--size`` (in steps of 64 px) and then ``--out-size`` (steps of 256 px) that fit."""
+def _suggestion(size, out_size, estimate, fits, nnst_too_big: bool, poster_option=None) -> str:
+    """The largest ``--size`` (in steps of 64 px) and then ``--out-size`` (steps of 256 px) that fit.
+
+    ``poster_option(o)`` words the poster's long side ``o`` (``o == size``: no poster stage).
+    """
     s = size
     if nnst_too_big:
         while s > 64 and not fits(estimate(s, None)):
@@ -255,5 +262,8 @@ def _suggestion(size, out_size, estimate, fits, nnst_too_big: bool) -> str:
         o = max(s, o - 256)
     parts = [f"--size {s}"] if s != size else []
     if out_size and o != out_size:
-        parts.append(f"--out-size {o}" if o and o > s else "no --out-size")
+        if poster_option is not None:
+            parts.append(poster_option(o))
+        else:
+            parts.append(f"--out-size {o}" if o and o > s else "no --out-size")
     return "try " + " ".join(parts) if parts else "try a smaller --size or --out-size"

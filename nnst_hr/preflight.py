@@ -28,9 +28,23 @@ def check_resources(output: Path, folder: Path, content_shape: tuple[int, int], 
     nnst, poster = options.nnst, options.poster
     estimate = check_fits(content_shape, style_shape, nnst.size, poster.out_size, rotate=nnst.rotate,
                           device=device, max_search_size=poster.max_search_size, nnst_done=nnst_done,
-                          synthesis_done=synthesis_done)
+                          synthesis_done=synthesis_done, poster_option=_print_option(options))
     nnst_shape = long_side_shape(content_shape, nnst.size)
     out_shape = long_side_shape(content_shape, poster.out_size) if poster.out_size else None
     needed = estimate_run_bytes(nnst_shape, out_shape, output.suffix, options.bit_depth, len(nnst.scales()))
     check_disk_space(output, needed, already_written=_folder_bytes(folder))
     return estimate
+
+
+def _print_option(options):
+    """With ``--print`` the poster's size comes from ``--dpi`` (``--out-size`` is refused): the memory
+    check's suggestion is the DPI whose print is about the poster size that fits. None otherwise."""
+    if options.print_size is None:
+        return None
+    out_size, dpi = options.poster.out_size, options.dpi
+
+    def lower_dpi(long_side: int) -> str:
+        # a print's pixels are proportional to its DPI
+        return f"--dpi {max(1, int(dpi * long_side // out_size))} (or a smaller --print)"
+
+    return lower_dpi

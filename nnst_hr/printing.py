@@ -17,14 +17,26 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .config import MIN_SIZE
 from .errors import InputError
-from .printsize import PrintSize, crop_box, orientation_of, pad_widths, parse_print_size, print_pixels
+from .printsize import (
+    MAX_DPI,
+    MM_PER_INCH,
+    PrintSize,
+    crop_box,
+    mm_to_pixels,
+    orientation_of,
+    pad_widths,
+    parse_print_size,
+    print_pixels,
+)
 
 __all__ = ["FITS", "PROOF_LONG_SIDE", "PrintPlan", "fit_content", "fit_labels", "fit_to_print", "plan_print",
            "proof_image", "write_proof"]
@@ -90,13 +102,29 @@ def check_print_options(spec: str, dpi: int, fit: str) -> PrintSize:
     Raises
     ------
     InputError
-        A bad spec, DPI or fit.
+        A bad spec, DPI or fit, or a print of fewer than ``MIN_SIZE`` px a side at ``dpi``.
     """
     if fit not in FITS:
         raise InputError(f"--fit {fit!r} is not known; use crop or pad")
     size = parse_print_size(spec)
-    print_pixels(size, dpi, "portrait")  # refuses a DPI that gives no pixels
+    height, width = print_pixels(size, dpi, "portrait")  # refuses a DPI out of range
+    if width < MIN_SIZE:
+        # NNST and the poster stage need MIN_SIZE px a side: a smaller print was written as a
+        # few pixels of colour, not a stylized picture
+        raise InputError(f"--print {size.name} at {dpi} dpi is {width}x{height} px, below the {MIN_SIZE} px a "
+                         f"poster needs on each side; {_larger_print_hint(size)}")
     return size
+
+
+def _larger_print_hint(size: PrintSize) -> str:
+    """The fix for a print too small in pixels: the lowest DPI that gives ``MIN_SIZE`` px, if there is one."""
+    # the closed form, less one for float rounding at the boundary, then up to the first that gives MIN_SIZE
+    dpi = max(1, math.ceil((MIN_SIZE - 0.5) * MM_PER_INCH / size.short_mm) - 1)
+    while dpi <= MAX_DPI and mm_to_pixels(size.short_mm, dpi) < MIN_SIZE:
+        dpi += 1
+    if dpi > MAX_DPI:
+        return "use a larger print"
+    return f"use a larger print or --dpi {dpi} or more"
 
 
 def plan_print(content_shape: tuple[int, int], spec: str, dpi: int, fit: str = "crop") -> PrintPlan:

@@ -99,6 +99,8 @@ def parse_print_size(spec: str) -> PrintSize:
     a, b = float(match.group(1)) * unit, float(match.group(2)) * unit
     if min(a, b) <= 0:
         raise InputError(f"--print {spec!r}: both sides must be positive")
+    if not math.isfinite(max(a, b)):  # hundreds of digits parse as inf, which has no pixel count
+        raise InputError(f"--print {spec!r}: a side is too large to be a print; give its size in in, cm or mm")
     return PrintSize(text.replace(" ", "").lower(), min(a, b), max(a, b))
 
 

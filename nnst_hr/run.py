@@ -34,7 +34,7 @@ from .config import NNSTConfig, PosterConfig, checked_value
 from .device import resolve_device
 from .errors import InputError
 from .files import atomic_output, check_output_path, load_npz, read_image, save_npz, sha256_file, write_image
-from .integrity import is_intact, remove
+from .integrity import remove
 from .lock import run_lock
 from .memory import release_freed_memory
 from .nnf import save_field
@@ -157,17 +157,58 @@ class _Saved:
     """The stage results in a run folder that this run takes instead of computing them."""
 
     nnst: tuple[NNSTResult, np.ndarray] | None  # NNST's result and its colored image (:func:`_load_nnst_state`)
-    synthesis: bool  # poster_state.npz holds this run's synthesized poster
+    synthesis: np.ndarray | None  # the synthesized poster from poster_state.npz (:func:`_load_poster_state`)
 
 
-def _saved_stages(folder: Path, previous: dict, nnst_key: dict, poster_key: dict) -> _Saved:
-    """What ``folder`` holds for a run with these keys: results written under the same keys, intact.
+def _poster_shape(nnst_shape: tuple[int, int], options: RunOptions) -> tuple[int, int] | None:
+    """The poster's ``(H, W)`` after an NNST result of ``nnst_shape``; None: the run has no poster stage.
+
+    The same rule and arithmetic as the stage itself (:func:`_run_files`, ``synthesize_poster_stage``).
+    """
+    out_size = options.poster.out_size
+    if not out_size or out_size == max(nnst_shape):
+        return None
+    from .poster import scaled_shape
+
+    return scaled_shape(nnst_shape, out_size / max(nnst_shape))
+
+
+def _load_poster_state(folder: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """The synthesized poster that ``poster_state.npz`` holds, if it is one of ``shape`` ``(H, W)``.
+
+    None when the file is missing, truncated or corrupt, lacks the image, or holds an image of
+    another shape or type (another version or a hand edit wrote it): after a warning, the file is
+    removed so that the synthesis runs again. Its checksum alone says only that the bytes are
+    the ones written, not that they are this run's poster.
+    """
+    path = folder / POSTER_STATE
+    state = load_npz(path, keys=("image",))
+    if state is None:
+        return None
+    image = state["image"]
+    expected = (*shape, 3)
+    if image.shape == expected and np.issubdtype(image.dtype, np.floating):
+        return image
+    warnings.warn(f"{path} holds a poster of {image.shape} {image.dtype}, not the {expected} float32 this run "
+                  "synthesizes; recomputing it", stacklevel=2)
+    remove(path)
+    return None
+
+
+def _saved_stages(folder: Path, previous: dict, nnst_key: dict, poster_key: dict, options: RunOptions) -> _Saved:
+    """What ``folder`` holds for a run with these keys: results written under the same keys, intact
+    and of the shapes this run computes, loaded.
 
     ``previous`` is the folder's ``config.json`` (empty for a new folder). Decided once, before
-    the memory check (which counts only the stages that will run), and handed to the stages.
+    the memory check (which counts only the stages that will run), and handed to the stages,
+    which use exactly what was loaded here: the decision and the loading cannot disagree.
+    The poster's synthesis is taken only with the NNST result it was made from.
     """
     nnst = _load_nnst_state(folder) if previous.get("nnst_key") == nnst_key else None
-    synthesis = previous.get("poster_key") == poster_key and is_intact(folder / POSTER_STATE)
+    synthesis = None
+    shape = _poster_shape(nnst[0].raw.shape[:2], options) if nnst is not None else None
+    if shape is not None and previous.get("poster_key") == poster_key:
+        synthesis = _load_poster_state(folder, shape)
     return _Saved(nnst, synthesis)
 
 
@@ -193,14 +234,13 @@ def _nnst(content_img, style_img, masks, options: RunOptions, folder: Path,
 
 
 def _poster(content_img, style_img, masks, result: NNSTResult, options: RunOptions, folder: Path, *,
-            resume: bool, progress: Progress, timings: dict) -> np.ndarray:
-    """The poster stage and its color stage; a saved synthesis is reused when ``resume``."""
+            saved: np.ndarray | None, progress: Progress, timings: dict) -> np.ndarray:
+    """The poster stage and its color stage; ``saved`` (:attr:`_Saved.synthesis`) is the synthesis when given."""
     from .poster import color_poster, synthesize_poster_stage
 
     state_path = folder / POSTER_STATE
-    state = load_npz(state_path, keys=("image",)) if resume else None
-    if state is not None:
-        synthesized = state["image"]
+    if saved is not None:
+        synthesized = saved
         progress.message("poster: synthesis resumed from the run folder")
     else:
         poster = synthesize_poster_stage(content_img, style_img, result, options.poster, options.nnst,
@@ -371,9 +411,9 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
     if plan is not None:
         nnst_key["print"] = plan.key()
     poster_key = {"poster": options.poster.to_dict(), **nnst_key}
-    saved = _saved_stages(folder, previous, nnst_key, poster_key)
+    saved = _saved_stages(folder, previous, nnst_key, poster_key, options)
     check_resources(output, folder, content_img.shape[:2], style_img.shape[:2], options, device.type,
-                    nnst_done=saved.nnst is not None, synthesis_done=saved.synthesis)
+                    nnst_done=saved.nnst is not None, synthesis_done=saved.synthesis is not None)
     for message in (masks.warnings if masks is not None else []):
         progress.message(f"warning: {message}")
 
@@ -398,16 +438,17 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    progress.then(later_stages(content_img.shape[:2], options, saved.synthesis))
+    progress.then(later_stages(content_img.shape[:2], options, saved.synthesis is not None))
     result, final = _nnst(content_img, style_img, masks, options, folder, saved.nnst, progress, timings)
     timings["nnst_objective"] = result.objective
 
-    if options.poster.out_size and options.poster.out_size != max(result.raw.shape[:2]):
+    if _poster_shape(result.raw.shape[:2], options) is not None:
         # NNST's tensors are freed by now, but glibc keeps most of their pages: without this
         # the poster stage's peak came on top of them (memory.release_freed_memory)
         release_freed_memory()
         final = _poster(content_img, style_img, masks, result, options, folder,
-                        resume=saved.synthesis, progress=progress, timings=timings)
+                        saved=saved.synthesis, progress=progress, timings=timings)
+        saved.synthesis = None  # the color stage's result replaces it; not kept alive beside it
 
     if plan is not None:
         from .printing import fit_to_print

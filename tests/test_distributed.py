@@ -14,6 +14,9 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -712,3 +715,46 @@ def test_cli_scheduler_unreachable_exits_2_with_one_line_before_any_work(real_pl
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and address in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def not_dask():
+    """The address of a TCP server that answers every connection with an HTTP error, not Dask's protocol."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # the server was closed
+                return
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n" * 8)
+            accepted.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+    for conn in accepted:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", ["refused", "malformed", "not dask", "tls unconfigured"])
+def test_cli_process_given_a_bad_scheduler_prints_one_line_and_nothing_at_exit(real_plan, tmp_path, not_dask, kind):
+    """The real command in its own process, to its exit: Dask's half-started client was closed by
+    its __del__ at interpreter exit (a 20 s wait, then a TimeoutError traceback after the error line);
+    a server that is not a scheduler was reported as out of memory; tls:// was an internal error."""
+    address = {"refused": f"tcp://127.0.0.1:{_free_port()}", "malformed": "nonsense", "not dask": not_dask,
+               "tls unconfigured": f"tls://127.0.0.1:{_free_port()}"}[kind]
+    setup = "from nnst_hr.experiment import distributed; distributed.CONNECT_TIMEOUT_S = 1.0"
+    command = [sys.executable, "-c", f"{setup}; from nnst_hr.cli import app; app()",
+               "experiment", str(real_plan), "-o", str(tmp_path / "out"), "--scheduler", address]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: cannot reach the Dask scheduler at {address} (")
+    assert lines[0].endswith("or fix --scheduler") and "out of memory" not in lines[0]
+    assert not (tmp_path / "out").exists()
+

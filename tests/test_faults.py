@@ -576,6 +576,48 @@ def test_run_folder_state_from_another_version_or_garbled_is_recomputed(cli, tmp
     np.testing.assert_array_equal(read_image(output), expected)
 
 
+@needs_weights
+def test_a_poster_state_holding_another_poster_is_not_taken_as_saved(cli, tmp_path, monkeypatch):
+    """An intact poster_state.npz (its checksum matches) whose image is not this run's poster:
+    the memory check counts the synthesis, and the run recomputes it, with a warning, to the
+    poster of an uninterrupted run. It was taken as saved and used as it was."""
+    from nnst_hr.files import save_npz
+
+    content, style = pair(tmp_path)
+    output = tmp_path / "out.png"
+    args = ("run", content, style, "-o", output, *TINY_POSTER, "--overwrite")
+    assert cli(*args).exit_code == 0
+    expected = read_image(output)  # (96, 128, 3)
+    folder = tmp_path / "out.run"
+    state = folder / "poster_state.npz"
+    shapes, sizes = ((48, 64), (64, 64)), {"size": 64, "out_size": 128, "nnst_done": True}
+    synthesis = memory.estimate_peak_bytes(*shapes, **sizes).ram * memory.HEADROOM
+    color_only = memory.estimate_peak_bytes(*shapes, **sizes, synthesis_done=True).ram * memory.HEADROOM
+    assert color_only < synthesis
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: int((color_only + synthesis) / 2))
+    resumed = cli(*args)  # the control: this run's own poster is taken, only its color stage runs
+    assert resumed.exit_code == 0 and "poster: synthesis resumed" in resumed.stderr, resumed.output
+
+    wrong = [np.zeros((5, 5, 3), np.float32), np.zeros((96, 128, 3), np.uint8)]  # another size; a hand edit
+    for image in wrong:
+        save_npz(state, image=image, field=np.zeros((*image.shape[:2], 2), np.int32))
+        refused = cli(*args)
+        assert_one_line_error(refused, 2, "GB of memory", "close other programs")
+        assert f"{state} holds a poster of {image.shape} {image.dtype}" in refused.stderr, refused.stderr
+        assert is_intact(folder / "nnst_state.npz")  # the NNST result stays
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: None)  # unknown: no memory check
+    for image in wrong:
+        save_npz(state, image=image, field=np.zeros((*image.shape[:2], 2), np.int32))
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        warned = [line for line in result.stderr.splitlines() if str(state) in line]
+        assert len(warned) == 1 and "recomputing it" in warned[0], result.stderr
+        assert "poster: synthesis resumed" not in result.stderr
+        np.testing.assert_array_equal(read_image(output), expected, err_msg=str(image.shape))
+        with np.load(state) as saved:
+            assert saved["image"].shape == expected.shape and saved["image"].dtype == np.float32
+
+
 def test_metrics_refuses_bad_seeds_tiny_images_and_a_field_of_another_content(cli, tmp_path):
     from nnst_hr.nnf import save_field
 

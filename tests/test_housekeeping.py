@@ -240,6 +240,27 @@ def test_older_than_goes_by_last_use_which_reusing_an_entry_refreshes(shared, ca
     assert cli("prune", cache, "--older-than", "-1").exit_code == 2
 
 
+def test_a_file_for_the_folder_and_a_nan_or_negative_age_are_one_line_and_delete_nothing(tmp_path):
+    cache = tmp_path / "cache"
+    Cache(cache).put("color-00112233445566778899aabbccddeeff", {"image": np.zeros((2, 2, 3), np.float32)})
+    month_ago = time.time() - 30 * hk.DAY_S
+    for path in cache.iterdir():
+        os.utime(path, (month_ago, month_ago))
+    before = files(cache)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for command in ("info", "prune"):
+        result = cli(command, notes)
+        assert result.exit_code == 2 and "notes.txt is a file, not a folder; give a cache folder" in one_line(result)
+    for days in ("nan", "-1"):  # NaN was taken and kept every entry, silently
+        result = cli("prune", cache, "--older-than", days, "--yes")
+        assert result.exit_code == 2, result.output
+        assert "--older-than must be a number of days, 0 or more" in one_line(result)
+    assert files(cache) == before and notes.read_text() == "mine"
+    result = cli("prune", cache, "--older-than", "5", "--yes")  # the control: a month unused goes
+    assert result.exit_code == 0 and not list(cache.glob("color-*")), result.output
+
+
 def test_prune_is_refused_while_an_experiment_runs_and_an_experiment_while_a_prune_deletes(shared, tmp_path):
     base, a, b, _, _ = shared
     cache = tmp_path / "cache"

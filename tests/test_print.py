@@ -91,6 +91,30 @@ def test_bad_dpi_is_an_input_error(dpi):
         print_pixels(parse_print_size("A3"), dpi, "portrait")
 
 
+@pytest.mark.parametrize("spec, lowest_dpi", [("1x1mm", 801), ("A4", 4), ("2x3in", 16), ("1x2cm", 81)])
+def test_a_print_below_the_poster_minimum_is_refused_down_to_the_dpi_it_names(spec, lowest_dpi):
+    # was written as a 12 px (1x1mm at 300 dpi) or 8x12 px (A4 at 1 dpi) "poster"
+    size = parse_print_size(spec)
+    assert printsize.mm_to_pixels(size.short_mm, lowest_dpi - 1) < printing.MIN_SIZE
+    with pytest.raises(InputError) as refused:
+        printing.check_print_options(spec, lowest_dpi - 1, "crop")
+    message = refused.value.args[0]
+    assert message.startswith(f"--print {size.name} at {lowest_dpi - 1} dpi is ") and "below the 32 px" in message
+    assert message.endswith(f"use a larger print or --dpi {lowest_dpi} or more")
+    assert printing.check_print_options(spec, lowest_dpi, "crop") == size  # the DPI it names is accepted
+    assert min(plan_print((64, 64), spec, lowest_dpi).pixels) >= printing.MIN_SIZE
+
+
+def test_a_print_no_dpi_can_bring_to_the_poster_minimum_asks_for_a_larger_print():
+    with pytest.raises(InputError, match=r"at 10000 dpi is 20x39 px, below the 32 px .*; use a larger print$"):
+        printing.check_print_options("0.05x0.1mm", 10_000, "crop")
+
+
+def test_a_side_too_long_for_a_float_is_an_input_error():
+    with pytest.raises(InputError, match="too large to be a print"):  # was an OverflowError from math.floor
+        parse_print_size("9" * 400 + "x1mm")
+
+
 def test_orientation_follows_the_content():
     assert orientation_of((300, 200)) == "portrait"
     assert orientation_of((200, 300)) == "landscape"
@@ -290,12 +314,33 @@ def cli_files(tmp_path, width=64, height=64):
     (["--print", "A3", "--out-size", "1000"], "leave out --out-size"),
     (["--print", "B7"], "--print 'B7' is not a print size"),
     (["--print", "A3", "--dpi", "0"], "--dpi 0"),
+    # --size 64: were it accepted again, the run would be seconds, not an NNST at the default size
+    (["--print", "1x1mm", "--size", "64"], "--print 1x1mm at 300 dpi is 12x12 px, below the 32 px a poster needs on "
+                                           "each side; use a larger print or --dpi 801 or more"),
+    (["--print", "A4", "--dpi", "1", "--size", "64"], "--print A4 at 1 dpi is 8x12 px, below the 32 px"),
 ])
 def test_cli_print_errors_are_one_line_exit_2_and_leave_nothing(tmp_path, extra, message):
     content, style = cli_files(tmp_path)
     result = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(tmp_path / "o.tif"), *extra])
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o.run").exists() and not (tmp_path / "o.tif").exists()
+
+
+def test_cli_print_too_large_for_memory_is_one_line_naming_a_lower_dpi(tmp_path, monkeypatch):
+    # 10 x 10 m at 1200 dpi: 472441 px a side, 2.2e11 pixels; refused by the memory check before
+    # any work, with the option that sets a print's pixels (--out-size is refused with --print)
+    from nnst_hr import memory
+
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: 16 * 2**30)
+    content, style = cli_files(tmp_path)
+    result = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(tmp_path / "o.tif"), "--quiet",
+                                      "--size", "64", "--print", "1000x1000cm", "--dpi", "1200"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "GB of memory but 16.0 GB are available" in lines[0], result.output
+    dpi = int(lines[0].split("--dpi ")[1].split()[0])
+    assert 1 <= dpi < 1200 and "(or a smaller --print)" in lines[0] and "--out-size" not in lines[0]
     assert not (tmp_path / "o.run").exists() and not (tmp_path / "o.tif").exists()
 
 

@@ -59,6 +59,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -79,6 +80,7 @@ from .execute import Failure, PeakMemory, Results, execute, input_errors, needed
 from .graph import Graph, TaskRef
 
 CONNECT_TIMEOUT_S = 10.0  # how long to try an existing scheduler before giving up (exit 2)
+CLOSE_TIMEOUT_S = 5.0  # how long to close a client that failed to connect (it holds no work)
 WORKER_WAIT_S = 30.0  # how long to wait for a first worker on an existing cluster
 POLL_S = 0.05  # main loop period: finished futures and worker events are handled at this rate
 MAX_RESUBMITS = 3  # resubmissions of one task after its scattered data was lost with workers
@@ -642,12 +644,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *,
         raise InputError(f"--workers must be 1 or more (got {workers})")
     distributed = _require_dask()
     if scheduler is not None:
-        try:
-            client = distributed.Client(scheduler, timeout=connect_timeout or CONNECT_TIMEOUT_S, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({_first_line(exc)}): start it "
-                             f"with `dask scheduler` and workers with `dask worker {scheduler}`, or fix --scheduler"
-                             ) from None
+        client = _connect(scheduler, connect_timeout or CONNECT_TIMEOUT_S)
         with client:
             try:
                 client.wait_for_workers(1, timeout=WORKER_WAIT_S)
@@ -662,6 +659,56 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *,
             yield client
     finally:
         _close_quietly(cluster)
+
+
+def _connect(scheduler: str, timeout: float):
+    """A ``distributed.Client`` connected to the scheduler at ``scheduler``.
+
+    Any failure to connect is an :class:`InputError` naming the address: no answer within
+    ``timeout`` seconds, a malformed address or one whose protocol needs a configuration
+    (``tls://``, ``ucx://``), or a server there that is not a Dask scheduler (its reply read
+    as a message length raised ``MemoryError``). The client is then closed at once (see
+    :func:`_client_type`).
+    """
+    try:
+        return _client_type()(scheduler, timeout=timeout, set_as_default=False)
+    except Exception as exc:  # noqa: BLE001 - whatever Dask raises here, the address is the fault
+        reason = "what answers there is not a Dask scheduler" if isinstance(exc, MemoryError) else _first_line(exc)
+    # raised outside the except clause: the failed client's frames are not kept alive as its context
+    raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({reason}): start it with `dask scheduler` "
+                     f"and workers with `dask worker {scheduler}`, or fix --scheduler")
+
+
+@functools.cache
+def _client_type():
+    """``distributed.Client`` closing itself when it fails to start.
+
+    Dask leaves a client that failed in its constructor half started (unless the failure was an
+    ``OSError``): its ``__del__`` closed it at interpreter exit, once its event loop had stopped,
+    which waited 20 s and then printed a ``TimeoutError`` traceback after the error line.
+    """
+    import distributed
+
+    class _Client(distributed.Client):
+        def start(self, **kwargs):
+            try:
+                super().start(**kwargs)
+            except BaseException:
+                _close_failed(self)
+                raise
+
+    return _Client
+
+
+def _close_failed(client) -> None:
+    """Close a client that failed to start, while its event loop still runs; never raise."""
+    try:
+        client.close(timeout=CLOSE_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - a close that fails too must not hide why the connection failed
+        pass
+    finally:
+        client.status = "closed"  # whatever happened, its __del__ has nothing left to close
+        client._loop_runner.stop()  # close() skips it for a client Dask already marked closed
 
 
 def local_cluster(n_workers: int, **worker_options):

@@ -115,6 +115,8 @@ def cache_folder(path: str | os.PathLike) -> Path:
     (another file, a folder): nothing there is then listed nor deleted.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path} is a file, not a folder; give a cache folder or the results folder holding it")
     if not path.is_dir():
         raise InputError(f"{path}: no such folder; give a cache folder or the results folder holding it")
     if (path / DEFAULT_FOLDER).is_dir():
@@ -281,11 +283,12 @@ def prune(path: str | os.PathLike, keep: Iterable[str | os.PathLike] = (), older
     Raises :class:`InputError`: not a cache folder, a ``keep`` plan that cannot be read, or (with
     ``apply``) an experiment running on the cache.
     """
+    # `not >= 0` also refuses NaN, which no age exceeds: it would have kept every entry silently
+    if older_than_days is not None and not older_than_days >= 0:
+        raise InputError(f"--older-than must be a number of days, 0 or more; got {older_than_days:g}")
     folder = cache_folder(path)
     keep = list(keep)
     keys = plan_keys(keep) if keep else None  # before the lock: hashing inputs can take a while
-    if older_than_days is not None and older_than_days < 0:
-        raise InputError(f"--older-than must be 0 or more days, got {older_than_days:g}")
     older_than = None if older_than_days is None else older_than_days * DAY_S
     if not apply:
         return select(survey(folder), keys, older_than)
