@@ -285,6 +285,7 @@ def experiment_command(
 def cache_info(
     folder: Path = typer.Argument(..., help="A cache folder, or a results folder (its cache/)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    verify: bool = typer.Option(False, "--verify", help="Also check every entry's checksum (reads every byte)."),
 ) -> None:
     """Entries and bytes per stage kind, leftovers no run will read, and the total."""
 
@@ -293,7 +294,7 @@ def cache_info(
 
         from .experiment import housekeeping as hk
 
-        found = hk.survey(hk.cache_folder(folder))
+        found = hk.survey(hk.cache_folder(folder), verify=verify)
         if json_output:
             print(json.dumps(found.to_json()))
             return
@@ -324,6 +325,8 @@ def cache_prune(
                                             "DAYS (with --keep: only those in no kept plan)."),
     yes: bool = typer.Option(False, "--yes", help="Delete; without it, only list what would go."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
+    verify: bool = typer.Option(False, "--verify", help="Also remove entries whose checksum does not match "
+                                "(reads every byte)."),
 ) -> None:
     """Remove the entries no --keep plan reads (or unused for --older-than DAYS), and leftovers."""
 
@@ -332,7 +335,7 @@ def cache_prune(
 
         from .experiment import housekeeping as hk
 
-        pruning = hk.prune(folder, keep, older_than, apply=yes)
+        pruning = hk.prune(folder, keep, older_than, apply=yes, verify=verify)
         print(json.dumps(pruning.to_json()) if json_output else "\n".join(hk.pruning_lines(pruning)))
 
     _guarded(action)

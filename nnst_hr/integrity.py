@@ -51,10 +51,7 @@ def is_intact(path: str | os.PathLike) -> bool:
     if not path.is_file():
         check.unlink(missing_ok=True)
         return False
-    try:
-        expected = check.read_text().split()[0] if check.is_file() else None
-    except (OSError, UnicodeDecodeError, IndexError):
-        expected = ""
+    expected = _recorded_digest(path)
     if expected == sha256_file(path):
         return True
     if expected is None:
@@ -65,6 +62,24 @@ def is_intact(path: str | os.PathLike) -> bool:
     path.unlink(missing_ok=True)
     check.unlink(missing_ok=True)
     return False
+
+
+def checksum_ok(path: str | os.PathLike) -> bool:
+    """Whether ``path`` exists with a sidecar whose digest matches its bytes; unlike :func:`is_intact`
+    it changes nothing (for reports: ``nnst-hr cache info --verify``)."""
+    from .files import sha256_file
+
+    path = Path(path)
+    return path.is_file() and _recorded_digest(path) == sha256_file(path)
+
+
+def _recorded_digest(path: Path) -> str | None:
+    """The digest in ``path``'s sidecar: None without a sidecar, "" when it cannot be read."""
+    check = sidecar(path)
+    try:
+        return check.read_text().split()[0] if check.is_file() else None
+    except (OSError, UnicodeDecodeError, IndexError):
+        return ""
 
 
 def remove(path: str | os.PathLike) -> None:

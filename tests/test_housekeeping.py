@@ -164,7 +164,8 @@ def test_info_totals_are_the_files_sizes_and_prune_removes_orphans_temporary_and
                                      "bytes": sum(s for n, s in sizes.items() if n.startswith(f"{kind}-")
                                                   and n.split(".")[0] in entries)}
                               for kind in ("color", "nnst", "scores")}
-    parts = [*info["stages"].values(), *(info[kind] for kind in hk.JUNK)]
+    assert "corrupt" not in info  # not looked for without --verify
+    parts = [*info["stages"].values(), *(info[kind] for kind in hk.JUNK if kind != "corrupt")]
     assert sum(p["bytes"] for p in parts) == info["total"]["bytes"]
     assert sum(p["count"] for p in parts) == info["total"]["count"] == len(entries) + 4
     table = cli("info", cache).output  # not a terminal: plain columns, the total last
@@ -175,6 +176,34 @@ def test_info_totals_are_the_files_sizes_and_prune_removes_orphans_temporary_and
     assert result.exit_code == 0, result.output
     assert set(os.listdir(cache)) == set(sizes) - junk
     assert set(os.listdir(cache)) == {f"{k}{s}" for k in entries for s in (".json", ".npz", ".npz.sha256")}
+
+
+def test_verify_counts_an_entry_whose_bytes_changed_as_corrupt_and_only_prune_removes_it(shared, cache):
+    _, a, b, _, _ = shared
+    victim = sorted(stored_keys(b) - stored_keys(a))[0]
+    npz = cache / f"{victim}.npz"
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: the entry still parses as an entry
+    npz.write_bytes(data)
+    before = files(cache)
+
+    plain = json.loads(cli("info", cache, "--json").output)
+    assert "corrupt" not in plain and plain["total"]["count"] == len(stored_keys(a) | stored_keys(b))
+    verified = json.loads(cli("info", cache, "--json", "--verify").output)
+    kind = victim.rsplit("-", 1)[0]
+    assert verified["corrupt"]["count"] == 1
+    assert verified["stages"][kind]["count"] == plain["stages"][kind]["count"] - 1
+    assert verified["total"] == plain["total"]
+    assert "corrupt entries" in cli("info", cache, "--verify").output
+    assert files(cache) == before  # info --verify changes nothing, not even the corrupt entry
+
+    assert cli("prune", cache, "--yes").exit_code == 0
+    assert npz.exists()  # without --verify the entry is not read: it stays
+    result = cli("prune", cache, "--yes", "--verify")
+    assert result.exit_code == 0, result.output
+    assert "checksum" in result.output
+    assert sorted(p.name for p in cache.iterdir() if p.name.startswith(victim)) == []
+    assert {name.split(".")[0] for name in os.listdir(cache)} == (stored_keys(a) | stored_keys(b)) - {victim}
 
 
 def test_a_folder_that_is_not_a_cache_is_refused_and_left_untouched(shared, cache, tmp_path):

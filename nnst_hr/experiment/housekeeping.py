@@ -51,13 +51,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..integrity import SIDECAR_SUFFIX
+from ..integrity import SIDECAR_SUFFIX, checksum_ok
 from .cache import DEFAULT_FOLDER, FORMAT, LOCK_NAME, cache_lock
 
-JUNK = ("orphan", "unreadable", "old_format", "temporary")  # kinds of what is never read again
-JUNK_LABELS = {"orphan": "orphans (.npz, no .json)", "unreadable": "unreadable entries",
+JUNK = ("orphan", "unreadable", "old_format", "corrupt", "temporary")  # kinds of what is never read again
+JUNK_LABELS = {"orphan": "orphans (.npz, no .json)", "unreadable": "unreadable entries", "corrupt": "corrupt entries",
                "old_format": "old-format entries", "temporary": "temporary files (killed writes)"}
 JUNK_WHY = {"orphan": "orphan (no .json)", "unreadable": "unreadable", "old_format": "old format",
+            "corrupt": "corrupt (its checksum does not match)",
             "temporary": "temporary file of a killed write"}
 _KEY = r"[a-z_]+-[0-9a-f]{8,64}"
 _SUFFIXES = r"\.npz|\.json|\.npz\.sha256"
@@ -89,6 +90,12 @@ class Survey:
     folder: Path
     items: list[Item]
     in_use: bool  # an experiment holds the cache lock now
+    verified: bool = False  # every entry's checksum was checked (else none is counted corrupt)
+
+    @property
+    def junk_kinds(self) -> tuple[str, ...]:
+        """The kinds of junk this survey looked for ("corrupt" only when verified)."""
+        return JUNK if self.verified else tuple(k for k in JUNK if k != "corrupt")
 
     def totals(self) -> dict[str, dict[str, int]]:
         """``{stage kind or junk kind or "total": {"count": n, "bytes": b}}``, stages first (by name)."""
@@ -96,7 +103,7 @@ class Survey:
         for item in self.items:
             counts[item.kind] += 1
             sizes[item.kind] += item.bytes
-        kinds = sorted(k for k in counts if k not in JUNK) + list(JUNK)
+        kinds = sorted(k for k in counts if k not in JUNK) + list(self.junk_kinds)
         out = {kind: {"count": counts[kind], "bytes": sizes[kind]} for kind in kinds}
         out["total"] = {"count": sum(counts.values()), "bytes": sum(sizes.values())}
         return out
@@ -105,7 +112,7 @@ class Survey:
         totals = self.totals()
         return {"folder": str(self.folder), "in_use": self.in_use,
                 "stages": {k: v for k, v in totals.items() if k not in JUNK and k != "total"},
-                **{k: totals[k] for k in JUNK}, "total": totals["total"]}
+                **{k: totals[k] for k in self.junk_kinds}, "total": totals["total"]}
 
 
 def cache_folder(path: str | os.PathLike) -> Path:
@@ -138,11 +145,13 @@ def _cache_file(path: Path) -> bool:
     return path.name == LOCK_NAME or bool(ENTRY_FILE.match(path.name) or TEMPORARY_FILE.match(path.name))
 
 
-def survey(folder: str | os.PathLike, *, check_in_use: bool = True) -> Survey:
+def survey(folder: str | os.PathLike, *, check_in_use: bool = True, verify: bool = False) -> Survey:
     """Every entry and piece of junk in ``folder`` (a checked cache folder: :func:`cache_folder`).
 
     ``check_in_use``: try the cache lock to tell whether an experiment runs on it (pass False when
-    holding it: this process's own lock would read as another's).
+    holding it: this process's own lock would read as another's). ``verify``: read every entry's
+    arrays and count those whose checksum does not match as "corrupt" (this reads every byte; an
+    experiment finds such an entry only when it reads it). Nothing is changed either way.
     """
     folder = Path(folder)
     by_key: dict[str, dict[str, os.stat_result]] = {}
@@ -162,8 +171,12 @@ def survey(folder: str | os.PathLike, *, check_in_use: bool = True) -> Survey:
         paths = tuple(folder / f"{key}{s}" for s in order)
         size = sum(files[s].st_size for s in order)
         last = files[".json"].st_mtime if ".json" in files else max(st.st_mtime for st in files.values())
-        items.append(Item(key, _classify(folder, key, files), paths, size, last))
-    return Survey(folder, sorted(items, key=lambda i: (i.is_junk, i.kind, i.name)), check_in_use and _in_use(folder))
+        kind = _classify(folder, key, files)
+        if verify and kind not in JUNK and not checksum_ok(folder / f"{key}.npz"):
+            kind = "corrupt"
+        items.append(Item(key, kind, paths, size, last))
+    return Survey(folder, sorted(items, key=lambda i: (i.is_junk, i.kind, i.name)), check_in_use and _in_use(folder),
+                  verified=verify)
 
 
 def _classify(folder: Path, key: str, files: dict) -> str:
@@ -274,11 +287,12 @@ def delete(items: Iterable[Item]) -> None:
 
 
 def prune(path: str | os.PathLike, keep: Iterable[str | os.PathLike] = (), older_than_days: float | None = None,
-          *, apply: bool = False) -> Pruning:
+          *, apply: bool = False, verify: bool = False) -> Pruning:
     """Find (and with ``apply``, delete) what the cache at ``path`` holds that no one will read.
 
     ``keep``: plan files whose graphs' entries stay; ``older_than_days``: entries unused for
-    longer go (see :func:`select`). Without ``apply`` nothing is changed (a dry run).
+    longer go (see :func:`select`). Without ``apply`` nothing is changed (a dry run). ``verify``:
+    corrupt entries go too (:func:`survey`).
 
     Raises :class:`InputError`: not a cache folder, a ``keep`` plan that cannot be read, or (with
     ``apply``) an experiment running on the cache.
@@ -291,9 +305,9 @@ def prune(path: str | os.PathLike, keep: Iterable[str | os.PathLike] = (), older
     keys = plan_keys(keep) if keep else None  # before the lock: hashing inputs can take a while
     older_than = None if older_than_days is None else older_than_days * DAY_S
     if not apply:
-        return select(survey(folder), keys, older_than)
+        return select(survey(folder, verify=verify), keys, older_than)
     with cache_lock(folder, exclusive=True):
-        pruning = select(survey(folder, check_in_use=False), keys, older_than)
+        pruning = select(survey(folder, check_in_use=False, verify=verify), keys, older_than)
         delete(item for item, _ in pruning.remove)
     pruning.deleted = True
     return pruning
