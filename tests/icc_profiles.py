@@ -1,10 +1,10 @@
 """ICC profiles built for the tests, and the textbook colorimetry that says what they should do.
 
-No CMYK profile ships with LittleCMS, Pillow or this machine, so :func:`cmyk_profile` builds one:
-an ICC v2 output ('prtr') profile whose A2B0 table maps ink to CIELAB by a closed form
-(:func:`ink_to_srgb` gives the sRGB colour it means). A converter that reads the profile right
-reproduces that closed form; one that inverts the ink, scales it wrongly or ignores the profile
-does not.
+No CMYK profile ships with LittleCMS, Pillow or CI's machine, so :func:`cmyk_profile` builds one:
+an ICC output ('prtr') profile whose A2B0 table maps ink to CIELAB (or CIE XYZ) by a closed form
+(:func:`ink_to_srgb` gives the sRGB colour it means), as ICC v2 or v4. A converter that reads the
+profile right reproduces that closed form; one that inverts the ink, scales it wrongly, misreads
+the connection space's encoding or ignores the profile does not.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ INK_ABSORPTION = np.array([[0.95, 0.15, 0.02],   # cyan
 DOT_GAIN = 1.3  # printed coverage = 1 - (1 - ink) ** DOT_GAIN: a 50 % dot prints as 59 %
 CMYK_GRID = 9  # A2B0 grid points per ink: 9^4 nodes, a 40 kB profile
 LAB_L_SCALE, LAB_AB_OFFSET = 65280 / 100, 128  # lut16 encodes PCS Lab as L * 652.8, (a + 128) * 256 (ICC.1:2001 6.5.7)
+XYZ_SCALE = 32768  # lut16 encodes PCS XYZ as u1Fixed15: 1.0 = 0x8000 (ICC.1:2001 6.5.7, the same in v4)
+VERSIONS = {2: 0x02100000, 4: 0x04200000}  # header version field (BCD) of the profiles built here
 
 
 def xy_to_xyz(x: float, y: float) -> np.ndarray:
@@ -72,29 +74,41 @@ def xyz_to_lab(xyz: np.ndarray, white: np.ndarray = D50_XYZ) -> np.ndarray:
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
 
 
-def cmyk_profile(grid: int = CMYK_GRID, description: str = "Test press CMYK") -> bytes:
-    """An ICC v2 CMYK output profile whose A2B0 is :func:`ink_to_srgb` sampled on ``grid``^4 nodes.
+def cmyk_profile(grid: int = CMYK_GRID, description: str = "Test press CMYK", pcs: bytes = b"Lab ",
+                 version: int = 2) -> bytes:
+    """An ICC CMYK output profile whose A2B0 is :func:`ink_to_srgb` sampled on ``grid``^4 nodes.
 
-    The nodes hold the Lab (D50, as the profile connection space is) of the closed form's sRGB colour,
-    adapted from D65 by Bradford as LittleCMS's sRGB profile is; media white is D50, so relative
-    colorimetric changes nothing. B2A0 (Lab -> ink, which reading never uses) is a crude inverse.
+    The nodes hold the Lab (``pcs`` ``b"Lab "``) or XYZ (``b"XYZ "``) of the closed form's sRGB colour,
+    D50 as the profile connection space is, adapted from D65 by Bradford as LittleCMS's sRGB profile is;
+    media white is D50, so relative colorimetric changes nothing. ``version`` 2 (ICC.1:2001: ``desc``
+    and ``cprt`` as textDescriptionType and textType) or 4 (ICC.1:2010: both multiLocalizedUnicodeType);
+    the table is a lut16 ('mft2') in both, as many real v4 CMYK profiles keep it. B2A0 (PCS -> ink,
+    which reading never uses) is a crude inverse.
     """
     steps = np.linspace(0, 1, grid)
     ink = np.stack(np.meshgrid(steps, steps, steps, steps, indexing="ij"), axis=-1)  # cyan varies slowest
     srgb_to_pcs = bradford(xy_to_xyz(*D65), D50_XYZ) @ rgb_to_xyz(SRGB_PRIMARIES)
-    lab = xyz_to_lab(ink_linear(ink) @ srgb_to_pcs.T)
-    codes = np.stack([lab[..., 0] * LAB_L_SCALE, (lab[..., 1] + LAB_AB_OFFSET) * 256,
-                      (lab[..., 2] + LAB_AB_OFFSET) * 256], axis=-1)
+    xyz = ink_linear(ink) @ srgb_to_pcs.T
+    if pcs == b"XYZ ":
+        codes = xyz * XYZ_SCALE
+    else:
+        lab = xyz_to_lab(xyz)
+        codes = np.stack([lab[..., 0] * LAB_L_SCALE, (lab[..., 1] + LAB_AB_OFFSET) * 256,
+                          (lab[..., 2] + LAB_AB_OFFSET) * 256], axis=-1)
     corners = np.stack(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij"), axis=-1)
     inverse = np.concatenate([np.repeat(1 - corners[..., :1], 3, axis=-1), np.zeros((2, 2, 2, 1))], axis=-1)
+    if version == 4:
+        texts = [(b"desc", _mluc(description)), (b"cprt", _mluc("No copyright, test data"))]
+    else:
+        texts = [(b"desc", _text_description(description)),
+                 (b"cprt", b"text" + bytes(4) + b"No copyright, test data\0")]
     tags = [
-        (b"desc", _text_description(description)),
-        (b"cprt", b"text" + bytes(4) + b"No copyright, test data\0"),
+        *texts,
         (b"wtpt", b"XYZ " + bytes(4) + b"".join(map(_s15fixed16, D50_XYZ))),
         (b"A2B0", _lut16(codes, grid, 4, 3)),
         (b"B2A0", _lut16(inverse * 65535, 2, 3, 4)),
     ]
-    return _profile(b"prtr", b"CMYK", b"Lab ", tags)
+    return _profile(b"prtr", b"CMYK", pcs, tags, VERSIONS[version])
 
 
 def without_tag(profile: bytes, signature: bytes) -> bytes:
@@ -103,15 +117,17 @@ def without_tag(profile: bytes, signature: bytes) -> bytes:
     return profile[:132] + profile[132:table_end].replace(signature, b"zzzz") + profile[table_end:]
 
 
-def _profile(device_class: bytes, space: bytes, pcs: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
-    """Header, tag table and 4-byte aligned tag data (ICC.1:2001 section 6)."""
+def _profile(device_class: bytes, space: bytes, pcs: bytes, tags: list[tuple[bytes, bytes]],
+             version: int = VERSIONS[2]) -> bytes:
+    """Header, tag table and 4-byte aligned tag data (ICC.1:2001 section 6; v4's profile ID left zero, "not
+    computed")."""
     start = 128 + 4 + 12 * len(tags)
     table, data = b"", b""
     for signature, body in tags:
         body += bytes(-len(body) % 4)
         table += signature + struct.pack(">II", start + len(data), len(body))
         data += body
-    header = (struct.pack(">I4sI4s4s4s", start + len(data), b"", 0x02100000, device_class, space, pcs)
+    header = (struct.pack(">I4sI4s4s4s", start + len(data), b"", version, device_class, space, pcs)
               + bytes(12) + b"acsp" + bytes(28) + b"".join(map(_s15fixed16, D50_XYZ)) + bytes(48))
     return header + struct.pack(">I", len(tags)) + table + data
 
@@ -128,6 +144,12 @@ def _text_description(text: str) -> bytes:
     ascii_text = text.encode("ascii") + b"\0"
     return (b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text
             + struct.pack(">IIHB", 0, 0, 0, 0) + bytes(67))  # no Unicode, no ScriptCode description
+
+
+def _mluc(text: str) -> bytes:
+    """A v4 multiLocalizedUnicodeType tag (ICC.1:2010 10.13): one record, en-US, UTF-16BE."""
+    utf16 = text.encode("utf-16-be")
+    return b"mluc" + bytes(4) + struct.pack(">II2s2sII", 1, 12, b"en", b"US", len(utf16), 28) + utf16
 
 
 def _s15fixed16(value: float) -> bytes:
