@@ -43,6 +43,7 @@ bench: $(WEIGHTS_STAMP)
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/experiment.py
 	$(BIN)/python bench/scale_out.py
+	$(BIN)/python bench/placement.py
 	$(BIN)/python bench/time_left.py
 
 clean:

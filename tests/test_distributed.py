@@ -385,8 +385,9 @@ def test_the_client_holds_records_while_needed_and_never_a_not_stored_one(two_wo
 
 
 def test_a_not_stored_record_lost_with_its_worker_is_computed_again(two_workers, tmp_path):
-    """Kill the worker running a stage that reads a not-stored record: the record (on a worker,
-    its bytes already released) is computed again where needed; every key reports once."""
+    """Kill the worker running a stage that reads a not-stored record: the stage runs again on
+    the other worker, which computes the record again (from its own copy of the bytes); every
+    key reports once."""
     graph = not_stored(make_graph(tmp_path / "log", CONTENTS, STYLE, slow="c1"))
     slow = graph.keys_by_tag["nnst", "c1"]
     killed, events = killer(slow)
@@ -408,6 +409,54 @@ def test_a_bad_not_stored_input_fails_its_run_alone(two_workers, tmp_path):
         assert results.failure(key) == Failure("inputs:c0: not an image (starts with b'BAD'); pass a PNG or JPEG file",
                                                "inputs")
     assert sorted(events.keys("done")) == sorted(k for k in graph if k not in bad)
+
+
+def placed(inputs: dict, inputs_key: str, log: str, tag: str) -> dict:
+    """A reader that logs ``tag``, its worker and whether that worker holds ``inputs_key``'s
+    decoded record (in Dask's data, as a task's result), busy long enough to be running while
+    the others are placed."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    held = any(getattr(value, "record", None) for key, value in list(worker.data.items()) if key == inputs_key)
+    _log(log, f"{tag}:{worker.address}:{'held' if held else 'none'}")
+    time.sleep(1.0)
+    return {"y": inputs["x"] * np.float32(2)}
+
+
+async def _work_stealing(on: bool, dask_scheduler=None) -> None:
+    stealing = dask_scheduler.extensions["stealing"]
+    await (stealing.start() if on else stealing.stop())
+
+
+def test_readers_of_a_not_stored_record_are_placed_by_load_and_no_worker_holds_it(two_workers, tmp_path):
+    """Three readers of one not-stored record (NNST runs of one pair), Dask's work stealing off:
+    both workers run some (the scheduler places them by load, not next to a decoded record; a
+    reader computes the record itself), and no worker holds the decoded record as Dask data."""
+    log = str(tmp_path / "log")
+    graph = Graph()
+    # key prefixes of their own: the scheduler has no duration for them from the other tests
+    inputs = _key("placedinputs", log)
+    graph[inputs] = Task(inputs, "inputs", decode, (CONTENTS[0], log, "inputs:c0"), {}, (0, 1, 2), store=False)
+    for i in range(3):
+        key = _key("placednnst", f"{log}/{i}")
+        graph[key] = Task(key, "nnst", placed, (TaskRef(inputs), inputs, log, f"nnst:{i}"), {}, (i,))
+    workers = sorted(two_workers.scheduler_info(n_workers=-1)["workers"])
+    two_workers.run_on_scheduler(_work_stealing, False)
+    try:
+        events = Recorder()
+        results = execute_dask(graph, Cache(tmp_path / "results"), client=two_workers, on_event=events)
+    finally:
+        two_workers.run_on_scheduler(_work_stealing, True)
+    # "nnst:<i>:<worker address>:<held|none>"
+    runs = [line.split(":", 2)[2].rsplit(":", 1) for line in executions(tmp_path / "log") if line.startswith("nnst:")]
+    assert len(runs) == 3
+    assert sorted({address for address, _ in runs}) == workers  # both workers ran readers
+    assert [held for _, held in runs] == ["none"] * 3  # no decoded record among the workers' data
+    assert sorted(events.keys("done")) == sorted(graph) and events.keys("done")[0] == inputs
+    for key in graph:
+        if key != inputs:
+            np.testing.assert_array_equal(results[key]["y"], np.frombuffer(CONTENTS[0], np.uint8) * np.float32(2))
 
 
 def crash(inputs: dict, log: str, tag: str) -> dict:

@@ -6,11 +6,17 @@ need no shared filesystem: input bytes are scattered once per unique content (Da
 ``bytes-<sha256>-<call>``), and a cached record that a submitted task reads is read from the cache
 and scattered as data (``cached-<key>-<call>``), one at a time. Every stored record comes back to
 the client, which alone writes the cache, as each future completes, and is let go once written.
-A not-stored record (``Task.store`` false: the inputs stage's decoded images) never comes back:
-it stays on the workers for the tasks that read it, and its figures (or its failure) reach the
-client as a worker event. The client keeps a future, and scattered data, only while a task that
-reads it has no outcome yet; dropping it lets the scheduler free it. So the client's memory does
-not grow with the plan, nor does the cluster's with the tasks already done.
+A not-stored task reading only data (``Task.store`` false: the inputs stage, decoding the
+images) is computed inside each task that reads it, on that task's worker (an :class:`_Inline`
+argument, outside the reader's figures), and its bytes are scattered to every worker: its
+readers depend on nothing that lies on one worker, so the scheduler places them by load (a
+pair's NNST runs start on every free worker at once) and no decoded record is held on a worker
+between tasks nor moved between them. The task itself still runs once, first (Dask priority),
+to report its figures or its bad-input failure as a worker event; its record is dropped there.
+The client keeps a future, and scattered data, only while a task that reads it has no outcome
+yet; dropping it lets the scheduler free it. So the client's memory does not grow with the
+plan, nor does the cluster's with the tasks already done. Records tell Dask their size
+(``_Output.__sizeof__``), for its transfer estimates and its memory manager.
 A plan run in this process and then on a cluster (or the other way round) reuses everything:
 the keys are the same.
 
@@ -23,7 +29,8 @@ Faults:
   ``distributed.scheduler.allowed-failures`` + 1 workers in a row (out of memory, usually) fails
   its runs with a message instead of the plan. Scattered data lost with a worker cannot be recomputed
   by Dask; the tasks that needed it come back cancelled and are resubmitted with the data
-  scattered again (a stored upstream from the cache, a not-stored one computed again from its bytes).
+  scattered again (a stored upstream from the cache; the inputs' bytes, on every worker, are lost
+  only with all of them).
 - An interrupted client releases what it submitted (the scheduler drops it); the stages already
   written are reused when the plan is started again.
 
@@ -65,6 +72,7 @@ import logging
 import os
 import queue
 import socket
+import sys
 import time
 import uuid
 from collections import Counter
@@ -72,6 +80,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import InputError
 from ..memory import release_freed_memory
@@ -101,6 +110,15 @@ class _Output:
     record: dict
     info: dict
 
+    def __sizeof__(self) -> int:
+        # what Dask's ``sizeof`` (``sys.getsizeof`` for an unknown type) sees: the record's arrays,
+        # not 56 bytes, so the scheduler weighs moving it and a worker's memory manager counts it
+        return object.__sizeof__(self) + sum(_nbytes(value) for value in self.record.values())
+
+
+def _nbytes(value) -> int:
+    return int(value.nbytes) if hasattr(value, "nbytes") else sys.getsizeof(value)
+
 
 @dataclass(frozen=True)
 class _Failed:
@@ -109,6 +127,18 @@ class _Failed:
     message: str
     stage: str
     key: str = ""  # the task that raised it
+
+
+class _Inline(NamedTuple):
+    """A not-stored upstream task computed inside the task that reads it, on its worker.
+
+    A NamedTuple: Dask replaces the futures among ``args`` (scattered bytes) by their values.
+    """
+
+    func: Callable
+    key: str
+    stage: str
+    args: tuple
 
 
 def _unwrap(value):
@@ -129,18 +159,45 @@ def _upstream_failure(value) -> _Failed | None:
     return next((failed for item in items if (failed := _upstream_failure(item)) is not None), None)
 
 
-def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False) -> _Output | _Failed:
+def _message(exc: BaseException) -> str:
+    """A bad-input error as the in-process executor words it."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _computed(value):
+    """``value`` with each :class:`_Inline` replaced by its record, or by a :class:`_Failed`
+    naming it where it raised a bad-input error."""
+    if isinstance(value, _Inline):
+        try:
+            return value.func(*_computed(value.args))
+        except input_errors() as exc:
+            return _Failed(_message(exc), value.stage, value.key)
+    if type(value) in (list, tuple):
+        return type(value)(_computed(item) for item in value)
+    if type(value) is dict:
+        return {name: _computed(item) for name, item in value.items()}
+    return value
+
+
+def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, keep: bool = True) -> _Output | _Failed:
     """Run one stage on a worker: announce it, time it, turn a bad-input error into a value.
 
     An upstream :class:`_Failed` among ``args`` is returned as is (the stage is not run), so a
-    failure reaches every task downstream of it with the stage that failed. The outcome (the
-    info or the failure, not the record) is also sent as an ``"end"`` event: the client learns
-    it for a task whose record it never gathers (``store=False``). ``relay``: the stage takes
-    a ``progress=`` reporter, and gets a :class:`~.progress.RelayProgress` sending its steps on
-    :data:`STEP_TOPIC` (not a task argument: the record does not depend on it).
+    failure reaches every task downstream of it with the stage that failed. An :class:`_Inline`
+    among ``args`` (a not-stored upstream: the inputs) is computed here first, outside the
+    stage's figures (as in process, where it was computed before); its bad-input error is such
+    an upstream failure. The outcome (the info or the failure, not the record) is also sent as
+    an ``"end"`` event: the client learns it for a task whose record it never gathers
+    (``store=False``). ``relay``: the stage takes a ``progress=`` reporter, and gets a
+    :class:`~.progress.RelayProgress` sending its steps on :data:`STEP_TOPIC` (not a task
+    argument: the record does not depend on it). ``keep`` false: the record is let go once
+    computed (a not-stored task whose readers compute it themselves), only the info returns.
     """
     worker = _current_worker()
     failed = _upstream_failure(args)
+    if failed is None:
+        args = _computed(args)
+        failed = _upstream_failure(args)
     if failed is not None:
         _log(worker, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
         return failed
@@ -153,13 +210,13 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False) -
         with PeakMemory() as memory:
             record = func(*_unwrap(args), **kwargs)
     except input_errors() as exc:
-        failed = _Failed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, stage, key)
+        failed = _Failed(_message(exc), stage, key)
         _log(worker, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
         return failed
     info = {"seconds": time.perf_counter() - start, "peak_memory": int(memory.peak), "peak_gpu_memory": memory.gpu_peak,
             "worker": worker.address if worker is not None else socket.gethostname()}
     _log(worker, {"kind": "end", "key": key, "info": info})
-    return _Output(record, info)
+    return _Output(record if keep else {}, info)
 
 
 def _log(worker, event: dict) -> None:
@@ -227,6 +284,10 @@ class _DaskRun:
         self.deferred: list[dict] = []  # start events waiting for their upstream's outcome
         self.order = {key: i for i, key in enumerate(graph)}
         self.pending = as_completed(loop=client.loop)
+        # not-stored tasks reading only data (the inputs): each reader computes them where it
+        # runs (an _Inline argument), so no reader waits on the worker holding them
+        self.inlined = {key for key, task in graph.items() if not task.store and not _refs(task.args)}
+        self.broadcast: set[str] = set()  # data keys an inlined task reads: scattered to every worker
 
     # ---- submission
     def _live(self, key: str) -> bool:
@@ -237,8 +298,9 @@ class _DaskRun:
         """``keys`` plus the upstream tasks they need run again, in graph order, and the stored
         upstream keys whose records go to the cluster as data (read from the cache).
 
-        An upstream with a live future is read from it; a stored one from the cache; a
-        not-stored one without a live future (lost with a worker) is run again.
+        An upstream with a live future is read from it; a stored one from the cache; an inlined
+        one is computed by the reader; another not-stored one without a live future (lost with
+        a worker) is run again.
         """
         chosen: set[str] = set()
         as_data: set[str] = set()
@@ -246,7 +308,7 @@ class _DaskRun:
         def visit(key: str) -> None:
             chosen.add(key)
             for ref in set(_refs(self.graph[key].args)):
-                if ref in chosen or ref in as_data or ref in self.failures or self._live(ref):
+                if ref in chosen or ref in as_data or ref in self.failures or ref in self.inlined or self._live(ref):
                     continue
                 if ref in self.stored:
                     as_data.add(ref)
@@ -258,20 +320,26 @@ class _DaskRun:
                 visit(key)
         return sorted(chosen, key=self.order.__getitem__), as_data
 
-    def _payload(self, key: str, value, as_data: set[str], wanted: dict):
-        """``value`` with its bytes and cached records replaced by data keys; the bytes are
-        collected in ``wanted``."""
+    def _payload(self, key: str, value, as_data: set[str], wanted: dict, inline: bool = False):
+        """``value`` with its bytes and cached records replaced by data keys, and the TaskRefs
+        to an inlined task by an :class:`_Inline` of its arguments; the bytes are collected in
+        ``wanted``, those an inlined task reads (``inline``) also in :attr:`broadcast`."""
         if isinstance(value, (bytes, bytearray)):
             data_key = _data_key(bytes(value))
             wanted[data_key] = bytes(value)
+            if inline:
+                self.broadcast.add(data_key)
         elif isinstance(value, TaskRef):
+            if value.key in self.inlined:
+                task = self.graph[value.key]
+                return _Inline(task.func, task.key, task.stage, self._payload(key, task.args, as_data, wanted, True))
             if value.key not in as_data:
                 return value
             data_key = f"cached-{value.key}"
         elif type(value) in (list, tuple):
-            return type(value)(self._payload(key, item, as_data, wanted) for item in value)
+            return type(value)(self._payload(key, item, as_data, wanted, inline) for item in value)
         elif type(value) is dict:
-            return {name: self._payload(key, item, as_data, wanted) for name, item in value.items()}
+            return {name: self._payload(key, item, as_data, wanted, inline) for name, item in value.items()}
         else:
             return value
         self.data_readers.setdefault(data_key, set()).add(key)
@@ -280,11 +348,18 @@ class _DaskRun:
     def _scatter(self, data: dict) -> None:
         """Scatter ``{data key: value}`` under Dask keys unique to this call and attempt (a key
         released a moment ago by an earlier call, or lost, can still be forgotten by the
-        scheduler after it is scattered again)."""
-        self.scatters += 1
-        names = {f"{k}-{self.token}.{self.scatters}": k for k in data}
-        scattered = self.client.scatter({name: data[k] for name, k in names.items()}, hash=False)
-        self.data.update({names[name]: future for name, future in scattered.items()})
+        scheduler after it is scattered again). The data an inlined task reads goes to every
+        worker: its readers are placed as if they read nothing (by the workers' load, not by
+        where one copy lies)."""
+        for broadcast in (False, True):
+            part = {k: v for k, v in data.items() if (k in self.broadcast) == broadcast}
+            if not part:
+                continue
+            self.scatters += 1
+            names = {f"{k}-{self.token}.{self.scatters}": k for k in part}
+            scattered = self.client.scatter({name: part[k] for name, k in names.items()}, hash=False,
+                                            broadcast=broadcast)
+            self.data.update({names[name]: future for name, future in scattered.items()})
 
     def _scattered(self, data_key: str) -> bool:
         return data_key in self.data and self.data[data_key].status == "finished"
@@ -292,6 +367,8 @@ class _DaskRun:
     def _futures_for(self, value):
         if isinstance(value, _DataKey):
             return self.data[value.key]
+        if isinstance(value, _Inline):
+            return value._replace(args=self._futures_for(value.args))
         if isinstance(value, TaskRef):
             return self.futures[value.key]
         if type(value) in (list, tuple):
@@ -301,7 +378,8 @@ class _DaskRun:
         return value
 
     def submit(self, keys: list[str]) -> None:
-        """Scatter what ``keys`` need (once per data key) and submit them, upstream first.
+        """Scatter what ``keys`` need (once per data key) and submit them, upstream first (the
+        inlined tasks before all: see :attr:`inlined`).
 
         A key downstream of a failure already known (a resubmission) fails without running.
         Cached records go one at a time (read, scattered, let go): the client never holds more
@@ -309,7 +387,7 @@ class _DaskRun:
         """
         keys, as_data = self._expand([key for key in keys if not self._fails_upstream(key)])
         wanted: dict = {}
-        payloads = {key: self._payload(key, self.graph[key].args, as_data, wanted) for key in keys}
+        payloads = {key: self._payload(key, self.graph[key].args, as_data, wanted, key in self.inlined) for key in keys}
         missing = {k: v for k, v in wanted.items() if not self._scattered(k)}
         if missing:
             self._scatter(missing)
@@ -322,14 +400,17 @@ class _DaskRun:
                 self.submit(keys)
                 return
             self._scatter({f"cached-{ref}": record})
-        for key in keys:
+        # the inlined tasks first, and before any other on a worker (priority): they check the
+        # inputs and report their figures, which their readers' events wait for
+        for key in sorted(keys, key=lambda k: k not in self.inlined):
             task = self.graph[key]
             self.attempts[key] += 1
             # a resubmission takes a new Dask key: the client keeps the cancelled one's state a while
             dask_key = key if self.attempts[key] == 1 else f"{key}-retry{self.attempts[key] - 1}"
             relay = self.progress is not None and takes_progress(task.func)
             future = self.client.submit(run_task, task.func, key, task.stage, *self._futures_for(payloads[key]),
-                                        key=dask_key, resources=task.resources or None, pure=False, relay=relay)
+                                        key=dask_key, resources=task.resources or None, pure=False, relay=relay,
+                                        keep=key not in self.inlined, priority=int(key in self.inlined))
             self.futures[key] = future
             self.task_of[dask_key] = key
             self.finished.pop(key, None)
@@ -351,7 +432,8 @@ class _DaskRun:
             return  # a not-stored task run again for a lost reader: its outcome is known
         task = self.graph[key]
         if future.status == "finished" and not task.store:
-            # its record stays on the cluster for its readers; its outcome comes as an "end" event
+            # its record stays on the cluster for its readers (an inlined one's is not even kept:
+            # they compute it themselves); its outcome comes as an "end" event
             self.finished[key] = time.monotonic()
         elif future.status == "finished":
             try:
@@ -513,6 +595,23 @@ class _DaskRun:
     def busy(self) -> bool:
         return not self.pending.is_empty() or bool(self.finished) or bool(self.outcomes)
 
+    def step(self) -> bool:
+        """Handle the futures finished and the events come since the last step -> whether any future was.
+
+        A method of its own: no future outlives it in a local variable (a future the client
+        still references keeps its data on the cluster).
+        """
+        batch = self.pending.next_batch(block=False)
+        self.collect_events()
+        for future in sorted(batch, key=lambda f: self.order[self.task_of[f.key]]):  # upstream first
+            self.handle(future)
+        self.take_ends()
+        self.flush_outcomes()
+        self.flush_starts()
+        if self.lost:
+            self.recover()
+        return bool(batch)
+
     # ---- the whole call
     def run(self) -> Results:
         for key, task in self.graph.items():
@@ -523,7 +622,8 @@ class _DaskRun:
         todo = [task.key for task in needed(self.graph, self.cache, present=self.stored.__contains__)]
         if not todo:
             return Results(self.graph, self.cache, self.failures)
-        self.remaining = Counter(ref for key in todo for ref in set(_refs(self.graph[key].args)))
+        self.remaining = Counter(ref for key in todo for ref in set(_refs(self.graph[key].args))
+                                 if ref not in self.inlined)  # an inlined task's future is read by none
         self._check_resources(todo)
         self.client.subscribe_topic(EVENT_TOPIC, lambda event: self.events.put(event[1]))
         if self.progress is not None:
@@ -531,16 +631,7 @@ class _DaskRun:
         try:
             self.submit(todo)
             while self.busy():
-                batch = self.pending.next_batch(block=False)
-                self.collect_events()
-                for future in sorted(batch, key=lambda f: self.order[self.task_of[f.key]]):  # upstream first
-                    self.handle(future)
-                self.take_ends()
-                self.flush_outcomes()
-                self.flush_starts()
-                if self.lost:
-                    self.recover()
-                if not batch:
+                if not self.step():
                     time.sleep(POLL_S)
         finally:
             # dropping the futures releases them: the scheduler forgets what no client wants
