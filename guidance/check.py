@@ -3,12 +3,11 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
 from guidance.errors import MaskError
 from guidance.masks import Label, MaskPair, load_masks
 from guidance.palette import MIN_LABEL_SHARE
-from nnst_hr.files import TRANSPOSING_ORIENTATIONS, exif_orientation
+from nnst_hr.errors import InputError
+from nnst_hr.files import read_image_shape
 
 
 @dataclass
@@ -78,7 +77,7 @@ def image_shape(path: Path) -> tuple[int, int]:
     Parameters
     ----------
     path : Path
-        An image file Pillow can open.
+        An image file as a run reads it (:func:`nnst_hr.files.read_image`).
 
     Returns
     -------
@@ -88,19 +87,13 @@ def image_shape(path: Path) -> tuple[int, int]:
     Raises
     ------
     MaskError
-        The file is missing or not an image.
+        The file is missing, not an image, or one a run refuses (a GIF or BMP, too many pixels):
+        a check that passed it was followed by a run that refused it.
     """
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = exif_orientation(image)
-    except FileNotFoundError as err:
-        raise MaskError(f"image {path} does not exist: check the path") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise MaskError(f"cannot read image {path} ({err}): check the file") from err
-    if orientation in TRANSPOSING_ORIENTATIONS:
-        width, height = height, width
-    return height, width
+        return read_image_shape(path)
+    except InputError as err:
+        raise MaskError(str(err)) from None
 
 
 def _format(mask_dir: Path, pair: MaskPair | None, problems: list[str], warnings: list[str]) -> str:

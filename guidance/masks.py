@@ -215,6 +215,9 @@ def load_masks(mask_dir, content_shape=None, style_shape=None) -> MaskPair:
     (4, (567, 633), (540, 800))
     """
     mask_dir = Path(mask_dir)
+    if mask_dir.exists() and not mask_dir.is_dir():
+        raise MaskError(f"{mask_dir} is a file, not a mask folder: give the folder that holds "
+                        f"content.png and style.png (or content/ and style/)")
     if not mask_dir.is_dir():
         raise MaskError(f"mask folder {mask_dir} does not exist: give the folder that holds "
                         f"content.png and style.png (or content/ and style/)")
@@ -302,8 +305,15 @@ def _load_mask_files(paths: tuple[Path, Path], content_shape, style_shape, fs) -
 
 def _find_source(mask_dir: Path, side: str, fs) -> Path:
     """The mask file or region folder of one side (``"content"`` or ``"style"``)."""
+    others = []  # files of another format: named when no mask is found
     for stem in (f"{side}_mask", side):
-        files = sorted(p for p in fs.glob(mask_dir, f"{stem}.*") if p.suffix.lower() in MASK_SUFFIXES)
+        named = sorted(fs.glob(mask_dir, f"{stem}.*"))
+        others += [p.name for p in named if p.suffix.lower() not in MASK_SUFFIXES and fs.is_file(p)]
+        files = [p for p in named if p.suffix.lower() in MASK_SUFFIXES]
+        for path in files:
+            if fs.is_dir(path):  # was taken for a folder of region masks: "of different forms"
+                raise MaskError(f"{path} is a folder, not a mask image: give {side}.png (a color label map) "
+                                f"or a folder {side}/ of grey region masks")
         if len(files) > 1 or (files and stem == side and fs.is_dir(mask_dir / side)):
             found = ", ".join(p.name for p in files) + (f", {side}/" if fs.is_dir(mask_dir / side) else "")
             raise MaskError(f"{mask_dir} holds several {side} masks ({found}): keep one")
@@ -311,7 +321,8 @@ def _find_source(mask_dir: Path, side: str, fs) -> Path:
             return files[0]
     if fs.is_dir(mask_dir / side):
         return mask_dir / side
-    raise MaskError(f"no {side} mask in {mask_dir}: add {side}.png (a color label map, or "
+    unread = f" ({', '.join(others)}: not a mask format; save it as PNG)" if others else ""
+    raise MaskError(f"no {side} mask in {mask_dir}{unread}: add {side}.png (a color label map, or "
                     f"{side}_mask.png) or a folder {side}/ of grey region masks")
 
 

@@ -97,18 +97,21 @@ def _process_settings() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _guarded(action):
-    """Run ``action()``; bad input -> message + exit 2, anything else -> message + exit 1."""
+def _guarded(action, memory_hint=None):
+    """Run ``action()``; bad input -> message + exit 2, anything else -> message + exit 1.
+
+    ``memory_hint()``: what to lower when the command runs out of memory, in the options it was
+    given ("use a smaller --size"); None: only "close other programs"."""
     from .signals import sigterm_as_exception
 
     _process_settings()
     with warnings.catch_warnings(), sigterm_as_exception():
         warnings.simplefilter("default")
         warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
-        return _exit_codes(action)
+        return _exit_codes(action, memory_hint)
 
 
-def _exit_codes(action):
+def _exit_codes(action, memory_hint=None):
     try:
         return action()
     except typer.Exit:
@@ -117,7 +120,7 @@ def _exit_codes(action):
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     except MemoryError:
-        print("error: out of memory; use a smaller --size or --out-size, or close other programs", file=sys.stderr)
+        print(_out_of_memory_line(None, memory_hint), file=sys.stderr)
         raise typer.Exit(2) from None
     except Terminated:
         print("terminated (SIGTERM): run the same command again to resume from the run folder", file=sys.stderr)
@@ -128,8 +131,7 @@ def _exit_codes(action):
     except RuntimeError as exc:
         if not _out_of_memory(exc):
             _internal_error(exc)
-        print(f"error: out of memory ({_first_line(exc)}); use a smaller --size or --out-size, or close other "
-              "programs", file=sys.stderr)
+        print(_out_of_memory_line(exc, memory_hint), file=sys.stderr)
         raise typer.Exit(2) from None
     except OSError as exc:
         if is_disk_full(exc):
@@ -148,6 +150,26 @@ def _out_of_memory(exc: RuntimeError) -> bool:
     """torch's allocators fail with RuntimeErrors, not MemoryError: CPU "can't allocate memory",
     CUDA ``torch.OutOfMemoryError`` ("CUDA out of memory")."""
     return type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)
+
+
+def _out_of_memory_line(exc: RuntimeError | None, memory_hint) -> str:
+    """``error: out of memory (torch's first line); <the command's hint>, or close other programs``."""
+    detail = f" ({_first_line(exc)})" if exc is not None else ""
+    hint = memory_hint() if memory_hint is not None else None
+    return f"error: out of memory{detail}; {hint + ', or ' if hint else ''}close other programs"
+
+
+def _run_memory_hint(options) -> str:
+    """What to lower when a run (:class:`nnst_hr.run.RunOptions`; None before they are known) ran out of
+    memory: the options that set its sizes. With ``--print`` the poster's size comes from the print
+    and ``--dpi`` (``--out-size`` is refused), as the memory check before the run says too."""
+    if options is None:
+        return "use a smaller --size or --out-size"
+    if options.print_size is not None:
+        return "use a smaller --size, a lower --dpi or a smaller --print"
+    if options.poster.out_size:
+        return "use a smaller --size or --out-size"
+    return "use a smaller --size"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -255,9 +277,11 @@ def run(
                                          "render": render.value, "max_search_size": max_search_size}),
             overwrite=overwrite, weights=weights, quiet=quiet,
         )
+        resolved["options"] = options
         run_files(paths.content, paths.style, paths.output, options)
 
-    _guarded(action)
+    resolved = {}  # the options as the run got them (from --config too), for the out-of-memory line
+    _guarded(action, lambda: _run_memory_hint(resolved.get("options")))
 
 
 @app.command("experiment")
@@ -278,7 +302,7 @@ def experiment_command(
         if summary.failed:
             print(f"warning: {summary.failed} of {summary.runs} runs failed; see {summary.results}", file=sys.stderr)
 
-    _guarded(action)
+    _guarded(action, lambda: "use a smaller size or out_size in the plan")
 
 
 @cache_app.command("info")
@@ -411,12 +435,9 @@ def metrics_command(
 
             masks = load_masks(guide, content_image.shape[:2], style_image.shape[:2])
         if field is not None:
-            try:
-                stored = load_field(field)
-                nnf, style_size = stored["nnf"], tuple(int(v) for v in stored["style_size"])
-                made_for = tuple(int(v) for v in stored["content_size"])
-            except (OSError, ValueError, KeyError) as exc:
-                raise InputError(f"{field} is not an nnf.npz of a run folder ({exc})") from None
+            stored = load_field(field)
+            nnf, style_size = stored["nnf"], tuple(int(v) for v in stored["style_size"])
+            made_for = tuple(int(v) for v in stored["content_size"])
             for what, path, made, pixels in (("content", content, made_for, content_image),
                                              ("style", style, style_size, style_image)):
                 if not _same_aspect(made, pixels.shape[:2]):
@@ -437,4 +458,4 @@ def metrics_command(
 
     from .errors import InputError
 
-    _guarded(action)
+    _guarded(action, lambda: "use a smaller --size")

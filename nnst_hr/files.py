@@ -56,6 +56,7 @@ from nnst_hr import icc, png
 from nnst_hr.disk import disk_full_message, is_disk_full
 from nnst_hr.errors import DiskFullError, InputError
 from nnst_hr.icc import srgb_profile
+from nnst_hr.lock import file_in_the_way
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -65,12 +66,14 @@ __all__ = [
     "atomic_output",
     "atomic_write_bytes",
     "bytes_file",
+    "check_output_file",
     "check_output_path",
     "decode_image",
     "exif_orientation",
     "image_shape",
     "load_npz",
     "read_image",
+    "read_image_shape",
     "save_npz",
     "srgb_profile",
     "write_image",
@@ -234,6 +237,52 @@ def image_shape(data: bytes) -> tuple[int, int] | None:
     return (width, height) if orientation in TRANSPOSING_ORIENTATIONS else (height, width)
 
 
+def read_image_shape(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """The ``(height, width)`` that :func:`read_image` gives ``path``, from its header alone.
+
+    The file is refused as :func:`read_image` refuses it when that shows in its header: missing,
+    a folder, unreadable, empty, not an image, a format it does not read (GIF, BMP), too many
+    pixels. Pixels that do not decode show only when :func:`read_image` decodes them.
+
+    Raises
+    ------
+    InputError
+        With :func:`read_image`'s message.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     Image.new("RGB", (48, 32)).save(Path(folder) / "a.png")
+    ...     read_image_shape(Path(folder) / "a.png")
+    (32, 48)
+    """
+    path = _readable_file(path)
+    with open(path, "rb") as file:
+        head = file.read(png.HEADER_BYTES)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # read_image warns, once, when it reads the pixels
+            if head.startswith(TIFF_MAGIC):
+                with tifffile.TiffFile(path) as tif:
+                    page = tif.pages.first
+                    width, height = page.imagewidth, page.imagelength
+                    orientation = int(page.tags.valueof(EXIF_ORIENTATION_TAG, default=1))
+            else:
+                with Image.open(path) as image:
+                    _check_format(image, path)
+                    width, height = image.size
+                    orientation = exif_orientation(image)
+    except InputError:
+        raise
+    except Image.UnidentifiedImageError as exc:
+        raise _not_an_image(path) from exc
+    except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
+        raise _corrupt(path, exc) from exc
+    _check_pixel_count(path, width, height, max_pixels)
+    return (width, height) if orientation in TRANSPOSING_ORIENTATIONS else (height, width)
+
+
 class _Decoded(NamedTuple):
     pixels: np.ndarray  # float32 (H, W, C), C in 1..4 (1..5 if cmyk), rows as stored
     orientation: int  # EXIF orientation 1..8
@@ -322,6 +371,11 @@ def _check_pixel_count(path: Path, width: int, height: int, max_pixels: int) -> 
         )
 
 
+def _not_an_image(path: Path) -> InputError:
+    return InputError(f"{path} is not an image that can be read (PNG, JPEG, TIFF or WebP expected); "
+                      "check the file or convert it")
+
+
 def _corrupt(path: Path, detail: object) -> InputError:
     return InputError(f"{path} is truncated or corrupt ({detail}); re-export or re-download it")
 
@@ -348,20 +402,14 @@ def _read_with_pillow(source: Path | bytes, path: Path, max_pixels: int) -> _Dec
     except Image.DecompressionBombError as exc:
         raise InputError(f"{path} has too many pixels ({exc}); downscale it first") from exc
     except Image.UnidentifiedImageError as exc:
-        raise InputError(
-            f"{path} is not an image that can be read (PNG, JPEG, TIFF or WebP expected); "
-            "check the file or convert it"
-        ) from exc
+        raise _not_an_image(path) from exc
     except _DECODE_ERRORS as exc:
         raise _corrupt(path, exc) from exc
 
 
 def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> _Decoded:
     """Decode an opened Pillow image: float32 ``(H, W, C)``, C in 1..4, EXIF orientation, ICC profile."""
-    if image.format not in READ_FORMATS:
-        raise InputError(
-            f"{path} is a {image.format} image; supported formats are PNG, JPEG, TIFF and WebP: convert it first"
-        )
+    _check_format(image, path)
     _check_pixel_count(path, image.width, image.height, max_pixels)
     if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:  # MPO's extra frames are previews
         warnings.warn(f"{path} has {image.n_frames} frames; using the first", stacklevel=5)
@@ -383,6 +431,13 @@ def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> _Decoded:
         raise InputError(f"{path}: colour mode {image.mode} is not supported; convert it to sRGB") from exc
     samples = np.asarray(image).astype(np.float32) / np.float32(255)
     return _Decoded(samples.reshape(image.height, image.width, -1), orientation, profile)
+
+
+def _check_format(image: Image.Image, path: Path) -> None:
+    if image.format not in READ_FORMATS:
+        raise InputError(
+            f"{path} is a {image.format} image; supported formats are PNG, JPEG, TIFF and WebP: convert it first"
+        )
 
 
 def _pillow_target_mode(image: Image.Image) -> str:
@@ -637,12 +692,20 @@ def check_output_path(
     InputError
         With a message naming the file and the fix.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; give a file name, e.g. {path / 'poster.tif'}")
+    path = check_output_file(path)
     _bit_depth(path, bit_depth)
     _check_write_options(jpeg_quality, dpi)
     _check_destination(path, overwrite)
+    return path
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Refuse a path that cannot be an output file whatever the options: a folder (``.`` and ``/``
+    too), or one whose folder is missing or is a file (:class:`InputError` naming the fix)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a file name, e.g. {path / 'poster.tif'}")
+    _check_folder(path)
     return path
 
 
@@ -764,10 +827,18 @@ def _bit_depth(path: Path, bit_depth: int | None) -> int:
     return bit_depth
 
 
-def _check_destination(path: Path, overwrite: bool) -> None:
+def _check_folder(path: Path) -> None:
     folder = path.parent
     if not folder.is_dir():
+        blocking = file_in_the_way(folder)
+        if blocking is not None:
+            raise InputError(f"{path}: {blocking} is a file, not a folder; choose another folder")
         raise InputError(f"{path}: the folder {folder} does not exist; create it first")
+
+
+def _check_destination(path: Path, overwrite: bool) -> None:
+    _check_folder(path)
+    folder = path.parent
     if path.is_dir():
         raise InputError(f"{path} is a folder; give a file name")
     if path.exists() and not overwrite:

@@ -67,12 +67,15 @@ def run_lock(folder: str | os.PathLike, name: str = LOCK_NAME, *, parents: bool 
     """
     folder = Path(folder)
     created = not folder.exists()
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder} is a file where a folder is needed; move it away or choose another -o")
+    blocking = file_in_the_way(folder)
+    if blocking is not None:
+        raise InputError(f"{blocking} is a file where a folder is needed; move it away or choose another -o")
     if not parents and not folder.parent.is_dir():
         raise InputError(f"{folder}: the folder {folder.parent} does not exist; create it first")
-    folder.mkdir(parents=parents, exist_ok=True)
     path = folder / name
+    if path.is_dir():
+        raise InputError(f"{path} is a folder where the lock file goes; move it away or choose another -o")
+    folder.mkdir(parents=parents, exist_ok=True)
     try:
         fd = open_locked(path)
     except BlockingIOError:
@@ -88,6 +91,22 @@ def run_lock(folder: str | os.PathLike, name: str = LOCK_NAME, *, parents: bool 
         os.close(fd)
         if created:
             _remove_if_empty(folder)
+
+
+def file_in_the_way(folder: str | os.PathLike) -> Path | None:
+    """The file (anything not a folder) at ``folder`` or at the nearest of its parents that exists:
+    what keeps ``folder`` from being a folder or from being created (``mkdir`` fails on it). None
+    when there is none.
+
+    Examples
+    --------
+    >>> file_in_the_way("/") is None
+    True
+    """
+    for path in (Path(folder), *Path(folder).parents):
+        if path.exists() or path.is_symlink():
+            return None if path.is_dir() else path
+    return None
 
 
 def open_locked(path: Path, *, shared: bool = False, flags: int = os.O_RDWR) -> int:

@@ -11,11 +11,13 @@ are resized with ``align_corners=True``, so that is where the cell samples the i
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .errors import InputError
 from .files import save_npz
 from .hypercolumns import FEATURE_STRIDE
 
@@ -87,6 +89,9 @@ def save_field(path: str | os.PathLike, field: np.ndarray, content_size, style_s
     )
 
 
+FIELD_ARRAYS = ("nnf", "content_size", "style_size")  # what :func:`load_field` needs of an nnf.npz
+
+
 def load_field(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read ``nnf.npz`` back as a dict of arrays (no pickles allowed).
 
@@ -98,7 +103,35 @@ def load_field(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Returns
     -------
     dict of str to numpy.ndarray
-        ``nnf``, ``content_size``, ``style_size`` and ``stride``.
+        ``nnf``, ``content_size`` and ``style_size`` (two integers each), and ``stride``.
+
+    Raises
+    ------
+    InputError
+        A missing or empty file, a folder, a file that is not an ``.npz`` archive or lacks
+        those arrays (one line naming the file and the fix).
     """
-    with np.load(Path(path), allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    path = Path(path)
+    give = "give the nnf.npz of a run folder (OUTPUT.run/nnf.npz)"
+    if not path.exists():
+        raise InputError(f"{path}: no such file; {give}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; " + (f"give {path / 'nnf.npz'}" if (path / "nnf.npz").is_file()
+                                                   else give))
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty; {give}")
+    if not zipfile.is_zipfile(path):  # numpy's own error for a PNG was about pickled data
+        raise InputError(f"{path} is not an .npz archive (or is truncated); {give}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path} is truncated or corrupt ({exc}); {give}") from None
+    missing = [name for name in FIELD_ARRAYS if name not in arrays]
+    if missing:
+        raise InputError(f"{path} lacks {', '.join(missing)}: not an nnf.npz; {give}")
+    for name in FIELD_ARRAYS[1:]:
+        size = arrays[name]
+        if size.shape != (2,) or not np.issubdtype(size.dtype, np.integer) or (size < 1).any():
+            raise InputError(f"{path}: its {name} is {size.tolist()!r}, not a height and width; {give}")
+    return arrays

@@ -33,8 +33,17 @@ from .color import color_stage
 from .config import NNSTConfig, PosterConfig, checked_value
 from .device import resolve_device
 from .errors import InputError
-from .files import atomic_output, check_output_path, load_npz, read_image, save_npz, sha256_file, write_image
-from .integrity import remove
+from .files import (
+    atomic_output,
+    check_output_file,
+    check_output_path,
+    load_npz,
+    read_image,
+    save_npz,
+    sha256_file,
+    write_image,
+)
+from .integrity import SIDECAR_SUFFIX, remove
 from .lock import run_lock
 from .memory import release_freed_memory
 from .nnf import save_field
@@ -44,9 +53,12 @@ from .progress import Progress, Stage, format_seconds
 from .sizes import check_input_sizes
 from .workplan import output_stage
 
+NNF = "nnf.npz"  # the NNST stage's field (nnst_hr.nnf)
 NNST_STATE = "nnst_state.npz"  # float32 results of the NNST stage, for exact resumption
 POSTER_STATE = "poster_state.npz"  # synthesized poster and field, for resuming the color stage
 CHECKPOINTS = "checkpoints"  # per-scale NNST states (one .npz each), for resuming inside the NNST stage
+# every file a run writes into its folder (the .npz files with a checksum sidecar each)
+RUN_FILES = ("config.json", "nnst.png", "nnst_raw.png", NNF, NNST_STATE, POSTER_STATE, "timings.json", "proof.jpg")
 # config.json's entries besides the two configs: what read_run_config accepts (a missing one is None)
 RUN_CONFIG_TYPES = {"content": str | None, "style": str | None, "output": str | None, "guide": str | None,
                     "dpi": float | None, "jpeg_quality": int | None, "bit_depth": int | None, "print": str | None,
@@ -109,19 +121,72 @@ def _nnst_key(content: Path, style: Path, options: RunOptions) -> dict:
     }
 
 
-def _load_nnst_state(folder: Path) -> tuple[NNSTResult, np.ndarray] | None:
-    """The NNST stage's result and its colored image, as :func:`_save_nnst_state` left them.
+def _array_mismatch(name: str, array: np.ndarray, shape: tuple[int, ...], kind: type) -> str | None:
+    """Why ``array`` is not the ``shape`` array of ``kind`` (np.floating, np.integer) a run computes; None if it is."""
+    if array.shape == shape and np.issubdtype(array.dtype, kind):
+        return None
+    expected = "float" if kind is np.floating else "integer"
+    return f"holds {name} of {array.shape} {array.dtype}, not the {shape} {expected} this run computes"
 
-    None when either file is missing, truncated or corrupt (checksums: :mod:`nnst_hr.integrity`).
+
+def _nnst_state_mismatch(state: dict, nnf: dict, content_size: tuple[int, int], style_size: tuple[int, int],
+                         rotate: bool) -> tuple[str, str] | None:
+    """The file (``NNST_STATE`` or ``NNF``) whose arrays are not this run's NNST result, and why; None if both are.
+
+    ``content_size`` / ``style_size``: the content and style as NNST resizes them (:func:`long_side_shape`).
     """
+    from .hypercolumns import feature_grid
+
+    image_shape, grid = (*content_size, 3), (*feature_grid(*content_size), 3)
+    for name, words in (("image", "an image"), ("raw", "a raw image")):
+        if problem := _array_mismatch(words, state[name], image_shape, np.floating):
+            return NNST_STATE, problem
+    if problem := _array_mismatch("an objective", state["objective"], (), np.floating):
+        return NNST_STATE, problem
+    for name, size in (("content_size", content_size), ("style_size", style_size)):
+        if problem := _array_mismatch(f"a {name}", nnf[name], (2,), np.integer):
+            return NNF, problem
+        if tuple(int(v) for v in nnf[name]) != size:
+            return NNF, (f"was made for a {name} of {tuple(int(v) for v in nnf[name])}, not the {size} this "
+                               "run uses")
+    field = nnf["nnf"]
+    if problem := _array_mismatch("a field", field, grid, np.integer):
+        return NNF, problem
+    k, y, x = (field[..., i].astype(np.int64) for i in range(3))
+    turned = k % 2 == 1  # the style turned a quarter: its height and width swap
+    height, width = np.where(turned, style_size[1], style_size[0]), np.where(turned, style_size[0], style_size[1])
+    if not ((k >= 0) & (k < (4 if rotate else 1)) & (y >= 0) & (y < height) & (x >= 0) & (x < width)).all():
+        return NNF, f"holds a field pointing outside the style{' (or turning it)' if not rotate else ''}"
+    return None
+
+
+def _load_nnst_state(folder: Path, content_shape: tuple[int, int], style_shape: tuple[int, int],
+                     options: RunOptions) -> tuple[NNSTResult, np.ndarray] | None:
+    """The NNST stage's result and its colored image, as :func:`_save_nnst_state` left them, if they are
+    this run's: of the shapes that content and style of ``content_shape`` and ``style_shape`` (as read)
+    give at ``options.nnst.size``.
+
+    None when either file is missing, truncated or corrupt (checksums: :mod:`nnst_hr.integrity`), lacks
+    an array, or holds arrays of other shapes or types (another version, another size or a hand edit
+    wrote it): after one warning, that file is removed so that the stage runs again. Their checksums
+    alone say only that the bytes are the ones written, not that they are this run's result.
+    """
+    from .memory import long_side_shape
+
     state = load_npz(folder / NNST_STATE, keys=("image", "raw", "objective"))
-    nnf = load_npz(folder / "nnf.npz", keys=("nnf", "content_size", "style_size"))
+    nnf = load_npz(folder / NNF, keys=("nnf", "content_size", "style_size"))
     if state is None or nnf is None:
         return None
+    size = options.nnst.size
+    content_size, style_size = long_side_shape(content_shape, size), long_side_shape(style_shape, size)
+    mismatch = _nnst_state_mismatch(state, nnf, content_size, style_size, options.nnst.rotate)
+    if mismatch is not None:
+        name, problem = mismatch
+        warnings.warn(f"{folder / name} {problem}; recomputing it", stacklevel=2)
+        remove(folder / name)
+        return None
     result = NNSTResult(
-        raw=state["raw"], field=nnf["nnf"],
-        content_size=tuple(int(v) for v in nnf["content_size"]),
-        style_size=tuple(int(v) for v in nnf["style_size"]),
+        raw=state["raw"], field=nnf["nnf"], content_size=content_size, style_size=style_size,
         objective=float(state["objective"]), timings={},
     )
     return result, state["image"]
@@ -130,7 +195,7 @@ def _load_nnst_state(folder: Path) -> tuple[NNSTResult, np.ndarray] | None:
 def _save_nnst_state(folder: Path, result: NNSTResult, image: np.ndarray) -> None:
     write_image(folder / "nnst.png", image, overwrite=True)
     write_image(folder / "nnst_raw.png", result.raw, overwrite=True)
-    save_field(folder / "nnf.npz", result.field, result.content_size, result.style_size)
+    save_field(folder / NNF, result.field, result.content_size, result.style_size)
     save_npz(folder / NNST_STATE, image=image, raw=result.raw, objective=np.float64(result.objective))
 
 
@@ -195,16 +260,19 @@ def _load_poster_state(folder: Path, shape: tuple[int, int]) -> np.ndarray | Non
     return None
 
 
-def _saved_stages(folder: Path, previous: dict, nnst_key: dict, poster_key: dict, options: RunOptions) -> _Saved:
+def _saved_stages(folder: Path, previous: dict, nnst_key: dict, poster_key: dict, options: RunOptions,
+                  content_shape: tuple[int, int], style_shape: tuple[int, int]) -> _Saved:
     """What ``folder`` holds for a run with these keys: results written under the same keys, intact
-    and of the shapes this run computes, loaded.
+    and of the shapes this run computes from a content and style of ``content_shape`` and
+    ``style_shape`` ``(H, W)`` (as NNST gets them), loaded.
 
     ``previous`` is the folder's ``config.json`` (empty for a new folder). Decided once, before
     the memory check (which counts only the stages that will run), and handed to the stages,
     which use exactly what was loaded here: the decision and the loading cannot disagree.
     The poster's synthesis is taken only with the NNST result it was made from.
     """
-    nnst = _load_nnst_state(folder) if previous.get("nnst_key") == nnst_key else None
+    nnst = (_load_nnst_state(folder, content_shape, style_shape, options)
+            if previous.get("nnst_key") == nnst_key else None)
     synthesis = None
     shape = _poster_shape(nnst[0].raw.shape[:2], options) if nnst is not None else None
     if shape is not None and previous.get("poster_key") == poster_key:
@@ -304,14 +372,22 @@ def read_run_config(path: str | Path) -> dict:
         A missing or unreadable file, or unknown parameters.
     """
     path = Path(path)
+    give = "give the config.json in an earlier run's folder (OUTPUT.run/config.json)"
+    if path.is_dir():
+        inside = path / "config.json"
+        raise InputError(f"{path} is a folder; " + (f"give {inside}" if inside.is_file() else give))
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file; give a run folder's config.json") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable config.json ({exc})") from None
+        raise InputError(f"{path}: no such file; {give}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a run folder's config.json (not text); {give}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not a run folder's config.json (not JSON: {exc}); {give}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}); {give}") from None
     if not isinstance(data, dict) or "nnst" not in data or "poster" not in data:
-        raise InputError(f"{path}: not a run folder's config.json (no 'nnst' and 'poster' parameters)")
+        raise InputError(f"{path} is not a run folder's config.json (no 'nnst' and 'poster' parameters); {give}")
     try:
         for name, hint in RUN_CONFIG_TYPES.items():
             try:
@@ -334,6 +410,24 @@ def read_run_config(path: str | Path) -> dict:
         raise InputError(f"{path}: {exc}; fix or remove that entry, or run without --config") from None
     paths = {name: Path(data[name]) if data.get(name) else None for name in ("content", "style", "output")}
     return {**paths, "options": options}
+
+
+def _check_run_folder(folder: Path) -> None:
+    """Refuse (:class:`InputError`), before any work, a run folder holding a folder where the run
+    writes a file, or a file where it keeps its checkpoints: found by the stage that writes there,
+    after its work, each was a traceback or a message naming no fix."""
+    names = [*RUN_FILES, *(name + SIDECAR_SUFFIX for name in RUN_FILES if name.endswith(".npz"))]
+    for path in (folder / name for name in names):
+        if path.is_dir():
+            raise InputError(f"{path} is a folder where the run writes a file; move it away or choose another -o")
+    checkpoints = folder / CHECKPOINTS
+    if (checkpoints.exists() or checkpoints.is_symlink()) and not checkpoints.is_dir():
+        raise InputError(f"{checkpoints} is a file where the run keeps its checkpoints; move it away or choose "
+                         "another -o")
+    for path in sorted(checkpoints.glob("*.npz*")) if checkpoints.is_dir() else ():
+        if path.is_dir():
+            raise InputError(f"{path} is a folder where the run keeps a checkpoint; move it away or choose "
+                             "another -o")
 
 
 def _previous_config(path: Path) -> dict:
@@ -373,7 +467,8 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     Holds the run folder's lock (:func:`nnst_hr.lock.run_lock`) throughout: a second run on
     the same output is refused instead of writing into the same folder.
     """
-    with run_lock(run_folder(Path(output))):
+    output = check_output_file(output)  # a folder (`-o .`) has no run folder beside it
+    with run_lock(run_folder(output)):
         return _run_files(content, style, output, options)
 
 
@@ -405,13 +500,15 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
         options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))
         progress.message(plan.describe())
     folder = run_folder(output)
+    _check_run_folder(folder)
     config_path = folder / "config.json"
     previous = _previous_config(config_path)
     nnst_key = _nnst_key(content, style, options)
     if plan is not None:
         nnst_key["print"] = plan.key()
     poster_key = {"poster": options.poster.to_dict(), **nnst_key}
-    saved = _saved_stages(folder, previous, nnst_key, poster_key, options)
+    saved = _saved_stages(folder, previous, nnst_key, poster_key, options, content_img.shape[:2],
+                          style_img.shape[:2])
     check_resources(output, folder, content_img.shape[:2], style_img.shape[:2], options, device.type,
                     nnst_done=saved.nnst is not None, synthesis_done=saved.synthesis is not None)
     for message in (masks.warnings if masks is not None else []):

@@ -455,6 +455,11 @@ def _toml(folder: Path, text: str):
     (GOOD_PAIR + "[fixed]\nmask_weight = nan\n", "fixed.mask_weight: poster weights"),
     ('[[pair]]\ncontent = "."\nstyle = "s.png"\n', "pair[0].content: "),  # a folder: "is a folder, not an image"
     (GOOD_PAIR + 'guide = "c.png"\n', "pair[0].guide: "),  # a file: "is a file, not a masks folder"
+    # the same runs twice (both in the report) were run silently; [pair] and pair = 5 read "no pairs"
+    (GOOD_PAIR + GOOD_PAIR, "pair[1]: c.png / s.png is already pair[0], with the same guide and options"),
+    (GOOD_PAIR + '[[pair]]\ncontent = "?.png"\nstyle = "s.png"\n', "pair[1]: c.png / s.png is already pair[0]"),
+    ('[pair]\ncontent = "c.png"\nstyle = "s.png"\n', "pair: written [pair]; write [[pair]]"),
+    ("pair = 5\n", "pair: must be [[pair]] tables with content and style, got 5"),
 ])
 def test_bad_plans_are_refused_naming_the_key(folder, text, where):
     with pytest.raises(InputError) as info:
@@ -463,6 +468,13 @@ def test_bad_plans_are_refused_naming_the_key(folder, text, where):
     assert "\n" not in str(info.value)
     if where in ("pair[0].content: ", "pair[0].guide: "):
         assert "is a folder, not an image" in str(info.value) or "is a file, not a masks folder" in str(info.value)
+
+
+def test_a_pair_repeated_with_other_options_is_two_pairs(folder):
+    """The negative control of the duplicate-pair refusal: the same files with another option."""
+    plan = _toml(folder, GOOD_PAIR + GOOD_PAIR + "alpha = 0.25\n")
+    assert len(plan.pairs) == 2 and plan.pairs[0].content == plan.pairs[1].content
+    assert [pair.options for pair in plan.pairs] == [{}, {"alpha": 0.25}]
 
 
 def test_globs_per_pair_options_and_run_order(folder):

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -38,6 +39,23 @@ TINY_POSTER = (*TINY, "--out-size", 128)
 
 def pair(tmp_path: Path) -> tuple[Path, Path]:
     return image_file(tmp_path / "content.png", 64, 48), image_file(tmp_path / "style.png", 64, 64, seed=1)
+
+
+class FinishedRun(NamedTuple):
+    args: tuple  # the command, to run it again
+    output: Path
+    expected: np.ndarray  # the output's pixels
+    folder: Path  # its run folder
+
+
+def finished_run(cli, tmp_path: Path, *extra) -> FinishedRun:
+    """A tiny poster run of :func:`pair`, done."""
+    content, style = pair(tmp_path)
+    output = tmp_path / "out.png"
+    args = ("run", content, style, "-o", output, *TINY_POSTER, *extra)
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    return FinishedRun(args, output, read_image(output), tmp_path / "out.run")
 
 
 def assert_one_line_error(result, code: int, *needles: str) -> None:
@@ -282,12 +300,7 @@ def test_lock_refused_in_the_same_process_too_and_released_after(tmp_path):
 
 @needs_weights
 def test_truncated_checkpoints_are_recomputed_to_the_same_result(cli, tmp_path):
-    content, style = pair(tmp_path)
-    output = tmp_path / "out.png"
-    args = ("run", content, style, "-o", output, *TINY_POSTER)
-    assert cli(*args).exit_code == 0
-    expected = read_image(output)
-    folder = tmp_path / "out.run"
+    args, output, expected, folder = finished_run(cli, tmp_path)
     names = ["nnst_state.npz", "nnf.npz", "poster_state.npz", "checkpoints/scale0.npz"]
     assert all(is_intact(folder / name) for name in names)
     for name in names:
@@ -551,12 +564,7 @@ def test_run_folder_state_from_another_version_or_garbled_is_recomputed(cli, tmp
     checkpoint of another shape: each is recomputed with one warning, to the same output."""
     from nnst_hr.files import save_npz
 
-    content, style = pair(tmp_path)
-    output = tmp_path / "out.png"
-    args = ("run", content, style, "-o", output, *TINY_POSTER)
-    assert cli(*args).exit_code == 0
-    expected = read_image(output)
-    folder = tmp_path / "out.run"
+    args, output, expected, folder = finished_run(cli, tmp_path)
     (folder / "config.json").write_text("{garbled")
     result = cli(*args, "--overwrite")
     assert result.exit_code == 0, result.output
@@ -583,12 +591,7 @@ def test_a_poster_state_holding_another_poster_is_not_taken_as_saved(cli, tmp_pa
     poster of an uninterrupted run. It was taken as saved and used as it was."""
     from nnst_hr.files import save_npz
 
-    content, style = pair(tmp_path)
-    output = tmp_path / "out.png"
-    args = ("run", content, style, "-o", output, *TINY_POSTER, "--overwrite")
-    assert cli(*args).exit_code == 0
-    expected = read_image(output)  # (96, 128, 3)
-    folder = tmp_path / "out.run"
+    args, output, expected, folder = finished_run(cli, tmp_path, "--overwrite")  # expected: (96, 128, 3)
     state = folder / "poster_state.npz"
     shapes, sizes = ((48, 64), (64, 64)), {"size": 64, "out_size": 128, "nnst_done": True}
     synthesis = memory.estimate_peak_bytes(*shapes, **sizes).ram * memory.HEADROOM
@@ -618,6 +621,59 @@ def test_a_poster_state_holding_another_poster_is_not_taken_as_saved(cli, tmp_pa
             assert saved["image"].shape == expected.shape and saved["image"].dtype == np.float32
 
 
+@needs_weights
+def test_an_nnst_state_of_another_shape_or_type_is_recomputed(cli, tmp_path, monkeypatch):
+    """Intact nnst_state.npz / nnf.npz (checksums match, every array there) holding another run's
+    result or a hand edit: each is warned about in one line and recomputed, to the output of an
+    uninterrupted run, and the memory check counts the NNST stage. They were taken as saved: an
+    image or field of another size went on into the poster stage."""
+    from nnst_hr.files import save_npz
+
+    args, output, expected, folder = finished_run(cli, tmp_path, "--overwrite")
+    with np.load(folder / "nnst_state.npz") as state, np.load(folder / "nnf.npz") as nnf:
+        state, nnf = dict(state), dict(nnf)
+    assert state["raw"].shape == (48, 64, 3) and nnf["nnf"].shape == (12, 16, 3)
+    shapes, sizes = ((48, 64), (64, 64)), {"size": 64, "out_size": 128}
+    everything = memory.estimate_peak_bytes(*shapes, **sizes).ram * memory.HEADROOM
+    resuming = memory.estimate_peak_bytes(*shapes, **sizes, nnst_done=True, synthesis_done=True).ram * memory.HEADROOM
+    assert resuming < everything
+    enough_to_resume = int((resuming + everything) / 2)
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: enough_to_resume)
+    resumed = cli(*args)  # the control: this run's own state is taken, and fits
+    assert resumed.exit_code == 0 and "nnst: resumed" in resumed.stderr, resumed.output
+    pointing_out = nnf["nnf"].copy()
+    pointing_out[3, 4, 1] = 64  # one row below the 64 px style
+    wrong = [  # (file, arrays replaced, what the warning says)
+        ("nnst_state.npz", {"raw": np.zeros((5, 5, 3), np.float32)}, "holds a raw image of (5, 5, 3) float32"),
+        ("nnst_state.npz", {"image": (state["image"] * 255).astype(np.uint8)}, "holds an image of (48, 64, 3) uint8"),
+        ("nnst_state.npz", {"objective": np.zeros(3)}, "holds an objective of (3,)"),
+        ("nnf.npz", {"nnf": np.zeros((5, 5, 3), np.int32)}, "holds a field of (5, 5, 3) int32"),
+        ("nnf.npz", {"nnf": nnf["nnf"].astype(np.float32)}, "holds a field of (12, 16, 3) float32"),
+        ("nnf.npz", {"content_size": np.array([96, 128], np.int32)}, "was made for a content_size of (96, 128)"),
+        ("nnf.npz", {"nnf": pointing_out}, "holds a field pointing outside the style"),
+    ]
+    saved = {"nnst_state.npz": state, "nnf.npz": nnf}
+    for name, arrays, says in wrong:
+        save_npz(folder / name, **{**saved[name], **arrays})
+        monkeypatch.setattr(memory, "available_ram_bytes", lambda: enough_to_resume)  # NNST counted: refused
+        refused = cli(*args)
+        assert_one_line_error(refused, 2, "GB of memory", "close other programs")
+        assert f"{folder / name} {says}" in refused.stderr, refused.stderr
+        save_npz(folder / name, **{**saved[name], **arrays})  # the refused run removed it
+        monkeypatch.setattr(memory, "available_ram_bytes", lambda: None)  # unknown: no memory check
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        warned = [line for line in result.stderr.splitlines() if str(folder) in line]
+        assert len(warned) == 1 and says in warned[0] and warned[0].endswith("recomputing it"), result.stderr
+        assert "nnst: resumed" not in result.stderr
+        np.testing.assert_array_equal(read_image(output), expected, err_msg=says)
+        with np.load(folder / "nnst_state.npz") as now, np.load(folder / "nnf.npz") as field:
+            # resumed from the scale checkpoints: equal up to float rounding
+            np.testing.assert_allclose(now["raw"], state["raw"], atol=1e-5, err_msg=says)
+            assert field["nnf"].shape == nnf["nnf"].shape and field["nnf"].dtype == np.int32, says
+            np.testing.assert_array_equal(field["content_size"], nnf["content_size"], err_msg=says)
+
+
 def test_metrics_refuses_bad_seeds_tiny_images_and_a_field_of_another_content(cli, tmp_path):
     from nnst_hr.nnf import save_field
 
@@ -645,6 +701,46 @@ def test_torch_running_out_of_memory_is_one_line(cli, tmp_path, monkeypatch):
     assert_one_line_error(result, 2, "out of memory", "can't allocate memory", "smaller --size")
 
 
+CUDA_OOM = "CUDA out of memory. Tried to allocate 2.00 GiB.\nGPU 0 has a total capacity of 8 GiB"
+PRINT_HINT = "use a smaller --size, a lower --dpi or a smaller --print, or close other programs"
+
+
+@pytest.mark.parametrize(("options", "error", "hint"), [
+    ((), MemoryError, "use a smaller --size, or close other programs"),
+    (("--out-size", 128), RuntimeError, "use a smaller --size or --out-size, or close other programs"),
+    (("--print", "4x3in", "--dpi", 20), MemoryError, PRINT_HINT),
+    (("--print", "4x3in", "--dpi", 20), RuntimeError, PRINT_HINT),
+], ids=["no poster", "out-size", "print", "print, torch"])
+def test_running_out_of_memory_names_the_options_that_set_the_sizes(cli, tmp_path, monkeypatch, options, error, hint):
+    """A run that runs out of memory midway names the options it was given: a print's poster
+    size comes from --print and --dpi (--out-size is refused there), a run without a poster has
+    only --size. Every run was told "use a smaller --size or --out-size"."""
+    import torch
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError() if error is MemoryError else torch.OutOfMemoryError(CUDA_OOM)
+
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", out_of_memory)
+    content, style = pair(tmp_path)
+    args = ("run", content, style, "-o", tmp_path / "out.png", *TINY, *options)
+    result = cli(*args)
+    detail = "out of memory (CUDA out of memory. Tried to allocate 2.00 GiB.); " if error is RuntimeError else ""
+    assert_one_line_error(result, 2, f"error: {detail or 'out of memory; '}{hint}")
+    assert result.stderr.splitlines()[-1].endswith(hint)
+    if "--print" in options:  # from a print run's config.json too: the options it reads count
+        result = cli("run", "--config", tmp_path / "out.run" / "config.json")
+        assert_one_line_error(result, 2, PRINT_HINT)
+
+
+def test_an_experiment_running_out_of_memory_names_the_plan_options(cli, tmp_path, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr("nnst_hr.experiment.run_plan", out_of_memory)
+    result = cli("experiment", tmp_path / "plan.toml", "-o", tmp_path / "results")
+    assert_one_line_error(result, 2, "error: out of memory; use a smaller size or out_size in the plan, or close")
+
+
 def test_weights_that_torch_cannot_load_give_one_line(cli, tmp_path):
     garbage = tmp_path / "vgg.pth"
     garbage.write_bytes(b"not a state dict")
@@ -653,11 +749,201 @@ def test_weights_that_torch_cannot_load_give_one_line(cli, tmp_path):
 
 
 def test_experiment_cache_naming_a_file_is_one_line(cli, tmp_path):
-    content, style = pair(tmp_path)
-    plan = tmp_path / "plan.toml"
-    plan.write_text(f'[[pair]]\ncontent = "{content.name}"\nstyle = "{style.name}"\n[fixed]\nsize = 64\n')
+    plan = _tiny_plan(tmp_path)
     cache = tmp_path / "cache"
     cache.write_text("a file")
     result = cli("experiment", plan, "-o", tmp_path / "results", "--cache", cache, "-q")
     assert_one_line_error(result, 2, str(cache), "is a file", "--cache")
     assert cache.read_text() == "a file"
+
+
+# --------------------------------------------------------------------------- files and folders in the way, odd inputs
+
+
+def test_an_output_that_is_a_folder_or_under_a_file_is_one_line(cli, tmp_path, monkeypatch):
+    """`-o .` was a traceback (a folder has no run folder beside it); `-o FILE/out.png` said that
+    the folder FILE does not exist."""
+    content, style = pair(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(cli("run", content, style, "-o", ".", *TINY), 2, ". is a folder; give a file name")
+    blocking = tmp_path / "notes.txt"
+    blocking.write_text("mine")
+    for output in (blocking / "out.png", blocking / "sub" / "out.png"):
+        result = cli("run", content, style, "-o", output, *TINY)
+        assert_one_line_error(result, 2, f"{output}: {blocking} is a file, not a folder; choose another folder")
+    assert blocking.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "notes.txt", "style.png"]
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("nnst.png", "folder"), ("nnst_state.npz", "folder"), ("nnf.npz.sha256", "folder"), ("config.json", "folder"),
+    ("checkpoints", "file"), ("checkpoints/scale0.npz", "folder"), ("lock", "folder"),
+])
+def test_a_run_folder_with_a_file_or_folder_in_the_way_is_refused_before_any_work(cli, tmp_path, monkeypatch,
+                                                                                   name, kind):
+    """Each was found by the stage that writes there, after its work: a traceback (checkpoints,
+    nnst_state.npz, lock) or "is a folder; give a file name" naming a file the user never gave."""
+    content, style = pair(tmp_path)
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
+    path = tmp_path / "out.run" / name
+    path.parent.mkdir(parents=True)
+    path.mkdir() if kind == "folder" else path.write_text("mine")
+    result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
+    assert_one_line_error(result, 2, f"{path} is a {kind} where", "move it away")
+    assert path.is_dir() if kind == "folder" else path.read_text() == "mine"
+    assert not (tmp_path / "out.png").exists()
+
+
+def _tiny_plan(tmp_path: Path) -> Path:
+    content, style = pair(tmp_path)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'[[pair]]\ncontent = "{content.name}"\nstyle = "{style.name}"\n'
+                    "[fixed]\nsize = 64\nsteps = 2\nsplit_steps = 2\n")
+    return plan
+
+
+def _nnst_key(plan: Path) -> str:
+    from nnst_hr.experiment.graph import build_graph, read_inputs
+    from nnst_hr.experiment.plan import load_plan
+
+    loaded = load_plan(plan)
+    return next(key for key in build_graph(loaded, read_inputs(loaded)) if key.startswith("nnst-"))
+
+
+@pytest.mark.parametrize("where, kind, options, says", [
+    ("results/runs", "file", (), "is a file where the experiment writes a folder"),  # were tracebacks once
+    ("results/runs/run001", "file", (), "is a file where the experiment writes a folder"),  # every stage had run
+    ("results/results.csv", "folder", (), "is a folder where the experiment writes a file"),
+    ("notes.txt", "file", ("-o", "notes.txt/results"), "-o {tmp}/notes.txt/results: {tmp}/notes.txt is a file"),
+    ("notes.txt", "file", ("--cache", "notes.txt/cache"), "--cache {tmp}/notes.txt/cache: {tmp}/notes.txt is a "
+                                                          "file"),
+    ("results/cache/{key}.json", "folder", (), "is a folder where the stage cache keeps a file"),
+    ("results/cache/.lock", "folder", (), "is a folder where the stage cache keeps its lock file"),
+])
+def test_an_experiment_with_a_file_or_folder_in_the_way_is_refused_before_any_work(cli, tmp_path, monkeypatch,
+                                                                                   where, kind, options, says):
+    from nnst_hr.experiment import stages
+
+    plan = _tiny_plan(tmp_path)
+    path = tmp_path / where.format(key=_nnst_key(plan))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir() if kind == "folder" else path.write_text("mine")
+    ran = []
+    monkeypatch.setattr(stages, "nnst", lambda *args: ran.append(args) or pytest.fail("NNST started"))
+    given = tuple(str(tmp_path / o) if "/" in o else o for o in options)
+    output = () if "-o" in given else ("-o", tmp_path / "results")
+    result = cli("experiment", plan, *output, *given, "-q")
+    assert_one_line_error(result, 2, says.format(tmp=tmp_path) if "{tmp}" in says else f"{path} {says}")
+    assert not ran
+    assert path.is_dir() if kind == "folder" else path.read_text() == "mine"
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda tmp: _tiny_plan(tmp), "is not a run folder's config.json (not JSON: "),  # an experiment plan
+    (lambda tmp: pair(tmp)[0], "is not a run folder's config.json (not text)"),  # an image
+    (lambda tmp: tmp, "is a folder; give the config.json in an earlier run's folder (OUTPUT.run/config.json)"),
+])
+def test_a_config_of_another_format_names_the_file_to_give(cli, tmp_path, make, says):
+    """Was "not a readable config.json ('utf-8' codec can't decode byte 0x89 ...)", naming no fix."""
+    config = make(tmp_path)
+    result = cli("run", "--config", config, *TINY)
+    assert_one_line_error(result, 2, f"{config} {says}", "OUTPUT.run/config.json")
+
+
+def test_a_run_folder_given_for_its_config_json_names_it(cli, tmp_path):
+    folder = tmp_path / "out.run"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert_one_line_error(cli("run", "--config", folder), 2, f"{folder} is a folder; give {folder / 'config.json'}")
+
+
+def test_metrics_field_that_is_not_an_nnf_npz_is_one_line(cli, tmp_path):
+    """An empty file was a traceback (EOFError); a PNG "contains pickled (object) data"; an npz
+    without the arrays "('nnf')"."""
+    from nnst_hr.files import save_npz
+
+    content, style = pair(tmp_path)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    state = tmp_path / "state.npz"
+    save_npz(state, image=np.zeros((2, 2, 3), np.float32))
+    sizes = tmp_path / "sizes.npz"
+    np.savez(sizes, nnf=np.zeros((12, 16, 3), np.int32), content_size=np.array([1.5, 2.0]),
+             style_size=np.array([64, 64]))
+    run = tmp_path / "out.run"
+    run.mkdir()
+    (run / "nnf.npz").write_bytes(b"")
+    base = ("metrics", content, "--content", content, "--style", style, "--field")
+    for field, says in [(empty, "is empty"), (content, "is not an .npz archive"),
+                        (state, "lacks nnf, content_size, style_size"), (sizes, "its content_size is [1.5, 2.0]"),
+                        (run, f"is a folder; give {run / 'nnf.npz'}")]:
+        assert_one_line_error(cli(*base, field), 2, f"{field}{'' if says.startswith('its') else ' '}", says)
+
+
+def _label_maps(folder: Path) -> Path:
+    folder.mkdir()
+    for name, height in (("content.png", 48), ("style.png", 64)):
+        labels = np.zeros((height, 64, 3), np.uint8)
+        labels[:, 32:] = (255, 0, 0)
+        labels[:, :32] = (0, 0, 255)
+        Image.fromarray(labels).save(folder / name)
+    return folder
+
+
+def test_masks_given_as_a_file_or_in_a_format_a_run_refuses_are_named(cli, tmp_path):
+    content, style = pair(tmp_path)
+    masks = _label_maps(tmp_path / "masks")
+    assert cli("masks", "check", masks, "--content", content, "--style", style).exit_code == 0  # the control
+    # a file for the folder: "mask folder ... does not exist"
+    assert_one_line_error(cli("run", content, style, "-o", tmp_path / "out.png", "--guide", content, *TINY), 2,
+                          f"{content} is a file, not a mask folder")
+    result = cli("masks", "check", content)
+    assert result.exit_code == 2 and f"{content} is a file, not a mask folder" in result.output
+    # a content that a run refuses passed the check: "OK: 2 labels guide the transfer"
+    rgb = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
+    for name, kind in (("anim.gif", "GIF"), ("photo.bmp", "BMP")):
+        Image.fromarray(rgb).save(tmp_path / name)
+        result = cli("masks", "check", masks, "--content", tmp_path / name, "--style", style)
+        assert result.exit_code == 2 and f"{tmp_path / name} is a {kind} image" in result.output, result.output
+    # a folder named as the mask was taken for a folder of region masks ("of different forms");
+    # a mask in another format was not named ("no content mask")
+    (masks / "content.png").unlink()
+    (masks / "content.png").mkdir()
+    result = cli("masks", "check", masks)
+    assert result.exit_code == 2 and f"{masks / 'content.png'} is a folder, not a mask image" in result.output
+    (masks / "content.png").rmdir()
+    Image.fromarray(rgb).save(masks / "content.gif")
+    result = cli("masks", "check", masks)
+    assert result.exit_code == 2 and "(content.gif: not a mask format; save it as PNG)" in result.output
+
+
+def test_a_link_in_a_cache_folder_is_named_as_a_link(cli, tmp_path):
+    """A link named as an entry's file was listed as if it were one: "it holds nnst-....json"."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = tmp_path / "mine.json"
+    target.write_text("mine")
+    link = cache / f"nnst-{'a' * 32}.json"
+    link.symlink_to(target)
+    for command in ("info", "prune"):
+        result = cli("cache", command, cache, *(("--yes",) if command == "prune" else ()))
+        assert_one_line_error(result, 2, f"it holds {link.name} (a link)")
+    assert link.is_symlink() and target.read_text() == "mine"
+
+
+def test_an_input_gone_between_reading_the_plan_and_reading_the_inputs_is_one_line(cli, tmp_path, monkeypatch):
+    """Was "cannot read an input: [Errno 2] No such file or directory: '...'", naming no fix."""
+    from nnst_hr.experiment import driver
+
+    plan = _tiny_plan(tmp_path)
+    read_plan = driver.load_plan
+
+    def then_gone(path):
+        loaded = read_plan(path)
+        (tmp_path / "content.png").unlink()
+        return loaded
+
+    monkeypatch.setattr(driver, "load_plan", then_gone)
+    result = cli("experiment", plan, "-o", tmp_path / "results", "-q")
+    assert_one_line_error(result, 2, f"{tmp_path / 'content.png'} no longer exists; restore it or fix the plan")
+    assert not (tmp_path / "results").exists()

@@ -177,7 +177,7 @@ def test_missing_folder_and_file(tmp_path):
     with pytest.raises(MaskError, match=r"cannot read mask .*broken\.png"):
         load_mask_files(tmp_path / "broken.png", SAMPLE / "style_mask.png")
     report = check_masks(SAMPLE, content_path=tmp_path / "gone.jpg")
-    assert not report.usable and "gone.jpg does not exist" in report.problems[0]
+    assert not report.usable and "gone.jpg: no such file" in report.problems[0]
 
 
 def test_empty_region_mask(tmp_path):

@@ -46,6 +46,7 @@ from ..lock import open_locked
 
 FORMAT = 2  # layout of an entry; a different number reads as missing
 KEY_PATTERN = re.compile(r"^[a-z_]+-[0-9a-f]{8,64}$")
+ENTRY_SUFFIXES = ("npz", "json", "npz.sha256")  # an entry's files: <key>.<suffix>
 DEFAULT_FOLDER = "cache"  # results/<this>: an experiment's cache unless --cache names another
 LOCK_NAME = ".lock"  # flock'ed by cache_lock: shared by experiments, exclusive by a prune
 
@@ -60,6 +61,16 @@ class Cache:
         if not KEY_PATTERN.match(key):
             raise ValueError(f"not a stage key: {key!r}")
         return self.folder / f"{key}.npz", self.folder / f"{key}.json"
+
+    def check_folder(self) -> None:
+        """Refuse (:class:`InputError`), before any work, a folder where an entry's file goes: the
+        stage was computed, then could not be stored (and the experiment ended there, every time)."""
+        if not self.folder.is_dir():
+            return
+        for path in self.folder.iterdir():
+            key, dot, suffix = path.name.partition(".")
+            if dot and KEY_PATTERN.match(key) and suffix in ENTRY_SUFFIXES and path.is_dir():
+                raise InputError(f"{path} is a folder where the stage cache keeps a file; move it away")
 
     def has(self, key: str) -> bool:
         """True when an entry for ``key`` was completely written (not checked for corruption)."""
@@ -144,8 +155,10 @@ def cache_lock(folder: str | os.PathLike, *, exclusive: bool) -> Iterator[None]:
     """
     folder = Path(folder)
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
+    if path.is_dir():
+        raise InputError(f"{path} is a folder where the stage cache keeps its lock file; move it away")
+    folder.mkdir(parents=True, exist_ok=True)
     try:
         fd = open_locked(path, shared=not exclusive, flags=os.O_RDONLY)  # flock needs no write access
     except BlockingIOError:

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import InputError
-from ..lock import run_lock
+from ..lock import file_in_the_way, run_lock
 from .cache import DEFAULT_FOLDER, Cache, cache_lock
 from .distributed import executor_from_options
 from .graph import build_graph, read_inputs
 from .plan import load_plan
 from .progress import PlanProgress
-from .report import write_report
+from .report import check_results_folder, write_report
 
 CACHE_FOLDER = DEFAULT_FOLDER  # results/<this>: the stage records
 
@@ -49,16 +49,17 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
     """
     plan = load_plan(plan_path)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir} is a file; give a folder for the results (-o results/)")
-    if cache_dir is not None and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
-        raise InputError(f"{cache_dir} is a file; give a folder for the stage cache (--cache DIR)")
-    try:
-        inputs = read_inputs(plan)
-    except OSError as exc:
-        raise InputError(f"cannot read an input: {exc}") from None
-    graph = build_graph(plan, inputs)
+    for folder, option, use in ((out_dir, "-o", "the results (-o results/)"),
+                                (cache_dir, "--cache", "the stage cache (--cache DIR)")):
+        blocking = file_in_the_way(folder) if folder is not None else None
+        if blocking is not None and blocking == Path(folder):
+            raise InputError(f"{folder} is a file; give a folder for {use}")
+        if blocking is not None:  # a parent: mkdir fails on it
+            raise InputError(f"{option} {folder}: {blocking} is a file, not a folder; give a folder for {use}")
+    check_results_folder(out_dir, plan)
+    graph = build_graph(plan, read_inputs(plan))
     cache = Cache(Path(cache_dir) if cache_dir is not None else out_dir / CACHE_FOLDER)
+    cache.check_folder()
     # one process writes a results folder (another one is refused); the cache is shared with other
     # experiments, but not with a prune (cache.cache_lock)
     with run_lock(out_dir, parents=True), cache_lock(cache.folder, exclusive=False):

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import InputError
 from . import stages
 from .plan import Plan, RunSpec
 
@@ -75,12 +76,18 @@ class PairInputs:
 
 
 def read_inputs(plan: Plan) -> list[PairInputs]:
-    """Read every input file once (a file shared by pairs is read once) -> one entry per pair."""
+    """Read every input file once (a file shared by pairs is read once) -> one entry per pair.
+
+    Raises :class:`InputError` for a file that cannot be read (gone since the plan was read)."""
     files: dict[Path, bytes] = {}
 
     def data(path: Path) -> bytes:
         if path not in files:
-            files[path] = path.read_bytes()
+            try:
+                files[path] = path.read_bytes()
+            except OSError as exc:  # the plan found it: it went, or changed, since
+                what = "no longer exists" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror})"
+                raise InputError(f"{path} {what}; restore it or fix the plan, and run it again") from None
         return files[path]
 
     out = []

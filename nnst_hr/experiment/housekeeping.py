@@ -131,12 +131,20 @@ def cache_folder(path: str | os.PathLike) -> Path:
     elif (path / "results.csv").is_file():
         raise InputError(f"{path} is a results folder without a {DEFAULT_FOLDER}/ (its experiment ran with "
                          "--cache DIR?); give that cache folder")
-    strangers = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if not _cache_file(p))
+    strangers = sorted(_stranger(p) for p in path.iterdir() if not _cache_file(p))
     if strangers:
         shown = ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
         raise InputError(f"{path} does not look like a stage cache (it holds {shown}); give a cache folder "
                          f"(results/{DEFAULT_FOLDER}) or the results folder holding it")
     return path
+
+
+def _stranger(path: Path) -> str:
+    """How the refusal names what a cache does not hold: ``name/`` a folder; a link (to a file, or
+    nowhere) named as a cache names its files is marked, else it reads as an entry."""
+    if path.is_symlink():
+        return f"{path.name} (a link)"
+    return path.name + ("/" if path.is_dir() else "")
 
 
 def _cache_file(path: Path) -> bool:

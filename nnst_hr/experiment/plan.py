@@ -211,9 +211,14 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
         axes[name] = checked
 
     pair_tables = data.get("pair")
-    if not isinstance(pair_tables, list) or not pair_tables:
+    if isinstance(pair_tables, dict):  # [pair]: one table, not an array of them
+        raise InputError("pair: written [pair]; write [[pair]] (double brackets) above each pair's content and style")
+    if pair_tables is not None and not isinstance(pair_tables, list):
+        raise InputError(f"pair: must be [[pair]] tables with content and style, got {pair_tables!r}")
+    if not pair_tables:
         raise InputError("pair: no pairs; add at least one [[pair]] with content and style")
     pairs: list[Pair] = []
+    first_seen: dict[tuple, str] = {}  # a pair's files and options -> where it first came from
     for p, table in enumerate(pair_tables):
         where = f"pair[{p}]"
         if not isinstance(table, dict):
@@ -232,7 +237,13 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
                 raise InputError(f"{where}.{name}: also an axis; a pair may set only options that are not axes")
         for content in contents:
             for style in styles:
-                pairs.append(Pair(content, style, guide, options))
+                pair = Pair(content, style, guide, options)
+                same = (content, style, guide, repr(sorted(options.items())))
+                if same in first_seen:  # its runs would be the same runs again, twice in the report
+                    raise InputError(f"{where}: {content.name} / {style.name} is already {first_seen[same]}, "
+                                     "with the same guide and options; remove one (or narrow its glob)")
+                first_seen[same] = where
+                pairs.append(pair)
 
     report = data.get("report", {})
     if not isinstance(report, dict):

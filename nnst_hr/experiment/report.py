@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..config import NNSTConfig, PosterConfig
+from ..errors import InputError
 from ..files import atomic_output, write_image
 from .cache import Cache
 from .execute import Results
@@ -36,6 +37,9 @@ PAD = 8  # gaps on the sheet (px)
 HEAD_CHARS = 24  # file names at the row heads are cut to this many characters
 STAGES = ("inputs", "nnst", "color", "poster", "poster_color", "scores")
 PLOT_W, PLOT_H, PLOT_M = 320, 200, 54  # SVG plot size and margin (px; room for tick labels like 1.23e-05)
+REPORT_FILES = ("results.csv", "sheet.png", "report.html")  # in the results folder
+RUNS_FOLDER = "runs"  # results/runs/<run id>/ holds each run's images
+RESULT_PNG, NNST_PNG = "result.png", "nnst.png"  # in runs/<run id>/, each with its .key stamp (_write_png)
 PAIR_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -57,9 +61,34 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def check_results_folder(out_dir: Path, plan: Plan) -> None:
+    """Refuse (:class:`InputError`), before any work, a results folder the report cannot write into:
+    a file where it makes a folder (``runs/``, ``runs/<run id>/``), a folder where it writes a file.
+
+    Found only once every stage had run, these were a traceback (or a message naming no fix).
+    """
+    runs = out_dir / RUNS_FOLDER
+    folders = [runs, *(runs / run.run_id for run in plan.runs())]
+    for folder in folders:
+        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+            raise InputError(f"{folder} is a file where the experiment writes a folder; move it away or "
+                             "choose another -o")
+    images = [folder / name for folder in folders[1:] for name in (RESULT_PNG, NNST_PNG)]
+    files = [out_dir / name for name in REPORT_FILES] + [p for image in images for p in (image, _stamp(image))]
+    for path in files:
+        if path.is_dir():
+            raise InputError(f"{path} is a folder where the experiment writes a file; move it away or "
+                             "choose another -o")
+
+
+def _stamp(path: Path) -> Path:
+    """The sidecar naming the stage key whose image ``path`` holds."""
+    return path.with_suffix(".key")
+
+
 def _write_png(path: Path, results: Results, key: str) -> None:
     """Write the ``image`` of stage ``key`` unless ``path`` already holds it (a sidecar says)."""
-    stamp = path.with_suffix(".key")
+    stamp = _stamp(path)
     if path.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
         return
     write_image(path, results[key]["image"], overwrite=True)
@@ -91,13 +120,13 @@ def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_d
         row["seconds.total"] = total
         row["result"] = row["nnst_result"] = ""
         if failure is None:
-            folder = out_dir / "runs" / run.run_id
+            folder = out_dir / RUNS_FOLDER / run.run_id
             folder.mkdir(parents=True, exist_ok=True)
-            _write_png(folder / "result.png", results, keys["final"])
-            row["result"] = f"runs/{run.run_id}/result.png"
+            _write_png(folder / RESULT_PNG, results, keys["final"])
+            row["result"] = f"{RUNS_FOLDER}/{run.run_id}/{RESULT_PNG}"
             if "poster" in keys:
-                _write_png(folder / "nnst.png", results, keys["color"])
-                row["nnst_result"] = f"runs/{run.run_id}/nnst.png"
+                _write_png(folder / NNST_PNG, results, keys["color"])
+                row["nnst_result"] = f"{RUNS_FOLDER}/{run.run_id}/{NNST_PNG}"
         for name in _param_columns():
             if name not in row:
                 row[name] = _param_value(run, name)
@@ -415,7 +444,8 @@ def write_report(out_dir: Path, plan: Plan, graph: Graph, results: Results, cach
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = collect_rows(plan, graph, results, cache, out_dir)
-    columns = write_csv(out_dir / "results.csv", plan, rows)
-    write_sheet(out_dir / "sheet.png", plan, rows, head_thumbnails(graph, results))
-    write_html(out_dir / "report.html", plan, rows, columns)
+    csv_file, sheet, page = (out_dir / name for name in REPORT_FILES)
+    columns = write_csv(csv_file, plan, rows)
+    write_sheet(sheet, plan, rows, head_thumbnails(graph, results))
+    write_html(page, plan, rows, columns)
     return rows
