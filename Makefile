@@ -45,6 +45,8 @@ bench: $(WEIGHTS_STAMP)
 	$(BIN)/python bench/scale_out.py
 	$(BIN)/python bench/placement.py
 	$(BIN)/python bench/time_left.py
+	$(BIN)/python bench/workplan_priors.py
+	$(BIN)/python bench/plan_time_left.py
 
 clean:
 	rm -rf $(OUT) $(VENV) *.egg-info

@@ -7,13 +7,15 @@ each, and gives each term its prior (seconds per unit before it is measured):
 * ``step``: a hypercolumn step at one scale: a VGG16 forward and backward pass, per pixel, plus a
   fixed part (pyramid, loss, optimizer) of ``STEP_OVERHEAD_PX`` pixels;
 * ``features`` and ``match``: a scale's setup: the hypercolumns of the style in every rotation and
-  of the query (a forward pass per pixel), then the search of each query cell's nearest style cell
-  (:func:`search_units`: content cells x style cells x channels, i.e. pixels squared; the
-  shortlist above :data:`~nnst_hr.matching.APPROX_MIN_WORK`);
-* ``split setup``: the style layers of every rotation for feature splitting (forward, per pixel);
-* ``split`` and ``search``: a feature-splitting step (a VGG pass and the loss on the lattices), and
-  the lattice searches of the steps that search (:func:`split_search_units`: each layer subsampled
-  to at most ``split_sample`` cells a side, so the cost stops growing at 512 px);
+  of the query (a forward pass per pixel, plus ``PASS_OVERHEAD_PX`` a pass), then the search of
+  each query cell's nearest style cell (:func:`search_units`: content cells x style cells x
+  channels, i.e. pixels squared, plus ``ROW_COST`` per row and channel; the shortlist above
+  :data:`~nnst_hr.matching.APPROX_MIN_WORK`);
+* ``split setup``: the style layers of every rotation for feature splitting (forward passes);
+* ``split`` and ``search``: a feature-splitting step (a VGG pass and the loss on the lattices of
+  ten layers, a fixed part of ``SPLIT_OVERHEAD_PX``), and the lattice searches of the steps that
+  search (:func:`split_search_units`: each layer subsampled to at most ``split_sample`` cells a
+  side, so the cost stops growing at 512 px);
 * the final match: ``features`` and ``match`` at full size in fp32;
 * ``output``: writing an image, or its color post-processing, per pixel; and the poster's terms
   (:func:`nnst_hr.poster.poster_stages`).
@@ -33,22 +35,25 @@ from .matching import shortlisted
 from .optimize import lattice_stride
 from .progress import Stage, Work
 
-# Seconds per unit of each term on the project's 2-core CPU (Zen 4, bf16 on), measured as in
-# notes/measurements.md ("Time left"). Only their ratios matter once a term of the same device
-# has been measured (Progress scales the others to it).
+# Seconds per unit of each term on the project's 2-core CPU (Zen 4, bf16 on, idle), measured
+# term by term with bench/workplan_priors.py (notes/measurements.md, "Time left"). Only their
+# ratios matter once a term of the same device has been measured (Progress scales the others).
 PRIORS = {
-    "step": 5.5e-6,  # per pixel of a hypercolumn step (plus STEP_OVERHEAD_PX)
-    "features": 2.7e-6,  # per pixel of the style's rotations and the query
-    "match": 1.2e-11,  # per search unit (exhaustive or shortlist)
-    "split setup": 1.3e-6,  # per pixel of the style's rotations
-    "split": 4.7e-6,  # per pixel of a feature-splitting step (its load sensitivity is in the notes)
-    "search": 1.25e-11,  # per search unit of the lattice searches
-    "output": 5e-7,  # per pixel of an image written (PNG), or of a color post-processing
-    "poster setup": 1.0e-6,  # per pixel searched: guides, atlas, pyramids
-    "poster": 1.5e-6,  # per pixel, search-vote iteration and PatchMatch sweep
-    "poster finish": 1.2e-6,  # per poster pixel: render and color post-processing
+    "step": 1.75e-6,  # per pixel of a hypercolumn step (plus STEP_OVERHEAD_PX)
+    "features": 1.0e-6,  # per pixel of the style's rotations and the query (plus PASS_OVERHEAD_PX a pass)
+    "match": 1.7e-12,  # per search unit (exhaustive or shortlist)
+    "split setup": 4e-7,  # per pixel of the style's rotations (plus PASS_OVERHEAD_PX a pass)
+    "split": 1.4e-6,  # per pixel of a feature-splitting step (plus SPLIT_OVERHEAD_PX)
+    "search": 2.1e-12,  # per search unit of the lattice searches
+    "output": 3e-7,  # per pixel of an image written (PNG), or of a color post-processing
+    "poster setup": 6e-7,  # per pixel searched: guides, atlas, pyramids
+    "poster": 9e-7,  # per pixel, search-vote iteration and PatchMatch sweep
+    "poster finish": 7e-7,  # per poster pixel: render and color post-processing
 }
 STEP_OVERHEAD_PX = 2 * 64 * 64  # a step's fixed part (pyramid, loss, optimizer), in pixels of VGG work
+PASS_OVERHEAD_PX = 10_000  # a forward pass's fixed part (kernel set-up, layer calls), in pixels
+SPLIT_OVERHEAD_PX = 32_000  # a feature-splitting step's fixed part (ten layers' lattices and losses)
+ROW_COST = 3200  # a search's cost per (query or key) row and channel: centring, norms, casts, gathers
 VGG_FP32 = 2.4  # an fp32 VGG pass in bf16 units
 MATMUL_FP32 = 2.7  # an fp32 search product in bf16 units
 SCORE_OVERHEAD = 128  # a search's cost per (query, key) pair beyond the product: the max or top-k of the scores
@@ -69,14 +74,15 @@ def search_units(queries: int, keys: int, channels: int, *, fp32: bool, config: 
     The shortlist replaces the products by ``config.search_dims``-wide ones, but its top-k over
     every key and its principal axes stay: at 512 px it took 0.8x the exhaustive search's time.
     """
+    rows = (queries + keys) * channels * ROW_COST
     if not shortlisted(queries, keys, channels, exact=config.exact, dims=config.search_dims,
                        approx_min_work=approx_min_work):
-        return queries * keys * (channels * (MATMUL_FP32 if fp32 else 1.0) + SCORE_OVERHEAD)
+        return queries * keys * (channels * (MATMUL_FP32 if fp32 else 1.0) + SCORE_OVERHEAD) + rows
     dims = config.search_dims
     pairs = queries * keys * (dims * (MATMUL_FP32 if fp32 else 1.0) + SHORTLIST_OVERHEAD)
     projections = (queries + keys) * channels * dims * MATMUL_FP32  # fp32 whatever the mode
     rescore = queries * config.candidates * channels * MATMUL_FP32
-    return pairs + projections + rescore + AXES_COST * min(keys, AXES_SAMPLE) * channels * dims
+    return pairs + projections + rescore + AXES_COST * min(keys, AXES_SAMPLE) * channels * dims + rows
 
 
 def rotated(size: tuple[int, int], config: NNSTConfig) -> list[tuple[int, int]]:
@@ -97,6 +103,7 @@ def split_search_units(content: tuple[int, int], style: tuple[int, int], config:
         queries = math.ceil(h / step) * math.ceil(w / step)
         keys = sum(math.ceil(sh // stride / step) * math.ceil(sw // stride / step) for sh, sw in rotated(style, config))
         total += queries * keys * (channels * (MATMUL_FP32 if fp32 else 1.0) + SCORE_OVERHEAD)
+        total += (queries + keys) * channels * ROW_COST
     return total
 
 
@@ -104,7 +111,7 @@ def match_work(content: tuple[int, int], style: tuple[int, int], config: NNSTCon
                fp32: bool, approx_min_work: float) -> tuple[Work, Work]:
     """``features`` and ``match`` of one hypercolumn search of ``content`` against the rotated ``style``."""
     styles = rotated(style, config)
-    pixels = content[0] * content[1] + sum(h * w for h, w in styles)
+    pixels = content[0] * content[1] + sum(h * w for h, w in styles) + (1 + len(styles)) * PASS_OVERHEAD_PX
     cells = math.prod(feature_grid(*content))
     keys = sum(math.prod(feature_grid(*s)) for s in styles)
     units = search_units(cells, keys, HYPERCOLUMN_CHANNELS, fp32=fp32, config=config, approx_min_work=approx_min_work)
@@ -146,8 +153,9 @@ def nnst_stages(contents: Sequence[tuple[int, int]], styles: Sequence[tuple[int,
         stages.append(Stage(scale_stage_name(content), config.steps_at(n - 1 - i),
                             step=(work("step", pixels, device),), setup=setup))
     content, style = contents[-1], styles[-1]
-    style_pixels = sum(h * w for h, w in rotated(style, config))
-    split = (content[0] * content[1] + STEP_OVERHEAD_PX) * vgg
+    styles = rotated(style, config)
+    style_pixels = sum(h * w for h, w in styles) + len(styles) * PASS_OVERHEAD_PX
+    split = (content[0] * content[1] + SPLIT_OVERHEAD_PX) * vgg
     stages.append(Stage(
         "feature splitting", config.split_steps,
         step=(work("split", split, device),

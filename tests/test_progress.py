@@ -481,8 +481,9 @@ def test_the_plan_counts_skipped_stages_as_done(clock):
 
 
 def test_the_work_plan_follows_what_nnst_does():
+    from nnst_hr.hypercolumns import HYPERCOLUMN_CHANNELS
     from nnst_hr.matching import APPROX_MIN_WORK
-    from nnst_hr.workplan import match_work, nnst_stages, split_search_units
+    from nnst_hr.workplan import ROW_COST, match_work, nnst_stages, split_search_units
 
     cfg = NNSTConfig(size=256, steps=10, finest_steps=5, split_steps=8)
     # the lattice searches stop growing once every layer is subsampled (512 px and up) ...
@@ -492,7 +493,11 @@ def test_the_work_plan_follows_what_nnst_does():
     # ... while a scale's search grows with content cells x style cells, until the shortlist takes over
     match = {size: match_work((size, size), (size, size), cfg, "cpu", fp32=False, approx_min_work=APPROX_MIN_WORK)[1]
              for size in (128, 256, 512)}
-    assert match[256].units == pytest.approx(16 * match[128].units)
+    # (its rows, normalized and gathered, grow with pixels: ROW_COST per row and channel; the
+    # query's cells and the four rotations' of a square style)
+    rows = {size: 5 * (size // 4) ** 2 * HYPERCOLUMN_CHANNELS * ROW_COST for size in (128, 256, 512)}
+    assert match[256].units - rows[256] == pytest.approx(16 * (match[128].units - rows[128]))
+    assert 4 * match[128].units < match[256].units < 16 * match[128].units
     assert match[512].units < 16 * match[256].units
     stages = nnst_stages([(64, 48), (128, 96), (256, 192)], [(64, 64), (128, 128), (256, 256)], cfg, device="cpu",
                          bf16=True, search_bf16=True, refresh=2, approx_min_work=APPROX_MIN_WORK)
