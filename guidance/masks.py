@@ -48,7 +48,7 @@ from PIL import Image
 
 from guidance.errors import MaskError
 from guidance.palette import MIN_LABEL_SHARE, find_palette, flat_pixels, snap_to_palette
-from nnst_hr.files import apply_orientation, bytes_file, exif_orientation
+from nnst_hr.files import apply_orientation, bytes_file, empty_file_message, exif_orientation
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 ASPECT_TOLERANCE = 0.01  # relative difference of width / height allowed between a mask and its image
@@ -147,6 +147,10 @@ class _Disk:
         return path.is_file()
 
     @staticmethod
+    def size(path: Path) -> int:
+        return path.stat().st_size
+
+    @staticmethod
     def open(path: Path) -> Path:
         return path
 
@@ -182,6 +186,9 @@ class _Memory:
 
     def is_file(self, path: Path) -> bool:
         return path.is_relative_to(self.root) and self._rel(path) in self.files
+
+    def size(self, path: Path) -> int:
+        return len(self.files[self._rel(path)])
 
     def open(self, path: Path) -> io.BytesIO:
         return bytes_file(self.files[self._rel(path)], path)
@@ -330,6 +337,8 @@ def _open(path: Path, fs=_DISK) -> tuple[Image.Image, int]:
     """A decoded image as stored, and its EXIF orientation (the readers below apply it)."""
     if not fs.is_file(path):
         raise MaskError(f"mask {path} does not exist: check the path")
+    if fs.size(path) == 0:  # Pillow's "cannot identify image file" said nothing of it
+        raise MaskError(empty_file_message(f"mask {path}"))
     try:
         with Image.open(fs.open(path)) as image:
             image.load()

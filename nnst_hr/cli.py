@@ -247,10 +247,13 @@ def run(
         from .errors import InputError
         from .run import RunOptions, read_run_config, run_files
 
-        def given(name: str) -> bool:
+        def explicit(name: str) -> bool:
             # by name: typer ships its own copy of click, with its own ParameterSource enum
             source = ctx.get_parameter_source(name)
-            return config is None or (source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"))
+            return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+        def given(name: str) -> bool:
+            return config is None or explicit(name)
 
         def pick(base, values: dict):
             return replace(base, **{name: value for name, value in values.items() if given(name)})
@@ -277,6 +280,13 @@ def run(
                                          "render": render.value, "max_search_size": max_search_size}),
             overwrite=overwrite, weights=weights, quiet=quiet,
         )
+        if config is not None:  # given here, --print or --out-size replaces the other one of config.json
+            if given("print_size") and not given("out_size"):
+                options = replace(options, poster=replace(options.poster, out_size=None))
+            elif given("out_size") and not given("print_size"):
+                options = replace(options, print_size=None)
+        if explicit("fit") and options.print_size is None:  # was ignored
+            raise InputError("--fit applies to a print: give --print too, or leave out --fit")
         resolved["options"] = options
         run_files(paths.content, paths.style, paths.output, options)
 
@@ -446,7 +456,13 @@ def metrics_command(
                                      f"made {image}")
         config = NNSTConfig(size=size) if size is not None else None
         if config is not None:
+            from .device import resolve_device
+            from .memory import check_fits
+
             config.validate()
+            # objective matches at --size as a run's NNST does: a size that cannot fit was killed or a traceback
+            scored = extra.get(raw, extra.get(upsampled_from, picture))
+            check_fits(scored.shape[:2], style_image.shape[:2], size, device=resolve_device(config.device).type)
         scores = score_image(
             picture, content_image, style_image,
             raw=extra.get(raw) if raw is not None else None, nnst_config=config, field=nnf,

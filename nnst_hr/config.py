@@ -10,13 +10,24 @@ from __future__ import annotations
 import math
 import numbers
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from typing import Literal
 
 from .errors import InputError
 
 MIN_SIZE = 32  # smallest image side VGG's relu4 layers can work on (a 4 px grid)
 MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed, NumPy's a non-negative one
+# the fields that `nnst-hr run` sets with an option of the same name (--out-size: out_size); messages about a
+# value that came from the command line name the option (field_label)
+CLI_FIELDS = frozenset({"size", "steps", "split_steps", "alpha", "color", "rotate", "exact", "bf16", "device", "seed",
+                        "guide_weight", "guide_mode", "out_size", "nnst_weight", "mask_weight", "uniformity",
+                        "render", "max_search_size"})
+Naming = Literal["cli", "plan", "config"]  # where a config's values came from: the run command, a plan, config.json
+_NAMING: ContextVar[Naming] = ContextVar("nnst_hr_naming", default="cli")  # see values_from
 
 
 @dataclass
@@ -72,25 +83,36 @@ class NNSTConfig:
             out.insert(0, out[0] // 2)
         return out
 
-    def validate(self) -> None:
-        """Raise :class:`InputError` for a value of the wrong type or out of range (before any computation)."""
-        check_types(self)
-        if not 0.0 <= self.alpha <= 1.0:
-            raise InputError(f"--alpha must be between 0 and 1, got {self.alpha}")
-        if not 0.0 <= self.guide_weight <= 1.0:
-            raise InputError(f"--guide-weight must be between 0 and 1, got {self.guide_weight}")
+    def validate(self, naming: Naming | None = None) -> None:
+        """Raise :class:`InputError` for a value of the wrong type or out of range (before any computation).
+
+        ``naming``: where the values came from, which says how the message names a field
+        (:func:`field_label`: ``--seed``, ``seed`` in a plan, ``NNSTConfig.seed`` in config.json;
+        None: as :func:`values_from` set it, by default the run command's options).
+
+        >>> NNSTConfig(seed=-1).validate(naming="plan")
+        Traceback (most recent call last):
+        ...
+        nnst_hr.errors.InputError: seed must be between 0 and 9223372036854775807, got -1
+        """
+        check_types(self, naming)
+        name = partial(field_label, type(self), naming=naming)
+        for field in ("alpha", "guide_weight"):
+            if not 0.0 <= getattr(self, field) <= 1.0:
+                raise InputError(f"{name(field)} must be between 0 and 1, got {getattr(self, field)}")
         if self.size < MIN_SIZE:
-            raise InputError(f"--size must be at least {MIN_SIZE} px, got {self.size}")
-        if self.steps < 0 or self.split_steps < 0:
-            raise InputError("--steps and --split-steps must not be negative")
+            raise InputError(f"{name('size')} must be at least {MIN_SIZE} px, got {self.size}")
+        for field in ("steps", "split_steps"):
+            if getattr(self, field) < 0:
+                raise InputError(f"{name(field)} must not be negative, got {getattr(self, field)}")
         if not 0 <= self.seed <= MAX_SEED:
-            raise InputError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
-        _at_least(self, MIN_SIZE, "coarsest")
-        _at_least(self, 0, "finest_steps", "color_iterations")
-        _at_least(self, 1, "pyramid_levels", "split_sample", "search_dims", "candidates", "split_refresh")
+            raise InputError(f"{name('seed')} must be between 0 and {MAX_SEED}, got {self.seed}")
+        _at_least(self, naming, MIN_SIZE, "coarsest")
+        _at_least(self, naming, 0, "finest_steps", "color_iterations")
+        _at_least(self, naming, 1, "pyramid_levels", "split_sample", "search_dims", "candidates", "split_refresh")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise InputError(f"NNSTConfig.lr must be a positive finite number, got {self.lr}")
-        _finite_non_negative(self, "color_sharpness", "mono_threshold")
+            raise InputError(f"{name('lr')} must be a positive finite number, got {self.lr}")
+        _finite_non_negative(self, naming, "color_sharpness", "mono_threshold")
 
     def steps_at(self, scale: int) -> int:
         """Hypercolumn steps at pyramid scale ``scale`` (0 = full size)."""
@@ -130,20 +152,22 @@ class PosterConfig:
     source_blur: float = 1.0  # sigma (px at NNST scale) of the blur on the exemplar's guide
     render: Literal["copy", "vote"] = "copy"  # final pixels: copied from the matched exemplar pixel, or the patch vote
 
-    def validate(self) -> None:
-        """Raise :class:`InputError` for a value of the wrong type or out of range (before any computation)."""
-        check_types(self)
+    def validate(self, naming: Naming | None = None) -> None:
+        """Raise :class:`InputError` for a value of the wrong type or out of range (before any computation).
+
+        ``naming``: as in :meth:`NNSTConfig.validate`.
+        """
+        check_types(self, naming)
+        name = partial(field_label, type(self), naming=naming)
         if self.out_size is not None and self.out_size < MIN_SIZE:
-            raise InputError(f"--out-size must be at least {MIN_SIZE} px, got {self.out_size}")
-        if not all(math.isfinite(w) and w >= 0 for w in (self.nnst_weight, self.mask_weight, self.uniformity)):
-            raise InputError("poster weights (--nnst-weight, --mask-weight, --uniformity) must be finite and not "
-                             f"negative, got {self.nnst_weight}, {self.mask_weight}, {self.uniformity}")
+            raise InputError(f"{name('out_size')} must be at least {MIN_SIZE} px, got {self.out_size}")
+        _finite_non_negative(self, naming, "nnst_weight", "mask_weight", "uniformity")
         if self.max_search_size < MIN_SIZE:
-            raise InputError(f"PosterConfig.max_search_size must be at least {MIN_SIZE} px, got {self.max_search_size}")
+            raise InputError(f"{name('max_search_size')} must be at least {MIN_SIZE} px, got {self.max_search_size}")
         if self.patch_size < 1 or self.patch_size % 2 == 0:
-            raise InputError(f"PosterConfig.patch_size must be a positive odd number, got {self.patch_size}")
-        _at_least(self, 0, "search_vote_iters", "patchmatch_iters")
-        _finite_non_negative(self, "style_weight", "source_blur")
+            raise InputError(f"{name('patch_size')} must be a positive odd number, got {self.patch_size}")
+        _at_least(self, naming, 0, "search_vote_iters", "patchmatch_iters")
+        _finite_non_negative(self, naming, "style_weight", "source_blur")
 
     def to_dict(self) -> dict:
         """Every field by name (JSON-serializable)."""
@@ -215,26 +239,73 @@ def checked_value(hint, value, *, none: str = '"none"'):
     return value
 
 
-def check_types(config) -> None:
-    """Raise :class:`InputError` for a field of the dataclass ``config`` whose value is not of its type."""
+@contextmanager
+def values_from(naming: Naming) -> Iterator[None]:
+    """Within the block, messages about config values name the fields as ``naming`` says (:func:`field_label`).
+
+    For the messages of code that gets only a config, deep in a stage: an experiment's stages run
+    with ``values_from("plan")``, so that "at --size 64 an image is too thin" reads "at size 64".
+    """
+    token = _NAMING.set(naming)
+    try:
+        yield
+    finally:
+        _NAMING.reset(token)
+
+
+def field_label(cls: type, name: str, naming: Naming | None = None) -> str:
+    """How a message names the field ``name`` of the config class ``cls``, by where its value came from.
+
+    ``"cli"``: the run command's option (``--out-size``), or ``PosterConfig.patch_size`` for a
+    field that has none; ``"plan"``: the experiment plan's key (``out_size``); ``"config"``:
+    the field as ``config.json``'s messages name it (``PosterConfig.out_size``); None: the
+    naming :func:`values_from` set (``"cli"`` outside it).
+
+    >>> [field_label(PosterConfig, "out_size", n) for n in ("cli", "plan", "config")]
+    ['--out-size', 'out_size', 'PosterConfig.out_size']
+    >>> field_label(PosterConfig, "patch_size")
+    'PosterConfig.patch_size'
+    """
+    naming = naming or _NAMING.get()
+    if naming == "plan":
+        return name
+    if naming == "cli" and name in CLI_FIELDS:
+        return "--" + name.replace("_", "-")
+    return f"{cls.__name__}.{name}"
+
+
+def option_label(option: str, naming: Naming | None = None) -> str:
+    """How a message names a run option that is no config field (``--print``, ``--dpi``, ``--fit``):
+    the option on the command line, else its key in ``config.json`` (``print``); ``naming`` as in
+    :func:`field_label`.
+
+    >>> option_label("--jpeg-quality"), option_label("--jpeg-quality", "config")
+    ('--jpeg-quality', 'jpeg_quality')
+    """
+    return option if (naming or _NAMING.get()) == "cli" else option.lstrip("-").replace("-", "_")
+
+
+def check_types(config, naming: Naming | None = None) -> None:
+    """Raise :class:`InputError` for a field of the dataclass ``config`` whose value is not of its type
+    (``naming``: how the message names it, :func:`field_label`)."""
     hints = typing.get_type_hints(type(config))
     for f in fields(config):
         try:
             checked_value(hints[f.name], getattr(config, f.name))
         except InputError as exc:
-            raise InputError(f"{type(config).__name__}.{f.name}: {exc}") from None
+            raise InputError(f"{field_label(type(config), f.name, naming)}: {exc}") from None
 
 
-def _at_least(config, minimum: int, *names: str) -> None:
+def _at_least(config, naming: Naming | None, minimum: int, *names: str) -> None:
     """Raise :class:`InputError` for an int field of ``config`` below ``minimum`` (None passes)."""
     for name in names:
         value = getattr(config, name)
         if value is not None and value < minimum:
-            raise InputError(f"{type(config).__name__}.{name} must be at least {minimum}, got {value}")
+            raise InputError(f"{field_label(type(config), name, naming)} must be at least {minimum}, got {value}")
 
 
-def _finite_non_negative(config, *names: str) -> None:
+def _finite_non_negative(config, naming: Naming | None, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
         if not (math.isfinite(value) and value >= 0):
-            raise InputError(f"{type(config).__name__}.{name} must be a finite number >= 0, got {value}")
+            raise InputError(f"{field_label(type(config), name, naming)} must be a finite number >= 0, got {value}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .config import NNSTConfig, field_label
 from .errors import InputError
 
 FAST_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # CPU features that make bf16 matmul fast
@@ -34,7 +35,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+        option = field_label(NNSTConfig, "device")  # "--device", or "device" in an experiment's stages
+        raise InputError(f"{option} cuda was asked for but no CUDA GPU is available; use {option} cpu or auto")
     if name not in ("cpu", "cuda"):
         raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)

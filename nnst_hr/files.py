@@ -53,6 +53,7 @@ import tifffile
 from PIL import Image
 
 from nnst_hr import icc, png
+from nnst_hr.config import option_label
 from nnst_hr.disk import disk_full_message, is_disk_full
 from nnst_hr.errors import DiskFullError, InputError
 from nnst_hr.icc import srgb_profile
@@ -68,7 +69,9 @@ __all__ = [
     "bytes_file",
     "check_output_file",
     "check_output_path",
+    "check_write_options",
     "decode_image",
+    "empty_file_message",
     "exif_orientation",
     "image_shape",
     "load_npz",
@@ -183,7 +186,7 @@ def decode_image(data: bytes, name: str | os.PathLike, *, max_pixels: int = DEFA
     """
     data = bytes(data)
     if not data:
-        raise InputError(f"{name} is empty; give a PNG, JPEG, TIFF or WebP image")
+        raise InputError(empty_file_message(name))
     return _decode(data, data[: png.HEADER_BYTES], name, max_pixels)
 
 
@@ -359,8 +362,18 @@ def _readable_file(path: str | os.PathLike) -> Path:
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: permission denied; make the file readable")
     if path.stat().st_size == 0:
-        raise InputError(f"{path} is empty; give a PNG, JPEG, TIFF or WebP image")
+        raise InputError(empty_file_message(path))
     return path
+
+
+def empty_file_message(name: str | os.PathLike) -> str:
+    """What is wrong with an image file of no bytes, and the fix: the words of :func:`read_image`,
+    :func:`decode_image` and the mask readers (:mod:`guidance.masks`), which name it ``mask ...``.
+
+    >>> empty_file_message("masks/content.png")
+    'masks/content.png is empty; give a PNG, JPEG, TIFF or WebP image'
+    """
+    return f"{os.fspath(name)} is empty; give a PNG, JPEG, TIFF or WebP image"
 
 
 def _check_pixel_count(path: Path, width: int, height: int, max_pixels: int) -> None:
@@ -694,7 +707,7 @@ def check_output_path(
     """
     path = check_output_file(path)
     _bit_depth(path, bit_depth)
-    _check_write_options(jpeg_quality, dpi)
+    check_write_options(jpeg_quality, dpi)
     _check_destination(path, overwrite)
     return path
 
@@ -709,11 +722,12 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def _check_write_options(jpeg_quality: int, dpi: float) -> None:
+def check_write_options(jpeg_quality: int, dpi: float) -> None:
+    """Refuse (:class:`InputError`) a JPEG quality or DPI that :func:`write_image` cannot write."""
     if not 1 <= jpeg_quality <= 100:
-        raise InputError(f"JPEG quality {jpeg_quality} is out of range; use 1 to 100")
+        raise InputError(f"{option_label('--jpeg-quality')} {jpeg_quality} is out of range; use 1 to 100")
     if not 0 < dpi <= MAX_DPI:
-        raise InputError(f"dpi {dpi} is out of range; use a positive value up to {MAX_DPI}")
+        raise InputError(f"{option_label('--dpi')} {dpi} is out of range; use a positive value up to {MAX_DPI}")
 
 
 def write_image(
@@ -763,7 +777,7 @@ def write_image(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype.kind != "f" or min(image.shape[:2]) < 1:
         raise ValueError(f"expected a float image of shape (H, W, 3), got {image.dtype} {image.shape}")
-    _check_write_options(jpeg_quality, dpi)
+    check_write_options(jpeg_quality, dpi)
     codes = _code_values(image, bits)
     profile = srgb_profile()
     fmt = OUTPUT_FORMATS[path.suffix.lower()]

@@ -246,6 +246,22 @@ def check_fits(
     )
 
 
+def _first_fitting(last: int, fits_at: Callable[[int], bool]) -> int:
+    """The smallest ``k`` in ``0 .. last`` with ``fits_at(k)`` (true from some ``k`` on); ``last`` if none is.
+
+    >>> _first_fitting(10**18, lambda k: k >= 12345)
+    12345
+    """
+    low, high = 0, last
+    while low < high:
+        middle = (low + high) // 2
+        if fits_at(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 def _suggestion(size, out_size, estimate, fits, nnst_too_big: bool, poster_option=None) -> str:
     """The largest ``--size`` (in steps of 64 px) and then ``--out-size`` (steps of 256 px) that fit.
 
@@ -253,13 +269,16 @@ def _suggestion(size, out_size, estimate, fits, nnst_too_big: bool, poster_optio
     """
     s = size
     if nnst_too_big:
-        while s > 64 and not fits(estimate(s, None)):
-            s -= 64
+        # size, size - 64, ... down to the first at most 64: the largest that fits (the estimate grows
+        # with the size), found by bisection; stepping down took for ever from an absurd --size
+        last = max(0, -(-(size - 64) // 64))
+        s = size - 64 * _first_fitting(last, lambda k: fits(estimate(size - 64 * k, None)))
         if not fits(estimate(s, None)):
             return "even --size 64 does not fit; use a machine with more memory"
     o = out_size
-    while o and o > s and not fits(estimate(s, o)):
-        o = max(s, o - 256)
+    if o and o > s:  # out_size, out_size - 256, ..., then s itself
+        last = -(-(o - s) // 256)
+        o = max(s, o - 256 * _first_fitting(last, lambda k: fits(estimate(s, max(s, out_size - 256 * k)))))
     parts = [f"--size {s}"] if s != size else []
     if out_size and o != out_size:
         if poster_option is not None:

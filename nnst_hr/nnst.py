@@ -26,7 +26,7 @@ import torch
 from guidance import guide_channels, hard_labels_at, rotate_guides
 
 from .color import color_stage
-from .config import MIN_SIZE, NNSTConfig
+from .config import MIN_SIZE, NNSTConfig, field_label
 from .device import autocast, bf16_enabled, precise_matmul, resolve_device, run_settings
 from .errors import InputError
 from .hypercolumns import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
@@ -376,6 +376,26 @@ def scale_checkpoint_name(index: int) -> str:
     return f"scale{index}"
 
 
+def check_short_sides(shapes: Mapping[str, tuple[int, int]], size: int) -> None:
+    """Refuse images whose short side, resized to the long side ``size`` as NNST resizes them, is below ``MIN_SIZE``.
+
+    ``shapes``: each image's name in messages (its path) and ``(H, W)``. A run checks this before it
+    writes anything, :func:`synthesize_nnst` again.
+
+    >>> check_short_sides({"strip.png": (40, 400)}, 64)
+    Traceback (most recent call last):
+    ...
+    nnst_hr.errors.InputError: strip.png is too thin: at --size 64 it is 64x6 px, its short side below 32 px; \
+raise --size or crop the image
+    """
+    option = field_label(NNSTConfig, "size")  # "--size", or "size" in an experiment's stages
+    for name, shape in shapes.items():
+        height, width = long_side_shape(shape, size)
+        if min(height, width) < MIN_SIZE:
+            raise InputError(f"{name} is too thin: at {option} {size} it is {width}x{height} px, its short side below "
+                             f"{MIN_SIZE} px; raise {option} or crop the image")
+
+
 def synthesize_nnst(
     content: np.ndarray,
     style: np.ndarray,
@@ -412,16 +432,12 @@ def synthesize_nnst(
     progress = progress or Progress(enabled=False)
 
     total = time.perf_counter()
+    check_short_sides({"the content": content.shape[:2], "the style": style.shape[:2]}, config.size)
     runner = _Stylizer(config, MaskGuides(masks, config, resolve_device(config.device)) if masks is not None else None,
                        progress, weights)
     device = runner.device
     content_t = resize_long_side(to_tensor(content, device), config.size)
     style_t = resize_long_side(to_tensor(style, device), config.size)
-    if min(content_t.shape[-2:]) < MIN_SIZE or min(style_t.shape[-2:]) < MIN_SIZE:
-        raise InputError(
-            f"an image is too thin: at --size {config.size} its short side falls below {MIN_SIZE} px; "
-            "raise --size or crop the image"
-        )
     with run_settings(device, exact=config.exact):
         output, nnf, objective = runner.run(content_t, style_t, start_from or {}, on_checkpoint)
     runner.timings["total"] = time.perf_counter() - total

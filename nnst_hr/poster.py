@@ -31,7 +31,7 @@ import patchsynth
 from guidance import guide_channels
 
 from .color import transfer_color
-from .config import NNSTConfig, PosterConfig
+from .config import NNSTConfig, PosterConfig, field_label
 from .device import resolve_device
 from .errors import InputError
 from .hypercolumns import FEATURE_STRIDE
@@ -371,10 +371,11 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
             )
 
         if factor > 1:
+            searched = f"{field_label(PosterConfig, 'out_size')} above {field_label(PosterConfig, 'max_search_size')}"
             progress.message(
-                f"poster: searching at {search_shape[1]}x{search_shape[0]} (--out-size above max_search_size "
-                f"{cfg.max_search_size}), then upsampling the field x{factor} and rendering ({cfg.render}) at "
-                f"{out_shape[1]}x{out_shape[0]} (Texler et al. 2020)"
+                f"poster: searching at {search_shape[1]}x{search_shape[0]} ({searched} {cfg.max_search_size}), then "
+                f"upsampling the field x{factor} and rendering ({cfg.render}) at {out_shape[1]}x{out_shape[0]} "
+                "(Texler et al. 2020)"
             )
         else:
             progress.message(f"poster: searching and rendering ({cfg.render}) at {out_shape[1]}x{out_shape[0]}")
@@ -387,7 +388,8 @@ def synthesize_poster(content, style, result, cfg, nnst_cfg, out_shape, scale, m
             start_size=max(result.field.shape[:2]), seed=nnst_cfg.seed, progress=on_step,
         )
     except MemoryError as exc:
-        raise InputError(f"not enough memory for a {out_shape[1]}x{out_shape[0]} poster; lower --out-size") from exc
+        raise InputError(f"not enough memory for a {out_shape[1]}x{out_shape[0]} poster; lower "
+                         f"{field_label(PosterConfig, 'out_size')}") from exc
     if factor == 1 and cfg.render == "vote":
         return synth.image, synth.field
     layout, field = atlas.layout, synth.field

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .config import MIN_SIZE
+from .config import MIN_SIZE, option_label
 from .errors import InputError
 from .printsize import (
     MAX_DPI,
@@ -105,14 +105,14 @@ def check_print_options(spec: str, dpi: int, fit: str) -> PrintSize:
         A bad spec, DPI or fit, or a print of fewer than ``MIN_SIZE`` px a side at ``dpi``.
     """
     if fit not in FITS:
-        raise InputError(f"--fit {fit!r} is not known; use crop or pad")
+        raise InputError(f"{option_label('--fit')} {fit!r} is not known; use crop or pad")
     size = parse_print_size(spec)
     height, width = print_pixels(size, dpi, "portrait")  # refuses a DPI out of range
     if width < MIN_SIZE:
         # NNST and the poster stage need MIN_SIZE px a side: a smaller print was written as a
         # few pixels of colour, not a stylized picture
-        raise InputError(f"--print {size.name} at {dpi} dpi is {width}x{height} px, below the {MIN_SIZE} px a "
-                         f"poster needs on each side; {_larger_print_hint(size)}")
+        raise InputError(f"{option_label('--print')} {size.name} at {dpi} dpi is {width}x{height} px, below the "
+                         f"{MIN_SIZE} px a poster needs on each side; {_larger_print_hint(size)}")
     return size
 
 
@@ -124,7 +124,7 @@ def _larger_print_hint(size: PrintSize) -> str:
         dpi += 1
     if dpi > MAX_DPI:
         return "use a larger print"
-    return f"use a larger print or --dpi {dpi} or more"
+    return f"use a larger print or {option_label('--dpi')} {dpi} or more"
 
 
 def plan_print(content_shape: tuple[int, int], spec: str, dpi: int, fit: str = "crop") -> PrintPlan:

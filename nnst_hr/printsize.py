@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from .config import option_label
 from .errors import InputError
 
 __all__ = [
@@ -93,14 +94,15 @@ def parse_print_size(spec: str) -> PrintSize:
     match = _SPEC.match(text)
     if match is None:
         names = "|".join(reversed(ISO_216_MM))
-        raise InputError(f"--print {spec!r} is not a print size; use {names} or WxH with in, cm or mm "
-                         "(e.g. 24x36in, 50x70cm)")
+        raise InputError(f"{option_label('--print')} {spec!r} is not a print size; use {names} or WxH with in, cm "
+                         "or mm (e.g. 24x36in, 50x70cm)")
     unit = MM_PER_UNIT[match.group(3).lower()]
     a, b = float(match.group(1)) * unit, float(match.group(2)) * unit
     if min(a, b) <= 0:
-        raise InputError(f"--print {spec!r}: both sides must be positive")
+        raise InputError(f"{option_label('--print')} {spec!r}: both sides must be positive")
     if not math.isfinite(max(a, b)):  # hundreds of digits parse as inf, which has no pixel count
-        raise InputError(f"--print {spec!r}: a side is too large to be a print; give its size in in, cm or mm")
+        raise InputError(f"{option_label('--print')} {spec!r}: a side is too large to be a print; give its size in "
+                         "in, cm or mm")
     return PrintSize(text.replace(" ", "").lower(), min(a, b), max(a, b))
 
 
@@ -123,12 +125,14 @@ def print_pixels(size: PrintSize, dpi: float, orientation: Orientation) -> tuple
     (4961, 7016)
     """
     if not MIN_DPI <= dpi <= MAX_DPI:
-        raise InputError(f"--dpi {dpi} is out of range; use {MIN_DPI} to {MAX_DPI} (300 is usual for prints)")
+        raise InputError(f"{option_label('--dpi')} {dpi} is out of range; use {MIN_DPI} to {MAX_DPI} (300 is usual "
+                         "for prints)")
     if orientation not in ("portrait", "landscape"):
         raise ValueError(f"orientation must be 'portrait' or 'landscape', got {orientation!r}")
     short, long = mm_to_pixels(size.short_mm, dpi), mm_to_pixels(size.long_mm, dpi)
     if short < 1:
-        raise InputError(f"--print {size.name} at {dpi} dpi is less than a pixel wide; use a larger size or DPI")
+        raise InputError(f"{option_label('--print')} {size.name} at {dpi} dpi is less than a pixel wide; use a larger "
+                         "size or DPI")
     return (long, short) if orientation == "portrait" else (short, long)
 
 

@@ -30,13 +30,14 @@ import numpy as np
 
 from . import __version__
 from .color import color_stage
-from .config import NNSTConfig, PosterConfig, checked_value
+from .config import NNSTConfig, PosterConfig, checked_value, field_label, option_label, values_from
 from .device import resolve_device
 from .errors import InputError
 from .files import (
     atomic_output,
     check_output_file,
     check_output_path,
+    check_write_options,
     load_npz,
     read_image,
     save_npz,
@@ -47,7 +48,7 @@ from .integrity import SIDECAR_SUFFIX, remove
 from .lock import run_lock
 from .memory import release_freed_memory
 from .nnf import save_field
-from .nnst import NNSTResult, synthesize_nnst
+from .nnst import NNSTResult, check_short_sides, synthesize_nnst
 from .preflight import check_resources
 from .progress import Progress, Stage, format_seconds
 from .sizes import check_input_sizes
@@ -404,12 +405,28 @@ def read_run_config(path: str | Path) -> dict:
             print_size=data.get("print"),
             fit=data.get("fit") or RunOptions.fit,
         )
-        options.nnst.validate()
-        options.poster.validate()
+        with values_from("config"):  # "NNSTConfig.seed must be ...", "print 'A9' ...": not "--seed", "--print"
+            check_run_options(options)
     except InputError as exc:
         raise InputError(f"{path}: {exc}; fix or remove that entry, or run without --config") from None
     paths = {name: Path(data[name]) if data.get(name) else None for name in ("content", "style", "output")}
     return {**paths, "options": options}
+
+
+def check_run_options(options: RunOptions) -> None:
+    """Refuse (:class:`InputError`) options out of range or that do not go together: both configs,
+    a print size with its DPI and fit (and without an ``out_size``, which the print sets), the
+    JPEG quality and DPI. Messages name the options as :func:`nnst_hr.config.values_from` says."""
+    options.nnst.validate()
+    options.poster.validate()
+    if options.print_size is not None:
+        from .printing import check_print_options
+
+        if options.poster.out_size is not None:
+            raise InputError(f"{option_label('--print')} sets the output size; leave out "
+                             f"{field_label(PosterConfig, 'out_size')}")
+        check_print_options(options.print_size, options.dpi, options.fit)
+    check_write_options(options.jpeg_quality, options.dpi)
 
 
 def _check_run_folder(folder: Path) -> None:
@@ -468,24 +485,51 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     the same output is refused instead of writing into the same folder.
     """
     output = check_output_file(output)  # a folder (`-o .`) has no run folder beside it
+    _check_apart(Path(content), Path(style), output, (options or RunOptions()).guide)
     with run_lock(run_folder(output)):
         return _run_files(content, style, output, options)
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies in it (links resolved)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def _check_apart(content: Path, style: Path, output: Path, guide: Path | None) -> None:
+    """Refuse (:class:`InputError`), before the run folder is locked, a run that would write over what it reads.
+
+    The output may not be an input; the inputs may not lie in the run folder, whose files the
+    run replaces and whose checkpoints it removes; the output and the run folder may not lie in
+    the masks folder, nor it in the run folder: the run reads (and keys its resume on) every
+    file of that folder, so `-o masks/content.png --overwrite` replaced a mask, and any output
+    there made every rerun start again.
+    """
+    folder = run_folder(output)
+    for given in (content, style):
+        if output.resolve() == given.resolve() or (output.exists() and given.exists() and output.samefile(given)):
+            raise InputError(f"the output {output} is one of the inputs; choose another output path")
+        if _within(given, folder):
+            raise InputError(f"the input {given} is in the run folder {folder}, whose files the run replaces; "
+                             "move it out or choose another output path")
+    if guide is None:
+        return
+    guide = Path(guide)
+    if folder.resolve() == guide.resolve():
+        raise InputError(f"the run folder {folder} is the masks folder (--guide); choose another output path")
+    for written, what in ((output, f"the output {output}"), (folder, f"the run folder {folder}")):
+        if _within(written, guide):
+            raise InputError(f"{what} is in the masks folder {guide} (--guide), every file of which the run reads; "
+                             "choose an output path outside it")
+    if _within(guide, folder):
+        raise InputError(f"the masks folder {guide} (--guide) is in the run folder {folder}, whose files the run "
+                         "replaces; move it out or choose another output path")
 
 
 def _run_files(content, style, output, options: RunOptions | None) -> dict:
     options = options or RunOptions()
     content, style, output = Path(content), Path(style), Path(output)
-    for given in (content, style):
-        if output.resolve() == given.resolve() or (output.exists() and given.exists() and output.samefile(given)):
-            raise InputError(f"the output {output} is one of the inputs; choose another output path")
-    options.nnst.validate()
-    options.poster.validate()
-    if options.print_size is not None:
-        from .printing import check_print_options
-
-        if options.poster.out_size is not None:
-            raise InputError("--print sets the output size; leave out --out-size")
-        check_print_options(options.print_size, options.dpi, options.fit)
+    check_run_options(options)
     check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth,
                       jpeg_quality=options.jpeg_quality, dpi=options.dpi)
     device = resolve_device(options.nnst.device)
@@ -499,6 +543,8 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
         content_img, masks = fit_content(content_img, plan), fit_labels(masks, plan)
         options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))
         progress.message(plan.describe())
+    # as NNST gets them (after the print's crop or pad): refused before the run folder is written, not after
+    check_short_sides({content: content_img.shape[:2], style: style_img.shape[:2]}, options.nnst.size)
     folder = run_folder(output)
     _check_run_folder(folder)
     config_path = folder / "config.json"

@@ -226,8 +226,17 @@ def _explicit_source(path: str | os.PathLike | None) -> WeightsSource | None:
 
 
 def _unreadable(path: Path, exc: Exception) -> InputError:
-    """A state dict file torch cannot load; the reason is the first line of torch's (long) message."""
-    reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    """A state dict file torch cannot load; the reason is the first line of torch's (long) message, past
+    the paragraph on ``weights_only`` that torch 2.6 puts first (it advises loading the file unsafely)."""
+    from .files import image_shape
+
+    with open(path, "rb") as file:
+        head = file.read(1 << 16)
+    if image_shape(head) is not None:
+        return InputError(f"{path} is an image, not a torch state dict; give the weights file (.pth) instead")
+    text = str(exc).split("WeightsUnpickler error:", 1)[-1]
+    reason = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    reason = reason if head else "the file is empty"
     return InputError(f"{path} is not a readable torch state dict ({reason}); replace or delete it")
 
 

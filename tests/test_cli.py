@@ -208,10 +208,27 @@ def test_tiny_run_writes_the_run_folder_refuses_then_resumes(cli, tmp_path):
 def test_config_ranges_outside_the_cli_are_refused():
     from nnst_hr.config import NNSTConfig, PosterConfig
 
-    with pytest.raises(InputError, match="max_search_size"):
+    with pytest.raises(InputError, match="--max-search-size must be at least"):  # the run command's option
         PosterConfig(out_size=8192, max_search_size=0).validate()
+    with pytest.raises(InputError, match="PosterConfig.max_search_size must be at least"):  # config.json's entry
+        PosterConfig(out_size=8192, max_search_size=0).validate(naming="config")
     with pytest.raises(InputError, match="split_refresh"):
         NNSTConfig(split_refresh=0).validate()
+
+
+def test_the_config_fields_named_by_an_option_are_the_run_commands_options():
+    """Messages about a value from the command line name its option (nnst_hr.config.field_label) for these fields."""
+    from dataclasses import fields
+
+    import typer
+
+    from nnst_hr.config import CLI_FIELDS, NNSTConfig, PosterConfig, field_label
+
+    options = {param.name: param.opts for param in typer.main.get_command(app).commands["run"].params}
+    config_fields = {f.name: cls for cls in (NNSTConfig, PosterConfig) for f in fields(cls)}
+    assert CLI_FIELDS == set(options) & set(config_fields)
+    for name in CLI_FIELDS:
+        assert field_label(config_fields[name], name) in options[name]
 
 
 @pytest.mark.parametrize("extra", [["--alpha", "2"], ["--size", "8"], ["--out-size", "4"],

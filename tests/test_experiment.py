@@ -429,6 +429,22 @@ def _toml(folder: Path, text: str):
     return parse_plan(tomllib.loads(text), folder)
 
 
+@pytest.mark.parametrize("value", ["size = 8", "out_size = 8", "steps = -1", "split_steps = -1", "alpha = 2.0",
+                                   "guide_weight = 2.0", "seed = -1", "nnst_weight = nan", "mask_weight = -1.0",
+                                   "uniformity = inf", "max_search_size = 8", "finest_steps = -1"])
+@pytest.mark.parametrize("table", ["fixed", "axes", "pair"])
+def test_plan_values_out_of_range_are_named_by_their_plan_key(folder, value, table):
+    """Was "fixed.seed: --seed must be ...": the run command's option, which a plan has not."""
+    name, setting = value.split(" = ")
+    text = {"fixed": f"{GOOD_PAIR}[fixed]\n{value}\n", "pair": f"{GOOD_PAIR}{value}\n",
+            "axes": f"{GOOD_PAIR}[axes]\n{name} = [{setting}]\n"}[table]
+    where = {"fixed": f"fixed.{name}", "pair": f"pair[0].{name}", "axes": f"axes.{name}[0]"}[table]
+    with pytest.raises(InputError) as info:
+        _toml(folder, text)
+    assert str(info.value).startswith(f"{where}: {name} must "), str(info.value)
+    assert "--" not in str(info.value)
+
+
 @pytest.mark.parametrize("text, where", [
     (GOOD_PAIR + "[axes]\nalpha = [0.25, 0.5, 1.5]\n", "axes.alpha[2]: "),
     (GOOD_PAIR + "[axes]\nalpha = [0.25, \"x\"]\n", "axes.alpha[1]: must be float"),
@@ -436,7 +452,7 @@ def _toml(folder: Path, text: str):
     (GOOD_PAIR + "[axes]\nalpah = [0.5]\n", "axes.alpah: unknown option"),
     (GOOD_PAIR + "[axes]\nguide_mode = [\"soft\", \"medium\"]\n", "axes.guide_mode[1]: must be one of"),
     (GOOD_PAIR + "[axes]\nsteps = [1.5]\n", "axes.steps[0]: must be int"),
-    (GOOD_PAIR + "[fixed]\nsize = 8\n", "fixed.size: --size must be at least"),
+    (GOOD_PAIR + "[fixed]\nsize = 8\n", "fixed.size: size must be at least"),
     (GOOD_PAIR + "[fixed]\nrotate = 1\n", "fixed.rotate: must be bool"),
     (GOOD_PAIR + "[sweep]\nalpha = [1]\n", "sweep: unknown table"),
     ('[[pair]]\ncontent = "nope.png"\nstyle = "s.png"\n', "pair[0].content: no such file"),
@@ -448,11 +464,11 @@ def _toml(folder: Path, text: str):
     (GOOD_PAIR + "[report]\nscore = \"beauty\"\n", "report.score: unknown score"),
     ("[axes]\nalpha = [0.5]\n", "pair: no pairs"),
     # fields without a CLI option: checked before any work too (coarsest = 0 hung, lr = nan was a traceback)
-    (GOOD_PAIR + "[fixed]\ncoarsest = 0\n", "fixed.coarsest: NNSTConfig.coarsest must be at least 32"),
-    (GOOD_PAIR + "[fixed]\nlr = nan\n", "fixed.lr: NNSTConfig.lr must be a positive finite number"),
-    (GOOD_PAIR + "[axes]\npatch_size = [5, 4]\n", "axes.patch_size[1]: PosterConfig.patch_size must be a positive odd"),
-    (GOOD_PAIR + "[fixed]\nseed = -1\n", "fixed.seed: --seed must be between 0 and"),
-    (GOOD_PAIR + "[fixed]\nmask_weight = nan\n", "fixed.mask_weight: poster weights"),
+    (GOOD_PAIR + "[fixed]\ncoarsest = 0\n", "fixed.coarsest: coarsest must be at least 32"),
+    (GOOD_PAIR + "[fixed]\nlr = nan\n", "fixed.lr: lr must be a positive finite number"),
+    (GOOD_PAIR + "[axes]\npatch_size = [5, 4]\n", "axes.patch_size[1]: patch_size must be a positive odd"),
+    (GOOD_PAIR + "[fixed]\nseed = -1\n", "fixed.seed: seed must be between 0 and"),
+    (GOOD_PAIR + "[fixed]\nmask_weight = nan\n", "fixed.mask_weight: mask_weight must be a finite number >= 0"),
     ('[[pair]]\ncontent = "."\nstyle = "s.png"\n', "pair[0].content: "),  # a folder: "is a folder, not an image"
     (GOOD_PAIR + 'guide = "c.png"\n', "pair[0].guide: "),  # a file: "is a file, not a masks folder"
     # the same runs twice (both in the report) were run silently; [pair] and pair = 5 read "no pairs"

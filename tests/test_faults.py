@@ -515,11 +515,13 @@ def test_a_write_refused_by_the_file_system_is_one_line(cli, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("option, needle", [
-    (("--dpi", 10**9), "dpi 1000000000 is out of range"),  # was a traceback in the PNG writer, after the work
+    (("--dpi", 10**9), "--dpi 1000000000 is out of range"),  # was a traceback in the PNG writer, after the work
     (("--seed", -1), "--seed must be between 0"),
     (("--seed", 2**64), "--seed must be between 0"),  # was a traceback in torch's generator
-    (("--mask-weight", "nan"), "poster weights"),  # was accepted
-    (("--uniformity", "nan", "--out-size", 128), "poster weights"),  # was refused only after NNST
+    (("--mask-weight", "nan"), "--mask-weight must be a finite number >= 0, got nan"),  # was accepted
+    (("--uniformity", "nan", "--out-size", 128), "--uniformity must be a finite"),  # was refused only after NNST
+    (("--max-search-size", 8, "--out-size", 128), "--max-search-size must be at least 32"),  # "PosterConfig.max_..."
+    (("--steps", -1), "--steps must not be negative, got -1"),
 ])
 def test_option_values_out_of_range_are_refused_before_any_work(cli, tmp_path, option, needle):
     content, style = pair(tmp_path)
@@ -537,16 +539,28 @@ def test_option_values_out_of_range_are_refused_before_any_work(cli, tmp_path, o
     ("poster", "patch_size", 4, "PosterConfig.patch_size must be a positive odd"),
     (None, "dpi", "300", "dpi: must be float (or null)"),
     (None, "content", 5, "content: must be str (or null)"),
+    # these named the run command's options ("--seed must be ...", "--print 'A9' ...") and some not the file
+    ("nnst", "seed", -1, "NNSTConfig.seed must be between 0 and"),
+    ("nnst", "steps", -1, "NNSTConfig.steps must not be negative"),
+    ("poster", "uniformity", -1.0, "PosterConfig.uniformity must be a finite number >= 0"),
+    ("poster", "max_search_size", 8, "PosterConfig.max_search_size must be at least 32"),
+    (None, "print", "A9", "print 'A9' is not a print size"),
+    (None, "dpi", 0, "dpi 0 is out of range"),
+    (None, "jpeg_quality", 0, "jpeg_quality 0 is out of range"),
+    ("poster", "out_size", 256, "print sets the output size; leave out PosterConfig.out_size"),  # with print = A4
 ])
 def test_config_json_with_a_wrong_value_names_the_file_and_the_entry(cli, tmp_path, section, key, value, needle):
     content, style = pair(tmp_path)
     data = {"nnst": {"size": 64, "steps": 2, "split_steps": 2}, "poster": {},
             "content": str(content), "style": str(style)}
     (data[section] if section else data)[key] = value
+    if key == "out_size":
+        data["print"] = "A4"
     config = tmp_path / "config.json"
     config.write_text(json.dumps(data))
     result = cli("run", "--config", config, "-o", tmp_path / "out.png", "-q")
-    assert_one_line_error(result, 2, str(config), needle, "fix or remove")
+    assert_one_line_error(result, 2, f"{config}: {needle}", "fix or remove")
+    assert " --" not in result.stderr.split("; fix or remove")[0]  # no option named for an entry of the file
     assert not (tmp_path / "out.run").exists()
 
 
@@ -947,3 +961,142 @@ def test_an_input_gone_between_reading_the_plan_and_reading_the_inputs_is_one_li
     result = cli("experiment", plan, "-o", tmp_path / "results", "-q")
     assert_one_line_error(result, 2, f"{tmp_path / 'content.png'} no longer exists; restore it or fix the plan")
     assert not (tmp_path / "results").exists()
+
+
+# --------------------------------------------------------------------------- what a run reads, plans, options
+
+
+def test_an_output_among_what_the_run_reads_is_refused_even_with_overwrite(cli, tmp_path):
+    """`-o masks/content.png --overwrite` replaced the content mask; an output anywhere in the masks folder
+    changed the folder every rerun keys its resume on; an input in the run folder was replaced (nnst.png)
+    or removed (checkpoints/)."""
+    content, style = pair(tmp_path)
+    masks = _label_maps(tmp_path / "masks")
+    before = {p.name: p.read_bytes() for p in masks.iterdir()}
+    for output in (masks / "content.png", masks / "style.png", masks / "result.png", tmp_path / "masks.png"):
+        result = cli("run", content, style, "--guide", masks, "-o", output, "--overwrite", *TINY)
+        if output.name == "masks.png":  # its run folder masks.run/ is beside the masks, not in them: the control
+            assert result.exit_code != 2 or "masks folder" not in result.stderr, result.output
+            continue
+        assert_one_line_error(result, 2, f"the output {output} is in the masks folder {masks} (--guide)",
+                              "choose an output path outside it")
+    assert {p.name: p.read_bytes() for p in masks.iterdir()} == before  # no result.run/ either
+    run = tmp_path / "out.run"
+    (run / "checkpoints").mkdir(parents=True)
+    inside = run / "checkpoints" / "content.png"
+    inside.write_bytes(content.read_bytes())
+    assert_one_line_error(cli("run", inside, style, "-o", tmp_path / "out.png", *TINY), 2,
+                          f"the input {inside} is in the run folder {run}", "move it out")
+    moved = run / "masks"
+    masks.rename(moved)
+    assert_one_line_error(cli("run", content, style, "--guide", moved, "-o", tmp_path / "out.png", *TINY), 2,
+                          f"the masks folder {moved} (--guide) is in the run folder {run}")
+    assert_one_line_error(cli("run", content, style, "--guide", run, "-o", tmp_path / "out.png", *TINY), 2,
+                          f"the run folder {run} is the masks folder (--guide)")
+    assert inside.read_bytes() == content.read_bytes() and sorted(p.name for p in run.iterdir()) == [
+        "checkpoints", "masks"]
+
+
+@pytest.mark.parametrize("kind", ["an image", "binary"])
+def test_a_file_that_is_not_a_plan_says_so_and_what_to_give(cli, tmp_path, kind):
+    """Was "not valid TOML ('utf-8' codec can't decode byte 0x89 in position 0: ...)", naming no fix."""
+    given = pair(tmp_path)[0] if kind == "an image" else tmp_path / "plan.bin"
+    if kind == "binary":
+        given.write_bytes(bytes(range(128, 256)))
+    what = "is an image, not an experiment plan" if kind == "an image" else "is not an experiment plan"
+    says = f"{what} (a plan is a TOML text file); give an experiment's plan file (plan.toml)"
+    (tmp_path / "cache").mkdir()
+    assert_one_line_error(cli("cache", "prune", tmp_path / "cache", "--keep", given), 2, f"--keep {given} {says}")
+    assert_one_line_error(cli("experiment", given, "-o", tmp_path / "results"), 2, f"{given} {says}")
+    assert not (tmp_path / "results").exists()
+
+
+def test_stage_messages_of_an_experiment_name_the_plan_keys(monkeypatch):
+    """An experiment's failed runs read "at --size 64 ...; raise --size" and "use --device cpu"."""
+    import torch
+
+    from nnst_hr.config import NNSTConfig, field_label, values_from
+    from nnst_hr.device import resolve_device
+    from nnst_hr.experiment import stages
+
+    thin = {"content": np.zeros((40, 400, 3), np.float32), "style": np.zeros((64, 64, 3), np.float32),
+            "mask_content": None}
+    params = {name: getattr(NNSTConfig(size=64), name) for name in stages.NNST_PARAMS}
+    with pytest.raises(InputError, match="^the content is too thin: at size 64 it is 64x6 px.*; raise size or "):
+        stages.nnst(thin, params)  # before the network is built: no weights needed
+    with pytest.raises(InputError, match="^the content is too thin: at --size 64 "):
+        from nnst_hr.nnst import synthesize_nnst
+
+        synthesize_nnst(thin["content"], thin["style"], NNSTConfig(size=64))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with values_from("plan"), pytest.raises(InputError, match="^device cuda was asked for .*; use device cpu"):
+        resolve_device("cuda")
+    with pytest.raises(InputError, match="^--device cuda was asked for .*; use --device cpu"):
+        resolve_device("cuda")
+    assert field_label(NNSTConfig, "size") == "--size"  # the block is left
+
+
+def test_a_thin_input_is_refused_before_the_run_folder_is_written(cli, tmp_path):
+    """Refused by NNST, after config.json was written."""
+    style = pair(tmp_path)[1]
+    thin = image_file(tmp_path / "thin.png", 400, 40)
+    result = cli("run", thin, style, "-o", tmp_path / "out.png", *TINY)
+    assert_one_line_error(result, 2, f"{thin} is too thin: at --size 64 it is 64x6 px", "raise --size")
+    assert not (tmp_path / "out.run").exists()
+
+
+def test_print_or_out_size_given_replaces_the_other_one_of_config_json(cli, tmp_path, monkeypatch):
+    """`run --config poster.run/config.json --print A4` was "--print sets the output size; leave out --out-size",
+    an option not given; `--fit pad` without a print was ignored."""
+    from nnst_hr import run as run_module
+
+    content, style = pair(tmp_path)
+    assert_one_line_error(cli("run", content, style, "-o", tmp_path / "c.png", "--print", "A4", "--out-size", 96),
+                          2, "--print sets the output size; leave out --out-size")  # both given: still refused
+    assert_one_line_error(cli("run", content, style, "-o", tmp_path / "c.png", "--fit", "pad", *TINY), 2,
+                          "--fit applies to a print: give --print too, or leave out --fit")
+    got = {}
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options: got.update(options=options))
+    base = {"nnst": {"size": 64}, "content": str(content), "style": str(style)}
+    poster, printed = tmp_path / "poster.json", tmp_path / "print.json"
+    poster.write_text(json.dumps({**base, "poster": {"out_size": 128}}))
+    printed.write_text(json.dumps({**base, "poster": {}, "print": "A4", "dpi": 20}))
+    assert cli("run", "--config", poster, "-o", tmp_path / "a.png", "--print", "A4").exit_code == 0
+    assert got["options"].print_size == "A4" and got["options"].poster.out_size is None
+    assert cli("run", "--config", printed, "-o", tmp_path / "b.png", "--out-size", 96).exit_code == 0
+    assert got["options"].print_size is None and got["options"].poster.out_size == 96
+    assert cli("run", "--config", printed, "-o", tmp_path / "d.png", "--fit", "pad").exit_code == 0  # its print
+
+
+def test_an_absurd_size_is_refused_at_once(cli, tmp_path, monkeypatch):
+    """`run --size 10**20` stepped its memory suggestion down 64 px at a time (for ever); `metrics --size 10**20`
+    was a torch traceback, and `--size 20000` was killed for memory."""
+    content, style = pair(tmp_path)
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(memory, "available_gpu_bytes", lambda: 8 * 2**30)  # where there is a GPU
+    for command in (("run", content, style, "-o", tmp_path / "out.png", "-q"),
+                    ("metrics", content, "--content", content, "--style", style)):
+        for size in (10**20, 20000):
+            assert_one_line_error(cli(*command, "--size", size), 2, "this run needs about",
+                                  "8.0 GB are available: try --size ")
+    assert not (tmp_path / "out.run").exists()
+    shapes = ((48, 64), (64, 64))
+    with pytest.raises(InputError) as info:
+        memory.check_fits(*shapes, size=10**20, ram=memory.estimate_peak_bytes(*shapes, size=700).ram * memory.HEADROOM)
+    assert _suggested(info.value.args[0], "--size") == 10**20 - 64 * ((10**20 - 700) // 64 + 1)  # <= 700, in 64s
+
+
+def test_weights_given_as_an_image_say_so(cli, tmp_path):
+    """Was "... (Weights only load failed. In PyTorch 2.6, we changed the default value of ... Re-running
+    `torch.load` with `weights_only` set to `False` will likely succeed ...); replace or delete it"."""
+    content, style = pair(tmp_path)
+    assert_one_line_error(cli("weights", "--weights", content), 2,
+                          f"{content} is an image, not a torch state dict; give the weights file (.pth)")
+    empty = tmp_path / "vgg.pth"
+    empty.write_bytes(b"")
+    assert_one_line_error(cli("weights", "--weights", empty), 2, "(the file is empty)")
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a state dict")
+    result = cli("weights", "--weights", garbage)
+    assert_one_line_error(result, 2, f"{garbage} is not a readable torch state dict")
+    assert "weights_only" not in result.stderr

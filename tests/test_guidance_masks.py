@@ -180,6 +180,24 @@ def test_missing_folder_and_file(tmp_path):
     assert not report.usable and "gone.jpg: no such file" in report.problems[0]
 
 
+@pytest.mark.parametrize("empty", ["content.png", "style/sky.png"])
+def test_an_empty_mask_file_says_it_is_empty(tmp_path, empty):
+    """Was "cannot read mask ... (cannot identify image file ...): save it as PNG", as for a file in another format."""
+    if empty == "content.png":
+        write_pair(tmp_path, paint((32, 32)), paint((32, 32)))
+    else:
+        for side in ("content", "style"):
+            save(tmp_path / side / "sky.png", np.full((32, 32), 255))
+    (tmp_path / empty).write_bytes(b"")
+    expected = f"mask {tmp_path / empty} is empty; give a PNG, JPEG, TIFF or WebP image"  # read_image's words
+    with pytest.raises(MaskError) as from_folder:
+        load_masks(tmp_path)
+    with pytest.raises(MaskError) as from_bytes:  # an experiment's masks
+        load_mask_data(folder_bytes(tmp_path), tmp_path)
+    assert str(from_folder.value) == str(from_bytes.value) == expected
+    assert check_masks(tmp_path).problems == [expected]
+
+
 def test_empty_region_mask(tmp_path):
     save(tmp_path / "content" / "sky.png", np.full((32, 32), 255))
     save(tmp_path / "content" / "tree.png", np.full((32, 32), 100))  # below 0.5 everywhere

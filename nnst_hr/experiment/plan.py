@@ -139,8 +139,8 @@ def _check_range(where: str, params: dict) -> None:
     """``validate()`` both configs built from ``params``; prefix the message with ``where``."""
     try:
         nnst, poster = make_configs(params)
-        nnst.validate()
-        poster.validate()
+        nnst.validate(naming="plan")  # "seed must be ...", not the run command's "--seed must be ..."
+        poster.validate(naming="plan")
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     except TypeError as exc:  # a wrong type that slipped past the checks above
@@ -280,10 +280,22 @@ def load_plan(path: str | Path) -> Plan:
         raise InputError(f"{path} is a folder; give the plan file (plan.toml) itself")
     if not path.is_file():
         raise InputError(f"{path}: no such plan file")
+    give = "give an experiment's plan file (plan.toml)"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid TOML ({exc})") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}); make it readable or {give}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # an image given for the plan read "'utf-8' codec can't decode byte 0x89 ..."
+        from ..files import image_shape
+
+        what = "is an image, not an experiment plan" if image_shape(raw) is not None else "is not an experiment plan"
+        raise InputError(f"{path} {what} (a plan is a TOML text file); {give}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc}); correct it there, or {give}") from None
     return parse_plan(data, path.resolve().parent, path.resolve())
 
 

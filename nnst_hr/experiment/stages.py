@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import __version__
 from ..color import color_stage
-from ..config import NNSTConfig, PosterConfig
+from ..config import NNSTConfig, PosterConfig, values_from
 from ..nnst import NNSTResult, synthesize_nnst
 from ..poster import color_poster, synthesize_poster_stage
 from ..scores import score_image
@@ -106,8 +106,9 @@ def nnst(inputs: Record, params: dict, device: str = "auto", *, progress=None) -
     executor; not a task argument).
     """
     config = replace(NNSTConfig(**params), device=device, color=False)
-    result = synthesize_nnst(inputs["content"], inputs["style"], config, masks=masks_from(inputs),
-                             progress=progress)
+    with values_from("plan"):  # its messages name a value by the plan's key ("size"), not the run's option
+        result = synthesize_nnst(inputs["content"], inputs["style"], config, masks=masks_from(inputs),
+                                 progress=progress)
     return {
         "raw": result.raw, "field": result.field,
         "content_size": np.asarray(result.content_size, np.int64),
@@ -128,9 +129,10 @@ def poster(inputs: Record, nnst_record: Record, params: dict, nnst_params: dict,
     ``params``: :data:`POSTER_PARAMS`; ``nnst_params``: :data:`POSTER_NNST_PARAMS`; ``progress``
     as :func:`nnst`'s (not a task argument).
     """
-    result = synthesize_poster_stage(inputs["content"], inputs["style"], _nnst_result(nnst_record),
-                                     PosterConfig(**params), NNSTConfig(**nnst_params), masks=masks_from(inputs),
-                                     progress=progress)
+    with values_from("plan"):  # as in nnst
+        result = synthesize_poster_stage(inputs["content"], inputs["style"], _nnst_result(nnst_record),
+                                         PosterConfig(**params), NNSTConfig(**nnst_params),
+                                         masks=masks_from(inputs), progress=progress)
     return {"synthesized": result.synthesized, "field": result.field}
 
 
