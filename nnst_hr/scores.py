@@ -121,7 +121,9 @@ class ScoreNetwork:
 
         self.device = torch.device(device)
         last = max(LPIPS_LAYER_INDICES + GRAM_LAYER_INDICES)
-        self.features = build_vgg16_features(weights, last_layer=last).to(self.device)
+        # channels-last, as NNST's VGG (hypercolumns.VGGLayers): oneDNN's own layout, no reorder per layer
+        self.features = build_vgg16_features(weights, last_layer=last).to(self.device,
+                                                                           memory_format=torch.channels_last)
         self.heads = [h.to(self.device) for h in load_lpips_heads()]
         self.shift = torch.tensor(LPIPS_SHIFT, device=self.device).view(1, 3, 1, 1)
         self.scale = torch.tensor(LPIPS_SCALE, device=self.device).view(1, 3, 1, 1)
@@ -134,7 +136,7 @@ class ScoreNetwork:
         ``image`` is float32 ``(H, W, 3)`` in ``[0, 1]``, scaled as LPIPS does.
         """
         x = torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None].to(self.device)
-        x = (x * 2 - 1 - self.shift) / self.scale
+        x = ((x * 2 - 1 - self.shift) / self.scale).contiguous(memory_format=torch.channels_last)
         wanted, out = set(LPIPS_LAYER_INDICES + GRAM_LAYER_INDICES), {}
         for index, module in enumerate(self.features):
             x = module(x)

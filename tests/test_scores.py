@@ -7,6 +7,7 @@ that need the VGG16 weights or the LPIPS heads skip where they are not cached.
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 import shutil
@@ -119,6 +120,22 @@ def test_lpips_is_zero_for_identical_images_and_grows_with_blur(net):
     assert 0 < light < heavy
     other = sample(STYLE, 64)[: content.shape[0], : content.shape[1]]
     assert lpips(net, other, content) > light
+
+
+@needs_network
+def test_activations_are_those_of_a_plain_layout_pass(net):
+    """The network runs channels-last: the same layers in the default (NCHW) layout give the same values."""
+    image = np.random.default_rng(3).random((40, 56, 3), dtype=np.float32)
+    acts = net.activations(image)
+    x = (torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1 - net.shift) / net.scale
+    plain = copy.deepcopy(net.features).to(memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        for index, module in enumerate(plain):
+            x = module(x)
+            assert x.is_contiguous()  # the reference stays in the default layout
+            if index in acts:
+                assert torch.allclose(acts[index], x, rtol=1e-4, atol=1e-5 * float(x.abs().max())), index
+    assert acts and all(a.is_contiguous(memory_format=torch.channels_last) for a in acts.values())
 
 
 @needs_network
