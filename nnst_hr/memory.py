@@ -40,10 +40,12 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -60,6 +62,11 @@ NNST_PIXEL_BYTES = 3300  # VGG16 activations + gradients per NNST output pixel (
 POSTER_SOURCE_BYTES = 115  # per atlas pixel: exemplar, guides, their pyramids, patchsynth records (fitted)
 POSTER_TARGET_BYTES = 80  # per searched poster pixel: target guides, fields, image, votes (counted, not fitted)
 POSTER_RENDER_BYTES = 40  # per final poster pixel: field, render bands, colour transfer at full size (fitted)
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20  # blocks above it are always mapped on their own (64-bit glibc)
+GLIBC_TRIM_THRESHOLD = 128 * 2**10  # glibc's initial trim threshold (DEFAULT_TRIM_THRESHOLD)
+GLIBC_MMAP_MAX = 65536  # glibc's default (DEFAULT_MMAP_MAX)
+REUSE_TRIM_THRESHOLD = 2**31 - 1  # within heap_reuse: the largest (an int), the heap's free end stays
 HEADROOM = 1.1  # refuse unless the estimate times this fits: the model's error and the allocator's
 
 
@@ -185,6 +192,76 @@ def release_freed_memory() -> bool:
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
     return True
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt``, None elsewhere (musl's is a stub, other systems have none)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 (glibc only)
+        mallopt = libc.mallopt
+    except (AttributeError, OSError):
+        return None
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt
+
+
+def _malloc_tuned() -> bool:
+    """Whether the environment already sets glibc's malloc parameters (the user's choice wins)."""
+    return any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ) or (
+        "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""))
+
+
+@contextlib.contextmanager
+def heap_reuse(enabled: bool = True) -> Iterator[bool]:
+    """Within the block, glibc serves large blocks from its heap and keeps the freed ones there.
+
+    glibc gives every block over its mmap threshold (at most 32 MiB) its own mapping and unmaps it
+    when freed; the next allocation is then faulted in and zeroed by the kernel again. An
+    optimization step at 1024 px allocates and frees gigabytes of VGG activations and gradients
+    this way, and the kernel's share of the step's time was about as large as the convolutions'.
+    Within the block (``M_MMAP_MAX`` 0, a 2 GiB trim threshold) the steps reuse the same pages.
+    The heap then holds the steps' peak and its fragmentation, and keeps its larger span after
+    the block (pages are given back by :func:`release_freed_memory` on exit, but later allocations
+    spread over more of them), so it is meant for loops of like-sized steps whose blocks glibc
+    would map, not for one-off allocations. Figures: notes/measurements.md ("Heap reuse").
+
+    On exit ``M_MMAP_MAX`` is glibc's default again and the trim threshold its initial 128 KiB;
+    the mmap threshold keeps the value glibc's adaptive rule had given it but, as after any
+    ``mallopt`` call, no longer adapts. Nothing is changed where the environment tunes malloc
+    already (``MALLOC_*_`` variables, ``GLIBC_TUNABLES``), or off glibc.
+
+    Parameters
+    ----------
+    enabled : bool
+        False makes the block a no-op (tensors not in host memory, blocks glibc keeps anyway).
+
+    Yields
+    ------
+    bool
+        Whether the heap's parameters were changed.
+
+    Examples
+    --------
+    >>> with heap_reuse() as changed:
+    ...     blocks = [bytearray(40 * 2**20) for _ in range(2)]
+    >>> changed in (True, False)
+    True
+    """
+    mallopt = _mallopt() if enabled and not _malloc_tuned() else None
+    if mallopt is None:
+        yield False
+        return
+    mallopt(M_TRIM_THRESHOLD, REUSE_TRIM_THRESHOLD)
+    mallopt(M_MMAP_MAX, 0)
+    try:
+        yield True
+    finally:
+        mallopt(M_MMAP_MAX, GLIBC_MMAP_MAX)
+        mallopt(M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD)
+        release_freed_memory()
 
 
 def available_gpu_bytes() -> int | None:

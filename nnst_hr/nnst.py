@@ -29,10 +29,18 @@ from .color import color_stage
 from .config import MIN_SIZE, NNSTConfig, field_label
 from .device import autocast, bf16_enabled, precise_matmul, resolve_device, run_settings
 from .errors import InputError
-from .hypercolumns import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
+from .hypercolumns import (
+    HYPERCOLUMN_CHANNELS,
+    LAYER_CHANNELS,
+    LAYER_STRIDES,
+    VGGLayers,
+    feature_grid,
+    hypercolumns,
+    rotations,
+)
 from .laplacian import decompose, lowpass_levels, pyramid_depth, synthesize
 from .matching import Guides, center_normalize, center_normalize_, flat_cells, search, search_settings, with_guides
-from .memory import long_side_shape, release_freed_memory
+from .memory import GLIBC_MMAP_THRESHOLD_MAX, heap_reuse, long_side_shape, release_freed_memory
 from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress, Stage
@@ -229,6 +237,15 @@ class _Stylizer:
         """Feature splitting searches at the steps whose index is a multiple of this (:func:`split_refresh`)."""
         return split_refresh(self.config, size)
 
+    def heap_reuse(self, size: tuple[int, int]):
+        """:func:`memory.heap_reuse` for an optimization loop at ``size`` (H, W), where it pays.
+
+        On the CPU, where a step's largest blocks (VGG's first layer) are ones glibc maps afresh
+        each time; smaller ones glibc keeps in its heap anyway.
+        """
+        block = LAYER_CHANNELS[0] * size[0] * size[1] * (2 if self.bf16 else 4)
+        return heap_reuse(self.device.type == "cpu" and block > GLIBC_MMAP_THRESHOLD_MAX)
+
     def autocast(self, precise: bool = False):
         return autocast(self.device, self.bf16 and not precise)
 
@@ -322,10 +339,11 @@ class _Stylizer:
             start = time.perf_counter()
             grid = feature_grid(*contents[s].shape[-2:])
             self.progress.start(scale_stage_name(contents[s].shape[-2:]))
-            out_pyr[s:] = fit_hypercolumns(
-                out_pyr[s:], self.vgg, targets, grid, steps=cfg.steps_at(s), lr=cfg.lr,
-                autocast=self.autocast, on_step=self.progress.step,
-            )
+            with self.heap_reuse(tuple(contents[s].shape[-2:])):
+                out_pyr[s:] = fit_hypercolumns(
+                    out_pyr[s:], self.vgg, targets, grid, steps=cfg.steps_at(s), lr=cfg.lr,
+                    autocast=self.autocast, on_step=self.progress.step,
+                )
             del targets
             self._time(f"optimize_{max(contents[s].shape[-2:])}px", start)
             if on_checkpoint is not None:
@@ -359,14 +377,15 @@ class _Stylizer:
                 layer.guides, layer.labels = self.masks.style_maps(grids, self.rotation_ids)
         generator = torch.Generator().manual_seed(cfg.seed)
         self.progress.start("feature splitting")
-        out_pyr = fit_split_layers(
-            out_pyr, self.vgg, split_style, steps=cfg.split_steps, lr=cfg.lr, sample=cfg.split_sample,
-            generator=generator, autocast=self.autocast,
-            refresh=self.split_refresh(size),
-            search=self.search, content_guides=content_guides, content_labels=content_labels,
-            guide_weight=cfg.guide_weight, hard=bool(self.masks and self.masks.hard),
-            on_step=self.progress.step,
-        )
+        with self.heap_reuse(tuple(size)):
+            out_pyr = fit_split_layers(
+                out_pyr, self.vgg, split_style, steps=cfg.split_steps, lr=cfg.lr, sample=cfg.split_sample,
+                generator=generator, autocast=self.autocast,
+                refresh=self.split_refresh(size),
+                search=self.search, content_guides=content_guides, content_labels=content_labels,
+                guide_weight=cfg.guide_weight, hard=bool(self.masks and self.masks.hard),
+                on_step=self.progress.step,
+            )
         self._time("feature_splitting", start)
         return out_pyr
 

@@ -271,6 +271,17 @@ def test_same_seed_same_output(result, images):
     assert np.array_equal(res.field, again.field)
 
 
+def test_heap_reuse_leaves_the_output_unchanged(result, images, monkeypatch):
+    from nnst_hr import memory
+
+    if memory._mallopt() is None or memory._malloc_tuned():
+        pytest.skip("the fixture's run did not reuse the heap (not glibc, or malloc tuned by the environment)")
+    monkeypatch.setattr(memory, "_mallopt", lambda: None)  # the optimization loops' allocations as glibc's default
+    res, cfg = result
+    plain = stylize(*images, cfg)
+    assert np.array_equal(res.raw, plain.raw) and np.array_equal(res.field, plain.field)
+
+
 def test_projected_search_is_exact_when_the_axes_span_the_data():
     gen = torch.Generator().manual_seed(4)
     basis = torch.randn(12, 300, generator=gen)
