@@ -849,13 +849,15 @@ def test_cmyk_16bit_tiff_keeps_its_precision(tmp_path):
 
 
 def test_cmyk_conversion_agrees_with_pillow_imagecms(tmp_path):
-    """An independent path: Pillow's own LittleCMS binding, 8 bits in and out, relative colorimetric."""
+    """An independent path: Pillow's own LittleCMS binding, 8 bits in and out, relative colorimetric with black-point
+    compensation."""
     from PIL import ImageCms
 
     ink = codes(structured(channels=4), np.uint8)
     reference = ImageCms.profileToProfile(Image.fromarray(ink, "CMYK"), ImageCms.ImageCmsProfile(io.BytesIO(CMYK)),
                                           ImageCms.createProfile("sRGB"), outputMode="RGB",
-                                          renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+                                          renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                          flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)
     result = read_image(cmyk_file(tmp_path, "tif", ink / np.float32(255), CMYK))
     np.testing.assert_allclose(result, np.asarray(reference) / 255, atol=1.5 / 255)
 
