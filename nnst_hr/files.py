@@ -92,6 +92,10 @@ READ_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "WEBP")  # Pillow's names; MPO is 
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 BIT_DEPTHS = {"PNG": (8, 16), "JPEG": (8,), "TIFF": (8, 16)}
 DEFAULT_BIT_DEPTH = {"PNG": 8, "JPEG": 8, "TIFF": 16}
+# What read_image makes of the same bytes; in the keys of results computed from them (run folders' NNST key;
+# the experiment's inputs stage has its own number). Bump it when decoding changes the pixels: 2, ICC profiles
+# read with black-point compensation (a CMYK input's darks changed).
+DECODE_VERSION = 2
 
 EXIF_ORIENTATION_TAG = 274
 ICC_PROFILE_TAG = 34675  # TIFF's InterColorProfile

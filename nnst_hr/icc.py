@@ -14,10 +14,15 @@ colour an amount of ink gives depends on the press, paper and inks that their pr
 unusable one) only :func:`naive_cmyk_to_srgb` is left, the uncalibrated formula that viewers use
 (LittleCMS has no built-in CMYK profile, and none is shipped or downloaded).
 
-Rendering intent: relative colorimetric (:data:`INTENT`); colours outside sRGB's gamut are
-clipped per channel. Profiles that describe sRGB itself (the usual case: cameras, browsers,
-this program's own outputs) are recognised by what they do, not by their name, and leave the
-pixels untouched, so reading a file this program wrote gives back exactly what it wrote.
+Rendering intent: relative colorimetric (:data:`INTENT`), with black-point compensation
+(:data:`BPC`); colours outside sRGB's gamut are clipped per channel. The intent maps the medium's
+white (the paper's) to sRGB's white; compensation does the same at the dark end, scaling CIE XYZ
+so that the profile's black point (a press's darkest ink) becomes sRGB's black, as Photoshop's
+default CMYK -> RGB conversions do: a painting's darkest is black, not the press's limit.
+Matrix/TRC RGB and grey profiles have their black at zero, which compensation leaves alone.
+Profiles that describe sRGB itself (the usual case: cameras, browsers, this program's own
+outputs) are recognised by what they do, not by their name, and leave the pixels untouched, so
+reading a file this program wrote gives back exactly what it wrote.
 
 Examples
 --------
@@ -41,10 +46,11 @@ import struct
 import imagecodecs
 import numpy as np
 
-__all__ = ["INTENT", "ProfileError", "cmyk_to_srgb", "describe", "is_srgb", "naive_cmyk_to_srgb", "rgb_display_profile",
-           "srgb_profile", "to_srgb"]
+__all__ = ["BPC", "INTENT", "ProfileError", "cmyk_to_srgb", "describe", "is_srgb", "naive_cmyk_to_srgb",
+           "rgb_display_profile", "srgb_profile", "to_srgb"]
 
 INTENT = imagecodecs.CMS.INTENT.RELATIVE_COLORIMETRIC  # keeps in-gamut colours exact; clips the rest
+BPC = imagecodecs.CMS.FLAGS.BLACKPOINTCOMPENSATION  # the profile's black to sRGB's black, as INTENT does white
 SRGB_TOLERANCE = 16 / 65535  # a profile whose transform to sRGB moves no probe further than this is sRGB (is_srgb)
 PROBE_STEPS = 9  # the probe grid's steps per channel (9^3 colours)
 PROFILE_DATE = (2026, 1, 1, 0, 0, 0)  # the creation time written into srgb_profile (year ... second)
@@ -367,7 +373,7 @@ def _colour_space(profile: bytes) -> tuple[str, int]:
 def _transform(pixels: np.ndarray, profile: bytes, space: str) -> np.ndarray:
     try:
         return imagecodecs.cms_transform(np.ascontiguousarray(pixels, np.float32), profile, _lcms_srgb(),
-                                         colorspace=space, outcolorspace="rgb", intent=INTENT)
+                                         colorspace=space, outcolorspace="rgb", intent=INTENT, flags=BPC)
     except (imagecodecs.CmsError, ValueError) as exc:
         raise ProfileError(f"the profile cannot be used ({exc})") from exc
 

@@ -34,6 +34,7 @@ from .config import NNSTConfig, PosterConfig, checked_value, field_label, option
 from .device import resolve_device
 from .errors import InputError
 from .files import (
+    DECODE_VERSION,
     atomic_output,
     check_output_file,
     check_output_path,
@@ -118,6 +119,7 @@ def _nnst_key(content: Path, style: Path, options: RunOptions) -> dict:
         "content_sha256": sha256_file(content),
         "style_sha256": sha256_file(style),
         "guide_sha256": _folder_digest(options.guide) if options.guide else None,
+        "decode": DECODE_VERSION,  # the same bytes read otherwise are other inputs
         "nnst": params,
     }
 

@@ -25,6 +25,7 @@ INK_ABSORPTION = np.array([[0.95, 0.15, 0.02],   # cyan
                            [0.02, 0.20, 0.90],   # yellow
                            [0.90, 0.90, 0.90]])  # black
 DOT_GAIN = 1.3  # printed coverage = 1 - (1 - ink) ** DOT_GAIN: a 50 % dot prints as 59 %
+BLACK_INK = np.array([1.0, 1.0, 1.0, 1.0])  # the press's darkest, 400 %: what the profile's B2A0 gives PCS zero
 CMYK_GRID = 9  # A2B0 grid points per ink: 9^4 nodes, a 40 kB profile
 LAB_L_SCALE, LAB_AB_OFFSET = 65280 / 100, 128  # lut16 encodes PCS Lab as L * 652.8, (a + 128) * 256 (ICC.1:2001 6.5.7)
 XYZ_SCALE = 32768  # lut16 encodes PCS XYZ as u1Fixed15: 1.0 = 0x8000 (ICC.1:2001 6.5.7, the same in v4)
@@ -62,9 +63,42 @@ def ink_linear(ink: np.ndarray) -> np.ndarray:
     return reflected
 
 
-def ink_to_srgb(ink: np.ndarray) -> np.ndarray:
-    """The sRGB colour ``(..., 3)`` that :func:`cmyk_profile` gives ink ``(..., 4)``, by the closed form."""
-    return srgb_encode(ink_linear(ink))
+def srgb_to_pcs() -> np.ndarray:
+    """Linear sRGB -> the profile connection space's XYZ (D50, Bradford-adapted), as LittleCMS's sRGB does it."""
+    return bradford(xy_to_xyz(*D65), D50_XYZ) @ rgb_to_xyz(SRGB_PRIMARIES)
+
+
+def black_point() -> float:
+    """The luminance Y (white = 1) of :func:`cmyk_profile`'s black point, as LittleCMS detects it.
+
+    For a CMYK output profile read relative colorimetric, ``cmsDetectBlackPoint`` (lcms2's cmssamp.c,
+    ``BlackPointUsingPerceptualBlack``) sends L* = 0 through the profile's B2A0 and back through its
+    A2B0, and keeps the L* of what comes back, made neutral (a* = b* = 0): the darkest ink the
+    profile's own separation prints. (A v4 profile's round trip starts at ICC's perceptual reference
+    black instead, L* 1.6: ``_cmsLinkProfiles`` forces compensation for v4 perceptual.) Either is
+    :data:`BLACK_INK` here, at a node of the A2B0 grid.
+    """
+    return float((srgb_to_pcs() @ ink_linear(BLACK_INK))[1])
+
+
+def compensate_black(linear: np.ndarray, black: float) -> np.ndarray:
+    """LittleCMS's black-point compensation into sRGB, in linear sRGB: ``(linear - black) / (1 - black)``.
+
+    lcms2 (cmscnvrt.c, ``ComputeBlackPointCompensation``) scales XYZ per channel so that the source's
+    black point goes to the destination's and D50 stays: ``XYZ' = (XYZ - bp) (D50 - bp') / (D50 - bp) + bp'``.
+    sRGB's black point bp' is 0, and the source's is neutral, ``bp = black * D50``, so
+    ``XYZ' = (XYZ - black * D50) / (1 - black)``; sRGB's matrix is linear and takes D50 to (1, 1, 1),
+    hence the same scale and offset on each linear sRGB channel. Colours darker than the black point in
+    a channel come out negative, and are clipped.
+    """
+    return (linear - black) / (1 - black)
+
+
+def ink_to_srgb(ink: np.ndarray, bpc: bool = True) -> np.ndarray:
+    """The sRGB colour ``(..., 3)`` that :func:`cmyk_profile` gives ink ``(..., 4)``, by the closed form,
+    with LittleCMS's black-point compensation (``bpc``) or without."""
+    linear = ink_linear(ink)
+    return srgb_encode(compensate_black(linear, black_point()) if bpc else linear)
 
 
 def xyz_to_lab(xyz: np.ndarray, white: np.ndarray = D50_XYZ) -> np.ndarray:
@@ -80,23 +114,26 @@ def cmyk_profile(grid: int = CMYK_GRID, description: str = "Test press CMYK", pc
 
     The nodes hold the Lab (``pcs`` ``b"Lab "``) or XYZ (``b"XYZ "``) of the closed form's sRGB colour,
     D50 as the profile connection space is, adapted from D65 by Bradford as LittleCMS's sRGB profile is;
-    media white is D50, so relative colorimetric changes nothing. ``version`` 2 (ICC.1:2001: ``desc``
+    media white is D50, so relative colorimetric changes nothing; its black point is :data:`BLACK_INK`'s
+(:func:`black_point`). ``version`` 2 (ICC.1:2001: ``desc``
     and ``cprt`` as textDescriptionType and textType) or 4 (ICC.1:2010: both multiLocalizedUnicodeType);
-    the table is a lut16 ('mft2') in both, as many real v4 CMYK profiles keep it. B2A0 (PCS -> ink,
-    which reading never uses) is a crude inverse.
+    the table is a lut16 ('mft2') in both, as many real v4 CMYK profiles keep it. B2A0 (PCS -> ink)
+    is a crude inverse: reading uses it only to find the black point, the darkest PCS colours ->
+    :data:`BLACK_INK` (v2: L* = 0; v4: ICC's perceptual reference black, L* 1.6, see :func:`black_point`).
     """
     steps = np.linspace(0, 1, grid)
     ink = np.stack(np.meshgrid(steps, steps, steps, steps, indexing="ij"), axis=-1)  # cyan varies slowest
-    srgb_to_pcs = bradford(xy_to_xyz(*D65), D50_XYZ) @ rgb_to_xyz(SRGB_PRIMARIES)
-    xyz = ink_linear(ink) @ srgb_to_pcs.T
+    xyz = ink_linear(ink) @ srgb_to_pcs().T
     if pcs == b"XYZ ":
         codes = xyz * XYZ_SCALE
     else:
         lab = xyz_to_lab(xyz)
         codes = np.stack([lab[..., 0] * LAB_L_SCALE, (lab[..., 1] + LAB_AB_OFFSET) * 256,
                           (lab[..., 2] + LAB_AB_OFFSET) * 256], axis=-1)
-    corners = np.stack(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij"), axis=-1)
-    inverse = np.concatenate([np.repeat(1 - corners[..., :1], 3, axis=-1), np.zeros((2, 2, 2, 1))], axis=-1)
+    # B2A0 on the PCS's first channel (L* or X) alone: BLACK_INK on its first two nodes (L* up to 12.5, darker
+    # than the press prints), then lighter to no ink at the top
+    darkness = np.clip((1 - steps) * (grid - 1) / (grid - 2), 0, 1)
+    inverse = np.broadcast_to(darkness[:, None, None, None] * BLACK_INK, (grid, grid, grid, 4))
     if version == 4:
         texts = [(b"desc", _mluc(description)), (b"cprt", _mluc("No copyright, test data"))]
     else:
@@ -106,7 +143,7 @@ def cmyk_profile(grid: int = CMYK_GRID, description: str = "Test press CMYK", pc
         *texts,
         (b"wtpt", b"XYZ " + bytes(4) + b"".join(map(_s15fixed16, D50_XYZ))),
         (b"A2B0", _lut16(codes, grid, 4, 3)),
-        (b"B2A0", _lut16(inverse * 65535, 2, 3, 4)),
+        (b"B2A0", _lut16(inverse * 65535, grid, 3, 4)),
     ]
     return _profile(b"prtr", b"CMYK", pcs, tags, VERSIONS[version])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import io
+import json
 import logging
 import os
 import struct
@@ -15,12 +16,14 @@ import imagecodecs
 import numpy as np
 import pytest
 import tifffile
+from helpers import image_file, needs_weights
 from icc_profiles import cmyk_profile, ink_to_srgb, without_tag
 from PIL import Image, ImageOps
 
 from nnst_hr import icc, png
 from nnst_hr.errors import InputError
 from nnst_hr.files import (
+    DECODE_VERSION,
     atomic_output,
     atomic_write_bytes,
     check_output_path,
@@ -849,13 +852,15 @@ def test_cmyk_16bit_tiff_keeps_its_precision(tmp_path):
 
 
 def test_cmyk_conversion_agrees_with_pillow_imagecms(tmp_path):
-    """An independent path: Pillow's own LittleCMS binding, 8 bits in and out, relative colorimetric."""
+    """An independent path: Pillow's own LittleCMS binding, 8 bits in and out, relative colorimetric with black-point
+    compensation."""
     from PIL import ImageCms
 
     ink = codes(structured(channels=4), np.uint8)
     reference = ImageCms.profileToProfile(Image.fromarray(ink, "CMYK"), ImageCms.ImageCmsProfile(io.BytesIO(CMYK)),
                                           ImageCms.createProfile("sRGB"), outputMode="RGB",
-                                          renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+                                          renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                          flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)
     result = read_image(cmyk_file(tmp_path, "tif", ink / np.float32(255), CMYK))
     np.testing.assert_allclose(result, np.asarray(reference) / 255, atol=1.5 / 255)
 
@@ -876,3 +881,25 @@ def test_cmyk_with_an_unusable_profile_is_converted_naively_with_a_warning(tmp_p
     assert "CMYK converted to RGB without colour management" in message
     ink = stored_ink(path, np.uint8)
     np.testing.assert_allclose(result, (1 - ink[..., :3]) * (1 - ink[..., 3:]), atol=1e-6)
+
+
+@needs_weights
+def test_a_run_folder_made_before_decoding_changed_is_not_resumed(cli, tmp_path, monkeypatch):
+    """A run folder keys its NNST result on the inputs' bytes and on DECODE_VERSION: the same CMYK file read with
+    black-point compensation is another input, so a folder an older version made (its key without that number,
+    or another) is recomputed, not resumed. Negative control: the folder as this version made it is resumed."""
+    content = cmyk_file(tmp_path, "tif", inks(48, 64), CMYK)
+    style = image_file(tmp_path / "style.png", 64, 64, seed=1)
+    output = tmp_path / "out.png"
+    args = ("run", content, style, "-o", output, "--size", 64, "--steps", 1, "--split-steps", 1, "--overwrite")
+    assert cli(*args).exit_code == 0
+    config = tmp_path / "out.run" / "config.json"
+    assert json.loads(config.read_text())["nnst_key"]["decode"] == DECODE_VERSION
+    assert "nnst: resumed from the run folder" in cli(*args).stderr
+    made = json.loads(config.read_text())
+    for old in ({key: value for key, value in made["nnst_key"].items() if key != "decode"},
+                {**made["nnst_key"], "decode": DECODE_VERSION - 1}):
+        config.write_text(json.dumps({**made, "nnst_key": old}))
+        again = cli(*args)
+        assert again.exit_code == 0, again.output
+        assert "resumed" not in again.stderr

@@ -32,7 +32,7 @@ from ..scores import score_image
 Record = dict  # str -> np.ndarray | float | int | str | None
 
 STAGE_VERSION = {  # bump a stage's number when its code changes what it returns
-    "inputs": 2,
+    "inputs": 3,  # 3: ICC profiles read with black-point compensation (files.DECODE_VERSION 2)
     "nnst": 1,
     "color": 1,
     "poster": 1,
