@@ -46,6 +46,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .disk import format_bytes
 from .errors import InputError
 
 GiB = 2**30
@@ -241,7 +242,7 @@ def check_fits(
     nnst_part = found.gpu if where == "GPU memory" else found.nnst
     hint = _suggestion(size, out_size, estimate, fits, nnst_part * HEADROOM > have, poster_option)
     raise InputError(
-        f"this run needs about {need / GiB:.1f} GB of {where} but {have / GiB:.1f} GB are available: "
+        f"this run needs about {format_bytes(need)} of {where} but {format_bytes(have)} are available: "
         f"{hint}, or close other programs"
     )
 
