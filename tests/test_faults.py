@@ -162,7 +162,7 @@ def test_atomic_write_on_a_full_disk_removes_the_partial_file_and_keeps_the_old_
 
     target = tmp_path / "state.npz"
     target.write_bytes(b"the previous version")
-    with pytest.raises(DiskFullError, match=r"is full \(writing state.npz\): free at least 3 MB") as info:
+    with pytest.raises(DiskFullError, match=r"is full \(writing state.npz\): free at least 3.0 MB") as info:
         with atomic_output(target, overwrite=True, expected_bytes=3 * 2**20 - 5) as tmp:
             tmp.write_bytes(b"\0" * 5000)
             raise OSError(code, os.strerror(code))
@@ -325,7 +325,7 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_work(cli, tmp_pat
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: 300 * 2**20)
     monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
     result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
-    assert_one_line_error(result, 2, "GB of memory", "0.3 GB are available", "close other programs")
+    assert_one_line_error(result, 2, "GB of memory", "300.0 MB are available", "close other programs")
     assert not (tmp_path / "out.run").exists()
 
 
@@ -459,7 +459,7 @@ def test_a_run_that_cannot_fit_on_the_disk_is_refused(cli, tmp_path, monkeypatch
     monkeypatch.setattr(disk, "free_bytes", lambda folder: 2 * 2**20)
     monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
     result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
-    assert_one_line_error(result, 2, "2 MB free", "free ", "another -o")
+    assert_one_line_error(result, 2, "2.0 MB free", "free ", "another -o")
     assert not (tmp_path / "out.run").exists()
 
 
@@ -698,7 +698,7 @@ def test_metrics_refuses_bad_seeds_tiny_images_and_a_field_of_another_content(cl
     assert_one_line_error(cli(*base, "--raw", tiny), 2, str(tiny), "too small")  # was a torch traceback
     field = tmp_path / "nnf.npz"  # made for a square content: content.png is 64x48
     save_field(field, np.zeros((16, 16, 3), np.int32), (64, 64), (64, 64))
-    result = cli(*base, "--field", field)
+    result = cli(*base, "--guide", _label_maps(tmp_path / "masks"), "--field", field)
     assert_one_line_error(result, 2, str(field), "made for a content of 64x64 px", str(content))
 
 
@@ -887,7 +887,8 @@ def test_metrics_field_that_is_not_an_nnf_npz_is_one_line(cli, tmp_path):
     run = tmp_path / "out.run"
     run.mkdir()
     (run / "nnf.npz").write_bytes(b"")
-    base = ("metrics", content, "--content", content, "--style", style, "--field")
+    base = ("metrics", content, "--content", content, "--style", style, "--guide", _label_maps(tmp_path / "masks"),
+            "--field")
     for field, says in [(empty, "is empty"), (content, "is not an .npz archive"),
                         (state, "lacks nnf, content_size, style_size"), (sizes, "its content_size is [1.5, 2.0]"),
                         (run, f"is a folder; give {run / 'nnf.npz'}")]:
@@ -1100,3 +1101,86 @@ def test_weights_given_as_an_image_say_so(cli, tmp_path):
     result = cli("weights", "--weights", garbage)
     assert_one_line_error(result, 2, f"{garbage} is not a readable torch state dict")
     assert "weights_only" not in result.stderr
+
+
+# --------------------------------------------------------------------------- metrics: what belongs together
+
+
+def test_a_print_is_made_from_its_nnst_result_and_another_aspect_is_not():
+    """`made_from` holds for every print's NNST result (crop or pad, prints of A-series and other
+    aspects, NNST sizes from 64 px) and its exact pixels; an NNST result of another aspect fails."""
+    from nnst_hr.memory import long_side_shape
+    from nnst_hr.printing import plan_print
+    from nnst_hr.scores import made_from
+
+    for content in ((900, 1600), (1600, 900), (1000, 1000), (333, 1000), (48, 64)):
+        for spec, dpi in (("A4", 150), ("A2", 300), ("A0", 72), ("30x20cm", 100), ("4x3in", 20)):
+            for fit in ("crop", "pad"):
+                plan = plan_print(content, spec, dpi, fit)
+                for size in (64, 200, 512, 1024):
+                    nnst = long_side_shape(plan.fitted_shape, size)
+                    assert made_from(nnst, plan.pixels), (content, spec, dpi, fit, size)
+                    other = long_side_shape((plan.fitted_shape[0] * 3 // 4, plan.fitted_shape[1]), size)
+                    if min(plan.pixels) >= 1000:  # the negative control: a quarter shorter
+                        assert not made_from(other, plan.pixels), (content, spec, dpi, fit, size)
+    assert made_from((64, 48), (256, 192)) and not made_from((48, 64), (256, 192))  # turned by 90 degrees
+
+
+def test_metrics_refuses_raw_or_upsampled_from_of_another_aspect(cli, tmp_path, monkeypatch):
+    """A --raw or --upsampled-from of another picture was scored: the objective of another image, or
+    a detail_bicubic of a stretched one."""
+    from nnst_hr import scores
+
+    score_image, got = scores.score_image, {}
+    monkeypatch.setattr(scores, "score_image", lambda *a, **k: got.update(k) or {"objective": 1.0})
+    content, style = pair(tmp_path)
+    image = image_file(tmp_path / "poster.png", 192, 96)
+    square = image_file(tmp_path / "square.png", 64, 64, seed=2)
+    half = image_file(tmp_path / "half.png", 96, 48, seed=3)
+    base = ("metrics", image, "--content", content, "--style", style)
+    assert_one_line_error(cli(*base, "--raw", square), 2, f"--raw {square} (64x64 px) has another aspect than "
+                          f"{image} (192x96)", "give the nnst_raw.png of the run that made")
+    assert_one_line_error(cli(*base, "--upsampled-from", square), 2, "--upsampled-from", "give the nnst.png")
+    assert not got
+    assert cli(*base, "--raw", half, "--upsampled-from", half).exit_code == 0  # the control: the same aspect
+    assert got["raw"].shape == got["upsampled_from"].shape == (48, 96, 3)
+    with pytest.raises(InputError, match="upsampled_from of 64x64 px has another aspect than the image"):
+        score_image(np.zeros((96, 192, 3), np.float32), np.zeros((48, 64, 3), np.float32),
+                           np.zeros((64, 64, 3), np.float32), upsampled_from=np.zeros((64, 64, 3), np.float32))
+
+
+def test_metrics_refuses_a_field_without_masks(cli, tmp_path, monkeypatch):
+    """--field only adds label_agreement, which needs --guide: without it, the field was ignored."""
+    from nnst_hr import scores
+    from nnst_hr.nnf import save_field
+
+    got = {}
+    monkeypatch.setattr(scores, "score_image", lambda *a, **k: got.update(k) or {"objective": 1.0})
+    content, style = pair(tmp_path)
+    field = tmp_path / "nnf.npz"
+    save_field(field, np.zeros((12, 16, 3), np.int32), (48, 64), (64, 64))
+    base = ("metrics", content, "--content", content, "--style", style, "--field", field)
+    assert_one_line_error(cli(*base), 2, "--field", "add --guide")
+    assert not got
+    assert cli(*base, "--guide", _label_maps(tmp_path / "masks")).exit_code == 0  # the control
+    assert got["field"].shape == (12, 16, 3) and got["masks"] is not None
+
+
+# --------------------------------------------------------------------------- sizes in messages
+
+
+def test_absurd_sizes_are_printed_in_petabytes_at_most():
+    """The memory line printed "needs about 49012345678901234567890123456789012.0 GB"."""
+    from nnst_hr.disk import check_disk_space, format_bytes
+    from nnst_hr.experiment.housekeeping import human_bytes
+
+    assert [format_bytes(n) for n in (0, 1023, 1024, 10 * 2**20, 1023.96 * 2**30, 3 * 2**40, 5 * 2**50)] == [
+        "0 B", "1023 B", "1.0 kB", "10.0 MB", "1.0 TB", "3.0 TB", "5.0 PB"]
+    assert format_bytes(1023 * 2**50) == "1023.0 PB" and format_bytes(2**60) == "more than 1000 PB"
+    assert format_bytes(2**20 + 1, up=True) == "1.1 MB" and format_bytes(2**20 + 1) == "1.0 MB"
+    assert human_bytes(5.3e43) == format_bytes(5.3e43) == "more than 1000 PB"
+    with pytest.raises(InputError) as info:
+        memory.check_fits((48, 64), (64, 64), size=10**15, ram=2**30)
+    assert "needs about more than 1000 PB of memory but 1.0 GB are available" in info.value.args[0]
+    with pytest.raises(InputError, match=r"has \d+\.\d [kMGTP]?B free but .* need about more than 1000 PB"):
+        check_disk_space(Path("out.png"), 10**40)
