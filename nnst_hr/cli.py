@@ -191,6 +191,19 @@ def _same_aspect(size: tuple[int, int], shape: tuple[int, int]) -> bool:
     return abs(h - w * height / width) <= 1 if w >= h else abs(w - h * width / height) <= 1
 
 
+def _check_device_of(config: Path, device: str) -> None:
+    """Refuse a device of ``config`` (a run's config.json) that this machine lacks, naming where it
+    came from: the run's own check said "--device cuda", an option the user never gave."""
+    from .device import resolve_device
+    from .errors import InputError
+
+    try:
+        resolve_device(device)
+    except InputError:
+        raise InputError(f"NNSTConfig.device in {config} is {device!r}, but no CUDA GPU is available here; "
+                         "add --device cpu (or auto) to run it on this machine") from None
+
+
 @dataclass
 class _Paths:
     content: Path | None
@@ -287,6 +300,8 @@ def run(
                 options = replace(options, print_size=None)
         if explicit("fit") and options.print_size is None:  # was ignored
             raise InputError("--fit applies to a print: give --print too, or leave out --fit")
+        if config is not None and not given("device"):
+            _check_device_of(config, options.nnst.device)
         resolved["options"] = options
         run_files(paths.content, paths.style, paths.output, options)
 
