@@ -1184,3 +1184,92 @@ def test_absurd_sizes_are_printed_in_petabytes_at_most():
     assert "needs about more than 1000 PB of memory but 1.0 GB are available" in info.value.args[0]
     with pytest.raises(InputError, match=r"has \d+\.\d [kMGTP]?B free but .* need about more than 1000 PB"):
         check_disk_space(Path("out.png"), 10**40)
+
+
+# --------------------------------------------------------------------------- where a device came from
+
+
+def test_a_cuda_device_from_config_json_or_a_plan_is_named_where_it_was_set(cli, tmp_path, monkeypatch):
+    """config.json's device "cuda" on a machine without CUDA read "--device cuda was asked for", an option
+    never given; a plan's device = "cuda" failed every run at its NNST stage, naming no key."""
+    import torch
+
+    from nnst_hr import run as run_module
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    got = {}
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options: got.update(options=options))
+    content, style = pair(tmp_path)
+    config = tmp_path / "out.run" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"nnst": {"size": 64, "device": "cuda"}, "poster": {}, "content": str(content),
+                                  "style": str(style), "output": str(tmp_path / "out.png")}))
+    result = cli("run", "--config", config)
+    assert_one_line_error(result, 2, f"NNSTConfig.device in {config} is 'cuda'", "add --device cpu")
+    assert "--device cuda" not in result.stderr and not got
+    assert cli("run", "--config", config, "--device", "cpu").exit_code == 0  # the fix it names
+    assert got["options"].nnst.device == "cpu"
+
+    plan = tmp_path / "plan.toml"
+    text = f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\nsize = 64\nsteps = 2\nsplit_steps = 2\n'
+    for extra, where in (('device = "cuda"\n', "fixed.device"), ("[axes]\ndevice = [\"cpu\", \"cuda\"]\n",
+                                                                 "axes.device[1]")):
+        plan.write_text(text + extra)
+        assert_one_line_error(cli("experiment", plan, "-o", tmp_path / "results"), 2,
+                              f"{where}: cuda, but no CUDA GPU is available", 'use device = "cpu"')
+        assert not (tmp_path / "results").exists()
+    plan.write_text(text.replace("[fixed]", 'device = "cuda"\n[fixed]'))
+    assert_one_line_error(cli("experiment", plan, "-o", tmp_path / "results"), 2, "pair[0].device: cuda")
+
+
+# --------------------------------------------------------------------------- experiment inputs in its results
+
+
+def test_experiment_inputs_where_it_writes_are_refused_and_elsewhere_in_results_allowed(cli, tmp_path, monkeypatch):
+    """An input in results/runs/ or results/cache/, a report file, a masks folder holding the results:
+    the experiment overwrote them, `cache prune` refused the cache, or each run changed the next one's
+    stage keys. results/inputs/ and results/masks/ are never written: allowed."""
+    from nnst_hr.experiment import driver
+
+    monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
+    results = tmp_path / "results"
+    for where in ("runs/run001", "cache", "inputs"):
+        (results / where).mkdir(parents=True)
+    content, style = pair(tmp_path)
+    masks = _label_maps(results / "masks")
+    (results / "sheet.png").write_bytes(style.read_bytes())
+    for name in ("runs/run001/result.png", "cache/c.png", "inputs/c.png"):
+        (results / name).write_bytes(content.read_bytes())
+    plan = tmp_path / "plan.toml"
+
+    def refused(content_path, style_path=style, guide=None, *options):
+        guide_line = f'guide = "{guide}"\n' if guide else ""
+        plan.write_text(f'[[pair]]\ncontent = "{content_path}"\nstyle = "{style_path}"\n{guide_line}'
+                        "[fixed]\nsize = 64\nsteps = 2\nsplit_steps = 2\n")
+        before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+        result = cli("experiment", plan, "-o", results, *options)
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+        return result
+
+    run001 = results / "runs" / "run001" / "result.png"
+    assert_one_line_error(refused(run001), 2, f"pair[0].content: {run001} is in {results / 'runs'}, where the "
+                          "experiment writes", f"move it out (e.g. to {results / 'inputs'})")
+    assert_one_line_error(refused(results / "cache" / "c.png"), 2, "pair[0].content:", "is in the stage cache")
+    assert_one_line_error(refused(content, results / "sheet.png"), 2, "pair[0].style:", "which the experiment writes")
+    other_cache = tmp_path / "shared"
+    other_cache.mkdir()
+    (other_cache / "s.png").write_bytes(style.read_bytes())
+    assert_one_line_error(refused(content, other_cache / "s.png", None, "--cache", other_cache), 2,
+                          "pair[0].style:", f"is in the stage cache {other_cache}")
+    assert_one_line_error(refused(content, style, tmp_path), 2, f"pair[0].guide: the masks folder {tmp_path} "
+                          f"holds -o {results}", "choose -o outside it")
+    assert_one_line_error(refused(content, style, results / "runs"), 2, "pair[0].guide:", "is in")
+    # the controls: inputs and masks kept in results/inputs/ and results/masks/ reach the work
+    with pytest.raises(pytest.fail.Exception, match="work started"):
+        driver.run_plan(_written(plan, results / "inputs" / "c.png", style, masks), results, quiet=True)
+
+
+def _written(plan: Path, content: Path, style: Path, masks: Path) -> Path:
+    plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\nguide = "{masks}"\n'
+                    "[fixed]\nsize = 64\nsteps = 2\nsplit_steps = 2\n")
+    return plan

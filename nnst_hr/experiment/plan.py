@@ -60,6 +60,7 @@ class Pair:
     style: Path
     guide: Path | None = None
     options: dict = field(default_factory=dict)  # per-pair options (override [fixed])
+    where: str = field(default="pair", compare=False)  # its table in the plan, for messages ("pair[2]")
 
     @property
     def name(self) -> str:
@@ -237,7 +238,7 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
                 raise InputError(f"{where}.{name}: also an axis; a pair may set only options that are not axes")
         for content in contents:
             for style in styles:
-                pair = Pair(content, style, guide, options)
+                pair = Pair(content, style, guide, options, where)
                 same = (content, style, guide, repr(sorted(options.items())))
                 if same in first_seen:  # its runs would be the same runs again, twice in the report
                     raise InputError(f"{where}: {content.name} / {style.name} is already {first_seen[same]}, "
