@@ -1273,3 +1273,43 @@ def _written(plan: Path, content: Path, style: Path, masks: Path) -> Path:
     plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\nguide = "{masks}"\n'
                     "[fixed]\nsize = 64\nsteps = 2\nsplit_steps = 2\n")
     return plan
+
+
+# --------------------------------------------------------------------------- odd plans
+
+
+def test_a_plan_whose_run_cannot_fit_in_memory_is_refused_before_any_work(cli, tmp_path, monkeypatch):
+    """`size = 9223372036854775807` in a plan was a torch traceback from its NNST stage (`size =
+    100000000` a failed allocation), after any earlier runs' work; the hint names the plan's keys."""
+    from nnst_hr.experiment import driver
+
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(memory, "available_gpu_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
+    content, style = pair(tmp_path)
+    plan = tmp_path / "plan.toml"
+    for fixed in ("size = 9223372036854775807", "size = 64\nout_size = 100000000"):
+        plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\n{fixed}\n')
+        result = cli("experiment", plan, "-o", tmp_path / "results")
+        assert_one_line_error(result, 2, "run 1 (content / style): this run needs about", "8.0 GB are available",
+                              "try size " if "size = 9" in fixed else "try out_size ")
+        assert "--" not in result.stderr and not (tmp_path / "results").exists()
+    plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\nsize = 64\n')
+    with pytest.raises(pytest.fail.Exception, match="work started"):  # the control: a run that fits
+        driver.run_plan(plan, tmp_path / "results", quiet=True)
+
+
+def test_a_plan_of_too_many_runs_is_refused_with_its_grid(tmp_path):
+    """Five axes of ten values (100000 runs) spent minutes validating before any work (and months running)."""
+    from nnst_hr.experiment.plan import MAX_RUNS, load_plan
+
+    content, style = pair(tmp_path)
+    plan = tmp_path / "plan.toml"
+    axes = "".join(f"{name} = [{', '.join(str(v) for v in range(1, 11))}]\n"
+                   for name in ("seed", "steps", "split_steps", "finest_steps", "split_refresh"))
+    plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[axes]\n{axes}')
+    grid = r"\(1 pair x 10 seed x 10 steps x 10 split_steps x 10 finest_steps x 10 split_refresh\)"
+    with pytest.raises(InputError, match=rf"^axes: the plan makes 100000 runs {grid}, more than {MAX_RUNS}"):
+        load_plan(plan)
+    plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[axes]\n{axes.splitlines()[0]}\n')
+    assert len(load_plan(plan).runs()) == 10  # the control

@@ -78,6 +78,34 @@ def check_devices(plan: Plan) -> None:
                          "or \"auto\", or run the plan on a cluster with GPUs (--scheduler)")
 
 
+def check_memory(plan: Plan, inputs: list) -> None:
+    """Refuse (:class:`InputError`), before any work, a run whose peak memory cannot fit on this machine
+    (:func:`nnst_hr.memory.check_fits`, as ``nnst-hr run`` does): ``size = 100000000`` was a torch
+    traceback or an allocation failure after the earlier runs' work."""
+    from ..config import values_from
+    from ..device import resolve_device
+    from ..files import image_shape
+    from ..memory import check_fits
+
+    seen = set()
+    for run in plan.runs():
+        pair = inputs[run.pair_index]
+        shapes = image_shape(pair.content), image_shape(pair.style)
+        if None in shapes:  # undecodable: the inputs stage fails that run with its own message
+            continue
+        device = resolve_device(run.nnst.device).type if run.nnst.device != "cuda" else "cuda"
+        key = (shapes, run.nnst.size, run.poster.out_size, run.nnst.rotate, run.poster.max_search_size, device)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            with values_from("plan"):
+                check_fits(*shapes, run.nnst.size, run.poster.out_size, rotate=run.nnst.rotate, device=device,
+                           max_search_size=run.poster.max_search_size)
+        except InputError as exc:
+            raise InputError(f"run {run.index + 1} ({run.pair.name}): {exc}") from None
+
+
 @dataclass
 class Summary:
     results: Path
@@ -111,7 +139,10 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
     check_inputs_apart(plan, out_dir, cache.folder)
     if scheduler is None:  # a cluster's workers may have the GPU this machine lacks
         check_devices(plan)
-    graph = build_graph(plan, read_inputs(plan))
+    inputs = read_inputs(plan)
+    if scheduler is None:
+        check_memory(plan, inputs)
+    graph = build_graph(plan, inputs)
     cache.check_folder()
     # one process writes a results folder (another one is refused); the cache is shared with other
     # experiments, but not with a prune (cache.cache_lock)
