@@ -325,7 +325,7 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_work(cli, tmp_pat
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: 300 * 2**20)
     monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
     result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
-    assert_one_line_error(result, 2, "GB of memory", "300.0 MB are available", "close other programs")
+    assert_one_line_error(result, 2, "of memory but ", "300.0 MB are available", "close other programs")
     assert not (tmp_path / "out.run").exists()
 
 
@@ -440,10 +440,10 @@ def test_memory_check_of_a_resumed_run_leaves_out_the_finished_nnst(cli, tmp_pat
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: int((fresh + resumed) / 2))
 
     refused = cli(*args, "-o", tmp_path / "other.png")
-    assert_one_line_error(refused, 2, "GB of memory", "close other programs")
+    assert_one_line_error(refused, 2, "of memory but ", "close other programs")
     assert not (tmp_path / "other.run").exists()
     changed = cli(*args, "-o", output, "--overwrite", "--seed", 7)  # another NNST: its result is not in the folder
-    assert_one_line_error(changed, 2, "GB of memory", "close other programs")
+    assert_one_line_error(changed, 2, "of memory but ", "close other programs")
     assert is_intact(tmp_path / "out.run" / "nnst_state.npz")  # a refused run leaves the saved NNST alone
 
     monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST recomputed"))
@@ -619,7 +619,7 @@ def test_a_poster_state_holding_another_poster_is_not_taken_as_saved(cli, tmp_pa
     for image in wrong:
         save_npz(state, image=image, field=np.zeros((*image.shape[:2], 2), np.int32))
         refused = cli(*args)
-        assert_one_line_error(refused, 2, "GB of memory", "close other programs")
+        assert_one_line_error(refused, 2, "of memory but ", "close other programs")
         assert f"{state} holds a poster of {image.shape} {image.dtype}" in refused.stderr, refused.stderr
         assert is_intact(folder / "nnst_state.npz")  # the NNST result stays
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: None)  # unknown: no memory check
@@ -671,7 +671,7 @@ def test_an_nnst_state_of_another_shape_or_type_is_recomputed(cli, tmp_path, mon
         save_npz(folder / name, **{**saved[name], **arrays})
         monkeypatch.setattr(memory, "available_ram_bytes", lambda: enough_to_resume)  # NNST counted: refused
         refused = cli(*args)
-        assert_one_line_error(refused, 2, "GB of memory", "close other programs")
+        assert_one_line_error(refused, 2, "of memory but ", "close other programs")
         assert f"{folder / name} {says}" in refused.stderr, refused.stderr
         save_npz(folder / name, **{**saved[name], **arrays})  # the refused run removed it
         monkeypatch.setattr(memory, "available_ram_bytes", lambda: None)  # unknown: no memory check
