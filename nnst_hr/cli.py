@@ -191,6 +191,19 @@ def _same_aspect(size: tuple[int, int], shape: tuple[int, int]) -> bool:
     return abs(h - w * height / width) <= 1 if w >= h else abs(w - h * width / height) <= 1
 
 
+def _check_device_of(config: Path, device: str) -> None:
+    """Refuse a device of ``config`` (a run's config.json) that this machine lacks, naming where it
+    came from: the run's own check said "--device cuda", an option the user never gave."""
+    from .device import resolve_device
+    from .errors import InputError
+
+    try:
+        resolve_device(device)
+    except InputError:
+        raise InputError(f"NNSTConfig.device in {config} is {device!r}, but no CUDA GPU is available here; "
+                         "add --device cpu (or auto) to run it on this machine") from None
+
+
 @dataclass
 class _Paths:
     content: Path | None
@@ -287,6 +300,8 @@ def run(
                 options = replace(options, print_size=None)
         if explicit("fit") and options.print_size is None:  # was ignored
             raise InputError("--fit applies to a print: give --print too, or leave out --fit")
+        if config is not None and not given("device"):
+            _check_device_of(config, options.nnst.device)
         resolved["options"] = options
         run_files(paths.content, paths.style, paths.output, options)
 
@@ -414,7 +429,7 @@ def metrics_command(
     content: Path = typer.Option(..., "--content", help="Content image it was made from."),
     style: Path = typer.Option(..., "--style", help="Style exemplar."),
     guide: Path | None = typer.Option(None, help="Masks folder: adds style_gram.<label> (and label_agreement)."),
-    field: Path | None = typer.Option(None, help="nnf.npz of a run folder: adds label_agreement with --guide."),
+    field: Path | None = typer.Option(None, help="nnf.npz of the run folder, with --guide: adds label_agreement."),
     raw: Path | None = typer.Option(None, help="NNST result before color (nnst_raw.png); objective uses it."),
     upsampled_from: Path | None = typer.Option(None, help="Poster: the NNST result it was made from (detail)."),
     size: int | None = typer.Option(None, help="Long side for objective (default: that image's)."),
@@ -430,13 +445,21 @@ def metrics_command(
         from .config import MAX_SEED
         from .files import read_image
         from .nnf import load_field
-        from .scores import format_table, score_image
+        from .scores import format_table, made_from, score_image
         from .sizes import check_input_sizes
 
         if not 0 <= seed <= MAX_SEED:
             raise InputError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
+        if field is not None and guide is None:  # the field's one score, label_agreement, reads the masks
+            raise InputError("--field scores label_agreement, which needs the masks: add --guide MASKS (the run's "
+                             "masks folder), or leave out --field")
         picture, content_image, style_image = read_image(image), read_image(content), read_image(style)
         extra = {path: read_image(path) for path in (raw, upsampled_from) if path is not None}
+        for option, path, made in (("--raw", raw, "nnst_raw.png"), ("--upsampled-from", upsampled_from, "nnst.png")):
+            if path is not None and not made_from(extra[path].shape[:2], picture.shape[:2]):
+                (h, w), (height, width) = extra[path].shape[:2], picture.shape[:2]
+                raise InputError(f"{option} {path} ({w}x{h} px) has another aspect than {image} ({width}x{height}), "
+                                 f"so {image} was not made from it; give the {made} of the run that made {image}")
         check_input_sizes({path: pixels.shape[:2] for path, pixels in
                            ((image, picture), (content, content_image), (style, style_image), *extra.items())}, 0)
         masks = nnf = style_size = None

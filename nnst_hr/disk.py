@@ -24,6 +24,35 @@ from .errors import InputError
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # no space left; disk quota exceeded
 MB = 2**20
 MARGIN_BYTES = 16 * MB  # config.json, timings.json, sidecars, and the file system's own blocks
+BYTE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")  # powers of 1024, as every size the command line prints
+
+
+def format_bytes(size: float, *, up: bool = False) -> str:
+    """A byte count for a message: one decimal in the largest unit below 1024 (``B`` to ``PB``).
+
+    ``up`` rounds up at the shown precision (for "free at least ..."). Every size the command line
+    prints goes through here: an estimate from absurd sizes (``--size 10000000``) read
+    "needs 4.9e34 GB"; anything of 1024 PB and more is "more than 1000 PB".
+
+    >>> format_bytes(512), format_bytes(1536), format_bytes(300 * 2**20), format_bytes(16 * 2**30)
+    ('512 B', '1.5 kB', '300.0 MB', '16.0 GB')
+    >>> format_bytes(1.5 * 2**20 + 1, up=True), format_bytes(5.3e43), format_bytes(float("inf"))
+    ('1.6 MB', 'more than 1000 PB', 'more than 1000 PB')
+    """
+    value = float(size)
+    if not value < 1024 ** len(BYTE_UNITS):  # also inf and nan
+        return f"more than 1000 {BYTE_UNITS[-1]}"
+    for unit in BYTE_UNITS:
+        if unit == "B":
+            shown = math.ceil(value) if up else round(value)
+            if shown < 1024:
+                return f"{shown} B"
+        else:
+            shown = math.ceil(value * 10 - 1e-9) / 10 if up else round(value, 1)
+            if shown < 1024 or unit == BYTE_UNITS[-1]:
+                return f"{shown:.1f} {unit}"
+        value /= 1024
+    raise AssertionError  # unreachable: the last unit returns
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -34,7 +63,7 @@ def is_disk_full(exc: BaseException) -> bool:
 def disk_full_message(path: str | os.PathLike, needed_bytes: int | None) -> str:
     """``the disk holding FOLDER is full (writing NAME): free N MB or choose another -o``."""
     path = Path(path)
-    need = f"free at least {max(1, math.ceil(needed_bytes / MB))} MB" if needed_bytes else "free some space"
+    need = f"free at least {format_bytes(needed_bytes, up=True)}" if needed_bytes else "free some space"
     return (f"the disk holding {path.parent.resolve()} is full (writing {path.name}): "
             f"{need} or choose another -o on another disk")
 
@@ -80,7 +109,7 @@ def check_disk_space(output: str | os.PathLike, needed_bytes: int, *, already_wr
     missing = needed_bytes - already_written - free_bytes(output.parent)
     if missing > 0:
         raise InputError(
-            f"{output}: the disk holding {output.parent.resolve()} has {free_bytes(output.parent) // MB} MB free "
-            f"but the output and its run folder need about {math.ceil((needed_bytes - already_written) / MB)} MB: "
-            f"free {math.ceil(missing / MB)} MB or choose another -o on another disk"
+            f"{output}: the disk holding {output.parent.resolve()} has {format_bytes(free_bytes(output.parent))} free "
+            f"but the output and its run folder need about {format_bytes(needed_bytes - already_written, up=True)}: "
+            f"free {format_bytes(missing, up=True)} or choose another -o on another disk"
         )

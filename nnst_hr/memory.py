@@ -48,6 +48,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .disk import format_bytes
 from .errors import InputError
 
 GiB = 2**30
@@ -318,7 +319,7 @@ def check_fits(
     nnst_part = found.gpu if where == "GPU memory" else found.nnst
     hint = _suggestion(size, out_size, estimate, fits, nnst_part * HEADROOM > have, poster_option)
     raise InputError(
-        f"this run needs about {need / GiB:.1f} GB of {where} but {have / GiB:.1f} GB are available: "
+        f"this run needs about {format_bytes(need)} of {where} but {format_bytes(have)} are available: "
         f"{hint}, or close other programs"
     )
 
@@ -344,6 +345,10 @@ def _suggestion(size, out_size, estimate, fits, nnst_too_big: bool, poster_optio
 
     ``poster_option(o)`` words the poster's long side ``o`` (``o == size``: no poster stage).
     """
+    from .config import NNSTConfig, PosterConfig, field_label
+
+    # "--size" on the command line, "size" for a plan (config.values_from)
+    size_name, out_name = field_label(NNSTConfig, "size"), field_label(PosterConfig, "out_size")
     s = size
     if nnst_too_big:
         # size, size - 64, ... down to the first at most 64: the largest that fits (the estimate grows
@@ -351,15 +356,15 @@ def _suggestion(size, out_size, estimate, fits, nnst_too_big: bool, poster_optio
         last = max(0, -(-(size - 64) // 64))
         s = size - 64 * _first_fitting(last, lambda k: fits(estimate(size - 64 * k, None)))
         if not fits(estimate(s, None)):
-            return "even --size 64 does not fit; use a machine with more memory"
+            return f"even {size_name} 64 does not fit; use a machine with more memory"
     o = out_size
     if o and o > s:  # out_size, out_size - 256, ..., then s itself
         last = -(-(o - s) // 256)
         o = max(s, o - 256 * _first_fitting(last, lambda k: fits(estimate(s, max(s, out_size - 256 * k)))))
-    parts = [f"--size {s}"] if s != size else []
+    parts = [f"{size_name} {s}"] if s != size else []
     if out_size and o != out_size:
         if poster_option is not None:
             parts.append(poster_option(o))
         else:
-            parts.append(f"--out-size {o}" if o and o > s else "no --out-size")
-    return "try " + " ".join(parts) if parts else "try a smaller --size or --out-size"
+            parts.append(f"{out_name} {o}" if o and o > s else f"no {out_name}")
+    return "try " + " ".join(parts) if parts else f"try a smaller {size_name} or {out_name}"

@@ -38,8 +38,8 @@ from .printsize import (
     print_pixels,
 )
 
-__all__ = ["FITS", "PROOF_LONG_SIDE", "PrintPlan", "fit_content", "fit_labels", "fit_to_print", "plan_print",
-           "proof_image", "write_proof"]
+__all__ = ["FITS", "PROOF_LONG_SIDE", "PrintPlan", "fit_content", "fit_labels", "fit_to_print", "fit_tolerance",
+           "plan_print", "proof_image", "write_proof"]
 
 FITS = ("crop", "pad")
 PROOF_LONG_SIDE = 1600  # px, long side of proof.jpg
@@ -171,6 +171,15 @@ def fit_labels(masks, plan: PrintPlan):
     return dataclasses.replace(masks, content=_fit(masks.content, plan))
 
 
+def fit_tolerance(pixels: tuple[int, int]) -> int:
+    """Pixels a side of a print of ``pixels`` (H, W) may be cropped or padded by :func:`fit_to_print`.
+
+    >>> fit_tolerance((4961, 7016))
+    70
+    """
+    return max(8, round(0.01 * max(pixels)))
+
+
 def fit_to_print(image: np.ndarray, plan: PrintPlan) -> np.ndarray:
     """``image`` at exactly ``plan.pixels``: a centred crop of surplus rows/columns, edge copies for missing ones.
 
@@ -178,7 +187,7 @@ def fit_to_print(image: np.ndarray, plan: PrintPlan) -> np.ndarray:
     image does not belong to the plan.
     """
     target = plan.pixels
-    tolerance = max(8, round(0.01 * max(target)))
+    tolerance = fit_tolerance(target)
     if any(abs(a - b) > tolerance for a, b in zip(image.shape[:2], target, strict=True)):
         raise ValueError(f"image of {image.shape[:2]} does not match the print's {target} px")
     out = image

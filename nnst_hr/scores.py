@@ -60,6 +60,7 @@ __all__ = [
     "gram_matrix",
     "label_agreement",
     "lpips_from_features",
+    "made_from",
     "poster_exemplar",
     "projection_directions",
     "score_image",
@@ -421,6 +422,27 @@ def poster_exemplar(style: np.ndarray, poster_shape: tuple[int, int]) -> np.ndar
 # --------------------------------------------------------------------------- all together
 
 
+def made_from(shape: tuple[int, int], image_shape: tuple[int, int]) -> bool:
+    """Whether an image of ``image_shape`` (H, W) can have been made from an NNST result of ``shape``.
+
+    The same aspect, up to the rounding of the result's sides (a pixel of it is ``scale`` pixels
+    of the image) and what a print crops or pads to reach its exact pixels
+    (:func:`nnst_hr.printing.fit_tolerance`); the scale is taken from the areas, so that the
+    difference is shared by both sides.
+
+    >>> made_from((768, 1024), (3072, 4096)), made_from((576, 1024), (4961, 7016)), made_from((724, 1024), (4961, 7016))
+    (True, False, True)
+    """
+    from .printing import fit_tolerance
+
+    (h, w), (height, width) = shape[:2], image_shape[:2]
+    if min(h, w, height, width) < 1:
+        return False
+    scale = math.sqrt(height * width / (h * w))
+    tolerance = scale + fit_tolerance((height, width))
+    return abs(h * scale - height) <= tolerance and abs(w * scale - width) <= tolerance
+
+
 def score_image(
     image: np.ndarray,
     content: np.ndarray,
@@ -461,7 +483,8 @@ def score_image(
     Raises
     ------
     InputError
-        Images that are not (H, W, 3), masks of other shapes than the images, a bad field.
+        Images that are not (H, W, 3), masks of other shapes than the images, a bad field,
+        ``raw`` or ``upsampled_from`` of another aspect than ``image`` (:func:`made_from`).
 
     Notes
     -----
@@ -492,6 +515,11 @@ def score_image(
             f"masks of {masks.content.shape} and {masks.style.shape} do not match content {content.shape[:2]} "
             f"and style {style.shape[:2]}; load them with the images' shapes (guidance.load_masks)"
         )
+    for name, value in (("raw", raw), ("upsampled_from", upsampled_from)):
+        # another picture's result gave an objective or a detail of a stretched image, not a refusal
+        if value is not None and not made_from(value.shape[:2], image.shape[:2]):
+            raise InputError(f"{name} of {value.shape[1]}x{value.shape[0]} px has another aspect than the image "
+                             f"({image.shape[1]}x{image.shape[0]}); give the NNST result the image was made from")
     scores: dict[str, float] = {}
 
     scored = raw if raw is not None else upsampled_from if upsampled_from is not None else image

@@ -162,7 +162,7 @@ def test_atomic_write_on_a_full_disk_removes_the_partial_file_and_keeps_the_old_
 
     target = tmp_path / "state.npz"
     target.write_bytes(b"the previous version")
-    with pytest.raises(DiskFullError, match=r"is full \(writing state.npz\): free at least 3 MB") as info:
+    with pytest.raises(DiskFullError, match=r"is full \(writing state.npz\): free at least 3.0 MB") as info:
         with atomic_output(target, overwrite=True, expected_bytes=3 * 2**20 - 5) as tmp:
             tmp.write_bytes(b"\0" * 5000)
             raise OSError(code, os.strerror(code))
@@ -325,7 +325,7 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_work(cli, tmp_pat
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: 300 * 2**20)
     monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
     result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
-    assert_one_line_error(result, 2, "GB of memory", "0.3 GB are available", "close other programs")
+    assert_one_line_error(result, 2, "of memory but ", "300.0 MB are available", "close other programs")
     assert not (tmp_path / "out.run").exists()
 
 
@@ -440,10 +440,10 @@ def test_memory_check_of_a_resumed_run_leaves_out_the_finished_nnst(cli, tmp_pat
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: int((fresh + resumed) / 2))
 
     refused = cli(*args, "-o", tmp_path / "other.png")
-    assert_one_line_error(refused, 2, "GB of memory", "close other programs")
+    assert_one_line_error(refused, 2, "of memory but ", "close other programs")
     assert not (tmp_path / "other.run").exists()
     changed = cli(*args, "-o", output, "--overwrite", "--seed", 7)  # another NNST: its result is not in the folder
-    assert_one_line_error(changed, 2, "GB of memory", "close other programs")
+    assert_one_line_error(changed, 2, "of memory but ", "close other programs")
     assert is_intact(tmp_path / "out.run" / "nnst_state.npz")  # a refused run leaves the saved NNST alone
 
     monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST recomputed"))
@@ -459,7 +459,7 @@ def test_a_run_that_cannot_fit_on_the_disk_is_refused(cli, tmp_path, monkeypatch
     monkeypatch.setattr(disk, "free_bytes", lambda folder: 2 * 2**20)
     monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
     result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
-    assert_one_line_error(result, 2, "2 MB free", "free ", "another -o")
+    assert_one_line_error(result, 2, "2.0 MB free", "free ", "another -o")
     assert not (tmp_path / "out.run").exists()
 
 
@@ -619,7 +619,7 @@ def test_a_poster_state_holding_another_poster_is_not_taken_as_saved(cli, tmp_pa
     for image in wrong:
         save_npz(state, image=image, field=np.zeros((*image.shape[:2], 2), np.int32))
         refused = cli(*args)
-        assert_one_line_error(refused, 2, "GB of memory", "close other programs")
+        assert_one_line_error(refused, 2, "of memory but ", "close other programs")
         assert f"{state} holds a poster of {image.shape} {image.dtype}" in refused.stderr, refused.stderr
         assert is_intact(folder / "nnst_state.npz")  # the NNST result stays
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: None)  # unknown: no memory check
@@ -671,7 +671,7 @@ def test_an_nnst_state_of_another_shape_or_type_is_recomputed(cli, tmp_path, mon
         save_npz(folder / name, **{**saved[name], **arrays})
         monkeypatch.setattr(memory, "available_ram_bytes", lambda: enough_to_resume)  # NNST counted: refused
         refused = cli(*args)
-        assert_one_line_error(refused, 2, "GB of memory", "close other programs")
+        assert_one_line_error(refused, 2, "of memory but ", "close other programs")
         assert f"{folder / name} {says}" in refused.stderr, refused.stderr
         save_npz(folder / name, **{**saved[name], **arrays})  # the refused run removed it
         monkeypatch.setattr(memory, "available_ram_bytes", lambda: None)  # unknown: no memory check
@@ -698,7 +698,7 @@ def test_metrics_refuses_bad_seeds_tiny_images_and_a_field_of_another_content(cl
     assert_one_line_error(cli(*base, "--raw", tiny), 2, str(tiny), "too small")  # was a torch traceback
     field = tmp_path / "nnf.npz"  # made for a square content: content.png is 64x48
     save_field(field, np.zeros((16, 16, 3), np.int32), (64, 64), (64, 64))
-    result = cli(*base, "--field", field)
+    result = cli(*base, "--guide", _label_maps(tmp_path / "masks"), "--field", field)
     assert_one_line_error(result, 2, str(field), "made for a content of 64x64 px", str(content))
 
 
@@ -887,7 +887,8 @@ def test_metrics_field_that_is_not_an_nnf_npz_is_one_line(cli, tmp_path):
     run = tmp_path / "out.run"
     run.mkdir()
     (run / "nnf.npz").write_bytes(b"")
-    base = ("metrics", content, "--content", content, "--style", style, "--field")
+    base = ("metrics", content, "--content", content, "--style", style, "--guide", _label_maps(tmp_path / "masks"),
+            "--field")
     for field, says in [(empty, "is empty"), (content, "is not an .npz archive"),
                         (state, "lacks nnf, content_size, style_size"), (sizes, "its content_size is [1.5, 2.0]"),
                         (run, f"is a folder; give {run / 'nnf.npz'}")]:
@@ -1100,3 +1101,215 @@ def test_weights_given_as_an_image_say_so(cli, tmp_path):
     result = cli("weights", "--weights", garbage)
     assert_one_line_error(result, 2, f"{garbage} is not a readable torch state dict")
     assert "weights_only" not in result.stderr
+
+
+# --------------------------------------------------------------------------- metrics: what belongs together
+
+
+def test_a_print_is_made_from_its_nnst_result_and_another_aspect_is_not():
+    """`made_from` holds for every print's NNST result (crop or pad, prints of A-series and other
+    aspects, NNST sizes from 64 px) and its exact pixels; an NNST result of another aspect fails."""
+    from nnst_hr.memory import long_side_shape
+    from nnst_hr.printing import plan_print
+    from nnst_hr.scores import made_from
+
+    for content in ((900, 1600), (1600, 900), (1000, 1000), (333, 1000), (48, 64)):
+        for spec, dpi in (("A4", 150), ("A2", 300), ("A0", 72), ("30x20cm", 100), ("4x3in", 20)):
+            for fit in ("crop", "pad"):
+                plan = plan_print(content, spec, dpi, fit)
+                for size in (64, 200, 512, 1024):
+                    nnst = long_side_shape(plan.fitted_shape, size)
+                    assert made_from(nnst, plan.pixels), (content, spec, dpi, fit, size)
+                    other = long_side_shape((plan.fitted_shape[0] * 3 // 4, plan.fitted_shape[1]), size)
+                    if min(plan.pixels) >= 1000:  # the negative control: a quarter shorter
+                        assert not made_from(other, plan.pixels), (content, spec, dpi, fit, size)
+    assert made_from((64, 48), (256, 192)) and not made_from((48, 64), (256, 192))  # turned by 90 degrees
+
+
+def test_metrics_refuses_raw_or_upsampled_from_of_another_aspect(cli, tmp_path, monkeypatch):
+    """A --raw or --upsampled-from of another picture was scored: the objective of another image, or
+    a detail_bicubic of a stretched one."""
+    from nnst_hr import scores
+
+    score_image, got = scores.score_image, {}
+    monkeypatch.setattr(scores, "score_image", lambda *a, **k: got.update(k) or {"objective": 1.0})
+    content, style = pair(tmp_path)
+    image = image_file(tmp_path / "poster.png", 192, 96)
+    square = image_file(tmp_path / "square.png", 64, 64, seed=2)
+    half = image_file(tmp_path / "half.png", 96, 48, seed=3)
+    base = ("metrics", image, "--content", content, "--style", style)
+    assert_one_line_error(cli(*base, "--raw", square), 2, f"--raw {square} (64x64 px) has another aspect than "
+                          f"{image} (192x96)", "give the nnst_raw.png of the run that made")
+    assert_one_line_error(cli(*base, "--upsampled-from", square), 2, "--upsampled-from", "give the nnst.png")
+    assert not got
+    assert cli(*base, "--raw", half, "--upsampled-from", half).exit_code == 0  # the control: the same aspect
+    assert got["raw"].shape == got["upsampled_from"].shape == (48, 96, 3)
+    with pytest.raises(InputError, match="upsampled_from of 64x64 px has another aspect than the image"):
+        score_image(np.zeros((96, 192, 3), np.float32), np.zeros((48, 64, 3), np.float32),
+                           np.zeros((64, 64, 3), np.float32), upsampled_from=np.zeros((64, 64, 3), np.float32))
+
+
+def test_metrics_refuses_a_field_without_masks(cli, tmp_path, monkeypatch):
+    """--field only adds label_agreement, which needs --guide: without it, the field was ignored."""
+    from nnst_hr import scores
+    from nnst_hr.nnf import save_field
+
+    got = {}
+    monkeypatch.setattr(scores, "score_image", lambda *a, **k: got.update(k) or {"objective": 1.0})
+    content, style = pair(tmp_path)
+    field = tmp_path / "nnf.npz"
+    save_field(field, np.zeros((12, 16, 3), np.int32), (48, 64), (64, 64))
+    base = ("metrics", content, "--content", content, "--style", style, "--field", field)
+    assert_one_line_error(cli(*base), 2, "--field", "add --guide")
+    assert not got
+    assert cli(*base, "--guide", _label_maps(tmp_path / "masks")).exit_code == 0  # the control
+    assert got["field"].shape == (12, 16, 3) and got["masks"] is not None
+
+
+# --------------------------------------------------------------------------- sizes in messages
+
+
+def test_absurd_sizes_are_printed_in_petabytes_at_most():
+    """The memory line printed "needs about 49012345678901234567890123456789012.0 GB"."""
+    from nnst_hr.disk import check_disk_space, format_bytes
+    from nnst_hr.experiment.housekeeping import human_bytes
+
+    assert [format_bytes(n) for n in (0, 1023, 1024, 10 * 2**20, 1023.96 * 2**30, 3 * 2**40, 5 * 2**50)] == [
+        "0 B", "1023 B", "1.0 kB", "10.0 MB", "1.0 TB", "3.0 TB", "5.0 PB"]
+    assert format_bytes(1023 * 2**50) == "1023.0 PB" and format_bytes(2**60) == "more than 1000 PB"
+    assert format_bytes(2**20 + 1, up=True) == "1.1 MB" and format_bytes(2**20 + 1) == "1.0 MB"
+    assert human_bytes(5.3e43) == format_bytes(5.3e43) == "more than 1000 PB"
+    with pytest.raises(InputError) as info:
+        memory.check_fits((48, 64), (64, 64), size=10**15, ram=2**30)
+    assert "needs about more than 1000 PB of memory but 1.0 GB are available" in info.value.args[0]
+    with pytest.raises(InputError, match=r"has \d+\.\d [kMGTP]?B free but .* need about more than 1000 PB"):
+        check_disk_space(Path("out.png"), 10**40)
+
+
+# --------------------------------------------------------------------------- where a device came from
+
+
+def test_a_cuda_device_from_config_json_or_a_plan_is_named_where_it_was_set(cli, tmp_path, monkeypatch):
+    """config.json's device "cuda" on a machine without CUDA read "--device cuda was asked for", an option
+    never given; a plan's device = "cuda" failed every run at its NNST stage, naming no key."""
+    import torch
+
+    from nnst_hr import run as run_module
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    got = {}
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options: got.update(options=options))
+    content, style = pair(tmp_path)
+    config = tmp_path / "out.run" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"nnst": {"size": 64, "device": "cuda"}, "poster": {}, "content": str(content),
+                                  "style": str(style), "output": str(tmp_path / "out.png")}))
+    result = cli("run", "--config", config)
+    assert_one_line_error(result, 2, f"NNSTConfig.device in {config} is 'cuda'", "add --device cpu")
+    assert "--device cuda" not in result.stderr and not got
+    assert cli("run", "--config", config, "--device", "cpu").exit_code == 0  # the fix it names
+    assert got["options"].nnst.device == "cpu"
+
+    plan = tmp_path / "plan.toml"
+    text = f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\nsize = 64\nsteps = 2\nsplit_steps = 2\n'
+    for extra, where in (('device = "cuda"\n', "fixed.device"), ("[axes]\ndevice = [\"cpu\", \"cuda\"]\n",
+                                                                 "axes.device[1]")):
+        plan.write_text(text + extra)
+        assert_one_line_error(cli("experiment", plan, "-o", tmp_path / "results"), 2,
+                              f"{where}: cuda, but no CUDA GPU is available", 'use device = "cpu"')
+        assert not (tmp_path / "results").exists()
+    plan.write_text(text.replace("[fixed]", 'device = "cuda"\n[fixed]'))
+    assert_one_line_error(cli("experiment", plan, "-o", tmp_path / "results"), 2, "pair[0].device: cuda")
+
+
+# --------------------------------------------------------------------------- experiment inputs in its results
+
+
+def test_experiment_inputs_where_it_writes_are_refused_and_elsewhere_in_results_allowed(cli, tmp_path, monkeypatch):
+    """An input in results/runs/ or results/cache/, a report file, a masks folder holding the results:
+    the experiment overwrote them, `cache prune` refused the cache, or each run changed the next one's
+    stage keys. results/inputs/ and results/masks/ are never written: allowed."""
+    from nnst_hr.experiment import driver
+
+    monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
+    results = tmp_path / "results"
+    for where in ("runs/run001", "cache", "inputs"):
+        (results / where).mkdir(parents=True)
+    content, style = pair(tmp_path)
+    masks = _label_maps(results / "masks")
+    (results / "sheet.png").write_bytes(style.read_bytes())
+    for name in ("runs/run001/result.png", "cache/c.png", "inputs/c.png"):
+        (results / name).write_bytes(content.read_bytes())
+    plan = tmp_path / "plan.toml"
+
+    def refused(content_path, style_path=style, guide=None, *options):
+        guide_line = f'guide = "{guide}"\n' if guide else ""
+        plan.write_text(f'[[pair]]\ncontent = "{content_path}"\nstyle = "{style_path}"\n{guide_line}'
+                        "[fixed]\nsize = 64\nsteps = 2\nsplit_steps = 2\n")
+        before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+        result = cli("experiment", plan, "-o", results, *options)
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+        return result
+
+    run001 = results / "runs" / "run001" / "result.png"
+    assert_one_line_error(refused(run001), 2, f"pair[0].content: {run001} is in {results / 'runs'}, where the "
+                          "experiment writes", f"move it out (e.g. to {results / 'inputs'})")
+    assert_one_line_error(refused(results / "cache" / "c.png"), 2, "pair[0].content:", "is in the stage cache")
+    assert_one_line_error(refused(content, results / "sheet.png"), 2, "pair[0].style:", "which the experiment writes")
+    other_cache = tmp_path / "shared"
+    other_cache.mkdir()
+    (other_cache / "s.png").write_bytes(style.read_bytes())
+    assert_one_line_error(refused(content, other_cache / "s.png", None, "--cache", other_cache), 2,
+                          "pair[0].style:", f"is in the stage cache {other_cache}")
+    assert_one_line_error(refused(content, style, tmp_path), 2, f"pair[0].guide: the masks folder {tmp_path} "
+                          f"holds -o {results}", "choose -o outside it")
+    assert_one_line_error(refused(content, style, results / "runs"), 2, "pair[0].guide:", "is in")
+    # the controls: inputs and masks kept in results/inputs/ and results/masks/ reach the work
+    with pytest.raises(pytest.fail.Exception, match="work started"):
+        driver.run_plan(_written(plan, results / "inputs" / "c.png", style, masks), results, quiet=True)
+
+
+def _written(plan: Path, content: Path, style: Path, masks: Path) -> Path:
+    plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\nguide = "{masks}"\n'
+                    "[fixed]\nsize = 64\nsteps = 2\nsplit_steps = 2\n")
+    return plan
+
+
+# --------------------------------------------------------------------------- odd plans
+
+
+def test_a_plan_whose_run_cannot_fit_in_memory_is_refused_before_any_work(cli, tmp_path, monkeypatch):
+    """`size = 9223372036854775807` in a plan was a torch traceback from its NNST stage (`size =
+    100000000` a failed allocation), after any earlier runs' work; the hint names the plan's keys."""
+    from nnst_hr.experiment import driver
+
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(memory, "available_gpu_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
+    content, style = pair(tmp_path)
+    plan = tmp_path / "plan.toml"
+    for fixed in ("size = 9223372036854775807", "size = 64\nout_size = 100000000"):
+        plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\n{fixed}\n')
+        result = cli("experiment", plan, "-o", tmp_path / "results")
+        assert_one_line_error(result, 2, "run 1 (content / style): this run needs about", "8.0 GB are available",
+                              "try size " if "size = 9" in fixed else "try out_size ")
+        assert "--" not in result.stderr and not (tmp_path / "results").exists()
+    plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\nsize = 64\n')
+    with pytest.raises(pytest.fail.Exception, match="work started"):  # the control: a run that fits
+        driver.run_plan(plan, tmp_path / "results", quiet=True)
+
+
+def test_a_plan_of_too_many_runs_is_refused_with_its_grid(tmp_path):
+    """Five axes of ten values (100000 runs) spent minutes validating before any work (and months running)."""
+    from nnst_hr.experiment.plan import MAX_RUNS, load_plan
+
+    content, style = pair(tmp_path)
+    plan = tmp_path / "plan.toml"
+    axes = "".join(f"{name} = [{', '.join(str(v) for v in range(1, 11))}]\n"
+                   for name in ("seed", "steps", "split_steps", "finest_steps", "split_refresh"))
+    plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[axes]\n{axes}')
+    grid = r"\(1 pair x 10 seed x 10 steps x 10 split_steps x 10 finest_steps x 10 split_refresh\)"
+    with pytest.raises(InputError, match=rf"^axes: the plan makes 100000 runs {grid}, more than {MAX_RUNS}"):
+        load_plan(plan)
+    plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[axes]\n{axes.splitlines()[0]}\n')
+    assert len(load_plan(plan).runs()) == 10  # the control

@@ -17,15 +17,93 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import InputError
+from ..lock import LOCK_NAME as LOCK
 from ..lock import file_in_the_way, run_lock
 from .cache import DEFAULT_FOLDER, Cache, cache_lock
 from .distributed import executor_from_options
 from .graph import build_graph, read_inputs
-from .plan import load_plan
+from .plan import Plan, load_plan
 from .progress import PlanProgress
-from .report import check_results_folder, write_report
+from .report import REPORT_FILES, RUNS_FOLDER, check_results_folder, write_report
 
 CACHE_FOLDER = DEFAULT_FOLDER  # results/<this>: the stage records
+
+
+def _within(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def check_inputs_apart(plan: Plan, out_dir: Path, cache_folder: Path) -> None:
+    """Refuse (:class:`InputError`), before any work, inputs where the experiment writes, and masks
+    folders holding what it writes.
+
+    In danger: ``runs/`` (each run's images, under run ids that follow the plan's order), the
+    report files, the cache folder (entries only: ``cache prune`` refuses a folder holding anything
+    else, and deletes entries); and a masks folder holding the results or the cache, every file of
+    which is read into the stage keys, so each run changed the keys of the next. Anything else in
+    the results folder (``results/inputs/``, ``results/masks/``) is never written: allowed.
+    """
+    areas = [(out_dir / RUNS_FOLDER, f"{out_dir / RUNS_FOLDER}, where the experiment writes each run's images"),
+             *((out_dir / name, f"{out_dir / name}, which the experiment writes") for name in (*REPORT_FILES, LOCK)),
+             (cache_folder, f"the stage cache {cache_folder}, which holds only its entries")]
+    fix = f"move it out (e.g. to {out_dir / 'inputs'}) or choose another -o"
+    for pair in plan.pairs:
+        for what, path in (("content", pair.content), ("style", pair.style), ("guide", pair.guide)):
+            for area, says in areas if path is not None else ():
+                if _within(path, area):
+                    raise InputError(f"{pair.where}.{what}: {path} is in {says}; {fix}")
+        if pair.guide is None:
+            continue
+        for folder, option in ((out_dir, "-o"), (cache_folder, "--cache")):
+            if _within(folder, pair.guide):
+                raise InputError(f"{pair.where}.guide: the masks folder {pair.guide} holds {option} {folder}, and "
+                                 "every file in it is read for each run (what the experiment writes there changed "
+                                 f"what the next one reads); choose {option} outside it")
+
+
+def check_devices(plan: Plan) -> None:
+    """Refuse (:class:`InputError`), before any work, ``device = "cuda"`` on a machine without CUDA,
+    naming where the plan sets it (each run failed with "device cuda was asked for", naming no key)."""
+    places = [("fixed.device", plan.fixed.get("device")),
+              *((f"axes.device[{i}]", value) for i, value in enumerate(plan.axes.get("device", ()))),
+              *((f"{pair.where}.device", pair.options.get("device")) for pair in plan.pairs)]
+    wanted = [where for where, value in places if value == "cuda"]
+    if not wanted:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InputError(f"{wanted[0]}: cuda, but no CUDA GPU is available on this machine; use device = \"cpu\" "
+                         "or \"auto\", or run the plan on a cluster with GPUs (--scheduler)")
+
+
+def check_memory(plan: Plan, inputs: list) -> None:
+    """Refuse (:class:`InputError`), before any work, a run whose peak memory cannot fit on this machine
+    (:func:`nnst_hr.memory.check_fits`, as ``nnst-hr run`` does): ``size = 100000000`` was a torch
+    traceback or an allocation failure after the earlier runs' work."""
+    from ..config import values_from
+    from ..device import resolve_device
+    from ..files import image_shape
+    from ..memory import check_fits
+
+    seen = set()
+    for run in plan.runs():
+        pair = inputs[run.pair_index]
+        shapes = image_shape(pair.content), image_shape(pair.style)
+        if None in shapes:  # undecodable: the inputs stage fails that run with its own message
+            continue
+        device = resolve_device(run.nnst.device).type if run.nnst.device != "cuda" else "cuda"
+        key = (shapes, run.nnst.size, run.poster.out_size, run.nnst.rotate, run.poster.max_search_size, device)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            with values_from("plan"):
+                check_fits(*shapes, run.nnst.size, run.poster.out_size, rotate=run.nnst.rotate, device=device,
+                           max_search_size=run.poster.max_search_size)
+        except InputError as exc:
+            raise InputError(f"run {run.index + 1} ({run.pair.name}): {exc}") from None
 
 
 @dataclass
@@ -57,8 +135,14 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
         if blocking is not None:  # a parent: mkdir fails on it
             raise InputError(f"{option} {folder}: {blocking} is a file, not a folder; give a folder for {use}")
     check_results_folder(out_dir, plan)
-    graph = build_graph(plan, read_inputs(plan))
     cache = Cache(Path(cache_dir) if cache_dir is not None else out_dir / CACHE_FOLDER)
+    check_inputs_apart(plan, out_dir, cache.folder)
+    if scheduler is None:  # a cluster's workers may have the GPU this machine lacks
+        check_devices(plan)
+    inputs = read_inputs(plan)
+    if scheduler is None:
+        check_memory(plan, inputs)
+    graph = build_graph(plan, inputs)
     cache.check_folder()
     # one process writes a results folder (another one is refused); the cache is shared with other
     # experiments, but not with a prune (cache.cache_lock)

@@ -50,6 +50,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..disk import format_bytes
 from ..errors import InputError
 from ..integrity import SIDECAR_SUFFIX, checksum_ok
 from .cache import DEFAULT_FOLDER, FORMAT, LOCK_NAME, cache_lock
@@ -322,13 +323,8 @@ def prune(path: str | os.PathLike, keep: Iterable[str | os.PathLike] = (), older
 
 
 def human_bytes(size: int) -> str:
-    """``1536 -> '1.5 kB'`` (powers of 1024, as the rest of the command line counts MB)."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError  # unreachable
+    """``1536 -> '1.5 kB'``: :func:`nnst_hr.disk.format_bytes`, the one format of sizes on the command line."""
+    return format_bytes(size)
 
 
 def info_rows(found: Survey) -> list[tuple[str, str, str]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import math
 import os
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -33,6 +34,7 @@ REPORT_KEYS = ("rows", "columns", "score")
 NONE_WORDS = ("none",)  # TOML has no null: "none" sets an optional option (out_size) to None
 GLOB_CHARS = "*?["
 DEFAULT_SCORE = "objective"
+MAX_RUNS = 10_000  # runs in one plan: every axis combination for every pair
 KNOWN_SCORES = ("objective", "content_lpips", "content_ssim", "style_gram", "color_swd", "label_agreement",
                 "detail", "detail_bicubic")
 
@@ -60,6 +62,7 @@ class Pair:
     style: Path
     guide: Path | None = None
     options: dict = field(default_factory=dict)  # per-pair options (override [fixed])
+    where: str = field(default="pair", compare=False)  # its table in the plan, for messages ("pair[2]")
 
     @property
     def name(self) -> str:
@@ -237,7 +240,7 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
                 raise InputError(f"{where}.{name}: also an axis; a pair may set only options that are not axes")
         for content in contents:
             for style in styles:
-                pair = Pair(content, style, guide, options)
+                pair = Pair(content, style, guide, options, where)
                 same = (content, style, guide, repr(sorted(options.items())))
                 if same in first_seen:  # its runs would be the same runs again, twice in the report
                     raise InputError(f"{where}: {content.name} / {style.name} is already {first_seen[same]}, "
@@ -263,6 +266,12 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
     if not isinstance(score, str) or score.split(".")[0] not in KNOWN_SCORES:
         raise InputError(f"report.score: unknown score {score!r}; choose one of {', '.join(KNOWN_SCORES)}")
 
+    count = len(pairs) * math.prod(len(values) for values in axes.values())
+    if count > MAX_RUNS:  # validating and keying them alone took minutes, and running them months
+        grid = " x ".join([f"{len(pairs)} pair{'s' if len(pairs) > 1 else ''}",
+                           *(f"{len(v)} {name}" for name, v in axes.items())])
+        raise InputError(f"axes: the plan makes {count} runs ({grid}), more than {MAX_RUNS}; narrow an axis or "
+                         "split the plan")
     plan = Plan(path or base / "plan.toml", pairs, axes, fixed, rows, columns, score)
     for run in plan.runs():  # combinations: the configs must hold together too
         _check_range(f"run {run.index + 1} ({_describe(run.params)})", run.params)
