@@ -338,7 +338,7 @@ def test_cli_print_too_large_for_memory_is_one_line_naming_a_lower_dpi(tmp_path,
                                       "--size", "64", "--print", "1000x1000cm", "--dpi", "1200"])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "GB of memory but 16.0 GB are available" in lines[0], result.output
+    assert len(lines) == 1 and "B of memory but 16.0 GB are available" in lines[0], result.output
     dpi = int(lines[0].split("--dpi ")[1].split()[0])
     assert 1 <= dpi < 1200 and "(or a smaller --print)" in lines[0] and "--out-size" not in lines[0]
     assert not (tmp_path / "o.run").exists() and not (tmp_path / "o.tif").exists()
