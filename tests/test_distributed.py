@@ -459,6 +459,70 @@ def test_readers_of_a_not_stored_record_are_placed_by_load_and_no_worker_holds_i
             np.testing.assert_array_equal(results[key]["y"], np.frombuffer(CONTENTS[0], np.uint8) * np.float32(2))
 
 
+def widen(inputs: dict, log: str, tag: str) -> dict:
+    """A record of 200 KB (the cached record of the next test)."""
+    _log(log, tag)
+    return {"y": np.tile(inputs["x"], 500)}
+
+
+def reads_cached(inputs: dict, cached: dict, log: str, tag: str) -> dict:
+    """A reader of a cached record and the inputs that logs ``tag`` and its worker, busy long
+    enough to be running while the others are placed (in process: no worker, no sleep)."""
+    from distributed import get_worker
+
+    record = {"y": cached["y"][: inputs["x"].size] + inputs["x"]}
+    try:
+        address = get_worker().address
+    except ValueError:
+        return record
+    _log(log, f"{tag}:{address}")
+    time.sleep(1.0)
+    return record
+
+
+def _bandwidth(value: float, dask_scheduler=None) -> float:
+    old, dask_scheduler.bandwidth = dask_scheduler.bandwidth, value
+    return old
+
+
+def test_readers_of_a_cached_record_are_placed_by_load(two_workers, tmp_path):
+    """Three readers of one cached record (colour or poster settings of one NNST record), each
+    also reading the inputs as the real stages do, work stealing off: both workers run some.
+    With the record on one worker, the scheduler put all three next to it when it estimated
+    fetching it slower than waiting there: the bandwidth it assumes is lowered so that this
+    200 KB record weighs as a 2 GB one on its default 100 MB/s (a poster record is 50-200 MB)."""
+    log = str(tmp_path / "log")
+    graph = Graph()
+    # key prefixes of their own: the scheduler has no duration for them from the other tests
+    inputs = _key("cachedinputs", log)
+    graph[inputs] = Task(inputs, "inputs", decode, (CONTENTS[0], log, "inputs"), {}, (0, 1, 2), store=False)
+    nnst = _key("cachednnst", log)
+    graph[nnst] = Task(nnst, "nnst", widen, (TaskRef(inputs), log, "nnst"), {}, (0, 1, 2))
+    cache = Cache(tmp_path / "results")
+    execute(_sub(graph, [inputs, nnst]), cache)
+    for i in range(3):
+        key = _key("cachedcolor", f"{log}/{i}")
+        graph[key] = Task(key, "color", reads_cached, (TaskRef(inputs), TaskRef(nnst), log, f"color:{i}"), {}, (i,))
+    workers = sorted(two_workers.scheduler_info(n_workers=-1)["workers"])
+    two_workers.run_on_scheduler(_work_stealing, False)
+    old = two_workers.run_on_scheduler(_bandwidth, 1e5)  # 100 kB/s: 2 s to fetch the record, 1 s per reader
+    try:
+        events = Recorder()
+        results = execute_dask(graph, cache, client=two_workers, on_event=events)
+    finally:
+        two_workers.run_on_scheduler(_bandwidth, old)
+        two_workers.run_on_scheduler(_work_stealing, True)
+    runs = [line.split(":", 2)[2] for line in executions(tmp_path / "log") if line.startswith("color:")]
+    assert len(runs) == 3  # each reader ran once
+    assert sorted(set(runs)) == workers  # both workers ran readers
+    assert events.keys("cached") == [nnst] and sorted(events.keys("done")) == sorted(set(graph) - {nnst})
+    expected = execute(graph, Cache(tmp_path / "in-process"))  # the same records as in process
+    for key in graph:
+        if key != inputs:
+            assert sorted(results[key]) == sorted(expected[key])
+            np.testing.assert_array_equal(results[key]["y"], expected[key]["y"])
+
+
 def crash(inputs: dict, log: str, tag: str) -> dict:
     _log(log, tag)
     os._exit(1)  # the worker process dies, as when it runs out of memory
