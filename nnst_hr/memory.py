@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -60,12 +59,14 @@ BASE_BYTES = 710 * 2**20  # Python, torch, numba and the allocator's reserve (fi
 NNST_LOADED_BYTES = 380 * 2**20  # VGG16, torch's autograd and optimizer modules: loaded by NNST, kept to the end
 NNST_KEY_FACTOR = 1.05  # the keys and the scratch of a search, per key byte (fitted: runs with and without rotations)
 NNST_PIXEL_BYTES = 3300  # VGG16 activations + gradients per NNST output pixel (fitted, with the above)
+NNST_REUSE_PIXEL_BYTES = 1400  # more per NNST output pixel where its loops reuse the heap (heap_reuse; 768-1024 px)
+FIRST_LAYER_CHANNELS = 64  # VGG16's conv1 (hypercolumns.LAYER_CHANNELS[0]): a step's largest blocks
 POSTER_SOURCE_BYTES = 115  # per atlas pixel: exemplar, guides, their pyramids, patchsynth records (fitted)
 POSTER_TARGET_BYTES = 80  # per searched poster pixel: target guides, fields, image, votes (counted, not fitted)
 POSTER_RENDER_BYTES = 40  # per final poster pixel: field, render bands, colour transfer at full size (fitted)
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20  # blocks above it are always mapped on their own (64-bit glibc)
-GLIBC_TRIM_THRESHOLD = 128 * 2**10  # glibc's initial trim threshold (DEFAULT_TRIM_THRESHOLD)
+GLIBC_TRIM_THRESHOLD = 128 * 2**10  # glibc's default (DEFAULT_TRIM_THRESHOLD)
 GLIBC_MMAP_MAX = 65536  # glibc's default (DEFAULT_MMAP_MAX)
 REUSE_TRIM_THRESHOLD = 2**31 - 1  # within heap_reuse: the largest (an int), the heap's free end stays
 HEADROOM = 1.1  # refuse unless the estimate times this fits: the model's error and the allocator's
@@ -135,7 +136,9 @@ def estimate_peak_bytes(
     ch, cw = long_side_shape(content_shape, size)
     sh, sw = long_side_shape(style_shape, size)
     keys = rotations * (sh // STRIDE) * (sw // STRIDE) * HYPERCOLUMN_BYTES
-    tensors = 0 if nnst_done else NNST_KEY_FACTOR * keys + NNST_PIXEL_BYTES * ch * cw
+    # fast mode's bf16 blocks; an exact run reuses the heap from smaller sizes, within the headroom
+    pixel_bytes = NNST_PIXEL_BYTES + (NNST_REUSE_PIXEL_BYTES if device == "cpu" and reuses_heap((ch, cw)) else 0)
+    tensors = 0 if nnst_done else NNST_KEY_FACTOR * keys + pixel_bytes * ch * cw
     loaded = 0 if nnst_done else NNST_LOADED_BYTES
     nnst = BASE_BYTES + inputs + loaded + tensors
     poster = 0
@@ -195,6 +198,21 @@ def release_freed_memory() -> bool:
     return True
 
 
+def reuses_heap(shape: tuple[int, int], value_bytes: int = 2) -> bool:
+    """Whether NNST's optimization loops at ``shape`` (H, W) run under :func:`heap_reuse` (on the CPU).
+
+    They do where a step's largest blocks, VGG16's first-layer maps of ``value_bytes`` per value
+    (2 in bf16, 4 in fp32), are larger than glibc's largest mmap threshold: blocks glibc would
+    map and unmap at every step. Smaller ones it keeps in its heap anyway.
+
+    Examples
+    --------
+    >>> reuses_heap((288, 512)), reuses_heap((576, 1024)), reuses_heap((288, 512), value_bytes=4)
+    (False, True, True)
+    """
+    return FIRST_LAYER_CHANNELS * shape[0] * shape[1] * value_bytes > GLIBC_MMAP_THRESHOLD_MAX
+
+
 def _mallopt() -> Callable[[int, int], int] | None:
     """glibc's ``mallopt``, None elsewhere (musl's is a stub, other systems have none)."""
     if not sys.platform.startswith("linux"):
@@ -209,10 +227,40 @@ def _mallopt() -> Callable[[int, int], int] | None:
     return mallopt
 
 
-def _malloc_tuned() -> bool:
-    """Whether the environment already sets glibc's malloc parameters (the user's choice wins)."""
-    return any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ) or (
-        "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""))
+def startup_malloc_settings(environ: bytes | None = None) -> dict[int, int]:
+    """glibc's trim threshold and mmap maximum as this process started with them: ``{param: value}``.
+
+    glibc reads ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_MAX_`` and ``GLIBC_TUNABLES`` once, from
+    the environment the process was started with (``/proc/self/environ``; Dask's nanny, for one,
+    starts its workers with a trim threshold), not from ``os.environ`` as it is later.
+
+    Parameters
+    ----------
+    environ : bytes, optional
+        A starting environment as ``/proc/self/environ`` holds it (NUL-separated); default this
+        process's.
+
+    Examples
+    --------
+    >>> startup_malloc_settings(b"HOME=/root\\0MALLOC_TRIM_THRESHOLD_=65536\\0") == {
+    ...     M_TRIM_THRESHOLD: 65536, M_MMAP_MAX: GLIBC_MMAP_MAX}
+    True
+    """
+    if environ is None:
+        try:
+            with open("/proc/self/environ", "rb") as file:
+                environ = file.read()
+        except OSError:
+            environ = b""
+    env = dict(item.decode(errors="replace").split("=", 1) for item in environ.split(b"\0") if b"=" in item)
+    tunables = dict(part.split("=", 1) for part in env.get("GLIBC_TUNABLES", "").split(":") if "=" in part)
+    settings = {M_TRIM_THRESHOLD: GLIBC_TRIM_THRESHOLD, M_MMAP_MAX: GLIBC_MMAP_MAX}
+    for param, variable, tunable in ((M_TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"),
+                                     (M_MMAP_MAX, "MALLOC_MMAP_MAX_", "glibc.malloc.mmap_max")):
+        value = tunables.get(tunable, env.get(variable, "")).strip()
+        if value.isdigit():
+            settings[param] = int(value)
+    return settings
 
 
 @contextlib.contextmanager
@@ -229,10 +277,10 @@ def heap_reuse(enabled: bool = True) -> Iterator[bool]:
     spread over more of them), so it is meant for loops of like-sized steps whose blocks glibc
     would map, not for one-off allocations. Figures: notes/measurements.md ("Heap reuse").
 
-    On exit ``M_MMAP_MAX`` is glibc's default again and the trim threshold its initial 128 KiB;
-    the mmap threshold keeps the value glibc's adaptive rule had given it but, as after any
-    ``mallopt`` call, no longer adapts. Nothing is changed where the environment tunes malloc
-    already (``MALLOC_*_`` variables, ``GLIBC_TUNABLES``), or off glibc.
+    On exit both are what the process started with (:func:`startup_malloc_settings`: glibc's
+    defaults, a 128 KiB trim threshold and 65536 mappings, unless its starting environment set
+    them); the mmap threshold keeps the value glibc's adaptive rule had given it but, as after
+    any ``mallopt`` call, no longer adapts. Off glibc nothing is changed.
 
     Parameters
     ----------
@@ -251,17 +299,18 @@ def heap_reuse(enabled: bool = True) -> Iterator[bool]:
     >>> changed in (True, False)
     True
     """
-    mallopt = _mallopt() if enabled and not _malloc_tuned() else None
+    mallopt = _mallopt() if enabled else None
     if mallopt is None:
         yield False
         return
+    before = startup_malloc_settings()
     mallopt(M_TRIM_THRESHOLD, REUSE_TRIM_THRESHOLD)
     mallopt(M_MMAP_MAX, 0)
     try:
         yield True
     finally:
-        mallopt(M_MMAP_MAX, GLIBC_MMAP_MAX)
-        mallopt(M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD)
+        mallopt(M_MMAP_MAX, before[M_MMAP_MAX])
+        mallopt(M_TRIM_THRESHOLD, before[M_TRIM_THRESHOLD])
         release_freed_memory()
 
 

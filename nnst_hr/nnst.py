@@ -29,18 +29,10 @@ from .color import color_stage
 from .config import MIN_SIZE, NNSTConfig, field_label
 from .device import autocast, bf16_enabled, precise_matmul, resolve_device, run_settings
 from .errors import InputError
-from .hypercolumns import (
-    HYPERCOLUMN_CHANNELS,
-    LAYER_CHANNELS,
-    LAYER_STRIDES,
-    VGGLayers,
-    feature_grid,
-    hypercolumns,
-    rotations,
-)
+from .hypercolumns import HYPERCOLUMN_CHANNELS, LAYER_STRIDES, VGGLayers, feature_grid, hypercolumns, rotations
 from .laplacian import decompose, lowpass_levels, pyramid_depth, synthesize
 from .matching import Guides, center_normalize, center_normalize_, flat_cells, search, search_settings, with_guides
-from .memory import GLIBC_MMAP_THRESHOLD_MAX, heap_reuse, long_side_shape, release_freed_memory
+from .memory import heap_reuse, long_side_shape, release_freed_memory, reuses_heap
 from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress, Stage
@@ -240,11 +232,10 @@ class _Stylizer:
     def heap_reuse(self, size: tuple[int, int]):
         """:func:`memory.heap_reuse` for an optimization loop at ``size`` (H, W), where it pays.
 
-        On the CPU, where a step's largest blocks (VGG's first layer) are ones glibc maps afresh
-        each time; smaller ones glibc keeps in its heap anyway.
+        On the CPU, where a step's largest blocks are ones glibc maps afresh each time
+        (:func:`memory.reuses_heap`).
         """
-        block = LAYER_CHANNELS[0] * size[0] * size[1] * (2 if self.bf16 else 4)
-        return heap_reuse(self.device.type == "cpu" and block > GLIBC_MMAP_THRESHOLD_MAX)
+        return heap_reuse(self.device.type == "cpu" and reuses_heap(size, 2 if self.bf16 else 4))
 
     def autocast(self, precise: bool = False):
         return autocast(self.device, self.bf16 and not precise)

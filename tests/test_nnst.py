@@ -272,14 +272,24 @@ def test_same_seed_same_output(result, images):
 
 
 def test_heap_reuse_leaves_the_output_unchanged(result, images, monkeypatch):
+    import nnst_hr.nnst as nnst_module
     from nnst_hr import memory
 
-    if memory._mallopt() is None or memory._malloc_tuned():
-        pytest.skip("the fixture's run did not reuse the heap (not glibc, or malloc tuned by the environment)")
-    monkeypatch.setattr(memory, "_mallopt", lambda: None)  # the optimization loops' allocations as glibc's default
-    res, cfg = result
-    plain = stylize(*images, cfg)
-    assert np.array_equal(res.raw, plain.raw) and np.array_equal(res.field, plain.field)
+    if memory._mallopt() is None:
+        pytest.skip("not glibc: heap_reuse changes nothing")
+    res, cfg = result  # 88 px: its loops ran without heap reuse (their blocks are small)
+    assert not memory.reuses_heap((72, 88), 4)
+    blocks = []
+
+    def reuse(enabled=True):
+        blocks.append(enabled)
+        return memory.heap_reuse(enabled)
+
+    monkeypatch.setattr(nnst_module, "reuses_heap", lambda *args: True)
+    monkeypatch.setattr(nnst_module, "heap_reuse", reuse)
+    reused = stylize(*images, cfg)
+    assert blocks == [True] * (len(blocks)) and len(blocks) >= 2  # each scale's loop and feature splitting
+    assert np.array_equal(res.raw, reused.raw) and np.array_equal(res.field, reused.field)
 
 
 def test_projected_search_is_exact_when_the_axes_span_the_data():
