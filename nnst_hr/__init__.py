@@ -8,7 +8,9 @@ The Python API takes and returns NumPy images (float32 (H, W, 3), sRGB in [0, 1]
 ((512, 512, 3), (128, 128, 3))
 
 Importing or calling the library leaves the process as it was: no environment variables,
-no global RNG state, no thread counts. The ``nnst-hr`` command sets ``OMP_WAIT_POLICY=PASSIVE``
+no global RNG state, no thread counts. One trace: NNST's optimization loops at large sizes set
+glibc's malloc to reuse its heap and restore it after (``memory.heap_reuse``), after which
+glibc's mmap threshold no longer adapts. The ``nnst-hr`` command sets ``OMP_WAIT_POLICY=PASSIVE``
 for itself; a program that shares its cores with other work may want to set it before
 importing torch (README, "Speed").
 """
