@@ -39,7 +39,7 @@ from .progress import Stage, Work
 # term by term with bench/workplan_priors.py (notes/measurements.md, "Time left"). Only their
 # ratios matter once a term of the same device has been measured (Progress scales the others).
 PRIORS = {
-    "step": 1.75e-6,  # per pixel of a hypercolumn step (plus STEP_OVERHEAD_PX)
+    "step": 1.84e-6,  # per pixel of a hypercolumn step (plus STEP_OVERHEAD_PX; whole scales, 64-1024 px)
     "features": 1.0e-6,  # per pixel of the style's rotations and the query (plus PASS_OVERHEAD_PX a pass)
     "match": 1.7e-12,  # per search unit (exhaustive or shortlist)
     "split setup": 4e-7,  # per pixel of the style's rotations (plus PASS_OVERHEAD_PX a pass)
@@ -50,7 +50,7 @@ PRIORS = {
     "poster": 9e-7,  # per pixel, search-vote iteration and PatchMatch sweep
     "poster finish": 7e-7,  # per poster pixel: render and color post-processing
 }
-STEP_OVERHEAD_PX = 2 * 64 * 64  # a step's fixed part (pyramid, loss, optimizer), in pixels of VGG work
+STEP_OVERHEAD_PX = 16_000  # a step's fixed part (pyramid, loss, optimizer), in pixels of VGG work
 PASS_OVERHEAD_PX = 10_000  # a forward pass's fixed part (kernel set-up, layer calls), in pixels
 SPLIT_OVERHEAD_PX = 32_000  # a feature-splitting step's fixed part (ten layers' lattices and losses)
 ROW_COST = 3200  # a search's cost per (query or key) row and channel: centring, norms, casts, gathers
