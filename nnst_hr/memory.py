@@ -270,7 +270,7 @@ def heap_reuse(enabled: bool = True) -> Iterator[bool]:
     glibc gives every block over its mmap threshold (at most 32 MiB) its own mapping and unmaps it
     when freed; the next allocation is then faulted in and zeroed by the kernel again. An
     optimization step at 1024 px allocates and frees gigabytes of VGG activations and gradients
-    this way, and the kernel's share of the step's time was about as large as the convolutions'.
+    this way, and the kernel's faults and zeroing became a large part of each step.
     Within the block (``M_MMAP_MAX`` 0, a 2 GiB trim threshold) the steps reuse the same pages.
     The heap then holds the steps' peak and its fragmentation, and keeps its larger span after
     the block (pages are given back by :func:`release_freed_memory` on exit, but later allocations
