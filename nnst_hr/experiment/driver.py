@@ -87,10 +87,12 @@ def check_memory(plan: Plan, inputs: list) -> None:
     from ..files import image_shape
     from ..memory import check_fits
 
-    seen = set()
+    seen, pair_shapes = set(), {}
     for run in plan.runs():
-        pair = inputs[run.pair_index]
-        shapes = image_shape(pair.content), image_shape(pair.style)
+        if run.pair_index not in pair_shapes:  # headers read once per pair, not once per run
+            pair = inputs[run.pair_index]
+            pair_shapes[run.pair_index] = image_shape(pair.content), image_shape(pair.style)
+        shapes = pair_shapes[run.pair_index]
         if None in shapes:  # undecodable: the inputs stage fails that run with its own message
             continue
         device = resolve_device(run.nnst.device).type if run.nnst.device != "cuda" else "cuda"
