@@ -4,10 +4,7 @@
 under its own key, upstream futures standing in for :class:`~.graph.TaskRef` arguments. Workers
 need no shared filesystem: input bytes are scattered once per unique content (Dask key
 ``bytes-<sha256>-<call>``), and a cached record that a submitted task reads is read from the cache
-and scattered as data (``cached-<key>-<call>``), one at a time, to as many workers as it has
-readers (up to all of them): the scheduler places its readers by load, as it does a record's
-that every worker holds, not next to the one copy (where it put all of a large record's readers,
-its estimate of the transfer exceeding the others' wait). Every stored record comes back to
+and scattered as data (``cached-<key>-<call>``), one at a time. Every stored record comes back to
 the client, which alone writes the cache, as each future completes, and is let go once written.
 A not-stored task reading only data (``Task.store`` false: the inputs stage, decoding the
 images) is computed inside each task that reads it, on that task's worker (an :class:`_Inline`
@@ -348,22 +345,20 @@ class _DaskRun:
         self.data_readers.setdefault(data_key, set()).add(key)
         return _DataKey(data_key)
 
-    def _scatter(self, data: dict, copies: int = 1) -> None:
+    def _scatter(self, data: dict) -> None:
         """Scatter ``{data key: value}`` under Dask keys unique to this call and attempt (a key
         released a moment ago by an earlier call, or lost, can still be forgotten by the
         scheduler after it is scattered again). The data an inlined task reads goes to every
         worker: its readers are placed as if they read nothing (by the workers' load, not by
-        where one copy lies); the rest goes to ``copies`` workers (at most all of them)."""
+        where one copy lies)."""
         for broadcast in (False, True):
             part = {k: v for k, v in data.items() if (k in self.broadcast) == broadcast}
             if not part:
                 continue
             self.scatters += 1
             names = {f"{k}-{self.token}.{self.scatters}": k for k in part}
-            # an int: Dask's replication to that many workers (one copy: no replication)
-            spread = True if broadcast else copies if copies > 1 else False
             scattered = self.client.scatter({name: part[k] for name, k in names.items()}, hash=False,
-                                            broadcast=spread)
+                                            broadcast=broadcast)
             self.data.update({names[name]: future for name, future in scattered.items()})
 
     def _scattered(self, data_key: str) -> bool:
@@ -388,9 +383,7 @@ class _DaskRun:
 
         A key downstream of a failure already known (a resubmission) fails without running.
         Cached records go one at a time (read, scattered, let go): the client never holds more
-        than one. Each goes to as many workers as ``keys`` has readers of it (at most all): a
-        reader is then placed by the workers' load, with no copy to fetch first (the copies are
-        those its readers would fetch once spread over the workers, sent before they start).
+        than one.
         """
         keys, as_data = self._expand([key for key in keys if not self._fails_upstream(key)])
         wanted: dict = {}
@@ -406,8 +399,7 @@ class _DaskRun:
                 self.stored.discard(ref)
                 self.submit(keys)
                 return
-            readers = len(self.data_readers.get(f"cached-{ref}", ()))
-            self._scatter({f"cached-{ref}": record}, copies=min(readers, len(self.client.nthreads())))
+            self._scatter({f"cached-{ref}": record})
         # the inlined tasks first, and before any other on a worker (priority): they check the
         # inputs and report their figures, which their readers' events wait for
         for key in sorted(keys, key=lambda k: k not in self.inlined):
