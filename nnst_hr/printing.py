@@ -38,8 +38,8 @@ from .printsize import (
     print_pixels,
 )
 
-__all__ = ["FITS", "PROOF_LONG_SIDE", "PrintPlan", "fit_content", "fit_labels", "fit_to_print", "fit_tolerance",
-           "plan_print", "proof_image", "write_proof"]
+__all__ = ["FITS", "PROOF_LONG_SIDE", "PrintPlan", "content_region", "fit_content", "fit_labels", "fit_to_print",
+           "fit_tolerance", "plan_print", "proof_image", "write_proof"]
 
 FITS = ("crop", "pad")
 PROOF_LONG_SIDE = 1600  # px, long side of proof.jpg
@@ -169,6 +169,29 @@ def fit_labels(masks, plan: PrintPlan):
     if masks is None:
         return None
     return dataclasses.replace(masks, content=_fit(masks.content, plan))
+
+
+def content_region(plan: PrintPlan, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of the content's own pixels in an image of ``shape`` (H, W) made by ``plan``.
+
+    A crop's whole image is content (the box of it that :func:`fit_content` kept); a pad's
+    margins are mirrored copies, and the content is the box inside them: the pads, scaled from
+    the fitted content to ``shape``, each edge rounded to the nearest pixel (halves up).
+
+    >>> plan = plan_print((100, 300), "4x8in", 10, "pad")  # a wide content padded to a 1:2 landscape
+    >>> plan.pads, plan.fitted_shape
+    (((25, 25), (0, 0)), (150, 300))
+    >>> content_region(plan, (300, 600))  # the print at twice the fitted content's pixels
+    (50, 0, 200, 600)
+    """
+    height, width = shape[:2]
+    if plan.pads is None:
+        return 0, 0, height, width
+    (top, _), (left, _) = plan.pads
+    (fitted_h, fitted_w), (content_h, content_w) = plan.fitted_shape, plan.content_shape
+    y0, y1 = (math.floor(v * height / fitted_h + 0.5) for v in (top, top + content_h))
+    x0, x1 = (math.floor(v * width / fitted_w + 0.5) for v in (left, left + content_w))
+    return y0, x0, y1 - y0, x1 - x0
 
 
 def fit_tolerance(pixels: tuple[int, int]) -> int:

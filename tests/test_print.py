@@ -20,7 +20,7 @@ from nnst_hr import png, printing, printsize
 from nnst_hr.cli import app
 from nnst_hr.errors import InputError
 from nnst_hr.files import read_image, srgb_profile, write_image
-from nnst_hr.printing import fit_content, fit_labels, fit_to_print, plan_print, write_proof
+from nnst_hr.printing import content_region, fit_content, fit_labels, fit_to_print, plan_print, write_proof
 from nnst_hr.printsize import crop_box, orientation_of, pad_widths, parse_print_size, print_pixels
 
 ISO_A_MM = {"A0": (841, 1189), "A1": (594, 841), "A2": (420, 594), "A3": (297, 420)}  # ISO 216
@@ -191,6 +191,38 @@ def test_fit_content_pad_mirrors_the_content():
     fitted = fit_labels(SimpleMasks(content=labels, style=labels), plan)
     np.testing.assert_array_equal(fitted.content[top:top + 90], labels)
     np.testing.assert_array_equal(fitted.content[top - 1], labels[1])
+
+
+def test_content_region_closed_form():
+    # a 3:1 strip padded to a 2:3 landscape: 16 rows each side; a 1:3 strip to a 2:3 portrait: 16 columns
+    for shape, pads, region in (((32, 96), ((16, 16), (0, 0)), (16, 0, 32, 96)),
+                                ((96, 32), ((0, 0), (16, 16)), (0, 16, 96, 32))):
+        plan = plan_print(shape, "2x3in", 32, "pad")
+        assert plan.pads == pads and plan.fitted_shape == plan.pixels
+        assert content_region(plan, plan.pixels) == region
+        assert content_region(plan, tuple(3 * p for p in plan.pixels)) == tuple(3 * v for v in region)
+        crop = plan_print(shape, "2x3in", 32, "crop")
+        assert content_region(crop, (50, 70)) == (0, 0, 50, 70)  # a crop's whole image is content
+    plan = plan_print((27, 48), "2x3in", 32, "pad")  # pads (2, 3) of 32 rows, printed at 64: 4.0 and 58.0
+    assert plan.pads == ((2, 3), (0, 0)) and content_region(plan, (64, 96)) == (4, 0, 54, 96)
+    assert content_region(plan, (48, 72)) == (3, 0, 41, 72)  # at 1.5x its edges 2 and 29 are 3.0 and 43.5 -> 44
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_content_region_is_the_content_of_the_fitted_image(seed):
+    """At the fitted content's own pixels the region is exactly the content (the brute-force reference); at
+    the print's pixels it keeps the content's aspect within a pixel a side."""
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        shape = tuple(int(v) for v in rng.integers(16, 400, 2))
+        spec = f"{rng.integers(2, 30)}x{rng.integers(2, 30)}cm"
+        plan = plan_print(shape, spec, 100, "pad")
+        content = rng.random((*shape, 3)).astype(np.float32)
+        top, left, height, width = content_region(plan, plan.fitted_shape)
+        np.testing.assert_array_equal(fit_content(content, plan)[top:top + height, left:left + width], content)
+        _, _, height, width = content_region(plan, plan.pixels)
+        scale_y, scale_x = plan.pixels[0] / plan.fitted_shape[0], plan.pixels[1] / plan.fitted_shape[1]
+        assert abs(height - shape[0] * scale_y) <= 1 and abs(width - shape[1] * scale_x) <= 1
 
 
 @dataclasses.dataclass
