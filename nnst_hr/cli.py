@@ -37,6 +37,7 @@ app.add_typer(cache_app, name="cache")
 NNST = NNSTConfig()
 NOT_WRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)  # a write refused: one line, exit 2
 POSTER = PosterConfig()
+FITTED = {"crop": "cropped", "pad": "padded"}  # what --fit did to the content, in messages
 
 
 def _print_version(value: bool) -> None:
@@ -423,6 +424,93 @@ def masks_check(
     _guarded(action)
 
 
+def _metrics_print_plan(image: Path, image_shape, content: Path, content_shape, print_size, dpi, fit):
+    """The print plan IMAGE was made with (``nnst_hr.printing.PrintPlan``), or None where it is no print.
+
+    From ``--print``/``--dpi``/``--fit`` when given, else from IMAGE's run folder (its
+    ``config.json``, as the run wrote it). A run folder that names another content file (by its
+    SHA-256) is refused: its crop or pad belongs to that file; one whose print cannot be read is
+    left out with a warning. Without a plan, a content of another aspect than IMAGE gets a
+    warning: the content scores then compare IMAGE with the content stretched to it.
+    """
+    from .errors import InputError
+    from .printing import plan_print
+    from .run import RunOptions, run_folder
+    from .scores import made_from
+
+    log = logging.getLogger(__name__)
+    plan = source = None
+    if print_size is not None:
+        plan = plan_print(content_shape, print_size, RunOptions.dpi if dpi is None else dpi,
+                          fit.value if fit is not None else RunOptions.fit)
+        source = "--print"
+    elif dpi is not None or fit is not None:
+        raise InputError("--dpi and --fit describe a print: give its --print too, or leave them out")
+    else:
+        config = run_folder(image) / "config.json"
+        plan = _run_folder_print_plan(config, image, content, content_shape, log)
+        source = str(config)
+    (height, width), (h, w) = image_shape, content_shape
+    if plan is None:
+        if not made_from(content_shape, image_shape):
+            log.warning(f"{image} ({width}x{height}) has another aspect than {content} ({w}x{h}): content_lpips and "
+                        "content_ssim compare it with the content stretched to it; if it is a print, give the "
+                        "--print, --dpi and --fit of its run")
+        return None
+    fitted_h, fitted_w = plan.fitted_shape
+    if not made_from(plan.fitted_shape, image_shape):
+        raise InputError(f"{image} ({width}x{height}) is not a print of {content} as {source} says (content "
+                         f"{FITTED[plan.fit]} to {fitted_w}x{fitted_h}, another aspect); give the --print, --dpi and "
+                         f"--fit of the run that made {image}")
+    compared = ("the cropped content" if plan.box is not None
+                else "the content, in the image's region inside the mirrored margins")
+    log.info(f"{image} is a print ({source}): {plan.describe()}; content_lpips and content_ssim compare it with "
+             f"{compared}")
+    return plan
+
+
+def _run_folder_print_plan(config: Path, image: Path, content: Path, content_shape, log):
+    """The print plan of a run folder's ``config.json`` for ``content``; None where there is none or it cannot
+    be read (with a warning). Raises :class:`InputError` where the run was made from another content file."""
+    import json
+
+    from .config import checked_value, values_from
+    from .errors import InputError
+    from .files import sha256_file
+    from .printing import plan_print
+    from .run import RUN_CONFIG_TYPES, RunOptions
+
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        log.warning(f"{config} is not used: it cannot be read as a run folder's config.json ({exc})")
+        return None
+    if not isinstance(data, dict) or data.get("print") is None:
+        return None  # the run made no print
+    key = data.get("nnst_key")
+    recorded = key.get("content_sha256") if isinstance(key, dict) else None
+    if recorded is not None and recorded != sha256_file(content):
+        raise InputError(f"{config} says {image} was made from {data.get('content') or 'another content'}, not from "
+                         f"{content}; give that content, or give --print, --dpi and --fit to score {image} against "
+                         f"{content} fitted to that print")
+    try:
+        values = {}
+        for name in ("print", "dpi", "fit"):
+            try:
+                checked_value(RUN_CONFIG_TYPES[name], data.get(name), none="null")
+                values[name] = data.get(name)  # as written: a DPI of 300, not 300.0, in the messages
+            except InputError as exc:
+                raise InputError(f"{name}: {exc}") from None
+        with values_from("config"):  # "print 'B7' is not a print size", not "--print"
+            dpi = RunOptions.dpi if values["dpi"] is None else values["dpi"]
+            return plan_print(content_shape, values["print"], dpi, values["fit"] or RunOptions.fit)
+    except InputError as exc:
+        log.warning(f"{config} is not used: {exc}")
+        return None
+
+
 @app.command("metrics")
 def metrics_command(
     image: Path = typer.Argument(..., help="The stylized image to score (ours or another tool's)."),
@@ -436,8 +524,15 @@ def metrics_command(
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     seed: int = typer.Option(0, help="Seed of color_swd's random projections."),
     weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file."),
+    print_size: str | None = typer.Option(
+        None, "--print", help="IMAGE is a print: the run's --print; the content is fitted as the run did (default: "
+        "what IMAGE's run folder IMAGE.run/config.json says)."),
+    dpi: int | None = typer.Option(None, help="With --print: the run's --dpi (default 300)."),
+    fit: Fit | None = typer.Option(None, help="With --print: the run's --fit, crop (default) or pad."),
 ) -> None:
-    """Score IMAGE against its content and style: content kept, style reached, color, detail."""
+    """Score IMAGE against its content and style: content kept, style reached, color, detail.
+
+    A print (run --print) is scored against its content cropped or padded as its run did."""
 
     def action():
         import json
@@ -467,15 +562,18 @@ def metrics_command(
             from guidance import load_masks
 
             masks = load_masks(guide, content_image.shape[:2], style_image.shape[:2])
+        plan = _metrics_print_plan(image, picture.shape[:2], content, content_image.shape[:2], print_size, dpi, fit)
+        fitted = plan.fitted_shape if plan is not None else content_image.shape[:2]
         if field is not None:
             stored = load_field(field)
             nnf, style_size = stored["nnf"], tuple(int(v) for v in stored["style_size"])
             made_for = tuple(int(v) for v in stored["content_size"])
-            for what, path, made, pixels in (("content", content, made_for, content_image),
-                                             ("style", style, style_size, style_image)):
-                if not _same_aspect(made, pixels.shape[:2]):
-                    raise InputError(f"{field} was made for a {what} of {made[1]}x{made[0]} px, not for {path} "
-                                     f"({pixels.shape[1]}x{pixels.shape[0]}); give the nnf.npz of the run that "
+            for what, path, made, shape in (("content", content, made_for, fitted),
+                                            ("style", style, style_size, style_image.shape[:2])):
+                if not _same_aspect(made, shape):  # a print's field was made for the fitted content
+                    fitted_as = f" {FITTED[plan.fit]} to the print" if what == "content" and plan else ""
+                    raise InputError(f"{field} was made for a {what} of {made[1]}x{made[0]} px, not for {path}"
+                                     f"{fitted_as} ({shape[1]}x{shape[0]}); give the nnf.npz of the run that "
                                      f"made {image}")
         config = NNSTConfig(size=size) if size is not None else None
         if config is not None:
@@ -491,7 +589,7 @@ def metrics_command(
             raw=extra.get(raw) if raw is not None else None, nnst_config=config, field=nnf,
             style_size=style_size, masks=masks,
             upsampled_from=extra.get(upsampled_from) if upsampled_from is not None else None,
-            weights=weights, seed=seed,
+            print_plan=plan, weights=weights, seed=seed,
         )  # fmt: skip
         print(json.dumps(scores) if json_output else format_table(scores))
 

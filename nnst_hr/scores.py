@@ -26,6 +26,12 @@ ones a Gram distance on an ImageNet VGG expects. Images with a long side above
 :data:`NETWORK_MAX_SIDE` are scored by these two on a copy resized to it (memory:
 relu1_2 of a 4K poster alone takes over 3 GB).
 
+A print (``nnst-hr run --print``) is scored against its content fitted as the run fitted
+it (``print_plan``): a crop's result against the cropped content, a pad's content region
+(inside the mirrored margins, :func:`nnst_hr.printing.content_region`) against the whole
+content; the style scores take the whole print, and the guided ones the label map fitted
+like the content.
+
 Examples
 --------
 >>> import numpy as np
@@ -454,6 +460,7 @@ def score_image(
     style_size: tuple[int, int] | None = None,
     masks=None,
     upsampled_from: np.ndarray | None = None,
+    print_plan=None,
     weights: str | os.PathLike | None = None,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -473,6 +480,9 @@ def score_image(
         ``field`` and ``style_size``
     upsampled_from : for a poster, the NNST result it was made from; adds ``detail`` and
         ``detail_bicubic``
+    print_plan : :class:`~nnst_hr.printing.PrintPlan` of ``content``'s shape, when ``image`` is a
+        print made with it: the content (and the content label map of ``masks``) is fitted as
+        the run fitted it before NNST (see Notes)
     weights : VGG16 weights file (see :mod:`nnst_hr.weights`)
     seed : seeds the projections and samples of ``color_swd``
 
@@ -484,7 +494,9 @@ def score_image(
     ------
     InputError
         Images that are not (H, W, 3), masks of other shapes than the images, a bad field,
-        ``raw`` or ``upsampled_from`` of another aspect than ``image`` (:func:`made_from`).
+        ``raw`` or ``upsampled_from`` of another aspect than ``image`` (:func:`made_from`), a
+        ``print_plan`` of another content shape or whose fitted content has another aspect
+        than ``image``.
 
     Notes
     -----
@@ -500,6 +512,13 @@ def score_image(
       style one long side, so the exemplar's long side becomes the poster's);
       ``detail_bicubic`` puts ``bicubic_upsample(upsampled_from, image.shape)`` in the
       numerator. Both are left out when the exemplar has no detail (a flat style).
+    - With ``print_plan``, ``content_lpips`` and ``content_ssim`` compare like with like: a
+      crop's whole image with the content cropped by :func:`~nnst_hr.printing.fit_content`; a
+      pad's :func:`~nnst_hr.printing.content_region` of the image with the whole content (the
+      margins are the content mirrored, not the photo, and scoring them would count its edges
+      twice). The style scores take the whole image, margins included: they are printed.
+      ``style_gram.<name>`` and ``label_agreement`` read the content label map fitted like
+      the content (:func:`~nnst_hr.printing.fit_labels`), the map NNST was guided with.
     """
     from .config import NNSTConfig
     from .device import resolve_device
@@ -520,6 +539,7 @@ def score_image(
         if value is not None and not made_from(value.shape[:2], image.shape[:2]):
             raise InputError(f"{name} of {value.shape[1]}x{value.shape[0]} px has another aspect than the image "
                              f"({image.shape[1]}x{image.shape[0]}); give the NNST result the image was made from")
+    image_part, content, masks = _printed_content(image, content, masks, print_plan)
     scores: dict[str, float] = {}
 
     scored = raw if raw is not None else upsampled_from if upsampled_from is not None else image
@@ -529,15 +549,17 @@ def score_image(
     device = str(resolve_device(config.device))
     net = _network(None if weights is None else str(Path(weights)), device)
     small = _network_copy(image)
-    content_small = resize(content, small.shape[:2])
     style_small = _long_side(style, max(small.shape[:2]))
     acts = net.activations(small)
-    content_acts = net.activations(content_small)
+    # a pad's content region is a part of the image: a pass of its own (the whole image's for the style scores)
+    small_part = small if image_part is image else _network_copy(image_part)
+    part_acts = acts if small_part is small else net.activations(small_part)
+    content_acts = net.activations(resize(content, small_part.shape[:2]))
     style_acts = net.activations(style_small)
     scores["content_lpips"] = lpips_from_features(
-        [acts[i] for i in LPIPS_LAYER_INDICES], [content_acts[i] for i in LPIPS_LAYER_INDICES], net.heads
+        [part_acts[i] for i in LPIPS_LAYER_INDICES], [content_acts[i] for i in LPIPS_LAYER_INDICES], net.heads
     )
-    scores["content_ssim"] = ssim_luminance(image, content)
+    scores["content_ssim"] = ssim_luminance(image_part, content)
     image_gram = [acts[i] for i in GRAM_LAYER_INDICES]
     style_gram = [style_acts[i] for i in GRAM_LAYER_INDICES]
     scores["style_gram"] = gram_distance(image_gram, style_gram)
@@ -556,6 +578,32 @@ def score_image(
             scores["detail"] = detail_energy(image) / exemplar
             scores["detail_bicubic"] = detail_energy(bicubic_upsample(upsampled_from, image.shape[:2])) / exemplar
     return scores
+
+
+def _printed_content(image: np.ndarray, content: np.ndarray, masks, plan):
+    """``(image part, content, masks)`` that the content scores compare, for a print made by ``plan``.
+
+    Without a plan: the image, the content and the masks as given. A crop: the image and the
+    content cropped like the run's; a pad: the image's content region and the whole content. The
+    masks' content label map is fitted like the run's either way (see :func:`score_image`).
+    """
+    if plan is None:
+        return image, content, masks
+    from .printing import content_region, fit_content, fit_labels
+
+    if tuple(plan.content_shape) != content.shape[:2]:
+        raise InputError(f"the print plan was made for a content of {plan.content_shape[1]}x{plan.content_shape[0]} "
+                         f"px, not {content.shape[1]}x{content.shape[0]}; plan it with the content's shape")
+    fitted_h, fitted_w = plan.fitted_shape
+    if not made_from(plan.fitted_shape, image.shape[:2]):
+        raise InputError(f"the image ({image.shape[1]}x{image.shape[0]}) has another aspect than the content "
+                         f"fitted to the print ({plan.fit}: {fitted_w}x{fitted_h}); give the print plan of the run "
+                         "that made it")
+    masks = fit_labels(masks, plan)
+    if plan.box is not None:
+        return image, fit_content(content, plan), masks
+    top, left, height, width = content_region(plan, image.shape[:2])
+    return image[top:top + height, left:left + width], content, masks
 
 
 def _network_copy(image: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ from nnst_hr.files import read_image, write_image
 from nnst_hr.hypercolumns import IMAGENET_MEAN, IMAGENET_STD
 from nnst_hr.nnf import save_field
 from nnst_hr.nnst import nnst_objective
+from nnst_hr.printing import fit_content, plan_print
 from nnst_hr.tensors import resize_image as resize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -389,6 +390,111 @@ def test_score_image_refuses_masks_of_other_shapes():
         scores.score_image(content, content, style, masks=two_label_masks((10, 10), style.shape[:2]))
 
 
+# --------------------------------------------------------------------------- prints (run --print)
+
+PRINT = ("2x3in", 32)  # a 2:3 landscape of 64 x 96 px
+CONTENT_SCORES = ("content_lpips", "content_ssim")
+STYLE_SCORES = ("objective", "style_gram", "color_swd")
+FAST = NNSTConfig(size=48, rotate=False)  # the objective of a 48 px copy: these tests are about the other scores
+
+
+def print_content() -> np.ndarray:
+    """A 3:1 strip (32, 96) of the coffee photo: a 2:3 print crops its middle half or pads 16 rows each side."""
+    return sample(CONTENT, 96)[16:48]
+
+
+def corner_masks(content_shape, style_shape) -> MaskPair:
+    """Label 0 ('#ff0000') in the content's top-left corner (a quarter of the rows and of the columns), label 1
+    elsewhere; the style's halves as in two_label_masks."""
+    masks = two_label_masks(content_shape, style_shape)
+    masks.content[:] = 1
+    masks.content[: content_shape[0] // 4, : content_shape[1] // 4] = 0
+    return masks
+
+
+def pick(values: dict, names) -> dict:
+    return {name: values[name] for name in names}
+
+
+def score(image, content, style, **options) -> dict:
+    return scores.score_image(image, content, style, nnst_config=FAST, **options)
+
+
+@needs_network
+def test_a_crop_print_is_scored_against_the_content_cropped_as_the_run_did():
+    content, style = print_content(), sample(STYLE, 48)
+    plan = plan_print(content.shape[:2], *PRINT, "crop")
+    assert plan.box == (0, 24, 32, 48)  # the middle half (crop_box's closed form is tested in test_print)
+    cropped = content[:, 24:72]
+    perfect = resize(cropped, plan.pixels)  # a print that is its cropped content, at the print's pixels
+    fitted = score(perfect, content, style, print_plan=plan)
+    assert fitted["content_lpips"] == 0.0 and fitted["content_ssim"] == pytest.approx(1.0, abs=1e-6)
+    stretched = score(perfect, content, style)  # without the plan: the whole strip squeezed to 2:3
+    assert stretched["content_lpips"] > 0.1 and stretched["content_ssim"] < 0.8
+    assert pick(stretched, STYLE_SCORES) == pick(fitted, STYLE_SCORES)
+
+    image = blurred(perfect, 1.5)  # a print that is not its content: the same as scoring the hand-cropped content
+    assert score(image, content, style, print_plan=plan) == score(image, cropped, style)
+
+
+@needs_network
+def test_a_pad_print_is_scored_on_its_content_region_against_the_whole_content():
+    content, style = print_content(), sample(STYLE, 48)
+    plan = plan_print(content.shape[:2], *PRINT, "pad")
+    assert plan.pads == ((16, 16), (0, 0)) and plan.fitted_shape == plan.pixels == (64, 96)
+    perfect = fit_content(content, plan)  # the content between its mirrored margins
+    fitted = score(perfect, content, style, print_plan=plan)
+    assert fitted["content_lpips"] == 0.0 and fitted["content_ssim"] == pytest.approx(1.0, abs=1e-6)
+    stretched = score(perfect, content, style)
+    assert stretched["content_lpips"] > 0.1 and stretched["content_ssim"] < 0.8
+
+    image = blurred(resize(perfect, (96, 144)), 1.5)  # at 1.5x the fitted pixels: the content in rows 24..72
+    got = score(image, content, style, print_plan=plan)
+    assert pick(got, CONTENT_SCORES) == pick(score(image[24:72], content, style), CONTENT_SCORES)
+    assert pick(got, STYLE_SCORES) == pick(score(image, content, style), STYLE_SCORES)  # the whole print
+    noisy = image.copy()  # other margins: the same content scores, other style scores
+    noisy[:24] = np.random.default_rng(3).random(noisy[:24].shape)
+    again = score(noisy, content, style, print_plan=plan)
+    assert pick(again, CONTENT_SCORES) == pick(got, CONTENT_SCORES) and again["style_gram"] != got["style_gram"]
+
+
+@needs_network
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+def test_a_print_s_guided_scores_read_the_label_map_fitted_like_the_content(fit):
+    content, style = print_content(), sample(STYLE, 48)
+    masks = corner_masks(content.shape[:2], style.shape[:2])
+    plan = plan_print(content.shape[:2], *PRINT, fit)
+    image = blurred(resize(fit_content(content, plan), plan.pixels), 1.0)
+    field = np.zeros((16, 24, 3), np.int32)  # every cell matched to style pixel (0, 0): label 0
+    guided = {"field": field, "style_size": style.shape[:2]}
+    got = score(image, content, style, masks=masks, print_plan=plan, **guided)
+    # by hand: the crop keeps columns 24..72, all label 1; the pad mirrors 16 rows above and below (the
+    # corner's 8 rows into rows 9..16 above it)
+    labels = masks.content[:, 24:72] if fit == "crop" else np.pad(masks.content, ((16, 16), (0, 0)), mode="reflect")
+    by_hand = MaskPair(labels, masks.style, masks.labels, [], Path("c"), Path("s"))
+    reference = score(image, fit_content(content, plan), style, masks=by_hand, **guided)
+    names = [name for name in reference if name.startswith("style_gram.")] + ["label_agreement"]
+    assert pick(got, names) == pick(reference, names)
+    stretched = score(image, content, style, masks=masks, **guided)
+    assert "style_gram.#ff0000" in stretched and stretched["label_agreement"] == pytest.approx(1 / 16, abs=0.02)
+    if fit == "crop":  # the corner is cropped away: no score of its label, no cell agrees
+        assert "style_gram.#ff0000" not in got and got["label_agreement"] == 0.0
+    else:  # the corner and its mirror image: rows 9..24 of 64 (stretched: rows 0..16)
+        assert got["label_agreement"] == pytest.approx(15 / 64 / 4, abs=0.02)
+        assert got["style_gram.#ff0000"] != stretched["style_gram.#ff0000"]
+
+
+@needs_network
+def test_score_image_refuses_a_print_plan_of_another_content_or_image():
+    content, style = print_content(), sample(STYLE, 48)
+    plan = plan_print(content.shape[:2], *PRINT, "crop")
+    image = resize(fit_content(content, plan), plan.pixels)
+    with pytest.raises(InputError, match="made for a content of 96x32 px, not 48x32"):
+        score(image, content[:, :48], style, print_plan=plan)
+    with pytest.raises(InputError, match=r"image \(64x96\) has another aspect than the content fitted to the print"):
+        score(np.ascontiguousarray(image.transpose(1, 0, 2)), content, style, print_plan=plan)
+
+
 # --------------------------------------------------------------------------- LPIPS heads
 
 
@@ -502,3 +608,62 @@ def test_metrics_bad_input_is_one_line_exit_2(files, tmp_path):
     result = invoke(files["image"], "--content", wide, "--style", files["style"], "--guide", files["masks"])
     assert result.exit_code == INPUT_ERROR and "aspect" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def write_label_maps(folder: Path, masks: MaskPair) -> Path:
+    """``masks`` as the two colour-coded label maps of a masks folder (label 0 red, label 1 blue)."""
+    folder.mkdir()
+    for side, labels in (("content", masks.content), ("style", masks.style)):
+        rgb = np.zeros((*labels.shape, 3), np.float32)
+        rgb[..., 0], rgb[..., 2] = labels == 0, labels == 1
+        write_image(folder / f"{side}_mask.png", rgb)
+    return folder
+
+
+@needs_network
+def test_metrics_of_a_print_fits_the_content_as_its_run_folder_says(tmp_path):
+    """A guided --print --fit pad run, then metrics: the fit comes from the run folder (or the same options),
+    the field of the padded content is accepted, and the scores are score_image's with the run's plan."""
+    from guidance import load_masks
+
+    content, style = print_content(), sample(STYLE, 48)
+    paths = {"content": write_image(tmp_path / "strip.png", content), "style": write_image(tmp_path / "s.png", style)}
+    masks = write_label_maps(tmp_path / "masks", corner_masks(content.shape[:2], style.shape[:2]))
+    output = tmp_path / "print.png"
+    spec, dpi = PRINT
+    run = CliRunner().invoke(app, ["run", str(paths["content"]), str(paths["style"]), "-o", str(output), "--quiet",
+                                   "--size", "96", "--steps", "1", "--split-steps", "1", "--guide", str(masks),
+                                   "--print", spec, "--dpi", str(dpi), "--fit", "pad"])  # fmt: skip
+    assert run.exit_code == 0, run.output
+    base = (output, "--content", paths["content"], "--style", paths["style"], "--json", "--size", FAST.size)
+    guided = ("--guide", masks, "--field", tmp_path / "print.run" / "nnf.npz")
+    result = invoke(*base, *guided)
+    assert result.exit_code == 0, result.output  # the field, made for the padded content, was refused
+    assert f"is a print ({tmp_path / 'print.run' / 'config.json'})" in result.stderr
+    values = json.loads(result.stdout)
+    plan = plan_print(content.shape[:2], spec, dpi, "pad")
+    field = np.load(tmp_path / "print.run" / "nnf.npz")
+    image, style_read = read_image(output), read_image(paths["style"])
+    expected = scores.score_image(image, read_image(paths["content"]), style_read, print_plan=plan,
+                                  masks=load_masks(masks, content.shape[:2], style.shape[:2]), field=field["nnf"],
+                                  style_size=tuple(field["style_size"]), nnst_config=NNSTConfig(size=FAST.size))
+    assert values == expected
+    explicit = invoke(*base, *guided, "--print", spec, "--dpi", dpi, "--fit", "pad")
+    assert explicit.exit_code == 0 and json.loads(explicit.stdout) == values
+
+    # another content file than the run's: one line, exit 2, naming both (--print etc. fit it explicitly)
+    other = write_image(tmp_path / "other.png", blurred(content, 1.0))
+    result = invoke(output, "--content", other, "--style", paths["style"])
+    assert result.exit_code == INPUT_ERROR and len(result.stderr.strip().splitlines()) == 1
+    assert f"was made from {paths['content'].resolve()}, not from {other}" in result.stderr
+    assert "give --print, --dpi and --fit" in result.stderr
+
+    # a config.json that cannot be read is left out: the content is stretched, with a warning saying so
+    (tmp_path / "print.run" / "config.json").write_text("{not json")
+    result = invoke(*base)
+    assert result.exit_code == 0 and "is not used" in result.stderr and "stretched" in result.stderr
+    stretched = pick(scores.score_image(image, read_image(paths["content"]), style_read, nnst_config=FAST),
+                     CONTENT_SCORES)  # fmt: skip
+    assert pick(json.loads(result.stdout), CONTENT_SCORES) == stretched != pick(values, CONTENT_SCORES)
+    result = invoke(*base, "--fit", "pad")
+    assert result.exit_code == INPUT_ERROR and "give its --print too" in result.stderr
