@@ -506,6 +506,31 @@ def test_globs_per_pair_options_and_run_order(folder):
     assert isinstance(runs[0].poster.nnst_weight, float)
 
 
+def test_file_names_with_glob_characters_and_globs_in_such_a_folder(tmp_path):
+    """``photo[1].png`` read "no file matches" (taken as a pattern that does not match itself), and a
+    plan in ``runs [v2]/`` found nothing for ``*.png`` (its folder was part of the pattern)."""
+    base = tmp_path / "runs [v2]"
+    (base / "masks [a]").mkdir(parents=True)
+    for name in ("photo[1].png", "s.png"):
+        (base / name).write_bytes(b"")  # the plan only resolves the paths
+    plan = parse_plan({"pair": [{"content": "photo[1].png", "style": "s.png", "guide": "masks [a]"},
+                                {"content": "*.png", "style": "s.png"}]}, base)
+    assert [p.content.name for p in plan.pairs] == ["photo[1].png", "photo[1].png", "s.png"]
+    assert plan.pairs[0].guide == base / "masks [a]"
+    with pytest.raises(InputError, match=r"^pair\[0\]\.content: no file matches 'photo\[2\]\.png'"):
+        parse_plan({"pair": [{"content": "photo[2].png", "style": "s.png"}]}, base)  # a pattern matching nothing
+    with pytest.raises(InputError, match=r"^pair\[0\]\.guide: a masks folder cannot be a glob"):
+        parse_plan({"pair": [{"content": "s.png", "style": "s.png", "guide": "masks*"}]}, base)
+
+
+def test_a_plan_saved_with_a_byte_order_mark_is_read(folder, tmp_path):
+    """Windows Notepad's UTF-8 starts with a BOM: it read "not valid TOML (Invalid statement (at line 1 ..."."""
+    path = tmp_path / "plan.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + f'[[pair]]\ncontent = "{folder / "c.png"}"\nstyle = "{folder / "s.png"}"\n'
+                     .encode())
+    assert load_plan(path).pairs[0].content == folder / "c.png"
+
+
 def test_stage_keys_depend_on_exactly_what_the_stage_reads(folder):
     def graph(axes: str, fixed: str = TINY):
         plan = _toml(folder, GOOD_PAIR + "[axes]\n" + axes + fixed)

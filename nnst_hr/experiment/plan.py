@@ -151,15 +151,24 @@ def _check_range(where: str, params: dict) -> None:
 
 
 def _resolve(where: str, base: Path, value, *, folder: bool = False) -> list[Path]:
+    """The files ``value`` names (relative to ``base``, the plan's folder): one, or a glob's matches.
+
+    A file that exists under the name as written is taken as it is, glob characters and all
+    (``photo[1].png``); a masks folder (``folder``) is never a glob. Only ``value`` is a pattern:
+    ``base`` is escaped, so a plan in ``runs [v2]/`` finds its ``*.jpg``.
+    """
     if not isinstance(value, str) or not value:
         raise InputError(f"{where}: must be a path string, got {value!r}")
-    pattern = os.path.normpath(base / Path(value).expanduser())  # "plans/../samples/x.png" -> "samples/x.png"
-    if any(c in value for c in GLOB_CHARS):
+    path = Path(os.path.normpath(base / Path(value).expanduser()))  # "plans/../samples/x.png" -> "samples/x.png"
+    if folder and any(c in value for c in GLOB_CHARS) and not path.is_dir():
+        raise InputError(f"{where}: a masks folder cannot be a glob, and no folder {path} exists; give one masks "
+                         "folder per pair")
+    if not folder and any(c in value for c in GLOB_CHARS) and not path.is_file():
+        pattern = os.path.normpath(os.path.join(glob.escape(str(base)), os.path.expanduser(value)))
         found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
         if not found:
             raise InputError(f"{where}: no file matches {value!r} (relative to {base})")
         return found
-    path = Path(pattern)
     if folder:
         if path.is_file():
             raise InputError(f"{where}: {path} is a file, not a masks folder; give the folder holding "
@@ -232,8 +241,6 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
         contents = _resolve(f"{where}.content", base, table["content"])
         styles = _resolve(f"{where}.style", base, table["style"])
         guide = _resolve(f"{where}.guide", base, table["guide"], folder=True)[0] if "guide" in table else None
-        if guide is not None and any(c in table["guide"] for c in GLOB_CHARS):
-            raise InputError(f"{where}.guide: a masks folder cannot be a glob")
         options = _check_options(where, {k: v for k, v in table.items() if k not in PAIR_PATHS})
         for name in options:
             if name in axes:
@@ -295,7 +302,7 @@ def load_plan(path: str | Path) -> Plan:
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror}); make it readable or {give}") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows Notepad) is not TOML: drop it
     except UnicodeDecodeError:  # an image given for the plan read "'utf-8' codec can't decode byte 0x89 ..."
         from ..files import image_shape
 
