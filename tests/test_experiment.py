@@ -602,6 +602,22 @@ def test_cli_refuses_a_bad_plan_with_one_line_and_exit_2(folder, tmp_path):
     assert not (tmp_path / "out").exists()  # before any work
 
 
+def test_more_local_workers_than_cores_are_refused_before_any_work(folder, tmp_path, monkeypatch):
+    """``--workers 1000000`` started worker processes until it hung, then printed a traceback."""
+    from nnst_hr.experiment import driver
+
+    monkeypatch.setattr(driver, "usable_cores", lambda: 2)
+    plan = write_plan(folder, "plan_workers.toml", "alpha = [0.25]\n")
+    result = CliRunner().invoke(app, ["experiment", str(plan), "-o", str(tmp_path / "out"), "--workers", "3"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["error: --workers 3: this machine has 2 CPU cores for this process, and each worker runs one "
+                     "stage on one core (more add only memory); use --workers 2 or fewer"]
+    assert not (tmp_path / "out").exists()
+    driver.check_workers(2)  # as many as the cores: allowed
+    driver.check_workers(None)
+
+
 def test_the_sample_plan_is_valid_and_shares_nnst_across_poster_options():
     plan = load_plan(Path(__file__).resolve().parents[1] / "samples" / "experiment" / "plan.toml")
     graph = build_graph(plan, read_inputs(plan))

@@ -10,6 +10,7 @@ per stage elsewhere. The plan's time left weighs each task with the run's cost m
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,23 @@ def check_inputs_apart(plan: Plan, out_dir: Path, cache_folder: Path) -> None:
                 raise InputError(f"{pair.where}.guide: the masks folder {pair.guide} holds {option} {folder}, and "
                                  "every file in it is read for each run (what the experiment writes there changed "
                                  f"what the next one reads); choose {option} outside it")
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: a batch job's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_workers(workers: int | None) -> None:
+    """Refuse (:class:`InputError`), before any work, a local cluster of more workers than cores.
+
+    Each worker is a process that runs one stage on one core and holds its own torch: more of
+    them than cores add only memory (``--workers 1000000`` started processes until it hung).
+    """
+    cores = usable_cores()
+    if workers is not None and workers > cores:
+        raise InputError(f"--workers {workers}: this machine has {cores} CPU cores for this process, and each worker "
+                         f"runs one stage on one core (more add only memory); use --workers {cores} or fewer")
 
 
 def check_devices(plan: Plan) -> None:
@@ -127,6 +145,7 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
     Raises :class:`InputError` (before any work) for a bad plan, or when another process is
     writing ``out_dir``; runs failing on their inputs are recorded as failed, the others go on.
     """
+    check_workers(workers)
     plan = load_plan(plan_path)
     out_dir = Path(out_dir)
     for folder, option, use in ((out_dir, "-o", "the results (-o results/)"),
