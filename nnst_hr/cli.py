@@ -1,7 +1,8 @@
 """The ``nnst-hr`` command line: a thin layer over :mod:`nnst_hr.run`.
 
 Exit codes: 0 success, 1 internal error, 2 bad input or a full disk (one-line message,
-no traceback), 130 Ctrl-C, 143 SIGTERM (both leave a resumable run folder).
+no traceback), 130 Ctrl-C, 143 SIGTERM (both leave a resumable run folder, or an experiment's
+cache of the stages it finished).
 
 The command sets ``OMP_WAIT_POLICY=PASSIVE`` for its own process (unless it is set) before
 torch loads; the library leaves the environment alone.
@@ -98,21 +99,27 @@ def _process_settings() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _guarded(action, memory_hint=None):
+RESUME_RUN = "run the same command again to resume from the run folder"
+RESUME_PLAN = "run the same command again to resume from the stages in the cache"
+
+
+def _guarded(action, memory_hint=None, resume=None):
     """Run ``action()``; bad input -> message + exit 2, anything else -> message + exit 1.
 
     ``memory_hint()``: what to lower when the command runs out of memory, in the options it was
-    given ("use a smaller --size"); None: only "close other programs"."""
+    given ("use a smaller --size"); None: only "close other programs". ``resume``: how to go on
+    after Ctrl-C or SIGTERM (:data:`RESUME_RUN`, :data:`RESUME_PLAN`); None for commands that
+    leave nothing to resume (``metrics``, ``cache``, ...)."""
     from .signals import sigterm_as_exception
 
     _process_settings()
     with warnings.catch_warnings(), sigterm_as_exception():
         warnings.simplefilter("default")
         warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
-        return _exit_codes(action, memory_hint)
+        return _exit_codes(action, memory_hint, resume)
 
 
-def _exit_codes(action, memory_hint=None):
+def _exit_codes(action, memory_hint=None, resume=None):
     try:
         return action()
     except typer.Exit:
@@ -124,10 +131,10 @@ def _exit_codes(action, memory_hint=None):
         print(_out_of_memory_line(None, memory_hint), file=sys.stderr)
         raise typer.Exit(2) from None
     except Terminated:
-        print("terminated (SIGTERM): run the same command again to resume from the run folder", file=sys.stderr)
+        print(f"terminated (SIGTERM){': ' + resume if resume else ''}", file=sys.stderr)
         raise typer.Exit(EXIT_SIGTERM) from None
     except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume from the run folder", file=sys.stderr)
+        print(f"interrupted{': ' + resume if resume else ''}", file=sys.stderr)
         raise typer.Exit(EXIT_SIGINT) from None
     except RuntimeError as exc:
         if not _out_of_memory(exc):
@@ -307,7 +314,7 @@ def run(
         run_files(paths.content, paths.style, paths.output, options)
 
     resolved = {}  # the options as the run got them (from --config too), for the out-of-memory line
-    _guarded(action, lambda: _run_memory_hint(resolved.get("options")))
+    _guarded(action, lambda: _run_memory_hint(resolved.get("options")), RESUME_RUN)
 
 
 @app.command("experiment")
@@ -328,7 +335,7 @@ def experiment_command(
         if summary.failed:
             print(f"warning: {summary.failed} of {summary.runs} runs failed; see {summary.results}", file=sys.stderr)
 
-    _guarded(action, lambda: "use a smaller size or out_size in the plan")
+    _guarded(action, lambda: "use a smaller size or out_size in the plan", RESUME_PLAN)
 
 
 @cache_app.command("info")

@@ -252,3 +252,28 @@ def test_max_search_size_reaches_the_poster(cli, tmp_path):
     assert "searching at 64x48" in result.stderr and read_image(output).shape == (96, 128, 3)
     config = json.loads((tmp_path / "out.run" / "config.json").read_text())
     assert config["poster_key"]["poster"]["max_search_size"] == 64
+
+
+@pytest.mark.parametrize("command, stops, resume", [
+    (["experiment", "plan.toml", "-o", "out"], "nnst_hr.experiment.run_plan", "resume from the stages in the cache"),
+    (["run", "c.png", "s.png", "-o", "o.png"], "nnst_hr.run.run_files", "resume from the run folder"),
+    (["weights"], "nnst_hr.weights.describe", None),
+])
+@pytest.mark.parametrize("signal_error, first_words, code", [(KeyboardInterrupt, "interrupted", 130),
+                                                              ("Terminated", "terminated (SIGTERM)", 143)])
+def test_an_interrupted_command_says_how_to_resume_it(cli, monkeypatch, command, stops, resume, signal_error,
+                                                      first_words, code):
+    """Each command's own way on: an experiment's said "resume from the run folder", which it has not,
+    and so did ``weights``, ``metrics`` and ``cache``, which have nothing to resume."""
+    from nnst_hr.errors import Terminated
+
+    error = Terminated if signal_error == "Terminated" else signal_error
+
+    def stop(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(stops, stop)
+    result = cli(*command)
+    assert result.exit_code == code, result.output
+    assert result.stderr.splitlines() == [f"{first_words}: run the same command again to {resume}" if resume
+                                          else first_words]
