@@ -49,6 +49,9 @@ from rich.progress import Progress as Bars
 
 REPORT_INTERVAL_S = 2.0  # at most one plain line per this many seconds (plus stage ends)
 REFRESH_INTERVAL_S = 0.1  # at most one redraw of the live bars per this many seconds (plus stage ends)
+# a finished bar's colour: rich's default (an olive green) becomes grey on a 16-colour terminal (TERM=xterm),
+# the colour of an empty bar, so each finished stage looked reset to zero
+FINISHED_BAR = "green"
 MIN_SHARE = 0.1  # a report of several terms gives the ones it measures at least this share of its prediction
 
 
@@ -543,7 +546,8 @@ class Progress:
     def _open_bar(self, stage: str, total: float | None) -> None:
         if self._bars is None:
             self._bars = Bars(
-                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[steps]}"),
+                TextColumn("{task.description}"), BarColumn(finished_style=FINISHED_BAR),
+                TextColumn("{task.fields[steps]}"),
                 TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[left]}"),
                 console=self.console, auto_refresh=False,
             )

@@ -111,6 +111,34 @@ def test_a_terminal_gets_live_bars_with_stage_step_rate_and_time_left(clock):
     assert out.getvalue().endswith(SHOW_CURSOR) and p._bars is None
 
 
+BAR_COLOURS = re.compile(r"\x1b\[(\d+)m━")  # the colour code before each run of bar characters
+EMPTY_BAR = "90"  # bright black: the empty part of a bar on a 16-colour terminal
+
+
+def test_a_finished_bar_is_not_drawn_in_the_empty_bars_colour_on_a_16_colour_terminal(clock, tmp_path):
+    """rich's default finished colour (an olive green) is grey in 16 colours, as the empty part of a bar:
+    every stage's bar looked reset to zero at its end (TERM=xterm without COLORTERM)."""
+    def terminal(out: io.StringIO) -> Console:
+        return Console(file=out, force_terminal=True, width=120, color_system="standard")
+
+    out = io.StringIO()
+    p = Progress(console=terminal(out))
+    p.plan([("a", 2, 1.0)])
+    p.start("a")
+    p.step(0)
+    p.step(1)  # the last step: the bar is drawn finished and left on screen
+    colours = BAR_COLOURS.findall(out.getvalue())
+    assert colours[0] == EMPTY_BAR and colours[-1] != EMPTY_BAR, colours
+
+    out = io.StringIO()
+    plan = PlanProgress(two_nnst_graph(), Cache(tmp_path), console=terminal(out))
+    run_two_nnst(plan, clock)
+    plan("done", list(plan.graph.values())[1], {"seconds": 1.0, "peak_memory": 0})
+    plan.close()
+    finished = re.findall(r"plan\s*\x1b\[(\d+)m━+\x1b\[0m\s*2 of 2 stages", out.getvalue())
+    assert finished and EMPTY_BAR not in finished, finished
+
+
 def test_a_dumb_terminal_gets_the_plain_lines(clock, monkeypatch):
     monkeypatch.setenv("TERM", "dumb")  # cannot move the cursor back to redraw a bar
     out = io.StringIO()

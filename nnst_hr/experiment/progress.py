@@ -52,7 +52,7 @@ from ..files import image_shape
 from ..memory import long_side_shape
 from ..nnst import nnst_work
 from ..poster import poster_stages, scaled_shape
-from ..progress import REFRESH_INTERVAL_S, REPORT_INTERVAL_S, Progress, Stage, format_seconds
+from ..progress import FINISHED_BAR, REFRESH_INTERVAL_S, REPORT_INTERVAL_S, Progress, Stage, format_seconds
 from ..scores import NETWORK_MAX_SIDE
 from ..workplan import VGG_FP32, match_work, output_stage, work
 from . import stages
@@ -567,7 +567,7 @@ class PlanProgress:
             # not markup: "[worker 0]" is text
             TextColumn("{task.description}", markup=False,
                        table_column=Column(no_wrap=True, min_width=self._head_width)),
-            BarColumn(bar_width=BAR_WIDTH),
+            BarColumn(bar_width=BAR_WIDTH, finished_style=FINISHED_BAR),
             TextColumn("{task.fields[detail]}", markup=False, table_column=detail),
             _Elapsed(table_column=Column(no_wrap=True)),
             TextColumn("{task.fields[left]}", table_column=Column(no_wrap=True)),
