@@ -233,6 +233,36 @@ def test_report_html_links_only_existing_files_and_lists_every_run(first, folder
     assert page.count('class="failed"') == 8
 
 
+def test_the_report_tells_pairs_of_the_same_files_apart_and_shows_each_result_first(first, folder):
+    """Pairs 0 and 2 (the same files, one with masks) were both "c / s" in the legend and on the sheet;
+    the result thumbnails sat at the right end of a wide table, after seconds.inputs, empty in every run."""
+    out = folder / "results"
+    page = (out / "report.html").read_text()
+    legend = re.findall(r"&#9679; (pair \d+: [^<]*)</span>", page)
+    assert legend == ["pair 0: c / s", "pair 1: bad / s", "pair 2: c / s, guide badmasks"]
+    plan = load_plan(first[0])
+    assert report_module.pair_details(plan.pairs[2]) == ["guide badmasks"]  # a line of its sheet row heads
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", page)
+    assert heads[:3] == ["run", "status", "result"] and "seconds.inputs" not in heads
+    rows = [re.findall(r'data-v="([^"]*)"', row) for row in re.findall(r'<tr class="\w+" id="run\d+">(.*?)</tr>', page)]
+    assert len(rows) == 12 and all(len(row) == len(heads) for row in rows)
+    for j, head in enumerate(heads):
+        assert head in ("result", "message") or any(row[j] for row in rows), head  # no column empty in every run
+    with open(out / "results.csv", newline="") as fh:
+        failed = [r for r in csv.DictReader(fh) if r["status"] == "failed"]
+    assert failed and all(r["seconds.total"] == "" for r in failed)  # was 0: nothing was timed
+
+
+def test_a_failure_message_on_the_sheet_is_wrapped_within_its_box():
+    """A path longer than the box ran past its right edge (lines broke only at spaces)."""
+    font, width = report_module._font(), report_module.THUMB - 8
+    text = "inputs: mask /tmp/some/rather/long/folder/of/masks/for/the/pair/content.png is 633x567 (aspect 1.116)"
+    lines = report_module._wrap(text, font, width)
+    assert all(font.getlength(line) <= width for line in lines), lines
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")  # every character kept, in order
+    assert report_module._wrap("a few short words", font, width) == ["a few short words"]
+
+
 def test_the_contact_sheet_has_a_row_per_pair_and_row_value(first, folder):
     plan = load_plan(first[0])
     groups, columns = report_module._sheet_layout(plan, first[1].rows)

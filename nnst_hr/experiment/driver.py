@@ -126,6 +126,17 @@ def check_memory(plan: Plan, inputs: list) -> None:
             raise InputError(f"run {run.index + 1} ({run.pair.name}): {exc}") from None
 
 
+def summary_line(out_dir: Path, runs: int, failed: int) -> str:
+    """The experiment's last line (it said "1 runs").
+
+    >>> summary_line(Path("results"), 1, 0)
+    'wrote results/results.csv, sheet.png, report.html: 1 run, 0 failed'
+    >>> summary_line(Path("results"), 8, 2)
+    'wrote results/results.csv, sheet.png, report.html: 8 runs, 2 failed'
+    """
+    return f"wrote {out_dir / 'results.csv'}, sheet.png, report.html: {runs} run{'s' * (runs != 1)}, {failed} failed"
+
+
 @dataclass
 class Summary:
     results: Path
@@ -181,6 +192,5 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
         rows = write_report(out_dir, plan, graph, results, cache)
         failed = sum(row["status"] != "ok" for row in rows)
         if not quiet:
-            print(f"wrote {out_dir / 'results.csv'}, sheet.png, report.html: {len(rows)} runs, {failed} failed",
-                  file=stream or sys.stderr, flush=True)
+            print(summary_line(out_dir, len(rows), failed), file=stream or sys.stderr, flush=True)
     return Summary(out_dir / "results.csv", len(rows), failed, rows)

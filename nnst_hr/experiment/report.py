@@ -61,6 +61,21 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def pair_details(pair) -> list[str]:
+    """What tells a pair apart beyond its files' names: its masks folder and its own options.
+
+    Two pairs of the same files (one guided, or with another ``guide_weight``) read the same
+    "coffee / t" on the sheet and in the legend.
+    """
+    guide = [f"guide {pair.guide.name}"] if pair.guide is not None else []
+    return guide + [f"{name} = {_fmt(value)}" for name, value in sorted(pair.options.items())]
+
+
+def pair_label(pair) -> str:
+    """``content / style`` with :func:`pair_details`: ``content / style, guide louvre, guide_weight = 0.75``."""
+    return ", ".join([pair.name, *pair_details(pair)])
+
+
 def check_results_folder(out_dir: Path, plan: Plan) -> None:
     """Refuse (:class:`InputError`), before any work, a results folder the report cannot write into:
     a file where it makes a folder (``runs/``, ``runs/<run id>/``), a folder where it writes a file.
@@ -109,14 +124,15 @@ def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_d
         for name in plan.axes:
             row[name] = run.axis_values[name]
         row["scores"] = dict(results[keys["scores"]]) if failure is None else {}
-        total = 0.0
+        total = None  # no stage timed (a run failing on its inputs): empty, not 0 s
         for stage in STAGES:
             if stage in keys:
                 meta = cache.meta(keys[stage])
                 row[f"seconds.{stage}"] = meta.get("seconds")
                 row[f"peak_memory.{stage}"] = meta.get("peak_memory")
                 row[f"peak_gpu_memory.{stage}"] = meta.get("peak_gpu_memory")
-                total += meta.get("seconds") or 0.0
+                if meta.get("seconds") is not None:
+                    total = (total or 0.0) + meta["seconds"]
         row["seconds.total"] = total
         row["result"] = row["nnst_result"] = ""
         if failure is None:
@@ -193,6 +209,7 @@ def _sheet_layout(plan: Plan, rows: list[dict]):
 
 
 def _wrap(text: str, font, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` px; a word longer than that (a path) is cut across lines."""
     lines, line = [], ""
     for word in text.split():
         trial = f"{line} {word}".strip()
@@ -201,6 +218,12 @@ def _wrap(text: str, font, width: int) -> list[str]:
             line = word
         else:
             line = trial
+        while len(line) > 1 and font.getlength(line) > width:
+            cut = 1  # the most characters that fit (at least one)
+            while font.getlength(line[:cut + 1]) <= width:
+                cut += 1
+            lines.append(line[:cut])
+            line = line[cut:]
     return lines + ([line] if line else [])
 
 
@@ -230,13 +253,13 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
                 thumb = _thumb(np.asarray(Image.open(path.parent / row["result"]).convert("RGB"),
                                           np.float32) / 255.0, THUMB)
             found.append((row, thumb))
-        head = max(HEAD_THUMB + LINE, (3 + len(values)) * LINE)
+        head = max(HEAD_THUMB + LINE, (3 + len(pair_details(plan.pairs[pair_index])) + len(values)) * LINE)
         tallest = max([head] + [THUMB if row is not None and thumb is None else thumb.height
                                 for row, thumb in found if row is not None])
         cells.append(found)
         heights.append(tallest)
     head_lines = [f"{k} = {_fmt(v)}" for _, values in groups for k, v in values.items()]
-    head_lines += [p.content.stem[:HEAD_CHARS] for p in plan.pairs] + [p.style.stem[:HEAD_CHARS] for p in plan.pairs]
+    head_lines += [line[:HEAD_CHARS] for p in plan.pairs for line in (p.content.stem, p.style.stem, *pair_details(p))]
     head_w = 2 * HEAD_THUMB + 5 * PAD + int(max([font.getlength(t) for t in head_lines] + [60]))
     top = 2 * LINE + 2 * PAD
     width = head_w + cell_w * len(col_values) + PAD
@@ -257,7 +280,8 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
         draw.text((PAD, y + HEAD_THUMB + 2), "content", fill="#555555", font=font)
         draw.text((2 * PAD + HEAD_THUMB, y + HEAD_THUMB + 2), "style", fill="#555555", font=font)
         pair = plan.pairs[pair_index]
-        lines = [f"pair {pair_index}", pair.content.stem[:HEAD_CHARS], pair.style.stem[:HEAD_CHARS]]
+        lines = [f"pair {pair_index}", *(line[:HEAD_CHARS] for line in (pair.content.stem, pair.style.stem,
+                                                                       *pair_details(pair)))]
         lines += [f"{k} = {_fmt(v)}" for k, v in values.items()]
         for i, line in enumerate(lines):
             draw.text((3 * PAD + 2 * HEAD_THUMB, y + i * LINE), line, fill="black", font=font)
@@ -370,12 +394,16 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
 
 def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> None:
     """One static page: the sheet, a sortable table of every run, a plot per score and numeric axis."""
-    shown = [c for c in columns if c not in ("content", "style", "guide", "message")
-             and not c.startswith(("peak_memory.", "peak_gpu_memory."))] + ["message"]
-    # parameters that are the same in every run only clutter the table: keep varying ones
+    # each run's result next to its name (at the end of a wide table it was out of sight)
+    shown = ["run", "status", "result"] + [c for c in columns if c not in ("run", "status", "result", "content",
+                                                                            "style", "guide", "message")
+                                           and not c.startswith(("peak_memory.", "peak_gpu_memory."))] + ["message"]
+    # parameters that are the same in every run only clutter the table: keep varying ones; and no
+    # column empty in every run (seconds.inputs: that stage is never stored, so never timed)
     shown = [c for c in shown if c in ("run", "status", "result", "message") or c in plan.axes or c == "pair"
              or len({_fmt(_cell(r, c)) for r in rows}) > 1 or c.startswith(("seconds", "objective"))
              or any(c in r["scores"] for r in rows)]
+    shown = [c for c in shown if c in ("run", "status", "result", "message") or any(_fmt(_cell(r, c)) for r in rows)]
     head = "".join(f'<th class="{"l" if c in ("run", "status", "message", "result") else ""}">{html.escape(c)}</th>'
                    for c in shown)
     body = []
@@ -387,6 +415,8 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
             if c == "result" and text:
                 link = html.escape(text)
                 inner = f'<a href="{link}"><img class="thumb" src="{link}" alt="{row["run"]}"></a>'
+            elif c == "nnst_result" and text:
+                inner = f'<a href="{html.escape(text)}">{html.escape(text)}</a>'
             else:
                 inner = html.escape(text)
             cls = ' class="l"' if c in ("run", "status", "message", "result") else ""
@@ -395,7 +425,7 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
     plots = [svg_plot(axis, score, plan.axes[axis], rows)
              for score in score_names(rows, plan.score) for axis in _numeric_axes(plan)]
     legend = "".join(f'<span style="color:{PAIR_COLORS[i % len(PAIR_COLORS)]}">&#9679; pair {i}: '
-                     f'{html.escape(p.name)}</span>' for i, p in enumerate(plan.pairs))
+                     f'{html.escape(pair_label(p))}</span>' for i, p in enumerate(plan.pairs))
     n_ok = sum(r["status"] == "ok" for r in rows)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(plan.path.name)}: nnst-hr experiment</title>
