@@ -23,7 +23,7 @@ from pathlib import Path
 import typer
 
 from .config import NNSTConfig, PosterConfig
-from .disk import disk_full_message, is_disk_full
+from .disk import disk_full_message, format_bytes, is_disk_full
 from .errors import Terminated
 from .logs import configure_logging
 from .signals import EXIT_SIGINT, EXIT_SIGTERM
@@ -81,12 +81,16 @@ class GuideMode(str, Enum):
 
 
 def _input_errors() -> tuple[type[Exception], ...]:
-    from guidance import MaskError
-    from patchsynth import PatchSynthError
+    """The bad-input exceptions, of the packages loaded so far (one not loaded raised nothing).
 
+    Evaluated in an ``except`` clause: importing patchsynth (Numba, llvmlite) there, after an error
+    loading torch for want of address space, failed too and ended in a traceback.
+    """
     from .errors import InputError
 
-    return InputError, MaskError, PatchSynthError
+    loaded = (getattr(sys.modules.get(module), name, None) for module, name in
+              (("guidance", "MaskError"), ("patchsynth", "PatchSynthError")))
+    return (InputError, *(error for error in loaded if isinstance(error, type)))
 
 
 def _process_settings() -> None:
@@ -141,8 +145,15 @@ def _exit_codes(action, memory_hint=None, resume=None):
             _internal_error(exc)
         print(_out_of_memory_line(exc, memory_hint), file=sys.stderr)
         raise typer.Exit(2) from None
+    except ImportError as exc:
+        if not _loading_out_of_memory(exc):
+            _internal_error(exc)
+        print(_loading_out_of_memory_line(exc), file=sys.stderr)
+        raise typer.Exit(2) from None
     except OSError as exc:
-        if is_disk_full(exc):
+        if _loading_out_of_memory(exc):
+            print(_loading_out_of_memory_line(exc), file=sys.stderr)
+        elif is_disk_full(exc):
             print(f"error: {disk_full_message(exc.filename or 'the output', None)}", file=sys.stderr)
         elif exc.errno in NOT_WRITABLE_ERRNOS and exc.filename:
             print(f"error: cannot write {exc.filename} ({exc.strerror}); choose another -o or fix the folder's "
@@ -158,6 +169,31 @@ def _out_of_memory(exc: RuntimeError) -> bool:
     """torch's allocators fail with RuntimeErrors, not MemoryError: CPU "can't allocate memory",
     CUDA ``torch.OutOfMemoryError`` ("CUDA out of memory")."""
     return type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)
+
+
+LOADING_OUT_OF_MEMORY = ("failed to map segment from shared object", "cannot allocate memory")  # dlopen's words
+
+
+def _loading_out_of_memory(exc: BaseException) -> bool:
+    """Whether loading a library (torch, llvmlite) failed for want of memory or address space, anywhere in
+    ``exc``'s chain: under ``ulimit -v`` (a batch system's memory limit) this was a traceback, and printing
+    it ran out of memory too."""
+    seen = 0
+    while exc is not None and seen < 16:
+        if isinstance(exc, MemoryError) or any(words in str(exc).lower() for words in LOADING_OUT_OF_MEMORY):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _loading_out_of_memory_line(exc: BaseException) -> str:
+    """``error: out of memory loading the libraries (...); <the address-space limit, if one is set>``."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    where = (f"this process may map only {format_bytes(limit)} (ulimit -v): raise that limit"
+             if limit != resource.RLIM_INFINITY else "close other programs")
+    return f"error: out of memory loading the program's libraries ({_first_line(exc)}); {where}"
 
 
 def _out_of_memory_line(exc: RuntimeError | None, memory_hint) -> str:

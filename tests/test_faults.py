@@ -755,6 +755,29 @@ def test_an_experiment_running_out_of_memory_names_the_plan_options(cli, tmp_pat
     assert_one_line_error(result, 2, "error: out of memory; use a smaller size or out_size in the plan, or close")
 
 
+ADDRESS_SPACE = 700 * 2**20  # a ulimit -v that loads Python, NumPy and typer, but not torch's libraries
+
+
+@pytest.mark.parametrize("command", [("run", "c.png", "s.png", "-o", "o.png"), ("experiment", "plan.toml", "-o", "r"),
+                                     ("metrics", "o.png", "--content", "c.png", "--style", "s.png")])
+def test_too_small_an_address_space_limit_to_load_torch_is_one_line(tmp_path, command):
+    """Under ``ulimit -v`` (a batch system's memory limit) loading torch failed ("failed to map segment
+    from shared object"): a traceback of 50 to 240 lines, and importing Numba to judge the error
+    (patchsynth's error class) failed again inside the handler."""
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+    done = subprocess.run(cli_command(*command), env=child_env(), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, preexec_fn=limited)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: out of memory loading the program's libraries ("), lines[0]
+    assert lines[0].endswith("); this process may map only 700.0 MB (ulimit -v): raise that limit"), lines[0]
+
+
 def test_weights_that_torch_cannot_load_give_one_line(cli, tmp_path):
     garbage = tmp_path / "vgg.pth"
     garbage.write_bytes(b"not a state dict")
