@@ -70,6 +70,9 @@ GLIBC_TRIM_THRESHOLD = 128 * 2**10  # glibc's default (DEFAULT_TRIM_THRESHOLD)
 GLIBC_MMAP_MAX = 65536  # glibc's default (DEFAULT_MMAP_MAX)
 REUSE_TRIM_THRESHOLD = 2**31 - 1  # within heap_reuse: the largest (an int), the heap's free end stays
 HEADROOM = 1.1  # refuse unless the estimate times this fits: the model's error and the allocator's
+PROC_MEMINFO = "/proc/meminfo"  # the machine's MemAvailable
+PROC_CGROUP = "/proc/self/cgroup"  # the control groups this process is in
+CGROUP_ROOT = "/sys/fs/cgroup"  # where they are mounted (v2: one tree; v1: one per controller, memory/)
 
 
 @dataclass
@@ -158,19 +161,87 @@ def estimate_peak_bytes(
 
 
 def available_ram_bytes() -> int | None:
-    """Memory available to a new allocation now (``MemAvailable``); None where unknown."""
+    """Memory available to a new allocation now: the machine's ``MemAvailable``, or less where this
+    process's memory cgroup (a container's ``--memory``, a batch job's ``--mem``) leaves less
+    (:func:`cgroup_room_bytes`); None where unknown.
+
+    ``MemAvailable`` alone is the host's: a run in an 8 GB container on a 128 GB machine passed the
+    check and was killed by the kernel's OOM killer (SIGKILL, no message).
+    """
+    machine = None
     try:
-        with open("/proc/meminfo") as fh:
+        with open(PROC_MEMINFO) as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    machine = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
+    if machine is None:
+        try:
+            import psutil
+
+            machine = int(psutil.virtual_memory().available)
+        except ImportError:
+            pass
+    room = cgroup_room_bytes()
+    return min(v for v in (machine, room) if v is not None) if (machine, room) != (None, None) else None
+
+
+def _read(path) -> str | None:
     try:
-        import psutil
-    except ImportError:
+        with open(path) as fh:
+            return fh.read().strip()
+    except (OSError, UnicodeDecodeError):
         return None
-    return int(psutil.virtual_memory().available)
+
+
+def _stat(text: str | None, key: str) -> int:
+    """``key``'s value in a ``memory.stat`` text (0 where absent)."""
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def cgroup_room_bytes() -> int | None:
+    """Bytes this process's memory cgroup lets it still allocate: the tightest of its group's and its
+    ancestors' limits, less their usage (page cache that can be reclaimed, ``inactive_file``, not
+    counted as used); None without a limit or a readable cgroup.
+
+    cgroup v2 (``0::/path`` in ``/proc/self/cgroup``): ``memory.max`` and ``memory.current``;
+    v1 (``N:memory:/path``): ``memory.limit_in_bytes`` and ``memory.usage_in_bytes``. Inside a
+    container the group is often mounted as the root itself (its path is the host's): then the
+    root's own files are read.
+    """
+    from pathlib import Path
+
+    membership = _read(PROC_CGROUP)
+    if membership is None:
+        return None
+    rooms = []
+    for line in membership.splitlines():
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":  # v2
+            top, limit_file, usage_file, cache_key = Path(CGROUP_ROOT), "memory.max", "memory.current", "inactive_file"
+        elif "memory" in controllers.split(","):  # v1
+            top = Path(CGROUP_ROOT) / "memory"
+            limit_file, usage_file, cache_key = "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"
+        else:
+            continue
+        group = top / path.lstrip("/")
+        if not (group / limit_file).is_file():
+            group = top  # a namespaced mount: the group is the root
+        for level in (group, *group.parents):
+            limit, usage = _read(level / limit_file), _read(level / usage_file)
+            if limit is not None and limit.isdigit() and usage is not None and usage.isdigit():
+                if int(limit) < 2**60:  # v1 writes "no limit" as a number near 2^63
+                    cache = _stat(_read(level / "memory.stat"), cache_key)
+                    rooms.append(max(0, int(limit) - int(usage) + cache))
+            if level == top:
+                break
+    return min(rooms) if rooms else None
 
 
 def release_freed_memory() -> bool:

@@ -329,6 +329,48 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_work(cli, tmp_pat
     assert not (tmp_path / "out.run").exists()
 
 
+GIB = 2**30
+V1_NO_LIMIT = "9223372036854771712"  # what cgroup v1 writes for "no limit"
+
+
+def _files(root: Path, files: dict) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+@pytest.mark.parametrize(("membership", "files", "room"), [
+    # v2: the job's limit less its usage, its reclaimable page cache counted as free
+    ("0::/job\n", {"job/memory.max": f"{4 * GIB}", "job/memory.current": f"{3 * GIB}",
+                   "job/memory.stat": f"anon {2 * GIB}\ninactive_file {GIB // 2}\n"}, GIB + GIB // 2),
+    # v2: a parent's limit is tighter than the job's own "max"
+    ("0::/slurm/job\n", {"slurm/memory.max": f"{2 * GIB}", "slurm/memory.current": f"{GIB}",
+                         "slurm/job/memory.max": "max", "slurm/job/memory.current": f"{GIB}"}, GIB),
+    # v1: the memory controller's tree; the root has no limit
+    ("4:memory:/docker/abc\n3:cpuset:/\n", {"memory/memory.limit_in_bytes": V1_NO_LIMIT,
+                                            "memory/memory.usage_in_bytes": f"{50 * GIB}",
+                                            "memory/docker/abc/memory.limit_in_bytes": f"{2 * GIB}",
+                                            "memory/docker/abc/memory.usage_in_bytes": f"{GIB}"}, GIB),
+    # a container's namespaced mount: the group's path is the host's, its files are the root's
+    ("4:memory:/host/path/xyz\n", {"memory/memory.limit_in_bytes": f"{3 * GIB}",
+                                   "memory/memory.usage_in_bytes": f"{GIB}"}, 2 * GIB),
+    ("0::/job\n", {"job/memory.max": "max", "job/memory.current": f"{GIB}"}, None),  # no limit
+    ("4:memory:/\n", {"memory/memory.limit_in_bytes": V1_NO_LIMIT, "memory/memory.usage_in_bytes": "1"}, None),
+], ids=["v2", "v2 parent", "v1", "v1 namespaced", "v2 no limit", "v1 no limit"])
+def test_the_memory_available_is_what_the_processs_cgroup_leaves(tmp_path, monkeypatch, membership, files, room):
+    """MemAvailable is the host's: a run in an 8 GB container (or a batch job's --mem) on a large machine
+    passed the memory check and was killed by the kernel's OOM killer, with no message."""
+    _files(tmp_path / "cg", files)
+    _files(tmp_path / "proc", {"cgroup": membership, "meminfo": f"MemTotal: 1\nMemAvailable: {100 * GIB // 1024} kB\n"})
+    monkeypatch.setattr(memory, "CGROUP_ROOT", str(tmp_path / "cg"), raising=False)
+    monkeypatch.setattr(memory, "PROC_CGROUP", str(tmp_path / "proc" / "cgroup"), raising=False)
+    monkeypatch.setattr(memory, "PROC_MEMINFO", str(tmp_path / "proc" / "meminfo"), raising=False)
+    assert memory.available_ram_bytes() == (room if room is not None else 100 * GIB)
+    if room is not None:  # a run that the machine could hold but the cgroup cannot is refused
+        with pytest.raises(InputError, match=f"but {room / GIB:.1f} GB are available"):
+            memory.check_fits((900, 1600), (2341, 3200), size=1024)
+
+
 def _suggested(message: str, option: str) -> int:
     return int(message.split(f"{option} ")[1].split()[0].rstrip(","))
 
