@@ -248,6 +248,13 @@ def test_the_report_tells_pairs_of_the_same_files_apart_and_shows_each_result_fi
     assert len(rows) == 12 and all(len(row) == len(heads) for row in rows)
     for j, head in enumerate(heads):
         assert head in ("result", "message") or any(row[j] for row in rows), head  # no column empty in every run
+    from nnst_hr.scores import direction
+
+    plots = re.findall(r'<svg class="plot".*?</svg>', page, re.DOTALL)
+    assert plots
+    for plot in plots:  # each says which way its score is better (a plot of content_ssim rising is good)
+        score = re.search(r'class="title">(\S+) vs ', plot).group(1)
+        assert f">{direction(score)} is better</text>" in plot, score
     with open(out / "results.csv", newline="") as fh:
         failed = [r for r in csv.DictReader(fh) if r["status"] == "failed"]
     assert failed and all(r["seconds.total"] == "" for r in failed)  # was 0: nothing was timed

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..config import NNSTConfig, PosterConfig
 from ..errors import InputError
 from ..files import atomic_output, write_image
+from ..scores import direction
 from .cache import Cache
 from .execute import Results
 from .graph import Graph
@@ -37,6 +38,7 @@ PAD = 8  # gaps on the sheet (px)
 HEAD_CHARS = 24  # file names at the row heads are cut to this many characters
 STAGES = ("inputs", "nnst", "color", "poster", "poster_color", "scores")
 PLOT_W, PLOT_H, PLOT_M = 320, 200, 54  # SVG plot size and margin (px; room for tick labels like 1.23e-05)
+PLOT_SUBTITLE = 8  # px more above a plot's area, for the line saying which way the score is better
 REPORT_FILES = ("results.csv", "sheet.png", "report.html")  # in the results folder
 RUNS_FOLDER = "runs"  # results/runs/<run id>/ holds each run's images
 RESULT_PNG, NNST_PNG = "result.png", "nnst.png"  # in runs/<run id>/, each with its .key stamp (_write_png)
@@ -326,19 +328,22 @@ def svg_plot(axis: str, score: str, values: list, rows: list[dict]) -> str:
     if hi - lo < 1e-12:
         lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
     w, h, m = PLOT_W, PLOT_H, PLOT_M
+    top = m // 2 + PLOT_SUBTITLE  # the plot area starts below the title and the "better" line
 
     def sx(i: int) -> float:
         return m + (i + 0.5) * (w - 1.5 * m) / len(values)
 
     def sy(v: float) -> float:
-        return (h - m) - (v - lo) / (hi - lo) * (h - m - m // 2)
+        return (h - m) - (v - lo) / (hi - lo) * (h - m - top)
 
     out = [(f'<svg class="plot" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
             f'aria-label="{html.escape(score)} against {html.escape(axis)}">'),
            f'<text x="{w / 2}" y="13" text-anchor="middle" class="title">'
            f'{html.escape(score)} vs {html.escape(axis)}</text>',
+           # which way is better: objective and style_gram fall, content_ssim rises, detail nears 1
+           f'<text x="{w / 2}" y="26" text-anchor="middle" class="tick">{direction(score)} is better</text>',
            f'<line x1="{m}" y1="{h - m}" x2="{w - m // 2}" y2="{h - m}" class="axis"/>',
-           f'<line x1="{m}" y1="{m // 2}" x2="{m}" y2="{h - m}" class="axis"/>',
+           f'<line x1="{m}" y1="{top}" x2="{m}" y2="{h - m}" class="axis"/>',
            f'<text x="{m - 3}" y="{sy(hi) + 4}" text-anchor="end" class="tick">{hi:.3g}</text>',
            f'<text x="{m - 3}" y="{sy(lo) + 4}" text-anchor="end" class="tick">{lo:.3g}</text>']
     for i, value in enumerate(values):
