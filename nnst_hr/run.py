@@ -528,6 +528,23 @@ def _check_apart(content: Path, style: Path, output: Path, guide: Path | None) -
                          "replaces; move it out or choose another output path")
 
 
+def _warn_poster_below_nnst(options: RunOptions, plan) -> None:
+    """Warn when the poster is smaller than the NNST result: NNST then computes detail that the poster,
+    synthesized at its own smaller size, cannot keep (``--print A4 --dpi 72`` with the default
+    ``--size 1024``: minutes of NNST for nothing)."""
+    out_size, size = options.poster.out_size, options.nnst.size
+    if out_size is None or out_size >= size:
+        return
+    if plan is not None:
+        height, width = plan.pixels
+        fix = f"print larger (--print, --dpi) or use --size {out_size}, as good and faster"
+        what = f"the print ({width}x{height} px at {plan.dpi} dpi)"
+    else:
+        fix, what = f"use --size {out_size}, as good and faster, or leave out --out-size", f"--out-size {out_size}"
+    warnings.warn(f"{what} is smaller than the NNST result (--size {size}), so the poster keeps none of its "
+                  f"extra detail: {fix}", stacklevel=3)
+
+
 def _run_files(content, style, output, options: RunOptions | None) -> dict:
     options = options or RunOptions()
     content, style, output = Path(content), Path(style), Path(output)
@@ -545,6 +562,7 @@ def _run_files(content, style, output, options: RunOptions | None) -> dict:
         content_img, masks = fit_content(content_img, plan), fit_labels(masks, plan)
         options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))
         progress.message(plan.describe())
+    _warn_poster_below_nnst(options, plan)
     # as NNST gets them (after the print's crop or pad): refused before the run folder is written, not after
     check_short_sides({content: content_img.shape[:2], style: style_img.shape[:2]}, options.nnst.size)
     folder = run_folder(output)

@@ -376,6 +376,31 @@ def test_cli_print_too_large_for_memory_is_one_line_naming_a_lower_dpi(tmp_path,
     assert not (tmp_path / "o.run").exists() and not (tmp_path / "o.tif").exists()
 
 
+@pytest.mark.parametrize("extra, warned", [
+    (["--print", "2x1in", "--dpi", "64", "--size", "256"], "warning: the print (64x128 px at 64 dpi) is smaller than "
+     "the NNST result (--size 256), so the poster keeps none of its extra detail: print larger (--print, --dpi) or "
+     "use --size 128, as good and faster"),
+    (["--out-size", "64", "--size", "128"], "warning: --out-size 64 is smaller than the NNST result (--size 128), so "
+     "the poster keeps none of its extra detail: use --size 64, as good and faster, or leave out --out-size"),
+    (["--print", "2x1in", "--dpi", "64", "--size", "128"], None),  # as large: nothing to say
+    (["--out-size", "128", "--size", "128"], None),
+    (["--size", "128"], None),  # no poster
+])
+def test_a_poster_smaller_than_the_nnst_result_is_warned_about(tmp_path, monkeypatch, extra, warned):
+    """``--print A4 --dpi 72`` (842 px) with the default ``--size 1024`` spent minutes on NNST detail that
+    the poster, synthesized at its own smaller size, could not keep; nothing said so."""
+    def stop(*args, **kwargs):
+        raise InputError("stopped before the work")
+
+    monkeypatch.setattr("nnst_hr.run.check_resources", stop)
+    content, style = cli_files(tmp_path)
+    output = tmp_path / "o.png"
+    result = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(output), "--quiet", *extra])
+    assert result.exit_code == 2 and result.output.splitlines()[-1] == "error: stopped before the work", result.output
+    said = [line for line in result.output.splitlines() if "smaller than the NNST result" in line]
+    assert said == ([warned] if warned else []), result.output
+
+
 @needs_weights
 def test_cli_print_run_has_print_pixels_dpi_profile_and_proof(tmp_path):
     # a square content is portrait: 1.5 x 2 in at 32 dpi is 48 x 64 px, the content cropped to 48 x 64
