@@ -401,7 +401,7 @@ def test_results_hold_failures_and_read_records_on_demand(tmp_path):
 
 # --------------------------------------------------------------------------- progress
 
-STEPPED = (GOOD_PAIR + "[axes]\nalpha = [0.25, 0.75]\n"
+STEPPED = (GOOD_PAIR + "[axes]\nseed = [0, 1]\n"
            "[fixed]\nsize = 32\nsteps = 3\nsplit_steps = 2\nout_size = 64\nrotate = false\n")
 
 
@@ -521,6 +521,23 @@ def test_bad_plans_are_refused_naming_the_key(folder, text, where):
     assert "\n" not in str(info.value)
     if where in ("pair[0].content: ", "pair[0].guide: "):
         assert "is a folder, not an image" in str(info.value) or "is a file, not a masks folder" in str(info.value)
+
+
+@pytest.mark.parametrize("fixed, warned", [("size = 64", True), ("size = 100", True), ("size = 128", False),
+                                           ("size = 128\ncoarsest = 128", True)])
+def test_an_alpha_axis_that_cannot_change_a_run_is_warned_about(folder, fixed, warned):
+    """alpha acts from NNST's second scale on: a sweep at size 64 gave the same results for every alpha,
+    and the report's identical scores said nothing of why."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _toml(folder, GOOD_PAIR + f"[axes]\nalpha = [0.25, 0.75]\n[fixed]\n{fixed}\n")
+        _toml(folder, GOOD_PAIR + f"[axes]\nseed = [0, 1]\n[fixed]\nalpha = 0.5\n{fixed}\n")  # no alpha axis
+    said = [str(w.message) for w in caught if "axes.alpha" in str(w.message)]
+    assert len(said) == warned, said
+    if warned:
+        assert "their results are the same for every alpha; use size" in said[0]
 
 
 def test_a_pair_repeated_with_other_options_is_two_pairs(folder):

@@ -20,6 +20,7 @@ import itertools
 import math
 import os
 import typing
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -280,9 +281,25 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
         raise InputError(f"axes: the plan makes {count} runs ({grid}), more than {MAX_RUNS}; narrow an axis or "
                          "split the plan")
     plan = Plan(path or base / "plan.toml", pairs, axes, fixed, rows, columns, score)
-    for run in plan.runs():  # combinations: the configs must hold together too
+    runs = plan.runs()
+    for run in runs:  # combinations: the configs must hold together too
         _check_range(f"run {run.index + 1} ({_describe(run.params)})", run.params)
+    _warn_alpha_without_effect(axes, runs)
     return plan
+
+
+def _warn_alpha_without_effect(axes: dict, runs: list[RunSpec]) -> None:
+    """Warn when an ``alpha`` axis cannot change some runs: alpha blends the output into NNST's query from
+    its second scale on, and a run whose ``size`` is below twice ``coarsest`` has one scale (its
+    results were the same for every alpha, and nothing said why)."""
+    if len(axes.get("alpha", ())) < 2:
+        return
+    single = sorted({(run.nnst.size, run.nnst.coarsest) for run in runs if len(run.nnst.scales()) == 1})
+    if single:
+        size, coarsest = single[0]
+        warnings.warn(f"axes.alpha: runs of size {size} have one NNST scale (coarsest {coarsest}), and alpha acts "
+                      f"from the second scale on: their results are the same for every alpha; use size "
+                      f"{2 * coarsest} or more", stacklevel=3)
 
 
 def _describe(params: dict) -> str:
