@@ -342,6 +342,12 @@ def run(
                 options = replace(options, poster=replace(options.poster, out_size=None))
             elif given("out_size") and not given("print_size"):
                 options = replace(options, print_size=None)
+        if config is not None:  # a file the earlier run read, moved or deleted since: say where its path came from
+            for name, label, path in (("content", "CONTENT", paths.content), ("style", "STYLE", paths.style),
+                                      ("guide", "--guide", options.guide)):
+                if path is not None and not given(name) and not Path(path).exists():
+                    raise InputError(f"{path} ({label} of the run in {config}) no longer exists; give {label} "
+                                     "on the command line")
         if explicit("fit") and options.print_size is None:  # was ignored
             raise InputError("--fit applies to a print: give --print too, or leave out --fit")
         if config is not None and not given("device"):

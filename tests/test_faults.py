@@ -606,6 +606,23 @@ def test_config_json_with_a_wrong_value_names_the_file_and_the_entry(cli, tmp_pa
     assert not (tmp_path / "out.run").exists()
 
 
+@pytest.mark.parametrize("gone, label", [("content", "CONTENT"), ("style", "STYLE"), ("guide", "--guide")])
+def test_an_input_of_config_json_moved_since_is_named_with_where_its_path_came_from(cli, tmp_path, gone, label):
+    """Was "/old/photo.png: no such file; check the path": a path the user never typed in this command."""
+    content, style = pair(tmp_path)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    data = {"nnst": {"size": 64, "steps": 2, "split_steps": 2}, "poster": {}, "content": str(content),
+            "style": str(style), "guide": str(masks)}
+    data[gone] = str(tmp_path / "moved" / "away")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(data))
+    result = cli("run", "--config", config, "-o", tmp_path / "out.png", "-q")
+    assert_one_line_error(result, 2, f"error: {tmp_path / 'moved' / 'away'} ({label} of the run in {config}) no "
+                                     f"longer exists; give {label} on the command line")
+    assert not (tmp_path / "out.run").exists()
+
+
 def test_a_file_where_the_run_folder_goes_is_one_line(cli, tmp_path):
     content, style = pair(tmp_path)
     (tmp_path / "out.run").write_text("not a folder")
