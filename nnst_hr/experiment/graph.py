@@ -110,6 +110,20 @@ def stage_key(stage: str, params: dict, upstream: list[str]) -> str:
     return f"{stage}-{hashlib.sha256(text.encode()).hexdigest()[:KEY_HEX]}"
 
 
+def _print_plan(run: RunSpec, pair: PairInputs, shapes: dict):
+    """The run's :class:`~nnst_hr.printing.PrintPlan` for its content's shape, read from the file's header
+    (the inputs stage checks that it decodes to that shape); None without a print, or when the header
+    cannot be read (the inputs stage then fails on that file, with its own message)."""
+    if run.print_size is None:
+        return None
+    if run.pair_index not in shapes:
+        from ..files import image_shape
+
+        shapes[run.pair_index] = image_shape(pair.content)
+    shape = shapes[run.pair_index]
+    return run.print_plan(shape) if shape is not None else None
+
+
 def build_graph(plan: Plan, inputs: list[PairInputs]) -> Graph:
     """One task per unique stage key of the plan's runs, upstream before downstream."""
     graph = Graph()
@@ -126,32 +140,42 @@ def build_graph(plan: Plan, inputs: list[PairInputs]) -> Graph:
                               store=stage not in stages.NOT_STORED)
         return key
 
+    shapes: dict[int, tuple[int, int] | None] = {}  # pair index -> its content's (H, W), from the header
     for run in plan.runs():
         pair = inputs[run.pair_index]
         keys: dict[str, str] = {}
         r = run.index
-        keys["inputs"] = add("inputs", pair.digest(), stages.decode_inputs,
-                             (pair.content, pair.style, pair.guide, pair.names), r)
+        print_plan = _print_plan(run, pair, shapes)
+        # with a print, the inputs stage fits the content (and its labels) as `run --print` does before NNST:
+        # every stage of another fit is another stage, and the same fit (A3 and A2 share a crop) the same
+        input_params = pair.digest() if print_plan is None else {**pair.digest(), "print": print_plan.key()}
+        input_args = (pair.content, pair.style, pair.guide, pair.names) + ((print_plan,) if print_plan else ())
+        keys["inputs"] = add("inputs", input_params, stages.decode_inputs, input_args, r)
         nnst_params = stages.subset(run.nnst, stages.NNST_PARAMS)
         gpu = {"GPU": 1} if run.nnst.device == "cuda" else {}
         keys["nnst"] = add("nnst", nnst_params, stages.nnst,
                            (TaskRef(keys["inputs"]), nnst_params, run.nnst.device), r, gpu)
         color_params = stages.subset(run.nnst, stages.COLOR_PARAMS)
-        keys["color"] = add("color", color_params, stages.color,
-                            (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), color_params), r)
+        poster = stages.has_poster(run.nnst, run.poster)
+        # the final image is brought to the print's pixels by the stage that makes it
+        printed = {} if print_plan is None else {"print": stages.print_params(print_plan)}
+        last = (print_plan,) if print_plan else ()
+        keys["color"] = add("color", {**color_params, **({} if poster else printed)}, stages.color,
+                            (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), color_params, *(() if poster else last)),
+                            r)
         final = keys["color"]
         upsampled = None
-        if stages.has_poster(run.nnst, run.poster):
+        if poster:
             poster_params = stages.subset(run.poster, stages.POSTER_PARAMS)
             poster_nnst = stages.subset(run.nnst, stages.POSTER_NNST_PARAMS)
             keys["poster"] = add("poster", {"poster": poster_params, "nnst": poster_nnst}, stages.poster,
                                  (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), poster_params, poster_nnst), r)
-            keys["poster_color"] = add("poster_color", color_params, stages.poster_color,
+            keys["poster_color"] = add("poster_color", {**color_params, **printed}, stages.poster_color,
                                        (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), TaskRef(keys["poster"]),
-                                        color_params), r)
+                                        color_params, *last), r)
             final, upsampled = keys["poster_color"], TaskRef(keys["color"])
-        score_args = (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), TaskRef(final), nnst_params, upsampled)
-        keys["scores"] = add("scores", {}, stages.scores, score_args, r)
+        score_args = (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), TaskRef(final), nnst_params, upsampled, *last)
+        keys["scores"] = add("scores", printed, stages.scores, score_args, r)
         keys["final"] = final
         graph.runs.append(keys)
         graph.specs.append(run)

@@ -23,10 +23,11 @@ import typing
 import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Literal
 
 import tomllib
 
-from ..config import NNSTConfig, PosterConfig, checked_value
+from ..config import NNSTConfig, PosterConfig, checked_value, option_label, values_from
 from ..errors import InputError
 
 TOP_KEYS = ("pair", "axes", "fixed", "report")
@@ -40,9 +41,14 @@ KNOWN_SCORES = ("objective", "content_lpips", "content_ssim", "style_gram", "col
                 "detail", "detail_bicubic")
 
 
+# the run's print options (`run --print/--dpi/--fit`), no config field: name -> type hint ("none": no print)
+PRINT_OPTIONS = {"print": str | None, "dpi": int, "fit": Literal["crop", "pad"]}
+
+
 def _option_types() -> dict[str, tuple[str, object]]:
-    """Every plan option: name -> (config, type hint); the two configs share no field name."""
-    out: dict[str, tuple[str, object]] = {}
+    """Every plan option: name -> (config, type hint), config ``"nnst"``, ``"poster"`` or ``"print"``
+    (:data:`PRINT_OPTIONS`); the two configs and the print options share no name."""
+    out: dict[str, tuple[str, object]] = {name: ("print", hint) for name, hint in PRINT_OPTIONS.items()}
     poster_hints = typing.get_type_hints(PosterConfig)
     for f in fields(PosterConfig):
         out[f.name] = ("poster", poster_hints[f.name])
@@ -84,11 +90,24 @@ class RunSpec:
     params: dict
     axis_values: dict
     nnst: NNSTConfig
-    poster: PosterConfig
+    poster: PosterConfig  # with a print, its out_size is the print's long side in pixels (as `run --print`)
+    print_size: str | None = None  # A3..A0 or WxH{in,cm,mm}, as `run --print`; None: no print
+    dpi: int = 300  # the result's DPI tag; with print_size, the print's pixels (as `run --dpi`)
+    fit: str = "crop"  # with print_size: crop or pad the content to the print's aspect (as `run --fit`)
 
     @property
     def run_id(self) -> str:
         return f"run{self.index + 1:03d}"
+
+    def print_plan(self, content_shape: tuple[int, int]):
+        """The :class:`~nnst_hr.printing.PrintPlan` of this run's print for a content of ``content_shape``
+        ``(H, W)``, or None without a print."""
+        if self.print_size is None:
+            return None
+        from ..printing import plan_print
+
+        with values_from("plan"):
+            return plan_print(content_shape, self.print_size, self.dpi, self.fit)
 
 
 @dataclass
@@ -111,25 +130,50 @@ class Plan:
             for combo in itertools.product(*(self.axes[name] for name in names)):
                 values = dict(zip(names, combo, strict=True))
                 params = {**self.fixed, **pair.options, **values}
-                nnst, poster = make_configs(params)
-                out.append(RunSpec(len(out), pair_index, pair, params, values, nnst, poster))
+                options = run_options(params)
+                out.append(RunSpec(len(out), pair_index, pair, params, values, options.nnst, options.poster,
+                                   options.print_size, options.dpi, options.fit))
         return out
 
 
 def make_configs(params: dict) -> tuple[NNSTConfig, PosterConfig]:
-    """Plan options (already type-checked) -> the two configs, defaults elsewhere."""
+    """Plan options (already type-checked) -> the two configs, defaults elsewhere (print options left out)."""
     nnst, poster = {}, {}
     for name, value in params.items():
         kind = OPTIONS[name][0]
-        (nnst if kind == "nnst" else poster)[name] = value
+        if kind != "print":
+            (nnst if kind == "nnst" else poster)[name] = value
     return NNSTConfig(**nnst), PosterConfig(**poster)
+
+
+def run_options(params: dict, *, checked: bool = False):
+    """Plan options (already type-checked) -> the :class:`~nnst_hr.run.RunOptions` a run takes, defaults
+    elsewhere. With a print, the poster's ``out_size`` becomes the print's long side in pixels, as
+    ``run --print`` sets it; ``checked``: first refuse what :func:`~nnst_hr.run.check_run_options`
+    refuses (the values as given, before that)."""
+    from ..printsize import mm_to_pixels, parse_print_size
+    from ..run import RunOptions, check_run_options
+
+    nnst, poster = make_configs(params)
+    options = RunOptions(nnst=nnst, poster=poster, dpi=params.get("dpi", RunOptions.dpi),
+                         print_size=params.get("print"), fit=params.get("fit", RunOptions.fit))
+    if checked:
+        with values_from("plan"):  # "print sets the output size; leave out out_size", not "--print ..."
+            check_run_options(options)
+    if options.print_size is None:
+        return options
+    with values_from("plan"):
+        # the print's long side, the same in either orientation (printsize.print_pixels); a print too
+        # small at its dpi is refused with the run's check, which names the run
+        long_side = mm_to_pixels(parse_print_size(options.print_size).long_mm, options.dpi)
+    return replace(options, poster=replace(poster, out_size=long_side))
 
 
 def _check_value(where: str, name: str, value):
     """Type-check one option value; returns it converted (int -> float, "none" -> None)."""
     if name not in OPTIONS:
         raise InputError(f"{where}: unknown option {name!r}; use an NNSTConfig or PosterConfig field name "
-                         f"(e.g. alpha, size, out_size, uniformity)")
+                         f"(e.g. alpha, size, out_size, uniformity) or print, dpi, fit")
     hint = OPTIONS[name][1]
     if type(None) in typing.get_args(hint) and isinstance(value, str) and value.lower() in NONE_WORDS:
         return None
@@ -140,11 +184,11 @@ def _check_value(where: str, name: str, value):
 
 
 def _check_range(where: str, params: dict) -> None:
-    """``validate()`` both configs built from ``params``; prefix the message with ``where``."""
+    """Check the run options built from ``params`` as ``run`` checks its own (both configs, the print,
+    the DPI: :func:`~nnst_hr.run.check_run_options`); prefix the message with ``where``."""
     try:
-        nnst, poster = make_configs(params)
-        nnst.validate(naming="plan")  # "seed must be ...", not the run command's "--seed must be ..."
-        poster.validate(naming="plan")
+        # "seed must be ...", not the run command's "--seed must be ..."
+        run_options(params, checked=True)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     except TypeError as exc:  # a wrong type that slipped past the checks above
@@ -189,10 +233,23 @@ def _check_options(where: str, table) -> dict:
     if not isinstance(table, dict):
         raise InputError(f"{where}: must be a table of options, got {type(table).__name__}")
     out = {}
-    for name, value in table.items():
+    # a print is checked last, at the table's own dpi and fit (the print A5 at dpi 10 is too small; at 300 it is not)
+    for name, value in sorted(table.items(), key=lambda item: item[0] == "print"):
         out[name] = _check_value(f"{where}.{name}", name, value)
-        _check_range(f"{where}.{name}", {name: out[name]})
-    return out
+        context = {k: out[k] for k in ("dpi", "fit") if k in out} if name == "print" else {}
+        _check_range(f"{where}.{name}", {**context, name: out[name]})
+    return {name: out[name] for name in table}
+
+
+def _check_fit_has_print(fixed: dict, axes: dict, pairs: list[Pair]) -> None:
+    """Refuse a ``fit`` for runs without a ``print`` (``run --fit`` without ``--print`` is refused: it did nothing)."""
+    for pair in pairs:
+        given = {**fixed, **axes, **pair.options}
+        if "fit" in given and "print" not in given:
+            where = next(w for w, table in ((pair.where, pair.options), ("fixed", fixed), ("axes", axes))
+                         if "fit" in table)
+            fit, print_ = option_label("--fit", "plan"), option_label("--print", "plan")
+            raise InputError(f"{where}.fit: {fit} applies to a print: give {print_} too, or leave out {fit}")
 
 
 def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
@@ -280,6 +337,7 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
                            *(f"{len(v)} {name}" for name, v in axes.items())])
         raise InputError(f"axes: the plan makes {count} runs ({grid}), more than {MAX_RUNS}; narrow an axis or "
                          "split the plan")
+    _check_fit_has_print(fixed, axes, pairs)
     plan = Plan(path or base / "plan.toml", pairs, axes, fixed, rows, columns, score)
     runs = plan.runs()
     for run in runs:  # combinations: the configs must hold together too

@@ -45,11 +45,16 @@ RESULT_PNG, NNST_PNG = "result.png", "nnst.png"  # in runs/<run id>/, each with 
 PAIR_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
+PRINT_COLUMNS = {"print": "print_size", "dpi": "dpi", "fit": "fit"}  # csv column -> RunSpec attribute
+
+
 def _param_columns() -> list[str]:
-    return [f.name for f in fields(NNSTConfig)] + [f.name for f in fields(PosterConfig)]
+    return [f.name for f in fields(NNSTConfig)] + [f.name for f in fields(PosterConfig)] + list(PRINT_COLUMNS)
 
 
 def _param_value(run, name: str):
+    if name in PRINT_COLUMNS:
+        return getattr(run, PRINT_COLUMNS[name])
     if hasattr(run.nnst, name):
         return getattr(run.nnst, name)
     return getattr(run.poster, name)
@@ -103,14 +108,17 @@ def _stamp(path: Path) -> Path:
     return path.with_suffix(".key")
 
 
-def _write_png(path: Path, results: Results, key: str) -> None:
-    """Write the ``image`` of stage ``key`` unless ``path`` already holds it (a sidecar says)."""
+def _write_png(path: Path, results: Results, key: str, dpi: int | None = None) -> None:
+    """Write the ``image`` of stage ``key`` unless ``path`` already holds it (a sidecar says), tagged with
+    ``dpi`` (None: the files' default) as ``run --dpi`` tags its output."""
     stamp = _stamp(path)
-    if path.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
+    # the DPI is in the stamp: the same image tagged otherwise is another file
+    said = key if dpi is None else f"{key} dpi {dpi}"
+    if path.is_file() and stamp.is_file() and stamp.read_text().strip() == said:
         return
-    write_image(path, results[key]["image"], overwrite=True)
+    write_image(path, results[key]["image"], overwrite=True, **({} if dpi is None else {"dpi": dpi}))
     with atomic_output(stamp, overwrite=True) as tmp:
-        tmp.write_text(key + "\n")
+        tmp.write_text(said + "\n")
 
 
 def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_dir: Path) -> list[dict]:
@@ -140,7 +148,7 @@ def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_d
         if failure is None:
             folder = out_dir / RUNS_FOLDER / run.run_id
             folder.mkdir(parents=True, exist_ok=True)
-            _write_png(folder / RESULT_PNG, results, keys["final"])
+            _write_png(folder / RESULT_PNG, results, keys["final"], run.dpi)
             row["result"] = f"{RUNS_FOLDER}/{run.run_id}/{RESULT_PNG}"
             if "poster" in keys:
                 _write_png(folder / NNST_PNG, results, keys["color"])

@@ -7,7 +7,14 @@ this process or on a Dask worker. Which parameters each stage reads is declared 
 
 Stages: ``inputs`` (decode images and masks from their bytes) -> ``nnst`` (raw result and field,
 no color) -> ``color`` (color post-processing of the NNST result) -> ``poster`` (patch synthesis
-at ``out_size``) -> ``poster_color`` -> ``scores``. The stages in :data:`NOT_STORED` (``inputs``)
+at ``out_size``) -> ``poster_color`` -> ``scores``.
+
+A print (``print_plan``, a :class:`~nnst_hr.printing.PrintPlan`, as ``run --print`` makes it) is
+applied where ``run`` applies it: ``inputs`` fits the content and its label map to the print's
+aspect (every later stage reads the fitted ones), the stage that makes the run's final image
+(``poster_color``, or ``color`` without a poster) brings it to the print's exact pixels
+(:func:`~nnst_hr.printing.fit_to_print`), and ``scores`` compares it with the content as fitted
+(``score_image(print_plan=...)``). The stages in :data:`NOT_STORED` (``inputs``)
 are never cached: their records are computed again wherever a stage that reads them runs.
 
 ``nnst`` and ``poster`` also take an optional ``progress=`` reporter of their steps, which the
@@ -25,6 +32,7 @@ import numpy as np
 from .. import __version__
 from ..color import color_stage
 from ..config import NNSTConfig, PosterConfig, values_from
+from ..errors import InputError
 from ..nnst import NNSTResult, synthesize_nnst
 from ..poster import color_poster, synthesize_poster_stage
 from ..scores import score_image
@@ -63,8 +71,12 @@ def has_poster(nnst: NNSTConfig, poster_cfg: PosterConfig) -> bool:
 # --------------------------------------------------------------------------- masks in records
 
 
-def masks_from(inputs: Record):
-    """The ``guidance.MaskPair`` carried by an ``inputs`` record, or None."""
+def masks_from(inputs: Record, *, source: bool = False):
+    """The ``guidance.MaskPair`` carried by an ``inputs`` record, or None.
+
+    ``source``: with the content label map as decoded, before a print's fit (``source_mask_content``
+    of a print's record; the fitted ``mask_content`` otherwise).
+    """
     if inputs.get("mask_content") is None:
         return None
     from guidance import Label, MaskPair
@@ -74,22 +86,43 @@ def masks_from(inputs: Record):
     names = names if len(names) == n else [f"label{i}" for i in range(n)]
     labels = [Label(i, name, None, 0.0, 0.0) for i, name in enumerate(names)]
     warnings = [w for w in str(inputs.get("mask_warnings") or "").split("\n") if w]
-    return MaskPair(inputs["mask_content"], inputs["mask_style"], labels, warnings, Path("content"), Path("style"))
+    content = inputs["source_mask_content"] if source and "source_mask_content" in inputs else inputs["mask_content"]
+    return MaskPair(content, inputs["mask_style"], labels, warnings, Path("content"), Path("style"))
 
 
 # --------------------------------------------------------------------------- stages
 
 
-def decode_inputs(content: bytes, style: bytes, guide: dict[str, bytes] | None, names: dict[str, str]) -> Record:
+def decode_inputs(content: bytes, style: bytes, guide: dict[str, bytes] | None, names: dict[str, str],
+                  print_plan=None) -> Record:
     """Decode the content and style images and the masks folder (``{relative path: bytes}``).
 
     ``names`` (``content``, ``style``, ``guide``: the paths as the user wrote them) only name
     files in error messages. Returns ``content``, ``style`` (float32 (H, W, 3)) and, with a
     guide, ``mask_content``, ``mask_style`` (int32 label maps at the images' sizes),
     ``n_labels``, ``mask_warnings``.
+
+    ``print_plan``: a :class:`~nnst_hr.printing.PrintPlan` made for the content's shape; the
+    ``content`` and ``mask_content`` returned are fitted to the print's aspect
+    (:func:`~nnst_hr.printing.fit_content`, :func:`~nnst_hr.printing.fit_labels`, as ``run --print``
+    fits them), and ``source_content`` (and ``source_mask_content``) are the decoded ones, which
+    the scores compare with.
     """
     content_img, style_img, masks = _decode(content, style, guide, names)
+    source = content_img, masks
+    if print_plan is not None:
+        from ..printing import fit_content, fit_labels
+
+        if content_img.shape[:2] != tuple(print_plan.content_shape):  # planned from the file's header
+            height, width = print_plan.content_shape
+            raise InputError(f"{names.get('content', 'content')} decodes to {content_img.shape[1]}x"
+                             f"{content_img.shape[0]} px, not the {width}x{height} px its header says; re-save it")
+        content_img, masks = fit_content(content_img, print_plan), fit_labels(masks, print_plan)
     record: Record = {"content": content_img, "style": style_img, "mask_content": None}
+    if print_plan is not None:
+        record["source_content"] = source[0]
+        if source[1] is not None:
+            record["source_mask_content"] = source[1].content.astype(np.int32)
     if masks is not None:
         guided = sorted((label for label in masks.labels if not label.unguided), key=lambda label: label.index)
         record.update(mask_content=masks.content.astype(np.int32), mask_style=masks.style.astype(np.int32),
@@ -117,10 +150,15 @@ def nnst(inputs: Record, params: dict, device: str = "auto", *, progress=None) -
     }
 
 
-def color(inputs: Record, nnst_record: Record, params: dict) -> Record:
-    """Color post-processing of the NNST result (``params``: :data:`COLOR_PARAMS`) -> ``image``."""
+def color(inputs: Record, nnst_record: Record, params: dict, print_plan=None) -> Record:
+    """Color post-processing of the NNST result (``params``: :data:`COLOR_PARAMS`) -> ``image``.
+
+    ``print_plan``: the run's print, when this image is its final one (no poster): brought to the
+    print's pixels (:func:`to_print`).
+    """
     config = NNSTConfig(**params)
-    return {"image": color_stage(nnst_record["raw"], inputs["content"], inputs["style"], config)}
+    return {"image": to_print(color_stage(nnst_record["raw"], inputs["content"], inputs["style"], config),
+                              print_plan)}
 
 
 def poster(inputs: Record, nnst_record: Record, params: dict, nnst_params: dict, *, progress=None) -> Record:
@@ -136,27 +174,51 @@ def poster(inputs: Record, nnst_record: Record, params: dict, nnst_params: dict,
     return {"synthesized": result.synthesized, "field": result.field}
 
 
-def poster_color(inputs: Record, nnst_record: Record, poster_record: Record, params: dict) -> Record:
-    """Color post-processing of the poster (``params``: :data:`COLOR_PARAMS`) -> ``image``."""
+def poster_color(inputs: Record, nnst_record: Record, poster_record: Record, params: dict,
+                 print_plan=None) -> Record:
+    """Color post-processing of the poster (``params``: :data:`COLOR_PARAMS`) -> ``image``.
+
+    ``print_plan``: the run's print: the image is brought to its pixels (:func:`to_print`).
+    """
     style_size = tuple(int(v) for v in nnst_record["style_size"])
     image = color_poster(poster_record["synthesized"], inputs["content"], inputs["style"], style_size,
                          NNSTConfig(**params))
-    return {"image": image}
+    return {"image": to_print(image, print_plan)}
+
+
+def to_print(image: np.ndarray, print_plan) -> np.ndarray:
+    """``image`` at the print's exact pixels (:func:`~nnst_hr.printing.fit_to_print`); as it is without a print."""
+    if print_plan is None:
+        return image
+    from ..printing import fit_to_print
+
+    return fit_to_print(image, print_plan)
+
+
+def print_params(print_plan) -> dict:
+    """What a stage's result depends on of the run's print (for its key): the fit of the content
+    (:meth:`~nnst_hr.printing.PrintPlan.key`) and the print's pixels; the DPI and the size's name
+    only tag the file written."""
+    return {**print_plan.key(), "content_shape": list(print_plan.content_shape), "pixels": list(print_plan.pixels)}
 
 
 def scores(inputs: Record, nnst_record: Record, final: Record, nnst_params: dict,
-           upsampled_from: Record | None = None) -> Record:
+           upsampled_from: Record | None = None, print_plan=None) -> Record:
     """Every score that applies to the run's final ``image`` (see ``nnst_hr.scores``).
 
     ``upsampled_from``: the colored NNST result of a poster run (for ``detail_bicubic``).
-    ``nnst_params`` are the upstream NNST stage's (already in its key).
+    ``nnst_params`` are the upstream NNST stage's (already in its key). ``print_plan``: the run's
+    print: the final image is scored against the content as decoded, fitted as the run fitted it
+    (``score_image(print_plan=...)``).
     """
     config = NNSTConfig(**nnst_params)
     style_size = tuple(int(v) for v in nnst_record["style_size"])
+    content = inputs["source_content"] if print_plan is not None else inputs["content"]
     values = score_image(
-        final["image"], inputs["content"], inputs["style"], raw=nnst_record["raw"], nnst_config=config,
-        field=nnst_record["field"], style_size=style_size, masks=masks_from(inputs),
-        upsampled_from=None if upsampled_from is None else upsampled_from["image"], seed=config.seed,
+        final["image"], content, inputs["style"], raw=nnst_record["raw"], nnst_config=config,
+        field=nnst_record["field"], style_size=style_size, masks=masks_from(inputs, source=print_plan is not None),
+        upsampled_from=None if upsampled_from is None else upsampled_from["image"], print_plan=print_plan,
+        seed=config.seed,
     )
     return {name: float(value) for name, value in values.items()}
 

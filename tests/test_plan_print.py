@@ -1,0 +1,194 @@
+"""Prints in experiment plans: ``print``, ``dpi``, ``fit`` as ``run --print/--dpi/--fit`` take them.
+
+One tiny plan (64 px NNST, 2 steps, a 4x6 in print at 40 dpi: 160 x 240 px, of a 64 x 48 content)
+is run once with a crop and a pad, and compared with ``run --print`` of the same settings.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomllib
+from PIL import Image
+
+from nnst_hr.config import NNSTConfig, PosterConfig, values_from
+from nnst_hr.errors import InputError
+from nnst_hr.experiment import run_plan
+from nnst_hr.experiment.graph import build_graph, read_inputs
+from nnst_hr.experiment.plan import parse_plan
+from nnst_hr.files import write_image
+from nnst_hr.printing import plan_print
+from nnst_hr.run import RunOptions, check_run_options, run_files
+from nnst_hr.scores import score_image
+
+PAIR = '[[pair]]\ncontent = "c.png"\nstyle = "s.png"\n'
+NNST = "size = 64\nsteps = 2\nsplit_steps = 2\nrotate = false\n"
+PRINT, DPI = "4x6in", 40
+CONTENT_SHAPE = (48, 64)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("plan_print")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:48, 0:64] / 64
+    content = np.stack([x, y, 1 - (x + y) / 2], -1) * 0.8 + rng.random((48, 64, 3)) * 0.2
+    write_image(base / "c.png", content.astype(np.float32))
+    y, x = np.mgrid[0:64, 0:64] / 64
+    style = np.stack([0.5 + 0.5 * np.sin(x * 20), y, 0.3 + 0 * x], -1) * 0.9 + rng.random((64, 64, 3)) * 0.1
+    write_image(base / "s.png", style.astype(np.float32))
+    return base
+
+
+def _plan(folder: Path, text: str):
+    return parse_plan(tomllib.loads(text), folder)
+
+
+@pytest.fixture(scope="module")
+def ran(folder):
+    """The plan run: a crop and a pad of the same print."""
+    path = folder / "plan.toml"
+    path.write_text(f'{PAIR}[axes]\nfit = ["crop", "pad"]\n[fixed]\n{NNST}print = "{PRINT}"\ndpi = {DPI}\n')
+    with pytest.warns(UserWarning, match="smaller than the poster needs"):  # a 64 px style for a 240 px print
+        summary = run_plan(path, folder / "results", quiet=True)
+    return summary
+
+
+def test_a_plan_print_has_exactly_the_print_pixels_and_its_dpi(ran, folder):
+    assert [row["status"] for row in ran.rows] == ["ok", "ok"]
+    for row in ran.rows:
+        plan = plan_print(CONTENT_SHAPE, PRINT, DPI, row["fit"])
+        assert plan.pixels == (160, 240) and plan.fitted_shape != CONTENT_SHAPE  # the content is fitted
+        with Image.open(folder / "results" / row["result"]) as image:
+            assert (image.height, image.width) == plan.pixels
+            assert image.info["dpi"] == pytest.approx((DPI, DPI), abs=0.01)
+    with open(folder / "results" / "results.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["print"], r["dpi"], r["fit"], r["out_size"]) for r in table] == [
+        (PRINT, str(DPI), "crop", "240"), (PRINT, str(DPI), "pad", "240")]
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+def test_a_plan_print_equals_run_print_with_the_same_settings(ran, folder, fit):
+    row = next(r for r in ran.rows if r["fit"] == fit)
+    options = RunOptions(nnst=NNSTConfig(size=64, steps=2, split_steps=2, rotate=False), print_size=PRINT, dpi=DPI,
+                         fit=fit, quiet=True)
+    with pytest.warns(UserWarning, match="smaller than the poster needs"):
+        run_files(folder / "c.png", folder / "s.png", folder / f"run_{fit}.png", options)
+    with Image.open(folder / "results" / row["result"]) as a, Image.open(folder / f"run_{fit}.png") as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert a.info["dpi"] == b.info["dpi"]
+
+
+def test_a_crop_and_a_pad_of_the_same_pair_differ_and_share_only_what_reads_no_fit(ran, folder):
+    graph = ran.rows[0]["keys"], ran.rows[1]["keys"]
+    crop, pad = graph
+    assert set(crop) == set(pad)
+    for stage in crop:  # every stage reads the fitted content (inputs) or what was made of it
+        assert crop[stage] != pad[stage], stage
+    images = [np.asarray(Image.open(folder / "results" / row["result"])) for row in ran.rows]
+    assert images[0].shape == images[1].shape and not np.array_equal(*images)
+
+
+def test_identical_prints_share_their_stages_and_prints_of_one_crop_share_nnst(folder):
+    def stages_of(axes: str):
+        plan = _plan(folder, f"{PAIR}[axes]\n{axes}\n[fixed]\n{NNST}dpi = {DPI}\n")
+        graph = build_graph(plan, read_inputs(plan))
+        return graph, [set(keys.items()) for keys in graph.runs]
+
+    # two prints of one aspect (2:3): the same crop, so one NNST; their posters differ (240 and 480 px)
+    graph, (small, large) = stages_of('print = ["4x6in", "8x12in"]\nseed = [0]')
+    shared = {stage for stage, key in small & large}
+    assert shared == {"inputs", "nnst", "color"}
+    # a seed axis: both runs of one print share the inputs stage, the fit
+    graph, runs = stages_of(f'print = ["{PRINT}"]\nseed = [0, 1]')
+    assert [dict(r)["inputs"] for r in runs][0] == [dict(r)["inputs"] for r in runs][1]
+    # a print and none: the content NNST reads differs, so every stage does
+    graph, (none, printed) = stages_of(f'print = ["none", "{PRINT}"]')
+    assert not none & printed
+
+
+def test_a_print_is_scored_against_its_content_as_fitted(ran, folder):
+    """The pad's content scores compare the print's content region with the whole content, not the
+    margins of mirrored content with a stretched one."""
+    row = next(r for r in ran.rows if r["fit"] == "pad")
+    keys = row["keys"]
+    plan = parse_plan(tomllib.loads((folder / "plan.toml").read_text()), folder)
+    graph = build_graph(plan, read_inputs(plan))
+    from nnst_hr.experiment.cache import Cache
+    from nnst_hr.experiment.execute import Results
+
+    results = Results(graph, Cache(folder / "results" / "cache"), {})
+    inputs, nnst = results[keys["inputs"]], results[keys["nnst"]]
+    final = results[keys["final"]]["image"]
+    print_plan = plan_print(CONTENT_SHAPE, PRINT, DPI, "pad")
+    assert inputs["content"].shape[:2] == print_plan.fitted_shape  # what NNST read
+    assert inputs["source_content"].shape[:2] == CONTENT_SHAPE
+    kwargs = dict(raw=nnst["raw"], nnst_config=NNSTConfig(size=64, steps=2, split_steps=2, rotate=False),
+                  field=nnst["field"], style_size=tuple(int(v) for v in nnst["style_size"]),
+                  upsampled_from=results[keys["color"]]["image"])
+    expected = score_image(final, inputs["source_content"], inputs["style"], print_plan=print_plan, **kwargs)
+    stretched = score_image(final, inputs["source_content"], inputs["style"], **kwargs)
+    assert row["scores"]["content_ssim"] == pytest.approx(expected["content_ssim"], abs=1e-6)
+    assert row["scores"]["content_ssim"] != pytest.approx(stretched["content_ssim"], abs=1e-3)  # negative control
+
+
+def _run_message(**options) -> str:
+    """What ``run`` says of these options, naming them as a plan does."""
+    with values_from("plan"), pytest.raises(InputError) as info:
+        check_run_options(RunOptions(**options))
+    return str(info.value)
+
+
+@pytest.mark.parametrize("text, where, says", [
+    ('[fixed]\nprint = "A9"\n', "fixed.print", {"print_size": "A9"}),
+    ('[fixed]\nprint = "A4"\ndpi = 2\n', "fixed.print", {"print_size": "A4", "dpi": 2}),
+    ('[fixed]\ndpi = 0\n', "fixed.dpi", {"dpi": 0}),
+    ('[axes]\ndpi = [300, 100000]\n[fixed]\nprint = "A4"\n', "axes.dpi[1]", {"print_size": "A4", "dpi": 100000}),
+    ('print = "0x5cm"\n', "pair[0].print", {"print_size": "0x5cm"}),
+    ('[fixed]\nout_size = 256\n[axes]\nprint = ["A4"]\n', "axes.print[0]", {"print_size": "A4", "dpi": 300,
+                                                                              "poster": PosterConfig(out_size=256)}),
+    ('[fixed]\nfit = "pad"\n', "fixed.fit", "fit applies to a print: give print too, or leave out fit"),
+    ('[fixed]\nfit = "stretch"\nprint = "A4"\n', "fixed.fit", "must be one of 'crop', 'pad', got 'stretch'"),
+    ('[fixed]\ndpi = 1.5\n', "fixed.dpi", "must be int"),
+    ('[axes]\nprint = [3]\n', "axes.print[0]", "must be str"),
+])
+def test_bad_print_options_are_refused_naming_the_key_with_the_run_message(folder, text, where, says):
+    """``says``: the options whose message ``run`` gives (named as a plan names them), or a part of the message."""
+    lead, body = (text, "") if text.startswith("[") else ("", text)
+    with pytest.raises(InputError) as info:
+        _plan(folder, PAIR + body + lead)
+    message = str(info.value)
+    assert message.startswith(f"{where}: ") and "\n" not in message and "--" not in message, message
+    if isinstance(says, dict):
+        assert message == f"{where}: {_run_message(**says)}"
+    else:
+        assert says in message, message
+
+
+def test_a_guided_plan_print_fits_the_masks_as_run_print_does(folder, tmp_path):
+    """A pad mirrors the content's label map with the content: the guided result equals ``run --guide --print``."""
+    guide = tmp_path / "masks"
+    guide.mkdir()
+    content_mask = np.zeros((48, 64, 3), np.uint8)
+    content_mask[:, 40:] = (255, 0, 0)  # two labels, split off centre: mirrored, the split moves
+    style_mask = np.zeros((64, 64, 3), np.uint8)
+    style_mask[32:] = (255, 0, 0)
+    Image.fromarray(content_mask).save(guide / "content_mask.png")
+    Image.fromarray(style_mask).save(guide / "style_mask.png")
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'[[pair]]\ncontent = "{folder / "c.png"}"\nstyle = "{folder / "s.png"}"\nguide = "{guide}"\n'
+                    f'[fixed]\n{NNST}print = "{PRINT}"\ndpi = {DPI}\nfit = "pad"\n')
+    with pytest.warns(UserWarning, match="smaller than the poster needs"):
+        row = run_plan(plan, tmp_path / "results", quiet=True).rows[0]
+    assert row["status"] == "ok" and "label_agreement" in row["scores"], row["message"]
+    options = RunOptions(nnst=NNSTConfig(size=64, steps=2, split_steps=2, rotate=False), guide=guide,
+                         print_size=PRINT, dpi=DPI, fit="pad", quiet=True)
+    with pytest.warns(UserWarning, match="smaller than the poster needs"):
+        run_files(folder / "c.png", folder / "s.png", tmp_path / "run.png", options)
+    with Image.open(tmp_path / "results" / row["result"]) as a, Image.open(tmp_path / "run.png") as b:
+        assert (a.height, a.width) == plan_print(CONTENT_SHAPE, PRINT, DPI, "pad").pixels
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
