@@ -14,7 +14,7 @@ Examples
 from guidance.check import MaskReport, check_masks, image_shape
 from guidance.errors import MaskError
 from guidance.guides import area_weights, guide_channels, hard_labels_at, rotate_guides
-from guidance.masks import Label, MaskPair, load_mask_data, load_mask_files, load_masks
+from guidance.masks import Label, MaskPair, load_mask_data, load_mask_files, load_masks, mask_folder
 
 __all__ = [
     "Label",
@@ -29,5 +29,6 @@ __all__ = [
     "load_mask_data",
     "load_mask_files",
     "load_masks",
+    "mask_folder",
     "rotate_guides",
 ]

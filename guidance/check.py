@@ -71,6 +71,19 @@ def check_masks(mask_dir, content_path=None, style_path=None) -> MaskReport:
     return MaskReport(not problems, text, problems, warnings, pair)
 
 
+def problem_line(report: MaskReport) -> str:
+    """One line for an unusable ``report``: its first problem (which names the fix), and how many more
+    the report lists.
+
+    Examples
+    --------
+    >>> problem_line(MaskReport(False, "", ["no content mask in m: add content.png", "x"], [], None))
+    'no content mask in m: add content.png (and 1 more problem in the report)'
+    """
+    more = len(report.problems) - 1
+    return report.problems[0] + (f" (and {more} more problem{'s' * (more > 1)} in the report)" if more else "")
+
+
 def image_shape(path: Path) -> tuple[int, int]:
     """``(H, W)`` of an image as displayed (EXIF orientation applied), without decoding pixels.
 

@@ -221,6 +221,17 @@ def load_masks(mask_dir, content_shape=None, style_shape=None) -> MaskPair:
     >>> pair.n_labels, pair.content.shape, pair.style.shape
     (4, (567, 633), (540, 800))
     """
+    return _load_folder(mask_folder(mask_dir), _DISK, content_shape, style_shape)
+
+
+def mask_folder(mask_dir) -> Path:
+    """``mask_dir`` as a Path, once it is known to be a folder.
+
+    Raises
+    ------
+    MaskError
+        ``mask_dir`` is missing, or a file.
+    """
     mask_dir = Path(mask_dir)
     if mask_dir.exists() and not mask_dir.is_dir():
         raise MaskError(f"{mask_dir} is a file, not a mask folder: give the folder that holds "
@@ -228,7 +239,7 @@ def load_masks(mask_dir, content_shape=None, style_shape=None) -> MaskPair:
     if not mask_dir.is_dir():
         raise MaskError(f"mask folder {mask_dir} does not exist: give the folder that holds "
                         f"content.png and style.png (or content/ and style/)")
-    return _load_folder(mask_dir, _DISK, content_shape, style_shape)
+    return mask_dir
 
 
 def load_mask_data(files: Mapping[str, bytes], mask_dir, content_shape=None, style_shape=None) -> MaskPair:

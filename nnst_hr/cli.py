@@ -41,6 +41,31 @@ POSTER = PosterConfig()
 FITTED = {"crop": "cropped", "pad": "padded"}  # what --fit did to the content, in messages
 
 
+class _EmptyPath(type(Path())):
+    """A path given as '' on the command line: pathlib reads it as '.', and ``-o ''`` wrote into the
+    current folder; :func:`_refuse_empty_paths` refuses it."""
+
+
+def _path(value: str) -> Path:
+    """The parser of every path option and argument: '' is kept apart from an explicit '.'."""
+    return _EmptyPath() if value == "" else Path(value)
+
+
+PATH_OPTION = {"parser": _path, "metavar": "<path>"}  # the metavar typer shows for a plain Path option
+PATH_ARGUMENT = {"parser": _path}
+
+
+def _refuse_empty_paths(ctx: typer.Context | None) -> None:
+    """Refuse a path option or argument of ``ctx``'s command given as '' (see :class:`_EmptyPath`)."""
+    from .errors import InputError
+
+    for param in ctx.command.params if ctx is not None else ():
+        value = ctx.params.get(param.name)
+        if any(isinstance(item, _EmptyPath) for item in (value if isinstance(value, list) else [value])):
+            name = max(param.opts, key=len) if param.param_type_name == "option" else param.name.upper()
+            raise InputError(f"{name} is empty: give a path ('.' for the current folder)")
+
+
 def _print_version(value: bool) -> None:
     if value:
         from . import __version__
@@ -107,24 +132,26 @@ RESUME_RUN = "run the same command again to resume from the run folder"
 RESUME_PLAN = "run the same command again to resume from the stages in the cache"
 
 
-def _guarded(action, memory_hint=None, resume=None):
+def _guarded(action, memory_hint=None, resume=None, ctx=None):
     """Run ``action()``; bad input -> message + exit 2, anything else -> message + exit 1.
 
     ``memory_hint()``: what to lower when the command runs out of memory, in the options it was
     given ("use a smaller --size"); None: only "close other programs". ``resume``: how to go on
     after Ctrl-C or SIGTERM (:data:`RESUME_RUN`, :data:`RESUME_PLAN`); None for commands that
-    leave nothing to resume (``metrics``, ``cache``, ...)."""
+    leave nothing to resume (``metrics``, ``cache``, ...). ``ctx``: the command's context, whose
+    path options given as '' are refused first."""
     from .signals import sigterm_as_exception
 
     _process_settings()
     with warnings.catch_warnings(), sigterm_as_exception():
         warnings.simplefilter("default")
         warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
-        return _exit_codes(action, memory_hint, resume)
+        return _exit_codes(action, memory_hint, resume, ctx)
 
 
-def _exit_codes(action, memory_hint=None, resume=None):
+def _exit_codes(action, memory_hint=None, resume=None, ctx=None):
     try:
+        _refuse_empty_paths(ctx)
         return action()
     except typer.Exit:
         raise
@@ -258,12 +285,13 @@ class _Paths:
 @app.command()
 def run(
     ctx: typer.Context,
-    content: Path | None = typer.Argument(None, help="Content photo (PNG, JPEG, TIFF or WebP)."),
-    style: Path | None = typer.Argument(None, help="Style exemplar (a painting)."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Output file; .tif (16-bit), .png or .jpg."),
+    content: Path | None = typer.Argument(None, **PATH_ARGUMENT, help="Content photo (PNG, JPEG, TIFF or WebP)."),
+    style: Path | None = typer.Argument(None, **PATH_ARGUMENT, help="Style exemplar (a painting)."),
+    output: Path | None = typer.Option(None, "--output", "-o", **PATH_OPTION,
+        help="Output file; .tif (16-bit), .png or .jpg."),
     size: int = typer.Option(NNST.size, help="Long side of the NNST result in pixels."),
     out_size: int | None = typer.Option(None, help="Long side of the poster; adds 4K patch synthesis."),
-    guide: Path | None = typer.Option(None, help="Masks folder (content.png + style.png label maps)."),
+    guide: Path | None = typer.Option(None, **PATH_OPTION, help="Masks folder (content.png + style.png label maps)."),
     guide_weight: float = typer.Option(NNST.guide_weight, help="Weight of the mask term vs cosine (0..1)."),
     guide_mode: GuideMode = typer.Option(GuideMode.soft, help="soft: penalty; hard: same label only."),
     nnst_weight: float = typer.Option(POSTER.nnst_weight, help="Poster: weight of the NNST result as guide."),
@@ -286,10 +314,11 @@ def run(
     dpi: int = typer.Option(300, help="DPI written to the output (TIFF, PNG, JPEG); with --print, sets its pixels."),
     jpeg_quality: int = typer.Option(95, help="JPEG quality (1..100)."),
     bit_depth: int | None = typer.Option(None, help="8 or 16 bits; default 16 for TIFF, 8 otherwise."),
-    weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file."),
+    weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", **PATH_OPTION, help="VGG16 weights file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, no informational messages."),
     config: Path | None = typer.Option(
-        None, help="A run folder's config.json: rerun with its inputs and parameters; options given here win."),
+        None, **PATH_OPTION,
+            help="A run folder's config.json: rerun with its inputs and parameters; options given here win."),
     # --- print production (nnst_hr.printing)
     print_size: str | None = typer.Option(
         None, "--print", help="Print size: A3, A2, A1, A0 or WxH in in/cm/mm (24x36in, 50x70cm); sets the "
@@ -356,14 +385,18 @@ def run(
         run_files(paths.content, paths.style, paths.output, options)
 
     resolved = {}  # the options as the run got them (from --config too), for the out-of-memory line
-    _guarded(action, lambda: _run_memory_hint(resolved.get("options")), RESUME_RUN)
+    _guarded(action, lambda: _run_memory_hint(resolved.get("options")), RESUME_RUN, ctx)
 
 
 @app.command("experiment")
 def experiment_command(
-    plan: Path = typer.Argument(..., help="Plan file (TOML): pairs, axes, fixed options; see the README."),
-    output: Path = typer.Option(..., "--output", "-o", help="Results folder (results.csv, sheet.png, report.html)."),
-    cache: Path | None = typer.Option(None, help="Stage cache folder to share between plans (default OUTPUT/cache)."),
+    ctx: typer.Context,
+    plan: Path = typer.Argument(..., **PATH_ARGUMENT,
+        help="Plan file (TOML): pairs, axes, fixed options; see the README."),
+    output: Path = typer.Option(..., "--output", "-o", **PATH_OPTION,
+        help="Results folder (results.csv, sheet.png, report.html)."),
+    cache: Path | None = typer.Option(None, **PATH_OPTION,
+        help="Stage cache folder to share between plans (default OUTPUT/cache)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     workers: int | None = typer.Option(None, help="Run the stages on a local Dask cluster of N processes."),
     scheduler: str | None = typer.Option(None, help="Run the stages on an existing Dask cluster (tcp://host:8786)."),
@@ -377,12 +410,13 @@ def experiment_command(
         if summary.failed:
             print(f"warning: {summary.failed} of {summary.runs} runs failed; see {summary.results}", file=sys.stderr)
 
-    _guarded(action, lambda: "use a smaller size or out_size in the plan", RESUME_PLAN)
+    _guarded(action, lambda: "use a smaller size or out_size in the plan", RESUME_PLAN, ctx)
 
 
 @cache_app.command("info")
 def cache_info(
-    folder: Path = typer.Argument(..., help="A cache folder, or a results folder (its cache/)."),
+    ctx: typer.Context,
+    folder: Path = typer.Argument(..., **PATH_ARGUMENT, help="A cache folder, or a results folder (its cache/)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     verify: bool = typer.Option(False, "--verify", help="Also check every entry's checksum (reads every byte)."),
 ) -> None:
@@ -413,13 +447,14 @@ def cache_info(
         if found.in_use:
             print("an experiment is running on this cache now")
 
-    _guarded(action)
+    _guarded(action, ctx=ctx)
 
 
 @cache_app.command("prune")
 def cache_prune(
-    folder: Path = typer.Argument(..., help="A cache folder, or a results folder (its cache/)."),
-    keep: list[Path] = typer.Option([], "--keep", help="Plan file whose stages stay (repeatable)."),
+    ctx: typer.Context,
+    folder: Path = typer.Argument(..., **PATH_ARGUMENT, help="A cache folder, or a results folder (its cache/)."),
+    keep: list[Path] = typer.Option([], "--keep", **PATH_OPTION, help="Plan file whose stages stay (repeatable)."),
     older_than: float | None = typer.Option(None, "--older-than", help="Remove entries unused for more than "
                                             "DAYS (with --keep: only those in no kept plan)."),
     yes: bool = typer.Option(False, "--yes", help="Delete; without it, only list what would go."),
@@ -437,12 +472,14 @@ def cache_prune(
         pruning = hk.prune(folder, keep, older_than, apply=yes, verify=verify)
         print(json.dumps(pruning.to_json()) if json_output else "\n".join(hk.pruning_lines(pruning)))
 
-    _guarded(action)
+    _guarded(action, ctx=ctx)
 
 
 @app.command("weights")
 def weights_command(
-    weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file to check."),
+    ctx: typer.Context,
+    weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", **PATH_OPTION,
+        help="VGG16 weights file to check."),
 ) -> None:
     """Find (and if needed fetch and convert) the VGG16 weights; print where they came from."""
 
@@ -451,26 +488,32 @@ def weights_command(
 
         print(describe(weights))
 
-    _guarded(action)
+    _guarded(action, ctx=ctx)
 
 
 @masks_app.command("check")
 def masks_check(
-    folder: Path = typer.Argument(..., help="Masks folder."),
-    content: Path | None = typer.Option(None, help="Content image, to check sizes against."),
-    style: Path | None = typer.Option(None, help="Style image, to check sizes against."),
+    ctx: typer.Context,
+    folder: Path = typer.Argument(..., **PATH_ARGUMENT, help="Masks folder."),
+    content: Path | None = typer.Option(None, **PATH_OPTION, help="Content image, to check sizes against."),
+    style: Path | None = typer.Option(None, **PATH_OPTION, help="Style image, to check sizes against."),
 ) -> None:
-    """List the labels, their colors and areas, and anything unmatched or suspicious."""
+    """List the labels, their colors and areas, and anything unmatched or suspicious.
+
+    The report goes to stdout; masks that cannot be used also get one ``error:`` line on stderr."""
 
     def action():
-        from guidance import check_masks
+        from guidance import check_masks, mask_folder
+        from guidance.check import problem_line
 
+        mask_folder(folder)  # no folder, nothing to report: the one line of any missing input
         report = check_masks(folder, content, style)
         print(report.text)
         if not report.usable:
+            print(f"error: {problem_line(report)}", file=sys.stderr)
             raise typer.Exit(2) from None
 
-    _guarded(action)
+    _guarded(action, ctx=ctx)
 
 
 def _metrics_print_plan(image: Path, image_shape, content: Path, content_shape, print_size, dpi, fit):
@@ -562,17 +605,22 @@ def _run_folder_print_plan(config: Path, image: Path, content: Path, content_sha
 
 @app.command("metrics")
 def metrics_command(
-    image: Path = typer.Argument(..., help="The stylized image to score (ours or another tool's)."),
-    content: Path = typer.Option(..., "--content", help="Content image it was made from."),
-    style: Path = typer.Option(..., "--style", help="Style exemplar."),
-    guide: Path | None = typer.Option(None, help="Masks folder: adds style_gram.<label> (and label_agreement)."),
-    field: Path | None = typer.Option(None, help="nnf.npz of the run folder, with --guide: adds label_agreement."),
-    raw: Path | None = typer.Option(None, help="NNST result before color (nnst_raw.png); objective uses it."),
-    upsampled_from: Path | None = typer.Option(None, help="Poster: the NNST result it was made from (detail)."),
+    ctx: typer.Context,
+    image: Path = typer.Argument(..., **PATH_ARGUMENT, help="The stylized image to score (ours or another tool's)."),
+    content: Path = typer.Option(..., "--content", **PATH_OPTION, help="Content image it was made from."),
+    style: Path = typer.Option(..., "--style", **PATH_OPTION, help="Style exemplar."),
+    guide: Path | None = typer.Option(None, **PATH_OPTION,
+        help="Masks folder: adds style_gram.<label> (and label_agreement)."),
+    field: Path | None = typer.Option(None, **PATH_OPTION,
+        help="nnf.npz of the run folder, with --guide: adds label_agreement."),
+    raw: Path | None = typer.Option(None, **PATH_OPTION,
+        help="NNST result before color (nnst_raw.png); objective uses it."),
+    upsampled_from: Path | None = typer.Option(None, **PATH_OPTION,
+        help="Poster: the NNST result it was made from (detail)."),
     size: int | None = typer.Option(None, help="Long side for objective (default: that image's)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     seed: int = typer.Option(0, help="Seed of color_swd's random projections."),
-    weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", help="VGG16 weights file."),
+    weights: Path | None = typer.Option(None, envvar="NNST_HR_WEIGHTS", **PATH_OPTION, help="VGG16 weights file."),
     print_size: str | None = typer.Option(
         None, "--print", help="IMAGE is a print: the run's --print; the content is fitted as the run did (default: "
         "what IMAGE's run folder IMAGE.run/config.json says)."),
@@ -644,4 +692,4 @@ def metrics_command(
 
     from .errors import InputError
 
-    _guarded(action, lambda: "use a smaller --size")
+    _guarded(action, lambda: "use a smaller --size", ctx=ctx)

@@ -170,6 +170,18 @@ def test_masks_check_refuses_masks_of_another_aspect(cli, tmp_path):
     result = cli("masks", "check", tmp_path, "--content", wide)
     assert result.exit_code == INPUT_ERROR
     assert "aspect" in result.stdout and "Traceback" not in result.output
+    # the fault on stderr too, in one line: only stdout (the report) said it
+    assert_refused(result, f"mask {tmp_path / 'content_mask.png'} is 40x40 (aspect 1.000) but the content image")
+    for name in ("empty1.png", "empty2.png"):  # two problems: the report lists both
+        (tmp_path / name).write_bytes(b"")
+    result = cli("masks", "check", tmp_path, "--content", tmp_path / "empty1.png", "--style", tmp_path / "empty2.png")
+    assert_refused(result, "(and 1 more problem in the report)")
+    assert result.stdout.count("\n  - ") == 2, result.stdout
+
+
+def test_masks_check_of_a_missing_folder_is_one_line_on_stderr(cli, tmp_path):
+    assert_refused(cli("masks", "check", tmp_path / "masks"), f"mask folder {tmp_path / 'masks'} does not exist")
+    assert cli("masks", "check", tmp_path / "masks").stdout == ""
 
 
 # --------------------------------------------------------------------------- a whole run
@@ -277,3 +289,26 @@ def test_an_interrupted_command_says_how_to_resume_it(cli, monkeypatch, command,
     assert result.exit_code == code, result.output
     assert result.stderr.splitlines() == [f"{first_words}: run the same command again to {resume}" if resume
                                           else first_words]
+
+
+@pytest.mark.parametrize("args, name", [
+    (("run", "c.png", "s.png", "-o", ""), "--output"),
+    (("run", "c.png", "s.png", "-o", "out.png", "--guide", ""), "--guide"),
+    (("run", "", "s.png", "-o", "out.png"), "CONTENT"),
+    (("experiment", "plan.toml", "-o", ""), "--output"),
+    (("experiment", "plan.toml", "-o", "results", "--cache", ""), "--cache"),
+    (("metrics", "image.png", "--content", "", "--style", "s.png"), "--content"),
+    (("masks", "check", ""), "FOLDER"),
+    (("masks", "check", "masks", "--style", ""), "--style"),
+    (("cache", "info", ""), "FOLDER"),
+    (("cache", "prune", "cache", "--keep", "plan.toml", "--keep", ""), "--keep"),
+    (("weights", "--weights", ""), "--weights"),
+])
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(cli, tmp_path, monkeypatch, args, name):
+    """pathlib reads '' as '.': ``experiment plan.toml -o ''`` wrote its results into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    assert_refused(cli(*args), f"{name} is empty: give a path")
+    assert list(tmp_path.iterdir()) == []
+    # the control: '.' itself is a path, refused (if at all) for what it names, not as empty
+    result = cli(*("." if arg == "" else arg for arg in args))
+    assert "is empty" not in result.output
