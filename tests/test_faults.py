@@ -1381,6 +1381,29 @@ def test_a_plan_whose_run_cannot_fit_in_memory_is_refused_before_any_work(cli, t
         driver.run_plan(plan, tmp_path / "results", quiet=True)
 
 
+def test_a_plan_whose_concurrent_stages_cannot_fit_is_refused_with_fewer_workers(cli, tmp_path, monkeypatch):
+    """The memory check counted one stage at a time, but --workers 4 runs up to 4 at once, each in its own
+    process: every stage fitted alone, and together they were killed by the kernel."""
+    from nnst_hr.experiment import driver
+
+    content, style = pair(tmp_path)
+    peak = memory.estimate_peak_bytes((48, 64), (64, 64), 64, rotate=False).ram  # one run's only big stage
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: int(2.5 * memory.HEADROOM * peak))
+    monkeypatch.setattr(driver, "usable_cores", lambda: 8)
+    monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\nsize = 64\nrotate = false\n'
+                    "[axes]\nseed = [1, 2, 3, 4]\ncolor = [true, false]\n")  # 4 NNST stages; color shares them
+    result = cli("experiment", plan, "-o", tmp_path / "results", "--workers", 4)
+    assert_one_line_error(result, 2, "--workers 4 runs up to 4 stages at once", "use --workers 2,")
+    assert not (tmp_path / "results").exists()
+    result = cli("experiment", plan, "-o", tmp_path / "results", "--workers", 8)  # the plan has 4 such stages
+    assert_one_line_error(result, 2, "--workers 8 runs up to 4 stages at once", "use --workers 2,")
+    for workers in (None, 2):  # the controls: one stage at a time, and two that fit together
+        with pytest.raises(pytest.fail.Exception, match="work started"):
+            driver.run_plan(plan, tmp_path / "results", quiet=True, workers=workers)
+
+
 def test_a_plan_of_too_many_runs_is_refused_with_its_grid(tmp_path):
     """Five axes of ten values (100000 runs) spent minutes validating before any work (and months running)."""
     from nnst_hr.experiment.plan import MAX_RUNS, load_plan

@@ -96,16 +96,22 @@ def check_devices(plan: Plan) -> None:
                          "or \"auto\", or run the plan on a cluster with GPUs (--scheduler)")
 
 
-def check_memory(plan: Plan, inputs: list) -> None:
+def check_memory(plan: Plan, inputs: list, workers: int | None = None) -> None:
     """Refuse (:class:`InputError`), before any work, a run whose peak memory cannot fit on this machine
     (:func:`nnst_hr.memory.check_fits`, as ``nnst-hr run`` does): ``size = 100000000`` was a torch
-    traceback or an allocation failure after the earlier runs' work."""
+    traceback or an allocation failure after the earlier runs' work.
+
+    ``workers`` (a local cluster of that many processes) run up to that many stages at once, each
+    in its own process: then the ``workers`` largest stages must fit together
+    (:func:`check_concurrent`); each passed alone, and the workers were killed by the kernel.
+    """
     from ..config import values_from
     from ..device import resolve_device
     from ..files import image_shape
-    from ..memory import check_fits
+    from ..memory import check_fits, estimate_peak_bytes
+    from .stages import NNST_PARAMS, POSTER_PARAMS, has_poster, subset
 
-    seen, pair_shapes = set(), {}
+    seen, pair_shapes, ram, gpu = set(), {}, {}, {}
     for run in plan.runs():
         if run.pair_index not in pair_shapes:  # headers read once per pair, not once per run
             pair = inputs[run.pair_index]
@@ -114,16 +120,52 @@ def check_memory(plan: Plan, inputs: list) -> None:
         if None in shapes:  # undecodable: the inputs stage fails that run with its own message
             continue
         device = resolve_device(run.nnst.device).type if run.nnst.device != "cuda" else "cuda"
+        sizes = dict(rotate=run.nnst.rotate, device=device, max_search_size=run.poster.max_search_size)
+        if workers is not None:  # each stage once, as the graph has it (runs share their common stages)
+            nnst = (run.pair_index, repr(subset(run.nnst, NNST_PARAMS)))
+            peak = estimate_peak_bytes(*shapes, run.nnst.size, run.poster.out_size, **sizes)
+            ram[nnst], gpu[nnst] = peak.nnst - peak.gpu, peak.gpu
+            if has_poster(run.nnst, run.poster):
+                ram[(*nnst, repr(subset(run.poster, POSTER_PARAMS)))] = peak.poster
         key = (shapes, run.nnst.size, run.poster.out_size, run.nnst.rotate, run.poster.max_search_size, device)
         if key in seen:
             continue
         seen.add(key)
         try:
             with values_from("plan"):
-                check_fits(*shapes, run.nnst.size, run.poster.out_size, rotate=run.nnst.rotate, device=device,
-                           max_search_size=run.poster.max_search_size)
+                check_fits(*shapes, run.nnst.size, run.poster.out_size, **sizes)
         except InputError as exc:
             raise InputError(f"run {run.index + 1} ({run.pair.name}): {exc}") from None
+    if workers is not None:
+        from ..memory import available_gpu_bytes, available_ram_bytes
+
+        check_concurrent(list(ram.values()), workers, available_ram_bytes(), "memory")
+        if any(gpu.values()):
+            check_concurrent(list(gpu.values()), workers, available_gpu_bytes(), "GPU memory")
+
+
+def check_concurrent(peaks: list[int], workers: int, available: int | None, what: str = "memory") -> None:
+    """Refuse (:class:`InputError`) ``workers`` stages at once whose peaks (bytes, one per stage) cannot fit
+    together in ``available`` bytes (None: unknown, no check), naming the most workers that fit.
+
+    The ``workers`` largest, not ``workers`` times the largest: a plan's stages are not all of one
+    size, and no more than it has run at once.
+
+    >>> check_concurrent([3 * 2**30, 2 * 2**30, 2**30], 3, 4 * 2**30)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    nnst_hr.errors.InputError: --workers 3 runs up to 3 stages at once, which need about 6.0 GB of memory ...
+    >>> check_concurrent([2**30] * 3, 3, 4 * 2**30)  # 3 x 1 GiB fit in 4 GiB
+    """
+    from ..disk import format_bytes
+    from ..memory import HEADROOM
+
+    largest = sorted(peaks, reverse=True)[:workers]
+    if available is None or sum(largest) * HEADROOM <= available:
+        return
+    fitting = max([k for k in range(1, len(largest)) if sum(largest[:k]) * HEADROOM <= available], default=1)
+    raise InputError(f"--workers {workers} runs up to {len(largest)} stages at once, which need about "
+                     f"{format_bytes(sum(largest))} of {what} together but {format_bytes(available)} are "
+                     f"available: use --workers {fitting}, or a smaller size or out_size in the plan")
 
 
 def summary_line(out_dir: Path, runs: int, failed: int) -> str:
@@ -173,7 +215,7 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
         check_devices(plan)
     inputs = read_inputs(plan)
     if scheduler is None:
-        check_memory(plan, inputs)
+        check_memory(plan, inputs, workers)
     graph = build_graph(plan, inputs)
     cache.check_folder()
     # one process writes a results folder (another one is refused); the cache is shared with other
