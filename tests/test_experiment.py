@@ -11,6 +11,7 @@ import hashlib
 import io
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,7 @@ def test_results_csv_has_a_row_per_run_with_scores_times_and_failures(first, fol
         if not torch.cuda.is_initialized():  # a CPU plan (device "auto" on a machine with a GPU is not)
             assert all(row[f"peak_gpu_memory.{stage}"] == "" for stage in report_module.STAGES)
         assert row["size"] == "32" and row["out_size"] == "64"
+        assert (row["rotate"], row["color"]) == ("false", "true")  # as a plan writes them, not False / True
         assert Image.open(folder / "results" / row["result"]).size == (64, 64)
         assert Image.open(folder / "results" / row["nnst_result"]).size == (32, 32)
     failed = [r for r in rows if r["status"] == "failed"]
@@ -242,6 +244,8 @@ def test_the_report_tells_pairs_of_the_same_files_apart_and_shows_each_result_fi
     assert legend == ["pair 0: c / s", "pair 1: bad / s", "pair 2: c / s, guide badmasks"]
     plan = load_plan(first[0])
     assert report_module.pair_details(plan.pairs[2]) == ["guide badmasks"]  # a line of its sheet row heads
+    pair = replace(plan.pairs[0], options={"rotate": False})
+    assert report_module.pair_details(pair) == ["rotate = false"]  # as the plan writes it (was False)
     heads = re.findall(r"<th[^>]*>([^<]*)</th>", page)
     assert heads[:3] == ["run", "status", "result"] and "seconds.inputs" not in heads
     rows = [re.findall(r'data-v="([^"]*)"', row) for row in re.findall(r'<tr class="\w+" id="run\d+">(.*?)</tr>', page)]

@@ -61,8 +61,15 @@ def _param_value(run, name: str):
 
 
 def _fmt(value) -> str:
+    """A value as the report shows it (sheet, table, CSV); a boolean as a plan writes it.
+
+    >>> [_fmt(v) for v in (None, True, False, 0.1 + 0.2, 5, "copy")]
+    ['', 'true', 'false', '0.3', '5', 'copy']
+    """
     if value is None:
         return ""
+    if isinstance(value, bool):  # str() gave "True", which a plan (TOML) does not read
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
