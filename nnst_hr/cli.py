@@ -331,6 +331,7 @@ def run(
 
     def action():
         from .errors import InputError
+        from .files import OUTPUT_FORMATS
         from .run import RunOptions, read_run_config, run_files
 
         def explicit(name: str) -> bool:
@@ -381,6 +382,10 @@ def run(
             raise InputError("--fit applies to a print: give --print too, or leave out --fit")
         if config is not None and not given("device"):
             _check_device_of(config, options.nnst.device)
+        written_as = OUTPUT_FORMATS.get(Path(paths.output).suffix.lower())
+        if explicit("jpeg_quality") and written_as not in (None, "JPEG"):  # an unknown suffix is refused later
+            warnings.warn(f"--jpeg-quality {jpeg_quality} is ignored: {paths.output} is written as {written_as}; "
+                          "it applies to a .jpg output", stacklevel=1)
         resolved["options"] = options
         run_files(paths.content, paths.style, paths.output, options)
 

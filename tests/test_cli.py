@@ -312,3 +312,17 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(cli, tmp_path
     # the control: '.' itself is a path, refused (if at all) for what it names, not as empty
     result = cli(*("." if arg == "" else arg for arg in args))
     assert "is empty" not in result.output
+
+
+def test_jpeg_quality_for_an_output_of_another_format_is_warned_about(cli, tmp_path):
+    """--jpeg-quality 80 with -o out.png was silently ignored."""
+    style, missing = image_file(tmp_path / "style.png", 64, 64), tmp_path / "missing.png"  # refused before any work
+    for output, quality, written_as in (("out.png", ("--jpeg-quality", 80), "PNG"),
+                                        ("out.TIF", ("--jpeg-quality", 80), "TIFF"),
+                                        ("out.jpg", ("--jpeg-quality", 80), None),  # the controls
+                                        ("out.png", (), None)):
+        result = cli("run", missing, style, "-o", tmp_path / output, *quality)
+        assert result.exit_code == INPUT_ERROR and f"error: {missing}" in result.stderr, result.stderr
+        warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+        assert warned == ([f"warning: --jpeg-quality 80 is ignored: {tmp_path / output} is written as {written_as}; "
+                           "it applies to a .jpg output"] if written_as else []), result.stderr
