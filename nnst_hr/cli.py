@@ -505,7 +505,7 @@ def masks_check(
 ) -> None:
     """List the labels, their colors and areas, and anything unmatched or suspicious.
 
-    The report goes to stdout; masks that cannot be used also get one ``error:`` line on stderr."""
+    The report goes to stdout; masks that cannot be used also get one error: line on stderr."""
 
     def action():
         from guidance import check_masks, mask_folder
