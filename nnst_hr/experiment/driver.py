@@ -121,8 +121,10 @@ def check_memory(plan: Plan, inputs: list, workers: int | None = None) -> None:
             continue
         device = resolve_device(run.nnst.device).type if run.nnst.device != "cuda" else "cuda"
         sizes = dict(rotate=run.nnst.rotate, device=device, max_search_size=run.poster.max_search_size)
-        if workers is not None:  # each stage once, as the graph has it (runs share their common stages)
-            nnst = (run.pair_index, repr(subset(run.nnst, NNST_PARAMS)))
+        if workers is not None:  # each stage once, as the graph has it (runs share their common stages); a
+            # print's fit is another input (A3 and A2 may share one: counted twice, on the safe side)
+            fitted = (run.print_size, run.fit) if run.print_size is not None else None
+            nnst = (run.pair_index, fitted, repr(subset(run.nnst, NNST_PARAMS)))
             peak = estimate_peak_bytes(*shapes, run.nnst.size, run.poster.out_size, **sizes)
             ram[nnst], gpu[nnst] = peak.nnst - peak.gpu, peak.gpu
             if has_poster(run.nnst, run.poster):
