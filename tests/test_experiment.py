@@ -780,3 +780,23 @@ def test_freed_heap_is_released_before_each_computed_stage(tmp_path, monkeypatch
     events = Events()
     execute(long_graph(2), cache, on_event=events)
     assert len(calls) == sum(events.started().values()) == 10  # 3 sources, 3 nnst, 2 color, 2 scores
+
+
+def test_plot_lines_join_only_runs_that_differ_in_the_plotted_axis():
+    # 2 pairs x alpha (3) x uniformity (2): a line per pair and uniformity, through that series' own points
+    rows = [{"status": "ok", "pair": p, "alpha": a, "uniformity": u, "scores": {"objective": p + a + 10 * u}}
+            for p in (0, 1) for a in (0.25, 0.5, 0.75) for u in (0.1, 0.2)]
+    svg = report_module.svg_plot("alpha", "objective", [0.25, 0.5, 0.75], rows, ("uniformity",))
+    lines = re.findall(r'<polyline points="([^"]*)" fill="none" stroke="([^"]*)"', svg)
+    circles = re.findall(r'<circle cx="([^"]*)" cy="([^"]*)" r="3" fill="([^"]*)"><title>([^<]*)</title>', svg)
+    assert len(lines) == 4 and len(circles) == 12
+    dots = {(f"{x},{y}", color) for x, y, color, _ in circles}
+    for points, color in lines:
+        vertices = points.split()
+        assert len(vertices) == 3 and all((v, color) in dots for v in vertices)  # every vertex is a run
+    # the series are the settings of the other axis, named in each point's tooltip
+    assert sorted(t for *_, t in circles if t.startswith("pair 1, uniformity=0.2")) == [
+        "pair 1, uniformity=0.2: 3.25", "pair 1, uniformity=0.2: 3.5", "pair 1, uniformity=0.2: 3.75"]
+    # without other axes: one line per pair
+    single = [row for row in rows if row["uniformity"] == 0.1]
+    assert len(re.findall("<polyline", report_module.svg_plot("alpha", "objective", [0.25, 0.5, 0.75], single))) == 2

@@ -331,9 +331,15 @@ def _numeric_axes(plan: Plan) -> list[str]:
             if len(vs) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs)]
 
 
-def svg_plot(axis: str, score: str, values: list, rows: list[dict]) -> str:
-    """Inline SVG: ``score`` against the axis values (equally spaced), a point per run, a line per pair."""
-    points = [(values.index(row[axis]), row["scores"][score], row["pair"]) for row in rows
+def svg_plot(axis: str, score: str, values: list, rows: list[dict], others: tuple[str, ...] = ()) -> str:
+    """Inline SVG: ``score`` against the axis values (equally spaced), a point per run.
+
+    A line joins the runs of one pair that differ only in ``axis``: one line per pair and setting
+    of the ``others`` axes, in the pair's colour (a line through a pair's means over the other
+    axes passed through none of its points). A point's tooltip names its pair and those settings.
+    """
+    points = [(values.index(row[axis]), row["scores"][score], row["pair"],
+               ", ".join(f"{o}={_fmt(row[o])}" for o in others if o in row)) for row in rows
               if row["status"] == "ok" and row["scores"].get(score) is not None
               and math.isfinite(row["scores"][score]) and row[axis] in values]
     if not points:
@@ -365,18 +371,15 @@ def svg_plot(axis: str, score: str, values: list, rows: list[dict]) -> str:
         out.append(f'<text x="{sx(i)}" y="{h - m + 14}" text-anchor="middle" class="tick">'
                    f'{html.escape(_fmt(value))}</text>')
     out.append(f'<text x="{w / 2}" y="{h - 6}" text-anchor="middle" class="label">{html.escape(axis)}</text>')
-    for pair in sorted({p[2] for p in points}):
+    for pair, setting in sorted({p[2:] for p in points}):
         color = PAIR_COLORS[pair % len(PAIR_COLORS)]
-        means = []
-        for i in range(len(values)):
-            at = [p[1] for p in points if p[0] == i and p[2] == pair]
-            if at:
-                means.append(f"{sx(i):.1f},{sy(sum(at) / len(at)):.1f}")
-        out.append(f'<polyline points="{" ".join(means)}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        for i, v, p in points:
-            if p == pair:
-                out.append(f'<circle cx="{sx(i):.1f}" cy="{sy(v):.1f}" r="3" fill="{color}">'
-                           f'<title>pair {p}: {html.escape(_fmt(v))}</title></circle>')
+        series = sorted((i, v) for i, v, p, s in points if (p, s) == (pair, setting))
+        line = " ".join(f"{sx(i):.1f},{sy(v):.1f}" for i, v in series)
+        out.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+        name = f"pair {pair}" + (f", {setting}" if setting else "")
+        for i, v in series:
+            out.append(f'<circle cx="{sx(i):.1f}" cy="{sy(v):.1f}" r="3" fill="{color}">'
+                       f'<title>{html.escape(name)}: {html.escape(_fmt(v))}</title></circle>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -442,7 +445,7 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
             cls = ' class="l"' if c in ("run", "status", "message", "result") else ""
             cells.append(f'<td{cls} data-v="{html.escape(text)}">{inner}</td>')
         body.append(f'<tr class="{row["status"]}" id="{row["run"]}">{"".join(cells)}</tr>')
-    plots = [svg_plot(axis, score, plan.axes[axis], rows)
+    plots = [svg_plot(axis, score, plan.axes[axis], rows, tuple(a for a in plan.axes if a != axis))
              for score in score_names(rows, plan.score) for axis in _numeric_axes(plan)]
     legend = "".join(f'<span style="color:{PAIR_COLORS[i % len(PAIR_COLORS)]}">&#9679; pair {i}: '
                      f'{html.escape(pair_label(p))}</span>' for i, p in enumerate(plan.pairs))
