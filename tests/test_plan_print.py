@@ -192,3 +192,18 @@ def test_a_guided_plan_print_fits_the_masks_as_run_print_does(folder, tmp_path):
     with Image.open(tmp_path / "results" / row["result"]) as a, Image.open(tmp_path / "run.png") as b:
         assert (a.height, a.width) == plan_print(CONTENT_SHAPE, PRINT, DPI, "pad").pixels
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_memory_check_sizes_nnst_for_the_content_as_the_print_fits_it(folder, monkeypatch):
+    import nnst_hr.memory
+    from nnst_hr.experiment import driver
+
+    checked = []
+    monkeypatch.setattr(nnst_hr.memory, "check_fits", lambda content, style, *a, **k: checked.append(content))
+    plan = _plan(folder, f'{PAIR}[axes]\nfit = ["crop", "pad"]\n[fixed]\n{NNST}print = "{PRINT}"\ndpi = {DPI}\n')
+    driver.check_memory(plan, read_inputs(plan))
+    # a 4:3 landscape printed 3:2 (the print turned to the content): the crop is lower, the pad wider
+    with values_from("plan"):
+        fitted = {fit: plan_print(CONTENT_SHAPE, PRINT, DPI, fit).fitted_shape for fit in ("crop", "pad")}
+    assert fitted["crop"][0] < CONTENT_SHAPE[0] and fitted["pad"][1] > CONTENT_SHAPE[1]
+    assert sorted(checked) == sorted(fitted.values())

@@ -119,6 +119,11 @@ def check_memory(plan: Plan, inputs: list, workers: int | None = None) -> None:
         shapes = pair_shapes[run.pair_index]
         if None in shapes:  # undecodable: the inputs stage fails that run with its own message
             continue
+        if run.print_size is not None:  # NNST reads the content as the print fits it (a pad's is larger)
+            try:
+                shapes = run.print_plan(shapes[0]).fitted_shape, shapes[1]
+            except InputError as exc:
+                raise InputError(f"run {run.index + 1} ({run.pair.name}): {exc}") from None
         device = resolve_device(run.nnst.device).type if run.nnst.device != "cuda" else "cuda"
         sizes = dict(rotate=run.nnst.rotate, device=device, max_search_size=run.poster.max_search_size)
         if workers is not None:  # each stage once, as the graph has it (runs share their common stages); a
