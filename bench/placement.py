@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 import tempfile
 import threading
@@ -65,6 +66,11 @@ def plan_text(pairs: int, alphas: int, size: int, steps: int, readers: str = "")
     else:
         axis = f"alpha = {[round(0.1 + 0.8 * i / max(alphas - 1, 1), 3) for i in range(alphas)]}"
     return text + f"[axes]\n{axis}\n\n[fixed]\n{fixed}"
+
+
+def task_key(dask_key) -> str:
+    """The task key of an ``execute_dask`` Dask key ``<key>-<call>.<attempt>`` (another key as it is)."""
+    return re.sub(r"-[0-9a-f]{8}\.[0-9]+$", "", str(dask_key))
 
 
 def held(dask_worker=None) -> dict:
@@ -155,7 +161,7 @@ def main() -> None:
 
         rows = []  # (start, stop, worker, key)
         for item in stream.data:
-            key = item["key"] if isinstance(item["key"], str) else item["key"][0]
+            key = task_key(item["key"] if isinstance(item["key"], str) else item["key"][0])
             compute = [s for s in item["startstops"] if s["action"] == "compute"]
             if key in graph and compute:
                 rows.append((compute[0]["start"] - t0, compute[0]["stop"] - t0, names[item["worker"]], key))
@@ -199,11 +205,11 @@ def main() -> None:
         for key, task in graph.items():
             if task.stage != "inputs":
                 continue
-            size = max((s[w].get(key, 0) for s in samples for w in s), default=0)
+            size = max((v for s in samples for w in s for k, v in s[w].items() if task_key(k) == key), default=0)
             spans = []
             for address, log in logs.items():
-                got = [t - t0 for k, _, to, t in log if k == key and to == "memory"]
-                gone = [t - t0 for k, frm, _, t in log if k == key and frm == "memory"]
+                got = [t - t0 for k, _, to, t in log if task_key(k) == key and to == "memory"]
+                gone = [t - t0 for k, frm, _, t in log if task_key(k) == key and frm == "memory"]
                 if got:
                     spans.append(f"{names[address]} {min(got):.2f}-{max(gone, default=float('nan')):.2f} s")
             print(f"{label[key]} record: {size / mib:.1f} MiB, held on " + (", ".join(spans) or "no worker"))

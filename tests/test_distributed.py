@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import logging
 import os
 import re
 import signal
@@ -32,6 +33,7 @@ from nnst_hr.errors import InputError  # noqa: E402
 from nnst_hr.experiment.cache import Cache  # noqa: E402
 from nnst_hr.experiment.distributed import (  # noqa: E402
     STEP_TOPIC,
+    _DaskRun,
     _Failed,
     _Output,
     execute_dask,
@@ -64,6 +66,8 @@ def decode(data: bytes, log: str, tag: str, sleep_s: float = 0.0) -> dict:
 def scale(inputs: dict, factor: float, log: str, tag: str, sleep_s: float = 0.0) -> dict:
     _log(log, tag)
     time.sleep(sleep_s)
+    if sleep_s:
+        _log(log, f"{tag}:end")  # a slow stage's end: whether it returned
     return {"y": inputs["x"] * np.float32(factor), "factor": factor}
 
 
@@ -324,7 +328,19 @@ def test_scattered_input_lost_with_its_worker_is_scattered_again(two_workers, tm
     assert_clean_cache(tmp_path / "results", graph)
 
 
-def test_interrupted_client_resumes_from_the_stages_written(two_workers, tmp_path):
+def _tasks_of(client, graph: Graph) -> list[str]:
+    """The Dask keys of ``graph``'s tasks that the scheduler holds (any call's)."""
+    prefixes = tuple(graph)
+    return client.run_on_scheduler(lambda dask_scheduler: [k for k in dask_scheduler.tasks
+                                                           if str(k).startswith(prefixes)])
+
+
+def _collisions(caplog) -> list[str]:
+    """The scheduler's warnings of a key submitted again as another task (Dask keeps the first)."""
+    return [r.getMessage() for r in caplog.records if "Detected different `run_spec`" in r.getMessage()]
+
+
+def test_interrupted_client_resumes_from_the_stages_written(two_workers, tmp_path, caplog):
     graph = make_graph(tmp_path / "log", CONTENTS, STYLE, slow="c1")
     cache = Cache(tmp_path / "results")
 
@@ -337,15 +353,81 @@ def test_interrupted_client_resumes_from_the_stages_written(two_workers, tmp_pat
         execute_dask(graph, cache, client=two_workers, on_event=events)
     written = [k for k in graph if cache.has(k)]
     assert sorted(written) == sorted(events.keys("done")) and 3 <= len(written) < len(graph)
+    # what it submitted is let go at once: the scheduler drops it while the slow stage still runs
+    # (a worker's thread is not stopped: the stage returns and its record is dropped)
+    deadline = time.monotonic() + 30
+    while _tasks_of(two_workers, graph) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _tasks_of(two_workers, graph) and "nnst:c1:end" not in executions(tmp_path / "log")
     resumed = Recorder()
-    results = execute_dask(graph, cache, client=two_workers, on_event=resumed)
+    with caplog.at_level(logging.WARNING, logger="distributed.scheduler"):
+        results = execute_dask(graph, cache, client=two_workers, on_event=resumed)
+    assert not _collisions(caplog)
     assert sorted(resumed.keys("cached")) == sorted(written)
     assert sorted(resumed.keys("done")) == sorted(k for k in graph if k not in written)
+    assert sorted(resumed.keys("start")) == sorted(resumed.keys("done"))  # its own tasks' starts, each once
     log = executions(tmp_path / "log")
     for key in written:  # a stage written before the interruption never ran again
         assert log.count(tag_of(graph[key])) == 1
     assert all(isinstance(results[k], dict) for k in graph)
     assert_clean_cache(tmp_path / "results", graph)
+
+
+def test_two_clients_run_one_plan_at_once_each_with_its_own_tasks(two_workers, tmp_path, caplog):
+    """Two clients of one cluster run the same plan at the same time (two experiments sharing a
+    cluster, each with its own cache): no task of one is taken for the other's (whose data it
+    would read), each gets its own events, and both get the records computed in process."""
+    graph = make_graph(tmp_path / "log", CONTENTS, STYLE, slow="c1")
+    expected = execute(graph, Cache(tmp_path / "in-process"))
+    outcomes: dict = {}
+
+    def run(name, client):
+        events = Recorder()
+        outcomes[name] = execute_dask(graph, Cache(tmp_path / name), client=client, on_event=events), events
+
+    with Client(two_workers.scheduler.address, set_as_default=False) as other, \
+            caplog.at_level(logging.WARNING, logger="distributed.scheduler"):
+        threads = [threading.Thread(target=run, args=(name, client), daemon=True)
+                   for name, client in (("a", two_workers), ("b", other))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(thread.is_alive() for thread in threads)
+    assert not _collisions(caplog)
+    for name in ("a", "b"):
+        results, events = outcomes[name]
+        assert sorted(events.keys("start")) == sorted(events.keys("done")) == sorted(graph)  # each once
+        for key in graph:
+            assert sorted(results[key]) == sorted(expected[key])
+        assert results[graph.keys_by_tag["scores", "c1"]]["sum"] == expected[graph.keys_by_tag["scores", "c1"]]["sum"]
+        assert_clean_cache(tmp_path / name, graph)
+
+
+def test_a_record_lost_before_it_is_handled_is_waited_for_again(two_workers, tmp_path):
+    """A future that finished and was lost again before the client handled it (Dask's client
+    sets it "lost" when the scheduler reports its data lost, and finishes it once it is computed
+    again) is waited for again, not dropped with its key never settled."""
+    graph = make_graph(tmp_path / "log", CONTENTS[:1], STYLE)
+    run = _DaskRun(graph, Cache(tmp_path / "results"), two_workers, Recorder(), None)
+    handle, lost = run.handle, []
+
+    def losing(future):
+        if not lost:
+            lost.append(future.key)
+            state, loop = future._state, two_workers.loop
+            state.lose()
+            loop.add_callback(lambda: loop.call_later(0.3, state.finish))  # computed again
+        handle(future)
+
+    run.handle = losing
+    done = []
+    thread = threading.Thread(target=lambda: done.append(run.run()), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert lost and done  # it came back, and the call returned
+    assert sorted(run.emit.keys("done")) == sorted(graph)
+    assert done[0][graph.keys_by_tag["scores", "c0"]]["sum"] == pytest.approx(0.5 * sum(CONTENTS[0]) + 2.0 * sum(STYLE))
 
 
 def not_stored(graph: Graph) -> Graph:

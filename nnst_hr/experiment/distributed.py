@@ -1,10 +1,13 @@
 """Run an experiment's task graph on a Dask cluster (``dask.distributed``), same contract as ``execute``.
 
 :func:`execute_dask` submits each task of the graph that the cache does not hold as one Dask task
-under its own key, upstream futures standing in for :class:`~.graph.TaskRef` arguments. Workers
-need no shared filesystem: input bytes are scattered once per unique content (Dask key
-``bytes-<sha256>-<call>``), and a cached record that a submitted task reads is read from the cache
-and scattered as data (``cached-<key>-<call>``), one at a time. Every stored record comes back to
+under a Dask key of this call's own (``<key>-<call>.<attempt>``), upstream futures standing in for
+:class:`~.graph.TaskRef` arguments: no task of another call (an interrupted one's that the scheduler
+still holds, another client's) is taken for it, as Dask takes the first task given a key with the
+data that one reads, and warns of deadlocks where they differ. Workers need no shared filesystem:
+input bytes are scattered once per unique content (Dask key ``bytes-<sha256>-<call>``), and a
+cached record that a submitted task reads is read from the cache and scattered as data
+(``cached-<key>-<call>``), one at a time. Every stored record comes back to
 the client, which alone writes the cache, as each future completes, and is let go once written.
 A not-stored task reading only data (``Task.store`` false: the inputs stage, decoding the
 images) is computed inside each task that reads it, on that task's worker (an :class:`_Inline`
@@ -18,7 +21,7 @@ yet; dropping it lets the scheduler free it. So the client's memory does not gro
 plan, nor does the cluster's with the tasks already done. Records tell Dask their size
 (``_Output.__sizeof__``), for its transfer estimates and its memory manager.
 A plan run in this process and then on a cluster (or the other way round) reuses everything:
-the keys are the same.
+the cache keys are the same.
 
 Faults:
 
@@ -31,14 +34,17 @@ Faults:
   by Dask; the tasks that needed it come back cancelled and are resubmitted with the data
   scattered again (a stored upstream from the cache; the inputs' bytes, on every worker, are lost
   only with all of them).
-- An interrupted client releases what it submitted (the scheduler drops it); the stages already
-  written are reused when the plan is started again.
+- An interrupted client releases what it submitted (the scheduler drops it at once; a stage that a
+  worker is running goes on until it returns, its record dropped); the stages already written are
+  reused when the plan is started again.
 
 Progress: ``on_event`` gets ``"start"`` when a worker starts a task (a worker event relayed by the
 scheduler; with the worker's address ``worker`` and name ``worker_name``), ``"done"`` with
 ``seconds``, ``peak_memory``, ``peak_gpu_memory`` (measured on the worker) and ``worker``,
 ``"cached"`` and ``"failed"`` as :func:`~.execute.execute` sends them, each task's after its
-upstream's outcome. A task rerun after a lost worker sends ``"start"`` again. The steps inside a
+upstream's outcome. A task rerun after a lost worker sends ``"start"`` again. Worker events carry
+their call's token: a call takes only its own (not those of an interrupted call's stage still
+running, nor another client's, whose keys may be the same). The steps inside a
 stage come the same way: with ``progress`` given, a stage that takes a ``progress=`` reporter gets
 a :class:`~.progress.RelayProgress` on the worker, which sends a report of a few scalars (fraction
 done, the step, time left) on :data:`STEP_TOPIC` at most every 2 s and at each part's last step;
@@ -179,7 +185,8 @@ def _computed(value):
     return value
 
 
-def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, keep: bool = True) -> _Output | _Failed:
+def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, keep: bool = True,
+             call: str = "") -> _Output | _Failed:
     """Run one stage on a worker: announce it, time it, turn a bad-input error into a value.
 
     An upstream :class:`_Failed` among ``args`` is returned as is (the stage is not run), so a
@@ -192,6 +199,7 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
     :class:`~.progress.RelayProgress` sending its steps on :data:`STEP_TOPIC` (not a task
     argument: the record does not depend on it). ``keep`` false: the record is let go once
     computed (a not-stored task whose readers compute it themselves), only the info returns.
+    ``call``: the submitting call's token, sent in each event (a client takes only its call's).
     """
     worker = _current_worker()
     failed = _upstream_failure(args)
@@ -199,11 +207,11 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
         args = _computed(args)
         failed = _upstream_failure(args)
     if failed is not None:
-        _log(worker, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
+        _log(worker, call, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
         return failed
-    _log(worker, {"kind": "start", "key": key, "worker": worker.address if worker else "",
+    _log(worker, call, {"kind": "start", "key": key, "worker": worker.address if worker else "",
                   "worker_name": str(worker.name) if worker else "", "pid": os.getpid()})
-    kwargs = {"progress": _relay(worker, key, stage)} if relay and worker is not None else {}
+    kwargs = {"progress": _relay(worker, key, stage, call)} if relay and worker is not None else {}
     release_freed_memory()  # the stage's peak starts from what is live, not what the last one freed
     start = time.perf_counter()
     try:
@@ -211,30 +219,31 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
             record = func(*_unwrap(args), **kwargs)
     except input_errors() as exc:
         failed = _Failed(_message(exc), stage, key)
-        _log(worker, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
+        _log(worker, call, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
         return failed
     info = {"seconds": time.perf_counter() - start, "peak_memory": int(memory.peak), "peak_gpu_memory": memory.gpu_peak,
             "worker": worker.address if worker is not None else socket.gethostname()}
-    _log(worker, {"kind": "end", "key": key, "info": info})
+    _log(worker, call, {"kind": "end", "key": key, "info": info})
     return _Output(record if keep else {}, info)
 
 
-def _log(worker, event: dict) -> None:
-    """Send a task event to the client; one that cannot be sent is lost, never the task (the client
-    settles a not-stored task whose "end" did not come after :data:`END_EVENT_WAIT_S`)."""
+def _log(worker, call: str, event: dict) -> None:
+    """Send a task event of ``call`` to the client; one that cannot be sent is lost, never the task
+    (the client settles a not-stored task whose "end" did not come after :data:`END_EVENT_WAIT_S`)."""
     if worker is None:
         return
     try:
-        worker.log_event(EVENT_TOPIC, event)
+        worker.log_event(EVENT_TOPIC, {**event, "call": call})
     except Exception as exc:  # a lost event only costs the client its figures
         logging.getLogger(__name__).warning("task event of %s not sent: %s", event.get("key"), exc)
 
 
-def _relay(worker, key: str, stage: str):
-    """The reporter of a stage's steps on ``worker``: reports go to :data:`STEP_TOPIC` under ``key``."""
+def _relay(worker, key: str, stage: str, call: str = ""):
+    """The reporter of a stage's steps on ``worker``: reports go to :data:`STEP_TOPIC` under ``key``
+    and ``call``."""
     from .progress import RelayProgress
 
-    return RelayProgress(stage, lambda report: worker.log_event(STEP_TOPIC, {"key": key, **report}))
+    return RelayProgress(stage, lambda report: worker.log_event(STEP_TOPIC, {"key": key, "call": call, **report}))
 
 
 def _current_worker():
@@ -405,12 +414,14 @@ class _DaskRun:
         for key in sorted(keys, key=lambda k: k not in self.inlined):
             task = self.graph[key]
             self.attempts[key] += 1
-            # a resubmission takes a new Dask key: the client keeps the cancelled one's state a while
-            dask_key = key if self.attempts[key] == 1 else f"{key}-retry{self.attempts[key] - 1}"
+            # a Dask key of this call and attempt: a resubmission's is new (the client keeps the
+            # cancelled one's state a while), and so is a later call's (see the module docstring)
+            dask_key = f"{key}-{self.token}.{self.attempts[key]}"
             relay = self.progress is not None and takes_progress(task.func)
             future = self.client.submit(run_task, task.func, key, task.stage, *self._futures_for(payloads[key]),
                                         key=dask_key, resources=task.resources or None, pure=False, relay=relay,
-                                        keep=key not in self.inlined, priority=int(key in self.inlined))
+                                        keep=key not in self.inlined, priority=int(key in self.inlined),
+                                        call=self.token)
             self.futures[key] = future
             self.task_of[dask_key] = key
             self.finished.pop(key, None)
@@ -430,6 +441,11 @@ class _DaskRun:
             return  # a future replaced by a resubmission
         if (key in self.settled or key in self.outcomes) and future.status != "cancelled":
             return  # a not-stored task run again for a lost reader: its outcome is known
+        if future.status not in ("finished", "error", "cancelled"):
+            # done, then lost before it was handled (its worker left, or gathering it failed and it
+            # is computed again): it comes back when it is done again
+            self.pending.add(future)
+            return
         task = self.graph[key]
         if future.status == "finished" and not task.store:
             # its record stays on the cluster for its readers (an inlined one's is not even kept:
@@ -551,6 +567,8 @@ class _DaskRun:
                 event = self.events.get_nowait()
             except queue.Empty:
                 return
+            if event.get("call") != self.token:
+                continue  # another call's: an interrupted one's stage still running, another client's
             if event.get("kind") == "end":
                 task = self.graph.get(event.get("key"))
                 if task is not None and not task.store:  # a stored task's outcome comes with its record
@@ -565,7 +583,7 @@ class _DaskRun:
         key = event.get("key")
         if key not in self.graph or key in self.settled:
             return  # late (the task has its outcome), or another client's
-        report = {name: value for name, value in event.items() if name not in ("key", "kind")}
+        report = {name: value for name, value in event.items() if name not in ("key", "kind", "call")}
         if key in self.reporters:
             if self.reporters[key] is not None:
                 self.reporters[key].relayed(report)
@@ -587,7 +605,7 @@ class _DaskRun:
             task = self.graph[key]
             # as in process: the task's reporter, then its "start" (a rerun gets a new one)
             self.reporters[key] = self.progress(task) if self.progress is not None else None
-            self.emit("start", task, {k: v for k, v in event.items() if k not in ("key", "kind")})
+            self.emit("start", task, {k: v for k, v in event.items() if k not in ("key", "kind", "call")})
             for report in self.waiting_reports.pop(key, []):
                 self._report({"key": key, **report})
         self.deferred = waiting
@@ -634,15 +652,29 @@ class _DaskRun:
                 if not self.step():
                     time.sleep(POLL_S)
         finally:
-            # dropping the futures releases them: the scheduler forgets what no client wants
-            # (an interrupted plan leaves no work queued on the cluster)
             self.client.unsubscribe_topic(EVENT_TOPIC)
             if self.progress is not None:
                 self.client.unsubscribe_topic(STEP_TOPIC)
-            self.pending.clear()
-            self.futures.clear()
-            self.data.clear()
+            self._release()
         return Results(self.graph, self.cache, self.failures)
+
+    def _release(self) -> None:
+        """Let go of every future the call holds: the scheduler forgets what no client wants, so an
+        interrupted plan leaves no work queued on the cluster.
+
+        Released explicitly, not only dropped: Dask's tracking of a future not finished yet
+        (:attr:`pending`, ``as_completed``) holds it until it finishes, and so the task, its
+        readers and their upstream records stayed on the cluster and ran to the end.
+        """
+        held = [*self.futures.values(), *self.data.values()]
+        self.pending.clear()
+        self.futures.clear()
+        self.data.clear()
+        for future in held:
+            try:
+                future.release()  # asynchronous (the client's event loop); a second call does nothing
+            except RuntimeError:  # the client's event loop is closed: it has nothing left to release
+                pass
 
     def _check_resources(self, keys: list[str]) -> None:
         """Refuse, before any work, a resource that no worker of the cluster offers (it would wait forever)."""
