@@ -19,6 +19,13 @@ stage that reports fractions (the poster's coarse-to-fine synthesis, whose small
 per pixel) it is the latest measure alone. The first step of each stage is not measured: it also
 sets up kernels for the stage's image size.
 
+A step's cost is not quite proportional to its units: a fixed part dominates small images and
+caches fail large ones, by amounts that differ from machine to machine. So once a term has been
+measured alone in two stages of different sizes (the 64 and 128 px scales), its time per step is
+taken as the line through those two measures (a fixed part plus a part per unit) and extrapolated
+to the stages still to come, and the terms not measured yet are scaled by how fast the measured
+ones are expected to run there, not by how fast they ran on the small images.
+
 On a terminal the stages are drawn as live :mod:`rich` bars; elsewhere (CI, logs,
 files) they are written as plain lines, at most one every ``REPORT_INTERVAL_S``
 seconds plus each stage's last step.
@@ -53,6 +60,7 @@ REFRESH_INTERVAL_S = 0.1  # at most one redraw of the live bars per this many se
 # the colour of an empty bar, so each finished stage looked reset to zero
 FINISHED_BAR = "green"
 MIN_SHARE = 0.1  # a report of several terms gives the ones it measures at least this share of its prediction
+FIT_LIMIT = 2.0  # a rate extrapolated across sizes stays within this factor of the one measured
 
 
 @dataclass(frozen=True)
@@ -131,7 +139,10 @@ class _Measure:
     """Seconds and units of one term measured in ``stage``.
 
     ``alone``: some of the term was measured in a report of it alone; ``prior`` and ``device``
-    are its :class:`Work`'s.
+    are its :class:`Work`'s; ``each``: the units of one step (or setup) of it in ``stage``;
+    ``solo``: all of it in ``stage`` was measured alone; ``before``: ``(each, seconds)`` of one
+    step of it in an earlier stage of another size, measured alone (the other point of the line
+    :meth:`Progress._rate` extrapolates).
     """
 
     seconds: float
@@ -140,6 +151,9 @@ class _Measure:
     alone: bool
     prior: float | None
     device: str
+    each: float = 0.0
+    solo: bool = True
+    before: tuple[float, float] | None = None
 
 
 def _as_stage(stage: Stage | tuple[str, int, float]) -> Stage:
@@ -421,22 +435,48 @@ class Progress:
             self._show(now, last, 1.0, min(done, 1.0), detail, "")
 
     # ---- the estimate
-    def _rate(self, work: Work) -> float | None:
-        """Seconds per unit of ``work``'s term: measured, else its prior scaled to its device's measured speed."""
+    def _rate(self, work: Work, speeds: dict[str, float] | None = None) -> float | None:
+        """Seconds per unit of ``work``'s term: measured, else its prior scaled to its device's speed.
+
+        A term measured alone in two stages of different sizes gets the line through them at
+        ``work``'s size (see the module docstring). ``speeds``: the device speeds to use
+        (:meth:`_speed`), else those measured.
+        """
         measured = self._measured.get(work.term)
         if measured is not None:
-            return measured.seconds / measured.units
+            rate = measured.seconds / measured.units
+            if measured.solo and measured.before is not None and work.units > 0 and work.units != measured.each:
+                (each, seconds), now = measured.before, rate * measured.each
+                slope = (now - seconds) / (measured.each - each)
+                fitted = now + (work.units - measured.each) * slope
+                if slope > 0 and fitted > 0:
+                    # two noisy means far apart in size can tilt the line: never more than FIT_LIMIT off
+                    return min(max(fitted / work.units, rate / FIT_LIMIT), rate * FIT_LIMIT)
+            return rate
         if work.prior is None:
             return None
-        return work.prior * self._speed(work.device)
+        speed = speeds[work.device] if speeds is not None and work.device in speeds else self._speed(work.device)
+        return work.prior * speed
 
-    def _speed(self, device: str) -> float:
-        """Measured seconds over prior seconds of the measured terms that run on ``device`` (1 if none)."""
+    def _speed(self, device: str, ahead: Sequence[tuple[Work, float]] = ()) -> float:
+        """Measured seconds over prior seconds of the measured terms that run on ``device`` (1 if none).
+
+        A term with work in ``ahead`` (the work still to do) counts that work at its rate
+        (extrapolated to its sizes), the others what they measured.
+        """
+        coming: dict[str, list[float]] = {}
+        for work, units in ahead:
+            measured = self._measured.get(work.term)
+            if measured is not None and measured.before is not None and work.prior is not None:
+                part = coming.setdefault(work.term, [0.0, 0.0])
+                part[0] += self._rate(work) * units
+                part[1] += work.prior * units
         seconds = expected = 0.0
-        for measured in self._measured.values():
+        for term, measured in self._measured.items():
             if measured.device == device and measured.prior is not None:
-                seconds += measured.seconds
-                expected += measured.prior * measured.units
+                done, prior = coming.get(term, (measured.seconds, measured.prior * measured.units))
+                seconds += done
+                expected += prior
         return seconds / expected if expected > 0 else 1.0
 
     def _measure(self, parts: list[tuple[Work, float]], now: float, stage: str, latest: bool = False) -> None:
@@ -472,10 +512,17 @@ class Progress:
         measured = self._measured.get(work.term)
         if measured is None or measured.stage != stage or latest:
             was_alone = measured is not None and measured.alone
-            measured = self._measured[work.term] = _Measure(0.0, 0.0, stage, was_alone, work.prior, work.device)
+            before = None
+            if measured is not None and not latest:
+                before = measured.before
+                if measured.solo and measured.units > 0 and measured.each not in (0.0, work.units):
+                    before = (measured.each, measured.seconds * measured.each / measured.units)
+            measured = self._measured[work.term] = _Measure(0.0, 0.0, stage, was_alone, work.prior, work.device,
+                                                            each=work.units, before=before)
         measured.seconds += seconds
         measured.units += units
         measured.alone = measured.alone or alone
+        measured.solo = measured.solo and alone
 
     def _time_left(self) -> float | None:
         """Seconds left: the rest of the current stage and every stage after it, at each term's rate."""
@@ -487,9 +534,10 @@ class Progress:
         for i in range(self._index + 1, len(self._stages)):
             if i not in self._skipped:
                 parts += self._stages[i].work(setup=True)
+        speeds = {device: self._speed(device, parts) for device in {work.device for work, _ in parts}}
         left = 0.0
         for work, units in parts:
-            rate = self._rate(work)
+            rate = self._rate(work, speeds)
             if rate is None:
                 return None
             left += rate * units

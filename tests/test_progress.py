@@ -552,3 +552,47 @@ def test_the_runs_later_stages_include_the_poster_unless_resumed():
     assert poster.step[0].units == pytest.approx(levels * 4)
     assert [s.name for s in later_stages((512, 384), RunOptions(nnst=NNSTConfig(size=256)))] == ["nnst finish",
                                                                                                  "output"]
+
+
+def affine_run(p: Progress, clock: dict, stages: list[Stage], fixed: float) -> list[float | None]:
+    """Report ``stages``' steps, each ``fixed`` s plus 1 s per unit of its work; the time left after each."""
+    shown = []
+    for stage in stages:
+        p.start(stage.name)
+        for i in range(stage.steps):
+            clock["t"] += fixed + stage.step[0].units
+            p.step(i)
+            shown.append(p.left_s)
+    return shown
+
+
+def test_a_step_cost_with_a_fixed_part_is_extrapolated_from_two_sizes(clock):
+    # steps of 1, 4 and 16 units take 2 s + 1 s a unit (3, 6, 18 s); the splitting step is not measured
+    def stages():
+        return [Stage(f"scale {u}", 3, step=(Work("step", float(u), prior=1.0),)) for u in (1, 4, 16)] + [
+            Stage("split", 2, step=(Work("split", 8.0, prior=1.0),))]
+
+    p = Progress(enabled=False)
+    p.plan(stages())
+    shown = affine_run(p, clock, stages()[:2], fixed=2.0)
+    # after scale 4's second step: one measure per size, the line 2 + u through (1, 3) and (4, 6)
+    # gives scale 16's steps their 18 s; the split's prior scales with the steps still to come
+    steps = 6.0 + 3 * 18.0
+    assert shown[4] == pytest.approx(steps + 2 * 8.0 * steps / (4.0 + 3 * 16.0))
+    # negative control: one size measured (scale 1) is proportional, 3 s a unit
+    assert shown[1] == pytest.approx(3.0 * (1 + 3 * 4 + 3 * 16 + 2 * 8))
+
+
+def test_the_extrapolated_rate_stays_within_a_factor_of_the_measured_one(clock):
+    # the steep line through 0.1 s at 1 unit and 5 s at 1.25 units gives 64 units 1235 s, 19 s a unit
+    p = Progress(enabled=False)
+    stages = [Stage("a", 3, step=(Work("step", 1.0, prior=1.0),)), Stage("b", 3, step=(Work("step", 1.25, prior=1.0),)),
+              Stage("c", 1, step=(Work("step", 64.0, prior=1.0),))]
+    p.plan(stages)
+    for stage, seconds in (("a", 0.1), ("b", 5.0)):
+        p.start(stage)
+        for i in range(2):
+            clock["t"] += seconds
+            p.step(i)
+    # b's rate, 4 s a unit, at most doubled (progress.FIT_LIMIT) for c's 64 units; b's last step 5 s
+    assert p.left_s == pytest.approx(5.0 + 64 * 4.0 * progress_module.FIT_LIMIT)
