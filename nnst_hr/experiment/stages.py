@@ -41,7 +41,7 @@ Record = dict  # str -> np.ndarray | float | int | str | None
 
 STAGE_VERSION = {  # bump a stage's number when its code changes what it returns
     "inputs": 3,  # 3: ICC profiles read with black-point compensation (files.DECODE_VERSION 2)
-    "nnst": 1,
+    "nnst": 2,  # 2: each scale ends on the bands of its saved state (resumes give the same bits)
     "color": 1,
     "poster": 1,
     "poster_color": 1,
