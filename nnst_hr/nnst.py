@@ -337,8 +337,13 @@ class _Stylizer:
                 )
             del targets
             self._time(f"optimize_{max(contents[s].shape[-2:])}px", start)
+            # the next scale starts from the bands of the state as saved, whether or not it was saved:
+            # the optimized bands are not those of any image, and one resumed from the state instead
+            # (start_from) matched other patches from the next scale on, not the same bits
+            state = synthesize(out_pyr[s:])[0].permute(1, 2, 0).cpu().numpy()
+            out_pyr[s:] = decompose(to_tensor_like(state, content), depth - s)
             if on_checkpoint is not None:
-                on_checkpoint(name, synthesize(out_pyr[s:])[0].permute(1, 2, 0).cpu().numpy())
+                on_checkpoint(name, state)
 
         if cfg.split_steps > 0:
             out_pyr = self.split_pass(out_pyr, style, content.shape[-2:])

@@ -30,7 +30,7 @@ from distributed import Client  # noqa: E402
 from helpers import CountingCache  # noqa: E402
 
 from nnst_hr.errors import InputError  # noqa: E402
-from nnst_hr.experiment.cache import Cache  # noqa: E402
+from nnst_hr.experiment.cache import CACHE_ID, CHECKPOINTS, Cache, Checkpoints  # noqa: E402
 from nnst_hr.experiment.distributed import (  # noqa: E402
     STEP_TOPIC,
     _DaskRun,
@@ -785,7 +785,10 @@ def test_real_plan_on_the_cluster_then_in_process_reuses_everything(two_workers,
     assert sorted(computed) == sorted(set(computed))  # each stage once
     assert {events_task.split("-")[0] for events_task in computed} == {"inputs", "nnst", "color", "scores"}
     # the inputs stage is not stored: no decoded image in the cache
-    assert sorted({p.name.split("-")[0] for p in (out / "cache").iterdir()}) == ["color", "nnst", "scores"]
+    # and of the NNST tasks' checkpoints, only the cache's id (by which the workers knew it) is left
+    assert sorted({p.name.split("-")[0] for p in (out / "cache").iterdir()}) == ["checkpoints", "color", "nnst",
+                                                                                  "scores"]
+    assert os.listdir(out / "cache" / CHECKPOINTS) == [CACHE_ID]
     # the same plan in this process: nothing computed again (the failed run's inputs are retried;
     # the good pair's are not decoded at all, since every stage that reads them is cached)
     again = Recorder()
@@ -840,6 +843,64 @@ def test_real_plan_on_the_cluster_shows_the_workers_steps_and_quiet_shows_nothin
         assert a.keys() == b.keys()
         for name, value in a.items():
             np.testing.assert_array_equal(value, b[name])
+
+
+RESUME_PLAN = """
+[[pair]]
+content = "c.png"
+style = "s.png"
+
+[fixed]
+size = 64
+coarsest = 32
+steps = 2
+split_steps = 1
+rotate = false
+"""
+
+
+def test_real_plan_on_the_cluster_resumes_nnst_at_the_scale_saved_in_the_cache(two_workers, real_plan, tmp_path):
+    """The states of an NNST stopped after its first scale (in process: the same key's states wherever
+    they were made) are found by the worker, which starts at the next scale, to the same records."""
+    from nnst_hr.experiment import progress as plan_progress
+    from nnst_hr.experiment import run_plan
+
+    plan = real_plan.with_name("resume.toml")
+    plan.write_text(RESUME_PLAN)
+    run_plan(plan, tmp_path / "reference", quiet=True)
+    reference = tmp_path / "reference" / "cache"
+    save = Checkpoints.save
+
+    def save_then_stop(self, name, image):
+        save(self, name, image)
+        if name == "scale0":
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Checkpoints, "save", save_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            run_plan(plan, tmp_path / "results", quiet=True)
+    cache = tmp_path / "results" / "cache"
+    key = next(p.stem for p in reference.glob("nnst-*.json"))
+    assert sorted(os.listdir(cache / CHECKPOINTS / key)) == ["scale0.npz", "scale0.npz.sha256"]
+
+    stream, events = io.StringIO(), Recorder()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plan_progress, "REPORT_INTERVAL_S", 0.0)
+        run_plan(plan, tmp_path / "results", stream=stream, on_event=events, scheduler=two_workers.scheduler.address)
+    text = stream.getvalue()
+    resumed = r"^run 1 of 1: nnst \[worker [01]\]: scale 32px: resumed from checkpoint$"
+    assert re.search(resumed, text, re.MULTILINE), text
+    assert not re.search(r"scale 32px: step", text) and re.search(r"scale 64px: step 2/2", text), text
+    assert [info.get("resumed") for e, k, info in events.events if e == "done" and k == key] == [["scale0"]]
+    assert os.listdir(cache / CHECKPOINTS) == [CACHE_ID]  # the task's states removed once its record was written
+    keys = sorted(p.stem for p in reference.glob("*.json"))
+    assert keys == sorted(p.stem for p in cache.glob("*.json"))
+    for stored in keys:
+        a, b = Cache(cache).get(stored), Cache(reference).get(stored)
+        assert a.keys() == b.keys()
+        for name, value in a.items():
+            np.testing.assert_array_equal(value, b[name], err_msg=f"{stored}.{name}")
 
 
 def test_cli_scheduler_unreachable_exits_2_with_one_line_before_any_work(real_plan, tmp_path, monkeypatch):

@@ -12,6 +12,13 @@ written, and :meth:`Cache.valid` and :meth:`Cache.get` set it again when they fi
 intact (``os.utime``: one system call, metadata only, so a reader racing a writer or another
 reader sees the same bytes either way); ``nnst-hr cache prune --older-than`` reads it.
 
+Checkpoints: a long stage (NNST) keeps the state after each of its scales in
+``<folder>/checkpoints/<key>/<scale>.npz`` (:class:`Checkpoints`: atomic, with a SHA-256 sidecar,
+as ``nnst-hr run`` keeps them), so that a plan interrupted inside it starts that task again at
+the scale it was in. The folder is named by the task's key: a changed setting never resumes from
+another setting's states. The executor removes it once the task's record is in the cache;
+``nnst-hr cache prune`` removes those left behind (:mod:`.housekeeping`).
+
 Sharing: an experiment holds :func:`cache_lock` shared on the cache folder while it runs (any
 number of experiments at once), ``nnst-hr cache prune --yes`` holds it exclusive: a prune never
 deletes an entry that a running experiment checked or is about to read, and an experiment does
@@ -32,6 +39,8 @@ import fcntl
 import json
 import os
 import re
+import secrets
+import shutil
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_output, load_npz, save_npz
+from ..files import atomic_output, atomic_write_bytes, load_npz, save_npz
 from ..integrity import is_intact
 from ..lock import open_locked
 
@@ -49,6 +58,8 @@ KEY_PATTERN = re.compile(r"^[a-z_]+-[0-9a-f]{8,64}$")
 ENTRY_SUFFIXES = ("npz", "json", "npz.sha256")  # an entry's files: <key>.<suffix>
 DEFAULT_FOLDER = "cache"  # results/<this>: an experiment's cache unless --cache names another
 LOCK_NAME = ".lock"  # flock'ed by cache_lock: shared by experiments, exclusive by a prune
+CHECKPOINTS = "checkpoints"  # <folder>/<this>/<key>/: the per-scale states of tasks not finished yet
+CACHE_ID = "cache-id"  # <folder>/<CHECKPOINTS>/<this>: a random id, by which a Dask worker knows the folder
 
 
 class Cache:
@@ -71,6 +82,8 @@ class Cache:
             key, dot, suffix = path.name.partition(".")
             if dot and KEY_PATTERN.match(key) and suffix in ENTRY_SUFFIXES and path.is_dir():
                 raise InputError(f"{path} is a folder where the stage cache keeps a file; move it away")
+            if path.name == CHECKPOINTS and not path.is_dir():
+                raise InputError(f"{path} is a file where the stage cache keeps its checkpoints; move it away")
 
     def has(self, key: str) -> bool:
         """True when an entry for ``key`` was completely written (not checked for corruption)."""
@@ -129,6 +142,42 @@ class Cache:
             return None
         return entry
 
+    def checkpoints(self, key: str, *, shared: bool = False) -> Checkpoints | None:
+        """The store of ``key``'s per-scale states (see the module docstring).
+
+        ``shared``: for a process that may not see this folder (a Dask worker): the store carries
+        this cache's id (:data:`CACHE_ID`, made on first use) and is used only where the same id
+        is found (:meth:`Checkpoints.reachable`); None when the id cannot be written (a read-only
+        cache), so that the task runs without checkpoints.
+        """
+        self._paths(key)  # refuses a malformed key (it names a folder)
+        root = self.folder / CHECKPOINTS
+        if not shared:
+            return Checkpoints(root / key)
+        root = root.absolute()  # a worker's working folder is not this process's
+        path = root / CACHE_ID
+        try:
+            if not path.is_file():
+                root.mkdir(parents=True, exist_ok=True)
+                try:
+                    atomic_write_bytes(path, (secrets.token_hex(16) + "\n").encode(), overwrite=False)
+                except InputError:  # another process made it meanwhile: its id is the one
+                    pass
+            cache_id = path.read_text().strip()
+        except OSError:
+            return None
+        return Checkpoints(root / key, cache_id) if cache_id else None
+
+    def drop_checkpoints(self, key: str) -> None:
+        """Remove ``key``'s per-scale states (its record is in the cache: they are never read again)."""
+        self._paths(key)
+        root = self.folder / CHECKPOINTS
+        shutil.rmtree(root / key, ignore_errors=True)
+        try:
+            root.rmdir()  # only when empty: no other task's states, nor the id a Dask run made
+        except OSError:
+            pass
+
     def get(self, key: str) -> dict | None:
         """The record stored under ``key``, or None (missing, truncated, checksum mismatch)."""
         entry = self._entry(key)
@@ -139,6 +188,48 @@ class Cache:
             return None
         self._touch(key)
         return {**entry["scalars"], **arrays}
+
+
+class Checkpoints:
+    """One task's per-scale states in ``folder`` (``<scale>.npz``), as ``nnst-hr run`` keeps its own.
+
+    The stage that takes it (``checkpoints=``, given by the executor; not a task argument) passes
+    :meth:`load` as ``synthesize_nnst``'s ``start_from`` and :meth:`save` as its ``on_checkpoint``.
+    A state that is truncated or corrupt is removed with one warning and its scale recomputed
+    (``nnst_hr.files.load_npz``). Picklable: it travels to a Dask worker, which uses it only
+    where it sees the same cache (``cache_id``, :meth:`reachable`).
+    """
+
+    def __init__(self, folder: str | os.PathLike, cache_id: str | None = None):
+        self.folder = Path(folder)
+        self.cache_id = cache_id  # the cache's id (CACHE_ID) where it was made; None: this process's own cache
+        self.resumed: list[str] = []  # the states that the latest load returned
+
+    def reachable(self) -> bool:
+        """Whether this process sees the cache the store was made for (always, without a ``cache_id``)."""
+        if self.cache_id is None:
+            return True
+        try:
+            return (self.folder.parent / CACHE_ID).read_text().strip() == self.cache_id
+        except (OSError, UnicodeDecodeError):
+            return False
+
+    def load(self) -> dict[str, np.ndarray]:
+        """``{scale name: float32 (H, W, 3) state}`` of the intact states (``start_from``)."""
+        from ..run import _load_checkpoints  # imported here: the cache module loads no torch
+
+        states = _load_checkpoints(self.folder)
+        self.resumed = sorted(states)
+        return states
+
+    def save(self, name: str, image: np.ndarray) -> None:
+        """Keep the state after scale ``name`` (``on_checkpoint``): atomically, with its checksum."""
+        from ..run import _checkpoint_saver
+
+        _checkpoint_saver(self.folder)(name, image)
+
+    def __repr__(self) -> str:
+        return f"Checkpoints({str(self.folder)!r})"
 
 
 @contextmanager

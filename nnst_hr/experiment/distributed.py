@@ -34,6 +34,12 @@ Faults:
   by Dask; the tasks that needed it come back cancelled and are resubmitted with the data
   scattered again (a stored upstream from the cache; the inputs' bytes, on every worker, are lost
   only with all of them).
+- A task that takes ``checkpoints=`` (NNST) keeps its per-scale states in the cache folder
+  (:meth:`~.cache.Cache.checkpoints`) where its worker sees that folder (a local cluster, or a
+  shared filesystem mounted at the same path: told by the cache's random id, :data:`~.cache.CACHE_ID`);
+  a worker that does not see it keeps none. A task run again (after a lost worker, or in a plan
+  started again) resumes at the scale it was in; the client removes the states once it has
+  written the record. The workers write only there; the client still alone writes the records.
 - An interrupted client releases what it submitted (the scheduler drops it at once; a stage that a
   worker is running goes on until it returns, its record dropped); the stages already written are
   reused when the plan is started again.
@@ -91,7 +97,17 @@ from typing import NamedTuple
 from ..errors import InputError
 from ..memory import release_freed_memory
 from .cache import Cache
-from .execute import Failure, PeakMemory, Results, execute, input_errors, needed, takes_progress
+from .execute import (
+    Failure,
+    PeakMemory,
+    Results,
+    execute,
+    input_errors,
+    needed,
+    resumed_info,
+    takes_checkpoints,
+    takes_progress,
+)
 from .graph import Graph, TaskRef
 
 CONNECT_TIMEOUT_S = 10.0  # how long to try an existing scheduler before giving up (exit 2)
@@ -186,7 +202,7 @@ def _computed(value):
 
 
 def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, keep: bool = True,
-             call: str = "") -> _Output | _Failed:
+             call: str = "", checkpoints=None) -> _Output | _Failed:
     """Run one stage on a worker: announce it, time it, turn a bad-input error into a value.
 
     An upstream :class:`_Failed` among ``args`` is returned as is (the stage is not run), so a
@@ -200,6 +216,9 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
     argument: the record does not depend on it). ``keep`` false: the record is let go once
     computed (a not-stored task whose readers compute it themselves), only the info returns.
     ``call``: the submitting call's token, sent in each event (a client takes only its call's).
+    ``checkpoints``: the task's store of per-scale states (:class:`~.cache.Checkpoints`), given to
+    the stage where this worker sees the client's cache folder (:meth:`~.cache.Checkpoints.reachable`;
+    else the stage runs without: no resume, nothing written); not a task argument either.
     """
     worker = _current_worker()
     failed = _upstream_failure(args)
@@ -212,6 +231,10 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
     _log(worker, call, {"kind": "start", "key": key, "worker": worker.address if worker else "",
                   "worker_name": str(worker.name) if worker else "", "pid": os.getpid()})
     kwargs = {"progress": _relay(worker, key, stage, call)} if relay and worker is not None else {}
+    if checkpoints is not None and not checkpoints.reachable():
+        checkpoints = None
+    if checkpoints is not None:
+        kwargs["checkpoints"] = checkpoints
     release_freed_memory()  # the stage's peak starts from what is live, not what the last one freed
     start = time.perf_counter()
     try:
@@ -222,7 +245,7 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
         _log(worker, call, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
         return failed
     info = {"seconds": time.perf_counter() - start, "peak_memory": int(memory.peak), "peak_gpu_memory": memory.gpu_peak,
-            "worker": worker.address if worker is not None else socket.gethostname()}
+            "worker": worker.address if worker is not None else socket.gethostname(), **resumed_info(checkpoints)}
     _log(worker, call, {"kind": "end", "key": key, "info": info})
     return _Output(record if keep else {}, info)
 
@@ -418,10 +441,11 @@ class _DaskRun:
             # cancelled one's state a while), and so is a later call's (see the module docstring)
             dask_key = f"{key}-{self.token}.{self.attempts[key]}"
             relay = self.progress is not None and takes_progress(task.func)
+            store = self.cache.checkpoints(key, shared=True) if takes_checkpoints(task.func) else None
             future = self.client.submit(run_task, task.func, key, task.stage, *self._futures_for(payloads[key]),
                                         key=dask_key, resources=task.resources or None, pure=False, relay=relay,
                                         keep=key not in self.inlined, priority=int(key in self.inlined),
-                                        call=self.token)
+                                        call=self.token, checkpoints=store)
             self.futures[key] = future
             self.task_of[dask_key] = key
             self.finished.pop(key, None)
@@ -528,6 +552,8 @@ class _DaskRun:
             if len(outcome) > 2:  # a stored task's record: to the cache, and let go
                 self.cache.put(key, outcome[2], meta=outcome[1])
                 self.stored.add(key)
+                if takes_checkpoints(task.func):
+                    self.cache.drop_checkpoints(key)  # written by the worker, where it sees the cache
             if key not in self.done:
                 self.done.add(key)
                 self.emit("done", task, dict(outcome[1]))

@@ -12,6 +12,13 @@ that reads it is still to come (consumers are counted in the graph), a cached re
 only when a task that reads it runs, and the :class:`Results` returned hold only the failures
 (a record is read from the cache when asked for, one at a time).
 
+Checkpoints: a stage function that takes ``checkpoints=`` (:func:`~.stages.nnst`) gets its task's
+store of per-scale states in the cache (:meth:`Cache.checkpoints`, under the task's key; no task
+argument, as ``progress=`` is none): a task interrupted inside it (Ctrl-C, SIGTERM, SIGKILL)
+starts again at the scale it was in. The store is removed once the task's record is in the
+cache. The ``"done"`` info of a task that resumed names the states it started from
+(``resumed``), whose time its ``seconds`` does not count.
+
 Memory: ``peak_memory`` is the largest rise of this process's resident set size (RSS) above its
 value when the stage started, sampled every :data:`MEMORY_SAMPLE_S` by a thread (psutil); it
 counts torch's and NumPy's allocations alike, but not memory freed and reused inside the stage
@@ -231,6 +238,9 @@ class _LocalRun:
                 arg = record
             args.append(arg)
         kwargs = _progress_kwargs(task, self.progress)
+        store = self.cache.checkpoints(task.key) if takes_checkpoints(task.func) else None
+        if store is not None:
+            kwargs["checkpoints"] = store
         self.emit("start", task, {})
         release_freed_memory()  # the stage's peak starts from what is live, not what the last one freed
         start = time.perf_counter()
@@ -242,9 +252,11 @@ class _LocalRun:
             self._fail(task, Failure(message, task.stage), upstream=False)
             return None
         info = {"seconds": time.perf_counter() - start, "peak_memory": int(memory.peak),
-                "peak_gpu_memory": memory.gpu_peak}
+                "peak_gpu_memory": memory.gpu_peak, **resumed_info(store)}
         if task.store:
             self.cache.put(task.key, record, meta=info)
+            if store is not None:
+                self.cache.drop_checkpoints(task.key)  # the record holds all they could give
         self.emit("done", task, info)
         self._settle(task)
         self._hold(task.key, record)
@@ -271,6 +283,16 @@ class _LocalRun:
 def takes_progress(func: Callable) -> bool:
     """Whether a stage function takes a ``progress=`` reporter of its steps."""
     return "progress" in inspect.signature(func).parameters
+
+
+def takes_checkpoints(func: Callable) -> bool:
+    """Whether a stage function takes a ``checkpoints=`` store of its per-scale states."""
+    return "checkpoints" in inspect.signature(func).parameters
+
+
+def resumed_info(store) -> dict:
+    """``{"resumed": [state names]}`` when a stage started from the saved states of ``store``, else ``{}``."""
+    return {"resumed": list(store.resumed)} if store is not None and store.resumed else {}
 
 
 def _progress_kwargs(task: Task, progress: Callable | None) -> dict:

@@ -11,7 +11,14 @@ and what no experiment will ever read again, the *junk*:
   damaged entry removes it);
 - ``old_format``: an entry written under another :data:`~.cache.FORMAT`;
 - ``temporary``: the hidden ``.<name>.<hex>.tmp<suffix>`` file of a write that was killed
-  (:func:`nnst_hr.files.atomic_output`).
+  (:func:`nnst_hr.files.atomic_output`);
+- ``stale_checkpoints``: the per-scale states (``checkpoints/<key>/``, :class:`~.cache.Checkpoints`)
+  of a task whose record is stored (the executor removes them as it stores it; a kill between the
+  two, or a Dask worker still running a stage its interrupted client had given up, leaves them).
+
+The states of a task whose record is not stored (``checkpoints``: an interrupted NNST, from which
+the plan run again resumes) are an item like an entry: they stay while a ``keep`` plan reads
+their key, or while used within ``older_than`` (their newest file's modification time).
 
 An entry of an older *stage* version or package version cannot be told from its file: the
 versions are hashed into its key. It is simply a key that no current plan's graph reads, which
@@ -53,19 +60,26 @@ from pathlib import Path
 from ..disk import format_bytes
 from ..errors import InputError
 from ..integrity import SIDECAR_SUFFIX, checksum_ok
-from .cache import DEFAULT_FOLDER, FORMAT, LOCK_NAME, cache_lock
+from .cache import CACHE_ID, CHECKPOINTS, DEFAULT_FOLDER, FORMAT, LOCK_NAME, cache_lock
 
-JUNK = ("orphan", "unreadable", "old_format", "corrupt", "temporary")  # kinds of what is never read again
+# kinds of what is never read again
+JUNK = ("orphan", "unreadable", "old_format", "corrupt", "temporary", "stale_checkpoints")
 JUNK_LABELS = {"orphan": "orphans (.npz, no .json)", "unreadable": "unreadable entries", "corrupt": "corrupt entries",
-               "old_format": "old-format entries", "temporary": "temporary files (killed writes)"}
+               "old_format": "old-format entries", "temporary": "temporary files (killed writes)",
+               "stale_checkpoints": "checkpoints of stored tasks"}
 JUNK_WHY = {"orphan": "orphan (no .json)", "unreadable": "unreadable", "old_format": "old format",
             "corrupt": "corrupt (its checksum does not match)",
-            "temporary": "temporary file of a killed write"}
+            "temporary": "temporary file of a killed write",
+            "stale_checkpoints": "checkpoints of a task whose record is stored"}
 _KEY = r"[a-z_]+-[0-9a-f]{8,64}"
 _SUFFIXES = r"\.npz|\.json|\.npz\.sha256"
 ENTRY_FILE = re.compile(rf"^(?P<key>{_KEY})(?P<suffix>{_SUFFIXES})$")
 # atomic_output's temporary: ".<name>.<8 hex>.tmp<name's suffix>"
 TEMPORARY_FILE = re.compile(rf"^\.{_KEY}(?:{_SUFFIXES})\.[0-9a-f]{{8}}\.tmp(?:\.npz|\.json|\.sha256)?$")
+# a task's per-scale state (nnst_hr.run's checkpoint names), its sidecar, or the temporary of a killed write
+CHECKPOINT_FILE = re.compile(r"^(?:scale\d+\.npz(?:\.sha256)?|\.scale\d+\.npz(?:\.sha256)?\.[0-9a-f]{8}\.tmp"
+                             r"(?:\.npz|\.sha256)?)$")
+KEY_FOLDER = re.compile(rf"^{_KEY}$")
 DAY_S = 86400.0
 
 
@@ -132,7 +146,10 @@ def cache_folder(path: str | os.PathLike) -> Path:
     elif (path / "results.csv").is_file():
         raise InputError(f"{path} is a results folder without a {DEFAULT_FOLDER}/ (its experiment ran with "
                          "--cache DIR?); give that cache folder")
-    strangers = sorted(_stranger(p) for p in path.iterdir() if not _cache_file(p))
+    strangers = sorted(_stranger(p) for p in path.iterdir() if not _cache_file(p) and not _checkpoints_root(p))
+    root = path / CHECKPOINTS
+    if _checkpoints_root(root):
+        strangers += sorted(f"{CHECKPOINTS}/{name}" for name in _checkpoint_strangers(root))
     if strangers:
         shown = ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
         raise InputError(f"{path} does not look like a stage cache (it holds {shown}); give a cache folder "
@@ -152,6 +169,43 @@ def _cache_file(path: Path) -> bool:
     if path.is_symlink() or not path.is_file():
         return False
     return path.name == LOCK_NAME or bool(ENTRY_FILE.match(path.name) or TEMPORARY_FILE.match(path.name))
+
+
+def _checkpoints_root(path: Path) -> bool:
+    return path.name == CHECKPOINTS and path.is_dir() and not path.is_symlink()
+
+
+def _checkpoint_strangers(root: Path) -> list[str]:
+    """What ``checkpoints/`` holds besides the cache's id and tasks' folders of states (relative names)."""
+    out = []
+    for path in root.iterdir():
+        if path.name == CACHE_ID and path.is_file() and not path.is_symlink():
+            continue
+        if not (KEY_FOLDER.match(path.name) and path.is_dir() and not path.is_symlink()):
+            out.append(_stranger(path))
+            continue
+        out += [f"{path.name}/{_stranger(f)}" for f in path.iterdir()
+                if f.is_symlink() or not f.is_file() or not CHECKPOINT_FILE.match(f.name)]
+    return out
+
+
+def _checkpoint_items(folder: Path, stored: set[str]) -> list[Item]:
+    """Each task's folder of states in ``folder/checkpoints/``: its files, then the folder itself."""
+    root = folder / CHECKPOINTS
+    items = []
+    for path in sorted(root.iterdir()) if _checkpoints_root(root) else ():
+        if not KEY_FOLDER.match(path.name) or not path.is_dir() or path.is_symlink():
+            continue
+        stats = []
+        for file in sorted(path.iterdir()):
+            try:
+                stats.append((file, file.stat()))
+            except FileNotFoundError:  # removed since listed
+                continue
+        last = max((st.st_mtime for _, st in stats), default=path.stat().st_mtime)
+        kind = "stale_checkpoints" if path.name in stored else "checkpoints"
+        items.append(Item(path.name, kind, (*(f for f, _ in stats), path), sum(st.st_size for _, st in stats), last))
+    return items
 
 
 def survey(folder: str | os.PathLike, *, check_in_use: bool = True, verify: bool = False) -> Survey:
@@ -184,6 +238,8 @@ def survey(folder: str | os.PathLike, *, check_in_use: bool = True, verify: bool
         if verify and kind not in JUNK and not checksum_ok(folder / f"{key}.npz"):
             kind = "corrupt"
         items.append(Item(key, kind, paths, size, last))
+    stored = {item.name for item in items if not item.is_junk}
+    items += _checkpoint_items(folder, stored)
     return Survey(folder, sorted(items, key=lambda i: (i.is_junk, i.kind, i.name)), check_in_use and _in_use(folder),
                   verified=verify)
 
@@ -289,10 +345,17 @@ def select(found: Survey, keep: set[str] | None = None, older_than: float | None
 
 
 def delete(items: Iterable[Item]) -> None:
-    """Remove the items' files, each entry json first (call it holding the cache lock exclusively)."""
+    """Remove the items' files, each entry json first, a task's states' folder last (call it holding
+    the cache lock exclusively)."""
     for item in items:
         for path in item.files:
-            path.unlink(missing_ok=True)
+            if not path.is_dir() or path.is_symlink():
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                path.rmdir()
+            except OSError:  # a file written into it meanwhile (a Dask stage still running): left
+                pass
 
 
 def prune(path: str | os.PathLike, keep: Iterable[str | os.PathLike] = (), older_than_days: float | None = None,

@@ -20,6 +20,10 @@ are never cached: their records are computed again wherever a stage that reads t
 ``nnst`` and ``poster`` also take an optional ``progress=`` reporter of their steps, which the
 executor supplies (in process, the plan's display; on a Dask worker, a reporter that relays the
 steps to the client); it is not a task argument, so it is in no key.
+``nnst`` also takes an optional ``checkpoints=`` store (:class:`~.cache.Checkpoints`) of its
+per-scale states, which the executor supplies from the cache under the task's key: it resumes at
+the scale an interrupted run of the same task was in. Neither is a task argument, so neither is
+in a key.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ Record = dict  # str -> np.ndarray | float | int | str | None
 
 STAGE_VERSION = {  # bump a stage's number when its code changes what it returns
     "inputs": 3,  # 3: ICC profiles read with black-point compensation (files.DECODE_VERSION 2)
-    "nnst": 1,
+    "nnst": 2,  # 2: each scale ends on the bands of its saved state (resumes give the same bits)
     "color": 1,
     "poster": 1,
     "poster_color": 1,
@@ -131,17 +135,20 @@ def decode_inputs(content: bytes, style: bytes, guide: dict[str, bytes] | None, 
     return record
 
 
-def nnst(inputs: Record, params: dict, device: str = "auto", *, progress=None) -> Record:
+def nnst(inputs: Record, params: dict, device: str = "auto", *, progress=None, checkpoints=None) -> Record:
     """NNST without color: ``raw`` (H, W, 3), ``field`` (H/4, W/4, 3), sizes, ``objective``.
 
     ``params`` holds :data:`NNST_PARAMS`; ``device`` does not change the result's meaning
     (it is not part of the key), nor does ``progress`` (a reporter of the steps, given by the
-    executor; not a task argument).
+    executor; not a task argument), nor ``checkpoints`` (a :class:`~.cache.Checkpoints` of this
+    task's per-scale states, given by the executor: the scales it holds are not recomputed, and
+    each scale computed is saved to it).
     """
     config = replace(NNSTConfig(**params), device=device, color=False)
+    resume = {} if checkpoints is None else {"start_from": checkpoints.load(), "on_checkpoint": checkpoints.save}
     with values_from("plan"):  # its messages name a value by the plan's key ("size"), not the run's option
         result = synthesize_nnst(inputs["content"], inputs["style"], config, masks=masks_from(inputs),
-                                 progress=progress)
+                                 progress=progress, **resume)
     return {
         "raw": result.raw, "field": result.field,
         "content_size": np.asarray(result.content_size, np.int64),
