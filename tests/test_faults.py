@@ -1151,6 +1151,32 @@ def test_print_or_out_size_given_replaces_the_other_one_of_config_json(cli, tmp_
     assert cli("run", "--config", printed, "-o", tmp_path / "d.png", "--fit", "pad").exit_code == 0  # its print
 
 
+def test_no_guide_drops_the_masks_folder_config_json_recorded(cli, tmp_path, monkeypatch):
+    """`run --config guided.run/config.json` reran with the recorded --guide, and nothing dropped it (an empty
+    --guide '' is refused): `--no-guide` does, even where the recorded folder has gone since."""
+    from nnst_hr import run as run_module
+
+    content, style = pair(tmp_path)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    got = {}
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options: got.update(options=options))
+    config = tmp_path / "config.json"
+    base = {"nnst": {"size": 64}, "poster": {}, "content": str(content), "style": str(style)}
+    config.write_text(json.dumps({**base, "guide": str(masks)}))
+    assert cli("run", "--config", config, "-o", tmp_path / "a.png").exit_code == 0
+    assert got.pop("options").guide == masks  # the negative control: the recorded masks
+    assert cli("run", "--config", config, "-o", tmp_path / "a.png", "--no-guide").exit_code == 0
+    assert got.pop("options").guide is None
+    config.write_text(json.dumps({**base, "guide": str(tmp_path / "moved")}))
+    assert cli("run", "--config", config, "-o", tmp_path / "a.png", "--no-guide").exit_code == 0
+    assert got.pop("options").guide is None
+    assert cli("run", content, style, "-o", tmp_path / "a.png", "--no-guide").exit_code == 0  # unguided anyway
+    assert got.pop("options").guide is None
+    assert_one_line_error(cli("run", "--config", config, "-o", tmp_path / "a.png", "--guide", masks, "--no-guide"),
+                          2, f"--no-guide and --guide {masks} contradict each other; give one")
+    assert not got
+
 def test_an_absurd_size_is_refused_at_once(cli, tmp_path, monkeypatch):
     """`run --size 10**20` stepped its memory suggestion down 64 px at a time (for ever); `metrics --size 10**20`
     was a torch traceback, and `--size 20000` was killed for memory."""
