@@ -166,7 +166,8 @@ def task_stages(graph: Graph, task: Task, shapes: dict | None = None) -> list[St
     content, style = found or ((nnst.size, nnst.size),) * 2  # a header not read: the old long side squared
     # with a print, every stage runs on the content as the print fits it (a crop is smaller, a pad larger)
     # and the final image has the print's pixels: as the graph plans it (graph._print_plan)
-    print_plan = spec.print_plan(content)
+    # a spec is any object with nnst and poster (scripts and tests build graphs by hand): no print_size, no print
+    print_plan = spec.print_plan(content) if getattr(spec, "print_size", None) is not None else None
     if print_plan is not None:
         content = print_plan.fitted_shape
     nnst_shape = long_side_shape(content, nnst.size)
