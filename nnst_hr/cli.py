@@ -292,6 +292,8 @@ def run(
     size: int = typer.Option(NNST.size, help="Long side of the NNST result in pixels."),
     out_size: int | None = typer.Option(None, help="Long side of the poster; adds 4K patch synthesis."),
     guide: Path | None = typer.Option(None, **PATH_OPTION, help="Masks folder (content.png + style.png label maps)."),
+    no_guide: bool = typer.Option(False, "--no-guide",
+        help="Unguided: drop the masks folder --config's run recorded (--guide's opposite)."),
     guide_weight: float = typer.Option(NNST.guide_weight, help="Weight of the mask term vs cosine (0..1)."),
     guide_mode: GuideMode = typer.Option(GuideMode.soft, help="soft: penalty; hard: same label only."),
     nnst_weight: float = typer.Option(POSTER.nnst_weight, help="Poster: weight of the NNST result as guide."),
@@ -340,7 +342,7 @@ def run(
             return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
         def given(name: str) -> bool:
-            return config is None or explicit(name)
+            return config is None or explicit(name) or (name == "guide" and no_guide)
 
         def pick(base, values: dict):
             return replace(base, **{name: value for name, value in values.items() if given(name)})
@@ -352,9 +354,11 @@ def run(
                                               ("--output", paths.output)) if value is None]
         if missing:
             raise InputError(f"missing {', '.join(missing)}: give them, or --config RUN/config.json of an earlier run")
+        if no_guide and guide is not None:
+            raise InputError(f"--no-guide and --guide {guide} contradict each other; give one")
         options = base["options"]
-        options = pick(options, {"guide": guide, "dpi": dpi, "jpeg_quality": jpeg_quality, "bit_depth": bit_depth,
-                                 "print_size": print_size, "fit": fit.value})
+        options = pick(options, {"guide": None if no_guide else guide, "dpi": dpi, "jpeg_quality": jpeg_quality,
+                                 "bit_depth": bit_depth, "print_size": print_size, "fit": fit.value})
         options = replace(
             options,
             nnst=pick(options.nnst, {

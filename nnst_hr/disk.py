@@ -23,7 +23,10 @@ from .errors import InputError
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # no space left; disk quota exceeded
 MB = 2**20
-MARGIN_BYTES = 16 * MB  # config.json, timings.json, sidecars, and the file system's own blocks
+# the margin over the files' estimated bytes: a fraction of them (the file system's blocks and metadata, the
+# npz and image containers), at least MIN_MARGIN_BYTES (config.json, timings.json, the checksum sidecars)
+MARGIN_FRACTION = 0.1
+MIN_MARGIN_BYTES = 1 * MB
 BYTE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")  # powers of 1024, as every size the command line prints
 
 
@@ -77,6 +80,17 @@ def estimate_output_bytes(shape: tuple[int, int], suffix: str, bit_depth: int | 
     return shape[0] * shape[1] * 3 * bits // 8 + 64 * 1024
 
 
+def margin_bytes(written: int) -> int:
+    """The disk space kept free beyond ``written`` estimated bytes: :data:`MARGIN_FRACTION` of them, at least
+    :data:`MIN_MARGIN_BYTES`. A fixed margin refused a 64 px run (under 1 MB) on a disk with 10 MB free,
+    and was a rounding error next to a 4K poster's run folder.
+
+    >>> margin_bytes(100 * MB) // MB, margin_bytes(1000) // MB
+    (10, 1)
+    """
+    return max(MIN_MARGIN_BYTES, math.ceil(written * MARGIN_FRACTION))
+
+
 def estimate_run_bytes(nnst_shape: tuple[int, int], out_shape: tuple[int, int] | None,
                        output_suffix: str, bit_depth: int | None, n_scales: int) -> int:
     """Bytes a run writes: the output, and the run folder's images, states and checkpoints.
@@ -84,14 +98,15 @@ def estimate_run_bytes(nnst_shape: tuple[int, int], out_shape: tuple[int, int] |
     Run folder: ``nnst.png`` and ``nnst_raw.png`` (8-bit bound), ``nnst_state.npz`` (two float32
     images), one float32 checkpoint per scale (each at most the full size), ``nnf.npz``
     (int32 on the 1/4 grid) and, with a poster, ``poster_state.npz`` (float32 image and
-    int32 field at the poster size).
+    int32 field at the poster size); plus :func:`margin_bytes` of all that.
     """
     h, w = nnst_shape
     folder = 2 * (h * w * 3) + 2 * (h * w * 3 * 4) + n_scales * h * w * 3 * 4 + (h // 4) * (w // 4) * 3 * 4
     final = out_shape or nnst_shape
     if out_shape is not None:
         folder += out_shape[0] * out_shape[1] * (3 * 4 + 2 * 4)
-    return folder + estimate_output_bytes(final, output_suffix, bit_depth) + MARGIN_BYTES
+    written = folder + estimate_output_bytes(final, output_suffix, bit_depth)
+    return written + margin_bytes(written)
 
 
 def free_bytes(folder: str | os.PathLike) -> int:

@@ -309,7 +309,9 @@ def _in_srgb(pixels: np.ndarray, profile: bytes | None, path) -> np.ndarray:
                       stacklevel=5)
         return pixels
     if converted is not pixels:
-        logger.info("%s: colours converted from %s to sRGB", path, icc.describe(profile))
+        # an sRGB variant (its colorants rounded otherwise) changes no colour by an 8-bit step: nothing to tell
+        log = logger.debug if icc.near_srgb(profile) else logger.info
+        log("%s: colours converted from %s to sRGB", path, icc.describe(profile))
     return converted
 
 

@@ -41,18 +41,22 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import math
 import struct
 
 import imagecodecs
 import numpy as np
 
 __all__ = ["BPC", "INTENT", "ProfileError", "cmyk_to_srgb", "describe", "is_srgb", "naive_cmyk_to_srgb",
-           "rgb_display_profile", "srgb_profile", "to_srgb"]
+           "near_srgb", "rgb_display_profile", "srgb_deviation", "srgb_profile", "to_srgb"]
 
 INTENT = imagecodecs.CMS.INTENT.RELATIVE_COLORIMETRIC  # keeps in-gamut colours exact; clips the rest
 BPC = imagecodecs.CMS.FLAGS.BLACKPOINTCOMPENSATION  # the profile's black to sRGB's black, as INTENT does white
 SRGB_TOLERANCE = 16 / 65535  # a profile whose transform to sRGB moves no probe further than this is sRGB (is_srgb)
 PROBE_STEPS = 9  # the probe grid's steps per channel (9^3 colours)
+# a profile whose transform to sRGB moves no probe colour by a whole 8-bit step is an sRGB variant (near_srgb):
+# its conversion is done, but it is nothing to tell the user about
+NEAR_SRGB = 1 / 255
 PROFILE_DATE = (2026, 1, 1, 0, 0, 0)  # the creation time written into srgb_profile (year ... second)
 COLOUR_SPACES = {b"RGB ": ("rgb", 3), b"GRAY": ("gray", 1), b"CMYK": ("cmyk", 4)}  # ICC space -> lcms, channels
 INK_PERCENT = 100.0  # LittleCMS's float CMYK is percent ink (0..100), unlike its float RGB and grey (0..1)
@@ -251,18 +255,44 @@ def is_srgb(profile: bytes) -> bool:
     ProfileError
         The profile cannot be read, or is not an RGB, grey or CMYK profile.
     """
-    return _is_srgb(hashlib.sha256(profile).digest(), profile)
+    return _colour_space(profile)[1] == 3 and srgb_deviation(profile) <= SRGB_TOLERANCE
+
+
+def near_srgb(profile: bytes) -> bool:
+    """Whether ``profile`` is an sRGB variant: RGB or grey, and converting with it to sRGB moves no colour
+    by a whole 8-bit step (:data:`NEAR_SRGB`). Such profiles differ from sRGB only in how their colorants
+    were rounded or adapted, as the ``sRGB IEC61966-2.1`` profile many PNGs carry: its green moves by
+    0.45/255, while Display P3 or Adobe RGB move colours by tens of 8-bit steps.
+
+    >>> near_srgb(srgb_profile()), near_srgb(imagecodecs.cms_profile("adobergb"))
+    (True, False)
+    """
+    return _colour_space(profile)[1] != 4 and srgb_deviation(profile) < NEAR_SRGB
+
+
+def srgb_deviation(profile: bytes) -> float:
+    """The largest change of a colour converted with ``profile`` to sRGB, over a grid of colours
+    (:data:`PROBE_STEPS` per channel; a grey profile: its greys against the same sRGB greys); inf for CMYK.
+
+    Raises
+    ------
+    ProfileError
+        The profile cannot be read, or is not an RGB, grey or CMYK profile.
+    """
+    return _srgb_deviation(hashlib.sha256(profile).digest(), profile)
 
 
 @functools.lru_cache(maxsize=16)
-def _is_srgb(digest: bytes, profile: bytes) -> bool:
+def _srgb_deviation(digest: bytes, profile: bytes) -> float:
     space, channels = _colour_space(profile)
-    if channels != 3:
-        return False
     steps = np.linspace(0, 1, PROBE_STEPS, dtype=np.float32)
+    if channels == 1:  # lcms takes grey as (H, W) and gives RGB
+        probe = np.repeat(steps.reshape(1, -1, 1), 3, axis=-1)
+        return float(np.abs(_transform(steps.reshape(1, -1), profile, space) - probe).max())
+    if channels != 3:
+        return math.inf
     probe = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(1, -1, 3)
-    moved = _transform(probe, profile, space)
-    return bool(np.abs(moved - probe).max() <= SRGB_TOLERANCE)
+    return float(np.abs(_transform(probe, profile, space) - probe).max())
 
 
 def to_srgb(pixels: np.ndarray, profile: bytes) -> np.ndarray:

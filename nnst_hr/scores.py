@@ -16,7 +16,8 @@ name                  better      meaning
 ``style_gram.<name>`` lower       ``style_gram`` restricted to one label on both sides
 ``label_agreement``   higher      share of guided field cells matched to their own label
 ``detail``            closer to 1 fine detail of a poster relative to the exemplar's
-``detail_bicubic``    closer to 1 the same for a bicubic upsample of the NNST result
+``detail_bicubic``    (baseline)  the same for a bicubic upsample of the NNST result: not a score
+                                  of the poster but the ``detail`` it should beat
 ===================== =========== ==========================================================
 
 The two VGG16 scores share one network pass per image: LPIPS's input scaling
@@ -61,6 +62,7 @@ __all__ = [
     "color_swd",
     "detail_energy",
     "direction",
+    "direction_line",
     "format_table",
     "gram_distance",
     "gram_matrix",
@@ -88,6 +90,7 @@ DETAIL_OCTAVES = 2  # the finest Laplacian octaves measured
 DETAIL_SIGMA = 1.0  # Gaussian low-pass of each octave, in pixels of that octave
 
 LOWER, HIGHER, NEAR_ONE = "lower", "higher", "closer to 1"
+BASELINE = "(baseline)"  # a reference value, no better or worse: what the poster's detail should beat
 DIRECTIONS = {
     "objective": LOWER,
     "content_lpips": LOWER,
@@ -96,12 +99,13 @@ DIRECTIONS = {
     "color_swd": LOWER,
     "label_agreement": HIGHER,
     "detail": NEAR_ONE,
-    "detail_bicubic": NEAR_ONE,
+    "detail_bicubic": BASELINE,  # the upsample's detail: it does not depend on the poster at all
 }
 
 
 def direction(name: str) -> str:
-    """Which way a score is better: ``"lower"``, ``"higher"`` or ``"closer to 1"``.
+    """Which way a score is better: ``"lower"``, ``"higher"``, ``"closer to 1"``, or :data:`BASELINE`
+    for ``detail_bicubic``, a reference for ``detail`` that the poster does not change.
 
     Examples
     --------
@@ -109,6 +113,18 @@ def direction(name: str) -> str:
     ('higher', 'lower')
     """
     return DIRECTIONS[name.split(".", 1)[0]]
+
+
+def direction_line(name: str) -> str:
+    """A plot's line saying how to read score ``name``: ``"higher is better"``; for ``detail_bicubic``,
+    that it is the baseline of ``detail``.
+
+    >>> direction_line("content_ssim"), direction_line("detail_bicubic")
+    ('higher is better', 'a baseline: the detail of a bicubic upsample')
+    """
+    if direction(name) == BASELINE:
+        return "a baseline: the detail of a bicubic upsample"
+    return f"{direction(name)} is better"
 
 
 # --------------------------------------------------------------------------- the network

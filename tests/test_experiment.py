@@ -252,17 +252,26 @@ def test_the_report_tells_pairs_of_the_same_files_apart_and_shows_each_result_fi
     assert len(rows) == 12 and all(len(row) == len(heads) for row in rows)
     for j, head in enumerate(heads):
         assert head in ("result", "message") or any(row[j] for row in rows), head  # no column empty in every run
-    from nnst_hr.scores import direction
+    from nnst_hr.scores import direction_line
 
     plots = re.findall(r'<svg class="plot".*?</svg>', page, re.DOTALL)
     assert plots
     for plot in plots:  # each says which way its score is better (a plot of content_ssim rising is good)
         score = re.search(r'class="title">(\S+) vs ', plot).group(1)
-        assert f">{direction(score)} is better</text>" in plot, score
+        assert f">{direction_line(score)}</text>" in plot, score
     with open(out / "results.csv", newline="") as fh:
         failed = [r for r in csv.DictReader(fh) if r["status"] == "failed"]
     assert failed and all(r["seconds.total"] == "" for r in failed)  # was 0: nothing was timed
 
+
+@pytest.mark.parametrize("score, line", [("detail_bicubic", "a baseline: the detail of a bicubic upsample"),
+                                         ("detail", "closer to 1 is better"), ("content_ssim", "higher is better")])
+def test_a_plot_reads_its_score_the_way_the_score_is_defined(score, line):
+    """A plot of detail_bicubic said "closer to 1 is better": it is the NNST result's upsample, no poster's score."""
+    rows = [{"status": "ok", "size": size, "pair": 0, "scores": {score: value}}
+            for size, value in ((64, 0.4), (128, 0.6))]
+    plot = report_module.svg_plot("size", score, [64, 128], rows)
+    assert re.findall(r'y="26" text-anchor="middle" class="tick">([^<]*)</text>', plot) == [line]
 
 def test_a_failure_message_on_the_sheet_is_wrapped_within_its_box():
     """A path longer than the box ran past its right edge (lines broke only at spaces)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import signal
 import subprocess
@@ -498,11 +499,37 @@ def test_memory_check_of_a_resumed_run_leaves_out_the_finished_nnst(cli, tmp_pat
 @needs_weights
 def test_a_run_that_cannot_fit_on_the_disk_is_refused(cli, tmp_path, monkeypatch):
     content, style = pair(tmp_path)
-    monkeypatch.setattr(disk, "free_bytes", lambda folder: 2 * 2**20)
+    monkeypatch.setattr(disk, "free_bytes", lambda folder: 512 * 2**10)
     monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
     result = cli("run", content, style, "-o", tmp_path / "out.png", *TINY)
-    assert_one_line_error(result, 2, "2.0 MB free", "free ", "another -o")
+    assert_one_line_error(result, 2, "has 512.0 kB free but the output and its run folder need about 1.",
+                          "free ", "or choose another -o on another disk")
     assert not (tmp_path / "out.run").exists()
+
+
+@needs_weights
+def test_the_disk_margin_scales_with_what_the_run_writes(cli, tmp_path, monkeypatch):
+    """A fixed 16 MB margin refused a 64 px run (well under 1 MB of files) on a disk with 2 MB free, and was
+    a rounding error next to a poster's run folder."""
+    def written(nnst, out, suffix, scales):  # the files by hand, as estimate_run_bytes's docstring lists them
+        (h, w), final = nnst, out or nnst
+        folder = 2 * h * w * 3 + 2 * h * w * 12 + scales * h * w * 12 + (h // 4) * (w // 4) * 12
+        folder += out[0] * out[1] * 20 if out else 0
+        return folder + final[0] * final[1] * 3 * (2 if suffix == ".tif" else 1) + 64 * 1024
+
+    small, large = ((48, 64), None, ".png", 1), ((576, 1024), (2304, 4096), ".tif", 4)
+    assert disk.estimate_run_bytes(small[0], small[1], small[2], None, small[3]) == written(*small) + 2**20
+    total = disk.estimate_run_bytes(large[0], large[1], large[2], None, large[3])
+    assert total == written(*large) + math.ceil(written(*large) * disk.MARGIN_FRACTION) and total - written(
+        *large) > 16 * 2**20
+    content, style = pair(tmp_path)
+    monkeypatch.setattr(disk, "free_bytes", lambda folder: 2 * 2**20)
+
+    def reached(*args, **kwargs):
+        raise InputError("reached NNST")
+
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", reached)
+    assert_one_line_error(cli("run", content, style, "-o", tmp_path / "out.png", *TINY), 2, "error: reached NNST")
 
 
 # --------------------------------------------------------------------------- interrupted poster
@@ -1150,6 +1177,32 @@ def test_print_or_out_size_given_replaces_the_other_one_of_config_json(cli, tmp_
     assert got["options"].print_size is None and got["options"].poster.out_size == 96
     assert cli("run", "--config", printed, "-o", tmp_path / "d.png", "--fit", "pad").exit_code == 0  # its print
 
+
+def test_no_guide_drops_the_masks_folder_config_json_recorded(cli, tmp_path, monkeypatch):
+    """`run --config guided.run/config.json` reran with the recorded --guide, and nothing dropped it (an empty
+    --guide '' is refused): `--no-guide` does, even where the recorded folder has gone since."""
+    from nnst_hr import run as run_module
+
+    content, style = pair(tmp_path)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    got = {}
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options: got.update(options=options))
+    config = tmp_path / "config.json"
+    base = {"nnst": {"size": 64}, "poster": {}, "content": str(content), "style": str(style)}
+    config.write_text(json.dumps({**base, "guide": str(masks)}))
+    assert cli("run", "--config", config, "-o", tmp_path / "a.png").exit_code == 0
+    assert got.pop("options").guide == masks  # the negative control: the recorded masks
+    assert cli("run", "--config", config, "-o", tmp_path / "a.png", "--no-guide").exit_code == 0
+    assert got.pop("options").guide is None
+    config.write_text(json.dumps({**base, "guide": str(tmp_path / "moved")}))
+    assert cli("run", "--config", config, "-o", tmp_path / "a.png", "--no-guide").exit_code == 0
+    assert got.pop("options").guide is None
+    assert cli("run", content, style, "-o", tmp_path / "a.png", "--no-guide").exit_code == 0  # unguided anyway
+    assert got.pop("options").guide is None
+    assert_one_line_error(cli("run", "--config", config, "-o", tmp_path / "a.png", "--guide", masks, "--no-guide"),
+                          2, f"--no-guide and --guide {masks} contradict each other; give one")
+    assert not got
 
 def test_an_absurd_size_is_refused_at_once(cli, tmp_path, monkeypatch):
     """`run --size 10**20` stepped its memory suggestion down 64 px at a time (for ever); `metrics --size 10**20`

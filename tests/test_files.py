@@ -701,6 +701,30 @@ def test_an_embedded_profile_is_converted_to_srgb_in_every_format(tmp_path, fmt,
     assert "colours converted from Adobe RGB (compatible) to sRGB" in caplog.text
 
 
+def _sample_profile() -> bytes:
+    """The ``sRGB IEC61966-2.1`` profile of samples/content/astronaut.png (scikit-image's), as many PNGs carry it:
+    sRGB whose colorants were rounded otherwise than LittleCMS's (its green moves by 0.45/255)."""
+    with Image.open(Path(__file__).parent.parent / "samples" / "content" / "astronaut.png") as image:
+        return image.info["icc_profile"]
+
+
+@pytest.mark.parametrize("profile, said", [
+    (_sample_profile, False),
+    (lambda: ADOBE, True),  # negative controls: real conversions are still told
+    (lambda: imagecodecs.cms_profile("rgb", whitepoint=[0.3127, 0.329, 1],
+                                                     primaries=[0.68, 0.32, 0.265, 0.69, 0.15, 0.06], gamma=2.2),
+     True),
+])
+def test_an_srgb_variant_profile_is_converted_without_a_line(tmp_path, caplog, profile, said):
+    """Reading astronaut.png said "colours converted from sRGB IEC61966-2.1 to sRGB"."""
+    pixels = codes(structured(), np.uint8)
+    plain = read_image(tagged_file(tmp_path, "png", pixels, None))
+    with caplog.at_level(logging.INFO, logger="nnst_hr.files"):
+        tagged = read_image(tagged_file(tmp_path, "png", pixels, profile()))
+    np.testing.assert_allclose(tagged, icc.to_srgb(plain, profile()), atol=1e-6)  # converted all the same
+    assert not icc.is_srgb(profile()) and (np.abs(tagged - plain).max() < 1 / 255) == (not said)
+    assert ("colours converted from" in caplog.text) == said, caplog.text
+
 def test_profile_conversion_agrees_with_pillow_imagecms(tmp_path):
     """An independent path: Pillow's own LittleCMS binding, 8 bits in and out, relative colorimetric."""
     from PIL import ImageCms

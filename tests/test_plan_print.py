@@ -207,3 +207,34 @@ def test_the_memory_check_sizes_nnst_for_the_content_as_the_print_fits_it(folder
         fitted = {fit: plan_print(CONTENT_SHAPE, PRINT, DPI, fit).fitted_shape for fit in ("crop", "pad")}
     assert fitted["crop"][0] < CONTENT_SHAPE[0] and fitted["pad"][1] > CONTENT_SHAPE[1]
     assert sorted(checked) == sorted(fitted.values())
+
+
+BELOW = "is smaller than the NNST result (size 256), so the poster keeps none of its extra detail: "
+
+
+@pytest.mark.parametrize("pair, text, warned", [
+    ("", '[fixed]\nprint = "2x1in"\ndpi = 64\nsize = 256\n',
+     ["fixed.print: the print 2x1in at dpi 64 (128 px on its long side) " + BELOW
+      + "print larger (print, dpi) or use size 128, as good and faster"]),
+    # once per setting, whatever other axis multiplies the runs; the key names the axis value
+    ("", '[axes]\nprint = ["4x6in", "2x1in"]\nseed = [0, 1, 2]\n[fixed]\ndpi = 64\nsize = 256\n',
+     ["axes.print[1]: the print 2x1in at dpi 64 (128 px on its long side) " + BELOW
+      + "print larger (print, dpi) or use size 128, as good and faster"]),
+    ('print = "2x1in"\n', "[fixed]\ndpi = 64\nsize = 256\n",
+     ["pair[0].print: the print 2x1in at dpi 64 (128 px on its long side) " + BELOW
+      + "print larger (print, dpi) or use size 128, as good and faster"]),
+    ("", "[axes]\nout_size = [64, 512]\n[fixed]\nsize = 256\n",
+     ["axes.out_size[0]: out_size 64 " + BELOW + "use size 64, as good and faster, or leave out out_size"]),
+    ("", '[fixed]\nprint = "2x1in"\ndpi = 64\nsize = 128\n', []),  # as large: nothing to say
+    ("", "[fixed]\nsize = 256\n", []),  # no poster
+])
+def test_a_plan_poster_smaller_than_the_nnst_result_is_warned_about_as_run_does(folder, pair, text, warned):
+    """``print = "A4"``, ``dpi = 72`` at the default size 1024 spent minutes on NNST detail the poster could not
+    keep; ``run --print`` said so (test_print.py), a plan did not."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _plan(folder, PAIR + pair + text)
+    said = [str(w.message) for w in caught if "smaller than the NNST result" in str(w.message)]
+    assert said == warned

@@ -22,7 +22,9 @@ from nnst_hr.experiment.plan import parse_plan
 from nnst_hr.experiment.progress import PlanProgress, task_stages, task_work
 from nnst_hr.files import EXIF_ORIENTATION_TAG, decode_image, image_shape, write_image
 from nnst_hr.matching import APPROX_MIN_WORK
+from nnst_hr.nnst import nnst_work
 from nnst_hr.optimize import refresh_interval
+from nnst_hr.poster import poster_stages
 from nnst_hr.workplan import PRIORS, nnst_stages
 
 FAST = "steps = 4\nsplit_steps = 4\ndevice = \"cpu\"\nrotate = false\n"
@@ -184,3 +186,26 @@ def test_priors_cover_every_term_the_plan_uses(folder):
     terms = {work.term for task in graph.values() for stage in task_stages(graph, task) or []
              for work, _ in stage.work(setup=True)}
     assert terms <= set(PRIORS) and {"step", "match", "search", "poster", "output"} <= terms
+
+
+@pytest.mark.parametrize("printed", [True, False])
+def test_a_print_plans_tasks_are_weighed_on_the_content_as_the_print_fits_it(folder, printed):
+    """A 400 x 300 content printed square (4 x 4 in at 64 dpi: 256 x 256 px) is cropped to 300 x 300 before NNST:
+    every stage runs on that, and the final image has the print's pixels; without a print (the negative control)
+    the content's own 3:4 and the poster's 256 px long side."""
+    fixed = FAST + "size = 128\n" + ('print = "4x4in"\ndpi = 64\n' if printed else "out_size = 256\n")
+    graph = _graph(folder, [("wide.png", "style.png")], fixed=fixed)
+    nnst, poster = graph.specs[0].nnst, graph.specs[0].poster
+    assert poster.out_size == 256
+    content = (300, 300) if printed else (300, 400)  # the crop, by hand: the short side squared
+    nnst_shape = (128, 128) if printed else (96, 128)
+    final = (256, 256) if printed else (192, 256)
+    posters = poster_stages(nnst_shape, poster)
+    expected = {
+        "nnst": nnst_work(content, (400, 400), nnst, device="cpu", bf16=True),
+        "color": [plan_progress._color_stage("color", nnst_shape, nnst, "cpu")],
+        "poster": posters[:1], "poster_color": posters[1:],
+        "scores": [plan_progress._scores_stage(nnst_shape, (128, 128), final, nnst, "cpu")]}
+    for stage, stages in expected.items():
+        (task,) = _tasks(graph, stage)
+        assert task_work(graph, task) == pytest.approx(_total(stages), rel=1e-12), stage

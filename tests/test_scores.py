@@ -312,6 +312,21 @@ def test_label_agreement_refuses_a_field_outside_the_style():
         scores.label_agreement(field, (4, 6), np.zeros((2, 2), np.int32), np.zeros((4, 6), np.int32))
 
 
+@needs_network
+def test_detail_bicubic_is_labelled_a_baseline_as_no_poster_moves_it():
+    """The report's plot of detail_bicubic said "closer to 1 is better", but it scores the NNST result's
+    bicubic upsample, not the poster: two posters of one NNST result have the same detail_bicubic."""
+    content, style, exemplar = sample(CONTENT, 48), sample(STYLE, 48), sample(STYLE, 96)
+    sharp = scores.score_image(exemplar, content, exemplar, upsampled_from=style)
+    soft = scores.score_image(blurred(exemplar, 2.0), content, exemplar, upsampled_from=style)
+    assert soft["detail"] < 0.5 * sharp["detail"] and soft["detail_bicubic"] == sharp["detail_bicubic"]
+    assert scores.direction("detail_bicubic") == scores.BASELINE
+    assert "better" not in scores.direction_line("detail_bicubic")
+    assert "(baseline)" in scores.format_table({"detail_bicubic": 0.5})
+    for name in set(scores.DIRECTIONS) - {"detail_bicubic"}:  # the scores of the result itself
+        assert scores.direction_line(name) == f"{scores.direction(name)} is better"
+
+
 # --------------------------------------------------------------------------- detail
 
 

@@ -343,7 +343,43 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
     for run in runs:  # combinations: the configs must hold together too
         _check_range(f"run {run.index + 1} ({_describe(run.params)})", run.params)
     _warn_alpha_without_effect(axes, runs)
+    _warn_poster_below_nnst(fixed, axes, runs)
     return plan
+
+
+def _key_of(name: str, run: RunSpec, fixed: dict, axes: dict) -> str:
+    """The plan key that set option ``name`` for ``run`` (``axes.print[1]``, ``pair[0].print``, ``fixed.print``)."""
+    if name in run.axis_values:
+        value = repr(run.axis_values[name])
+        return f"axes.{name}[{next(i for i, v in enumerate(axes[name]) if repr(v) == value)}]"
+    if name in run.pair.options:
+        return f"{run.pair.where}.{name}"
+    return f"fixed.{name}" if name in fixed else name
+
+
+def _warn_poster_below_nnst(fixed: dict, axes: dict, runs: list[RunSpec]) -> None:
+    """Warn, as ``run`` does, when a run's poster (its print's long side, or ``out_size``) is smaller than
+    its NNST result: NNST then computes detail that the poster, synthesized at its own smaller size,
+    cannot keep (``print = "A4"``, ``dpi = 72`` at the default size 1024: minutes of NNST for nothing).
+    Once per distinct print, dpi, out_size and size, naming the key that set the print (or out_size)."""
+    said = set()
+    for run in runs:
+        out_size, size = run.poster.out_size, run.nnst.size
+        if out_size is None or out_size >= size:
+            continue
+        setting = (run.print_size, run.dpi if run.print_size else None, out_size, size)
+        if setting in said:
+            continue
+        said.add(setting)
+        if run.print_size is not None:
+            key = _key_of("print", run, fixed, axes)
+            what = f"the print {run.print_size} at dpi {run.dpi} ({out_size} px on its long side)"
+            fix = f"print larger (print, dpi) or use size {out_size}, as good and faster"
+        else:
+            key, what = _key_of("out_size", run, fixed, axes), f"out_size {out_size}"
+            fix = f"use size {out_size}, as good and faster, or leave out out_size"
+        warnings.warn(f"{key}: {what} is smaller than the NNST result (size {size}), so the poster keeps none of "
+                      f"its extra detail: {fix}", stacklevel=3)
 
 
 def _warn_alpha_without_effect(axes: dict, runs: list[RunSpec]) -> None:

@@ -77,7 +77,8 @@ def task_work(graph: Graph, task: Task, shapes: dict | None = None) -> float:
     splitting and the final fp32 match (:func:`nnst_hr.nnst.nnst_work`); the poster's synthesis
     and finish (:func:`nnst_hr.poster.poster_stages`); color post-processing and the scores per
     pixel, the scores' objective as one more fp32 match. The inputs' sizes are read from their
-    headers (:func:`input_shapes`); where a header cannot be read, both inputs count as squares
+    headers (:func:`input_shapes`), the content as the run's print fits it (crop or pad) and the
+    final image at the print's pixels; where a header cannot be read, both inputs count as squares
     of the run's size. Each term is weighed by its prior, so a kind's measured seconds over its
     work is a speed factor (1 on the reference machine), and kinds on one device share it.
 
@@ -163,6 +164,12 @@ def task_stages(graph: Graph, task: Task, shapes: dict | None = None) -> list[St
     nnst, poster = spec.nnst, spec.poster
     found = input_shapes(graph, task.run_ids[0], shapes)
     content, style = found or ((nnst.size, nnst.size),) * 2  # a header not read: the old long side squared
+    # with a print, every stage runs on the content as the print fits it (a crop is smaller, a pad larger)
+    # and the final image has the print's pixels: as the graph plans it (graph._print_plan)
+    # a spec is any object with nnst and poster (scripts and tests build graphs by hand): no print_size, no print
+    print_plan = spec.print_plan(content) if getattr(spec, "print_size", None) is not None else None
+    if print_plan is not None:
+        content = print_plan.fitted_shape
     nnst_shape = long_side_shape(content, nnst.size)
     # bf16 as fast mode asks: whether the device has it is the workers' to say (the ratio of
     # fast to exact runs in one plan is then off on a CPU without it, not a kind's speed)
@@ -180,6 +187,8 @@ def task_stages(graph: Graph, task: Task, shapes: dict | None = None) -> list[St
     if task.stage == "poster_color":
         return posters[1:]
     final = scaled_shape(nnst_shape, poster.out_size / max(nnst_shape)) if posters else nnst_shape
+    if print_plan is not None:
+        final = print_plan.pixels  # the final image brought to the print's exact pixels (stages.to_print)
     return [_scores_stage(nnst_shape, long_side_shape(style, nnst.size), final, nnst, device)]
 
 

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..config import NNSTConfig, PosterConfig
 from ..errors import InputError
 from ..files import atomic_output, write_image
-from ..scores import direction
+from ..scores import direction_line
 from .cache import Cache
 from .execute import Results
 from .graph import Graph
@@ -362,7 +362,7 @@ def svg_plot(axis: str, score: str, values: list, rows: list[dict], others: tupl
            f'<text x="{w / 2}" y="13" text-anchor="middle" class="title">'
            f'{html.escape(score)} vs {html.escape(axis)}</text>',
            # which way is better: objective and style_gram fall, content_ssim rises, detail nears 1
-           f'<text x="{w / 2}" y="26" text-anchor="middle" class="tick">{direction(score)} is better</text>',
+           f'<text x="{w / 2}" y="26" text-anchor="middle" class="tick">{html.escape(direction_line(score))}</text>',
            f'<line x1="{m}" y1="{h - m}" x2="{w - m // 2}" y2="{h - m}" class="axis"/>',
            f'<line x1="{m}" y1="{top}" x2="{m}" y2="{h - m}" class="axis"/>',
            f'<text x="{m - 3}" y="{sy(hi) + 4}" text-anchor="end" class="tick">{hi:.3g}</text>',
