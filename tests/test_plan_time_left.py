@@ -163,6 +163,20 @@ def test_after_the_small_run_the_large_runs_time_left_is_known_within_a_third(fo
     assert not former == pytest.approx(_actual(graph, large), rel=1 / 3)
 
 
+def test_a_resumed_task_does_not_set_its_kinds_speed(folder, tmp_path, monkeypatch):
+    graph = _graph(folder, [("wide.png", "style.png")], "size = [128, 256]\n")
+    clock = Clock(monkeypatch)
+    progress = PlanProgress(graph, Cache(tmp_path / "cache"), enabled=False)
+    small, large = _tasks(graph, "nnst")
+    # the first NNST resumed from its saved scales: its 1 s is not the work of the whole task
+    progress("start", small, {})
+    clock.t += 1.0
+    progress("done", small, {"seconds": 1.0, "resumed": ["scale0", "scale1"]})
+    assert "nnst" not in progress.spent
+    clock.run(progress, large, 3.0 * task_work(graph, large))  # negative control: a whole task sets it
+    assert progress.spent["nnst"] == pytest.approx([3.0 * task_work(graph, large), task_work(graph, large)])
+
+
 def test_a_kind_not_measured_borrows_its_devices_speed_and_only_its_devices(folder, tmp_path, monkeypatch):
     clock = Clock(monkeypatch)
     for device, known in (("cpu", True), ("cuda", False)):

@@ -412,10 +412,12 @@ class PlanProgress:
                 self._print(f"{head} failed: {info['message']} (runs {', '.join(str(r + 1) for r in task.run_ids)})")
             self._update_plan()
             return
-        spent = self.spent.setdefault(task.stage, [0.0, 0.0])
-        spent[0] += info["seconds"]
-        spent[1] += self.work.get(task.key) or task_work(self.graph, task, self._shapes)
-        self._print(f"{head} done in {format_seconds(info['seconds'])}; "
+        if not info.get("resumed"):  # a resumed task's seconds leave out the scales it resumed from
+            spent = self.spent.setdefault(task.stage, [0.0, 0.0])
+            spent[0] += info["seconds"]
+            spent[1] += self.work.get(task.key) or task_work(self.graph, task, self._shapes)
+        self._print(f"{head} done in {format_seconds(info['seconds'])}"
+                    f"{' (resumed from ' + ', '.join(info['resumed']) + ')' if info.get('resumed') else ''}; "
                     f"plan: {format_seconds(time.perf_counter() - self.start)} so far, {self._left_text()}")
         self._update_plan()
 
