@@ -75,9 +75,11 @@ __all__ = [
     "exif_orientation",
     "image_shape",
     "load_npz",
+    "load_states",
     "read_image",
     "read_image_shape",
     "save_npz",
+    "save_state",
     "srgb_profile",
     "write_image",
 ]
@@ -1049,3 +1051,22 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict[str, n
     warnings.warn(f"{path} {reason}; recomputing it", stacklevel=2)
     remove(path)
     return None
+
+
+def load_states(folder: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The per-scale NNST states kept in ``folder`` by :func:`save_state` (``synthesize_nnst``'s ``start_from``).
+
+    A truncated or corrupt state is left out (:func:`load_npz` warns and removes it): its scale is recomputed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    states = {path.stem: load_npz(path, keys=("image",)) for path in sorted(folder.glob("*.npz"))}
+    return {name: state["image"] for name, state in states.items() if state is not None}
+
+
+def save_state(folder: str | os.PathLike, name: str, image: np.ndarray) -> None:
+    """Keep the NNST state after scale ``name`` as ``folder/<name>.npz`` (atomic, checksummed; ``on_checkpoint``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_npz(folder / f"{name}.npz", image=image)

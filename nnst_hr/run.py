@@ -23,6 +23,7 @@ import shutil
 import time
 import warnings
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -40,8 +41,10 @@ from .files import (
     check_output_path,
     check_write_options,
     load_npz,
+    load_states,
     read_image,
     save_npz,
+    save_state,
     sha256_file,
     write_image,
 )
@@ -202,24 +205,6 @@ def _save_nnst_state(folder: Path, result: NNSTResult, image: np.ndarray) -> Non
     save_npz(folder / NNST_STATE, image=image, raw=result.raw, objective=np.float64(result.objective))
 
 
-def _load_checkpoints(folder: Path) -> dict[str, np.ndarray]:
-    """The per-scale NNST states saved in ``folder`` (see ``synthesize_nnst``'s ``start_from``)."""
-    if not folder.is_dir():
-        return {}
-    states = {path.stem: load_npz(path, keys=("image",)) for path in sorted(folder.glob("*.npz"))}
-    return {name: state["image"] for name, state in states.items() if state is not None}
-
-
-def _checkpoint_saver(folder: Path):
-    """An ``on_checkpoint`` callback that keeps each NNST state as ``folder/<name>.npz``."""
-
-    def save(name: str, image: np.ndarray) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        save_npz(folder / f"{name}.npz", image=image)
-
-    return save
-
-
 @dataclass
 class _Saved:
     """The stage results in a run folder that this run takes instead of computing them."""
@@ -293,8 +278,8 @@ def _nnst(content_img, style_img, masks, options: RunOptions, folder: Path,
     total = time.perf_counter()
     checkpoints = folder / CHECKPOINTS
     result = synthesize_nnst(content_img, style_img, options.nnst, masks=masks, weights=options.weights,
-                             progress=progress, start_from=_load_checkpoints(checkpoints),
-                             on_checkpoint=_checkpoint_saver(checkpoints))
+                             progress=progress, start_from=load_states(checkpoints),
+                             on_checkpoint=partial(save_state, checkpoints))
     start = time.perf_counter()
     image = color_stage(result.raw, content_img, style_img, options.nnst)
     timings.update({f"nnst.{k}": v for k, v in result.timings.items()})

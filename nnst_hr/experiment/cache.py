@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_output, atomic_write_bytes, load_npz, save_npz
+from ..files import atomic_output, atomic_write_bytes, load_npz, load_states, save_npz, save_state
 from ..integrity import is_intact
 from ..lock import open_locked
 
@@ -216,17 +216,13 @@ class Checkpoints:
 
     def load(self) -> dict[str, np.ndarray]:
         """``{scale name: float32 (H, W, 3) state}`` of the intact states (``start_from``)."""
-        from ..run import _load_checkpoints  # imported here: the cache module loads no torch
-
-        states = _load_checkpoints(self.folder)
+        states = load_states(self.folder)
         self.resumed = sorted(states)
         return states
 
     def save(self, name: str, image: np.ndarray) -> None:
         """Keep the state after scale ``name`` (``on_checkpoint``): atomically, with its checksum."""
-        from ..run import _checkpoint_saver
-
-        _checkpoint_saver(self.folder)(name, image)
+        save_state(self.folder, name, image)
 
     def __repr__(self) -> str:
         return f"Checkpoints({str(self.folder)!r})"
