@@ -523,12 +523,13 @@ def score_image(
     from .config import NNSTConfig
     from .device import resolve_device
     from .nnst import nnst_objective
+    from .tensors import check_image
     from .tensors import resize_image as resize
 
     for name, value in (("image", image), ("content", content), ("style", style),
                         ("raw", raw), ("upsampled_from", upsampled_from)):  # fmt: skip
-        if value is not None and (np.ndim(value) != 3 or np.shape(value)[2] != 3):
-            raise InputError(f"{name} must be an (H, W, 3) image, got shape {np.shape(value)}")
+        if value is not None:
+            check_image(value, name)
     if masks is not None and (masks.content.shape != content.shape[:2] or masks.style.shape != style.shape[:2]):
         raise InputError(
             f"masks of {masks.content.shape} and {masks.style.shape} do not match content {content.shape[:2]} "
