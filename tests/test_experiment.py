@@ -195,6 +195,24 @@ def test_results_csv_has_a_row_per_run_with_scores_times_and_failures(first, fol
     assert not any(r["result"] for r in failed)
 
 
+def test_a_run_id_that_now_fails_or_makes_no_poster_keeps_no_image_of_an_earlier_plan(folder, tmp_path):
+    """runs/run001/result.png of an earlier plan stayed when run001 failed in the next (and its nnst.png when
+    it made no poster): a picture of other settings beside a row saying this run failed."""
+    out, run = tmp_path / "results", tmp_path / "results" / "runs" / "run001"
+    run_plan(write_plan(folder, "stale1.toml", "seed = [0]"), out, quiet=True)
+    assert {p.name for p in run.iterdir()} == {"result.png", "result.key", "nnst.png", "nnst.key"}
+    (run / "notes.txt").write_text("mine")  # the user's own file stays
+    run_plan(write_plan(folder, "stale2.toml", "seed = [0]", BAD_PAIRS), out, quiet=True)  # run001: bad.png
+    assert {p.name for p in run.iterdir()} == {"notes.txt"}
+    no_poster = folder / "stale3.toml"
+    no_poster.write_text(GOOD_PAIR + "[axes]\nseed = [0]\n" + TINY.replace("out_size = 64", 'out_size = "none"'))
+    run_plan(write_plan(folder, "stale1.toml", "seed = [0]"), out, quiet=True)
+    run_plan(no_poster, out, quiet=True)
+    assert {p.name for p in run.iterdir()} == {"notes.txt", "result.png", "result.key"}
+    assert Image.open(run / "result.png").size == (32, 32)  # the NNST result, not the poster
+    assert (run / "notes.txt").read_text() == "mine"
+
+
 def test_a_results_folder_in_use_by_another_run_is_refused_untouched(first, folder):
     plan, _, _ = first
     out = folder / "results"

@@ -115,6 +115,14 @@ def _stamp(path: Path) -> Path:
     return path.with_suffix(".key")
 
 
+def _remove_png(path: Path) -> None:
+    """Remove an image :func:`_write_png` wrote (its stamp says so) and its stamp; anything else stays."""
+    stamp = _stamp(path)
+    if stamp.is_file():
+        path.unlink(missing_ok=True)
+        stamp.unlink()
+
+
 def _write_png(path: Path, results: Results, key: str, dpi: int | None = None) -> None:
     """Write the ``image`` of stage ``key`` unless ``path`` already holds it (a sidecar says), tagged with
     ``dpi`` (None: the files' default) as ``run --dpi`` tags its output."""
@@ -152,14 +160,20 @@ def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_d
                     total = (total or 0.0) + meta["seconds"]
         row["seconds.total"] = total
         row["result"] = row["nnst_result"] = ""
+        folder = out_dir / RUNS_FOLDER / run.run_id
         if failure is None:
-            folder = out_dir / RUNS_FOLDER / run.run_id
             folder.mkdir(parents=True, exist_ok=True)
             _write_png(folder / RESULT_PNG, results, keys["final"], run.dpi)
             row["result"] = f"{RUNS_FOLDER}/{run.run_id}/{RESULT_PNG}"
             if "poster" in keys:
                 _write_png(folder / NNST_PNG, results, keys["color"])
                 row["nnst_result"] = f"{RUNS_FOLDER}/{run.run_id}/{NNST_PNG}"
+        # what an earlier plan wrote under this run id and this run does not (it failed, or makes no
+        # poster now) would pass for this run's image
+        if failure is not None:
+            _remove_png(folder / RESULT_PNG)
+        if not row["nnst_result"]:
+            _remove_png(folder / NNST_PNG)
         for name in _param_columns():
             if name not in row:
                 row[name] = _param_value(run, name)
