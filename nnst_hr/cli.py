@@ -383,7 +383,8 @@ def run(
         if config is not None and not given("device"):
             _check_device_of(config, options.nnst.device)
         written_as = OUTPUT_FORMATS.get(Path(paths.output).suffix.lower())
-        if explicit("jpeg_quality") and written_as not in (None, "JPEG"):  # an unknown suffix is refused later
+        # an unknown suffix, or a quality out of range, is refused later: not "ignored" first
+        if explicit("jpeg_quality") and written_as not in (None, "JPEG") and 1 <= jpeg_quality <= 100:
             warnings.warn(f"--jpeg-quality {jpeg_quality} is ignored: {paths.output} is written as {written_as}; "
                           "it applies to a .jpg output", stacklevel=1)
         resolved["options"] = options

@@ -326,3 +326,8 @@ def test_jpeg_quality_for_an_output_of_another_format_is_warned_about(cli, tmp_p
         warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
         assert warned == ([f"warning: --jpeg-quality 80 is ignored: {tmp_path / output} is written as {written_as}; "
                            "it applies to a .jpg output"] if written_as else []), result.stderr
+    # out of range: one error line, not a warning that it is ignored and then the error
+    result = cli("run", image_file(tmp_path / "content.png", 64, 64), style, "-o", tmp_path / "o.png",
+                 "--jpeg-quality", 0)
+    assert_refused(result, "--jpeg-quality 0 is out of range; use 1 to 100")
+    assert "warning" not in result.stderr, result.stderr
