@@ -410,8 +410,12 @@ def experiment_command(
     """Run every combination of the plan's axes for every pair, each stage once; resumable."""
 
     def action():
+        from .errors import InputError
         from .experiment import run_plan
 
+        if scheduler is not None and not scheduler.strip():  # was "cannot reach the Dask scheduler at  (...)"
+            raise InputError("--scheduler is empty: give the Dask scheduler's address (tcp://host:8786), or leave "
+                             "it out to run in this process")
         summary = run_plan(plan, output, cache_dir=cache, quiet=quiet, workers=workers, scheduler=scheduler)
         if summary.failed:
             print(f"warning: {summary.failed} of {summary.runs} runs failed; see {summary.results}", file=sys.stderr)
