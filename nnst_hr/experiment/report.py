@@ -213,6 +213,16 @@ def write_csv(path: Path, plan: Plan, rows: list[dict]) -> list[str]:
 # --------------------------------------------------------------------------- contact sheet
 
 
+def _cut(line: str) -> str:
+    """``line`` cut to :data:`HEAD_CHARS` characters, ending in an ellipsis where it was cut: a name cut
+    without one read as the whole name (``cozens_grotto-in-the-cam``).
+
+    >>> _cut("cozens_grotto-in-the-campagna_watercolor"), _cut("coffee")
+    ('cozens_grotto-in-the-ca…', 'coffee')
+    """
+    return line if len(line) <= HEAD_CHARS else line[:HEAD_CHARS - 1] + "…"
+
+
 def _font(size: int = FONT_SIZE):
     return ImageFont.load_default(size=size)
 
@@ -290,7 +300,7 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
         cells.append(found)
         heights.append(tallest)
     head_lines = [f"{k} = {_fmt(v)}" for _, values in groups for k, v in values.items()]
-    head_lines += [line[:HEAD_CHARS] for p in plan.pairs for line in (p.content.stem, p.style.stem, *pair_details(p))]
+    head_lines += [_cut(line) for p in plan.pairs for line in (p.content.stem, p.style.stem, *pair_details(p))]
     head_w = 2 * HEAD_THUMB + 5 * PAD + int(max([font.getlength(t) for t in head_lines] + [60]))
     top = 2 * LINE + 2 * PAD
     width = head_w + cell_w * len(col_values) + PAD
@@ -311,7 +321,7 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
         draw.text((PAD, y + HEAD_THUMB + 2), "content", fill="#555555", font=font)
         draw.text((2 * PAD + HEAD_THUMB, y + HEAD_THUMB + 2), "style", fill="#555555", font=font)
         pair = plan.pairs[pair_index]
-        lines = [f"pair {pair_index}", *(line[:HEAD_CHARS] for line in (pair.content.stem, pair.style.stem,
+        lines = [f"pair {pair_index}", *(_cut(line) for line in (pair.content.stem, pair.style.stem,
                                                                        *pair_details(pair)))]
         lines += [f"{k} = {_fmt(v)}" for k, v in values.items()]
         for i, line in enumerate(lines):
