@@ -36,7 +36,7 @@ from .device import resolve_device
 from .errors import InputError
 from .hypercolumns import FEATURE_STRIDE
 from .progress import Stage
-from .tensors import check_image, resize_image, to_numpy, to_tensor
+from .tensors import check_image, check_masks, resize_image, to_numpy, to_tensor
 from .workplan import work
 
 GUTTER = 8  # masked pixels between atlas copies (more than a patch radius at every level)
@@ -234,6 +234,8 @@ def synthesize_poster_stage(
     """
     check_image(content, "the content")
     check_image(style, "the style")
+    if masks is not None:
+        check_masks(masks, content.shape, style.shape)
     size_h, size_w = nnst_result.raw.shape[:2]
     scale = poster_config.out_size / max(size_h, size_w)
     out_shape = scaled_shape((size_h, size_w), scale)

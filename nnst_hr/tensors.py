@@ -69,6 +69,19 @@ def check_image(image, name: str) -> None:
                          f"(8-bit values: divide by 255; 16-bit: by 65535)")
 
 
+def check_masks(masks, content_shape: tuple[int, ...], style_shape: tuple[int, ...]) -> None:
+    """Refuse (:class:`InputError`) ``masks`` that are not a ``guidance.MaskPair`` whose label maps have the
+    shapes (H, W) of the content and the style; without it another pair's masks were stretched onto them.
+    """
+    if not all(hasattr(masks, side) for side in ("content", "style", "n_labels")):
+        raise InputError(f"masks is a {type(masks).__name__}, not a guidance.MaskPair: load a masks folder with "
+                         "guidance.load_masks(folder, content.shape[:2], style.shape[:2])")
+    got, want = (np.shape(masks.content), np.shape(masks.style)), (tuple(content_shape[:2]), tuple(style_shape[:2]))
+    if got != want:
+        raise InputError(f"masks of {got[0]} and {got[1]} do not match the content {want[0]} and the style "
+                         f"{want[1]}; load them with the images' shapes (guidance.load_masks)")
+
+
 def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     """(H, W, C) float32 NumPy -> (1, C, H, W) tensor (a view: its memory is channels-last)."""
     return torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None].to(device)

@@ -1464,3 +1464,30 @@ def check_image_accepts(image) -> bool:
 
     check_image(image, "the image")
     return True
+
+
+def test_the_python_api_refuses_masks_of_other_shapes_than_the_images():
+    """stylize took another pair's masks (or the content and style swapped) and stretched them; a path given as
+    masks failed deep in the guides with an AttributeError."""
+    from guidance import load_masks
+    from nnst_hr.config import NNSTConfig, PosterConfig
+    from nnst_hr.nnst import synthesize_nnst
+    from nnst_hr.poster import synthesize_poster_stage
+    from nnst_hr.scores import score_image
+
+    folder = Path(__file__).parent.parent / "samples" / "guided" / "louvre_to_house"
+    masks = load_masks(folder)
+    content = np.zeros((*masks.content.shape, 3), np.float32)
+    style = np.zeros((*masks.style.shape, 3), np.float32)
+    config = NNSTConfig(size=32, steps=1, split_steps=1)
+    for call in (lambda m, c, s: synthesize_nnst(c, s, config, masks=m),
+                 lambda m, c, s: synthesize_poster_stage(c, s, None, PosterConfig(out_size=64), config, masks=m),
+                 lambda m, c, s: score_image(c, c, s, masks=m)):
+        with pytest.raises(InputError, match=r"^masks of \(567, 633\) and \(540, 800\) do not match the content "
+                                             r"\(540, 800\) and the style \(567, 633\); load them"):
+            call(masks, style, content)  # swapped
+        with pytest.raises(InputError, match=r"^masks is a str, not a guidance.MaskPair: load a masks folder"):
+            call(str(folder), content, style)
+    from nnst_hr.tensors import check_masks
+
+    check_masks(masks, content.shape, style.shape)  # the control: the shapes it was loaded for
