@@ -213,6 +213,15 @@ def test_a_run_id_that_now_fails_or_makes_no_poster_keeps_no_image_of_an_earlier
     assert (run / "notes.txt").read_text() == "mine"
 
 
+def test_the_report_of_one_run_and_no_plot_says_run_and_has_no_legend(folder, tmp_path):
+    """It said "1 runs" and showed the pairs' colour legend above "(no numeric axis with two or more values)"."""
+    run_plan(write_plan(folder, "one.toml", "seed = [0]"), tmp_path, quiet=True)
+    page = (tmp_path / "report.html").read_text()
+    assert "<h1>one.toml: 1 run (1 ok, 0 failed)</h1>" in page
+    assert "(no numeric axis with two or more values)" in page and 'class="legend"' not in page
+    assert "&#9679;" not in page
+
+
 def test_a_results_folder_in_use_by_another_run_is_refused_untouched(first, folder):
     plan, _, _ = first
     out = folder / "results"

@@ -471,13 +471,14 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
         body.append(f'<tr class="{row["status"]}" id="{row["run"]}">{"".join(cells)}</tr>')
     plots = [svg_plot(axis, score, plan.axes[axis], rows, tuple(a for a in plan.axes if a != axis))
              for score in score_names(rows, plan.score) for axis in _numeric_axes(plan)]
-    legend = "".join(f'<span style="color:{PAIR_COLORS[i % len(PAIR_COLORS)]}">&#9679; pair {i}: '
+    # the pairs' colours: a legend of the plots, none without them
+    legend = "" if not plots else "".join(f'<span style="color:{PAIR_COLORS[i % len(PAIR_COLORS)]}">&#9679; pair {i}: '
                      f'{html.escape(pair_label(p))}</span>' for i, p in enumerate(plan.pairs))
     n_ok = sum(r["status"] == "ok" for r in rows)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(plan.path.name)}: nnst-hr experiment</title>
 <style>{CSS}</style></head><body>
-<h1>{html.escape(plan.path.name)}: {len(rows)} runs ({n_ok} ok, {len(rows) - n_ok} failed)</h1>
+<h1>{html.escape(plan.path.name)}: {len(rows)} run{'s' * (len(rows) != 1)} ({n_ok} ok, {len(rows) - n_ok} failed)</h1>
 <p>Axes: {html.escape(json.dumps(plan.axes))}. Fixed: {html.escape(json.dumps(plan.fixed))}.
 Scores and times are in <a href="results.csv">results.csv</a>; click a column heading to sort.</p>
 <h2>Contact sheet</h2>
@@ -487,7 +488,7 @@ Scores and times are in <a href="results.csv">results.csv</a>; click a column he
 {chr(10).join(body)}
 </tbody></table></div>
 <h2>Scores along the numeric axes</h2>
-<p class="legend">{legend}</p>
+{f'<p class="legend">{legend}</p>' if legend else ''}
 <div class="plots">{''.join(plots) or '<p>(no numeric axis with two or more values)</p>'}</div>
 <script>{SORT_JS}</script>
 </body></html>
