@@ -195,9 +195,10 @@ def test_results_csv_has_a_row_per_run_with_scores_times_and_failures(first, fol
     assert not any(r["result"] for r in failed)
 
 
-def test_a_run_id_that_now_fails_or_makes_no_poster_keeps_no_image_of_an_earlier_plan(folder, tmp_path):
+def test_a_run_id_that_now_fails_makes_no_poster_or_is_gone_keeps_no_image_of_an_earlier_plan(folder, tmp_path):
     """runs/run001/result.png of an earlier plan stayed when run001 failed in the next (and its nnst.png when
-    it made no poster): a picture of other settings beside a row saying this run failed."""
+    it made no poster; runs/run002/ when the plan had one run less): a picture of other settings beside a
+    row saying this run failed, or beside a results.csv without the run."""
     out, run = tmp_path / "results", tmp_path / "results" / "runs" / "run001"
     run_plan(write_plan(folder, "stale1.toml", "seed = [0]"), out, quiet=True)
     assert {p.name for p in run.iterdir()} == {"result.png", "result.key", "nnst.png", "nnst.key"}
@@ -211,6 +212,12 @@ def test_a_run_id_that_now_fails_or_makes_no_poster_keeps_no_image_of_an_earlier
     assert {p.name for p in run.iterdir()} == {"notes.txt", "result.png", "result.key"}
     assert Image.open(run / "result.png").size == (32, 32)  # the NNST result, not the poster
     assert (run / "notes.txt").read_text() == "mine"
+    # a plan of two runs, then one run again: run002's images went with it (its folder too, it held nothing else)
+    run_plan(write_plan(folder, "stale4.toml", "seed = [0, 1]"), out, quiet=True)
+    assert (out / "runs" / "run002" / "result.png").is_file()
+    run_plan(write_plan(folder, "stale1.toml", "seed = [0]"), out, quiet=True)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["run001"]
+    assert (run / "notes.txt").read_text() == "mine" and (run / "result.png").is_file()
 
 
 def test_the_report_of_one_run_and_no_plot_says_run_and_has_no_legend(folder, tmp_path):

@@ -123,6 +123,20 @@ def _remove_png(path: Path) -> None:
         stamp.unlink()
 
 
+def remove_other_runs(out_dir: Path, run_ids: set[str]) -> None:
+    """Remove the images of run ids that the plan written last does not have (a plan run again with an axis
+    value less, another plan in the same folder): beside its results.csv they passed for its runs.
+    Only stamped images go (:func:`_remove_png`), and a run's folder only once it is empty."""
+    runs = out_dir / RUNS_FOLDER
+    for folder in sorted(runs.glob("run[0-9][0-9][0-9]*")) if runs.is_dir() else ():
+        if folder.name in run_ids or not folder.is_dir() or folder.is_symlink():
+            continue
+        for name in (RESULT_PNG, NNST_PNG):
+            _remove_png(folder / name)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def _write_png(path: Path, results: Results, key: str, dpi: int | None = None) -> None:
     """Write the ``image`` of stage ``key`` unless ``path`` already holds it (a sidecar says), tagged with
     ``dpi`` (None: the files' default) as ``run --dpi`` tags its output."""
@@ -522,6 +536,7 @@ def write_report(out_dir: Path, plan: Plan, graph: Graph, results: Results, cach
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = collect_rows(plan, graph, results, cache, out_dir)
+    remove_other_runs(out_dir, {row["run"] for row in rows})
     csv_file, sheet, page = (out_dir / name for name in REPORT_FILES)
     columns = write_csv(csv_file, plan, rows)
     write_sheet(sheet, plan, rows, head_thumbnails(graph, results))
