@@ -387,7 +387,8 @@ def run(
         if config is not None and not given("device"):
             _check_device_of(config, options.nnst.device)
         written_as = OUTPUT_FORMATS.get(Path(paths.output).suffix.lower())
-        if explicit("jpeg_quality") and written_as not in (None, "JPEG"):  # an unknown suffix is refused later
+        # an unknown suffix, or a quality out of range, is refused later: not "ignored" first
+        if explicit("jpeg_quality") and written_as not in (None, "JPEG") and 1 <= jpeg_quality <= 100:
             warnings.warn(f"--jpeg-quality {jpeg_quality} is ignored: {paths.output} is written as {written_as}; "
                           "it applies to a .jpg output", stacklevel=1)
         resolved["options"] = options
@@ -413,8 +414,12 @@ def experiment_command(
     """Run every combination of the plan's axes for every pair, each stage once; resumable."""
 
     def action():
+        from .errors import InputError
         from .experiment import run_plan
 
+        if scheduler is not None and not scheduler.strip():  # was "cannot reach the Dask scheduler at  (...)"
+            raise InputError("--scheduler is empty: give the Dask scheduler's address (tcp://host:8786), or leave "
+                             "it out to run in this process")
         summary = run_plan(plan, output, cache_dir=cache, quiet=quiet, workers=workers, scheduler=scheduler)
         if summary.failed:
             print(f"warning: {summary.failed} of {summary.runs} runs failed; see {summary.results}", file=sys.stderr)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from nnst_hr.config import NNSTConfig
 from nnst_hr.device import resolve_device
 from nnst_hr.errors import InputError
-from nnst_hr.tensors import resize_long_side, to_numpy, to_tensor, to_tensor_like
+from nnst_hr.tensors import check_image, resize_long_side, to_numpy, to_tensor, to_tensor_like
 
 # IEC 61966-2-1 sRGB transfer function.
 SRGB_ENCODED_KNEE = 0.04045
@@ -558,6 +558,8 @@ def color_stage(raw: np.ndarray, content: np.ndarray, style: np.ndarray, config:
     -------
     float32 (H, W, 3) in [0, 1]; ``raw`` itself when ``config.color`` is False.
     """
+    for image, name in ((raw, "the raw result"), (content, "the content"), (style, "the style")):
+        check_image(image, name)
     if not config.color:
         return raw
     device = resolve_device(config.device)

@@ -36,7 +36,7 @@ from .memory import heap_reuse, long_side_shape, release_freed_memory, reuses_he
 from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress, Stage
-from .tensors import resize_long_side, to_numpy, to_tensor, to_tensor_like
+from .tensors import check_image, check_masks, resize_long_side, to_numpy, to_tensor, to_tensor_like
 from .weights import build_vgg16_features
 from .workplan import nnst_stages, scale_stage_name
 
@@ -444,6 +444,10 @@ def synthesize_nnst(
     """
     config = config or NNSTConfig()
     config.validate()
+    check_image(content, "the content")
+    check_image(style, "the style")
+    if masks is not None:
+        check_masks(masks, content.shape, style.shape)
     progress = progress or Progress(enabled=False)
 
     total = time.perf_counter()
@@ -531,6 +535,8 @@ def nnst_objective(
     config : only ``size``, ``rotate`` and ``device`` are used
     """
     config = replace(config or NNSTConfig(), exact=True)
+    check_image(image, "the image")
+    check_image(style, "the style")
     runner = _Stylizer(config, None, Progress(enabled=False), weights)
     image_t = resize_long_side(to_tensor(image, runner.device), config.size)
     style_t = resize_long_side(to_tensor(style, runner.device), config.size)

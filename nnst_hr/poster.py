@@ -36,7 +36,7 @@ from .device import resolve_device
 from .errors import InputError
 from .hypercolumns import FEATURE_STRIDE
 from .progress import Stage
-from .tensors import resize_image, to_numpy, to_tensor
+from .tensors import check_image, check_masks, resize_image, to_numpy, to_tensor
 from .workplan import work
 
 GUTTER = 8  # masked pixels between atlas copies (more than a patch radius at every level)
@@ -232,6 +232,10 @@ def synthesize_poster_stage(
     -------
     :class:`PosterResult`
     """
+    check_image(content, "the content")
+    check_image(style, "the style")
+    if masks is not None:
+        check_masks(masks, content.shape, style.shape)
     size_h, size_w = nnst_result.raw.shape[:2]
     scale = poster_config.out_size / max(size_h, size_w)
     out_shape = scaled_shape((size_h, size_w), scale)
@@ -257,6 +261,8 @@ def color_poster(synthesized: np.ndarray, content: np.ndarray, style: np.ndarray
     -------
     float32 (Ho, Wo, 3) in [0, 1]; ``synthesized`` itself when ``nnst_config.color`` is False.
     """
+    for image, name in ((synthesized, "the poster"), (content, "the content"), (style, "the style")):
+        check_image(image, name)
     if not nnst_config.color:
         return synthesized
     device = resolve_device(nnst_config.device)

@@ -539,17 +539,15 @@ def score_image(
     from .config import NNSTConfig
     from .device import resolve_device
     from .nnst import nnst_objective
+    from .tensors import check_image, check_masks
     from .tensors import resize_image as resize
 
     for name, value in (("image", image), ("content", content), ("style", style),
                         ("raw", raw), ("upsampled_from", upsampled_from)):  # fmt: skip
-        if value is not None and (np.ndim(value) != 3 or np.shape(value)[2] != 3):
-            raise InputError(f"{name} must be an (H, W, 3) image, got shape {np.shape(value)}")
-    if masks is not None and (masks.content.shape != content.shape[:2] or masks.style.shape != style.shape[:2]):
-        raise InputError(
-            f"masks of {masks.content.shape} and {masks.style.shape} do not match content {content.shape[:2]} "
-            f"and style {style.shape[:2]}; load them with the images' shapes (guidance.load_masks)"
-        )
+        if value is not None:
+            check_image(value, name)
+    if masks is not None:
+        check_masks(masks, content.shape, style.shape)
     for name, value in (("raw", raw), ("upsampled_from", upsampled_from)):
         # another picture's result gave an objective or a detail of a stretched image, not a refusal
         if value is not None and not made_from(value.shape[:2], image.shape[:2]):

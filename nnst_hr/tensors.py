@@ -19,7 +19,67 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
 from .memory import long_side_shape
+
+# Values farther than this outside [0, 1] are not sRGB in [0, 1] (0..255 or 0..65535 floats); a result's
+# unclipped state (``on_checkpoint``) strays a little outside, never this far.
+RANGE_SLACK = 1.0
+
+
+def check_image(image, name: str) -> None:
+    """Refuse (:class:`InputError`) what the API's images cannot be: anything but a finite floating-point
+    ``(H, W, 3)`` NumPy array of sRGB values near [0, 1]; the message names the conversion.
+
+    Without it a uint8 or uint16 array was taken as floats and clipped (a white result, no error), a NaN
+    gave a NaN result, and a grey or ``(3, H, W)`` array failed deep in torch.
+
+    >>> check_image(np.zeros((4, 5), np.float32), "the content")
+    Traceback (most recent call last):
+    ...
+    nnst_hr.errors.InputError: the content has shape (4, 5), one grey channel: give float32 (H, W, 3) sRGB in \
+[0, 1], e.g. np.repeat(image[..., None], 3, axis=2)
+    """
+    want = "float32 (H, W, 3) sRGB in [0, 1]"
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{name} is a {type(image).__name__}, not a NumPy array: give {want} "
+                         f"(nnst_hr.files.read_image reads a file so)")
+    shape = image.shape
+    if image.ndim == 2:
+        raise InputError(f"{name} has shape {shape}, one grey channel: give {want}, "
+                         f"e.g. np.repeat(image[..., None], 3, axis=2)")
+    if image.ndim == 3 and shape[2] != 3 and shape[0] == 3:
+        raise InputError(f"{name} has shape {shape}, channels first: give {want}, e.g. np.moveaxis(image, 0, 2)")
+    if image.ndim == 3 and shape[2] == 4:
+        raise InputError(f"{name} has shape {shape}, RGBA: give {want}, e.g. image[..., :3] "
+                         f"(nnst_hr.files.read_image composites transparent pixels on white)")
+    if image.ndim != 3 or shape[2] != 3:
+        raise InputError(f"{name} has shape {shape}: give {want}")
+    if not np.issubdtype(image.dtype, np.floating):
+        scale = f" / {np.iinfo(image.dtype).max}" if np.issubdtype(image.dtype, np.integer) else ""
+        raise InputError(f"{name} is of type {image.dtype}: give {want}, "
+                         f"e.g. image.astype(np.float32){scale}")
+    if image.size == 0:
+        raise InputError(f"{name} has shape {shape}, no pixels: give {want}")
+    low, high = float(image.min()), float(image.max())  # NaN and inf propagate; no temporary the size of image
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise InputError(f"{name} has NaN or infinite values: give {want}, e.g. np.nan_to_num(image)")
+    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+        raise InputError(f"{name} has values from {low:g} to {high:g}: give {want} "
+                         f"(8-bit values: divide by 255; 16-bit: by 65535)")
+
+
+def check_masks(masks, content_shape: tuple[int, ...], style_shape: tuple[int, ...]) -> None:
+    """Refuse (:class:`InputError`) ``masks`` that are not a ``guidance.MaskPair`` whose label maps have the
+    shapes (H, W) of the content and the style; without it another pair's masks were stretched onto them.
+    """
+    if not all(hasattr(masks, side) for side in ("content", "style", "n_labels")):
+        raise InputError(f"masks is a {type(masks).__name__}, not a guidance.MaskPair: load a masks folder with "
+                         "guidance.load_masks(folder, content.shape[:2], style.shape[:2])")
+    got, want = (np.shape(masks.content), np.shape(masks.style)), (tuple(content_shape[:2]), tuple(style_shape[:2]))
+    if got != want:
+        raise InputError(f"masks of {got[0]} and {got[1]} do not match the content {want[0]} and the style "
+                         f"{want[1]}; load them with the images' shapes (guidance.load_masks)")
 
 
 def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:

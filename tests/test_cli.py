@@ -314,6 +314,16 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(cli, tmp_path
     assert "is empty" not in result.output
 
 
+@pytest.mark.parametrize("address", ["", " "])
+def test_an_empty_scheduler_address_is_refused_naming_the_option(cli, tmp_path, address):
+    """It was "cannot reach the Dask scheduler at  (missing port number in address '')", after the plan's warnings."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[pair]]\ncontent = "c.png"\nstyle = "s.png"\n')  # missing files: refused if read first
+    assert_refused(cli("experiment", plan, "-o", tmp_path / "out", "--scheduler", address),
+                   "--scheduler is empty: give the Dask scheduler's address (tcp://host:8786)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_jpeg_quality_for_an_output_of_another_format_is_warned_about(cli, tmp_path):
     """--jpeg-quality 80 with -o out.png was silently ignored."""
     style, missing = image_file(tmp_path / "style.png", 64, 64), tmp_path / "missing.png"  # refused before any work
@@ -326,3 +336,8 @@ def test_jpeg_quality_for_an_output_of_another_format_is_warned_about(cli, tmp_p
         warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
         assert warned == ([f"warning: --jpeg-quality 80 is ignored: {tmp_path / output} is written as {written_as}; "
                            "it applies to a .jpg output"] if written_as else []), result.stderr
+    # out of range: one error line, not a warning that it is ignored and then the error
+    result = cli("run", image_file(tmp_path / "content.png", 64, 64), style, "-o", tmp_path / "o.png",
+                 "--jpeg-quality", 0)
+    assert_refused(result, "--jpeg-quality 0 is out of range; use 1 to 100")
+    assert "warning" not in result.stderr, result.stderr

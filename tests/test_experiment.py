@@ -195,6 +195,40 @@ def test_results_csv_has_a_row_per_run_with_scores_times_and_failures(first, fol
     assert not any(r["result"] for r in failed)
 
 
+def test_a_run_id_that_now_fails_makes_no_poster_or_is_gone_keeps_no_image_of_an_earlier_plan(folder, tmp_path):
+    """runs/run001/result.png of an earlier plan stayed when run001 failed in the next (and its nnst.png when
+    it made no poster; runs/run002/ when the plan had one run less): a picture of other settings beside a
+    row saying this run failed, or beside a results.csv without the run."""
+    out, run = tmp_path / "results", tmp_path / "results" / "runs" / "run001"
+    run_plan(write_plan(folder, "stale1.toml", "seed = [0]"), out, quiet=True)
+    assert {p.name for p in run.iterdir()} == {"result.png", "result.key", "nnst.png", "nnst.key"}
+    (run / "notes.txt").write_text("mine")  # the user's own file stays
+    run_plan(write_plan(folder, "stale2.toml", "seed = [0]", BAD_PAIRS), out, quiet=True)  # run001: bad.png
+    assert {p.name for p in run.iterdir()} == {"notes.txt"}
+    no_poster = folder / "stale3.toml"
+    no_poster.write_text(GOOD_PAIR + "[axes]\nseed = [0]\n" + TINY.replace("out_size = 64", 'out_size = "none"'))
+    run_plan(write_plan(folder, "stale1.toml", "seed = [0]"), out, quiet=True)
+    run_plan(no_poster, out, quiet=True)
+    assert {p.name for p in run.iterdir()} == {"notes.txt", "result.png", "result.key"}
+    assert Image.open(run / "result.png").size == (32, 32)  # the NNST result, not the poster
+    assert (run / "notes.txt").read_text() == "mine"
+    # a plan of two runs, then one run again: run002's images went with it (its folder too, it held nothing else)
+    run_plan(write_plan(folder, "stale4.toml", "seed = [0, 1]"), out, quiet=True)
+    assert (out / "runs" / "run002" / "result.png").is_file()
+    run_plan(write_plan(folder, "stale1.toml", "seed = [0]"), out, quiet=True)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["run001"]
+    assert (run / "notes.txt").read_text() == "mine" and (run / "result.png").is_file()
+
+
+def test_the_report_of_one_run_and_no_plot_says_run_and_has_no_legend(folder, tmp_path):
+    """It said "1 runs" and showed the pairs' colour legend above "(no numeric axis with two or more values)"."""
+    run_plan(write_plan(folder, "one.toml", "seed = [0]"), tmp_path, quiet=True)
+    page = (tmp_path / "report.html").read_text()
+    assert "<h1>one.toml: 1 run (1 ok, 0 failed)</h1>" in page
+    assert "(no numeric axis with two or more values)" in page and 'class="legend"' not in page
+    assert "&#9679;" not in page
+
+
 def test_a_results_folder_in_use_by_another_run_is_refused_untouched(first, folder):
     plan, _, _ = first
     out = folder / "results"

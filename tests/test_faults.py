@@ -1471,3 +1471,76 @@ def test_a_plan_of_too_many_runs_is_refused_with_its_grid(tmp_path):
         load_plan(plan)
     plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[axes]\n{axes.splitlines()[0]}\n')
     assert len(load_plan(plan).runs()) == 10  # the control
+
+
+_RGB = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize(("bad", "needle"), [
+    ((_RGB * 65535).astype(np.uint16), r"is of type uint16: .*image\.astype\(np\.float32\) / 65535"),
+    ((_RGB * 255).astype(np.uint8), r"is of type uint8: .*/ 255"),
+    (_RGB[..., 0], r"has shape \(40, 48\), one grey channel: .*np\.repeat"),
+    (np.moveaxis(_RGB, 2, 0), r"has shape \(3, 40, 48\), channels first: .*np\.moveaxis"),
+    (np.dstack([_RGB, _RGB[..., :1]]), r"has shape \(40, 48, 4\), RGBA: .*image\[\.\.\., :3\]"),
+    (np.where(np.arange(3) == 1, np.nan, _RGB), r"has NaN or infinite values"),
+    (_RGB * 255, r"has values from 0\.\d+ to 254\.\d+: .*divide by 255"),
+    (_RGB.tolist(), r"is a list, not a NumPy array"),
+])
+def test_the_python_api_refuses_images_it_cannot_take_in_one_message(bad, needle):
+    """A uint8/uint16 array was clipped to a white result, NaN went through, grey, RGBA and (3, H, W)
+    arrays failed deep in torch: each entry point now names the problem and the conversion."""
+    from nnst_hr.color import color_stage
+    from nnst_hr.config import NNSTConfig, PosterConfig
+    from nnst_hr.nnst import nnst_objective, stylize, synthesize_nnst
+    from nnst_hr.poster import color_poster, synthesize_poster_stage
+    from nnst_hr.scores import score_image
+
+    config = NNSTConfig(size=32, steps=1, split_steps=1)
+    calls = {
+        "stylize": lambda: stylize(bad, _RGB, config),
+        "synthesize_nnst": lambda: synthesize_nnst(_RGB, bad, config),
+        "nnst_objective": lambda: nnst_objective(bad, _RGB, config),
+        "color_stage": lambda: color_stage(_RGB, bad, _RGB, config),
+        "synthesize_poster_stage": lambda: synthesize_poster_stage(bad, _RGB, None, PosterConfig(out_size=64), config),
+        "color_poster": lambda: color_poster(_RGB, _RGB, bad, (40, 48), config),
+        "score_image": lambda: score_image(bad, _RGB, _RGB),
+    }
+    for name, call in calls.items():
+        with pytest.raises(InputError, match=rf"^(the )?(content|style|image) {needle}"):
+            call()
+            pytest.fail(f"{name} took it")
+    assert check_image_accepts(_RGB * 1.5 - 0.2)  # the control: a result's unclipped state strays a little
+
+
+def check_image_accepts(image) -> bool:
+    from nnst_hr.tensors import check_image
+
+    check_image(image, "the image")
+    return True
+
+
+def test_the_python_api_refuses_masks_of_other_shapes_than_the_images():
+    """stylize took another pair's masks (or the content and style swapped) and stretched them; a path given as
+    masks failed deep in the guides with an AttributeError."""
+    from guidance import load_masks
+    from nnst_hr.config import NNSTConfig, PosterConfig
+    from nnst_hr.nnst import synthesize_nnst
+    from nnst_hr.poster import synthesize_poster_stage
+    from nnst_hr.scores import score_image
+
+    folder = Path(__file__).parent.parent / "samples" / "guided" / "louvre_to_house"
+    masks = load_masks(folder)
+    content = np.zeros((*masks.content.shape, 3), np.float32)
+    style = np.zeros((*masks.style.shape, 3), np.float32)
+    config = NNSTConfig(size=32, steps=1, split_steps=1)
+    for call in (lambda m, c, s: synthesize_nnst(c, s, config, masks=m),
+                 lambda m, c, s: synthesize_poster_stage(c, s, None, PosterConfig(out_size=64), config, masks=m),
+                 lambda m, c, s: score_image(c, c, s, masks=m)):
+        with pytest.raises(InputError, match=r"^masks of \(567, 633\) and \(540, 800\) do not match the content "
+                                             r"\(540, 800\) and the style \(567, 633\); load them"):
+            call(masks, style, content)  # swapped
+        with pytest.raises(InputError, match=r"^masks is a str, not a guidance.MaskPair: load a masks folder"):
+            call(str(folder), content, style)
+    from nnst_hr.tensors import check_masks
+
+    check_masks(masks, content.shape, style.shape)  # the control: the shapes it was loaded for

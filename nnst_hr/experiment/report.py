@@ -115,6 +115,28 @@ def _stamp(path: Path) -> Path:
     return path.with_suffix(".key")
 
 
+def _remove_png(path: Path) -> None:
+    """Remove an image :func:`_write_png` wrote (its stamp says so) and its stamp; anything else stays."""
+    stamp = _stamp(path)
+    if stamp.is_file():
+        path.unlink(missing_ok=True)
+        stamp.unlink()
+
+
+def remove_other_runs(out_dir: Path, run_ids: set[str]) -> None:
+    """Remove the images of run ids that the plan written last does not have (a plan run again with an axis
+    value less, another plan in the same folder): beside its results.csv they passed for its runs.
+    Only stamped images go (:func:`_remove_png`), and a run's folder only once it is empty."""
+    runs = out_dir / RUNS_FOLDER
+    for folder in sorted(runs.glob("run[0-9][0-9][0-9]*")) if runs.is_dir() else ():
+        if folder.name in run_ids or not folder.is_dir() or folder.is_symlink():
+            continue
+        for name in (RESULT_PNG, NNST_PNG):
+            _remove_png(folder / name)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def _write_png(path: Path, results: Results, key: str, dpi: int | None = None) -> None:
     """Write the ``image`` of stage ``key`` unless ``path`` already holds it (a sidecar says), tagged with
     ``dpi`` (None: the files' default) as ``run --dpi`` tags its output."""
@@ -152,14 +174,20 @@ def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_d
                     total = (total or 0.0) + meta["seconds"]
         row["seconds.total"] = total
         row["result"] = row["nnst_result"] = ""
+        folder = out_dir / RUNS_FOLDER / run.run_id
         if failure is None:
-            folder = out_dir / RUNS_FOLDER / run.run_id
             folder.mkdir(parents=True, exist_ok=True)
             _write_png(folder / RESULT_PNG, results, keys["final"], run.dpi)
             row["result"] = f"{RUNS_FOLDER}/{run.run_id}/{RESULT_PNG}"
             if "poster" in keys:
                 _write_png(folder / NNST_PNG, results, keys["color"])
                 row["nnst_result"] = f"{RUNS_FOLDER}/{run.run_id}/{NNST_PNG}"
+        # what an earlier plan wrote under this run id and this run does not (it failed, or makes no
+        # poster now) would pass for this run's image
+        if failure is not None:
+            _remove_png(folder / RESULT_PNG)
+        if not row["nnst_result"]:
+            _remove_png(folder / NNST_PNG)
         for name in _param_columns():
             if name not in row:
                 row[name] = _param_value(run, name)
@@ -197,6 +225,16 @@ def write_csv(path: Path, plan: Plan, rows: list[dict]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- contact sheet
+
+
+def _cut(line: str) -> str:
+    """``line`` cut to :data:`HEAD_CHARS` characters, ending in an ellipsis where it was cut: a name cut
+    without one read as the whole name (``cozens_grotto-in-the-cam``).
+
+    >>> _cut("cozens_grotto-in-the-campagna_watercolor"), _cut("coffee")
+    ('cozens_grotto-in-the-ca…', 'coffee')
+    """
+    return line if len(line) <= HEAD_CHARS else line[:HEAD_CHARS - 1] + "…"
 
 
 def _font(size: int = FONT_SIZE):
@@ -276,7 +314,7 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
         cells.append(found)
         heights.append(tallest)
     head_lines = [f"{k} = {_fmt(v)}" for _, values in groups for k, v in values.items()]
-    head_lines += [line[:HEAD_CHARS] for p in plan.pairs for line in (p.content.stem, p.style.stem, *pair_details(p))]
+    head_lines += [_cut(line) for p in plan.pairs for line in (p.content.stem, p.style.stem, *pair_details(p))]
     head_w = 2 * HEAD_THUMB + 5 * PAD + int(max([font.getlength(t) for t in head_lines] + [60]))
     top = 2 * LINE + 2 * PAD
     width = head_w + cell_w * len(col_values) + PAD
@@ -297,7 +335,7 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
         draw.text((PAD, y + HEAD_THUMB + 2), "content", fill="#555555", font=font)
         draw.text((2 * PAD + HEAD_THUMB, y + HEAD_THUMB + 2), "style", fill="#555555", font=font)
         pair = plan.pairs[pair_index]
-        lines = [f"pair {pair_index}", *(line[:HEAD_CHARS] for line in (pair.content.stem, pair.style.stem,
+        lines = [f"pair {pair_index}", *(_cut(line) for line in (pair.content.stem, pair.style.stem,
                                                                        *pair_details(pair)))]
         lines += [f"{k} = {_fmt(v)}" for k, v in values.items()]
         for i, line in enumerate(lines):
@@ -447,13 +485,14 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
         body.append(f'<tr class="{row["status"]}" id="{row["run"]}">{"".join(cells)}</tr>')
     plots = [svg_plot(axis, score, plan.axes[axis], rows, tuple(a for a in plan.axes if a != axis))
              for score in score_names(rows, plan.score) for axis in _numeric_axes(plan)]
-    legend = "".join(f'<span style="color:{PAIR_COLORS[i % len(PAIR_COLORS)]}">&#9679; pair {i}: '
+    # the pairs' colours: a legend of the plots, none without them
+    legend = "" if not plots else "".join(f'<span style="color:{PAIR_COLORS[i % len(PAIR_COLORS)]}">&#9679; pair {i}: '
                      f'{html.escape(pair_label(p))}</span>' for i, p in enumerate(plan.pairs))
     n_ok = sum(r["status"] == "ok" for r in rows)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(plan.path.name)}: nnst-hr experiment</title>
 <style>{CSS}</style></head><body>
-<h1>{html.escape(plan.path.name)}: {len(rows)} runs ({n_ok} ok, {len(rows) - n_ok} failed)</h1>
+<h1>{html.escape(plan.path.name)}: {len(rows)} run{'s' * (len(rows) != 1)} ({n_ok} ok, {len(rows) - n_ok} failed)</h1>
 <p>Axes: {html.escape(json.dumps(plan.axes))}. Fixed: {html.escape(json.dumps(plan.fixed))}.
 Scores and times are in <a href="results.csv">results.csv</a>; click a column heading to sort.</p>
 <h2>Contact sheet</h2>
@@ -463,7 +502,7 @@ Scores and times are in <a href="results.csv">results.csv</a>; click a column he
 {chr(10).join(body)}
 </tbody></table></div>
 <h2>Scores along the numeric axes</h2>
-<p class="legend">{legend}</p>
+{f'<p class="legend">{legend}</p>' if legend else ''}
 <div class="plots">{''.join(plots) or '<p>(no numeric axis with two or more values)</p>'}</div>
 <script>{SORT_JS}</script>
 </body></html>
@@ -497,6 +536,7 @@ def write_report(out_dir: Path, plan: Plan, graph: Graph, results: Results, cach
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = collect_rows(plan, graph, results, cache, out_dir)
+    remove_other_runs(out_dir, {row["run"] for row in rows})
     csv_file, sheet, page = (out_dir / name for name in REPORT_FILES)
     columns = write_csv(csv_file, plan, rows)
     write_sheet(sheet, plan, rows, head_thumbnails(graph, results))
