@@ -461,8 +461,8 @@ class Progress:
     def _speed(self, device: str, ahead: Sequence[tuple[Work, float]] = ()) -> float:
         """Measured seconds over prior seconds of the measured terms that run on ``device`` (1 if none).
 
-        A term with work in ``ahead`` (the work still to do) counts that work at its rate
-        (extrapolated to its sizes), the others what they measured.
+        Each term weighs what it measured; one with work in ``ahead`` (the work still to do) at the
+        ratio its rate (extrapolated to those sizes) has to its prior there.
         """
         coming: dict[str, list[float]] = {}
         for work, units in ahead:
@@ -474,8 +474,9 @@ class Progress:
         seconds = expected = 0.0
         for term, measured in self._measured.items():
             if measured.device == device and measured.prior is not None:
-                done, prior = coming.get(term, (measured.seconds, measured.prior * measured.units))
-                seconds += done
+                prior = measured.prior * measured.units
+                ratio = coming[term][0] / coming[term][1] if coming.get(term, (0, 0))[1] > 0 else None
+                seconds += measured.seconds if ratio is None else ratio * prior
                 expected += prior
         return seconds / expected if expected > 0 else 1.0
 
