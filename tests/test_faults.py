@@ -880,6 +880,27 @@ def test_experiment_cache_naming_a_file_is_one_line(cli, tmp_path):
     assert cache.read_text() == "a file"
 
 
+def test_an_experiment_cache_or_results_folder_it_cannot_write_is_refused_before_any_work(cli, tmp_path, monkeypatch):
+    """A read-only cache failed once NNST had run, naming -o; a read-only cache holding every entry is only read."""
+    plan = _tiny_plan(tmp_path)
+    cache, locked = tmp_path / "cache", set()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) not in locked and access(path, mode, **kw))
+    locked.add(cache)  # as `chattr +i cache` or a folder of another user (root passes a mode 555 one)
+    cache.mkdir()
+    result = cli("experiment", plan, "-o", tmp_path / "results", "--cache", cache, "-q")
+    assert_one_line_error(result, 2, f"--cache {cache}: {cache} is not writable", "--cache DIR", "permissions")
+    assert list(cache.iterdir()) == [] and not (tmp_path / "results" / "runs").exists()
+    locked.clear()
+    assert cli("experiment", plan, "-o", tmp_path / "results", "--cache", cache, "-q").exit_code == 0
+    locked.add(cache)  # every entry there: nothing to write in it
+    assert cli("experiment", plan, "-o", tmp_path / "again", "--cache", cache, "-q").exit_code == 0
+    locked.add(tmp_path)  # the results folder would be created in it
+    result = cli("experiment", plan, "-o", tmp_path / "third", "--cache", cache, "-q")
+    assert_one_line_error(result, 2, f"-o {tmp_path / 'third'}: {tmp_path}, where it would be created, is not "
+                          "writable", "-o DIR")
+
+
 # --------------------------------------------------------------------------- files and folders in the way, odd inputs
 
 
