@@ -372,6 +372,28 @@ def test_the_memory_available_is_what_the_processs_cgroup_leaves(tmp_path, monke
             memory.check_fits((900, 1600), (2341, 3200), size=1024)
 
 
+@pytest.mark.parametrize("limit, option", [("RLIMIT_AS", "ulimit -v"), ("RLIMIT_DATA", "ulimit -d")])
+def test_the_memory_available_is_what_this_processs_ulimit_leaves(monkeypatch, limit, option):
+    """`ulimit -v 8000000` was not in the check: --size 1024 --out-size 4096 ran, then failed in torch's allocator."""
+    import resource
+
+    import psutil
+
+    used = getattr(psutil.Process().memory_info(), "vms" if limit == "RLIMIT_AS" else "data")
+    limits = {getattr(resource, limit): (used + 2 * GIB, resource.RLIM_INFINITY)}
+    monkeypatch.setattr(resource, "getrlimit", lambda which: limits.get(which, (resource.RLIM_INFINITY,) * 2))
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: 100 * GIB)  # the machine has plenty
+    with pytest.raises(InputError) as refused:
+        memory.check_fits((900, 1600), (2341, 3200), size=1024, out_size=4096)
+    assert f"but 2.0 GB are left under this process's limit ({option}): try --size " in str(refused.value)
+    assert str(refused.value).endswith(f", or raise {option}")
+    assert memory.process_limit_room()[1] == option
+    memory.check_fits((900, 1600), (2341, 3200), size=256)  # what fits under the limit passes
+    limits.clear()  # no limit: the machine's figure alone
+    assert memory.process_limit_room() is None
+    memory.check_fits((900, 1600), (2341, 3200), size=1024, out_size=4096)
+
+
 def _suggested(message: str, option: str) -> int:
     return int(message.split(f"{option} ")[1].split()[0].rstrip(","))
 
