@@ -1023,6 +1023,49 @@ def test_a_run_folder_given_for_its_config_json_names_it(cli, tmp_path):
     assert_one_line_error(cli("run", "--config", folder), 2, f"{folder} is a folder; give {folder / 'config.json'}")
 
 
+def test_an_output_inside_another_runs_folder_is_refused(cli, tmp_path):
+    """`run --config p1.run/config.json -o p1.run/x.png` made p1.run/x.run/ inside p1's run folder."""
+    content, style = pair(tmp_path)
+    folder = tmp_path / "p1.run"
+    (folder / "deeper").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    for output in (folder / "x.png", folder / "deeper" / "x.png"):
+        result = cli("run", content, style, "-o", output, *TINY)
+        assert_one_line_error(result, 2, f"the output {output} is in the run folder {folder} of another run",
+                              f"outside it (e.g. beside it, in {tmp_path})")
+    assert sorted(p.name for p in folder.rglob("*")) == ["config.json", "deeper"]
+    (tmp_path / "plain.run").mkdir()  # a folder named so, but no run's: allowed
+    assert cli("run", content, style, "-o", tmp_path / "plain.run" / "x.png", *TINY, "-q").exit_code == 0
+
+
+def test_config_without_o_writes_its_recorded_output_only_from_that_outputs_run_folder(cli, tmp_path, monkeypatch):
+    """`run --config X.run/config.json` wrote the absolute output recorded there, also after X.run was moved:
+    to the old place, starting again beside it instead of resuming from the moved folder."""
+    from nnst_hr import run as run_module
+
+    got = {}
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options: got.update(output=o))
+    content, style = pair(tmp_path)
+    config = tmp_path / "out.run" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"nnst": {"size": 64}, "poster": {}, "content": str(content),
+                                  "style": str(style), "output": str(tmp_path / "out.png")}))
+    result = cli("run", "--config", config)
+    assert result.exit_code == 0 and Path(got["output"]) == tmp_path / "out.png", result.output
+    assert f"info: writing {tmp_path / 'out.png'}, the output recorded in {config}" in result.stderr
+    moved = tmp_path / "moved" / "p1.run"
+    moved.parent.mkdir()
+    config.parent.rename(moved)
+    got.clear()
+    result = cli("run", "--config", moved / "config.json")
+    assert_one_line_error(result, 2, f"records the output {tmp_path / 'out.png'}, whose run folder is "
+                          f"{tmp_path / 'out.run'}, not {moved} (moved or copied since)",
+                          f"give -o (-o {moved.with_suffix('.png')} resumes from it)")
+    assert not got
+    assert cli("run", "--config", moved / "config.json", "-o", moved.with_suffix(".png")).exit_code == 0  # the fix
+    assert Path(got["output"]) == moved.with_suffix(".png")
+
+
 def test_metrics_field_that_is_not_an_nnf_npz_is_one_line(cli, tmp_path):
     """An empty file was a traceback (EOFError); a PNG "contains pickled (object) data"; an npz
     without the arrays "('nnf')"."""
