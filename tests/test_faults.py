@@ -27,6 +27,7 @@ from PIL import Image
 
 import patchsynth
 from nnst_hr import disk, memory
+from nnst_hr.config import MAX_SIZE
 from nnst_hr.errors import InputError
 from nnst_hr.files import read_image
 from nnst_hr.integrity import is_intact, sidecar
@@ -1296,11 +1297,14 @@ def test_an_absurd_size_is_refused_at_once(cli, tmp_path, monkeypatch):
     content, style = pair(tmp_path)
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: 8 * 2**30)
     monkeypatch.setattr(memory, "available_gpu_bytes", lambda: 8 * 2**30)  # where there is a GPU
-    for command in (("run", content, style, "-o", tmp_path / "out.png", "-q"),
+    for command in (("run", content, style, "-o", tmp_path / "out.png"),
                     ("metrics", content, "--content", content, "--style", style)):
-        for size in (10**20, 20000):
-            assert_one_line_error(cli(*command, "--size", size), 2, "this run needs about",
-                                  "8.0 GB are available: try --size ")
+        assert_one_line_error(cli(*command, "--size", 20000), 2, "this run needs about",
+                              "8.0 GB are available: try --size ")
+        for size in (10**20, 99999999, MAX_SIZE + 1):  # beyond any machine: one line, not an "upscaled" warning first
+            result = cli(*command, "--size", size)
+            assert_one_line_error(result, 2, f"--size must be at most {MAX_SIZE} px", f"got {size}")
+            assert result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "out.run").exists()
     shapes = ((48, 64), (64, 64))
     with pytest.raises(InputError) as info:
@@ -1501,7 +1505,8 @@ def _written(plan: Path, content: Path, style: Path, masks: Path) -> Path:
 
 def test_a_plan_whose_run_cannot_fit_in_memory_is_refused_before_any_work(cli, tmp_path, monkeypatch):
     """`size = 9223372036854775807` in a plan was a torch traceback from its NNST stage (`size =
-    100000000` a failed allocation), after any earlier runs' work; the hint names the plan's keys."""
+    100000000` a failed allocation), after any earlier runs' work; the hint names the plan's keys. (A
+    size above config.MAX_SIZE is now refused as out of range: test_experiment's bad plans.)"""
     from nnst_hr.experiment import driver
 
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: 8 * 2**30)
@@ -1509,11 +1514,11 @@ def test_a_plan_whose_run_cannot_fit_in_memory_is_refused_before_any_work(cli, t
     monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
     content, style = pair(tmp_path)
     plan = tmp_path / "plan.toml"
-    for fixed in ("size = 9223372036854775807", "size = 64\nout_size = 100000000"):
+    for fixed in ("size = 30000", "size = 64\nout_size = 100000000"):
         plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\n{fixed}\n')
         result = cli("experiment", plan, "-o", tmp_path / "results")
         assert_one_line_error(result, 2, "run 1 (content / style): this run needs about", "8.0 GB are available",
-                              "try size " if "size = 9" in fixed else "try out_size ")
+                              "try size " if "size = 3" in fixed else "try out_size ")
         assert "--" not in result.stderr and not (tmp_path / "results").exists()
     plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\nsize = 64\n')
     with pytest.raises(pytest.fail.Exception, match="work started"):  # the control: a run that fits
