@@ -678,6 +678,9 @@ def metrics_command(
         if field is not None and guide is None:  # the field's one score, label_agreement, reads the masks
             raise InputError("--field scores label_agreement, which needs the masks: add --guide MASKS (the run's "
                              "masks folder), or leave out --field")
+        config = NNSTConfig(size=size) if size is not None else None
+        if config is not None:  # an option's error first: before the print's info line, and any reading
+            config.validate()
         picture, content_image, style_image = read_image(image), read_image(content), read_image(style)
         extra = {path: read_image(path) for path in (raw, upsampled_from) if path is not None}
         for option, path, made in (("--raw", raw, "nnst_raw.png"), ("--upsampled-from", upsampled_from, "nnst.png")):
@@ -705,12 +708,10 @@ def metrics_command(
                     raise InputError(f"{field} was made for a {what} of {made[1]}x{made[0]} px, not for {path}"
                                      f"{fitted_as} ({shape[1]}x{shape[0]}); give the nnf.npz of the run that "
                                      f"made {image}")
-        config = NNSTConfig(size=size) if size is not None else None
         if config is not None:
             from .device import resolve_device
             from .memory import check_fits
 
-            config.validate()
             # objective matches at --size as a run's NNST does: a size that cannot fit was killed or a traceback
             scored = extra.get(raw, extra.get(upsampled_from, picture))
             check_fits(scored.shape[:2], style_image.shape[:2], size, device=resolve_device(config.device).type)

@@ -1067,6 +1067,31 @@ def test_config_without_o_writes_its_recorded_output_only_from_that_outputs_run_
     assert Path(got["output"]) == moved.with_suffix(".png")
 
 
+def test_option_errors_come_before_any_info_or_warning_line(cli, tmp_path):
+    """`metrics PRINT --size 0` printed the print's info line before its error; `experiment --workers 0` (or
+    --workers with --scheduler) the plan's warnings before its."""
+    from nnst_hr.printing import plan_print
+
+    content, style = pair(tmp_path)
+    height, width = plan_print((48, 64), "4x3in", 20, "crop").pixels
+    printed = image_file(tmp_path / "print.png", width, height, seed=3)
+    metrics = ("metrics", printed, "--content", content, "--style", style, "--print", "4x3in", "--dpi", 20)
+    result = cli(*metrics, "--size", 0)
+    assert_one_line_error(result, 2, "--size must be at least 32 px, got 0")
+    assert result.stderr.splitlines()[0].startswith("error: "), result.stderr
+    assert "info: " in cli(*metrics, "--size", 20000).stderr  # the control: a size in range, refused for memory later
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'[[pair]]\ncontent = "{content.name}"\nstyle = "{style.name}"\n[fixed]\nsize = 64\n'
+                    "out_size = 32\n")  # a poster smaller than the NNST result: a warning
+    for options, says in (((("--workers", 0)), "--workers must be 1 or more (got 0)"),
+                          (("--workers", 1, "--scheduler", "tcp://127.0.0.1:1"), "exclude each other")):
+        result = cli("experiment", plan, "-o", tmp_path / "results", *options)
+        assert_one_line_error(result, 2, says)
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+    (tmp_path / "cache").write_text("a file")  # the control: a refusal after reading the plan follows its warning
+    assert "warning: " in cli("experiment", plan, "-o", tmp_path / "results", "--cache", tmp_path / "cache").stderr
+
+
 def test_metrics_field_that_is_not_an_nnf_npz_is_one_line(cli, tmp_path):
     """An empty file was a traceback (EOFError); a PNG "contains pickled (object) data"; an npz
     without the arrays "('nnf')"."""

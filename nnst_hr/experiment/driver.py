@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..lock import LOCK_NAME as LOCK
 from ..lock import file_in_the_way, run_lock
 from .cache import CHECKPOINTS, DEFAULT_FOLDER, Cache, cache_lock
-from .distributed import executor_from_options
+from .distributed import check_cluster_options, executor_from_options
 from .graph import build_graph, read_inputs
 from .plan import Plan, load_plan
 from .progress import PlanProgress
@@ -236,6 +236,7 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
     Raises :class:`InputError` (before any work) for a bad plan, or when another process is
     writing ``out_dir``; runs failing on their inputs are recorded as failed, the others go on.
     """
+    check_cluster_options(workers, scheduler)  # option errors first: before the plan's warnings
     check_workers(workers)
     plan = load_plan(plan_path)
     out_dir = Path(out_dir)
