@@ -308,17 +308,49 @@ def _load_mask_files(paths: tuple[Path, Path], content_shape, style_shape, fs) -
         raise MaskError(f"mask {paths[np.argmax(present.sum(axis=1))]} has more than {MAX_LABELS} "
                         f"flat colors: it does not look like a label map. {PAINT_HINT}")
     warnings: list[str] = []
-    maps = []
+    maps, errors = [], []
     for side, path, rgb, flat, shape, here in zip(("content", "style"), paths, rgbs, flats,
                                                   (content_shape, style_shape), present, strict=True):
-        if not here.any():
-            raise MaskError(f"mask {path} has no region of one flat color covering "
-                            f"{MIN_LABEL_SHARE:.1%} of it: it does not look like a label map. {PAINT_HINT}")
-        snapped, unknown = snap_to_palette(rgb, flat, colors[here])
-        warnings += _check_unknown(path, rgb, flat, unknown)
+        try:
+            if not here.any():
+                raise MaskError(_no_label_message(path))
+            snapped, unknown = snap_to_palette(rgb, flat, colors[here])
+            warnings += _check_unknown(path, rgb, flat, unknown)
+        except MaskError as err:
+            errors.append(err)
+            continue
         maps.append(_fit(np.flatnonzero(here)[snapped], shape, path, side))
+    if errors:
+        raise _blamed(errors, paths, rgbs, flats)
     names = [_hex(c) for c in colors]
     return _pair(*maps, names, [tuple(c) for c in colors.tolist()], paths, warnings)
+
+
+def _no_label_message(path: Path) -> str:
+    return (f"mask {path} has no region of one flat color covering {MIN_LABEL_SHARE:.1%} of it: it does not "
+            f"look like a label map. {PAINT_HINT}")
+
+
+def _blamed(errors: list[MaskError], paths, rgbs, flats) -> MaskError:
+    """The error to raise when a mask does not fit the palette the two share: that of a mask that is
+    not a label map on its own, where one is not, else the first error.
+
+    The palette is found in both masks together, so a photo given as one of them takes label colors
+    of the other into its own clusters (which it then drops as not peaked): the good label map was
+    blamed, for "colors that are neither a label color nor an edge blend".
+    """
+    for path, rgb, flat in zip(paths, rgbs, flats, strict=True):
+        own = find_palette([rgb], [flat], MAX_LABELS)[0]
+        if len(own) > MAX_LABELS:
+            return MaskError(f"mask {path} has more than {MAX_LABELS} flat colors: it does not look like a "
+                             f"label map. {PAINT_HINT}")
+        if len(own) == 0:
+            return MaskError(_no_label_message(path))
+        try:
+            _check_unknown(path, rgb, flat, snap_to_palette(rgb, flat, own)[1])
+        except MaskError as err:
+            return err
+    return errors[0]
 
 
 def _find_source(mask_dir: Path, side: str, fs) -> Path:

@@ -262,6 +262,20 @@ def _same_aspect(size: tuple[int, int], shape: tuple[int, int]) -> bool:
     return abs(h - w * height / width) <= 1 if w >= h else abs(w - h * width / height) <= 1
 
 
+def _check_recorded_output(config: Path, output: Path) -> None:
+    """Without ``-o``, ``--config`` writes the output its config.json records (an absolute path): refuse
+    (:class:`InputError`) one whose run folder is not the config's own (the folder was moved or copied
+    since: the run wrote the old place, and started again instead of resuming from the moved folder)."""
+    from .errors import InputError
+    from .run import run_folder
+
+    folder = config.parent  # a folder given is refused by read_run_config
+    if run_folder(output).resolve() != folder.resolve():
+        beside = f" (-o {folder.with_suffix(output.suffix)} resumes from it)" if folder.suffix == ".run" else ""
+        raise InputError(f"{config} records the output {output}, whose run folder is {run_folder(output)}, not "
+                         f"{folder} (moved or copied since): give -o{beside}")
+
+
 def _check_device_of(config: Path, device: str) -> None:
     """Refuse a device of ``config`` (a run's config.json) that this machine lacks, naming where it
     came from: the run's own check said "--device cuda", an option the user never gave."""
@@ -356,6 +370,8 @@ def run(
             raise InputError(f"missing {', '.join(missing)}: give them, or --config RUN/config.json of an earlier run")
         if no_guide and guide is not None:
             raise InputError(f"--no-guide and --guide {guide} contradict each other; give one")
+        if config is not None and not given("output"):
+            _check_recorded_output(config, Path(paths.output))
         options = base["options"]
         options = pick(options, {"guide": None if no_guide else guide, "dpi": dpi, "jpeg_quality": jpeg_quality,
                                  "bit_depth": bit_depth, "print_size": print_size, "fit": fit.value})
@@ -391,6 +407,9 @@ def run(
         if explicit("jpeg_quality") and written_as not in (None, "JPEG") and 1 <= jpeg_quality <= 100:
             warnings.warn(f"--jpeg-quality {jpeg_quality} is ignored: {paths.output} is written as {written_as}; "
                           "it applies to a .jpg output", stacklevel=1)
+        if config is not None and not given("output"):  # after the option errors: no info line before them
+            logging.getLogger(__name__).info(f"writing {paths.output}, the output recorded in {config} (-o to write "
+                                             "elsewhere)")
         resolved["options"] = options
         run_files(paths.content, paths.style, paths.output, options)
 
@@ -659,6 +678,9 @@ def metrics_command(
         if field is not None and guide is None:  # the field's one score, label_agreement, reads the masks
             raise InputError("--field scores label_agreement, which needs the masks: add --guide MASKS (the run's "
                              "masks folder), or leave out --field")
+        config = NNSTConfig(size=size) if size is not None else None
+        if config is not None:  # an option's error first: before the print's info line, and any reading
+            config.validate()
         picture, content_image, style_image = read_image(image), read_image(content), read_image(style)
         extra = {path: read_image(path) for path in (raw, upsampled_from) if path is not None}
         for option, path, made in (("--raw", raw, "nnst_raw.png"), ("--upsampled-from", upsampled_from, "nnst.png")):
@@ -686,12 +708,10 @@ def metrics_command(
                     raise InputError(f"{field} was made for a {what} of {made[1]}x{made[0]} px, not for {path}"
                                      f"{fitted_as} ({shape[1]}x{shape[0]}); give the nnf.npz of the run that "
                                      f"made {image}")
-        config = NNSTConfig(size=size) if size is not None else None
         if config is not None:
             from .device import resolve_device
             from .memory import check_fits
 
-            config.validate()
             # objective matches at --size as a run's NNST does: a size that cannot fit was killed or a traceback
             scored = extra.get(raw, extra.get(upsampled_from, picture))
             check_fits(scored.shape[:2], style_image.shape[:2], size, device=resolve_device(config.device).type)

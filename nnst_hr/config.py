@@ -20,6 +20,7 @@ from typing import Literal
 from .errors import InputError
 
 MIN_SIZE = 32  # smallest image side VGG's relu4 layers can work on (a 4 px grid)
+MAX_SIZE = 32768  # largest NNST long side: already terabytes of memory (memory.py's model); more fits no machine
 MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed, NumPy's a non-negative one
 # the fields that `nnst-hr run` sets with an option of the same name (--out-size: out_size); messages about a
 # value that came from the command line name the option (field_label)
@@ -102,6 +103,9 @@ class NNSTConfig:
                 raise InputError(f"{name(field)} must be between 0 and 1, got {getattr(self, field)}")
         if self.size < MIN_SIZE:
             raise InputError(f"{name('size')} must be at least {MIN_SIZE} px, got {self.size}")
+        if self.size > MAX_SIZE:  # was an "upscaled" warning per input, then "needs about more than 1000 PB"
+            raise InputError(f"{name('size')} must be at most {MAX_SIZE} px (an NNST result that large already "
+                             f"needs terabytes of memory), got {self.size}")
         for field in ("steps", "split_steps"):
             if getattr(self, field) < 0:
                 raise InputError(f"{name(field)} must not be negative, got {getattr(self, field)}")

@@ -188,6 +188,31 @@ def available_ram_bytes() -> int | None:
     return min(v for v in (machine, room) if v is not None) if (machine, room) != (None, None) else None
 
 
+def process_limit_room() -> tuple[int, str] | None:
+    """Room left under this process's own limits, and the option that sets the tighter one: ``ulimit -v``
+    (``RLIMIT_AS``) less the address space it has mapped, ``ulimit -d`` (``RLIMIT_DATA``) less its data
+    segment; None where neither is set (or psutil cannot tell what is used).
+
+    Neither is in ``MemAvailable`` or a cgroup: a run under ``ulimit -v`` passed the check and failed
+    with torch's allocation error after the work. A limit is the process's own, so it bounds one
+    stage, not several workers together (each worker process has its own).
+    """
+    import resource
+
+    try:
+        import psutil
+
+        used = psutil.Process().memory_info()
+    except (ImportError, OSError):
+        return None
+    rooms = []
+    for name, field, option in (("RLIMIT_AS", "vms", "ulimit -v"), ("RLIMIT_DATA", "data", "ulimit -d")):
+        limit = resource.getrlimit(getattr(resource, name))[0] if hasattr(resource, name) else resource.RLIM_INFINITY
+        if limit != resource.RLIM_INFINITY and hasattr(used, field):
+            rooms.append((max(0, limit - getattr(used, field)), option))
+    return min(rooms) if rooms else None
+
+
 def _read(path) -> str | None:
     try:
         with open(path) as fh:
@@ -428,7 +453,11 @@ def check_fits(
         return ((ram is None or e.ram * HEADROOM <= ram)
                 and (gpu is None or device != "cuda" or e.gpu * HEADROOM <= gpu))
 
-    ram = available_ram_bytes() if ram is None else ram
+    limited_by = None  # the ulimit that leaves less than the machine (a measured figure only)
+    if ram is None:
+        ram, room = available_ram_bytes(), process_limit_room()
+        if room is not None and (ram is None or room[0] < ram):
+            ram, limited_by = room
     gpu = (available_gpu_bytes() if device == "cuda" else None) if gpu is None else gpu
     found = estimate(size, out_size)
     if fits(found):
@@ -438,6 +467,11 @@ def check_fits(
     need = found.gpu if where == "GPU memory" else found.ram
     nnst_part = found.gpu if where == "GPU memory" else found.nnst
     hint = _suggestion(size, out_size, estimate, fits, nnst_part * HEADROOM > have, poster_option)
+    if where == "memory" and limited_by is not None:
+        raise InputError(
+            f"this run needs about {format_bytes(need)} of memory but {format_bytes(have)} are left under this "
+            f"process's limit ({limited_by}): {hint}, or raise {limited_by}"
+        )
     raise InputError(
         f"this run needs about {format_bytes(need)} of {where} but {format_bytes(have)} are available: "
         f"{hint}, or close other programs"

@@ -472,6 +472,7 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
     the same output is refused instead of writing into the same folder.
     """
     output = check_output_file(output)  # a folder (`-o .`) has no run folder beside it
+    _check_outside_run_folders(output)
     _check_apart(Path(content), Path(style), output, (options or RunOptions()).guide)
     with run_lock(run_folder(output)):
         return _run_files(content, style, output, options)
@@ -481,6 +482,17 @@ def _within(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or lies in it (links resolved)."""
     path, folder = path.resolve(), folder.resolve()
     return path == folder or folder in path.parents
+
+
+def _check_outside_run_folders(output: Path) -> None:
+    """Refuse (:class:`InputError`) an output, and so its run folder, inside another run's folder
+    (a ``*.run`` folder holding a ``config.json``): ``--config p1.run/config.json -o p1.run/x.png``
+    made ``p1.run/x.run/``, which that run's resume never reads and its rerun with
+    ``--overwrite`` does not expect."""
+    for folder in output.absolute().parents:
+        if folder.suffix == ".run" and (folder / "config.json").is_file():
+            raise InputError(f"the output {output} is in the run folder {folder} of another run; choose an output "
+                             f"outside it (e.g. beside it, in {folder.parent})")
 
 
 def _check_apart(content: Path, style: Path, output: Path, guide: Path | None) -> None:

@@ -537,6 +537,7 @@ def test_plan_values_out_of_range_are_named_by_their_plan_key(folder, value, tab
     (GOOD_PAIR + "[axes]\nguide_mode = [\"soft\", \"medium\"]\n", "axes.guide_mode[1]: must be one of"),
     (GOOD_PAIR + "[axes]\nsteps = [1.5]\n", "axes.steps[0]: must be int"),
     (GOOD_PAIR + "[fixed]\nsize = 8\n", "fixed.size: size must be at least"),
+    (GOOD_PAIR + "[fixed]\nsize = 9223372036854775807\n", "fixed.size: size must be at most 32768 px"),
     (GOOD_PAIR + "[fixed]\nrotate = 1\n", "fixed.rotate: must be bool"),
     (GOOD_PAIR + "[sweep]\nalpha = [1]\n", "sweep: unknown table"),
     ('[[pair]]\ncontent = "nope.png"\nstyle = "s.png"\n', "pair[0].content: no such file"),

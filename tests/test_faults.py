@@ -27,6 +27,7 @@ from PIL import Image
 
 import patchsynth
 from nnst_hr import disk, memory
+from nnst_hr.config import MAX_SIZE
 from nnst_hr.errors import InputError
 from nnst_hr.files import read_image
 from nnst_hr.integrity import is_intact, sidecar
@@ -370,6 +371,28 @@ def test_the_memory_available_is_what_the_processs_cgroup_leaves(tmp_path, monke
     if room is not None:  # a run that the machine could hold but the cgroup cannot is refused
         with pytest.raises(InputError, match=f"but {room / GIB:.1f} GB are available"):
             memory.check_fits((900, 1600), (2341, 3200), size=1024)
+
+
+@pytest.mark.parametrize("limit, option", [("RLIMIT_AS", "ulimit -v"), ("RLIMIT_DATA", "ulimit -d")])
+def test_the_memory_available_is_what_this_processs_ulimit_leaves(monkeypatch, limit, option):
+    """`ulimit -v 8000000` was not in the check: --size 1024 --out-size 4096 ran, then failed in torch's allocator."""
+    import resource
+
+    import psutil
+
+    used = getattr(psutil.Process().memory_info(), "vms" if limit == "RLIMIT_AS" else "data")
+    limits = {getattr(resource, limit): (used + 2 * GIB, resource.RLIM_INFINITY)}
+    monkeypatch.setattr(resource, "getrlimit", lambda which: limits.get(which, (resource.RLIM_INFINITY,) * 2))
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: 100 * GIB)  # the machine has plenty
+    with pytest.raises(InputError) as refused:
+        memory.check_fits((900, 1600), (2341, 3200), size=1024, out_size=4096)
+    assert f"but 2.0 GB are left under this process's limit ({option}): try --size " in str(refused.value)
+    assert str(refused.value).endswith(f", or raise {option}")
+    assert memory.process_limit_room()[1] == option
+    memory.check_fits((900, 1600), (2341, 3200), size=256)  # what fits under the limit passes
+    limits.clear()  # no limit: the machine's figure alone
+    assert memory.process_limit_room() is None
+    memory.check_fits((900, 1600), (2341, 3200), size=1024, out_size=4096)
 
 
 def _suggested(message: str, option: str) -> int:
@@ -880,6 +903,27 @@ def test_experiment_cache_naming_a_file_is_one_line(cli, tmp_path):
     assert cache.read_text() == "a file"
 
 
+def test_an_experiment_cache_or_results_folder_it_cannot_write_is_refused_before_any_work(cli, tmp_path, monkeypatch):
+    """A read-only cache failed once NNST had run, naming -o; a read-only cache holding every entry is only read."""
+    plan = _tiny_plan(tmp_path)
+    cache, locked = tmp_path / "cache", set()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) not in locked and access(path, mode, **kw))
+    locked.add(cache)  # as `chattr +i cache` or a folder of another user (root passes a mode 555 one)
+    cache.mkdir()
+    result = cli("experiment", plan, "-o", tmp_path / "results", "--cache", cache, "-q")
+    assert_one_line_error(result, 2, f"--cache {cache}: {cache} is not writable", "--cache DIR", "permissions")
+    assert list(cache.iterdir()) == [] and not (tmp_path / "results" / "runs").exists()
+    locked.clear()
+    assert cli("experiment", plan, "-o", tmp_path / "results", "--cache", cache, "-q").exit_code == 0
+    locked.add(cache)  # every entry there: nothing to write in it
+    assert cli("experiment", plan, "-o", tmp_path / "again", "--cache", cache, "-q").exit_code == 0
+    locked.add(tmp_path)  # the results folder would be created in it
+    result = cli("experiment", plan, "-o", tmp_path / "third", "--cache", cache, "-q")
+    assert_one_line_error(result, 2, f"-o {tmp_path / 'third'}: {tmp_path}, where it would be created, is not "
+                          "writable", "-o DIR")
+
+
 # --------------------------------------------------------------------------- files and folders in the way, odd inputs
 
 
@@ -978,6 +1022,74 @@ def test_a_run_folder_given_for_its_config_json_names_it(cli, tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     assert_one_line_error(cli("run", "--config", folder), 2, f"{folder} is a folder; give {folder / 'config.json'}")
+
+
+def test_an_output_inside_another_runs_folder_is_refused(cli, tmp_path):
+    """`run --config p1.run/config.json -o p1.run/x.png` made p1.run/x.run/ inside p1's run folder."""
+    content, style = pair(tmp_path)
+    folder = tmp_path / "p1.run"
+    (folder / "deeper").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    for output in (folder / "x.png", folder / "deeper" / "x.png"):
+        result = cli("run", content, style, "-o", output, *TINY)
+        assert_one_line_error(result, 2, f"the output {output} is in the run folder {folder} of another run",
+                              f"outside it (e.g. beside it, in {tmp_path})")
+    assert sorted(p.name for p in folder.rglob("*")) == ["config.json", "deeper"]
+    (tmp_path / "plain.run").mkdir()  # a folder named so, but no run's: allowed
+    assert cli("run", content, style, "-o", tmp_path / "plain.run" / "x.png", *TINY, "-q").exit_code == 0
+
+
+def test_config_without_o_writes_its_recorded_output_only_from_that_outputs_run_folder(cli, tmp_path, monkeypatch):
+    """`run --config X.run/config.json` wrote the absolute output recorded there, also after X.run was moved:
+    to the old place, starting again beside it instead of resuming from the moved folder."""
+    from nnst_hr import run as run_module
+
+    got = {}
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options: got.update(output=o))
+    content, style = pair(tmp_path)
+    config = tmp_path / "out.run" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"nnst": {"size": 64}, "poster": {}, "content": str(content),
+                                  "style": str(style), "output": str(tmp_path / "out.png")}))
+    result = cli("run", "--config", config)
+    assert result.exit_code == 0 and Path(got["output"]) == tmp_path / "out.png", result.output
+    assert f"info: writing {tmp_path / 'out.png'}, the output recorded in {config}" in result.stderr
+    moved = tmp_path / "moved" / "p1.run"
+    moved.parent.mkdir()
+    config.parent.rename(moved)
+    got.clear()
+    result = cli("run", "--config", moved / "config.json")
+    assert_one_line_error(result, 2, f"records the output {tmp_path / 'out.png'}, whose run folder is "
+                          f"{tmp_path / 'out.run'}, not {moved} (moved or copied since)",
+                          f"give -o (-o {moved.with_suffix('.png')} resumes from it)")
+    assert not got
+    assert cli("run", "--config", moved / "config.json", "-o", moved.with_suffix(".png")).exit_code == 0  # the fix
+    assert Path(got["output"]) == moved.with_suffix(".png")
+
+
+def test_option_errors_come_before_any_info_or_warning_line(cli, tmp_path):
+    """`metrics PRINT --size 0` printed the print's info line before its error; `experiment --workers 0` (or
+    --workers with --scheduler) the plan's warnings before its."""
+    from nnst_hr.printing import plan_print
+
+    content, style = pair(tmp_path)
+    height, width = plan_print((48, 64), "4x3in", 20, "crop").pixels
+    printed = image_file(tmp_path / "print.png", width, height, seed=3)
+    metrics = ("metrics", printed, "--content", content, "--style", style, "--print", "4x3in", "--dpi", 20)
+    result = cli(*metrics, "--size", 0)
+    assert_one_line_error(result, 2, "--size must be at least 32 px, got 0")
+    assert result.stderr.splitlines()[0].startswith("error: "), result.stderr
+    assert "info: " in cli(*metrics, "--size", 20000).stderr  # the control: a size in range, refused for memory later
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'[[pair]]\ncontent = "{content.name}"\nstyle = "{style.name}"\n[fixed]\nsize = 64\n'
+                    "out_size = 32\n")  # a poster smaller than the NNST result: a warning
+    for options, says in (((("--workers", 0)), "--workers must be 1 or more (got 0)"),
+                          (("--workers", 1, "--scheduler", "tcp://127.0.0.1:1"), "exclude each other")):
+        result = cli("experiment", plan, "-o", tmp_path / "results", *options)
+        assert_one_line_error(result, 2, says)
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+    (tmp_path / "cache").write_text("a file")  # the control: a refusal after reading the plan follows its warning
+    assert "warning: " in cli("experiment", plan, "-o", tmp_path / "results", "--cache", tmp_path / "cache").stderr
 
 
 def test_metrics_field_that_is_not_an_nnf_npz_is_one_line(cli, tmp_path):
@@ -1210,11 +1322,14 @@ def test_an_absurd_size_is_refused_at_once(cli, tmp_path, monkeypatch):
     content, style = pair(tmp_path)
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: 8 * 2**30)
     monkeypatch.setattr(memory, "available_gpu_bytes", lambda: 8 * 2**30)  # where there is a GPU
-    for command in (("run", content, style, "-o", tmp_path / "out.png", "-q"),
+    for command in (("run", content, style, "-o", tmp_path / "out.png"),
                     ("metrics", content, "--content", content, "--style", style)):
-        for size in (10**20, 20000):
-            assert_one_line_error(cli(*command, "--size", size), 2, "this run needs about",
-                                  "8.0 GB are available: try --size ")
+        assert_one_line_error(cli(*command, "--size", 20000), 2, "this run needs about",
+                              "8.0 GB are available: try --size ")
+        for size in (10**20, 99999999, MAX_SIZE + 1):  # beyond any machine: one line, not an "upscaled" warning first
+            result = cli(*command, "--size", size)
+            assert_one_line_error(result, 2, f"--size must be at most {MAX_SIZE} px", f"got {size}")
+            assert result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "out.run").exists()
     shapes = ((48, 64), (64, 64))
     with pytest.raises(InputError) as info:
@@ -1415,7 +1530,8 @@ def _written(plan: Path, content: Path, style: Path, masks: Path) -> Path:
 
 def test_a_plan_whose_run_cannot_fit_in_memory_is_refused_before_any_work(cli, tmp_path, monkeypatch):
     """`size = 9223372036854775807` in a plan was a torch traceback from its NNST stage (`size =
-    100000000` a failed allocation), after any earlier runs' work; the hint names the plan's keys."""
+    100000000` a failed allocation), after any earlier runs' work; the hint names the plan's keys. (A
+    size above config.MAX_SIZE is now refused as out of range: test_experiment's bad plans.)"""
     from nnst_hr.experiment import driver
 
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: 8 * 2**30)
@@ -1423,11 +1539,11 @@ def test_a_plan_whose_run_cannot_fit_in_memory_is_refused_before_any_work(cli, t
     monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
     content, style = pair(tmp_path)
     plan = tmp_path / "plan.toml"
-    for fixed in ("size = 9223372036854775807", "size = 64\nout_size = 100000000"):
+    for fixed in ("size = 30000", "size = 64\nout_size = 100000000"):
         plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\n{fixed}\n')
         result = cli("experiment", plan, "-o", tmp_path / "results")
         assert_one_line_error(result, 2, "run 1 (content / style): this run needs about", "8.0 GB are available",
-                              "try size " if "size = 9" in fixed else "try out_size ")
+                              "try size " if "size = 3" in fixed else "try out_size ")
         assert "--" not in result.stderr and not (tmp_path / "results").exists()
     plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\nsize = 64\n')
     with pytest.raises(pytest.fail.Exception, match="work started"):  # the control: a run that fits

@@ -150,6 +150,21 @@ def test_a_photo_is_not_a_label_map(tmp_path):
         load_masks(tmp_path)
 
 
+@pytest.mark.parametrize("photo_side", ["style", "content"])
+def test_a_photo_beside_a_good_label_map_is_the_one_named(tmp_path, photo_side):
+    """The palette is found in both masks together: a photo as style.png took the label map's black into
+    its own (dropped) clusters, and the message blamed content.png, the good one."""
+    good_side = "content" if photo_side == "style" else "style"
+    label_map = Image.open(SAMPLE / f"{good_side}_mask.png").convert("RGB")
+    label_map.save(tmp_path / f"{good_side}.png")
+    Image.open(SAMPLE / "style.png").convert("RGB").resize((400, 270)).save(tmp_path / f"{photo_side}.png")
+    with pytest.raises(MaskError, match="does not look like a label map") as refused:
+        load_masks(tmp_path)
+    assert str(refused.value).startswith(f"mask {tmp_path / photo_side}.png: "), refused.value
+    label_map.save(tmp_path / f"{photo_side}.png")  # the control: the label map with itself loads
+    assert load_masks(tmp_path).n_labels == 4
+
+
 @pytest.mark.parametrize("layout, message", [
     ({}, r"no content mask in .*: add content\.png"),
     ({"content.png"}, r"no style mask in .*: add style\.png"),

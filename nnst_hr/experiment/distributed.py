@@ -776,6 +776,15 @@ def _require_dask():
     return distributed
 
 
+def check_cluster_options(workers: int | None, scheduler: str | None) -> None:
+    """Refuse (:class:`InputError`) ``--workers`` with ``--scheduler``, and fewer than one worker."""
+    if workers is not None and scheduler is not None:
+        raise InputError("--workers and --scheduler exclude each other: --workers N starts a local cluster, "
+                         "--scheduler ADDRESS uses an existing one")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be 1 or more (got {workers})")
+
+
 @contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None, *,
                 connect_timeout: float | None = None) -> Iterator:
@@ -786,11 +795,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *,
     not answer within ``connect_timeout`` seconds (default :data:`CONNECT_TIMEOUT_S`) is an
     :class:`InputError` naming it.
     """
-    if workers is not None and scheduler is not None:
-        raise InputError("--workers and --scheduler exclude each other: --workers N starts a local cluster, "
-                         "--scheduler ADDRESS uses an existing one")
-    if workers is not None and workers < 1:
-        raise InputError(f"--workers must be 1 or more (got {workers})")
+    check_cluster_options(workers, scheduler)
     distributed = _require_dask()
     if scheduler is not None:
         client = _connect(scheduler, connect_timeout or CONNECT_TIMEOUT_S)

@@ -20,8 +20,8 @@ from typing import TextIO
 from ..errors import InputError
 from ..lock import LOCK_NAME as LOCK
 from ..lock import file_in_the_way, run_lock
-from .cache import DEFAULT_FOLDER, Cache, cache_lock
-from .distributed import executor_from_options
+from .cache import CHECKPOINTS, DEFAULT_FOLDER, Cache, cache_lock
+from .distributed import check_cluster_options, executor_from_options
 from .graph import build_graph, read_inputs
 from .plan import Plan, load_plan
 from .progress import PlanProgress
@@ -61,6 +61,37 @@ def check_inputs_apart(plan: Plan, out_dir: Path, cache_folder: Path) -> None:
                 raise InputError(f"{pair.where}.guide: the masks folder {pair.guide} holds {option} {folder}, and "
                                  "every file in it is read for each run (what the experiment writes there changed "
                                  f"what the next one reads); choose {option} outside it")
+
+
+def unwritable_folder(folder: Path) -> Path | None:
+    """The folder that stops this process writing in ``folder`` (``folder`` itself, or the nearest
+    existing folder above it, where it would be created), or None when it can be written.
+
+    ``os.access`` with the effective ids: it answers as the kernel will for a write (permissions,
+    an immutable folder, a read-only file system), and as root passes a folder mode 555.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    effective = os.access in os.supports_effective_ids
+    return None if os.access(existing, os.W_OK | os.X_OK, effective_ids=effective) else existing
+
+
+def check_writable(out_dir: Path, cache: Cache, keys: list[str]) -> None:
+    """Refuse (:class:`InputError`), before any work, a results folder or a stage cache this process
+    cannot write: the stages ran, then their records could not be stored (the message named -o for
+    the cache). A read-only cache that already holds every stage's entry (``keys``) is read only."""
+    folders = [(out_dir, "-o", "a results folder")]
+    if any(not cache.has(key) for key in keys):
+        folders += [(cache.folder, "--cache", "a stage cache folder"),
+                    *([(cache.folder / CHECKPOINTS, "--cache", "a stage cache folder")]
+                      if (cache.folder / CHECKPOINTS).is_dir() else [])]
+    for folder, option, what in folders:
+        blocking = unwritable_folder(folder)
+        if blocking is not None:
+            where = f"{blocking} is" if blocking == folder else f"{blocking}, where it would be created, is"
+            raise InputError(f"{option} {folder}: {where} not writable by this process; give {option} DIR, "
+                             f"{what} you can write to, or fix its permissions")
 
 
 def usable_cores() -> int:
@@ -205,6 +236,7 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
     Raises :class:`InputError` (before any work) for a bad plan, or when another process is
     writing ``out_dir``; runs failing on their inputs are recorded as failed, the others go on.
     """
+    check_cluster_options(workers, scheduler)  # option errors first: before the plan's warnings
     check_workers(workers)
     plan = load_plan(plan_path)
     out_dir = Path(out_dir)
@@ -225,6 +257,7 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
         check_memory(plan, inputs, workers)
     graph = build_graph(plan, inputs)
     cache.check_folder()
+    check_writable(out_dir, cache, [key for key, task in graph.items() if task.store])
     # one process writes a results folder (another one is refused); the cache is shared with other
     # experiments, but not with a prune (cache.cache_lock)
     with run_lock(out_dir, parents=True), cache_lock(cache.folder, exclusive=False):
