@@ -219,7 +219,22 @@ def test_a_print_plans_tasks_are_weighed_on_the_content_as_the_print_fits_it(fol
         "nnst": nnst_work(content, (400, 400), nnst, device="cpu", bf16=True),
         "color": [plan_progress._color_stage("color", nnst_shape, nnst, "cpu")],
         "poster": posters[:1], "poster_color": posters[1:],
-        "scores": [plan_progress._scores_stage(nnst_shape, (128, 128), final, nnst, "cpu")]}
+        "scores": [plan_progress._scores_stage(nnst_shape, (128, 128), final, nnst, "cpu", source_style=(400, 400))]}
     for stage, stages in expected.items():
         (task,) = _tasks(graph, stage)
         assert task_work(graph, task) == pytest.approx(_total(stages), rel=1e-12), stage
+
+
+def test_the_scores_count_the_color_swd_samples_of_the_style_as_read_up_to_their_cap():
+    nnst = NNSTConfig(size=64, device="cpu")
+
+    def output_units(source_style):
+        stage = plan_progress._scores_stage((64, 64), (64, 64), (256, 256), nnst, "cpu", source_style=source_style)
+        return sum(units for work, units in stage.work(setup=True) if work.term == "output")
+
+    cap = plan_progress.SWD_MAX_SAMPLES
+    # a style read at 1024 or 4096 px gives the SWD its cap of samples either way; one of 100 px its pixels
+    assert output_units((1024, 1024)) == output_units((4096, 4096))
+    small = output_units((100, 100))
+    per_sample = plan_progress.SWD_UNITS * plan_progress.SWD_PROJECTIONS
+    assert output_units((1024, 1024)) - small == pytest.approx((cap - 100 * 100) * per_sample)

@@ -53,7 +53,7 @@ from ..memory import long_side_shape
 from ..nnst import nnst_work
 from ..poster import poster_stages, scaled_shape
 from ..progress import FINISHED_BAR, REFRESH_INTERVAL_S, REPORT_INTERVAL_S, Progress, Stage, format_seconds
-from ..scores import NETWORK_MAX_SIDE
+from ..scores import NETWORK_MAX_SIDE, SWD_MAX_SAMPLES, SWD_PROJECTIONS
 from ..workplan import VGG_FP32, match_work, output_stage, work
 from . import stages
 from .execute import needed
@@ -63,6 +63,8 @@ BARS_PER_SECOND = 4  # redraws of the live bars (the elapsed times tick between 
 BAR_WIDTH = 12  # characters: leaves room for the step and the times on an 80-column terminal
 MODELLED = frozenset({"nnst", "color", "poster", "poster_color", "scores"})  # kinds with work in prior-seconds
 SCORE_PASSES = 2  # the scores' per-pixel passes over the result (SSIM, color, detail), in `output` units
+SCORE_NETWORK_EXTRA = 0.3  # the Gram matrices and LPIPS distances on the VGG features, per unit of those passes
+SWD_UNITS = 0.13  # the color SWD's `output` units per sample and projection (projecting and sorting them)
 MIN_WORK = 1e-9  # prior-seconds of a task that does nothing (color off): a rate needs work > 0
 
 logger = logging.getLogger(__name__)
@@ -189,7 +191,7 @@ def task_stages(graph: Graph, task: Task, shapes: dict | None = None) -> list[St
     final = scaled_shape(nnst_shape, poster.out_size / max(nnst_shape)) if posters else nnst_shape
     if print_plan is not None:
         final = print_plan.pixels  # the final image brought to the print's exact pixels (stages.to_print)
-    return [_scores_stage(nnst_shape, long_side_shape(style, nnst.size), final, nnst, device)]
+    return [_scores_stage(nnst_shape, long_side_shape(style, nnst.size), final, nnst, device, source_style=style)]
 
 
 def _color_stage(name: str, shape: tuple[int, int], config: NNSTConfig, device: str) -> Stage:
@@ -198,20 +200,26 @@ def _color_stage(name: str, shape: tuple[int, int], config: NNSTConfig, device: 
     return output_stage(name, shape[0] * shape[1] * iterations if config.color else 0.0, device)
 
 
-def _scores_stage(nnst_shape, style_shape, final_shape, config: NNSTConfig, device: str) -> Stage:
+def _scores_stage(nnst_shape, style_shape, final_shape, config: NNSTConfig, device: str,
+                  source_style=None) -> Stage:
     """The scores of a run (:func:`nnst_hr.scores.score_image`) in the run's terms.
 
     ``objective`` is an exhaustive fp32 match at NNST's size (as the final match); LPIPS and the
     Gram distances a fp32 VGG pass of the result, the content and the style (at most
-    ``NETWORK_MAX_SIDE``); SSIM, color and detail a few passes per pixel of the result.
+    ``NETWORK_MAX_SIDE``) and their own products on its features; SSIM, color and detail a few
+    passes per pixel of the result; the color SWD its samples of the result and the style as
+    read (``source_style``, default ``style_shape``).
     """
     exact = replace(config, exact=True)  # never shortlisted, whatever the threshold
     setup = match_work(nnst_shape, style_shape, exact, device, fp32=True, approx_min_work=math.inf)
     side = min(max(final_shape), NETWORK_MAX_SIDE)
     net = [long_side_shape(shape, side) for shape in (final_shape, nnst_shape, style_shape)]
     pixels = final_shape[0] * final_shape[1]
-    return Stage("scores", setup=setup + (work("features", sum(h * w for h, w in net) * VGG_FP32, device),
-                                          work("output", SCORE_PASSES * pixels, device)))
+    samples = sum(min(h * w, SWD_MAX_SAMPLES) for h, w in (final_shape, source_style or style_shape))
+    network = sum(h * w for h, w in net) * VGG_FP32 * (1 + SCORE_NETWORK_EXTRA)
+    return Stage("scores", setup=setup + (work("features", network, device),
+                                          work("output", SCORE_PASSES * pixels + SWD_UNITS * SWD_PROJECTIONS * samples,
+                                               device)))
 
 
 def _state(progress: Progress, stage: str, total: float, completed: float, detail: str) -> tuple[float, str]:
