@@ -64,3 +64,19 @@ class CountingCache(Cache):
         record = super().get(key)
         self.track(record)
         return record
+
+
+# a plan whose one NNST task has two scales (32 and 64 px), so that it can stop after the first
+RESUME_PLAN = """
+[[pair]]
+content = "c.png"
+style = "s.png"
+
+[fixed]
+size = 64
+coarsest = 32
+steps = 2
+split_steps = 1
+rotate = false
+seed = {seed}
+"""

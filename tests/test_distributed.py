@@ -27,7 +27,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from distributed import Client  # noqa: E402
-from helpers import CountingCache  # noqa: E402
+from helpers import RESUME_PLAN, CountingCache  # noqa: E402
 
 from nnst_hr.errors import InputError  # noqa: E402
 from nnst_hr.experiment.cache import CACHE_ID, CHECKPOINTS, Cache, Checkpoints  # noqa: E402
@@ -845,20 +845,6 @@ def test_real_plan_on_the_cluster_shows_the_workers_steps_and_quiet_shows_nothin
             np.testing.assert_array_equal(value, b[name])
 
 
-RESUME_PLAN = """
-[[pair]]
-content = "c.png"
-style = "s.png"
-
-[fixed]
-size = 64
-coarsest = 32
-steps = 2
-split_steps = 1
-rotate = false
-"""
-
-
 def test_real_plan_on_the_cluster_resumes_nnst_at_the_scale_saved_in_the_cache(two_workers, real_plan, tmp_path):
     """The states of an NNST stopped after its first scale (in process: the same key's states wherever
     they were made) are found by the worker, which starts at the next scale, to the same records."""
@@ -866,7 +852,7 @@ def test_real_plan_on_the_cluster_resumes_nnst_at_the_scale_saved_in_the_cache(t
     from nnst_hr.experiment import run_plan
 
     plan = real_plan.with_name("resume.toml")
-    plan.write_text(RESUME_PLAN)
+    plan.write_text(RESUME_PLAN.format(seed=0))
     run_plan(plan, tmp_path / "reference", quiet=True)
     reference = tmp_path / "reference" / "cache"
     save = Checkpoints.save

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import RESUME_PLAN as PLAN
 from helpers import needs_weights
 
 from nnst_hr.config import NNSTConfig
@@ -30,19 +31,6 @@ from nnst_hr.nnst import synthesize_nnst
 
 pytestmark = needs_weights
 
-PLAN = """
-[[pair]]
-content = "c.png"
-style = "s.png"
-
-[fixed]
-size = 64
-coarsest = 32
-steps = 2
-split_steps = 1
-rotate = false
-seed = {seed}
-"""
 RESUMED = "run 1 of 1: nnst: scale 32px: resumed from checkpoint"
 
 
