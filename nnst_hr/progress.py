@@ -475,8 +475,8 @@ class Progress:
         for term, measured in self._measured.items():
             if measured.device == device and measured.prior is not None:
                 prior = measured.prior * measured.units
-                ratio = coming[term][0] / coming[term][1] if coming.get(term, (0, 0))[1] > 0 else None
-                seconds += measured.seconds if ratio is None else ratio * prior
+                fitted, prior_ahead = coming.get(term, (0.0, 0.0))
+                seconds += fitted / prior_ahead * prior if prior_ahead > 0 else measured.seconds
                 expected += prior
         return seconds / expected if expected > 0 else 1.0
 
