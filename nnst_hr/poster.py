@@ -37,7 +37,7 @@ from .errors import InputError
 from .hypercolumns import FEATURE_STRIDE
 from .progress import Stage
 from .tensors import check_image, check_masks, resize_image, to_numpy, to_tensor
-from .workplan import work
+from .workplan import NUMBA, work
 
 GUTTER = 8  # masked pixels between atlas copies (more than a patch radius at every level)
 RENDER_ROWS = 256  # rows per band of the final render (bounds its temporary index arrays)
@@ -294,7 +294,8 @@ def poster_stages(nnst_shape: tuple[int, int], cfg: PosterConfig) -> list[Stage]
 
     The synthesis runs ``cfg.search_vote_iters`` iterations of ``cfg.patchmatch_iters`` sweeps on
     each level from the NNST field's size up to the searched size, every pixel of a level in each
-    sweep. It always runs on the CPU (Numba).
+    sweep. It always runs on the CPU (Numba): its terms are on :data:`~nnst_hr.workplan.NUMBA`, so
+    they take no speed from NNST's torch terms (nor lend them theirs).
 
     Parameters
     ----------
@@ -317,9 +318,9 @@ def poster_stages(nnst_shape: tuple[int, int], cfg: PosterConfig) -> list[Stage]
         pixels += searched[0] * searched[1] / 4**level
         level += 1
     return [
-        Stage("poster", 1, step=(work("poster", pixels * cfg.search_vote_iters * cfg.patchmatch_iters, "cpu"),),
-              setup=(work("poster setup", searched[0] * searched[1], "cpu"),)),
-        Stage("poster finish", setup=(work("poster finish", out_shape[0] * out_shape[1], "cpu"),)),
+        Stage("poster", 1, step=(work("poster", pixels * cfg.search_vote_iters * cfg.patchmatch_iters, NUMBA),),
+              setup=(work("poster setup", searched[0] * searched[1], NUMBA),)),
+        Stage("poster finish", setup=(work("poster finish", out_shape[0] * out_shape[1], NUMBA),)),
     ]
 
 

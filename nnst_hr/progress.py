@@ -24,7 +24,11 @@ caches fail large ones, by amounts that differ from machine to machine. So once 
 measured alone in two stages of different sizes (the 64 and 128 px scales), its time per step is
 taken as the line through those two measures (a fixed part plus a part per unit) and extrapolated
 to the stages still to come, and the terms not measured yet are scaled by how fast the measured
-ones are expected to run there, not by how fast they ran on the small images.
+ones are expected to run there, not by how fast they ran on the small images. Until then, while a
+term measured alone at one size has work of another size ahead, the time left is not known: how
+its cost grows with size is the machine's (the first estimate, from the 64 px steps alone, was
+half the truth on one machine and right on another), and the second scale's steps tell it a few
+seconds later.
 
 On a terminal the stages are drawn as live :mod:`rich` bars; elsewhere (CI, logs,
 files) they are written as plain lines, at most one every ``REPORT_INTERVAL_S``
@@ -82,8 +86,8 @@ class Work:
         In a stage's steps: done by the steps whose index is a multiple of ``every`` (a search
         every 2nd step), 1 for every step.
     device : str
-        Where it runs (``"cpu"``, ``"cuda"``): the measured terms of a device scale the priors of
-        that device's other terms.
+        Where it runs (``"cpu"``, ``"cuda"``, ``"numba"``: compiled kernels on the CPU): the
+        measured terms of a device scale the priors of that device's other terms.
 
     Examples
     --------
@@ -535,6 +539,8 @@ class Progress:
         for i in range(self._index + 1, len(self._stages)):
             if i not in self._skipped:
                 parts += self._stages[i].work(setup=True)
+        if any(self._unfitted(work) for work, _ in parts):
+            return None
         speeds = {device: self._speed(device, parts) for device in {work.device for work, _ in parts}}
         left = 0.0
         for work, units in parts:
@@ -543,6 +549,16 @@ class Progress:
                 return None
             left += rate * units
         return left
+
+    def _unfitted(self, work: Work) -> bool:
+        """Whether ``work``'s term was measured alone at one size only, and ``work`` is of another size.
+
+        Only for a term of the cost model (one with a prior); a term without one has the caller's
+        own units, taken as proportional to its time.
+        """
+        measured = self._measured.get(work.term)
+        return (work.prior is not None and measured is not None and measured.solo and measured.before is None
+                and work.units > 0 and work.units != measured.each)
 
     def message(self, text: str) -> None:
         """Print one line (above the live bars on a terminal)."""

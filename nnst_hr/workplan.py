@@ -50,6 +50,10 @@ PRIORS = {
     "poster": 9e-7,  # per pixel, search-vote iteration and PatchMatch sweep
     "poster finish": 7e-7,  # per poster pixel: render and color post-processing
 }
+# Where a term runs, for sharing speeds (Work.device): NNST's torch on "cpu" or "cuda"; the poster's
+# synthesis is compiled Numba on the CPU, whose speed against its priors follows the machine's scalar
+# and memory speed, not torch's bf16 kernels on the same cores, so it lends and borrows none.
+NUMBA = "numba"
 STEP_OVERHEAD_PX = 16_000  # a step's fixed part (pyramid, loss, optimizer), in pixels of VGG work
 PASS_OVERHEAD_PX = 10_000  # a forward pass's fixed part (kernel set-up, layer calls), in pixels
 SPLIT_OVERHEAD_PX = 32_000  # a feature-splitting step's fixed part (ten layers' lattices and losses)

@@ -134,7 +134,7 @@ def test_changing_one_axis_value_recomputes_only_the_stages_that_read_it(first, 
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("4 runs, 6 of 14 stages to compute")
     text = stream.getvalue()
-    # poster_color and scores not measured yet: they borrow the speed the poster ran at on this CPU
+    # poster_color and scores not measured yet: torch on this CPU, at its priors once the poster has run
     assert re.search(r"^run [2-4] of 4: poster done in \d+s; plan: \d+s so far, about \d+s left$", text, re.MULTILINE)
     assert re.search(r"^run 4 of 4: scores done in \d+s; plan: \d+s so far, about 0s left$", text, re.MULTILINE)
 

@@ -179,7 +179,7 @@ def test_a_resumed_task_does_not_set_its_kinds_speed(folder, tmp_path, monkeypat
 
 def test_a_kind_not_measured_borrows_its_devices_speed_and_only_its_devices(folder, tmp_path, monkeypatch):
     clock = Clock(monkeypatch)
-    for device, known in (("cpu", True), ("cuda", False)):
+    for device in ("cpu", "cuda"):
         graph = _graph(folder, [("wide.png", "style.png")], fixed=FAST.replace('"cpu"', f'"{device}"')
                        + "size = 128\nout_size = 256\n")
         progress = PlanProgress(graph, Cache(tmp_path / device), enabled=False)
@@ -187,12 +187,18 @@ def test_a_kind_not_measured_borrows_its_devices_speed_and_only_its_devices(fold
         clock.run(progress, inputs, 0.1)
         assert progress.time_left() is None  # no modelled kind measured yet
         clock.run(progress, nnst, 3.0 * task_work(graph, nnst))
-        left = progress.time_left()
-        # color and scores on NNST's device at its speed; the poster (always on the CPU) too when NNST was
-        assert (left is not None) == known, device
-        if known:
-            rest = [task for task in graph.values() if task.stage not in ("inputs", "nnst")]
-            assert left == pytest.approx(3.0 * sum(task_work(graph, task) for task in rest), rel=1e-9)
+        # color and scores on NNST's device at its speed, and poster_color too when that is the
+        # CPU; the poster's Numba synthesis (and a CPU kind after a GPU's) at its priors
+        speed = {"color": 3.0, "scores": 3.0, "poster": 1.0, "poster_color": 3.0 if device == "cpu" else 1.0}
+        rest = [task for task in graph.values() if task.stage not in ("inputs", "nnst")]
+        expected = sum(speed[task.stage] * task_work(graph, task) for task in rest)
+        assert progress.time_left() == pytest.approx(expected, rel=1e-9), device
+    # negative control: a GPU's kinds none of which has run have no speed, whatever the CPU's
+    progress = PlanProgress(graph, Cache(tmp_path / "gpu-unknown"), enabled=False)
+    clock.run(progress, inputs, 0.1)
+    (poster,) = _tasks(graph, "poster")
+    clock.run(progress, poster, 2.0 * task_work(graph, poster))
+    assert progress.time_left() is None
 
 
 def test_priors_cover_every_term_the_plan_uses(folder):

@@ -25,8 +25,10 @@ work of those still to run; a running stage that reports its steps counts its ow
 is left (also one on a worker), another running one its kind's estimate less the time it has run,
 and the first tasks of a kind set that kind's factor from their own estimates. A kind not measured
 yet takes the pooled factor of the kinds measured on its device, as a run scales the priors of its
-terms; until one has been, the time left is not known. Stages run at once on a cluster: the sum is
-divided by the most workers seen running stages at once (1 in process), but is never less than
+terms; until one has been, the time left is not known. Once any kind has been measured, a CPU
+device none has run on (torch's, or the poster's Numba synthesis, a device of its own) takes its
+priors as they are; a GPU's kinds wait for one of theirs. Stages run at once on a cluster: the sum
+is divided by the most workers seen running stages at once (1 in process), but is never less than
 the longest task's time left.
 """
 
@@ -54,7 +56,7 @@ from ..nnst import nnst_work
 from ..poster import poster_stages, scaled_shape
 from ..progress import FINISHED_BAR, REFRESH_INTERVAL_S, REPORT_INTERVAL_S, Progress, Stage, format_seconds
 from ..scores import NETWORK_MAX_SIDE, SWD_MAX_SAMPLES, SWD_PROJECTIONS
-from ..workplan import VGG_FP32, match_work, output_stage, work
+from ..workplan import NUMBA, VGG_FP32, match_work, output_stage, work
 from . import stages
 from .execute import needed
 from .graph import Graph, Task
@@ -105,7 +107,8 @@ def task_work(graph: Graph, task: Task, shapes: dict | None = None) -> float:
 
 
 def task_device(graph: Graph, task: Task) -> str | None:
-    """The device a task's work runs on (``"cpu"``, ``"cuda"``), None for a task without a model.
+    """The device a task's work runs on (``"cpu"``, ``"cuda"``, ``"numba"`` for the poster's
+    synthesis: :data:`~nnst_hr.workplan.NUMBA`), None for a task without a model.
 
     The plan's client decides it as a run would: ``auto`` is CUDA when this process sees a GPU
     (a Dask client without one, over GPU workers, counts them as CPUs: only the sharing of
@@ -113,8 +116,10 @@ def task_device(graph: Graph, task: Task) -> str | None:
     """
     if not getattr(graph, "specs", None) or not task.run_ids or task.stage not in MODELLED:
         return None
-    if task.stage in ("poster", "poster_color"):
-        return "cpu"  # Numba, as poster_stages says
+    if task.stage == "poster":
+        return NUMBA  # as poster_stages says
+    if task.stage == "poster_color":
+        return "cpu"  # render (Numba) and color (torch) on the worker's CPU
     return _device(graph.specs[task.run_ids[0]].nnst.device)
 
 
@@ -492,8 +497,10 @@ class PlanProgress:
         A modelled kind's work is in prior-seconds, so its rate is how fast this machine runs
         against the priors' machine; the kinds measured on a device (done, or running with an
         estimate of their own) pool theirs, as :class:`~nnst_hr.progress.Progress` scales the
-        priors of a run's terms not measured yet. A device none of them ran on has no speed: the
-        priors are one 2-core CPU's, and a GPU or another CPU is 10x or more away from them.
+        priors of a run's terms not measured yet. The priors are one 2-core CPU's: a GPU none of
+        them ran on has no speed (it is 10x or more away), a CPU device takes the priors as they
+        are once any kind has been measured, as a run does. Torch and the poster's Numba kernels
+        lend each other nothing: how fast each runs against its priors differs by machine.
         """
         pooled: dict[str, list[float]] = {}
         for stage, (seconds, units) in [*self.spent.items(), *first.items()]:
@@ -506,6 +513,8 @@ class PlanProgress:
         for stage, device in self.devices.items():
             if stage not in rates and device in pooled:
                 out[stage] = pooled[device][0] / pooled[device][1]
+            elif stage not in rates and device in ("cpu", NUMBA) and pooled:
+                out[stage] = 1.0
         return out
 
     def _ran(self, key: str, now: float) -> float:
