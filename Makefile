@@ -37,7 +37,7 @@ demo: $(WEIGHTS_STAMP)
 bench: $(WEIGHTS_STAMP)
 	$(BIN)/python bench/nnst.py
 	$(BIN)/python bench/guided_search.py
-	$(BIN)/python bench/patchsynth.py
+	$(BIN)/python bench/synthesis.py
 	$(BIN)/python bench/poster.py
 	$(BIN)/python bench/png_codec.py
 	$(BIN)/python bench/memory.py

@@ -13,38 +13,15 @@ scores every result, which the separate runs do not.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# `python bench/experiment.py` puts bench/ first on the path, where bench/patchsynth.py would
-# shadow the patchsynth package
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-CONTENT = ROOT / "samples/content/coffee.png"
-STYLE = ROOT / "samples/style/cozens_grotto-in-the-campagna_watercolor.jpg"
+from plans import CONTENT, STYLE, plan_toml, schedule
+
 ALPHAS = (0.25, 0.75)  # the two NNST settings
 UNIFORMITIES = (5e-4, 1e-3, 2e-3)  # the three poster settings
-
-
-def plan_text(size: int, steps: int, out_size: int) -> str:
-    return f"""
-[[pair]]
-content = "{CONTENT}"
-style = "{STYLE}"
-
-[axes]
-alpha = {list(ALPHAS)}
-uniformity = {list(UNIFORMITIES)}
-
-[fixed]
-size = {size}
-steps = {steps}
-split_steps = {steps}
-out_size = {out_size}
-"""
 
 
 def main() -> None:
@@ -65,7 +42,8 @@ def main() -> None:
             nnst=NNSTConfig(size=64, steps=1, split_steps=1), poster=PosterConfig(out_size=128), quiet=True))
 
         plan = tmp / "plan.toml"
-        plan.write_text(plan_text(args.size, args.steps, args.out_size))
+        plan.write_text(plan_toml({"alpha": list(ALPHAS), "uniformity": list(UNIFORMITIES)},
+                                  schedule(args.size, args.steps, args.out_size)))
         stages: Counter = Counter()
         seconds: Counter = Counter()
 

@@ -38,16 +38,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# `python bench/placement.py` puts bench/ first on the path, where bench/patchsynth.py would
-# shadow the patchsynth package
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 CONTENTS = [ROOT / "samples/content/coffee.png", ROOT / "samples/content/astronaut.png"]
 STYLES = [ROOT / "samples/style/cozens_grotto-in-the-campagna_watercolor.jpg",
           ROOT / "samples/style/potter_jeremy-fisher-plate_watercolor.jpg"]

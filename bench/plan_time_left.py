@@ -14,16 +14,12 @@ leaves out the running stages' own estimates (kinds' rates only). Run it on an i
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# bench/patchsynth.py would shadow the patchsynth package
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-CONTENT = ROOT / "samples/content/coffee.png"
-STYLE = ROOT / "samples/style/cozens_grotto-in-the-campagna_watercolor.jpg"
+from plans import plan_toml
+
 MARKS = (0.25, 0.50)
 
 
@@ -86,8 +82,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         plan_path = tmp / "plan.toml"
-        plan_path.write_text(f'[[pair]]\ncontent = "{CONTENT}"\nstyle = "{STYLE}"\n[axes]\nsize = {list(args.sizes)}\n'
-                             f"[fixed]\nsteps = {args.steps}\nsplit_steps = {args.steps}\nout_size = {args.out_size}\n")
+        fixed = {"steps": args.steps, "split_steps": args.steps, "out_size": args.out_size}
+        plan_path.write_text(plan_toml({"size": list(args.sizes)}, fixed))
         events: list[tuple[float, str, str, float]] = []
         start = time.perf_counter()
 

@@ -24,37 +24,14 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# `python bench/scale_out.py` puts bench/ first on the path, where bench/patchsynth.py would
-# shadow the patchsynth package
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-CONTENT = ROOT / "samples/content/coffee.png"
-STYLE = ROOT / "samples/style/cozens_grotto-in-the-campagna_watercolor.jpg"
+from plans import plan_toml, schedule
+
 ALPHAS = (0.25, 0.75)  # the two NNST settings
 UNIFORMITIES = (5e-4, 2e-3)  # the two poster settings
-
-
-def plan_text(size: int, steps: int, out_size: int) -> str:
-    return f"""
-[[pair]]
-content = "{CONTENT}"
-style = "{STYLE}"
-
-[axes]
-alpha = {list(ALPHAS)}
-uniformity = {list(UNIFORMITIES)}
-
-[fixed]
-size = {size}
-steps = {steps}
-split_steps = {steps}
-out_size = {out_size}
-"""
 
 
 class Stages:
@@ -99,7 +76,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         plan_path = tmp / "plan.toml"
-        plan_path.write_text(plan_text(args.size, args.steps, args.out_size))
+        plan_path.write_text(plan_toml({"alpha": list(ALPHAS), "uniformity": list(UNIFORMITIES)},
+                                       schedule(args.size, args.steps, args.out_size)))
         plan = load_plan(plan_path)
         graph = build_graph(plan, read_inputs(plan))
         n_runs, n_tasks = len(graph.runs), len(graph)

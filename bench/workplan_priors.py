@@ -26,8 +26,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-# bench/patchsynth.py would shadow the patchsynth package
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 CONTENT = ROOT / "samples/content/coffee.png"
 STYLE = ROOT / "samples/style/cozens_grotto-in-the-campagna_watercolor.jpg"
 TERMS = ("features", "match", "step", "split setup", "split", "search")

@@ -22,7 +22,7 @@ Schedules:
   time is included), then the target is synthesized from that field starting at 512 px with
   2 search-vote x 2 PatchMatch iterations per level.
 
-Usage: ``python bench/patchsynth.py [--sizes 1024 2048 4096] [--schedules default seeded]``
+Usage: ``python bench/synthesis.py [--sizes 1024 2048 4096] [--schedules default seeded]``
 """
 
 import argparse
