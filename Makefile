@@ -34,19 +34,12 @@ demo: $(WEIGHTS_STAMP)
 		-o $(OUT)/coffee_cozens_poster.tif --size 384 --out-size 1536 --steps 60 --split-steps 40 --overwrite
 	@echo "demo results are in $(OUT)/ (each run's intermediate results in $(OUT)/*.run/)"
 
+# in this order: each prints what it measured and its ratio against a baseline of the same run
+BENCHES := nnst guided_search synthesis poster png_codec memory experiment scale_out placement \
+	time_left workplan_priors plan_time_left
+
 bench: $(WEIGHTS_STAMP)
-	$(BIN)/python bench/nnst.py
-	$(BIN)/python bench/guided_search.py
-	$(BIN)/python bench/synthesis.py
-	$(BIN)/python bench/poster.py
-	$(BIN)/python bench/png_codec.py
-	$(BIN)/python bench/memory.py
-	$(BIN)/python bench/experiment.py
-	$(BIN)/python bench/scale_out.py
-	$(BIN)/python bench/placement.py
-	$(BIN)/python bench/time_left.py
-	$(BIN)/python bench/workplan_priors.py
-	$(BIN)/python bench/plan_time_left.py
+	for name in $(BENCHES); do $(BIN)/python bench/$$name.py || exit 1; done
 
 clean:
 	rm -rf $(OUT) $(VENV) *.egg-info
