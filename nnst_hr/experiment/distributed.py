@@ -64,7 +64,8 @@ a :class:`~.progress.RelayProgress` on the worker, which sends a report of a few
 done, the step, time left) on :data:`STEP_TOPIC` at most every 2 s and at each part's last step;
 the client hands each to the reporter that ``progress(task)`` returned as the task started
 (:meth:`~.progress.StageProgress.relayed`). A report that cannot be sent is dropped: it never
-fails the task, nor does it change a key or a record (the reporter is no task argument).
+fails the task, nor does it change a key or a record (the reporter is no task argument). Without
+``progress`` the stage gets one that sends nothing: it only stops the stage (see Faults).
 
 Starting a cluster by hand (one scheduler, any number of workers, no shared filesystem)::
 
