@@ -199,7 +199,7 @@ def _message(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class _Stopped:
-    """A stage stopped on its worker because its call no longer wanted it (passed on downstream as is)."""
+    """A stage stopped on its worker because its call no longer wanted it (its readers stop too, unrun)."""
 
     key: str
 
@@ -237,8 +237,8 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
     :class:`~.progress.StageStopped` at a step once this worker no longer runs ``dask_key`` (the
     task's Dask key) for any client (:func:`_call_ended`): the stage stops there and a
     :class:`_Stopped` is returned (and an ``"end"`` event with ``stopped``), as it is without
-    running the stage when the call ended while its inputs were decoded. ``keep`` false: the record is let go once
-    computed (a not-stored task whose readers compute it themselves), only the info returns.
+    running the stage when the call ended before it began. ``keep`` false: the record is let go
+    once computed (a not-stored task whose readers compute it themselves), only the info returns.
     ``call``: the submitting call's token, sent in each event (a client takes only its call's).
     ``checkpoints``: the task's store of per-scale states (:class:`~.cache.Checkpoints`), given to
     the stage where this worker sees the client's cache folder (:meth:`~.cache.Checkpoints.reachable`;
