@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,12 +31,16 @@ from distributed import Client  # noqa: E402
 from helpers import RESUME_PLAN, CountingCache  # noqa: E402
 
 from nnst_hr.errors import InputError  # noqa: E402
+from nnst_hr.experiment import distributed as distributed_module  # noqa: E402
+from nnst_hr.experiment import progress as plan_progress  # noqa: E402
 from nnst_hr.experiment.cache import CACHE_ID, CHECKPOINTS, Cache, Checkpoints  # noqa: E402
 from nnst_hr.experiment.distributed import (  # noqa: E402
+    EVENT_TOPIC,
     STEP_TOPIC,
     _DaskRun,
     _Failed,
     _Output,
+    _Stopped,
     execute_dask,
     executor_from_options,
     local_cluster,
@@ -43,6 +48,7 @@ from nnst_hr.experiment.distributed import (  # noqa: E402
 )
 from nnst_hr.experiment.execute import Failure, execute  # noqa: E402
 from nnst_hr.experiment.graph import Graph, Task, TaskRef  # noqa: E402
+from nnst_hr.experiment.progress import RelayProgress, StageStopped  # noqa: E402
 
 SLOW_S = 1.5  # how long the slow stage runs: long enough to kill its worker in the middle
 
@@ -195,6 +201,86 @@ def test_run_task_turns_bad_input_into_a_value_and_passes_upstream_failures_on(t
     ok = run_task(decode, "inputs-01", "inputs", b"\x01\x02", log, "d")
     assert isinstance(ok, _Output) and ok.info["seconds"] >= 0 and ok.info["peak_memory"] >= 0
     assert run_task(scale, "nnst-01", "nnst", ok, 3.0, log, "e").record["y"].tolist() == [3.0, 6.0]
+
+
+def test_a_relay_stops_its_stage_at_a_step_once_its_call_ended_checking_at_most_every_stop_check_s(monkeypatch):
+    checks, ended = [], [False]
+
+    def stopped():
+        checks.append(time.perf_counter())
+        return ended[0]
+
+    relay = RelayProgress("nnst", None, stopped=stopped)  # quiet: sends nothing, still stops
+    relay.plan([("scale 8px", 10_000, 1.0)])
+    relay.start("scale 8px")
+    began = time.perf_counter()
+    for i in range(3000):
+        relay.step(i)
+    took = time.perf_counter() - began
+    assert 1 <= len(checks) <= 1 + took / plan_progress.STOP_CHECK_S  # the first step, then throttled
+    monkeypatch.setattr(plan_progress, "STOP_CHECK_S", 0.0)
+    ended[0] = True
+    relay.step(9_999)  # a part's last step: its checkpoint follows, it is not stopped there
+    with pytest.raises(StageStopped):
+        relay.step(3000)
+    assert issubclass(StageStopped, BaseException) and not issubclass(StageStopped, Exception)
+    unchecked = RelayProgress("nnst", None)  # no stop given: never stops
+    unchecked.plan([("scale 8px", 10, 1.0)])
+    unchecked.start("scale 8px")
+    for i in range(10):
+        unchecked.step(i)
+
+
+class _FakeWorker:
+    """What run_task reads of its worker: the task table (a Dask key's state) and the event log."""
+
+    address, name = "tcp://127.0.0.1:1", "fake"
+
+    def __init__(self, tasks: dict[str, str]):
+        self.state = SimpleNamespace(tasks={key: SimpleNamespace(state=state) for key, state in tasks.items()})
+        self.events: list[tuple[str, dict]] = []
+
+    def log_event(self, topic: str, event: dict) -> None:
+        self.events.append((topic, event))
+
+
+@pytest.mark.parametrize("relay", [True, False])
+@pytest.mark.parametrize("cancel_at", [3, None])
+def test_run_task_stops_a_stage_whose_worker_let_go_of_it_at_its_next_step(monkeypatch, relay, cancel_at):
+    """The worker's table says the task is cancelled (its call has ended) from step 3 on: the stage
+    stops there, with or without its steps sent; a task still wanted (None) runs to its end."""
+    worker = _FakeWorker({"nnst-0-abc.1": "executing"})
+    monkeypatch.setattr(distributed_module, "_current_worker", lambda: worker)
+    monkeypatch.setattr(plan_progress, "STOP_CHECK_S", 0.0)
+    done = []
+
+    def stage(x, *, progress=None):
+        progress.plan([("scale 8px", 10, 1.0)])
+        progress.start("scale 8px")
+        for i in range(10):
+            if i == cancel_at:
+                worker.state.tasks["nnst-0-abc.1"].state = "cancelled"
+            progress.step(i)
+            done.append(i)
+        return {"x": x}
+
+    out = run_task(stage, "nnst-0", "nnst", 1.0, relay=relay, call="abc", dask_key="nnst-0-abc.1")
+    ends = [event for topic, event in worker.events if topic == EVENT_TOPIC and event["kind"] == "end"]
+    if cancel_at is None:
+        assert isinstance(out, _Output) and done == list(range(10)) and "info" in ends[0]
+    else:
+        assert out == _Stopped("nnst-0") and done == [0, 1, 2]
+        assert ends == [{"kind": "end", "key": "nnst-0", "stopped": True, "call": "abc"}]
+    assert any(topic == STEP_TOPIC for topic, _ in worker.events) == relay
+    # a call that ended before its stage began (while the inputs were decoded): not run at all
+    worker.state.tasks["nnst-0-abc.2"] = SimpleNamespace(state="cancelled")
+    done.clear()
+    assert run_task(stage, "nnst-0", "nnst", 1.0, call="abc", dask_key="nnst-0-abc.2") == _Stopped("nnst-0")
+    assert done == []
+    # a reader of a stopped task (still wanted itself) is not run either: stopped in turn
+    worker.state.tasks["color-0-abc.1"] = SimpleNamespace(state="executing")
+    assert run_task(stage, "color-0", "color", _Stopped("nnst-0"), dask_key="color-0-abc.1") == _Stopped("color-0")
+    assert done == []
 
 
 def test_same_records_and_keys_as_in_process_and_each_reuses_the_other(two_workers, tmp_path):
@@ -363,7 +449,7 @@ def test_interrupted_client_resumes_from_the_stages_written(two_workers, tmp_pat
     written = [k for k in graph if cache.has(k)]
     assert sorted(written) == sorted(events.keys("done")) and 3 <= len(written) < len(graph)
     # what it submitted is let go at once: the scheduler drops it while the slow stage still runs
-    # (a worker's thread is not stopped: the stage returns and its record is dropped)
+    # (a stage without steps is not stopped: it returns and its record is dropped)
     deadline = time.monotonic() + 30
     while _tasks_of(two_workers, graph) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -946,3 +1032,151 @@ def test_cli_process_given_a_bad_scheduler_prints_one_line_and_nothing_at_exit(r
     assert lines[0].endswith("or fix --scheduler") and "out of memory" not in lines[0]
     assert not (tmp_path / "out").exists()
 
+
+
+# --------------------------------------------------------------------------- a call ended: its stages stop
+
+
+def _hold_nnst_after_scale0(marker: str, dask_worker=None) -> None:
+    """On a worker: an NNST stage, once the state of its first scale is saved, writes its Dask key
+    to ``marker`` and waits (a minute at most) until the worker lets go of it (its call ended),
+    then one stop check period more, so that its next step checks."""
+    from distributed.worker import thread_state
+
+    from nnst_hr.experiment.cache import Checkpoints
+
+    save = Checkpoints.save
+
+    def held(self, name, image):
+        save(self, name, image)
+        if name != "scale0":
+            return
+        Path(marker).write_text(thread_state.key)
+        deadline = time.monotonic() + 60
+        while getattr(dask_worker.state.tasks.get(thread_state.key), "state", None) == "executing" \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(plan_progress.STOP_CHECK_S)
+
+    held.original = save
+    Checkpoints.save = held
+
+
+def _release_nnst(dask_worker=None) -> None:
+    from nnst_hr.experiment.cache import Checkpoints
+
+    Checkpoints.save = getattr(Checkpoints.save, "original", Checkpoints.save)
+
+
+def _never_stop(dask_worker=None) -> None:
+    """On a worker: no stage ever reads that its call ended (the executor before the stop)."""
+    distributed_module._call_ended_before = distributed_module._call_ended
+    distributed_module._call_ended = lambda worker, dask_key: (lambda: False)
+
+
+def _may_stop(dask_worker=None) -> None:
+    distributed_module._call_ended = getattr(distributed_module, "_call_ended_before", distributed_module._call_ended)
+
+
+def _executing(dask_worker=None) -> int:
+    return len(dask_worker.state.executing)
+
+
+def _end_event(client, dask_key: str, deadline_s: float = 60.0) -> dict | None:
+    """The "end" event of the task ``dask_key`` (``<key>-<call>.<attempt>``) that its worker sent, once sent."""
+    key, call = dask_key.rsplit("-", 1)[0], dask_key.rsplit("-", 1)[1].split(".")[0]
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        for _, event in client.get_events(EVENT_TOPIC):
+            if event.get("kind") == "end" and event.get("key") == key and event.get("call") == call:
+                return event
+        time.sleep(0.1)
+    return None
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_real_plan_interrupted_inside_nnst_on_the_cluster_stops_it_there_and_resumes_to_the_same_bits(
+        two_workers, real_plan, tmp_path, stop):
+    """Ctrl-C while a worker runs the plan's NNST, its first scale saved (held there until the worker
+    lets go of it): the stage stops at its next step, leaving no worker busy and its state in the
+    cache; the plan started again resumes from that state, to an uninterrupted run's bits. The
+    negative control (``stop`` false: the workers never read that the call ended, as before) runs
+    on to its end for nobody, its record dropped."""
+    from nnst_hr.experiment import run_plan
+
+    plan = real_plan.with_name("resume.toml")
+    plan.write_text(RESUME_PLAN.format(seed=0))
+    address, marker, out = two_workers.scheduler.address, tmp_path / "held", tmp_path / "results"
+
+    def interrupt(event, task, info):  # Ctrl-C once the worker's NNST holds its first scale's state
+        if event == "start" and task.stage == "nnst":
+            deadline = time.monotonic() + 60
+            while not marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            raise KeyboardInterrupt
+
+    two_workers.run(_hold_nnst_after_scale0, str(marker))
+    if not stop:
+        two_workers.run(_never_stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_plan(plan, out, quiet=True, on_event=interrupt, scheduler=address)
+        dask_key = marker.read_text()
+        key = dask_key.rsplit("-", 1)[0]
+        end = _end_event(two_workers, dask_key)
+        deadline = time.monotonic() + 30
+        while any(two_workers.run(_executing).values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(two_workers.run(_executing).values())  # no worker busy with the ended call
+    finally:
+        two_workers.run(_release_nnst)
+        two_workers.run(_may_stop)
+    states = sorted(os.listdir(out / "cache" / CHECKPOINTS / key))
+    assert not Cache(out / "cache").has(key)  # nothing written for a call that has ended
+    if not stop:  # the old way: the stage ran its other scale and returned, for nobody
+        assert "info" in end and "scale1.npz" in states
+        return
+    assert end["stopped"] is True and "info" not in end and "failed" not in end
+    assert states == ["scale0.npz", "scale0.npz.sha256"]  # stopped in its second scale, the first one's state kept
+
+    events = Recorder()
+    run_plan(plan, out, quiet=True, on_event=events, scheduler=address)
+    assert [info.get("resumed") for e, k, info in events.events if e == "done" and k == key] == [["scale0"]]
+    assert os.listdir(out / "cache" / CHECKPOINTS) == [CACHE_ID]
+    run_plan(plan, tmp_path / "reference", quiet=True)  # uninterrupted, in this process
+    reference = tmp_path / "reference" / "cache"
+    keys = sorted(p.stem for p in reference.glob("*.json"))
+    assert keys == sorted(p.stem for p in (out / "cache").glob("*.json"))
+    for stored in keys:
+        a, b = Cache(out / "cache").get(stored), Cache(reference).get(stored)
+        assert a.keys() == b.keys()
+        for name, value in a.items():
+            np.testing.assert_array_equal(value, b[name], err_msg=f"{stored}.{name}")
+
+
+def _stop_first_attempts(dask_worker=None) -> None:
+    """On a worker: every task's first attempt reads that its call ended (a worker letting go of a
+    task its call still wants: never seen, handled all the same)."""
+    distributed_module._call_ended_before = distributed_module._call_ended
+    distributed_module._call_ended = lambda worker, dask_key: (lambda: dask_key.endswith(".1"))
+
+
+def test_a_task_stopped_while_its_call_still_wants_it_is_submitted_again(two_workers, tmp_path):
+    graph = not_stored(make_graph(tmp_path / "log", CONTENTS, STYLE))
+    expected = execute(graph, Cache(tmp_path / "in-process"))
+    (tmp_path / "log").unlink()
+    two_workers.run(_stop_first_attempts)
+    try:
+        events = Recorder()
+        results = execute_dask(graph, Cache(tmp_path / "results"), client=two_workers, on_event=events)
+    finally:
+        two_workers.run(_may_stop)
+    assert sorted(events.keys("done")) == sorted(graph) and not events.keys("failed")  # each once
+    stopped = {event["key"] for _, event in two_workers.get_events(EVENT_TOPIC) if event.get("stopped")}
+    assert stopped >= set(graph)  # every task's first attempt said it stopped
+    log = executions(tmp_path / "log")
+    for task in graph.values():  # a first attempt ran nothing (the inputs are decoded by each reader too)
+        assert log.count(tag_of(task)) == 1 or task.stage == "inputs"
+    for key in graph:
+        for name, value in expected[key].items():
+            np.testing.assert_array_equal(results[key][name], value)

@@ -40,9 +40,17 @@ Faults:
   a worker that does not see it keeps none. A task run again (after a lost worker, or in a plan
   started again) resumes at the scale it was in; the client removes the states once it has
   written the record. The workers write only there; the client still alone writes the records.
-- An interrupted client releases what it submitted (the scheduler drops it at once; a stage that a
-  worker is running goes on until it returns, its record dropped); the stages already written are
-  reused when the plan is started again.
+- A call that ends before its tasks do (Ctrl-C, SIGTERM, an exception, its client gone) releases
+  what it submitted: the scheduler drops it at once and tells the workers to let go of what they
+  run of it. A stage running on a worker stops at its next step: its reporter (given to every
+  stage that takes a ``progress=``, reports sent or not) reads, at most every
+  :data:`~.progress.STOP_CHECK_S` seconds, whether the worker still runs the task for anyone (its
+  state in the worker's own task table: no message, and a client killed without a word counts, as
+  the scheduler lets go of a lost client's tasks), and raises :class:`~.progress.StageStopped`,
+  which :func:`run_task` returns as a :class:`_Stopped` (no failure, no retry, no record; Dask
+  drops it). The states its scales saved stay in the cache; the plan started again resumes from
+  them, and from the stages already written, on workers that are free at once. A stage without
+  steps (color, scores) runs to its end, its record dropped.
 
 Progress: ``on_event`` gets ``"start"`` when a worker starts a task (a worker event relayed by the
 scheduler; with the worker's address ``worker`` and name ``worker_name``), ``"done"`` with
@@ -56,7 +64,8 @@ a :class:`~.progress.RelayProgress` on the worker, which sends a report of a few
 done, the step, time left) on :data:`STEP_TOPIC` at most every 2 s and at each part's last step;
 the client hands each to the reporter that ``progress(task)`` returned as the task started
 (:meth:`~.progress.StageProgress.relayed`). A report that cannot be sent is dropped: it never
-fails the task, nor does it change a key or a record (the reporter is no task argument).
+fails the task, nor does it change a key or a record (the reporter is no task argument). Without
+``progress`` the stage gets one that sends nothing: it only stops the stage (see Faults).
 
 Starting a cluster by hand (one scheduler, any number of workers, no shared filesystem)::
 
@@ -109,6 +118,7 @@ from .execute import (
     takes_progress,
 )
 from .graph import Graph, TaskRef
+from .progress import StageStopped
 
 CONNECT_TIMEOUT_S = 10.0  # how long to try an existing scheduler before giving up (exit 2)
 CLOSE_TIMEOUT_S = 5.0  # how long to close a client that failed to connect (it holds no work)
@@ -174,8 +184,9 @@ def _unwrap(value):
     return value
 
 
-def _upstream_failure(value) -> _Failed | None:
-    if isinstance(value, _Failed):
+def _upstream_failure(value) -> _Failed | _Stopped | None:
+    """The first :class:`_Failed` or :class:`_Stopped` upstream value among ``value``, else None."""
+    if isinstance(value, (_Failed, _Stopped)):
         return value
     items = value.values() if type(value) is dict else value if type(value) in (list, tuple) else ()
     return next((failed for item in items if (failed := _upstream_failure(item)) is not None), None)
@@ -184,6 +195,13 @@ def _upstream_failure(value) -> _Failed | None:
 def _message(exc: BaseException) -> str:
     """A bad-input error as the in-process executor words it."""
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class _Stopped:
+    """A stage stopped on its worker because its call no longer wanted it (its readers stop too, unrun)."""
+
+    key: str
 
 
 def _computed(value):
@@ -202,35 +220,47 @@ def _computed(value):
 
 
 def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, keep: bool = True,
-             call: str = "", checkpoints=None) -> _Output | _Failed:
-    """Run one stage on a worker: announce it, time it, turn a bad-input error into a value.
+             call: str = "", checkpoints=None, dask_key: str = "") -> _Output | _Failed | _Stopped:
+    """Run one stage on a worker: announce it, time it, turn a bad-input error into a value, stop
+    it when its call has ended.
 
     An upstream :class:`_Failed` among ``args`` is returned as is (the stage is not run), so a
-    failure reaches every task downstream of it with the stage that failed. An :class:`_Inline`
+    failure reaches every task downstream of it with the stage that failed; an upstream
+    :class:`_Stopped` stops this task too, unrun. An :class:`_Inline`
     among ``args`` (a not-stored upstream: the inputs) is computed here first, outside the
     stage's figures (as in process, where it was computed before); its bad-input error is such
     an upstream failure. The outcome (the info or the failure, not the record) is also sent as
     an ``"end"`` event: the client learns it for a task whose record it never gathers
-    (``store=False``). ``relay``: the stage takes a ``progress=`` reporter, and gets a
-    :class:`~.progress.RelayProgress` sending its steps on :data:`STEP_TOPIC` (not a task
-    argument: the record does not depend on it). ``keep`` false: the record is let go once
-    computed (a not-stored task whose readers compute it themselves), only the info returns.
+    (``store=False``). A stage that takes a ``progress=`` reporter gets a
+    :class:`~.progress.RelayProgress` (not a task argument: the record does not depend on it),
+    which sends its steps on :data:`STEP_TOPIC` where ``relay`` is true, and raises
+    :class:`~.progress.StageStopped` at a step once this worker no longer runs ``dask_key`` (the
+    task's Dask key) for any client (:func:`_call_ended`): the stage stops there and a
+    :class:`_Stopped` is returned (and an ``"end"`` event with ``stopped``), as it is without
+    running the stage when the call ended before it began. ``keep`` false: the record is let go
+    once computed (a not-stored task whose readers compute it themselves), only the info returns.
     ``call``: the submitting call's token, sent in each event (a client takes only its call's).
     ``checkpoints``: the task's store of per-scale states (:class:`~.cache.Checkpoints`), given to
     the stage where this worker sees the client's cache folder (:meth:`~.cache.Checkpoints.reachable`;
     else the stage runs without: no resume, nothing written); not a task argument either.
     """
     worker = _current_worker()
+    ended = _call_ended(worker, dask_key)
+    if ended():  # its call ended while it waited for a worker: not even its inputs are decoded
+        return _stopped(worker, call, key)
     failed = _upstream_failure(args)
     if failed is None:
         args = _computed(args)
         failed = _upstream_failure(args)
+    if isinstance(failed, _Stopped) or ended():
+        return _stopped(worker, call, key)
     if failed is not None:
         _log(worker, call, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
         return failed
     _log(worker, call, {"kind": "start", "key": key, "worker": worker.address if worker else "",
                   "worker_name": str(worker.name) if worker else "", "pid": os.getpid()})
-    kwargs = {"progress": _relay(worker, key, stage, call)} if relay and worker is not None else {}
+    kwargs = {"progress": _relay(worker, key, stage, call, relay, ended)} if worker is not None and takes_progress(
+        func) else {}
     if checkpoints is not None and not checkpoints.reachable():
         checkpoints = None
     if checkpoints is not None:
@@ -244,6 +274,8 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
         failed = _Failed(_message(exc), stage, key)
         _log(worker, call, {"kind": "end", "key": key, "failed": [failed.message, failed.stage, failed.key]})
         return failed
+    except StageStopped:
+        return _stopped(worker, call, key)
     info = {"seconds": time.perf_counter() - start, "peak_memory": int(memory.peak), "peak_gpu_memory": memory.gpu_peak,
             "worker": worker.address if worker is not None else socket.gethostname(), **resumed_info(checkpoints)}
     _log(worker, call, {"kind": "end", "key": key, "info": info})
@@ -261,12 +293,39 @@ def _log(worker, call: str, event: dict) -> None:
         logging.getLogger(__name__).warning("task event of %s not sent: %s", event.get("key"), exc)
 
 
-def _relay(worker, key: str, stage: str, call: str = ""):
+def _stopped(worker, call: str, key: str) -> _Stopped:
+    """``key`` stopped for its ended call: said in an ``"end"`` event (nobody may read it: a trace)."""
+    _log(worker, call, {"kind": "end", "key": key, "stopped": True})
+    return _Stopped(key)
+
+
+def _relay(worker, key: str, stage: str, call: str = "", send: bool = True, stopped: Callable | None = None):
     """The reporter of a stage's steps on ``worker``: reports go to :data:`STEP_TOPIC` under ``key``
-    and ``call``."""
+    and ``call`` (none with ``send`` false); it stops the stage once ``stopped()`` says so."""
     from .progress import RelayProgress
 
-    return RelayProgress(stage, lambda report: worker.log_event(STEP_TOPIC, {"key": key, "call": call, **report}))
+    return RelayProgress(stage, (lambda report: worker.log_event(STEP_TOPIC, {"key": key, "call": call, **report}))
+                         if send else None, stopped=stopped)
+
+
+def _call_ended(worker, dask_key: str) -> Callable[[], bool]:
+    """``ended()``: whether ``worker`` no longer runs the task ``dask_key`` for any client.
+
+    The scheduler tells a worker to let go of a task that no client wants any more (its futures
+    released, or its client lost: closed, killed, its connection gone); one running then stays
+    in the worker's task table as ``"cancelled"`` until it returns, its result dropped. Read in
+    the worker's own table (a dict look-up, no message): cheap enough for every step. Always
+    false off a worker, or without a key (a test calling :func:`run_task` directly).
+    """
+    if worker is None or not dask_key:
+        return lambda: False
+    tasks = worker.state.tasks
+
+    def ended() -> bool:
+        state = tasks.get(dask_key)
+        return state is None or state.state in ("cancelled", "released", "forgotten")
+
+    return ended
 
 
 def _current_worker():
@@ -440,12 +499,12 @@ class _DaskRun:
             # a Dask key of this call and attempt: a resubmission's is new (the client keeps the
             # cancelled one's state a while), and so is a later call's (see the module docstring)
             dask_key = f"{key}-{self.token}.{self.attempts[key]}"
-            relay = self.progress is not None and takes_progress(task.func)
+            relay = self.progress is not None and takes_progress(task.func)  # else its reporter only stops it
             store = self.cache.checkpoints(key, shared=True) if takes_checkpoints(task.func) else None
             future = self.client.submit(run_task, task.func, key, task.stage, *self._futures_for(payloads[key]),
                                         key=dask_key, resources=task.resources or None, pure=False, relay=relay,
                                         keep=key not in self.inlined, priority=int(key in self.inlined),
-                                        call=self.token, checkpoints=store)
+                                        call=self.token, checkpoints=store, dask_key=dask_key)
             self.futures[key] = future
             self.task_of[dask_key] = key
             self.finished.pop(key, None)
@@ -483,6 +542,9 @@ class _DaskRun:
                 return
             if isinstance(output, _Failed):
                 self._failed(key, output)
+            elif isinstance(output, _Stopped):  # its worker let go of it while this call still wanted it
+                self._lost(key)
+                return
             else:  # written when reported (a not-stored upstream may not have reported yet)
                 self.outcomes[key] = ("done", output.info, output.record)
         elif future.status == "error":
@@ -530,7 +592,9 @@ class _DaskRun:
                 continue
             del self.finished[key]
             event = self.ends.pop(key, None)
-            if event is not None and "failed" in event:
+            if event is not None and event.get("stopped"):  # as a stored task's _Stopped (see handle)
+                self._lost(key)
+            elif event is not None and "failed" in event:
                 self._failed(key, _Failed(*event["failed"]))
             else:  # an event lost with the scheduler's or client's connection: no figures
                 self.outcomes[key] = ("done", (event or {}).get("info") or {"seconds": 0.0, "peak_memory": 0})

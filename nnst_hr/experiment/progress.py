@@ -9,6 +9,7 @@ Dask (:mod:`.distributed`) the stage runs on a worker with a :class:`RelayProgre
 sends a small report (fraction done, step text, time left) at most every ``REPORT_INTERVAL_S``
 seconds and at each stage's last step, as a Dask worker event; the client hands each report to
 the task's :class:`StageProgress` (:meth:`StageProgress.relayed`), so both paths show the same.
+It also stops the stage (:class:`StageStopped`) once the call that submitted it has ended.
 
 On a terminal the plan and each running stage are live :mod:`rich` bars (stages done and the
 plan's time left; a stage's scale and step, time so far and left; a stage run on a worker is
@@ -68,6 +69,7 @@ SCORE_PASSES = 2  # the scores' per-pixel passes over the result (SSIM, color, d
 SCORE_NETWORK_EXTRA = 0.3  # the Gram matrices and LPIPS distances on the VGG features, per unit of those passes
 SWD_UNITS = 0.13  # the color SWD's `output` units per sample and projection (projecting and sorting them)
 MIN_WORK = 1e-9  # prior-seconds of a task that does nothing (color off): a rate needs work > 0
+STOP_CHECK_S = 0.5  # a stage on a worker asks whether its call still wants it at most this often
 
 logger = logging.getLogger(__name__)
 Shape = tuple[int, int]  # (height, width)
@@ -291,34 +293,54 @@ class StageProgress(Progress):
         self.owner.show_step(self)
 
 
+class StageStopped(BaseException):
+    """Raised inside a stage on a Dask worker, at a step, once the call that submitted it has ended.
+
+    A ``BaseException``, as asyncio's ``CancelledError``: no ``except Exception`` in a stage
+    takes it for a fault of its own. :func:`~.distributed.run_task` turns it into "stopped".
+    """
+
+
 class RelayProgress(Progress):
-    """The reporter a stage run on a Dask worker gets: it sends its steps to the client, throttled.
+    """The reporter a stage run on a Dask worker gets: it sends its steps to the client, throttled,
+    and stops the stage once its call has ended.
 
     It draws nothing. Each report is a dict of a few scalars (see :meth:`StageProgress.relayed`),
     sent at most every ``interval`` seconds and at each of the stage's parts' last step (a scale,
     feature splitting, the poster's end), and each :meth:`message`. ``send`` failing (the
     scheduler gone, a full queue) is logged and forgotten: a report lost never fails the stage.
+    At a step (not a part's last, which its checkpoint follows), at most every
+    :data:`STOP_CHECK_S` seconds, it calls ``stopped()`` and raises :class:`StageStopped` when
+    that is true.
 
     Parameters
     ----------
     stage : str
         The task's stage (``"nnst"``): a part of it named otherwise is named in the step's text.
-    send : callable
-        ``send(report)``; on a worker, a :meth:`distributed.Worker.log_event` of it.
+    send : callable or None
+        ``send(report)``; on a worker, a :meth:`distributed.Worker.log_event` of it. None sends
+        nothing (``--quiet``: the reporter only stops the stage).
     interval : float, optional
         Seconds between reports; default ``REPORT_INTERVAL_S``.
+    stopped : callable, optional
+        ``stopped() -> bool``: whether the stage's call has ended (cheap: no message to the scheduler).
     """
 
-    def __init__(self, stage: str, send: Callable[[dict], None], interval: float | None = None):
+    def __init__(self, stage: str, send: Callable[[dict], None] | None, interval: float | None = None,
+                 stopped: Callable[[], bool] | None = None):
         super().__init__(enabled=False)
-        self.stage, self.send = stage, send
+        self.stage, self.send, self.stopped = stage, send, stopped
         self.interval = REPORT_INTERVAL_S if interval is None else interval
         self.began = time.perf_counter()
-        self.last_sent = float("-inf")
+        self.last_sent = self.last_check = float("-inf")
         self.failed = 0  # reports that could not be sent
 
     def _due(self, now: float, last: bool) -> bool:
-        if not last and now - self.last_sent < self.interval:
+        if self.stopped is not None and not last and now - self.last_check >= STOP_CHECK_S:
+            self.last_check = now
+            if self.stopped():
+                raise StageStopped(f"{self.stage}: its call has ended")
+        if self.send is None or (not last and now - self.last_sent < self.interval):
             return False
         self.last_sent = now
         return True
@@ -329,7 +351,8 @@ class RelayProgress(Progress):
 
     def message(self, text: str) -> None:
         """Send a stage's message (the poster's way of working)."""
-        self._send({"message": str(text)})
+        if self.send is not None:
+            self._send({"message": str(text)})
 
     def _send(self, report: dict) -> None:
         try:
