@@ -36,6 +36,7 @@ from .memory import heap_reuse, long_side_shape, release_freed_memory, reuses_he
 from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress, Stage
+from .sizes import check_input_sizes
 from .tensors import check_image, check_masks, resize_long_side, to_numpy, to_tensor, to_tensor_like
 from .weights import build_vgg16_features
 from .workplan import nnst_stages, scale_stage_name
@@ -446,6 +447,8 @@ def synthesize_nnst(
     config.validate()
     check_image(content, "the content")
     check_image(style, "the style")
+    # as `run` refuses them: a 4 x 4 px image upscaled to `size` is a blur of a few colours, not a transfer
+    check_input_sizes({"the content": content.shape[:2], "the style": style.shape[:2]}, config.size)
     if masks is not None:
         check_masks(masks, content.shape, style.shape)
     progress = progress or Progress(enabled=False)
@@ -537,6 +540,9 @@ def nnst_objective(
     config = replace(config or NNSTConfig(), exact=True)
     check_image(image, "the image")
     check_image(style, "the style")
+    shapes = {"the image": image.shape[:2], "the style": style.shape[:2]}
+    check_input_sizes(shapes, config.size)
+    check_short_sides(shapes, config.size)  # VGG's poolings failed in torch on a strip a few pixels wide
     runner = _Stylizer(config, None, Progress(enabled=False), weights)
     image_t = resize_long_side(to_tensor(image, runner.device), config.size)
     style_t = resize_long_side(to_tensor(style, runner.device), config.size)

@@ -539,6 +539,7 @@ def score_image(
     from .config import NNSTConfig
     from .device import resolve_device
     from .nnst import nnst_objective
+    from .sizes import check_input_sizes
     from .tensors import check_image, check_masks
     from .tensors import resize_image as resize
 
@@ -546,6 +547,8 @@ def score_image(
                         ("raw", raw), ("upsampled_from", upsampled_from)):  # fmt: skip
         if value is not None:
             check_image(value, name)
+    # as `metrics` refuses them: VGG's poolings failed in torch on an image a few pixels across
+    check_input_sizes({"image": image.shape[:2], "content": content.shape[:2], "style": style.shape[:2]}, 0)
     if masks is not None:
         check_masks(masks, content.shape, style.shape)
     for name, value in (("raw", raw), ("upsampled_from", upsampled_from)):

@@ -20,11 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .files import RANGE_SLACK
 from .memory import long_side_shape
-
-# Values farther than this outside [0, 1] are not sRGB in [0, 1] (0..255 or 0..65535 floats); a result's
-# unclipped state (``on_checkpoint``) strays a little outside, never this far.
-RANGE_SLACK = 1.0
 
 
 def check_image(image, name: str) -> None:
@@ -56,7 +53,7 @@ def check_image(image, name: str) -> None:
     if image.ndim != 3 or shape[2] != 3:
         raise InputError(f"{name} has shape {shape}: give {want}")
     if not np.issubdtype(image.dtype, np.floating):
-        scale = f" / {np.iinfo(image.dtype).max}" if np.issubdtype(image.dtype, np.integer) else ""
+        scale = f" / {_integer_scale(image)}" if np.issubdtype(image.dtype, np.integer) else ""
         raise InputError(f"{name} is of type {image.dtype}: give {want}, "
                          f"e.g. image.astype(np.float32){scale}")
     if image.size == 0:
@@ -67,6 +64,16 @@ def check_image(image, name: str) -> None:
     if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
         raise InputError(f"{name} has values from {low:g} to {high:g}: give {want} "
                          f"(8-bit values: divide by 255; 16-bit: by 65535)")
+
+
+def _integer_scale(image: np.ndarray) -> int:
+    """The full scale of an integer image: its type's for 8 and 16 bits; for wider types (an int64 array
+    of 8-bit values, as arithmetic gives them) 255 or 65535 when its values fit, else its type's."""
+    top = np.iinfo(image.dtype).max
+    if top <= 65535 or image.size == 0:
+        return top
+    high = int(image.max())
+    return 255 if high <= 255 else 65535 if high <= 65535 else top
 
 
 def check_masks(masks, content_shape: tuple[int, ...], style_shape: tuple[int, ...]) -> None:
