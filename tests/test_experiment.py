@@ -317,6 +317,23 @@ def test_a_failure_message_on_the_sheet_is_wrapped_within_its_box():
     assert report_module._wrap("a few short words", font, width) == ["a few short words"]
 
 
+def test_the_row_heads_captions_sit_under_their_thumbnails(folder, tmp_path):
+    """Under a landscape content the caption 'content' sat a square thumbnail's height down, half-way to the
+    next row's head."""
+    plan = load_plan(write_plan(folder, "plan_captions.toml", "alpha = [0.25]"))
+    content = Image.new("RGB", (report_module.HEAD_THUMB, 30), (200, 30, 30))  # landscape
+    style = Image.new("RGB", (40, report_module.HEAD_THUMB), (30, 30, 200))  # portrait
+    report_module.write_sheet(tmp_path / "sheet.png", plan, [], {0: (content, style)})
+    pixels = np.asarray(Image.open(tmp_path / "sheet.png").convert("RGB")).astype(int)
+    top = 2 * report_module.LINE + 2 * report_module.PAD
+    for thumb, x0 in ((content, report_module.PAD), (style, 2 * report_module.PAD + report_module.HEAD_THUMB)):
+        band = pixels[top:, x0:x0 + report_module.HEAD_THUMB]  # the row head, below the title
+        text = (np.ptp(band, axis=-1) < 30) & (band.mean(-1) < 160)  # the caption's grey, not the thumbnails
+        rows = np.flatnonzero(text.any(1))
+        assert rows.size, "no caption"
+        assert thumb.height <= rows.min() and rows.max() <= thumb.height + 2 + report_module.LINE, rows
+
+
 def test_the_contact_sheet_has_a_row_per_pair_and_row_value(first, folder):
     plan = load_plan(first[0])
     groups, columns = report_module._sheet_layout(plan, first[1].rows)
