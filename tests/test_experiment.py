@@ -307,6 +307,13 @@ def test_a_plot_reads_its_score_the_way_the_score_is_defined(score, line):
     plot = report_module.svg_plot("size", score, [64, 128], rows)
     assert re.findall(r'y="26" text-anchor="middle" class="tick">([^<]*)</text>', plot) == [line]
 
+def test_the_plots_legend_breaks_a_long_file_name_within_the_window():
+    """A pair's file name without spaces (camera_2026-12-07_IMG_004711_exported_...) ran past the right edge of an
+    800 px window: underscores are no break opportunity. Seen in headless Chromium; the rule is what makes it break."""
+    rules = dict(re.findall(r"([^{}]+)\{([^}]*)\}", report_module.CSS.replace("\n", "")))
+    assert "overflow-wrap:anywhere" in rules.get(".legend", "").split(";")
+
+
 def test_a_failure_message_on_the_sheet_is_wrapped_within_its_box():
     """A path longer than the box ran past its right edge (lines broke only at spaces)."""
     font, width = report_module._font(), report_module.THUMB - 8

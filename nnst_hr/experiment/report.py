@@ -436,6 +436,7 @@ img.thumb{width:64px;height:64px;object-fit:contain;image-rendering:pixelated}
 .plots{display:flex;flex-wrap:wrap;gap:12px}
 svg.plot{border:1px solid #ddd;background:#fff}.axis{stroke:#444}.tick{font-size:10px;fill:#444}
 .title{font-size:12px;font-weight:bold}.label{font-size:11px;fill:#222}.legend span{margin-right:1em}
+.legend{overflow-wrap:anywhere}
 """
 
 SORT_JS = """
