@@ -37,7 +37,7 @@ from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress, Stage
 from .sizes import check_input_sizes
-from .tensors import check_image, check_masks, resize_long_side, to_numpy, to_tensor, to_tensor_like
+from .tensors import check_config, check_image, check_masks, resize_long_side, to_numpy, to_tensor, to_tensor_like
 from .weights import build_vgg16_features
 from .workplan import nnst_stages, scale_stage_name
 
@@ -392,8 +392,8 @@ def scale_checkpoint_name(index: int) -> str:
     return f"scale{index}"
 
 
-def check_short_sides(shapes: Mapping[str, tuple[int, int]], size: int) -> None:
-    """Refuse images whose short side, resized to the long side ``size`` as NNST resizes them, is below ``MIN_SIZE``.
+def check_short_sides(shapes: Mapping[str, tuple[int, int]], size: int, minimum: int = MIN_SIZE) -> None:
+    """Refuse images whose short side, resized to the long side ``size`` as NNST resizes them, is below ``minimum``.
 
     ``shapes``: each image's name in messages (its path) and ``(H, W)``. A run checks this before it
     writes anything, :func:`synthesize_nnst` again.
@@ -407,9 +407,9 @@ raise --size or crop the image
     option = field_label(NNSTConfig, "size")  # "--size", or "size" in an experiment's stages
     for name, shape in shapes.items():
         height, width = long_side_shape(shape, size)
-        if min(height, width) < MIN_SIZE:
+        if min(height, width) < minimum:
             raise InputError(f"{name} is too thin: at {option} {size} it is {width}x{height} px, its short side below "
-                             f"{MIN_SIZE} px; raise {option} or crop the image")
+                             f"{minimum} px; raise {option} or crop the image")
 
 
 def synthesize_nnst(
@@ -443,8 +443,8 @@ def synthesize_nnst(
     -------
     :class:`NNSTResult`
     """
-    config = config or NNSTConfig()
-    config.validate()
+    config = NNSTConfig() if config is None else config
+    check_config(config, NNSTConfig, "config")
     check_image(content, "the content")
     check_image(style, "the style")
     # as `run` refuses them: a 4 x 4 px image upscaled to `size` is a blur of a few colours, not a transfer
@@ -500,7 +500,8 @@ def stylize(
     -------
     :class:`StylizeResult`
     """
-    config = config or NNSTConfig()
+    config = NNSTConfig() if config is None else config
+    check_config(config, NNSTConfig, "config")
     total = time.perf_counter()
     result = synthesize_nnst(content, style, config, masks=masks, weights=weights, progress=progress)
     start = time.perf_counter()
@@ -537,12 +538,15 @@ def nnst_objective(
         side is ``config.size``, as :func:`stylize` does (pass a result's ``raw`` image)
     config : only ``size``, ``rotate`` and ``device`` are used
     """
-    config = replace(config or NNSTConfig(), exact=True)
+    config = NNSTConfig() if config is None else config
+    check_config(config, NNSTConfig, "config")
+    config = replace(config, exact=True)
     check_image(image, "the image")
     check_image(style, "the style")
     shapes = {"the image": image.shape[:2], "the style": style.shape[:2]}
     check_input_sizes(shapes, config.size)
-    check_short_sides(shapes, config.size)  # VGG's poolings failed in torch on a strip a few pixels wide
+    # VGG's poolings failed in torch on a strip less than one cell of its coarsest layer across
+    check_short_sides(shapes, config.size, max(LAYER_STRIDES))
     runner = _Stylizer(config, None, Progress(enabled=False), weights)
     image_t = resize_long_side(to_tensor(image, runner.device), config.size)
     style_t = resize_long_side(to_tensor(style, runner.device), config.size)

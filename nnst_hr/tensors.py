@@ -66,6 +66,29 @@ def check_image(image, name: str) -> None:
                          f"(8-bit values: divide by 255; 16-bit: by 65535)")
 
 
+def check_config(config, cls: type, name: str) -> None:
+    """Refuse (:class:`InputError`) a ``config`` that is not a valid ``cls`` (``NNSTConfig`` or ``PosterConfig``);
+    without it a dict, or the two configs swapped, failed deep inside with an AttributeError.
+
+    >>> from nnst_hr.config import NNSTConfig
+    >>> check_config({"size": 512}, NNSTConfig, "config")
+    Traceback (most recent call last):
+    ...
+    nnst_hr.errors.InputError: config is a dict, not an NNSTConfig: give NNSTConfig(...), e.g. \
+NNSTConfig.from_dict(values) for a dict
+    """
+    if not isinstance(config, cls):
+        got, want = type(config).__name__, cls.__name__
+        raise InputError(f"{name} is {_article(got)} {got}, not {_article(want)} {want}: give {want}(...), "
+                         f"e.g. {want}.from_dict(values) for a dict")
+    config.validate()
+
+
+def _article(name: str) -> str:
+    """'an' before a name read with a vowel sound (NNSTConfig: "en-en"), else 'a'."""
+    return "an" if name[0] in "AEFHILMNORSXaeiou" else "a"
+
+
 def _integer_scale(image: np.ndarray) -> int:
     """The full scale of an integer image: its type's for 8 and 16 bits; for wider types (an int64 array
     of 8-bit values, as arithmetic gives them) 255 or 65535 when its values fit, else its type's."""
