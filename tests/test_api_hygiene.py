@@ -1,6 +1,7 @@
 """The Python API in a fresh process, as a notebook calls it first: every public stage leaves the process as it
 found it (environment, cwd, every global RNG, thread counts, logging, warnings filters, signal handlers, torch's
-flags), and its results are the same bits as this process computes with the same seed.
+flags), and its results are the same bits as this process computes with the same seed (both processes run
+torch with the same thread count: another count sums in another order, ARCHITECTURE.md "Threads").
 
 A fresh process matters: torch sets ``TORCHINDUCTOR_CACHE_DIR`` in ``os.environ`` when its first optimizer
 imports ``torch._dynamo``, which the rest of the suite has long done by the time a test runs.
@@ -13,13 +14,15 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 from helpers import needs_weights
 
-from nnst_hr.config import NNSTConfig
+from nnst_hr.config import NNSTConfig, PosterConfig
 from nnst_hr.nnst import stylize
+from nnst_hr.poster import synthesize_poster_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = dict(size=88, coarsest=44, steps=2, split_steps=1, seed=2)
@@ -85,7 +88,8 @@ call("patchsynth.synthesize", patchsynth.synthesize, style, style, style[8:40, 8
 call("guidance.load_masks", guidance.load_masks, "samples/guided/louvre_to_house")
 print(json.dumps({"changed": {k: v for k, v in changed.items() if v},
                   "image": hashlib.sha256(result.image.tobytes()).hexdigest(),
-                  "field": hashlib.sha256(result.field.tobytes()).hexdigest()}))
+                  "field": hashlib.sha256(result.field.tobytes()).hexdigest(),
+                  "poster": hashlib.sha256(made.synthesized.tobytes()).hexdigest()}))
 """
 
 
@@ -102,3 +106,6 @@ def test_a_fresh_process_is_left_as_it_was_and_computes_this_processs_bits(image
     here = stylize(*images, NNSTConfig(**CONFIG))  # same seed in this process: the same bits
     assert child["image"] == hashlib.sha256(here.image.tobytes()).hexdigest()
     assert child["field"] == hashlib.sha256(here.field.tobytes()).hexdigest()
+    with warnings.catch_warnings(record=True):  # the small style's warning
+        poster = synthesize_poster_stage(*images, here, PosterConfig(**POSTER), NNSTConfig(**CONFIG))
+    assert child["poster"] == hashlib.sha256(poster.synthesized.tobytes()).hexdigest()
