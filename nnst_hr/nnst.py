@@ -37,7 +37,16 @@ from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress, Stage
 from .sizes import check_input_sizes
-from .tensors import check_config, check_image, check_masks, resize_long_side, to_numpy, to_tensor, to_tensor_like
+from .tensors import (
+    check_config,
+    check_image,
+    check_masks,
+    check_progress,
+    resize_long_side,
+    to_numpy,
+    to_tensor,
+    to_tensor_like,
+)
 from .weights import build_vgg16_features
 from .workplan import nnst_stages, scale_stage_name
 
@@ -315,9 +324,9 @@ class _Stylizer:
 
         for li, s in enumerate(reversed(range(n_scales))):
             name = scale_checkpoint_name(li)
-            if name in start_from and np.shape(start_from[name]) != (*contents[s].shape[-2:], 3):
-                warnings.warn(f"the saved state {name} is {np.shape(start_from[name])}, not the "
-                              f"{tuple(contents[s].shape[-2:])} this scale computes; recomputing it", stacklevel=2)
+            problem = state_problem(start_from[name], tuple(contents[s].shape[-2:])) if name in start_from else None
+            if problem:
+                warnings.warn(f"the saved state {name} {problem}; recomputing it", stacklevel=2)
             elif name in start_from:
                 # the saved image in the content's memory layout, as it was computed
                 out_pyr[s:] = decompose(to_tensor_like(start_from[name], content), depth - s)
@@ -387,6 +396,28 @@ class _Stylizer:
         return out_pyr
 
 
+def state_problem(state, shape: tuple[int, int]) -> str | None:
+    """Why a saved state cannot start a scale that computes ``shape`` (H, W), or None when it can.
+
+    A state of another shape, type or with NaN (a caller's ``start_from`` of another run, or
+    altered) was decomposed into the output as it was: a garbled or NaN result.
+
+    >>> state_problem(np.zeros((4, 6, 3), np.float32), (4, 6)) is None
+    True
+    >>> state_problem(np.zeros((4, 6, 3), np.uint8), (4, 6))
+    'is of type uint8, not float32 (H, W, 3) as on_checkpoint handed it out'
+    """
+    if not isinstance(state, np.ndarray):
+        return f"is a {type(state).__name__}, not a NumPy array"
+    if state.shape != (*shape, 3):
+        return f"is {state.shape}, not the {shape} this scale computes"
+    if state.dtype.kind != "f":
+        return f"is of type {state.dtype}, not float32 (H, W, 3) as on_checkpoint handed it out"
+    if not np.isfinite(state).all():
+        return "has NaN or infinite values"
+    return None
+
+
 def scale_checkpoint_name(index: int) -> str:
     """Name of the state after scale ``index`` (0 = coarsest) in ``start_from`` and ``on_checkpoint``."""
     return f"scale{index}"
@@ -445,6 +476,10 @@ def synthesize_nnst(
     """
     config = NNSTConfig() if config is None else config
     check_config(config, NNSTConfig, "config")
+    check_progress(progress)
+    if start_from is not None and not isinstance(start_from, Mapping):  # failed comparing names with arrays
+        raise InputError(f"start_from is a {type(start_from).__name__}: give a mapping of state names to arrays, "
+                         f"as on_checkpoint(name, state) handed them out")
     check_image(content, "the content")
     check_image(style, "the style")
     # as `run` refuses them: a 4 x 4 px image upscaled to `size` is a blur of a few colours, not a transfer

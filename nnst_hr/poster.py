@@ -37,7 +37,7 @@ from .errors import InputError
 from .hypercolumns import FEATURE_STRIDE
 from .progress import Stage
 from .scores import made_from
-from .tensors import check_config, check_image, check_masks, resize_image, to_numpy, to_tensor
+from .tensors import check_config, check_image, check_masks, check_progress, resize_image, to_numpy, to_tensor
 from .workplan import work
 
 GUTTER = 8  # masked pixels between atlas copies (more than a patch radius at every level)
@@ -235,6 +235,7 @@ def synthesize_poster_stage(
     """
     check_config(poster_config, PosterConfig, "poster_config")
     check_config(nnst_config, NNSTConfig, "nnst_config")
+    check_progress(progress)
     if poster_config.out_size is None:  # failed in arithmetic on None
         raise InputError("poster_config.out_size is None: give the poster's long side, "
                          "e.g. PosterConfig(out_size=4096)")

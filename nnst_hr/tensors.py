@@ -84,6 +84,16 @@ NNSTConfig.from_dict(values) for a dict
     config.validate()
 
 
+def check_progress(progress) -> None:
+    """Refuse (:class:`InputError`) a ``progress`` that is neither None nor a :class:`~nnst_hr.progress.Progress`;
+    ``progress=True`` failed deep inside with an AttributeError."""
+    from .progress import Progress
+
+    if progress is not None and not isinstance(progress, Progress):
+        raise InputError(f"progress is {_article(type(progress).__name__)} {type(progress).__name__}, not a "
+                         f"nnst_hr.progress.Progress: give Progress() to show the steps, or None")
+
+
 def _article(name: str) -> str:
     """'an' before a name read with a vowel sound (NNSTConfig: "en-en"), else 'a'."""
     return "an" if name[0] in "AEFHILMNORSXaeiou" else "a"
