@@ -39,6 +39,7 @@ input adds a line to ``MaskPair.warnings``. Sizes in messages are width x height
 
 import fnmatch
 import io
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -269,8 +270,22 @@ def load_mask_data(files: Mapping[str, bytes], mask_dir, content_shape=None, sty
     return _load_folder(Path(mask_dir), _Memory(Path(mask_dir), files), content_shape, style_shape)
 
 
+def _check_shape(shape, name: str) -> None:
+    """Refuse an image shape that is not None or ``(H, W)`` of positive integers: a bare number failed with
+    "'int' object is not subscriptable", a zero side with a ZeroDivisionError, and a float one named
+    "800.0x540.0" px."""
+    if shape is None:
+        return
+    ok = (isinstance(shape, tuple | list) and len(shape) == 2
+          and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in shape))
+    if not ok:
+        raise MaskError(f"{name} must be (H, W) of the image in pixels, e.g. image.shape[:2], or None; got {shape!r}")
+
+
 def _load_folder(mask_dir: Path, fs, content_shape, style_shape) -> MaskPair:
     """:func:`load_masks` of a folder read through ``fs`` (:class:`_Disk` or :class:`_Memory`)."""
+    _check_shape(content_shape, "content_shape")
+    _check_shape(style_shape, "style_shape")
     content, style = _find_source(mask_dir, "content", fs), _find_source(mask_dir, "style", fs)
     if fs.is_dir(content) != fs.is_dir(style):
         raise MaskError(f"{content} and {style} are of different forms: use two color label maps "
@@ -295,6 +310,8 @@ def load_mask_files(content_mask, style_mask, content_shape=None, style_shape=No
     MaskError
         As :func:`load_masks`.
     """
+    _check_shape(content_shape, "content_shape")
+    _check_shape(style_shape, "style_shape")
     return _load_mask_files((Path(content_mask), Path(style_mask)), content_shape, style_shape, _DISK)
 
 

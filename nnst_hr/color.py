@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from nnst_hr.config import NNSTConfig
 from nnst_hr.device import resolve_device
 from nnst_hr.errors import InputError
-from nnst_hr.tensors import check_image, resize_long_side, to_numpy, to_tensor, to_tensor_like
+from nnst_hr.memory import long_side_shape
+from nnst_hr.tensors import check_config, check_image, resize_long_side, to_numpy, to_tensor, to_tensor_like
 
 # IEC 61966-2-1 sRGB transfer function.
 SRGB_ENCODED_KNEE = 0.04045
@@ -558,12 +559,17 @@ def color_stage(raw: np.ndarray, content: np.ndarray, style: np.ndarray, config:
     -------
     float32 (H, W, 3) in [0, 1]; ``raw`` itself when ``config.color`` is False.
     """
+    check_config(config, NNSTConfig, "config")
     for image, name in ((raw, "the raw result"), (content, "the content"), (style, "the style")):
         check_image(image, name)
     if not config.color:
         return raw
-    device = resolve_device(config.device)
     long_side = max(raw.shape[:2])
+    if long_side_shape(content.shape[:2], long_side) != raw.shape[:2]:  # was an error naming tensor shapes
+        (h, w), (ch, cw) = raw.shape[:2], content.shape[:2]
+        raise InputError(f"the raw result ({w}x{h} px) has another aspect than the content ({cw}x{ch} px): give the "
+                         f"raw result that synthesize_nnst made of it")
+    device = resolve_device(config.device)
     content_t = resize_long_side(to_tensor(content, device), long_side)
     style_t = resize_long_side(to_tensor(style, device), long_side)
     output = transfer_color(

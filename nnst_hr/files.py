@@ -59,6 +59,10 @@ from nnst_hr.errors import DiskFullError, InputError
 from nnst_hr.icc import srgb_profile
 from nnst_hr.lock import file_in_the_way
 
+# Values farther than this outside [0, 1] are not sRGB in [0, 1] (0..255 or 0..65535 floats); a result's
+# unclipped state (``on_checkpoint``) strays a little outside, never this far.
+RANGE_SLACK = 1.0
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "EXIF_ORIENTATION_TAG",
@@ -776,7 +780,7 @@ def write_image(
     ------
     InputError
         Bad extension, bit depth, quality or dpi; existing file without
-        ``overwrite``; missing folder.
+        ``overwrite``; missing folder; values far outside [0, 1] (0..255 floats).
     ValueError
         ``image`` is not a finite ``(H, W, 3)`` float array.
     """
@@ -785,6 +789,10 @@ def write_image(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype.kind != "f" or min(image.shape[:2]) < 1:
         raise ValueError(f"expected a float image of shape (H, W, 3), got {image.dtype} {image.shape}")
+    low, high = float(image.min()), float(image.max())  # NaN propagates: _code_values names it
+    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:  # 0..255 floats were clipped to a white image, no error
+        raise InputError(f"the image has values from {low:g} to {high:g}: give floats in [0, 1] "
+                         f"(8-bit values: divide by 255; 16-bit: by 65535)")
     check_write_options(jpeg_quality, dpi)
     codes = _code_values(image, bits)
     profile = srgb_profile()

@@ -36,7 +36,17 @@ from .memory import heap_reuse, long_side_shape, release_freed_memory, reuses_he
 from .nnf import indices_to_field
 from .optimize import SplitStyle, fit_hypercolumns, fit_split_layers, refresh_interval
 from .progress import Progress, Stage
-from .tensors import check_image, check_masks, resize_long_side, to_numpy, to_tensor, to_tensor_like
+from .sizes import check_input_sizes
+from .tensors import (
+    check_config,
+    check_image,
+    check_masks,
+    check_progress,
+    resize_long_side,
+    to_numpy,
+    to_tensor,
+    to_tensor_like,
+)
 from .weights import build_vgg16_features
 from .workplan import nnst_stages, scale_stage_name
 
@@ -314,9 +324,9 @@ class _Stylizer:
 
         for li, s in enumerate(reversed(range(n_scales))):
             name = scale_checkpoint_name(li)
-            if name in start_from and np.shape(start_from[name]) != (*contents[s].shape[-2:], 3):
-                warnings.warn(f"the saved state {name} is {np.shape(start_from[name])}, not the "
-                              f"{tuple(contents[s].shape[-2:])} this scale computes; recomputing it", stacklevel=2)
+            problem = state_problem(start_from[name], tuple(contents[s].shape[-2:])) if name in start_from else None
+            if problem:
+                warnings.warn(f"the saved state {name} {problem}; recomputing it", stacklevel=2)
             elif name in start_from:
                 # the saved image in the content's memory layout, as it was computed
                 out_pyr[s:] = decompose(to_tensor_like(start_from[name], content), depth - s)
@@ -386,13 +396,35 @@ class _Stylizer:
         return out_pyr
 
 
+def state_problem(state, shape: tuple[int, int]) -> str | None:
+    """Why a saved state cannot start a scale that computes ``shape`` (H, W), or None when it can.
+
+    A state of another shape, type or with NaN (a caller's ``start_from`` of another run, or
+    altered) was decomposed into the output as it was: a garbled or NaN result.
+
+    >>> state_problem(np.zeros((4, 6, 3), np.float32), (4, 6)) is None
+    True
+    >>> state_problem(np.zeros((4, 6, 3), np.uint8), (4, 6))
+    'is of type uint8, not float32 (H, W, 3) as on_checkpoint handed it out'
+    """
+    if not isinstance(state, np.ndarray):
+        return f"is a {type(state).__name__}, not a NumPy array"
+    if state.shape != (*shape, 3):
+        return f"is {state.shape}, not the {shape} this scale computes"
+    if state.dtype.kind != "f":
+        return f"is of type {state.dtype}, not float32 (H, W, 3) as on_checkpoint handed it out"
+    if not np.isfinite(state).all():
+        return "has NaN or infinite values"
+    return None
+
+
 def scale_checkpoint_name(index: int) -> str:
     """Name of the state after scale ``index`` (0 = coarsest) in ``start_from`` and ``on_checkpoint``."""
     return f"scale{index}"
 
 
-def check_short_sides(shapes: Mapping[str, tuple[int, int]], size: int) -> None:
-    """Refuse images whose short side, resized to the long side ``size`` as NNST resizes them, is below ``MIN_SIZE``.
+def check_short_sides(shapes: Mapping[str, tuple[int, int]], size: int, minimum: int = MIN_SIZE) -> None:
+    """Refuse images whose short side, resized to the long side ``size`` as NNST resizes them, is below ``minimum``.
 
     ``shapes``: each image's name in messages (its path) and ``(H, W)``. A run checks this before it
     writes anything, :func:`synthesize_nnst` again.
@@ -406,9 +438,9 @@ raise --size or crop the image
     option = field_label(NNSTConfig, "size")  # "--size", or "size" in an experiment's stages
     for name, shape in shapes.items():
         height, width = long_side_shape(shape, size)
-        if min(height, width) < MIN_SIZE:
+        if min(height, width) < minimum:
             raise InputError(f"{name} is too thin: at {option} {size} it is {width}x{height} px, its short side below "
-                             f"{MIN_SIZE} px; raise {option} or crop the image")
+                             f"{minimum} px; raise {option} or crop the image")
 
 
 def synthesize_nnst(
@@ -442,10 +474,16 @@ def synthesize_nnst(
     -------
     :class:`NNSTResult`
     """
-    config = config or NNSTConfig()
-    config.validate()
+    config = NNSTConfig() if config is None else config
+    check_config(config, NNSTConfig, "config")
+    check_progress(progress)
+    if start_from is not None and not isinstance(start_from, Mapping):  # failed comparing names with arrays
+        raise InputError(f"start_from is a {type(start_from).__name__}: give a mapping of state names to arrays, "
+                         f"as on_checkpoint(name, state) handed them out")
     check_image(content, "the content")
     check_image(style, "the style")
+    # as `run` refuses them: a 4 x 4 px image upscaled to `size` is a blur of a few colours, not a transfer
+    check_input_sizes({"the content": content.shape[:2], "the style": style.shape[:2]}, config.size)
     if masks is not None:
         check_masks(masks, content.shape, style.shape)
     progress = progress or Progress(enabled=False)
@@ -497,7 +535,8 @@ def stylize(
     -------
     :class:`StylizeResult`
     """
-    config = config or NNSTConfig()
+    config = NNSTConfig() if config is None else config
+    check_config(config, NNSTConfig, "config")
     total = time.perf_counter()
     result = synthesize_nnst(content, style, config, masks=masks, weights=weights, progress=progress)
     start = time.perf_counter()
@@ -534,9 +573,15 @@ def nnst_objective(
         side is ``config.size``, as :func:`stylize` does (pass a result's ``raw`` image)
     config : only ``size``, ``rotate`` and ``device`` are used
     """
-    config = replace(config or NNSTConfig(), exact=True)
+    config = NNSTConfig() if config is None else config
+    check_config(config, NNSTConfig, "config")
+    config = replace(config, exact=True)
     check_image(image, "the image")
     check_image(style, "the style")
+    shapes = {"the image": image.shape[:2], "the style": style.shape[:2]}
+    check_input_sizes(shapes, config.size)
+    # VGG's poolings failed in torch on a strip less than one cell of its coarsest layer across
+    check_short_sides(shapes, config.size, max(LAYER_STRIDES))
     runner = _Stylizer(config, None, Progress(enabled=False), weights)
     image_t = resize_long_side(to_tensor(image, runner.device), config.size)
     style_t = resize_long_side(to_tensor(style, runner.device), config.size)

@@ -9,6 +9,7 @@ Two regimes, both minimizing a mean cosine distance:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,7 +31,15 @@ MIN_LATTICE_COVERAGE = 3
 
 def _adam(pyr: list[torch.Tensor], lr: float):
     params = [p.detach().clone().requires_grad_(True) for p in pyr]
-    return params, torch.optim.Adam(params, lr=lr)
+    saved = dict(os.environ)
+    try:
+        return params, torch.optim.Adam(params, lr=lr)
+    finally:
+        # torch's first optimizer imports torch._dynamo, which sets TORCHINDUCTOR_CACHE_DIR in os.environ for
+        # good (inherited by every subprocess the caller starts): the library leaves the environment alone
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        os.environ.update({name: value for name, value in saved.items() if os.environ.get(name) != value})
 
 
 def split_targets(targets: torch.Tensor, grid: tuple[int, int]) -> list[torch.Tensor]:

@@ -36,7 +36,8 @@ from .device import resolve_device
 from .errors import InputError
 from .hypercolumns import FEATURE_STRIDE
 from .progress import Stage
-from .tensors import check_image, check_masks, resize_image, to_numpy, to_tensor
+from .scores import made_from
+from .tensors import check_config, check_image, check_masks, check_progress, resize_image, to_numpy, to_tensor
 from .workplan import NUMBA, work
 
 GUTTER = 8  # masked pixels between atlas copies (more than a patch radius at every level)
@@ -232,11 +233,23 @@ def synthesize_poster_stage(
     -------
     :class:`PosterResult`
     """
+    check_config(poster_config, PosterConfig, "poster_config")
+    check_config(nnst_config, NNSTConfig, "nnst_config")
+    check_progress(progress)
+    if poster_config.out_size is None:  # failed in arithmetic on None
+        raise InputError("poster_config.out_size is None: give the poster's long side, "
+                         "e.g. PosterConfig(out_size=4096)")
     check_image(content, "the content")
     check_image(style, "the style")
     if masks is not None:
         check_masks(masks, content.shape, style.shape)
+    if not all(hasattr(nnst_result, name) for name in ("raw", "field", "style_size")):
+        raise InputError(f"nnst_result is a {type(nnst_result).__name__}, not an NNSTResult: give what "
+                         f"synthesize_nnst returned for this content and style")
     size_h, size_w = nnst_result.raw.shape[:2]
+    if not made_from((size_h, size_w), content.shape[:2]):  # another content's result made a poster, no error
+        raise InputError(f"nnst_result ({size_w}x{size_h} px) has another aspect than the content "
+                         f"({content.shape[1]}x{content.shape[0]} px): give what synthesize_nnst returned for it")
     scale = poster_config.out_size / max(size_h, size_w)
     out_shape = scaled_shape((size_h, size_w), scale)
     start = time.perf_counter()
@@ -261,6 +274,7 @@ def color_poster(synthesized: np.ndarray, content: np.ndarray, style: np.ndarray
     -------
     float32 (Ho, Wo, 3) in [0, 1]; ``synthesized`` itself when ``nnst_config.color`` is False.
     """
+    check_config(nnst_config, NNSTConfig, "nnst_config")
     for image, name in ((synthesized, "the poster"), (content, "the content"), (style, "the style")):
         check_image(image, name)
     if not nnst_config.color:

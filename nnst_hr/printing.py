@@ -10,8 +10,8 @@
 * The poster's size follows NNST's result, whose sides are rounded at NNST's size; the last
   few pixels of difference to the print's exact pixel count are removed (centred crop) or
   added (edge replication) by :func:`fit_to_print`.
-* The proof is the final image at ``PROOF_LONG_SIDE`` px (Lanczos), a JPEG with the sRGB
-  profile whose DPI is scaled so that it describes the same physical print size.
+* The proof is the final image at ``PROOF_LONG_SIDE`` px at most (Lanczos), a JPEG with the sRGB
+  profile at a whole DPI (as JPEG stores it) that describes the same physical print size.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from .printsize import (
 )
 
 __all__ = ["FITS", "PROOF_LONG_SIDE", "PrintPlan", "content_region", "fit_content", "fit_labels", "fit_to_print",
-           "fit_tolerance", "plan_print", "proof_image", "write_proof"]
+           "fit_tolerance", "plan_print", "proof_dpi", "proof_image", "write_proof"]
 
 FITS = ("crop", "pad")
 PROOF_LONG_SIDE = 1600  # px, long side of proof.jpg
@@ -243,11 +243,32 @@ def proof_image(image: np.ndarray, long_side: int = PROOF_LONG_SIDE) -> Image.Im
     return pillow if size == (width, height) else pillow.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
+def proof_dpi(shape: tuple[int, int], dpi: float, long_side: int = PROOF_LONG_SIDE) -> tuple[float, int]:
+    """``(DPI, long side in px)`` of the proof of an image of ``shape`` at ``dpi``: a whole DPI and its long side.
+
+    JPEG stores its DPI as a whole number: the proof of an A2 print at 300 dpi, 1600 px at 68.4 dpi, said
+    68 dpi, 0.6 % larger than the print. So the proof's DPI is the whole number at most ``long_side``
+    allows, and its size follows from it (at most half a pixel off the print's physical size).
+
+    >>> proof_dpi((4961, 7016), 300)  # A2: 7016 * 68 / 300 = 1590.3 px
+    (68, 1590)
+    >>> proof_dpi((400, 1200), 300)  # small enough: as it is
+    (300, 1200)
+    """
+    longest = max(shape)
+    if longest <= long_side:
+        return dpi, longest
+    whole = math.floor(dpi * long_side / longest)
+    if whole < 1:  # a huge image at a few dpi: no whole DPI fits; the JPEG rounds the exact one
+        return dpi * long_side / longest, long_side
+    return whole, round(longest * whole / dpi)
+
+
 def write_proof(path: str | Path, image: np.ndarray, dpi: float, long_side: int = PROOF_LONG_SIDE) -> Path:
-    """Write the proof JPEG of ``image`` (sRGB profile; DPI scaled to the same physical size)."""
+    """Write the proof JPEG of ``image`` (sRGB profile; at most ``long_side`` px, at a whole DPI that describes
+    the same physical size, :func:`proof_dpi`)."""
     from .files import write_image
 
-    proof = proof_image(image, long_side)
-    proof_dpi = dpi * proof.width / image.shape[1]
-    pixels = np.asarray(proof, np.float32) / np.float32(255)
-    return write_image(path, pixels, overwrite=True, jpeg_quality=PROOF_QUALITY, dpi=proof_dpi)
+    dots, side = proof_dpi(image.shape[:2], dpi, long_side)
+    pixels = np.asarray(proof_image(image, side), np.float32) / np.float32(255)
+    return write_image(path, pixels, overwrite=True, jpeg_quality=PROOF_QUALITY, dpi=dots)

@@ -536,16 +536,24 @@ def score_image(
       ``style_gram.<name>`` and ``label_agreement`` read the content label map fitted like
       the content (:func:`~nnst_hr.printing.fit_labels`), the map NNST was guided with.
     """
-    from .config import NNSTConfig
+    from .config import MAX_SEED, NNSTConfig
     from .device import resolve_device
     from .nnst import nnst_objective
-    from .tensors import check_image, check_masks
+    from .sizes import check_input_sizes
+    from .tensors import check_config, check_image, check_masks
     from .tensors import resize_image as resize
+
+    if nnst_config is not None:
+        check_config(nnst_config, NNSTConfig, "nnst_config")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed must be an integer between 0 and {MAX_SEED}, got {seed!r}")  # was NumPy's ValueError
 
     for name, value in (("image", image), ("content", content), ("style", style),
                         ("raw", raw), ("upsampled_from", upsampled_from)):  # fmt: skip
         if value is not None:
             check_image(value, name)
+    # as `metrics` refuses them: VGG's poolings failed in torch on an image a few pixels across
+    check_input_sizes({"image": image.shape[:2], "content": content.shape[:2], "style": style.shape[:2]}, 0)
     if masks is not None:
         check_masks(masks, content.shape, style.shape)
     for name, value in (("raw", raw), ("upsampled_from", upsampled_from)):

@@ -20,11 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .files import RANGE_SLACK
 from .memory import long_side_shape
-
-# Values farther than this outside [0, 1] are not sRGB in [0, 1] (0..255 or 0..65535 floats); a result's
-# unclipped state (``on_checkpoint``) strays a little outside, never this far.
-RANGE_SLACK = 1.0
 
 
 def check_image(image, name: str) -> None:
@@ -56,7 +53,7 @@ def check_image(image, name: str) -> None:
     if image.ndim != 3 or shape[2] != 3:
         raise InputError(f"{name} has shape {shape}: give {want}")
     if not np.issubdtype(image.dtype, np.floating):
-        scale = f" / {np.iinfo(image.dtype).max}" if np.issubdtype(image.dtype, np.integer) else ""
+        scale = f" / {_integer_scale(image)}" if np.issubdtype(image.dtype, np.integer) else ""
         raise InputError(f"{name} is of type {image.dtype}: give {want}, "
                          f"e.g. image.astype(np.float32){scale}")
     if image.size == 0:
@@ -67,6 +64,49 @@ def check_image(image, name: str) -> None:
     if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
         raise InputError(f"{name} has values from {low:g} to {high:g}: give {want} "
                          f"(8-bit values: divide by 255; 16-bit: by 65535)")
+
+
+def check_config(config, cls: type, name: str) -> None:
+    """Refuse (:class:`InputError`) a ``config`` that is not a valid ``cls`` (``NNSTConfig`` or ``PosterConfig``);
+    without it a dict, or the two configs swapped, failed deep inside with an AttributeError.
+
+    >>> from nnst_hr.config import NNSTConfig
+    >>> check_config({"size": 512}, NNSTConfig, "config")
+    Traceback (most recent call last):
+    ...
+    nnst_hr.errors.InputError: config is a dict, not an NNSTConfig: give NNSTConfig(...), e.g. \
+NNSTConfig.from_dict(values) for a dict
+    """
+    if not isinstance(config, cls):
+        got, want = type(config).__name__, cls.__name__
+        raise InputError(f"{name} is {_article(got)} {got}, not {_article(want)} {want}: give {want}(...), "
+                         f"e.g. {want}.from_dict(values) for a dict")
+    config.validate()
+
+
+def check_progress(progress) -> None:
+    """Refuse (:class:`InputError`) a ``progress`` that is neither None nor a :class:`~nnst_hr.progress.Progress`;
+    ``progress=True`` failed deep inside with an AttributeError."""
+    from .progress import Progress
+
+    if progress is not None and not isinstance(progress, Progress):
+        raise InputError(f"progress is {_article(type(progress).__name__)} {type(progress).__name__}, not a "
+                         f"nnst_hr.progress.Progress: give Progress() to show the steps, or None")
+
+
+def _article(name: str) -> str:
+    """'an' before a name read with a vowel sound (NNSTConfig: "en-en"), else 'a'."""
+    return "an" if name[0] in "AEFHILMNORSXaeiou" else "a"
+
+
+def _integer_scale(image: np.ndarray) -> int:
+    """The full scale of an integer image: its type's for 8 and 16 bits; for wider types (an int64 array
+    of 8-bit values, as arithmetic gives them) 255 or 65535 when its values fit, else its type's."""
+    top = np.iinfo(image.dtype).max
+    if top <= 65535 or image.size == 0:
+        return top
+    high = int(image.max())
+    return 255 if high <= 255 else 65535 if high <= 65535 else top
 
 
 def check_masks(masks, content_shape: tuple[int, ...], style_shape: tuple[int, ...]) -> None:

@@ -307,6 +307,13 @@ def test_a_plot_reads_its_score_the_way_the_score_is_defined(score, line):
     plot = report_module.svg_plot("size", score, [64, 128], rows)
     assert re.findall(r'y="26" text-anchor="middle" class="tick">([^<]*)</text>', plot) == [line]
 
+def test_the_plots_legend_breaks_a_long_file_name_within_the_window():
+    """A pair's file name without spaces (camera_2026-12-07_IMG_004711_exported_...) ran past the right edge of an
+    800 px window: underscores are no break opportunity. Seen in headless Chromium; the rule is what makes it break."""
+    rules = dict(re.findall(r"([^{}]+)\{([^}]*)\}", report_module.CSS.replace("\n", "")))
+    assert "overflow-wrap:anywhere" in rules.get(".legend", "").split(";")
+
+
 def test_a_failure_message_on_the_sheet_is_wrapped_within_its_box():
     """A path longer than the box ran past its right edge (lines broke only at spaces)."""
     font, width = report_module._font(), report_module.THUMB - 8
@@ -315,6 +322,23 @@ def test_a_failure_message_on_the_sheet_is_wrapped_within_its_box():
     assert all(font.getlength(line) <= width for line in lines), lines
     assert "".join(lines).replace(" ", "") == text.replace(" ", "")  # every character kept, in order
     assert report_module._wrap("a few short words", font, width) == ["a few short words"]
+
+
+def test_the_row_heads_captions_sit_under_their_thumbnails(folder, tmp_path):
+    """Under a landscape content the caption 'content' sat a square thumbnail's height down, half-way to the
+    next row's head."""
+    plan = load_plan(write_plan(folder, "plan_captions.toml", "alpha = [0.25]"))
+    content = Image.new("RGB", (report_module.HEAD_THUMB, 30), (200, 30, 30))  # landscape
+    style = Image.new("RGB", (40, report_module.HEAD_THUMB), (30, 30, 200))  # portrait
+    report_module.write_sheet(tmp_path / "sheet.png", plan, [], {0: (content, style)})
+    pixels = np.asarray(Image.open(tmp_path / "sheet.png").convert("RGB")).astype(int)
+    top = 2 * report_module.LINE + 2 * report_module.PAD
+    for thumb, x0 in ((content, report_module.PAD), (style, 2 * report_module.PAD + report_module.HEAD_THUMB)):
+        band = pixels[top:, x0:x0 + report_module.HEAD_THUMB]  # the row head, below the title
+        text = (np.ptp(band, axis=-1) < 30) & (band.mean(-1) < 160)  # the caption's grey, not the thumbnails
+        rows = np.flatnonzero(text.any(1))
+        assert rows.size, "no caption"
+        assert thumb.height <= rows.min() and rows.max() <= thumb.height + 2 + report_module.LINE, rows
 
 
 def test_the_contact_sheet_has_a_row_per_pair_and_row_value(first, folder):

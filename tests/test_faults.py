@@ -1628,6 +1628,116 @@ def test_the_python_api_refuses_images_it_cannot_take_in_one_message(bad, needle
     assert check_image_accepts(_RGB * 1.5 - 0.2)  # the control: a result's unclipped state strays a little
 
 
+@pytest.mark.parametrize("shape", [(4, 4, 3), (1, 1, 3), (8, 8, 3)])
+def test_the_python_api_refuses_images_too_small_to_mean_anything(shape):
+    """As `run` and `metrics` refuse them: synthesize_nnst took a 1 x 1 px content and upscaled it to a flat result;
+    score_image and nnst_objective failed in torch's pooling (RuntimeError: Output size is too small)."""
+    from nnst_hr.config import NNSTConfig
+    from nnst_hr.nnst import nnst_objective, synthesize_nnst
+    from nnst_hr.scores import score_image
+
+    tiny = np.resize(_RGB, shape).astype(np.float32)
+    config = NNSTConfig(size=64, coarsest=64, steps=1, split_steps=0)
+    for call in (lambda: synthesize_nnst(tiny, _RGB, config), lambda: synthesize_nnst(_RGB, tiny, config),
+                 lambda: nnst_objective(tiny, _RGB, config), lambda: score_image(tiny, _RGB, _RGB, nnst_config=config),
+                 lambda: score_image(_RGB, _RGB, tiny, nnst_config=config)):
+        with pytest.raises(InputError, match=rf"^(the )?(content|style|image) is {shape[1]}x{shape[0]} px, too small "
+                                             r"to transfer anything \(short side below 16 px\); use a larger image"):
+            call()
+
+
+@pytest.mark.parametrize("shape", [(16, 1024, 3), (1024, 16, 3)])
+def test_the_objective_of_a_strip_too_thin_at_its_size_is_refused_naming_the_size(shape):
+    """nnst_objective and score_image's objective failed in torch's pooling on a strip 1 px across at its size."""
+    from nnst_hr.config import NNSTConfig
+    from nnst_hr.nnst import nnst_objective
+    from nnst_hr.scores import score_image
+
+    strip = np.resize(_RGB, shape).astype(np.float32)
+    config = NNSTConfig(size=64)
+    for call in (lambda: nnst_objective(strip, _RGB, config),
+                 lambda: score_image(strip, _RGB, _RGB, nnst_config=config)):
+        with pytest.raises(InputError, match=r"^the image is too thin: at --size 64 it is (64x1|1x64) px, its short "
+                                             r"side below 8 px; raise --size or crop the image"):
+            call()
+    assert nnst_objective(np.resize(_RGB, (16, 128, 3)), _RGB, config) > 0  # the control: 8 px, a cell of relu4_3
+
+
+def test_the_python_api_refuses_a_config_of_another_type_or_value_in_one_message():
+    """stylize(content, style, {"size": 512}) and the poster stage's two configs swapped failed deep inside with an
+    AttributeError; the poster stage took render="blur", out_size="128" (a TypeError later) and out_size=None."""
+    from nnst_hr.color import color_stage
+    from nnst_hr.config import NNSTConfig, PosterConfig
+    from nnst_hr.nnst import NNSTResult, nnst_objective, stylize, synthesize_nnst
+    from nnst_hr.poster import color_poster, synthesize_poster_stage
+    from nnst_hr.scores import score_image
+
+    config, poster = NNSTConfig(size=32, steps=1, split_steps=1), PosterConfig(out_size=64)
+    result = NNSTResult(raw=_RGB, field=np.zeros((10, 12, 3), np.int32), content_size=(40, 48), style_size=(40, 48),
+                        objective=0.0)
+    not_nnst = r"^(nnst_)?config is a (dict|PosterConfig), not an NNSTConfig: give NNSTConfig\(\.\.\.\), e\.g\."
+    for call in (lambda c: stylize(_RGB, _RGB, c), lambda c: synthesize_nnst(_RGB, _RGB, c),
+                 lambda c: nnst_objective(_RGB, _RGB, c), lambda c: color_stage(_RGB, _RGB, _RGB, c),
+                 lambda c: synthesize_poster_stage(_RGB, _RGB, result, poster, c),
+                 lambda c: color_poster(_RGB, _RGB, _RGB, (40, 48), c),
+                 lambda c: score_image(_RGB, _RGB, _RGB, nnst_config=c)):
+        for bad in ({"size": 32}, poster):
+            with pytest.raises(InputError, match=not_nnst):
+                call(bad)
+    for bad, needle in ((config, r"^poster_config is an NNSTConfig, not a PosterConfig"),
+                        (PosterConfig(out_size=64, render="blur"), r"render: must be one of 'copy', 'vote'"),
+                        (PosterConfig(out_size="128"), r"out-size: must be int"),
+                        (PosterConfig(out_size=None), r"^poster_config\.out_size is None: give the poster's")):
+        with pytest.raises(InputError, match=needle):
+            synthesize_poster_stage(_RGB, _RGB, result, bad, config)
+    with pytest.raises(InputError, match=r"^seed must be an integer between 0 and 9223372036854775807, got -1"):
+        score_image(_RGB, _RGB, _RGB, nnst_config=config, seed=-1)
+
+
+def test_the_stages_refuse_a_result_of_another_content_naming_both_sizes():
+    """The poster stage made a poster from another content's NNST result, no error; the color stage failed with
+    'content (1, 3, 27, 32) and output (1, 3, 32, 20) differ in size' (tensor shapes)."""
+    from nnst_hr.color import color_stage
+    from nnst_hr.config import NNSTConfig, PosterConfig
+    from nnst_hr.nnst import NNSTResult
+    from nnst_hr.poster import synthesize_poster_stage
+
+    config = NNSTConfig(size=32)
+    other = _RGB[:, :24]  # 48 x 40 px: another aspect than the result's content
+    result = NNSTResult(raw=_RGB, field=np.zeros((10, 12, 3), np.int32), content_size=(40, 48), style_size=(40, 48),
+                        objective=0.0)
+    with pytest.raises(InputError, match=r"^nnst_result \(48x40 px\) has another aspect than the content \(24x40 px\)"):
+        synthesize_poster_stage(other, _RGB, result, PosterConfig(out_size=64), config)
+    with pytest.raises(InputError, match=r"^nnst_result is a NoneType, not an NNSTResult"):
+        synthesize_poster_stage(_RGB, _RGB, None, PosterConfig(out_size=64), config)
+    with pytest.raises(InputError, match=r"^the raw result \(48x40 px\) has another aspect than the content "
+                                         r"\(24x40 px\): give the raw result that synthesize_nnst made of it"):
+        color_stage(_RGB, other, _RGB, config)
+    assert color_stage(_RGB, _RGB[::2, ::2], _RGB, config).shape == _RGB.shape  # the control: any size, one aspect
+
+
+def test_write_image_refuses_0_to_255_floats_instead_of_writing_white(tmp_path):
+    """write_image clipped 0..255 floats to [0, 1]: a white file and no error."""
+    from nnst_hr.files import write_image
+
+    with pytest.raises(InputError, match=r"^the image has values from 0\.\d+ to 254\.\d+: give floats in \[0, 1\] "
+                                         r"\(8-bit values: divide by 255"):
+        write_image(tmp_path / "white.png", _RGB * 255)
+    assert not (tmp_path / "white.png").exists()
+    write_image(tmp_path / "ok.png", _RGB * 1.5 - 0.2)  # the control: a result's unclipped state is clipped
+
+
+def test_an_int64_image_of_8_bit_values_is_told_to_divide_by_255():
+    """The hint divided an int64 array (what arithmetic on uint8 gives) by 9223372036854775807."""
+    from nnst_hr.tensors import check_image
+
+    for values, scale in ((_RGB * 255, 255), (_RGB * 65535, 65535), (_RGB * 2**40, 2**63 - 1)):
+        with pytest.raises(InputError, match=rf"is of type int64: .*image\.astype\(np\.float32\) / {scale}$"):
+            check_image(values.astype(np.int64), "the content")
+    with pytest.raises(InputError, match=r"/ 65535$"):  # a dark 16-bit image is still 16-bit
+        check_image((_RGB * 100).astype(np.uint16), "the content")
+
+
 def check_image_accepts(image) -> bool:
     from nnst_hr.tensors import check_image
 

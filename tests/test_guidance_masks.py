@@ -107,6 +107,18 @@ def test_wrong_aspect_names_file_and_size(tmp_path):
     assert "cannot be used" in report.text
 
 
+@pytest.mark.parametrize("shape", [567, (0, 0), (567.0, 633.0), (567, 633, 3), (True, 633), "567x633"])
+def test_an_image_shape_that_is_no_h_w_pair_is_one_mask_error(shape):
+    """load_masks(folder, 540, 633) failed with "'int' object is not subscriptable", (0, 0) with a ZeroDivisionError,
+    and (567.0, 633.0) named the image '633.0x567.0' px."""
+    for load in (lambda: load_masks(SAMPLE, content_shape=shape), lambda: load_masks(SAMPLE, style_shape=shape),
+                 lambda: load_mask_files(SAMPLE / "content_mask.png", SAMPLE / "style_mask.png", shape)):
+        with pytest.raises(MaskError, match=r"^(content|style)_shape must be \(H, W\) of the image in pixels, "
+                                            r"e\.g\. image\.shape\[:2\], or None; got "):
+            load()
+    assert load_masks(SAMPLE, (np.int64(567), np.int64(633))).content.shape == (567, 633)  # the control
+
+
 def test_same_aspect_is_resized_nearest_neighbour(tmp_path):
     content = paint((32, 48), (GREEN, (0, 16, 0, 20)), (BLUE, (20, 32, 30, 48)))
     small = load_masks(write_pair(tmp_path, content, content))

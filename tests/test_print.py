@@ -331,6 +331,17 @@ def test_proof_is_1600_px_with_profile_and_scaled_dpi(tmp_path):
         assert proof.size == (300, 40) and proof.info["dpi"] == (300, 300)
 
 
+@pytest.mark.parametrize(("width", "dpi"), [(1700, 300), (7016, 300), (9933, 300), (5000, 72)])
+def test_the_proof_describes_the_prints_physical_size_at_the_whole_dpi_jpeg_stores(tmp_path, width, dpi):
+    """JPEG stores a whole DPI: the proof of an A2 print (7016 px at 300 dpi) was 1600 px at 68.4 dpi, stored as
+    68, and described a print 3.7 mm wider than A2's 594 mm."""
+    image = np.full((8, width, 3), 0.5, np.float32)
+    with Image.open(write_proof(tmp_path / "proof.jpg", image, dpi=dpi)) as proof:
+        stored = proof.info["dpi"][0]
+        assert 1560 <= proof.width <= 1600 and stored == round(stored)
+        assert abs(proof.width / stored - width / dpi) <= 0.5 / stored  # within half a proof pixel
+
+
 # --------------------------------------------------------------------------- the command line
 
 

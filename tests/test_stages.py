@@ -85,6 +85,24 @@ def test_every_checkpoint_handed_back_skips_its_scale(images, monkeypatch):
         synthesize_nnst(content, style, config, start_from={"scale0": saved["scale0"]})
 
 
+def test_a_saved_state_of_another_type_or_with_nan_is_recomputed_with_a_warning(images):
+    """start_from took a uint8 or NaN state as it was: a garbled or NaN result; a list failed comparing names."""
+    content, style = images
+    config = replace(CONFIG, split_steps=0)
+    saved = {}
+    first = synthesize_nnst(content, style, config, on_checkpoint=saved.__setitem__)
+    for bad, why in (((saved["scale0"] * 255).astype(np.uint8), "is of type uint8"),
+                     (np.full_like(saved["scale0"], np.nan), "has NaN or infinite values"),
+                     (saved["scale0"][:10], r"is \(10, 44, 3\), not the \(36, 44\)")):
+        with pytest.warns(UserWarning, match=rf"^the saved state scale0 {why}.*; recomputing it"):
+            again = synthesize_nnst(content, style, config, start_from={"scale0": bad})
+        assert np.array_equal(again.raw, first.raw)  # recomputed: the same bits as the first call
+    with pytest.raises(InputError, match=r"^start_from is a list: give a mapping of state names to arrays"):
+        synthesize_nnst(content, style, config, start_from=[saved["scale0"]])
+    with pytest.raises(InputError, match=r"^progress is a bool, not a nnst_hr\.progress\.Progress"):
+        synthesize_nnst(content, style, config, progress=True)
+
+
 def test_importing_the_library_sets_no_environment_variable():
     code = ("import os; before = dict(os.environ); "
             "import nnst_hr, nnst_hr.nnst, nnst_hr.poster, nnst_hr.run, nnst_hr.color, patchsynth, guidance; "

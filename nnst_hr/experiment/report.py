@@ -330,10 +330,13 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
     for g, (pair_index, values) in enumerate(groups):
         if g and pair_index != groups[g - 1][0]:
             draw.line([(0, y - PAD // 2), (width, y - PAD // 2)], fill="#888888", width=2)
-        for k, thumb in enumerate(heads.get(pair_index, ())):
-            sheet.paste(thumb, (PAD + k * (HEAD_THUMB + PAD), y))
-        draw.text((PAD, y + HEAD_THUMB + 2), "content", fill="#555555", font=font)
-        draw.text((2 * PAD + HEAD_THUMB, y + HEAD_THUMB + 2), "style", fill="#555555", font=font)
+        thumbs = heads.get(pair_index, (None, None))
+        for k, (thumb, caption) in enumerate(zip(thumbs, ("content", "style"), strict=True)):
+            if thumb is not None:
+                sheet.paste(thumb, (PAD + k * (HEAD_THUMB + PAD), y))
+            # under its own thumbnail: under a landscape one a square's height left a gap to the next row's head
+            below = thumb.height if thumb is not None else HEAD_THUMB
+            draw.text((PAD + k * (HEAD_THUMB + PAD), y + below + 2), caption, fill="#555555", font=font)
         pair = plan.pairs[pair_index]
         lines = [f"pair {pair_index}", *(_cut(line) for line in (pair.content.stem, pair.style.stem,
                                                                        *pair_details(pair)))]
@@ -433,6 +436,7 @@ img.thumb{width:64px;height:64px;object-fit:contain;image-rendering:pixelated}
 .plots{display:flex;flex-wrap:wrap;gap:12px}
 svg.plot{border:1px solid #ddd;background:#fff}.axis{stroke:#444}.tick{font-size:10px;fill:#444}
 .title{font-size:12px;font-weight:bold}.label{font-size:11px;fill:#222}.legend span{margin-right:1em}
+.legend{overflow-wrap:anywhere}
 """
 
 SORT_JS = """
