@@ -276,6 +276,9 @@ def test_the_report_tells_pairs_of_the_same_files_apart_and_shows_each_result_fi
     page = (out / "report.html").read_text()
     legend = re.findall(r"&#9679; (pair \d+: [^<]*)</span>", page)
     assert legend == ["pair 0: c / s", "pair 1: bad / s", "pair 2: c / s, guide badmasks"]
+    # the table's pair column said only 0, 1, 2: it names the files too, and sorts by the number
+    cells = re.findall(r'<td class="l" data-v="(\d)"><span style="color:[^"]*">&#9679;</span> ([^<]*)</td>', page)
+    assert sorted(set(cells)) == [("0", "0: c / s"), ("1", "1: bad / s"), ("2", "2: c / s, guide badmasks")]
     plan = load_plan(first[0])
     assert report_module.pair_details(plan.pairs[2]) == ["guide badmasks"]  # a line of its sheet row heads
     pair = replace(plan.pairs[0], options={"rotate": False})

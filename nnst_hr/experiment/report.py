@@ -406,8 +406,8 @@ def svg_plot(axis: str, score: str, values: list, rows: list[dict], others: tupl
            f'<text x="{w / 2}" y="26" text-anchor="middle" class="tick">{html.escape(direction_line(score))}</text>',
            f'<line x1="{m}" y1="{h - m}" x2="{w - m // 2}" y2="{h - m}" class="axis"/>',
            f'<line x1="{m}" y1="{top}" x2="{m}" y2="{h - m}" class="axis"/>',
-           f'<text x="{m - 3}" y="{sy(hi) + 4}" text-anchor="end" class="tick">{hi:.3g}</text>',
-           f'<text x="{m - 3}" y="{sy(lo) + 4}" text-anchor="end" class="tick">{lo:.3g}</text>']
+           *(f'<text x="{m - 3}" y="{sy(v) + 4}" text-anchor="end" class="tick">{label}</text>'
+             for v, label in zip((hi, lo), tick_labels(hi, lo), strict=True))]
     for i, value in enumerate(values):
         out.append(f'<text x="{sx(i)}" y="{h - m + 14}" text-anchor="middle" class="tick">'
                    f'{html.escape(_fmt(value))}</text>')
@@ -423,6 +423,17 @@ def svg_plot(axis: str, score: str, values: list, rows: list[dict], others: tupl
                        f'<title>{html.escape(name)}: {html.escape(_fmt(v))}</title></circle>')
     out.append("</svg>")
     return "\n".join(out)
+
+
+def tick_labels(*values: float) -> list[str]:
+    """The plot's axis values in one notation: 3 significant digits, all in exponent form if one needs it.
+
+    >>> tick_labels(0.00017, 9.18e-05), tick_labels(0.25, 1.5), tick_labels(12345.0, 3.0)
+    (['1.70e-04', '9.18e-05'], ['0.25', '1.5'], ['1.23e+04', '3.00e+00'])
+    """
+    if any("e" in f"{v:.3g}" for v in values):
+        return [f"{v:.2e}" for v in values]
+    return [f"{v:.3g}" for v in values]
 
 
 CSS = """
@@ -469,8 +480,11 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
              or len({_fmt(_cell(r, c)) for r in rows}) > 1 or c.startswith(("seconds", "objective"))
              or any(c in r["scores"] for r in rows)]
     shown = [c for c in shown if c in ("run", "status", "result", "message") or any(_fmt(_cell(r, c)) for r in rows)]
-    head = "".join(f'<th class="{"l" if c in ("run", "status", "message", "result") else ""}">{html.escape(c)}</th>'
+    left = ("run", "status", "message", "result", "pair")  # text columns, aligned left
+    head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(c)}</th>'
                    for c in shown)
+    plots = [svg_plot(axis, score, plan.axes[axis], rows, tuple(a for a in plan.axes if a != axis))
+             for score in score_names(rows, plan.score) for axis in _numeric_axes(plan)]
     body = []
     for row in rows:
         cells = []
@@ -482,13 +496,15 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
                 inner = f'<a href="{link}"><img class="thumb" src="{link}" alt="{row["run"]}"></a>'
             elif c == "nnst_result" and text:
                 inner = f'<a href="{html.escape(text)}">{html.escape(text)}</a>'
+            elif c == "pair" and text:  # its files, and its colour where there are plots (sorted by its number)
+                color = PAIR_COLORS[int(value) % len(PAIR_COLORS)]
+                dot = f'<span style="color:{color}">&#9679;</span> ' if plots else ""
+                inner = f"{dot}{html.escape(text)}: {html.escape(pair_label(plan.pairs[int(value)]))}"
             else:
                 inner = html.escape(text)
-            cls = ' class="l"' if c in ("run", "status", "message", "result") else ""
+            cls = ' class="l"' if c in left else ""
             cells.append(f'<td{cls} data-v="{html.escape(text)}">{inner}</td>')
         body.append(f'<tr class="{row["status"]}" id="{row["run"]}">{"".join(cells)}</tr>')
-    plots = [svg_plot(axis, score, plan.axes[axis], rows, tuple(a for a in plan.axes if a != axis))
-             for score in score_names(rows, plan.score) for axis in _numeric_axes(plan)]
     # the pairs' colours: a legend of the plots, none without them
     legend = "" if not plots else "".join(f'<span style="color:{PAIR_COLORS[i % len(PAIR_COLORS)]}">&#9679; pair {i}: '
                      f'{html.escape(pair_label(p))}</span>' for i, p in enumerate(plan.pairs))
