@@ -4,7 +4,9 @@ The packages only create loggers (``logging.getLogger(__name__)``); a program th
 them as a library configures logging itself. The CLI calls :func:`configure_logging`:
 messages of ``nnst_hr``, ``guidance`` and ``patchsynth`` go to stderr, through rich's
 handler on a terminal (above the live progress bars) and as plain ``level: message`` lines
-elsewhere. Other libraries' loggers are left as they are.
+elsewhere, each info message once per command (an experiment decodes an input and post-processes
+colors once per stage, and said the same thing each time). Other libraries' loggers are left as
+they are.
 """
 
 from __future__ import annotations
@@ -37,6 +39,23 @@ class _PlainFormatter(logging.Formatter):
         return f"{record.levelname.lower()}: {super().format(record)}"
 
 
+class _InfoOnce(logging.Filter):
+    """Lets an info record through only the first time its message is seen; other levels always."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
 _handler: logging.Handler | None = None
 
 
@@ -44,7 +63,7 @@ def configure_logging(level: int = logging.INFO, *, terminal: bool | None = None
     """Send the packages' log records of ``level`` and above to stderr.
 
     Calling it again replaces the handler it installed before (the level may change between a
-    command's global options and its own).
+    command's global options and its own), and forgets the info messages it has shown.
 
     Parameters
     ----------
@@ -73,6 +92,7 @@ def configure_logging(level: int = logging.INFO, *, terminal: bool | None = None
     else:
         _handler = _StderrHandler()
         _handler.setFormatter(_PlainFormatter())
+    _handler.addFilter(_InfoOnce())
     for name in PACKAGES:
         logger = logging.getLogger(name)
         logger.setLevel(level)

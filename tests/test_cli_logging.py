@@ -51,6 +51,28 @@ def test_the_cli_shows_info_by_default_debug_with_verbose_and_only_warnings_when
     assert emitted(capsys) == ["warning: a warning record"]
 
 
+def test_an_info_message_is_shown_once_and_a_warning_each_time(capsys):
+    """An experiment said "color post-processing skipped: monochrome style" once per color stage, and
+    "colours converted from Adobe RGB" again as its report read the inputs for the sheet."""
+    from nnst_hr.logs import configure_logging, reset_logging
+
+    configure_logging(logging.INFO, terminal=False)
+    try:
+        capsys.readouterr()
+        for _ in range(3):
+            LOG.info("skipped: %s style", "monochrome")
+            LOG.warning("a warning")
+        LOG.info("skipped: %s style", "another")
+        assert capsys.readouterr().err.splitlines() == [
+            "info: skipped: monochrome style", "warning: a warning", "warning: a warning", "warning: a warning",
+            "info: skipped: another style"]
+        configure_logging(logging.INFO, terminal=False)  # a new command: shown again
+        LOG.info("skipped: %s style", "monochrome")
+        assert capsys.readouterr().err.splitlines() == ["info: skipped: monochrome style"]
+    finally:
+        reset_logging()
+
+
 @needs_weights
 def test_a_run_shows_the_library_info_message_of_a_monochrome_style(cli, tmp_path):
     rng = np.random.default_rng(0)
