@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .config import option_label
+from .config import MAX_OUT_SIZE, option_label
 from .errors import InputError
 
 __all__ = [
@@ -117,7 +117,8 @@ def print_pixels(size: PrintSize, dpi: float, orientation: Orientation) -> tuple
     Raises
     ------
     InputError
-        A DPI outside ``MIN_DPI .. MAX_DPI``, or a side that rounds to no pixel.
+        A DPI outside ``MIN_DPI .. MAX_DPI``, a side that rounds to no pixel, or one longer than
+        ``MAX_OUT_SIZE`` (the largest poster), naming the highest DPI within it.
 
     Examples
     --------
@@ -133,7 +134,25 @@ def print_pixels(size: PrintSize, dpi: float, orientation: Orientation) -> tuple
     if short < 1:
         raise InputError(f"{option_label('--print')} {size.name} at {dpi} dpi is less than a pixel wide; use a larger "
                          "size or DPI")
+    if long > MAX_OUT_SIZE:
+        raise InputError(f"{option_label('--print')} {size.name} at {dpi} dpi is {long} px long, more than the "
+                         f"{MAX_OUT_SIZE} px a poster may have; {smaller_print_hint(size)}")
     return (long, short) if orientation == "portrait" else (short, long)
+
+
+def smaller_print_hint(size: PrintSize, long_side: int = MAX_OUT_SIZE) -> str:
+    """The fix for a print longer than ``long_side`` px: the highest DPI within it, if there is one.
+
+    >>> smaller_print_hint(parse_print_size("A0"), 65500)
+    'use a smaller print or --dpi 1399 or less'
+    """
+    # the closed form, plus one for float rounding at the boundary, then down to the first within long_side
+    dpi = min(MAX_DPI, math.floor((long_side + 0.5) * MM_PER_INCH / size.long_mm) + 1)
+    while dpi >= MIN_DPI and mm_to_pixels(size.long_mm, dpi) > long_side:
+        dpi -= 1
+    if dpi < MIN_DPI:
+        return "use a smaller print"
+    return f"use a smaller print or {option_label('--dpi')} {dpi} or less"
 
 
 def orientation_of(shape: tuple[int, int]) -> Orientation:

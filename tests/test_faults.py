@@ -121,14 +121,52 @@ def test_inputs_too_small_to_mean_anything_are_refused(cli, tmp_path, which, sha
 
 
 def test_size_thresholds():
-    """Refused below MIN_INPUT_SIDE, one warning per input upscaled over 2x, nothing above."""
+    """Refused below MIN_INPUT_SIDE, one warning naming every input upscaled over 2x, nothing above."""
     edge = MIN_INPUT_SIDE
     with pytest.raises(InputError, match="too small"):
         check_input_sizes({"s.png": (edge - 1, 500)}, size=512)
     assert check_input_sizes({"c.png": (edge, 256), "s.png": (300, 400)}, size=512) == []  # exactly 2x: fine
-    warned = check_input_sizes({"c.png": (edge, 255), "s.png": (edge, 100)}, size=512)
-    assert len(warned) == 2 and warned[0].startswith("c.png") and warned[1].startswith("s.png")
-    assert all("--size 512" in w for w in warned)
+    assert check_input_sizes({"c.png": (edge, 255), "s.png": (300, 400)}, size=512) == [
+        "c.png is 255x16 px, upscaled 2.0x to reach --size 512: expect soft detail; use a larger image or a smaller "
+        "--size"]
+    # both too small for --size: one fix, one line (was a warning per input)
+    assert check_input_sizes({"c.png": (edge, 255), "s.png": (edge, 100)}, size=512) == [
+        "c.png (255x16 px) and s.png (100x16 px) are upscaled 2.0x and 5.1x to reach --size 512: expect soft "
+        "detail; use larger images or a smaller --size"]
+
+
+def test_a_run_refused_before_its_work_says_only_why(cli, tmp_path, monkeypatch):
+    """`run tiny.png style.png --size 20000` printed an "upscaled" warning per input, then refused the run
+    for its memory; a run that passes its checks says its print line and warnings once each, before the work."""
+    content, style = pair(tmp_path)
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(memory, "available_gpu_bytes", lambda: 8 * 2**30)
+    for extra in ((), ("--out-size", 30000), ("--jpeg-quality", 50)):
+        result = cli("run", content, style, "-o", tmp_path / "out.png", "--size", 20000, *extra)
+        assert_one_line_error(result, 2, "this run needs about", "8.0 GB are available: try --size ")
+        assert result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "out.run").exists()
+    from nnst_hr import run
+
+    def work(*args, **kwargs):  # the checks have passed: stop where the work begins
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "_nnst", work)
+    result = cli("run", content, style, "-o", tmp_path / "out.png", "--size", 200, "--print", "4x3in", "--dpi", 30,
+                 "--jpeg-quality", 50)
+    assert result.exit_code == 130, result.output
+    lines = result.stderr.splitlines()
+    said = [line for line in lines if line.startswith(("print 4x3in", "warning: "))]
+    assert said == [
+        "print 4x3in landscape (10.2 x 7.6 cm): 120 x 90 px at 30 dpi; content already at the print's aspect",
+        f"warning: --jpeg-quality 50 is ignored: {tmp_path / 'out.png'} is written as PNG; it applies to a .jpg "
+        "output",
+        f"warning: {content} (64x48 px) and {style} (64x64 px) are upscaled 3.1x to reach --size 200: expect soft "
+        "detail; use larger images or a smaller --size",
+        "warning: the print (120x90 px at 30 dpi) is smaller than the NNST result (--size 200), so the poster keeps "
+        "none of its extra detail: print larger (--print, --dpi) or use --size 120, as good and faster",
+    ], result.stderr
+    assert lines[:len(said)] == said and lines[len(said)].startswith("interrupted")
 
 
 # --------------------------------------------------------------------------- full disk
@@ -1335,6 +1373,49 @@ def test_an_absurd_size_is_refused_at_once(cli, tmp_path, monkeypatch):
     with pytest.raises(InputError) as info:
         memory.check_fits(*shapes, size=10**20, ram=memory.estimate_peak_bytes(*shapes, size=700).ram * memory.HEADROOM)
     assert _suggested(info.value.args[0], "--size") == 10**20 - 64 * ((10**20 - 700) // 64 + 1)  # <= 700, in 64s
+
+
+def test_an_absurd_poster_is_refused_before_any_input_is_read(cli, tmp_path, monkeypatch):
+    """--out-size (and a print's size) had no upper bound: `--out-size 10**20` read the inputs, then asked for
+    more than 1000 PB; a JPEG poster over 65500 px failed in its write after the whole run; a --max-search-size
+    over about 23170 px overflows patchsynth's int32 indices. Each is one line before any input is read, and
+    the largest value that is allowed gets through to the reading."""
+    from nnst_hr import run
+    from nnst_hr.config import MAX_OUT_SIZE, MAX_SEARCH_SIZE, PosterConfig
+
+    def read_image(*args, **kwargs):
+        raise InputError("reading the inputs")
+
+    monkeypatch.setattr(run, "read_image", read_image)
+    content, style = pair(tmp_path)
+    png, jpg = tmp_path / "out.png", tmp_path / "out.jpg"
+    for output, options, refused in [
+        (png, ("--out-size", MAX_OUT_SIZE + 1), f"--out-size must be at most {MAX_OUT_SIZE} px"),
+        (png, ("--out-size", 10**20), f"--out-size must be at most {MAX_OUT_SIZE} px"),
+        (png, ("--print", "A0", "--dpi", 5601), "--print A0 at 5601 dpi is 262189 px long, more than the 262144 px "
+         "a poster may have; use a smaller print or --dpi 5600 or less"),
+        (png, ("--print", "1000000x10mm", "--dpi", 10), "use a smaller print"),
+        (png, ("--out-size", 8192, "--max-search-size", MAX_SEARCH_SIZE + 1),
+         f"--max-search-size must be at most {MAX_SEARCH_SIZE} px"),
+        (jpg, ("--out-size", 65501), f"--out-size 65501 makes an image 65501 px long, but a JPEG holds at most "
+         f"65500 px a side: write {png} or .tif, or use --out-size 65500 or less"),
+        (jpg, ("--print", "A0", "--dpi", 1400), "--print A0 at 1400 dpi makes an image 65535 px long, but a JPEG "
+         "holds at most 65500 px a side: write"),
+        (jpg, ("--print", "A0", "--dpi", 1400), "or use a smaller print or --dpi 1399 or less"),
+        (png, ("--out-size", MAX_OUT_SIZE), "reading the inputs"),  # the largest of each: allowed
+        (png, ("--print", "A0", "--dpi", 5600), "reading the inputs"),
+        (png, ("--out-size", 8192, "--max-search-size", MAX_SEARCH_SIZE), "reading the inputs"),
+        (jpg, ("--out-size", 65500), "reading the inputs"),
+        (jpg, ("--print", "A0", "--dpi", 1399), "reading the inputs"),
+        (tmp_path / "out.tif", ("--out-size", 65501), "reading the inputs"),
+    ]:
+        result = cli("run", content, style, "-o", output, *options)
+        assert_one_line_error(result, 2, refused)
+        assert result.stderr.count("\n") == 1, result.stderr
+    with pytest.raises(InputError, match=f"PosterConfig.out_size must be at most {MAX_OUT_SIZE} px"):
+        PosterConfig(out_size=MAX_OUT_SIZE + 1).validate(naming="config")  # the Python API's configs
+    with pytest.raises(InputError, match="a JPEG holds at most 65500 px"):  # and its runs
+        run.run_files(content, style, jpg, run.RunOptions(poster=PosterConfig(out_size=70000)))
 
 
 def test_weights_given_as_an_image_say_so(cli, tmp_path):
