@@ -584,7 +584,7 @@ def _metrics_print_plan(image: Path, image_shape, content: Path, content_shape, 
                         "--print, --dpi and --fit of its run")
         return None
     fitted_h, fitted_w = plan.fitted_shape
-    if not made_from(plan.fitted_shape, image_shape):
+    if not made_from(plan.fitted_shape, image_shape, through=None):  # fitted to the print's exact pixels
         raise InputError(f"{image} ({width}x{height}) is not a print of {content} as {source} says (content "
                          f"{FITTED[plan.fit]} to {fitted_w}x{fitted_h}, another aspect); give the --print, --dpi and "
                          f"--fit of the run that made {image}")

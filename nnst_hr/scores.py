@@ -53,6 +53,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import MIN_SIZE
 from .errors import InputError
 
 __all__ = [
@@ -444,25 +445,30 @@ def poster_exemplar(style: np.ndarray, poster_shape: tuple[int, int]) -> np.ndar
 # --------------------------------------------------------------------------- all together
 
 
-def made_from(shape: tuple[int, int], image_shape: tuple[int, int]) -> bool:
-    """Whether an image of ``image_shape`` (H, W) can have been made from an NNST result of ``shape``.
+def made_from(shape: tuple[int, int], image_shape: tuple[int, int], through: int | None = MIN_SIZE) -> bool:
+    """Whether an image of ``image_shape`` (H, W) can have been made from a picture of ``shape``.
 
-    The same aspect, up to the rounding of the result's sides (a pixel of it is ``scale`` pixels
-    of the image) and what a print crops or pads to reach its exact pixels
-    (:func:`nnst_hr.printing.fit_tolerance`); the scale is taken from the areas, so that the
-    difference is shared by both sides.
+    The same aspect, up to what rounding moves on the way: every resize rounds a side to a whole
+    pixel (and a print's crop or pad, and its exact pixels, round once more), moving the aspect by
+    at most a pixel of the grid it rounds to, relative to that grid's short side. The coarsest grid
+    on the way is the smaller of the two pictures, or an NNST result of ``through`` px on its long
+    side where one may lie between them (default ``MIN_SIZE``, the smallest ``--size``; None: none
+    does, as from a print's fitted content to its exact pixels). So the slack is one pixel of the
+    coarsest grid plus one of the image, relative: a 48x64 picture and a 56x64 image differ by 15 %,
+    against 5 % that rounding at 32 px can explain (an absolute 8 px let it through).
 
     >>> made_from((768, 1024), (3072, 4096)), made_from((576, 1024), (4961, 7016)), made_from((724, 1024), (4961, 7016))
     (True, False, True)
+    >>> made_from((48, 64), (49, 64)), made_from((48, 64), (56, 64))
+    (True, False)
     """
-    from .printing import fit_tolerance
-
     (h, w), (height, width) = shape[:2], image_shape[:2]
     if min(h, w, height, width) < 1:
         return False
-    scale = math.sqrt(height * width / (h * w))
-    tolerance = scale + fit_tolerance((height, width))
-    return abs(h * scale - height) <= tolerance and abs(w * scale - width) <= tolerance
+    image_short = min(height, width) / max(height, width)  # short / long side of the image
+    coarsest = min(max(h, w), max(height, width), *(() if through is None else (through,)))
+    slack = 1 / (coarsest * image_short) + 1 / min(height, width)
+    return abs(math.log(h * width / (w * height))) <= slack
 
 
 def score_image(
@@ -609,7 +615,7 @@ def _printed_content(image: np.ndarray, content: np.ndarray, masks, plan):
         raise InputError(f"the print plan was made for a content of {plan.content_shape[1]}x{plan.content_shape[0]} "
                          f"px, not {content.shape[1]}x{content.shape[0]}; plan it with the content's shape")
     fitted_h, fitted_w = plan.fitted_shape
-    if not made_from(plan.fitted_shape, image.shape[:2]):
+    if not made_from(plan.fitted_shape, image.shape[:2], through=None):  # the print's exact pixels
         raise InputError(f"the image ({image.shape[1]}x{image.shape[0]}) has another aspect than the content "
                          f"fitted to the print ({plan.fit}: {fitted_w}x{fitted_h}); give the print plan of the run "
                          "that made it")

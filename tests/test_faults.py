@@ -1457,6 +1457,29 @@ def test_a_print_is_made_from_its_nnst_result_and_another_aspect_is_not():
     assert made_from((64, 48), (256, 192)) and not made_from((48, 64), (256, 192))  # turned by 90 degrees
 
 
+def test_made_from_holds_for_our_runs_at_every_size_and_not_for_8_px_more_at_small_sizes():
+    """`made_from` allowed 8 px (or 1 %) more than a pixel of rounding at any size: a 48x64 content and a 56x64
+    image passed. Every picture our runs make (NNST at any --size from 32 px, posters of any size, odd sides)
+    passes as made from its content and its NNST result; at small sizes an image 8 px off does not."""
+    from nnst_hr.memory import long_side_shape
+    from nnst_hr.poster import scaled_shape
+    from nnst_hr.scores import made_from
+
+    for content in ((48, 64), (64, 48), (17, 64), (33, 47), (47, 33), (900, 1600), (1175, 1600), (16, 100), (99, 99)):
+        for size in (32, 33, 47, 64, 100, 257, 1024):
+            nnst = long_side_shape(content, size)  # as NNST resizes its content
+            for out in (32, 48, 63, 64, 97, 128, 4096, 7016):  # as the poster stage sizes the poster
+                poster = scaled_shape(nnst, out / max(nnst))
+                assert made_from(content, poster) and made_from(nnst, poster), (content, size, out)
+            assert made_from(content, nnst), (content, size)
+    for long_side in range(32, 129):  # an image of a 48x64 content's long side, 8 px off on its short side
+        exact = 0.75 * long_side
+        for short in (math.floor(exact - 8), math.ceil(exact + 8)):
+            assert not made_from((48, 64), (short, long_side)), (short, long_side)
+            assert not made_from((64, 48), (long_side, short)), (short, long_side)
+    assert made_from((48, 64), (49, 64)) and not made_from((48, 64), (56, 64))
+
+
 def test_metrics_refuses_raw_or_upsampled_from_of_another_aspect(cli, tmp_path, monkeypatch):
     """A --raw or --upsampled-from of another picture was scored: the objective of another image, or
     a detail_bicubic of a stretched one."""
@@ -1612,7 +1635,8 @@ def _written(plan: Path, content: Path, style: Path, masks: Path) -> Path:
 def test_a_plan_whose_run_cannot_fit_in_memory_is_refused_before_any_work(cli, tmp_path, monkeypatch):
     """`size = 9223372036854775807` in a plan was a torch traceback from its NNST stage (`size =
     100000000` a failed allocation), after any earlier runs' work; the hint names the plan's keys. (A
-    size above config.MAX_SIZE is now refused as out of range: test_experiment's bad plans.)"""
+    size above config.MAX_SIZE, or an out_size above MAX_OUT_SIZE, is now refused as out of range:
+    test_experiment's bad plans.)"""
     from nnst_hr.experiment import driver
 
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: 8 * 2**30)
@@ -1620,7 +1644,7 @@ def test_a_plan_whose_run_cannot_fit_in_memory_is_refused_before_any_work(cli, t
     monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
     content, style = pair(tmp_path)
     plan = tmp_path / "plan.toml"
-    for fixed in ("size = 30000", "size = 64\nout_size = 100000000"):
+    for fixed in ("size = 30000", "size = 64\nout_size = 200000"):
         plan.write_text(f'[[pair]]\ncontent = "{content}"\nstyle = "{style}"\n[fixed]\n{fixed}\n')
         result = cli("experiment", plan, "-o", tmp_path / "results")
         assert_one_line_error(result, 2, "run 1 (content / style): this run needs about", "8.0 GB are available",
