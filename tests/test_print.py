@@ -360,14 +360,14 @@ def test_cli_print_errors_are_one_line_exit_2_and_leave_nothing(tmp_path, extra,
 
 
 def test_cli_print_too_large_for_memory_is_one_line_naming_a_lower_dpi(tmp_path, monkeypatch):
-    # 10 x 10 m at 1200 dpi: 472441 px a side, 2.2e11 pixels; refused by the memory check before
-    # any work, with the option that sets a print's pixels (--out-size is refused with --print)
+    # 5 x 5 m at 1200 dpi: 236220 px a side (within MAX_OUT_SIZE), 5.6e10 pixels; refused by the memory
+    # check before any work, with the option that sets a print's pixels (--out-size is refused with --print)
     from nnst_hr import memory
 
     monkeypatch.setattr(memory, "available_ram_bytes", lambda: 16 * 2**30)
     content, style = cli_files(tmp_path)
     result = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(tmp_path / "o.tif"), "--quiet",
-                                      "--size", "64", "--print", "1000x1000cm", "--dpi", "1200"])
+                                      "--size", "64", "--print", "500x500cm", "--dpi", "1200"])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "B of memory but 16.0 GB are available" in lines[0], result.output
@@ -392,7 +392,7 @@ def test_a_poster_smaller_than_the_nnst_result_is_warned_about(tmp_path, monkeyp
     def stop(*args, **kwargs):
         raise InputError("stopped before the work")
 
-    monkeypatch.setattr("nnst_hr.run.check_resources", stop)
+    monkeypatch.setattr("nnst_hr.run._nnst", stop)  # after every check: a run refused by one says only that
     content, style = cli_files(tmp_path)
     output = tmp_path / "o.png"
     result = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(output), "--quiet", *extra])
