@@ -433,6 +433,39 @@ def test_the_memory_available_is_what_this_processs_ulimit_leaves(monkeypatch, l
     memory.check_fits((900, 1600), (2341, 3200), size=1024, out_size=4096)
 
 
+def test_under_ulimit_v_the_check_counts_the_address_space_a_run_maps(monkeypatch):
+    """`ulimit -v` limits the address space, and a run maps about 1.2x its resident peak (measured VmPeak,
+    notes/measurements.md): compared with the resident estimate, a 768 px run passed the check under a limit
+    8.35 GB above what the process had mapped and needed 8.67 GB. Under `ulimit -d` nothing changes."""
+    import resource
+
+    import psutil
+
+    shapes = ((900, 1600), (2341, 3200))
+    resident = memory.estimate_peak_bytes(*shapes, size=768).ram
+    room = int(resident * memory.HEADROOM * 1.1)  # enough for the resident estimate, not for the address space
+    monkeypatch.setattr(memory, "available_ram_bytes", lambda: 100 * GIB)
+    for limit, option in (("RLIMIT_AS", "ulimit -v"), ("RLIMIT_DATA", "ulimit -d")):
+        used = getattr(psutil.Process().memory_info(), "vms" if limit == "RLIMIT_AS" else "data")
+        limits = {getattr(resource, limit): (used + room, resource.RLIM_INFINITY)}
+        monkeypatch.setattr(resource, "getrlimit",
+                            lambda which, limits=limits: limits.get(which, (resource.RLIM_INFINITY,) * 2))
+        if option == "ulimit -d":
+            memory.check_fits(*shapes, size=768)  # the data segment grows by what is resident
+            continue
+        with pytest.raises(InputError) as refused:
+            memory.check_fits(*shapes, size=768)
+        message = str(refused.value)
+        virtual = memory.format_bytes(resident * memory.VIRTUAL_PER_RESIDENT)
+        assert f"this run needs about {virtual} of address space but " in message, message
+        assert "left under this process's limit (ulimit -v): try --size " in message
+        size = _suggested(message, "--size")  # the largest that fits the address space left
+        need = memory.estimate_peak_bytes(*shapes, size=size).ram * memory.VIRTUAL_PER_RESIDENT * memory.HEADROOM
+        more = memory.estimate_peak_bytes(*shapes, size=size + 64).ram * memory.VIRTUAL_PER_RESIDENT
+        assert need <= room < more * memory.HEADROOM, (size, need, room)
+        memory.check_fits(*shapes, size=size)
+
+
 def _suggested(message: str, option: str) -> int:
     return int(message.split(f"{option} ")[1].split()[0].rstrip(","))
 
