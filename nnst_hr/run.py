@@ -526,7 +526,10 @@ def _said_after_checks(say: Callable[[str], None], notes: Sequence[str] = ()) ->
         yield lines
     for line in lines:
         say(line)
-    for message in dict.fromkeys([*notes, *(str(w.message) for w in held)]):  # in order, each once
+    said: dict[str, str | Warning] = {}  # in order, each once, each of its own category
+    for message in [*notes, *(w.message for w in held)]:
+        said.setdefault(str(message), message)
+    for message in said.values():
         warnings.warn(message, stacklevel=3)
 
 
