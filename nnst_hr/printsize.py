@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .config import MAX_OUT_SIZE, option_label
+from .config import MAX_OUT_SIZE, MIN_SIZE, option_label
 from .errors import InputError
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "MM_PER_UNIT",
     "PrintSize",
     "crop_box",
+    "made_from",
     "orientation_of",
     "pad_widths",
     "parse_print_size",
@@ -200,3 +201,29 @@ def pad_widths(shape: tuple[int, int], target: tuple[int, int]) -> tuple[tuple[i
         canvas_h, canvas_w = height, max(width, _free_side(height, tw / th))
     top, left = (canvas_h - height) // 2, (canvas_w - width) // 2
     return (top, canvas_h - height - top), (left, canvas_w - width - left)
+
+
+def made_from(shape: tuple[int, int], image_shape: tuple[int, int], through: int | None = MIN_SIZE) -> bool:
+    """Whether an image of ``image_shape`` (H, W) can have been made from a picture of ``shape``.
+
+    The same aspect, up to what rounding moves on the way: every resize rounds a side to a whole
+    pixel (and a print's crop or pad, and its exact pixels, round once more), moving the aspect by
+    at most a pixel of the grid it rounds to, relative to that grid's short side. The coarsest grid
+    on the way is the smaller of the two pictures, or an NNST result of ``through`` px on its long
+    side where one may lie between them (default ``MIN_SIZE``, the smallest ``--size``; None: none
+    does, as from a print's fitted content to its exact pixels). So the slack is one pixel of the
+    coarsest grid plus one of the image, relative: a 48x64 picture and a 56x64 image differ by 15 %,
+    against 5 % that rounding at 32 px can explain (an absolute 8 px let it through).
+
+    >>> made_from((768, 1024), (3072, 4096)), made_from((576, 1024), (4961, 7016)), made_from((724, 1024), (4961, 7016))
+    (True, False, True)
+    >>> made_from((48, 64), (49, 64)), made_from((48, 64), (56, 64))
+    (True, False)
+    """
+    (h, w), (height, width) = shape[:2], image_shape[:2]
+    if min(h, w, height, width) < 1:
+        return False
+    image_short = min(height, width) / max(height, width)  # short / long side of the image
+    coarsest = min(max(h, w), max(height, width), *(() if through is None else (through,)))
+    slack = 1 / (coarsest * image_short) + 1 / min(height, width)
+    return abs(math.log(h * width / (w * height))) <= slack

@@ -53,8 +53,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import MIN_SIZE
 from .errors import InputError
+from .printsize import made_from
 
 __all__ = [
     "DIRECTIONS",
@@ -443,32 +443,6 @@ def poster_exemplar(style: np.ndarray, poster_shape: tuple[int, int]) -> np.ndar
 
 
 # --------------------------------------------------------------------------- all together
-
-
-def made_from(shape: tuple[int, int], image_shape: tuple[int, int], through: int | None = MIN_SIZE) -> bool:
-    """Whether an image of ``image_shape`` (H, W) can have been made from a picture of ``shape``.
-
-    The same aspect, up to what rounding moves on the way: every resize rounds a side to a whole
-    pixel (and a print's crop or pad, and its exact pixels, round once more), moving the aspect by
-    at most a pixel of the grid it rounds to, relative to that grid's short side. The coarsest grid
-    on the way is the smaller of the two pictures, or an NNST result of ``through`` px on its long
-    side where one may lie between them (default ``MIN_SIZE``, the smallest ``--size``; None: none
-    does, as from a print's fitted content to its exact pixels). So the slack is one pixel of the
-    coarsest grid plus one of the image, relative: a 48x64 picture and a 56x64 image differ by 15 %,
-    against 5 % that rounding at 32 px can explain (an absolute 8 px let it through).
-
-    >>> made_from((768, 1024), (3072, 4096)), made_from((576, 1024), (4961, 7016)), made_from((724, 1024), (4961, 7016))
-    (True, False, True)
-    >>> made_from((48, 64), (49, 64)), made_from((48, 64), (56, 64))
-    (True, False)
-    """
-    (h, w), (height, width) = shape[:2], image_shape[:2]
-    if min(h, w, height, width) < 1:
-        return False
-    image_short = min(height, width) / max(height, width)  # short / long side of the image
-    coarsest = min(max(h, w), max(height, width), *(() if through is None else (through,)))
-    slack = 1 / (coarsest * image_short) + 1 / min(height, width)
-    return abs(math.log(h * width / (w * height))) <= slack
 
 
 def score_image(
