@@ -1116,7 +1116,7 @@ def test_config_without_o_writes_its_recorded_output_only_from_that_outputs_run_
     from nnst_hr import run as run_module
 
     got = {}
-    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options: got.update(output=o))
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options, **kwargs: got.update(output=o))
     content, style = pair(tmp_path)
     config = tmp_path / "out.run" / "config.json"
     config.parent.mkdir()
@@ -1349,7 +1349,7 @@ def test_print_or_out_size_given_replaces_the_other_one_of_config_json(cli, tmp_
     assert_one_line_error(cli("run", content, style, "-o", tmp_path / "c.png", "--fit", "pad", *TINY), 2,
                           "--fit applies to a print: give --print too, or leave out --fit")
     got = {}
-    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options: got.update(options=options))
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options, **kwargs: got.update(options=options))
     base = {"nnst": {"size": 64}, "content": str(content), "style": str(style)}
     poster, printed = tmp_path / "poster.json", tmp_path / "print.json"
     poster.write_text(json.dumps({**base, "poster": {"out_size": 128}}))
@@ -1370,7 +1370,7 @@ def test_no_guide_drops_the_masks_folder_config_json_recorded(cli, tmp_path, mon
     masks = tmp_path / "masks"
     masks.mkdir()
     got = {}
-    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options: got.update(options=options))
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options, **kwargs: got.update(options=options))
     config = tmp_path / "config.json"
     base = {"nnst": {"size": 64}, "poster": {}, "content": str(content), "style": str(style)}
     config.write_text(json.dumps({**base, "guide": str(masks)}))
@@ -1585,7 +1585,7 @@ def test_a_cuda_device_from_config_json_or_a_plan_is_named_where_it_was_set(cli,
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     got = {}
-    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options: got.update(options=options))
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options, **kwargs: got.update(options=options))
     content, style = pair(tmp_path)
     config = tmp_path / "out.run" / "config.json"
     config.parent.mkdir()
