@@ -512,25 +512,55 @@ def run_files(content: str | Path, style: str | Path, output: str | Path, option
         return _run_files(content, style, output, options, notes)
 
 
+@dataclass
+class _Said:
+    """What a run says about itself while its checks run (:func:`_said_after_checks`)."""
+
+    lines: list[str] = field(default_factory=list)  # info lines, said once every check has passed
+    done: list[Warning] = field(default_factory=list)  # warnings about what was done (a file removed): said anyway
+
+
 @contextlib.contextmanager
-def _said_after_checks(say: Callable[[str], None], notes: Sequence[str] = ()) -> Iterator[list[str]]:
-    """Hold the lines appended to the list it yields, ``notes`` and the warnings issued in the block;
-    when the block raises nothing, pass the lines to ``say`` and then issue the warnings, each once.
+def _said_after_checks(say: Callable[[str], None], notes: Sequence[str] = ()) -> Iterator[_Said]:
+    """Hold the warnings issued in the block, ``notes`` and the lines appended to the yielded
+    ``lines``; when the block raises nothing, pass the lines to ``say``, then issue the warnings,
+    each once. Warnings recorded under :func:`_said_anyway` (its ``done``) are issued either way.
 
     A run refused by a check before the work says its one line alone: ``--size 20000`` on small
     inputs printed an "upscaled" warning per input, then the memory refusal.
     """
-    lines: list[str] = []
+    said = _Said()
+    try:
+        with warnings.catch_warnings(record=True) as held:
+            warnings.simplefilter("always")
+            yield said
+    except BaseException:
+        _warn_once(said.done)
+        raise
+    for line in said.lines:
+        say(line)
+    _warn_once([*notes, *said.done, *(w.message for w in held)])
+
+
+@contextlib.contextmanager
+def _said_anyway(said: _Said) -> Iterator[None]:
+    """Within :func:`_said_after_checks`: the block's warnings tell what it did (a run folder's file that
+    cannot be used, removed to be recomputed), which a refused run says too."""
     with warnings.catch_warnings(record=True) as held:
         warnings.simplefilter("always")
-        yield lines
-    for line in lines:
-        say(line)
-    said: dict[str, str | Warning] = {}  # in order, each once, each of its own category
-    for message in [*notes, *(w.message for w in held)]:
-        said.setdefault(str(message), message)
-    for message in said.values():
-        warnings.warn(message, stacklevel=3)
+        try:
+            yield
+        finally:
+            said.done.extend(w.message for w in held)
+
+
+def _warn_once(messages) -> None:
+    """Issue each of ``messages`` (texts or warnings, of their own category) once, in order."""
+    unique: dict[str, str | Warning] = {}
+    for message in messages:
+        unique.setdefault(str(message), message)
+    for message in unique.values():
+        warnings.warn(message, stacklevel=4)
 
 
 def _within(path: Path, folder: Path) -> bool:
@@ -602,7 +632,7 @@ def _run_files(content, style, output, options: RunOptions | None, notes: Sequen
     content, style, output = Path(content), Path(style), Path(output)
     progress = Progress(enabled=not options.quiet)
     # every check before the work first: its info line and warnings only for a run that will happen
-    with _said_after_checks(progress.message, notes) as lines:
+    with _said_after_checks(progress.message, notes) as said:
         check_run_options(options)
         check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth,
                           jpeg_quality=options.jpeg_quality, dpi=options.dpi)
@@ -616,20 +646,21 @@ def _run_files(content, style, output, options: RunOptions | None, notes: Sequen
             plan = plan_print(content_img.shape[:2], options.print_size, options.dpi, options.fit)
             content_img, masks = fit_content(content_img, plan), fit_labels(masks, plan)
             options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))
-            lines.append(plan.describe())
+            said.lines.append(plan.describe())
         _warn_poster_below_nnst(options, plan)
         # as NNST gets them (after the print's crop or pad): refused before the run folder is written, not after
         check_short_sides({content: content_img.shape[:2], style: style_img.shape[:2]}, options.nnst.size)
         folder = run_folder(output)
         _check_run_folder(folder)
         config_path = folder / "config.json"
-        previous = _previous_config(config_path)
         nnst_key = _nnst_key(content, style, options)
         if plan is not None:
             nnst_key["print"] = plan.key()
         poster_key = {"poster": options.poster.to_dict(), **nnst_key}
-        saved = _saved_stages(folder, previous, nnst_key, poster_key, options, content_img.shape[:2],
-                              style_img.shape[:2])
+        with _said_anyway(said):  # a saved state that cannot be used is removed: said even if the run is refused
+            previous = _previous_config(config_path)
+            saved = _saved_stages(folder, previous, nnst_key, poster_key, options, content_img.shape[:2],
+                                  style_img.shape[:2])
         check_resources(output, folder, content_img.shape[:2], style_img.shape[:2], options, device.type,
                         nnst_done=saved.nnst is not None, synthesis_done=saved.synthesis is not None)
     for message in (masks.warnings if masks is not None else []):
