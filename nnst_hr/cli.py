@@ -403,15 +403,16 @@ def run(
         if config is not None and not given("device"):
             _check_device_of(config, options.nnst.device)
         written_as = OUTPUT_FORMATS.get(Path(paths.output).suffix.lower())
-        # an unknown suffix, or a quality out of range, is refused later: not "ignored" first
+        notes = []  # said by the run once its checks pass: an unknown suffix, a quality out of range, a run
+        # too large for the memory are refused without a warning first
         if explicit("jpeg_quality") and written_as not in (None, "JPEG") and 1 <= jpeg_quality <= 100:
-            warnings.warn(f"--jpeg-quality {jpeg_quality} is ignored: {paths.output} is written as {written_as}; "
-                          "it applies to a .jpg output", stacklevel=1)
+            notes.append(f"--jpeg-quality {jpeg_quality} is ignored: {paths.output} is written as {written_as}; "
+                         "it applies to a .jpg output")
         if config is not None and not given("output"):  # after the option errors: no info line before them
             logging.getLogger(__name__).info(f"writing {paths.output}, the output recorded in {config} (-o to write "
                                              "elsewhere)")
         resolved["options"] = options
-        run_files(paths.content, paths.style, paths.output, options)
+        run_files(paths.content, paths.style, paths.output, options, notes=notes)
 
     resolved = {}  # the options as the run got them (from --config too), for the out-of-memory line
     _guarded(action, lambda: _run_memory_hint(resolved.get("options")), RESUME_RUN, ctx)
@@ -583,7 +584,7 @@ def _metrics_print_plan(image: Path, image_shape, content: Path, content_shape, 
                         "--print, --dpi and --fit of its run")
         return None
     fitted_h, fitted_w = plan.fitted_shape
-    if not made_from(plan.fitted_shape, image_shape):
+    if not made_from(plan.fitted_shape, image_shape, through=None):  # fitted to the print's exact pixels
         raise InputError(f"{image} ({width}x{height}) is not a print of {content} as {source} says (content "
                          f"{FITTED[plan.fit]} to {fitted_w}x{fitted_h}, another aspect); give the --print, --dpi and "
                          f"--fit of the run that made {image}")

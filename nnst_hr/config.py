@@ -21,6 +21,13 @@ from .errors import InputError
 
 MIN_SIZE = 32  # smallest image side VGG's relu4 layers can work on (a 4 px grid)
 MAX_SIZE = 32768  # largest NNST long side: already terabytes of memory (memory.py's model); more fits no machine
+# largest poster long side: its render and colour stages alone need terabytes there, as NNST at MAX_SIZE (memory.py:
+# 40 bytes per poster pixel, 52 when it was searched smaller); the atlas field's int32 columns (4 copies of the
+# exemplar side by side at the poster's scale) would hold up to 2**29
+MAX_OUT_SIZE = 2**18
+# largest search size: patchsynth indexes the atlas at the search scale (4 copies of an exemplar up to this long
+# side, about 4 * side**2 pixels) with int32 flat indices, which overflow from about 23170 px
+MAX_SEARCH_SIZE = 16384
 MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed, NumPy's a non-negative one
 # the fields that `nnst-hr run` sets with an option of the same name (--out-size: out_size); messages about a
 # value that came from the command line name the option (field_label)
@@ -165,9 +172,15 @@ class PosterConfig:
         name = partial(field_label, type(self), naming=naming)
         if self.out_size is not None and self.out_size < MIN_SIZE:
             raise InputError(f"{name('out_size')} must be at least {MIN_SIZE} px, got {self.out_size}")
+        if self.out_size is not None and self.out_size > MAX_OUT_SIZE:
+            raise InputError(f"{name('out_size')} must be at most {MAX_OUT_SIZE} px (a poster that large already needs "
+                             f"terabytes of memory), got {self.out_size}")
         _finite_non_negative(self, naming, "nnst_weight", "mask_weight", "uniformity")
         if self.max_search_size < MIN_SIZE:
             raise InputError(f"{name('max_search_size')} must be at least {MIN_SIZE} px, got {self.max_search_size}")
+        if self.max_search_size > MAX_SEARCH_SIZE:
+            raise InputError(f"{name('max_search_size')} must be at most {MAX_SEARCH_SIZE} px (the synthesis indexes "
+                             f"its exemplar with 32-bit integers), got {self.max_search_size}")
         if self.patch_size < 1 or self.patch_size % 2 == 0:
             raise InputError(f"{name('patch_size')} must be a positive odd number, got {self.patch_size}")
         _at_least(self, naming, 0, "search_vote_iters", "patchmatch_iters")

@@ -1,8 +1,11 @@
 """Peak memory of a run, estimated from the sizes, and a refusal before it cannot fit.
 
 A run that does not fit is killed by the kernel (or fails with CUDA out of memory) after
-minutes of work. :func:`check_fits` compares :func:`estimate_peak_bytes` with the memory
-available now and refuses with the largest ``--size`` / ``--out-size`` that would fit.
+minutes of work. A run's sizes are a :class:`RunSizes`; :func:`check_fits` compares its
+estimate (:meth:`RunSizes.peak`, :func:`estimate_peak_bytes`) with the memory available now and
+refuses with the largest ``--size`` / ``--out-size`` that would fit. Under ``ulimit -v`` the
+estimate is taken ``VIRTUAL_PER_RESIDENT`` times: the limit is on address space, which a run maps
+more of than it keeps resident.
 
 The model (bytes; every coefficient fitted to peak RSS measured by ``bench/memory.py``):
 
@@ -45,7 +48,7 @@ import ctypes
 import math
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .disk import format_bytes
 from .errors import InputError
@@ -70,6 +73,9 @@ GLIBC_TRIM_THRESHOLD = 128 * 2**10  # glibc's default (DEFAULT_TRIM_THRESHOLD)
 GLIBC_MMAP_MAX = 65536  # glibc's default (DEFAULT_MMAP_MAX)
 REUSE_TRIM_THRESHOLD = 2**31 - 1  # within heap_reuse: the largest (an int), the heap's free end stays
 HEADROOM = 1.1  # refuse unless the estimate times this fits: the model's error and the allocator's
+# address space a run maps beyond what it had mapped at the check, per byte of its estimated peak resident memory
+# (thread stacks and malloc arenas, blocks mapped before they are touched): fitted to VmPeak, notes/measurements.md
+VIRTUAL_PER_RESIDENT = 1.2
 PROC_MEMINFO = "/proc/meminfo"  # the machine's MemAvailable
 PROC_CGROUP = "/proc/self/cgroup"  # the control groups this process is in
 CGROUP_ROOT = "/sys/fs/cgroup"  # where they are mounted (v2: one tree; v1: one per controller, memory/)
@@ -105,59 +111,58 @@ def long_side_shape(shape: tuple[int, int], long_side: float) -> tuple[int, int]
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
 
 
-def estimate_peak_bytes(
-    content_shape: tuple[int, int],
-    style_shape: tuple[int, int],
-    size: int,
-    out_size: int | None = None,
-    *,
-    rotate: bool = True,
-    device: str = "cpu",
-    max_search_size: int = 4096,
-    nnst_done: bool = False,
-    synthesis_done: bool = False,
-) -> PeakEstimate:
-    """Estimated peak memory of a run, per stage.
+@dataclass(frozen=True)
+class RunSizes:
+    """What a run's peak memory depends on: :meth:`peak` estimates it, :func:`check_fits` refuses it.
 
-    Parameters
-    ----------
-    content_shape, style_shape : ``(H, W)`` of the inputs as read
-    size : NNST's long side (``--size``)
-    out_size : the poster's long side (``--out-size``); None: no poster stage
-    rotate : the style is matched in 4 rotations (else 1)
-    device : ``"cpu"`` or ``"cuda"`` (where the NNST stage runs)
-    max_search_size : :attr:`PosterConfig.max_search_size`
-    nnst_done : the NNST stage's result is resumed from the run folder (it does not run)
-    synthesis_done : the poster's synthesis is resumed too (only its colour stage runs)
-
-    Returns
-    -------
-    PeakEstimate
+    A resumed run counts only the stages it will run (``nnst_done``, ``synthesis_done``; see the
+    module docstring).
     """
-    rotations = 4 if rotate else 1
-    inputs = 12 * (content_shape[0] * content_shape[1] + style_shape[0] * style_shape[1])
-    ch, cw = long_side_shape(content_shape, size)
-    sh, sw = long_side_shape(style_shape, size)
-    keys = rotations * (sh // STRIDE) * (sw // STRIDE) * HYPERCOLUMN_BYTES
-    # fast mode's bf16 blocks; an exact run reuses the heap from smaller sizes, within the headroom
-    pixel_bytes = NNST_PIXEL_BYTES + (NNST_REUSE_PIXEL_BYTES if device == "cpu" and reuses_heap((ch, cw)) else 0)
-    tensors = 0 if nnst_done else NNST_KEY_FACTOR * keys + pixel_bytes * ch * cw
-    loaded = 0 if nnst_done else NNST_LOADED_BYTES
-    nnst = BASE_BYTES + inputs + loaded + tensors
-    poster = 0
-    if out_size and out_size != max(ch, cw):
-        scale = out_size / max(ch, cw)
-        oh, ow = max(1, round(ch * scale)), max(1, round(cw * scale))
-        factor = 1
-        while max(oh, ow) > max_search_size * factor:
-            factor *= 2
-        search = math.ceil(oh / factor) * math.ceil(ow / factor)
-        eh, ew = max(1, round(sh * scale / factor)), max(1, round(sw * scale / factor))
-        atlas = rotations * eh * ew + (rotations - 1) * GUTTER * max(eh, ew)
-        synthesis = POSTER_SOURCE_BYTES * atlas + POSTER_TARGET_BYTES * search
-        rendering = POSTER_RENDER_BYTES * oh * ow + (12 * sh * sw * scale * scale if factor > 1 else 0)
-        poster = BASE_BYTES + inputs + loaded + (rendering if synthesis_done else max(synthesis, rendering))
-    return PeakEstimate(nnst=int(nnst), poster=int(poster), gpu=int(tensors) if device == "cuda" else 0)
+
+    content_shape: tuple[int, int]  # (H, W) of the content as NNST reads it (a print's: fitted to it)
+    style_shape: tuple[int, int]  # (H, W) of the style as read
+    size: int  # NNST's long side (--size)
+    out_size: int | None = None  # the poster's long side (--out-size); None: no poster stage
+    rotate: bool = True  # the style is matched in 4 rotations (else 1)
+    device: str = "cpu"  # where the NNST stage runs: "cpu" or "cuda"
+    max_search_size: int = 4096  # PosterConfig.max_search_size
+    nnst_done: bool = False  # the NNST stage's result is resumed from the run folder (it does not run)
+    synthesis_done: bool = False  # the poster's synthesis is resumed too (only its colour stage runs)
+
+    def peak(self) -> PeakEstimate:
+        """Estimated peak memory of the run, per stage."""
+        content_shape, style_shape, size, out_size = self.content_shape, self.style_shape, self.size, self.out_size
+        rotations = 4 if self.rotate else 1
+        inputs = 12 * (content_shape[0] * content_shape[1] + style_shape[0] * style_shape[1])
+        ch, cw = long_side_shape(content_shape, size)
+        sh, sw = long_side_shape(style_shape, size)
+        keys = rotations * (sh // STRIDE) * (sw // STRIDE) * HYPERCOLUMN_BYTES
+        # fast mode's bf16 blocks; an exact run reuses the heap from smaller sizes, within the headroom
+        reuse = NNST_REUSE_PIXEL_BYTES if self.device == "cpu" and reuses_heap((ch, cw)) else 0
+        tensors = 0 if self.nnst_done else NNST_KEY_FACTOR * keys + (NNST_PIXEL_BYTES + reuse) * ch * cw
+        loaded = 0 if self.nnst_done else NNST_LOADED_BYTES
+        nnst = BASE_BYTES + inputs + loaded + tensors
+        poster = 0
+        if out_size and out_size != max(ch, cw):
+            scale = out_size / max(ch, cw)
+            oh, ow = max(1, round(ch * scale)), max(1, round(cw * scale))
+            factor = 1
+            while max(oh, ow) > self.max_search_size * factor:
+                factor *= 2
+            search = math.ceil(oh / factor) * math.ceil(ow / factor)
+            eh, ew = max(1, round(sh * scale / factor)), max(1, round(sw * scale / factor))
+            atlas = rotations * eh * ew + (rotations - 1) * GUTTER * max(eh, ew)
+            synthesis = POSTER_SOURCE_BYTES * atlas + POSTER_TARGET_BYTES * search
+            rendering = POSTER_RENDER_BYTES * oh * ow + (12 * sh * sw * scale * scale if factor > 1 else 0)
+            poster = BASE_BYTES + inputs + loaded + (rendering if self.synthesis_done else max(synthesis, rendering))
+        return PeakEstimate(nnst=int(nnst), poster=int(poster), gpu=int(tensors) if self.device == "cuda" else 0)
+
+
+def estimate_peak_bytes(content_shape: tuple[int, int], style_shape: tuple[int, int], size: int,
+                        out_size: int | None = None, **options) -> PeakEstimate:
+    """Estimated peak memory of a run, per stage: :meth:`RunSizes.peak` of ``RunSizes(content_shape,
+    style_shape, size, out_size, **options)`` (``options``: its other fields, by name)."""
+    return RunSizes(content_shape, style_shape, size, out_size, **options).peak()
 
 
 def available_ram_bytes() -> int | None:
@@ -188,14 +193,17 @@ def available_ram_bytes() -> int | None:
     return min(v for v in (machine, room) if v is not None) if (machine, room) != (None, None) else None
 
 
-def process_limit_room() -> tuple[int, str] | None:
-    """Room left under this process's own limits, and the option that sets the tighter one: ``ulimit -v``
-    (``RLIMIT_AS``) less the address space it has mapped, ``ulimit -d`` (``RLIMIT_DATA``) less its data
-    segment; None where neither is set (or psutil cannot tell what is used).
+def process_limit_room() -> tuple[int, str, float] | None:
+    """Room left under this process's own limits: ``(bytes, the option that sets the limit, bytes it
+    takes per byte of estimated resident memory)`` of the one that leaves the least; None where
+    neither ``ulimit -v`` nor ``ulimit -d`` is set (or psutil cannot tell what is used).
 
-    Neither is in ``MemAvailable`` or a cgroup: a run under ``ulimit -v`` passed the check and failed
-    with torch's allocation error after the work. A limit is the process's own, so it bounds one
-    stage, not several workers together (each worker process has its own).
+    ``ulimit -v`` (``RLIMIT_AS``) limits the address space, less what is mapped now: a run maps
+    ``VIRTUAL_PER_RESIDENT`` times its resident peak (torch's threads and blocks mapped before they
+    are used): compared with the resident estimate alone, runs under it passed the check and failed
+    in torch's allocator. ``ulimit -d`` (``RLIMIT_DATA``) limits the data segment, less its size now.
+    Neither is in ``MemAvailable`` or a cgroup. A limit is the process's own, so it bounds one stage,
+    not several workers together (each worker process has its own).
     """
     import resource
 
@@ -206,11 +214,12 @@ def process_limit_room() -> tuple[int, str] | None:
     except (ImportError, OSError):
         return None
     rooms = []
-    for name, field, option in (("RLIMIT_AS", "vms", "ulimit -v"), ("RLIMIT_DATA", "data", "ulimit -d")):
+    for name, field, option, per_resident in (("RLIMIT_AS", "vms", "ulimit -v", VIRTUAL_PER_RESIDENT),
+                                              ("RLIMIT_DATA", "data", "ulimit -d", 1.0)):
         limit = resource.getrlimit(getattr(resource, name))[0] if hasattr(resource, name) else resource.RLIM_INFINITY
         if limit != resource.RLIM_INFINITY and hasattr(used, field):
-            rooms.append((max(0, limit - getattr(used, field)), option))
-    return min(rooms) if rooms else None
+            rooms.append((max(0, limit - getattr(used, field)), option, per_resident))
+    return min(rooms, key=lambda room: room[0] / room[2]) if rooms else None
 
 
 def _read(path) -> str | None:
@@ -425,53 +434,57 @@ def check_fits(
     size: int,
     out_size: int | None = None,
     *,
-    rotate: bool = True,
-    device: str = "cpu",
-    max_search_size: int = 4096,
     ram: int | None = None,
     gpu: int | None = None,
-    nnst_done: bool = False,
-    synthesis_done: bool = False,
     poster_option: Callable[[int], str] | None = None,
+    **options,
 ) -> PeakEstimate:
     """Refuse (:class:`InputError`) a run whose estimated peak exceeds the memory available.
 
-    ``ram`` / ``gpu``: bytes available (default: measured now; a check is skipped where
-    unknown). ``nnst_done`` / ``synthesis_done``: a resumed run's saved stages, as in
-    :func:`estimate_peak_bytes`. The message names the estimate, the memory available and
-    the largest ``--size`` (and ``--out-size``) that would fit. ``poster_option``: how to ask
-    for a poster of a given long side where ``--out-size`` is not the option that sets it
-    (``--print``: a lower ``--dpi``).
+    The run is ``RunSizes(content_shape, style_shape, size, out_size, **options)`` (its other
+    fields by name: ``rotate``, ``device``, ``max_search_size``, and a resumed run's saved stages,
+    ``nnst_done`` / ``synthesis_done``). ``ram`` / ``gpu``: bytes available (default: measured now,
+    under this process's limits too; a check is skipped where unknown). The message names the
+    estimate, the memory available and the largest ``--size`` (and ``--out-size``) that would fit.
+    ``poster_option``: how to ask for a poster of a given long side where ``--out-size`` is not the
+    option that sets it (``--print``: a lower ``--dpi``).
     """
+    request = RunSizes(content_shape, style_shape, size, out_size, **options)
+    device = request.device
+    limit = None  # (room, option, bytes per resident byte) of a ulimit tighter than the machine: measured only
+    if ram is None:
+        ram, limit = available_ram_bytes(), process_limit_room()
+        if limit is not None and ram is not None and limit[0] / limit[2] >= ram:
+            limit = None
+
     def estimate(s: int, o: int | None) -> PeakEstimate:
         # a suggested --size recomputes NNST, and any other size the poster synthesis
-        return estimate_peak_bytes(content_shape, style_shape, s, o, rotate=rotate, device=device,
-                                   max_search_size=max_search_size, nnst_done=nnst_done and s == size,
-                                   synthesis_done=synthesis_done and s == size and o == out_size)
+        return replace(request, size=s, out_size=o, nnst_done=request.nnst_done and s == size,
+                       synthesis_done=request.synthesis_done and s == size and o == out_size).peak()
 
     def fits(e: PeakEstimate) -> bool:
         return ((ram is None or e.ram * HEADROOM <= ram)
+                and (limit is None or e.ram * limit[2] * HEADROOM <= limit[0])
                 and (gpu is None or device != "cuda" or e.gpu * HEADROOM <= gpu))
 
-    limited_by = None  # the ulimit that leaves less than the machine (a measured figure only)
-    if ram is None:
-        ram, room = available_ram_bytes(), process_limit_room()
-        if room is not None and (ram is None or room[0] < ram):
-            ram, limited_by = room
     gpu = (available_gpu_bytes() if device == "cuda" else None) if gpu is None else gpu
     found = estimate(size, out_size)
     if fits(found):
         return found
-    where = "GPU memory" if device == "cuda" and gpu is not None and found.gpu * HEADROOM > gpu else "memory"
-    have = gpu if where == "GPU memory" else ram
-    need = found.gpu if where == "GPU memory" else found.ram
-    nnst_part = found.gpu if where == "GPU memory" else found.nnst
-    hint = _suggestion(size, out_size, estimate, fits, nnst_part * HEADROOM > have, poster_option)
-    if where == "memory" and limited_by is not None:
+    on_gpu = device == "cuda" and gpu is not None and found.gpu * HEADROOM > gpu
+    by_limit = not on_gpu and limit is not None and found.ram * limit[2] * HEADROOM > limit[0]
+    # what is left, in the estimate's terms (a ulimit -v's address space per resident byte)
+    have = gpu if on_gpu else limit[0] / limit[2] if by_limit else ram
+    hint = _suggestion(size, out_size, estimate, fits, (found.gpu if on_gpu else found.nnst) * HEADROOM > have,
+                       poster_option)
+    if by_limit:
+        room, option, per_resident = limit
+        what = "address space" if per_resident != 1 else "memory"
         raise InputError(
-            f"this run needs about {format_bytes(need)} of memory but {format_bytes(have)} are left under this "
-            f"process's limit ({limited_by}): {hint}, or raise {limited_by}"
+            f"this run needs about {format_bytes(found.ram * per_resident)} of {what} but {format_bytes(room)} are "
+            f"left under this process's limit ({option}): {hint}, or raise {option}"
         )
+    where, need = ("GPU memory", found.gpu) if on_gpu else ("memory", found.ram)
     raise InputError(
         f"this run needs about {format_bytes(need)} of {where} but {format_bytes(have)} are available: "
         f"{hint}, or close other programs"

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .config import option_label
+from .config import MAX_OUT_SIZE, MIN_SIZE, option_label
 from .errors import InputError
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "MM_PER_UNIT",
     "PrintSize",
     "crop_box",
+    "made_from",
     "orientation_of",
     "pad_widths",
     "parse_print_size",
@@ -117,7 +118,8 @@ def print_pixels(size: PrintSize, dpi: float, orientation: Orientation) -> tuple
     Raises
     ------
     InputError
-        A DPI outside ``MIN_DPI .. MAX_DPI``, or a side that rounds to no pixel.
+        A DPI outside ``MIN_DPI .. MAX_DPI``, a side that rounds to no pixel, or one longer than
+        ``MAX_OUT_SIZE`` (the largest poster), naming the highest DPI within it.
 
     Examples
     --------
@@ -133,7 +135,25 @@ def print_pixels(size: PrintSize, dpi: float, orientation: Orientation) -> tuple
     if short < 1:
         raise InputError(f"{option_label('--print')} {size.name} at {dpi} dpi is less than a pixel wide; use a larger "
                          "size or DPI")
+    if long > MAX_OUT_SIZE:
+        raise InputError(f"{option_label('--print')} {size.name} at {dpi} dpi is {long} px long, more than the "
+                         f"{MAX_OUT_SIZE} px a poster may have; {smaller_print_hint(size)}")
     return (long, short) if orientation == "portrait" else (short, long)
+
+
+def smaller_print_hint(size: PrintSize, long_side: int = MAX_OUT_SIZE) -> str:
+    """The fix for a print longer than ``long_side`` px: the highest DPI within it, if there is one.
+
+    >>> smaller_print_hint(parse_print_size("A0"), 65500)
+    'use a smaller print or --dpi 1399 or less'
+    """
+    # the closed form, plus one for float rounding at the boundary, then down to the first within long_side
+    dpi = min(MAX_DPI, math.floor((long_side + 0.5) * MM_PER_INCH / size.long_mm) + 1)
+    while dpi >= MIN_DPI and mm_to_pixels(size.long_mm, dpi) > long_side:
+        dpi -= 1
+    if dpi < MIN_DPI:
+        return "use a smaller print"
+    return f"use a smaller print or {option_label('--dpi')} {dpi} or less"
 
 
 def orientation_of(shape: tuple[int, int]) -> Orientation:
@@ -181,3 +201,29 @@ def pad_widths(shape: tuple[int, int], target: tuple[int, int]) -> tuple[tuple[i
         canvas_h, canvas_w = height, max(width, _free_side(height, tw / th))
     top, left = (canvas_h - height) // 2, (canvas_w - width) // 2
     return (top, canvas_h - height - top), (left, canvas_w - width - left)
+
+
+def made_from(shape: tuple[int, int], image_shape: tuple[int, int], through: int | None = MIN_SIZE) -> bool:
+    """Whether an image of ``image_shape`` (H, W) can have been made from a picture of ``shape``.
+
+    The same aspect, up to what rounding moves on the way: every resize rounds a side to a whole
+    pixel (and a print's crop or pad, and its exact pixels, round once more), moving the aspect by
+    at most a pixel of the grid it rounds to, relative to that grid's short side. The coarsest grid
+    on the way is the smaller of the two pictures, or an NNST result of ``through`` px on its long
+    side where one may lie between them (default ``MIN_SIZE``, the smallest ``--size``; None: none
+    does, as from a print's fitted content to its exact pixels). So the slack is one pixel of the
+    coarsest grid plus one of the image, relative: a 48x64 picture and a 56x64 image differ by 15 %,
+    against 5 % that rounding at 32 px can explain (an absolute 8 px let it through).
+
+    >>> made_from((768, 1024), (3072, 4096)), made_from((576, 1024), (4961, 7016)), made_from((724, 1024), (4961, 7016))
+    (True, False, True)
+    >>> made_from((48, 64), (49, 64)), made_from((48, 64), (56, 64))
+    (True, False)
+    """
+    (h, w), (height, width) = shape[:2], image_shape[:2]
+    if min(h, w, height, width) < 1:
+        return False
+    image_short = min(height, width) / max(height, width)  # short / long side of the image
+    coarsest = min(max(h, w), max(height, width), *(() if through is None else (through,)))
+    slack = 1 / (coarsest * image_short) + 1 / min(height, width)
+    return abs(math.log(h * width / (w * height))) <= slack

@@ -15,6 +15,7 @@ stages, saving their results and handing saved states back to them happen here.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -22,6 +23,7 @@ import platform
 import shutil
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -36,6 +38,7 @@ from .device import resolve_device
 from .errors import InputError
 from .files import (
     DECODE_VERSION,
+    OUTPUT_FORMATS,
     atomic_output,
     check_output_file,
     check_output_path,
@@ -69,6 +72,7 @@ RUN_CONFIG_TYPES = {"content": str | None, "style": str | None, "output": str | 
                     "dpi": float | None, "jpeg_quality": int | None, "bit_depth": int | None, "print": str | None,
                     "fit": Literal["crop", "pad"] | None}
 NNST_IMAGES = 3  # the NNST stage's color stage and the images it saves, in images written (for the time left)
+JPEG_MAX_SIDE = 65500  # libjpeg's largest image side (JPEG_MAX_DIMENSION; the format's fields would hold 65535)
 
 
 @dataclass
@@ -416,6 +420,29 @@ def check_run_options(options: RunOptions) -> None:
     check_write_options(options.jpeg_quality, options.dpi)
 
 
+def _check_output_side(output: Path, options: RunOptions) -> None:
+    """Refuse (:class:`InputError`), before any input is read, a JPEG output longer than libjpeg writes
+    (``JPEG_MAX_SIDE``): the write failed after the whole run. PNG (2**31 - 1) and TIFF (BigTIFF) hold
+    any poster up to ``MAX_OUT_SIZE``, and NNST's result is at most ``MAX_SIZE``; :func:`check_run_options`
+    has passed."""
+    if OUTPUT_FORMATS.get(output.suffix.lower()) != "JPEG":
+        return
+    if options.print_size is not None:
+        from .printsize import parse_print_size, print_pixels, smaller_print_hint
+
+        size = parse_print_size(options.print_size)
+        long_side = max(print_pixels(size, options.dpi, "portrait"))
+        what = f"{option_label('--print')} {options.print_size} at {options.dpi} dpi"
+        fix = smaller_print_hint(size, JPEG_MAX_SIDE)
+    else:
+        long_side = options.poster.out_size or 0
+        what = f"{field_label(PosterConfig, 'out_size')} {long_side}"
+        fix = f"use {field_label(PosterConfig, 'out_size')} {JPEG_MAX_SIDE} or less"
+    if long_side > JPEG_MAX_SIDE:
+        raise InputError(f"{what} makes an image {long_side} px long, but a JPEG holds at most {JPEG_MAX_SIDE} px a "
+                         f"side: write {output.with_suffix('.png')} or .tif, or {fix}")
+
+
 def _check_run_folder(folder: Path) -> None:
     """Refuse (:class:`InputError`), before any work, a run folder holding a folder where the run
     writes a file, or a file where it keeps its checkpoints: found by the stage that writes there,
@@ -451,7 +478,11 @@ def _previous_config(path: Path) -> dict:
 
 
 def load_inputs(content: Path, style: Path, options: RunOptions):
-    """Read and validate the images and masks (before any long computation)."""
+    """Read and validate the images and masks (before any long computation).
+
+    Warnings about them (inputs upscaled to ``--size``) are issued here; :func:`run_files` holds
+    them until the run has passed its checks (:func:`_said_after_checks`).
+    """
     content_img = read_image(content)
     style_img = read_image(style)
     for message in check_input_sizes({content: content_img.shape[:2], style: style_img.shape[:2]}, options.nnst.size):
@@ -464,18 +495,72 @@ def load_inputs(content: Path, style: Path, options: RunOptions):
     return content_img, style_img, masks
 
 
-def run_files(content: str | Path, style: str | Path, output: str | Path, options: RunOptions | None = None) -> dict:
+def run_files(content: str | Path, style: str | Path, output: str | Path, options: RunOptions | None = None, *,
+              notes: Sequence[str] = ()) -> dict:
     """Stylize ``content`` after ``style`` and write ``output`` (format from its extension).
 
     Returns the timings dict (seconds per stage) that is also written to ``timings.json``.
     Holds the run folder's lock (:func:`nnst_hr.lock.run_lock`) throughout: a second run on
-    the same output is refused instead of writing into the same folder.
+    the same output is refused instead of writing into the same folder. ``notes``: the caller's
+    warnings about the options (the CLI's ignored ``--jpeg-quality``), issued with the run's own
+    once every check before the work has passed.
     """
     output = check_output_file(output)  # a folder (`-o .`) has no run folder beside it
     _check_outside_run_folders(output)
     _check_apart(Path(content), Path(style), output, (options or RunOptions()).guide)
     with run_lock(run_folder(output)):
-        return _run_files(content, style, output, options)
+        return _run_files(content, style, output, options, notes)
+
+
+@dataclass
+class _Said:
+    """What a run says about itself while its checks run (:func:`_said_after_checks`)."""
+
+    lines: list[str] = field(default_factory=list)  # info lines, said once every check has passed
+    done: list[Warning] = field(default_factory=list)  # warnings about what was done (a file removed): said anyway
+
+
+@contextlib.contextmanager
+def _said_after_checks(say: Callable[[str], None], notes: Sequence[str] = ()) -> Iterator[_Said]:
+    """Hold the warnings issued in the block, ``notes`` and the lines appended to the yielded
+    ``lines``; when the block raises nothing, pass the lines to ``say``, then issue the warnings,
+    each once. Warnings recorded under :func:`_said_anyway` (its ``done``) are issued either way.
+
+    A run refused by a check before the work says its one line alone: ``--size 20000`` on small
+    inputs printed an "upscaled" warning per input, then the memory refusal.
+    """
+    said = _Said()
+    try:
+        with warnings.catch_warnings(record=True) as held:
+            warnings.simplefilter("always")
+            yield said
+    except BaseException:
+        _warn_once(said.done)
+        raise
+    for line in said.lines:
+        say(line)
+    _warn_once([*notes, *said.done, *(w.message for w in held)])
+
+
+@contextlib.contextmanager
+def _said_anyway(said: _Said) -> Iterator[None]:
+    """Within :func:`_said_after_checks`: the block's warnings tell what it did (a run folder's file that
+    cannot be used, removed to be recomputed), which a refused run says too."""
+    with warnings.catch_warnings(record=True) as held:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            said.done.extend(w.message for w in held)
+
+
+def _warn_once(messages) -> None:
+    """Issue each of ``messages`` (texts or warnings, of their own category) once, in order."""
+    unique: dict[str, str | Warning] = {}
+    for message in messages:
+        unique.setdefault(str(message), message)
+    for message in unique.values():
+        warnings.warn(message, stacklevel=4)
 
 
 def _within(path: Path, folder: Path) -> bool:
@@ -542,38 +627,42 @@ def _warn_poster_below_nnst(options: RunOptions, plan) -> None:
                   f"extra detail: {fix}", stacklevel=3)
 
 
-def _run_files(content, style, output, options: RunOptions | None) -> dict:
+def _run_files(content, style, output, options: RunOptions | None, notes: Sequence[str] = ()) -> dict:
     options = options or RunOptions()
     content, style, output = Path(content), Path(style), Path(output)
-    check_run_options(options)
-    check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth,
-                      jpeg_quality=options.jpeg_quality, dpi=options.dpi)
-    device = resolve_device(options.nnst.device)
     progress = Progress(enabled=not options.quiet)
-    content_img, style_img, masks = load_inputs(content, style, options)
-    plan = None
-    if options.print_size is not None:  # the content and the poster size follow the print (nnst_hr.printing)
-        from .printing import fit_content, fit_labels, plan_print
+    # every check before the work first: its info line and warnings only for a run that will happen
+    with _said_after_checks(progress.message, notes) as said:
+        check_run_options(options)
+        check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth,
+                          jpeg_quality=options.jpeg_quality, dpi=options.dpi)
+        _check_output_side(output, options)
+        device = resolve_device(options.nnst.device)
+        content_img, style_img, masks = load_inputs(content, style, options)
+        plan = None
+        if options.print_size is not None:  # the content and the poster size follow the print (nnst_hr.printing)
+            from .printing import fit_content, fit_labels, plan_print
 
-        plan = plan_print(content_img.shape[:2], options.print_size, options.dpi, options.fit)
-        content_img, masks = fit_content(content_img, plan), fit_labels(masks, plan)
-        options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))
-        progress.message(plan.describe())
-    _warn_poster_below_nnst(options, plan)
-    # as NNST gets them (after the print's crop or pad): refused before the run folder is written, not after
-    check_short_sides({content: content_img.shape[:2], style: style_img.shape[:2]}, options.nnst.size)
-    folder = run_folder(output)
-    _check_run_folder(folder)
-    config_path = folder / "config.json"
-    previous = _previous_config(config_path)
-    nnst_key = _nnst_key(content, style, options)
-    if plan is not None:
-        nnst_key["print"] = plan.key()
-    poster_key = {"poster": options.poster.to_dict(), **nnst_key}
-    saved = _saved_stages(folder, previous, nnst_key, poster_key, options, content_img.shape[:2],
-                          style_img.shape[:2])
-    check_resources(output, folder, content_img.shape[:2], style_img.shape[:2], options, device.type,
-                    nnst_done=saved.nnst is not None, synthesis_done=saved.synthesis is not None)
+            plan = plan_print(content_img.shape[:2], options.print_size, options.dpi, options.fit)
+            content_img, masks = fit_content(content_img, plan), fit_labels(masks, plan)
+            options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))
+            said.lines.append(plan.describe())
+        _warn_poster_below_nnst(options, plan)
+        # as NNST gets them (after the print's crop or pad): refused before the run folder is written, not after
+        check_short_sides({content: content_img.shape[:2], style: style_img.shape[:2]}, options.nnst.size)
+        folder = run_folder(output)
+        _check_run_folder(folder)
+        config_path = folder / "config.json"
+        nnst_key = _nnst_key(content, style, options)
+        if plan is not None:
+            nnst_key["print"] = plan.key()
+        poster_key = {"poster": options.poster.to_dict(), **nnst_key}
+        with _said_anyway(said):  # a saved state that cannot be used is removed: said even if the run is refused
+            previous = _previous_config(config_path)
+            saved = _saved_stages(folder, previous, nnst_key, poster_key, options, content_img.shape[:2],
+                                  style_img.shape[:2])
+        check_resources(output, folder, content_img.shape[:2], style_img.shape[:2], options, device.type,
+                        nnst_done=saved.nnst is not None, synthesis_done=saved.synthesis is not None)
     for message in (masks.warnings if masks is not None else []):
         progress.message(f"warning: {message}")
 

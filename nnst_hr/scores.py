@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .printsize import made_from
 
 __all__ = [
     "DIRECTIONS",
@@ -444,27 +445,6 @@ def poster_exemplar(style: np.ndarray, poster_shape: tuple[int, int]) -> np.ndar
 # --------------------------------------------------------------------------- all together
 
 
-def made_from(shape: tuple[int, int], image_shape: tuple[int, int]) -> bool:
-    """Whether an image of ``image_shape`` (H, W) can have been made from an NNST result of ``shape``.
-
-    The same aspect, up to the rounding of the result's sides (a pixel of it is ``scale`` pixels
-    of the image) and what a print crops or pads to reach its exact pixels
-    (:func:`nnst_hr.printing.fit_tolerance`); the scale is taken from the areas, so that the
-    difference is shared by both sides.
-
-    >>> made_from((768, 1024), (3072, 4096)), made_from((576, 1024), (4961, 7016)), made_from((724, 1024), (4961, 7016))
-    (True, False, True)
-    """
-    from .printing import fit_tolerance
-
-    (h, w), (height, width) = shape[:2], image_shape[:2]
-    if min(h, w, height, width) < 1:
-        return False
-    scale = math.sqrt(height * width / (h * w))
-    tolerance = scale + fit_tolerance((height, width))
-    return abs(h * scale - height) <= tolerance and abs(w * scale - width) <= tolerance
-
-
 def score_image(
     image: np.ndarray,
     content: np.ndarray,
@@ -617,7 +597,7 @@ def _printed_content(image: np.ndarray, content: np.ndarray, masks, plan):
         raise InputError(f"the print plan was made for a content of {plan.content_shape[1]}x{plan.content_shape[0]} "
                          f"px, not {content.shape[1]}x{content.shape[0]}; plan it with the content's shape")
     fitted_h, fitted_w = plan.fitted_shape
-    if not made_from(plan.fitted_shape, image.shape[:2]):
+    if not made_from(plan.fitted_shape, image.shape[:2], through=None):  # the print's exact pixels
         raise InputError(f"the image ({image.shape[1]}x{image.shape[0]}) has another aspect than the content "
                          f"fitted to the print ({plan.fit}: {fitted_w}x{fitted_h}); give the print plan of the run "
                          "that made it")

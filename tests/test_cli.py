@@ -324,18 +324,27 @@ def test_an_empty_scheduler_address_is_refused_naming_the_option(cli, tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
-def test_jpeg_quality_for_an_output_of_another_format_is_warned_about(cli, tmp_path):
-    """--jpeg-quality 80 with -o out.png was silently ignored."""
-    style, missing = image_file(tmp_path / "style.png", 64, 64), tmp_path / "missing.png"  # refused before any work
+def test_jpeg_quality_for_an_output_of_another_format_is_warned_about(cli, tmp_path, monkeypatch):
+    """--jpeg-quality 80 with -o out.png was silently ignored. It is said once the run's checks have passed
+    (a run refused by one, as for a missing input, says only that)."""
+    def work(*args, **kwargs):
+        raise InputError("stopped at the work")
+
+    monkeypatch.setattr("nnst_hr.run._nnst", work)
+    style, missing = image_file(tmp_path / "style.png", 64, 64), tmp_path / "missing.png"
+    content = image_file(tmp_path / "c.png", 64, 64)
     for output, quality, written_as in (("out.png", ("--jpeg-quality", 80), "PNG"),
                                         ("out.TIF", ("--jpeg-quality", 80), "TIFF"),
                                         ("out.jpg", ("--jpeg-quality", 80), None),  # the controls
                                         ("out.png", (), None)):
-        result = cli("run", missing, style, "-o", tmp_path / output, *quality)
-        assert result.exit_code == INPUT_ERROR and f"error: {missing}" in result.stderr, result.stderr
+        result = cli("run", content, style, "-o", tmp_path / output, "--size", 64, *quality)
+        assert result.exit_code == INPUT_ERROR and "error: stopped at the work" in result.stderr, result.stderr
         warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
         assert warned == ([f"warning: --jpeg-quality 80 is ignored: {tmp_path / output} is written as {written_as}; "
                            "it applies to a .jpg output"] if written_as else []), result.stderr
+        result = cli("run", missing, style, "-o", tmp_path / output, *quality)
+        assert_refused(result, f"{missing}")
+        assert "warning" not in result.stderr, result.stderr
     # out of range: one error line, not a warning that it is ignored and then the error
     result = cli("run", image_file(tmp_path / "content.png", 64, 64), style, "-o", tmp_path / "o.png",
                  "--jpeg-quality", 0)

@@ -78,7 +78,7 @@ def test_no_bf16_option_reaches_the_config(monkeypatch, tmp_path):
     from nnst_hr.cli import app
 
     seen = []
-    monkeypatch.setattr(nnst_hr.run, "run_files", lambda content, style, output, options: seen.append(options))
+    monkeypatch.setattr(nnst_hr.run, "run_files", lambda c, s, o, options, **kwargs: seen.append(options))
     for flag, expected in (([], True), (["--no-bf16"], False), (["--bf16"], True)):
         result = CliRunner().invoke(app, ["run", "c.png", "s.png", "-o", str(tmp_path / "o.png"), *flag])
         assert result.exit_code == 0, result.output

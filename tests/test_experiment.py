@@ -542,7 +542,8 @@ def _toml(folder: Path, text: str):
 
 @pytest.mark.parametrize("value", ["size = 8", "out_size = 8", "steps = -1", "split_steps = -1", "alpha = 2.0",
                                    "guide_weight = 2.0", "seed = -1", "nnst_weight = nan", "mask_weight = -1.0",
-                                   "uniformity = inf", "max_search_size = 8", "finest_steps = -1"])
+                                   "uniformity = inf", "max_search_size = 8", "finest_steps = -1",
+                                   "out_size = 262145", "max_search_size = 16385"])
 @pytest.mark.parametrize("table", ["fixed", "axes", "pair"])
 def test_plan_values_out_of_range_are_named_by_their_plan_key(folder, value, table):
     """Was "fixed.seed: --seed must be ...": the run command's option, which a plan has not."""
@@ -565,6 +566,9 @@ def test_plan_values_out_of_range_are_named_by_their_plan_key(folder, value, tab
     (GOOD_PAIR + "[axes]\nsteps = [1.5]\n", "axes.steps[0]: must be int"),
     (GOOD_PAIR + "[fixed]\nsize = 8\n", "fixed.size: size must be at least"),
     (GOOD_PAIR + "[fixed]\nsize = 9223372036854775807\n", "fixed.size: size must be at most 32768 px"),
+    (GOOD_PAIR + "[fixed]\nout_size = 9223372036854775807\n", "fixed.out_size: out_size must be at most 262144 px"),
+    (GOOD_PAIR + "[fixed]\nprint = \"A0\"\ndpi = 9000\n", "fixed.print: print A0 at 9000 dpi is 421299 px long, "
+     "more than the 262144 px a poster may have; use a smaller print or dpi 5600 or less"),
     (GOOD_PAIR + "[fixed]\nrotate = 1\n", "fixed.rotate: must be bool"),
     (GOOD_PAIR + "[sweep]\nalpha = [1]\n", "sweep: unknown table"),
     ('[[pair]]\ncontent = "nope.png"\nstyle = "s.png"\n', "pair[0].content: no such file"),

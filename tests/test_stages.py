@@ -192,7 +192,7 @@ def test_config_json_reproduces_the_run_and_the_command_line_overrides_it(tmp_pa
     assert written["nnst"] == json.loads(config.read_text())["nnst"] and written["dpi"] == 150
 
     captured = {}
-    monkeypatch.setattr("nnst_hr.run.run_files", lambda *args: captured.update(args=args))
+    monkeypatch.setattr("nnst_hr.run.run_files", lambda *args, **kwargs: captured.update(args=args))
     given = runner.invoke(app, ["run", "--config", str(config), "--seed", "9", "--dpi", "300", "--rotate"])
     assert given.exit_code == 0, given.output
     content_path, style_path, output, options = captured["args"]
