@@ -843,7 +843,7 @@ def _check_image_to_write(image: np.ndarray) -> None:
     if not (np.isfinite(low) and np.isfinite(high)):
         raise InputError(f"the image has NaN or infinite values: give {want}, e.g. np.nan_to_num(image)")
     if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:  # 0..255 floats were clipped to a white image, no error
-        raise InputError(f"the image has values from {low:g} to {high:g}: give {want} "
+        raise InputError(f"the image has values from {low:g} to {high:g}: give floats in [0, 1] "
                          f"(8-bit values: divide by 255; 16-bit: by 65535)")
 
 
