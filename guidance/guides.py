@@ -11,8 +11,12 @@ of them inside it (area averaging, as ``cv2.INTER_AREA`` when shrinking). These 
 that features bilinearly resized to ``(h, w)`` (without ``align_corners``) stand for.
 """
 
+import numbers
+
 import numpy as np
 from scipy import sparse
+
+from guidance.errors import MaskError
 
 TIE_TOLERANCE = 1e-9  # shares this close count as a tie (they differ by float rounding only)
 
@@ -69,6 +73,12 @@ def guide_channels(labels: np.ndarray, n_labels: int, out_hw: tuple[int, int]) -
     Exactly one-hot when ``out_hw == (H, W)``; channels sum to 1 in cells without unguided
     pixels, to the guided share otherwise.
 
+    Raises
+    ------
+    MaskError
+        ``labels`` not an integer ``(H, W)`` map in ``-1 .. n_labels - 1``, ``n_labels`` not an integer
+        ``>= 0``, or ``out_hw`` not two positive integers.
+
     Examples
     --------
     >>> labels = np.array([[0, 0, 1, 1], [0, 0, 1, -1]])
@@ -76,7 +86,14 @@ def guide_channels(labels: np.ndarray, n_labels: int, out_hw: tuple[int, int]) -
     array([[1.  , 0.  ],
            [0.  , 0.75]], dtype=float32)
     """
-    return _area_average(np.asarray(labels), n_labels, out_hw).astype(np.float32)
+    labels = _checked_labels(labels)
+    if not (isinstance(n_labels, numbers.Integral) and not isinstance(n_labels, bool) and n_labels >= 0):
+        raise MaskError(f"n_labels must be an integer >= 0, e.g. MaskPair.n_labels; got {n_labels!r}")
+    high = int(labels.max())
+    if high >= n_labels:  # added to no channel, silently
+        raise MaskError(f"labels go up to {high}, but n_labels is {n_labels} (labels 0 .. {n_labels - 1}); "
+                        f"give the n_labels of the MaskPair the labels came from")
+    return _area_average(labels, n_labels, _checked_grid(out_hw)).astype(np.float32)
 
 
 def hard_labels_at(labels: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
@@ -91,18 +108,45 @@ def hard_labels_at(labels: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     -------
     int32 (h, w): the label (or ``-1``) covering the largest share of each cell, by the same
     area weights as :func:`guide_channels`. Ties go to ``-1``, then to the lower label.
+    :class:`MaskError` as :func:`guide_channels`.
 
     Examples
     --------
     >>> hard_labels_at(np.array([[0, 0, 1], [-1, 1, 1]]), (1, 1))
     array([[1]], dtype=int32)
     """
-    labels = np.asarray(labels)
-    n_labels = int(labels.max()) + 1 if labels.size else 0
-    channels = _area_average(labels, n_labels, out_hw)
+    labels = _checked_labels(labels)
+    n_labels = int(labels.max()) + 1
+    channels = _area_average(labels, n_labels, _checked_grid(out_hw))
     shares = np.concatenate([1.0 - channels.sum(axis=0, keepdims=True), channels])
     # The first share within rounding of the largest, so that exact ties break by label order.
     return ((shares >= shares.max(axis=0) - TIE_TOLERANCE).argmax(axis=0) - 1).astype(np.int32)
+
+
+def _checked_labels(labels) -> np.ndarray:
+    """``labels`` as an array, refused (:class:`MaskError`) unless an integer ``(H, W)`` map with both sides
+    positive and no label below -1: a float map's fractional labels and a -2 added to no channel, silently,
+    and an empty map divided by zero."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or min(labels.shape) < 1:
+        raise MaskError(f"labels must be an (H, W) label map, got shape {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise MaskError(f"labels must hold integers (-1: unguided), got {labels.dtype}; "
+                        f"e.g. labels.astype(np.int32)")
+    if int(labels.min()) < -1:
+        raise MaskError(f"labels must be -1 (unguided) or a label index 0, 1, ...; got {int(labels.min())}")
+    return labels
+
+
+def _checked_grid(out_hw) -> tuple[int, int]:
+    """``out_hw`` as ``(h, w)``, refused (:class:`MaskError`) unless two positive integers: a zero side was
+    a ZeroDivisionError in :func:`area_weights`."""
+    ok = (isinstance(out_hw, tuple | list) and len(out_hw) == 2
+          and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in out_hw))
+    if not ok:
+        raise MaskError(f"out_hw must be (h, w) of the grid, two positive integers, e.g. features.shape[-2:]; "
+                        f"got {out_hw!r}")
+    return int(out_hw[0]), int(out_hw[1])
 
 
 def _area_average(labels: np.ndarray, n_labels: int, out_hw: tuple[int, int]) -> np.ndarray:

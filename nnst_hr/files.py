@@ -76,6 +76,7 @@ __all__ = [
     "check_write_options",
     "decode_image",
     "empty_file_message",
+    "exists_message",
     "exif_orientation",
     "image_shape",
     "load_npz",
@@ -781,18 +782,13 @@ def write_image(
     InputError
         Bad extension, bit depth, quality or dpi; existing file without
         ``overwrite``; missing folder; values far outside [0, 1] (0..255 floats).
-    ValueError
-        ``image`` is not a finite ``(H, W, 3)`` float array.
+        ``image`` not a finite ``(H, W, 3)`` float array (the message names the conversion, e.g.
+        ``/ 255`` for uint8).
     """
     path = Path(path)
     bits = _bit_depth(path, bit_depth)
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype.kind != "f" or min(image.shape[:2]) < 1:
-        raise ValueError(f"expected a float image of shape (H, W, 3), got {image.dtype} {image.shape}")
-    low, high = float(image.min()), float(image.max())  # NaN propagates: _code_values names it
-    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:  # 0..255 floats were clipped to a white image, no error
-        raise InputError(f"the image has values from {low:g} to {high:g}: give floats in [0, 1] "
-                         f"(8-bit values: divide by 255; 16-bit: by 65535)")
+    _check_image_to_write(image)
     check_write_options(jpeg_quality, dpi)
     codes = _code_values(image, bits)
     profile = srgb_profile()
@@ -822,22 +818,54 @@ def write_image(
     return path
 
 
+def _check_image_to_write(image: np.ndarray) -> None:
+    """Refuse (:class:`InputError`) an image :func:`write_image` cannot write, naming the conversion, in the
+    words of ``nnst_hr.tensors.check_image`` (the API's inputs): a uint8 array was a bare ValueError
+    with no hint, and 0..255 floats were clipped to a white image."""
+    want = "float (H, W, 3) sRGB in [0, 1]"
+    shape = image.shape
+    if image.ndim == 2:
+        raise InputError(f"the image has shape {shape}, one grey channel: give {want}, "
+                         f"e.g. np.repeat(image[..., None], 3, axis=2)")
+    if image.ndim == 3 and shape[2] != 3 and shape[0] == 3:
+        raise InputError(f"the image has shape {shape}, channels first: give {want}, e.g. np.moveaxis(image, 0, 2)")
+    if image.ndim == 3 and shape[2] == 4:
+        raise InputError(f"the image has shape {shape}, RGBA: give {want}, e.g. image[..., :3] composited "
+                         f"on a background")
+    if image.ndim != 3 or shape[2] != 3:
+        raise InputError(f"the image has shape {shape}: give {want}")
+    if image.dtype.kind != "f":
+        scale = f" / {_integer_scale(image)}" if image.dtype.kind in "ui" else ""
+        raise InputError(f"the image is of type {image.dtype}: give {want}, e.g. image.astype(np.float32){scale}")
+    if image.size == 0:
+        raise InputError(f"the image has shape {shape}, no pixels: give {want}")
+    low, high = float(image.min()), float(image.max())  # NaN and inf propagate; no temporary the size of image
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise InputError(f"the image has NaN or infinite values: give {want}, e.g. np.nan_to_num(image)")
+    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:  # 0..255 floats were clipped to a white image, no error
+        raise InputError(f"the image has values from {low:g} to {high:g}: give floats in [0, 1] "
+                         f"(8-bit values: divide by 255; 16-bit: by 65535)")
+
+
+def _integer_scale(image: np.ndarray) -> int:
+    """The full scale of an integer image: its type's for 8 and 16 bits; for wider types (an int64 array
+    of 8-bit values, as arithmetic gives them) 255 or 65535 when its values fit, else its type's."""
+    top = np.iinfo(image.dtype).max
+    if top <= 65535 or image.size == 0:
+        return top
+    high = int(image.max())
+    return 255 if high <= 255 else 65535 if high <= 65535 else top
+
+
 def _code_values(image: np.ndarray, bits: int) -> np.ndarray:
     """``image`` clipped to [0, 1] and rounded to ``bits``-bit code values, C-contiguous.
 
     Works in bands of :data:`WRITE_ROWS` rows, so a 70 MP poster needs no full-size
-    float temporaries (each would be 840 MB).
-
-    Raises
-    ------
-    ValueError
-        ``image`` holds NaN or infinite values.
+    float temporaries (each would be 840 MB). ``image`` is finite (:func:`_check_image_to_write`).
     """
     codes = np.empty(image.shape, np.uint16 if bits == 16 else np.uint8)
     for y0 in range(0, image.shape[0], WRITE_ROWS):
         band = image[y0 : y0 + WRITE_ROWS]
-        if not np.isfinite(band).all():
-            raise ValueError("the image contains NaN or infinite values")
         codes[y0 : y0 + WRITE_ROWS] = np.rint(np.clip(band, 0, 1) * (2**bits - 1))
     return codes
 
@@ -866,13 +894,24 @@ def _check_folder(path: Path) -> None:
         raise InputError(f"{path}: the folder {folder} does not exist; create it first")
 
 
+def exists_message(path: str | os.PathLike) -> str:
+    """The refusal of an existing output without ``overwrite``. The command line (``--overwrite``) and the
+    Python API (``overwrite=True``) reach the same functions, and a call from Python sets no naming
+    (:func:`nnst_hr.config.values_from`) that tells them apart, so the message names both fixes.
+
+    >>> exists_message("out.png")
+    'out.png already exists; pass --overwrite (overwrite=True in Python) to replace it or choose another name'
+    """
+    return f"{path} already exists; pass --overwrite (overwrite=True in Python) to replace it or choose another name"
+
+
 def _check_destination(path: Path, overwrite: bool) -> None:
     _check_folder(path)
     folder = path.parent
     if path.is_dir():
         raise InputError(f"{path} is a folder; give a file name")
     if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another name")
+        raise InputError(exists_message(path))
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"{path}: the folder {folder} is not writable; choose another folder")
 
@@ -982,10 +1021,10 @@ def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, path)  # atomic and refuses an existing target
     except FileExistsError as exc:
-        raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another name") from exc
+        raise InputError(exists_message(path)) from exc
     except OSError:  # a file system without hard links
         if path.exists():
-            raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another name") from None
+            raise InputError(exists_message(path)) from None
         os.replace(tmp, path)
         return
     tmp.unlink()

@@ -423,6 +423,24 @@ def scale_checkpoint_name(index: int) -> str:
     return f"scale{index}"
 
 
+def check_state_names(start_from: Mapping, n_scales: int) -> None:
+    """Refuse (:class:`InputError`) a ``start_from`` name that is no state of a run of ``n_scales`` scales
+    (:func:`scale_checkpoint_name`): it was ignored, silently, and its scale recomputed.
+
+    >>> check_state_names({"scale0": None, "scale_1": None}, 3)
+    Traceback (most recent call last):
+    ...
+    nnst_hr.errors.InputError: start_from has 'scale_1', which is no state of this run: its states are scale0, \
+scale1, scale2, as on_checkpoint(name, state) handed them out
+    """
+    names = [scale_checkpoint_name(index) for index in range(n_scales)]
+    unknown = [name for name in start_from if name not in names]
+    if unknown:
+        listed = ", ".join(map(repr, unknown))
+        raise InputError(f"start_from has {listed}, which {'is' if len(unknown) == 1 else 'are'} no state of this "
+                         f"run: its states are {', '.join(names)}, as on_checkpoint(name, state) handed them out")
+
+
 def check_short_sides(shapes: Mapping[str, tuple[int, int]], size: int, minimum: int = MIN_SIZE) -> None:
     """Refuse images whose short side, resized to the long side ``size`` as NNST resizes them, is below ``minimum``.
 
@@ -466,7 +484,8 @@ def synthesize_nnst(
     weights : VGG16 weights file (see :mod:`nnst_hr.weights`); None searches the usual places
     progress : a :class:`Progress` reporter (silent when None)
     start_from : states that ``on_checkpoint`` handed out in an earlier call with the same
-        arguments, by name; the scales they finish are not recomputed
+        arguments, by name; the scales they finish are not recomputed (a name that is no
+        scale of this call is an :class:`InputError` listing them)
     on_checkpoint : called as ``on_checkpoint(name, image)`` after each scale with its
         state, float32 ``(H, W, 3)`` (not clipped); keep it to resume later
 
@@ -490,6 +509,7 @@ def synthesize_nnst(
 
     total = time.perf_counter()
     check_short_sides({"the content": content.shape[:2], "the style": style.shape[:2]}, config.size)
+    check_state_names(start_from or {}, scale_count(long_side_shape(content.shape[:2], config.size), config))
     runner = _Stylizer(config, MaskGuides(masks, config, resolve_device(config.device)) if masks is not None else None,
                        progress, weights)
     device = runner.device

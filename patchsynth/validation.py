@@ -6,9 +6,15 @@ import numpy as np
 
 from .errors import PatchSynthError
 
+# Values farther than this outside [0, 1] are not [0, 1] channels (0..255 floats); features are quantized to
+# 8 bits over [0, 1], so such values saturate. A little outside is fine (clipped): the poster's target guide
+# is NNST's unclipped result, resized.
+RANGE_SLACK = 1.0
+
 
 def check_images(source, source_guides, target_guides, max_style_channels, max_guide_channels):
-    """Check the three images: ``float32 (H, W, C)`` arrays with matching sizes and channel counts."""
+    """Check the three images: finite ``float32 (H, W, C)`` arrays of values near [0, 1] with matching sizes and
+    channel counts."""
     for name, image in (("source", source), ("source_guides", source_guides),
                         ("target_guides", target_guides)):
         if not isinstance(image, np.ndarray):
@@ -19,14 +25,16 @@ def check_images(source, source_guides, target_guides, max_style_channels, max_g
                 f"image[..., None]"
             )
         if image.dtype != np.float32:
-            raise PatchSynthError(
-                f"{name} must be float32 in [0, 1], got {image.dtype}; convert it with "
-                f".astype(numpy.float32)"
-            )
+            raise PatchSynthError(f"{name} must be float32, got {image.dtype}; convert it with "
+                                  f"{_conversion(image)}")
         if min(image.shape[:2]) < 1:
             raise PatchSynthError(f"{name} is empty: shape {image.shape}")
-        if not np.isfinite(image).all():
+        low, high = float(image.min()), float(image.max())  # NaN and inf propagate; no temporary the size of image
+        if not (np.isfinite(low) and np.isfinite(high)):
             raise PatchSynthError(f"{name} contains NaN or infinite values")
+        if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:  # saturated 8-bit features: a result of garbage
+            raise PatchSynthError(f"{name} has values from {low:g} to {high:g}: give values in [0, 1] "
+                                  f"(8-bit values: divide by 255; 16-bit: by 65535)")
     if not 1 <= source.shape[2] <= max_style_channels:
         raise PatchSynthError(
             f"source must have 1 to {max_style_channels} channels, got {source.shape[2]}"
@@ -46,6 +54,13 @@ def check_images(source, source_guides, target_guides, max_style_channels, max_g
             f"target_guides has {target_guides.shape[2]} channels but source_guides has "
             f"{source_guides.shape[2]}; pass the same guides for source and target"
         )
+
+
+def _conversion(image):
+    """How to make ``image`` float32 in [0, 1]: integers scaled by their type's full scale (uint8: / 255)."""
+    if image.dtype.kind == "u" and image.dtype.itemsize <= 2:
+        return f".astype(numpy.float32) / {np.iinfo(image.dtype).max}"
+    return ".astype(numpy.float32)"
 
 
 def channel_weights(weight, channels, name):

@@ -561,20 +561,36 @@ def test_check_output_path_refuses_early(tmp_path):
 
 
 def test_existing_output_is_refused_without_overwrite(tmp_path):
+    """From Python the fix is overwrite=True: the message said only "--overwrite", the command line's option."""
     path = tmp_path / "out.png"
     path.write_bytes(b"precious")
-    with pytest.raises(InputError, match="--overwrite"):
-        write_image(path, structured())
+    for attempt in (lambda: write_image(path, structured()), lambda: atomic_write_bytes(path, b"", overwrite=False),
+                    lambda: check_output_path(path, overwrite=False)):
+        with pytest.raises(InputError, match=r"pass --overwrite \(overwrite=True in Python\)"):
+            attempt()
     assert path.read_bytes() == b"precious"
     write_image(path, structured(), overwrite=True)
     np.testing.assert_array_equal(read_image(path), quantised(structured(), 8))
 
 
+@pytest.mark.parametrize(("image", "message"), [
+    (np.zeros((H, W, 2), np.float32), r"shape \(24, 40, 2\): give float \(H, W, 3\)"),
+    (np.zeros((3, H, W), np.float32), r"channels first: .*np\.moveaxis\(image, 0, 2\)"),
+    (np.zeros((H, W), np.float32), r"one grey channel: .*np\.repeat"),
+    (np.zeros((H, W, 3), np.uint8), r"of type uint8: .*image\.astype\(np\.float32\) / 255$"),
+    (np.zeros((H, W, 3), np.uint16), r"of type uint16: .*image\.astype\(np\.float32\) / 65535$"),
+    (np.full((H, W, 3), 200, np.int64), r"of type int64: .*image\.astype\(np\.float32\) / 255$"),
+    (np.full((2, 2, 3), np.nan, np.float32), "NaN or infinite values"),
+    (np.full((2, 2, 3), 255.0, np.float32), "values from 255 to 255: .*divide by 255"),
+])
+def test_arrays_that_are_no_float_rgb_are_one_input_error_naming_the_conversion(tmp_path, image, message):
+    """A uint8 image was a bare ValueError ("expected a float image") with no conversion; nothing is written."""
+    with pytest.raises(InputError, match=message):
+        write_image(tmp_path / "a.png", image)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_arrays_and_the_caller_array_is_not_modified(tmp_path):
-    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        write_image(tmp_path / "a.png", structured()[..., :2])
-    with pytest.raises(ValueError, match="NaN"):
-        write_image(tmp_path / "a.png", np.full((2, 2, 3), np.nan, np.float32))
     image = structured() * 2 - 0.5
     original = image.copy()
     write_image(tmp_path / "a.png", image)

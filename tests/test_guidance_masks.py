@@ -477,6 +477,28 @@ def test_integer_factor_guides_are_block_means():
     np.testing.assert_allclose(guide_channels(labels, 3, (8, 12)), blocks, atol=1e-7)
 
 
+@pytest.mark.parametrize(("labels", "n_labels", "out_hw", "message"), [
+    (np.zeros((4, 6), np.int32), 1, (0, 10), r"out_hw must be \(h, w\) .* got \(0, 10\)"),  # ZeroDivisionError
+    (np.zeros((4, 6), np.int32), 1, 3, r"out_hw .* got 3"),
+    (np.full((4, 6), 2, np.int32), 2, (2, 3), "labels go up to 2, but n_labels is 2"),  # ignored: no channel had it
+    (np.full((4, 6), -2, np.int32), 2, (2, 3), "-1 \\(unguided\\) .* got -2"),
+    (np.zeros((4, 6)), 1, (2, 3), "must hold integers .* got float64"),
+    (np.zeros((0, 6), np.int32), 1, (2, 3), r"\(H, W\) label map, got shape \(0, 6\)"),
+    (np.zeros((4, 6), np.int32), 1.0, (2, 3), "n_labels must be an integer"),
+])
+def test_guide_channels_refuse_what_is_no_label_map_grid_or_count(labels, n_labels, out_hw, message):
+    with pytest.raises(MaskError, match=message):
+        guide_channels(labels, n_labels, out_hw)
+
+
+def test_hard_labels_refuse_an_empty_grid_and_labels_below_minus_one():
+    labels = np.zeros((4, 6), np.int32)
+    with pytest.raises(MaskError, match="out_hw"):
+        hard_labels_at(labels, (2, 0))
+    with pytest.raises(MaskError, match="got -3"):
+        hard_labels_at(labels - 3, (2, 3))
+
+
 def test_area_weights_rows_sum_to_one():
     for n_in, n_out in ((10, 10), (10, 3), (7, 4), (3, 7), (1000, 250)):
         weights = area_weights(n_in, n_out).toarray()

@@ -357,6 +357,14 @@ def test_max_search_size_votes_the_upsampled_field(texture):
         (dict(init_field=np.full((4, 4, 2), 8)), "outside"),
         (dict(guide_weights=[1.0, 2.0]), "guide_weights"),
         (dict(search_vote_iters=-1), "search_vote_iters"),
+        # 0..255 floats saturated the 8-bit features (a garbage result, no error)
+        (dict(source=np.full((8, 8, 3), 255, np.float32)), r"^source has values from 255 to 255: .*divide by 255"),
+        (dict(target_guides=np.full((6, 6, 1), -3, np.float32)), r"^target_guides has values from -3 to -3"),
+        (dict(source_guides=np.full((8, 8, 1), np.inf, np.float32)), r"^source_guides contains NaN or infinite"),
+        # the dtype is the problem, not the range: the message said "must be float32 in [0, 1]"
+        (dict(source_guides=np.zeros((8, 8, 1))), r"^source_guides must be float32, got float64; .*float32\)$"),
+        (dict(source=np.zeros((8, 8, 3), np.uint8)), r"must be float32, got uint8; .*float32\) / 255$"),
+        (dict(source=np.zeros((8, 8, 3), np.uint16)), r"got uint16; .*float32\) / 65535$"),
     ],
 )
 def test_bad_input_raises_a_clear_error(change, message):
@@ -367,6 +375,13 @@ def test_bad_input_raises_a_clear_error(change, message):
     with pytest.raises(patchsynth.PatchSynthError, match=message):
         patchsynth.synthesize(args.pop("source"), args.pop("source_guides"),
                               args.pop("target_guides"), **args)
+
+
+def test_values_a_little_outside_unit_range_are_accepted():
+    """The poster's target guide is NNST's unclipped result, resized: it strays a little outside [0, 1]."""
+    guides = np.linspace(-0.2, 1.2, 64, dtype=np.float32).reshape(8, 8, 1)
+    result = patchsynth.synthesize(np.zeros((8, 8, 3), np.float32), guides, guides, patch_size=3, levels=1)
+    assert result.image.shape == (8, 8, 3)
 
 
 def test_a_sweep_visits_every_pixel_once_across_dithered_strips():

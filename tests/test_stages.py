@@ -85,6 +85,22 @@ def test_every_checkpoint_handed_back_skips_its_scale(images, monkeypatch):
         synthesize_nnst(content, style, config, start_from={"scale0": saved["scale0"]})
 
 
+def test_a_start_from_name_that_is_no_state_of_the_run_is_refused_naming_the_states(images, monkeypatch):
+    """A misspelt name, or one of a run with more scales, was ignored silently and its scale recomputed."""
+    content, style = images
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("refused only after work began")
+
+    monkeypatch.setattr(nnst_module, "fit_hypercolumns", no_work)
+    state = np.zeros((36, 44, 3), np.float32)
+    for start_from, named in (({"scale_0": state}, "'scale_0', which is"), ({"scale0": state, "scale2": state,
+                                                                             0: state}, "'scale2', 0, which are")):
+        with pytest.raises(InputError, match=rf"^start_from has {named} no state of this run: its states are "
+                                             r"scale0, scale1, as on_checkpoint"):
+            synthesize_nnst(content, style, replace(CONFIG, split_steps=0), start_from=start_from)
+
+
 def test_a_saved_state_of_another_type_or_with_nan_is_recomputed_with_a_warning(images):
     """start_from took a uint8 or NaN state as it was: a garbled or NaN result; a list failed comparing names."""
     content, style = images
