@@ -819,31 +819,44 @@ def write_image(
 
 
 def _check_image_to_write(image: np.ndarray) -> None:
-    """Refuse (:class:`InputError`) an image :func:`write_image` cannot write, naming the conversion, in the
-    words of ``nnst_hr.tensors.check_image`` (the API's inputs): a uint8 array was a bare ValueError
-    with no hint, and 0..255 floats were clipped to a white image."""
-    want = "float (H, W, 3) sRGB in [0, 1]"
+    """Refuse (:class:`InputError`) an image :func:`write_image` cannot write, naming the conversion: a uint8
+    array was a bare ValueError with no hint, and 0..255 floats were clipped to a white image."""
+    check_float_image(image, "the image", want="float (H, W, 3) sRGB in [0, 1]",
+                      rgba_fix="image[..., :3] composited on a background", range_want="floats in [0, 1]")
+
+
+def check_float_image(image: np.ndarray, name: str, *, want: str, rgba_fix: str, range_want: str | None = None) -> None:
+    """Refuse (:class:`InputError`) an array that is not a finite floating-point ``(H, W, 3)`` image near
+    [0, 1], in one line naming the conversion (``want``: what to give; ``rgba_fix``: how to drop an alpha
+    channel; ``range_want``: what to give instead of values out of range, default ``want``).
+
+    The checks of the API's images (:func:`nnst_hr.tensors.check_image`) and of :func:`write_image`'s.
+
+    >>> check_float_image(np.zeros((2, 2, 3), np.uint8), "the image", want="floats", rgba_fix="")
+    Traceback (most recent call last):
+    ...
+    nnst_hr.errors.InputError: the image is of type uint8: give floats, e.g. image.astype(np.float32) / 255
+    """
     shape = image.shape
     if image.ndim == 2:
-        raise InputError(f"the image has shape {shape}, one grey channel: give {want}, "
+        raise InputError(f"{name} has shape {shape}, one grey channel: give {want}, "
                          f"e.g. np.repeat(image[..., None], 3, axis=2)")
     if image.ndim == 3 and shape[2] != 3 and shape[0] == 3:
-        raise InputError(f"the image has shape {shape}, channels first: give {want}, e.g. np.moveaxis(image, 0, 2)")
+        raise InputError(f"{name} has shape {shape}, channels first: give {want}, e.g. np.moveaxis(image, 0, 2)")
     if image.ndim == 3 and shape[2] == 4:
-        raise InputError(f"the image has shape {shape}, RGBA: give {want}, e.g. image[..., :3] composited "
-                         f"on a background")
+        raise InputError(f"{name} has shape {shape}, RGBA: give {want}, e.g. {rgba_fix}")
     if image.ndim != 3 or shape[2] != 3:
-        raise InputError(f"the image has shape {shape}: give {want}")
+        raise InputError(f"{name} has shape {shape}: give {want}")
     if image.dtype.kind != "f":
         scale = f" / {_integer_scale(image)}" if image.dtype.kind in "ui" else ""
-        raise InputError(f"the image is of type {image.dtype}: give {want}, e.g. image.astype(np.float32){scale}")
+        raise InputError(f"{name} is of type {image.dtype}: give {want}, e.g. image.astype(np.float32){scale}")
     if image.size == 0:
-        raise InputError(f"the image has shape {shape}, no pixels: give {want}")
+        raise InputError(f"{name} has shape {shape}, no pixels: give {want}")
     low, high = float(image.min()), float(image.max())  # NaN and inf propagate; no temporary the size of image
     if not (np.isfinite(low) and np.isfinite(high)):
-        raise InputError(f"the image has NaN or infinite values: give {want}, e.g. np.nan_to_num(image)")
+        raise InputError(f"{name} has NaN or infinite values: give {want}, e.g. np.nan_to_num(image)")
     if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:  # 0..255 floats were clipped to a white image, no error
-        raise InputError(f"the image has values from {low:g} to {high:g}: give floats in [0, 1] "
+        raise InputError(f"{name} has values from {low:g} to {high:g}: give {range_want or want} "
                          f"(8-bit values: divide by 255; 16-bit: by 65535)")
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
-from .files import RANGE_SLACK
+from .files import check_float_image
 from .memory import long_side_shape
 
 
@@ -41,29 +41,8 @@ def check_image(image, name: str) -> None:
     if not isinstance(image, np.ndarray):
         raise InputError(f"{name} is a {type(image).__name__}, not a NumPy array: give {want} "
                          f"(nnst_hr.files.read_image reads a file so)")
-    shape = image.shape
-    if image.ndim == 2:
-        raise InputError(f"{name} has shape {shape}, one grey channel: give {want}, "
-                         f"e.g. np.repeat(image[..., None], 3, axis=2)")
-    if image.ndim == 3 and shape[2] != 3 and shape[0] == 3:
-        raise InputError(f"{name} has shape {shape}, channels first: give {want}, e.g. np.moveaxis(image, 0, 2)")
-    if image.ndim == 3 and shape[2] == 4:
-        raise InputError(f"{name} has shape {shape}, RGBA: give {want}, e.g. image[..., :3] "
-                         f"(nnst_hr.files.read_image composites transparent pixels on white)")
-    if image.ndim != 3 or shape[2] != 3:
-        raise InputError(f"{name} has shape {shape}: give {want}")
-    if not np.issubdtype(image.dtype, np.floating):
-        scale = f" / {_integer_scale(image)}" if np.issubdtype(image.dtype, np.integer) else ""
-        raise InputError(f"{name} is of type {image.dtype}: give {want}, "
-                         f"e.g. image.astype(np.float32){scale}")
-    if image.size == 0:
-        raise InputError(f"{name} has shape {shape}, no pixels: give {want}")
-    low, high = float(image.min()), float(image.max())  # NaN and inf propagate; no temporary the size of image
-    if not (np.isfinite(low) and np.isfinite(high)):
-        raise InputError(f"{name} has NaN or infinite values: give {want}, e.g. np.nan_to_num(image)")
-    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
-        raise InputError(f"{name} has values from {low:g} to {high:g}: give {want} "
-                         f"(8-bit values: divide by 255; 16-bit: by 65535)")
+    check_float_image(image, name, want=want,
+                      rgba_fix="image[..., :3] (nnst_hr.files.read_image composites transparent pixels on white)")
 
 
 def check_config(config, cls: type, name: str) -> None:
@@ -97,16 +76,6 @@ def check_progress(progress) -> None:
 def _article(name: str) -> str:
     """'an' before a name read with a vowel sound (NNSTConfig: "en-en"), else 'a'."""
     return "an" if name[0] in "AEFHILMNORSXaeiou" else "a"
-
-
-def _integer_scale(image: np.ndarray) -> int:
-    """The full scale of an integer image: its type's for 8 and 16 bits; for wider types (an int64 array
-    of 8-bit values, as arithmetic gives them) 255 or 65535 when its values fit, else its type's."""
-    top = np.iinfo(image.dtype).max
-    if top <= 65535 or image.size == 0:
-        return top
-    high = int(image.max())
-    return 255 if high <= 255 else 65535 if high <= 65535 else top
 
 
 def check_masks(masks, content_shape: tuple[int, ...], style_shape: tuple[int, ...]) -> None:
