@@ -779,6 +779,18 @@ def test_workers_option_runs_on_local_single_threaded_processes(tmp_path):
         0.5 * sum(CONTENTS[0]) + 2.0 * sum(STYLE))
 
 
+def test_local_workers_let_go_of_a_stopped_stage_without_a_warning():
+    """Ctrl-C on `--workers 2` printed Dask's "Async instruction for <Task cancelled ...> ended with
+    CancelledError" from each worker running a stage, above the plan's one line."""
+    from nnst_hr.experiment.distributed import dask_client
+
+    def level(dask_worker=None):
+        return logging.getLogger("distributed.worker.state_machine").getEffectiveLevel()
+
+    with dask_client(workers=1) as client:
+        assert set(client.run(level).values()) == {logging.ERROR}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

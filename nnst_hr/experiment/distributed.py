@@ -874,6 +874,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *,
     cluster = local_cluster(workers, resources=_local_resources())
     try:
         with distributed.Client(cluster, set_as_default=False) as client:
+            client.run(_quiet_stopped_tasks)
             yield client
     finally:
         _close_quietly(cluster)
@@ -940,6 +941,14 @@ def local_cluster(n_workers: int, **worker_options):
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                         dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                         **worker_options)
+
+
+def _quiet_stopped_tasks() -> None:
+    """On a worker of this process's local cluster: no warning as it lets go of a task stopped for
+    its ended call (Ctrl-C printed Dask's "Async instruction for <Task cancelled ...> ended with
+    CancelledError" once per running stage, above the one line saying the plan stopped). Workers
+    of a cluster of the user's own keep their logging."""
+    logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
 
 def _close_quietly(cluster) -> None:
