@@ -322,10 +322,13 @@ class Progress:
 
     def skip(self, stage: str) -> None:
         """Count a planned ``stage`` as done without running it (resumed from a checkpoint)."""
+        self._skip(stage)
+        self.message(f"{stage}: resumed from checkpoint")
+
+    def _skip(self, stage: str) -> None:
         i = self._find(stage)
         if i is not None:
             self._skipped.add(i)
-        self.message(f"{stage}: resumed from checkpoint")
 
     def _find(self, stage: str) -> int | None:
         """Index of the next planned stage named ``stage`` (the current one if it has that name)."""

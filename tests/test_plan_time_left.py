@@ -19,7 +19,7 @@ from nnst_hr.experiment import progress as plan_progress
 from nnst_hr.experiment.cache import Cache
 from nnst_hr.experiment.graph import build_graph, read_inputs
 from nnst_hr.experiment.plan import parse_plan
-from nnst_hr.experiment.progress import PlanProgress, task_stages, task_work
+from nnst_hr.experiment.progress import PlanProgress, resumed_work, task_stages, task_work
 from nnst_hr.files import EXIF_ORIENTATION_TAG, decode_image, image_shape, write_image
 from nnst_hr.matching import APPROX_MIN_WORK
 from nnst_hr.nnst import nnst_work
@@ -163,18 +163,59 @@ def test_after_the_small_run_the_large_runs_time_left_is_known_within_a_third(fo
     assert not former == pytest.approx(_actual(graph, large), rel=1 / 3)
 
 
-def test_a_resumed_task_does_not_set_its_kinds_speed(folder, tmp_path, monkeypatch):
-    graph = _graph(folder, [("wide.png", "style.png")], "size = [128, 256]\n")
+def test_a_resumed_task_sets_its_kinds_speed_by_the_scales_it_ran(folder, tmp_path, monkeypatch):
+    graph = _graph(folder, [("wide.png", "style.png")], "size = [256, 512]\n")
     clock = Clock(monkeypatch)
     progress = PlanProgress(graph, Cache(tmp_path / "cache"), enabled=False)
     small, large = _tasks(graph, "nnst")
-    # the first NNST resumed from its saved scales: its 1 s is not the work of the whole task
+    plan = task_stages(graph, small)
+    assert [stage.name for stage in plan[:3]] == ["scale 64px", "scale 128px", "scale 256px"]
+    ran = _total(plan[2:])  # the finest scale, feature splitting and the final match
+    assert resumed_work(graph, small, ["scale0", "scale1"]) == pytest.approx(_total(plan[:2]), rel=1e-12)
+    assert resumed_work(graph, small, ["scale 64px", "scale 128px"]) == pytest.approx(_total(plan[:2]), rel=1e-12)
+    # the first NNST resumed from its two coarse scales, at 3x the priors: its kind's speed is 3, and the
+    # other stages' time left that speed times their whole work
+    for inputs in _tasks(graph, "inputs"):
+        clock.run(progress, inputs, 0.1)
     progress("start", small, {})
-    clock.t += 1.0
-    progress("done", small, {"seconds": 1.0, "resumed": ["scale0", "scale1"]})
-    assert "nnst" not in progress.spent
-    clock.run(progress, large, 3.0 * task_work(graph, large))  # negative control: a whole task sets it
-    assert progress.spent["nnst"] == pytest.approx([3.0 * task_work(graph, large), task_work(graph, large)])
+    clock.t += 3.0 * ran
+    progress("done", small, {"seconds": 3.0 * ran, "resumed": ["scale0", "scale1"]})
+    assert progress.spent["nnst"] == pytest.approx([3.0 * ran, ran], rel=1e-12)
+    rest = {key: task for key, task in graph.items() if task.stage != "inputs" and key != small.key}
+    assert progress.time_left() == pytest.approx(sum(3.0 * task_work(graph, task) for task in rest.values()),
+                                                 rel=1e-9)
+    # the whole task's work would have missed the speed by more than the rel above (the old code set none)
+    assert ran < 0.9 * task_work(graph, small)
+
+
+def test_a_running_resumed_task_sets_its_kinds_first_speed_by_the_scales_it_runs(folder, tmp_path, monkeypatch):
+    graph = _graph(folder, [("wide.png", "style.png")], "size = [256, 512]\n")
+    clock = Clock(monkeypatch)
+    speeds = {}
+    for how in ("in process", "relayed"):
+        progress = PlanProgress(graph, Cache(tmp_path / how.replace(" ", "_")), enabled=True, stream=io.StringIO())
+        small, large = _tasks(graph, "nnst")
+        for inputs in _tasks(graph, "inputs"):
+            clock.run(progress, inputs, 0.1)
+        stage = progress.reporter(small)
+        progress("start", small, {})
+        if how == "in process":
+            stage.plan(task_stages(graph, small))
+            stage.skip("scale 64px")
+            stage.skip("scale 128px")
+        else:  # a worker's RelayProgress, its reports handed to the stage as the client does
+            relay = plan_progress.RelayProgress("nnst", stage.relayed, interval=0.0)
+            relay.plan(task_stages(graph, small))
+            relay.skip("scale 64px")
+            relay.skip("scale 128px")
+        assert stage.skipped == ["scale 64px", "scale 128px"]
+        clock.t += 2.0
+        stage.left_s = 4.0  # its own estimate: 6 s for the scales it runs
+        speeds[how] = progress.time_left()
+    # every other stage at the speed of the scales it runs (color and scores borrow NNST's: one CPU)
+    rest = sum(task_work(graph, task) for task in graph.values() if task.stage != "inputs" and task != small)
+    expected = 4.0 + 6.0 / _total(task_stages(graph, small)[2:]) * rest
+    assert speeds == pytest.approx({"in process": expected, "relayed": expected}, rel=1e-9)
 
 
 def test_a_kind_not_measured_borrows_its_devices_speed_and_only_its_devices(folder, tmp_path, monkeypatch):

@@ -24,7 +24,8 @@ terms in :mod:`nnst_hr.workplan` at the inputs' sizes, read from their headers, 
 Per stage kind, the seconds its computed tasks took over their work is a speed factor, times the
 work of those still to run; a running stage that reports its steps counts its own estimate of what
 is left (also one on a worker), another running one its kind's estimate less the time it has run,
-and the first tasks of a kind set that kind's factor from their own estimates. A kind not measured
+and the first tasks of a kind set that kind's factor from their own estimates. A task resumed from
+saved scales counts the work of the scales it ran, not the whole task's. A kind not measured
 yet takes the pooled factor of the kinds measured on its device, as a run scales the priors of its
 terms; until one has been, the time left is not known. Once any kind has been measured, a CPU
 device none has run on (torch's, or the poster's Numba synthesis, a device of its own) takes its
@@ -40,7 +41,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import TextIO
 
@@ -53,7 +54,7 @@ from rich.text import Text
 from ..config import NNSTConfig
 from ..files import image_shape
 from ..memory import long_side_shape
-from ..nnst import nnst_work
+from ..nnst import nnst_work, scale_checkpoint_name
 from ..poster import poster_stages, scaled_shape
 from ..progress import FINISHED_BAR, REFRESH_INTERVAL_S, REPORT_INTERVAL_S, Progress, Stage, format_seconds
 from ..scores import NETWORK_MAX_SIDE, SWD_MAX_SAMPLES, SWD_PROJECTIONS
@@ -105,7 +106,35 @@ def task_work(graph: Graph, task: Task, shapes: dict | None = None) -> float:
     stages_ = task_stages(graph, task, shapes)
     if stages_ is None:
         return 1.0
-    return max(MIN_WORK, sum(units * part.prior for stage in stages_ for part, units in stage.work(setup=True)))
+    return max(MIN_WORK, _prior_seconds(stages_))
+
+
+def resumed_work(graph: Graph, task: Task, resumed: Collection[str], shapes: dict | None = None) -> float:
+    """The work, in prior-seconds, of the parts of ``task`` it resumed instead of running.
+
+    Parameters
+    ----------
+    graph, task, shapes
+        As for :func:`task_work`.
+    resumed : collection of str
+        The saved states it started from (``"scale0"``: after the coarsest scale, as a ``"done"``
+        event's ``resumed`` names them), or the names of the stages it skipped (``"scale 64px"``,
+        as :meth:`~nnst_hr.progress.Progress.skip` names them).
+
+    Returns
+    -------
+    float
+        Their work; 0 for none. ``task_work(...) - resumed_work(...)`` is what the task ran.
+    """
+    stages_ = task_stages(graph, task, shapes) if resumed else None
+    if not stages_:
+        return 0.0
+    return _prior_seconds([stage for i, stage in enumerate(stages_)
+                           if stage.name in resumed or (task.stage == "nnst" and scale_checkpoint_name(i) in resumed)])
+
+
+def _prior_seconds(stages_: list[Stage]) -> float:
+    return sum(units * part.prior for stage in stages_ for part, units in stage.work(setup=True))
 
 
 def task_device(graph: Graph, task: Task) -> str | None:
@@ -258,6 +287,11 @@ class StageProgress(Progress):
         self.done = 0.0  # fraction of the whole stage done, as of the latest report shown
         self.detail = ""
         self.worker = ""  # the worker running it ("" in this process)
+        self.skipped: list[str] = []  # the parts it resumed instead of running ("scale 64px")
+
+    def skip(self, stage: str) -> None:
+        self.skipped.append(stage)
+        super().skip(stage)
 
     @property
     def live(self) -> bool:
@@ -280,9 +314,12 @@ class StageProgress(Progress):
         Parameters
         ----------
         report : dict
-            ``{"message": text}``, or ``done`` (fraction of the stage), ``detail`` (its step),
-            ``left`` (seconds, or None) and ``elapsed`` (seconds since the stage began on the worker).
+            ``{"message": text}`` (with ``skipped``: the part it names was resumed), or ``done``
+            (fraction of the stage), ``detail`` (its step), ``left`` (seconds, or None) and
+            ``elapsed`` (seconds since the stage began on the worker).
         """
+        if "skipped" in report:
+            self.skipped.append(str(report["skipped"]))
         if "message" in report:
             self.message(str(report["message"]))
             return
@@ -353,6 +390,12 @@ class RelayProgress(Progress):
         """Send a stage's message (the poster's way of working)."""
         if self.send is not None:
             self._send({"message": str(text)})
+
+    def skip(self, stage: str) -> None:
+        """Send that a part was resumed: the plan's time left counts the work of the parts run."""
+        self._skip(stage)
+        if self.send is not None:
+            self._send({"message": f"{stage}: resumed from checkpoint", "skipped": str(stage)})
 
     def _send(self, report: dict) -> None:
         try:
@@ -448,10 +491,12 @@ class PlanProgress:
                 self._print(f"{head} failed: {info['message']} (runs {', '.join(str(r + 1) for r in task.run_ids)})")
             self._update_plan()
             return
-        if not info.get("resumed"):  # a resumed task's seconds leave out the scales it resumed from
+        # a resumed task's seconds are those of the scales it ran
+        ran = self._work_run(task, info.get("resumed") or ())
+        if ran > 0:
             spent = self.spent.setdefault(task.stage, [0.0, 0.0])
             spent[0] += info["seconds"]
-            spent[1] += self.work.get(task.key) or task_work(self.graph, task, self._shapes)
+            spent[1] += ran
         self._print(f"{head} done in {format_seconds(info['seconds'])}"
                     f"{' (resumed from ' + ', '.join(info['resumed']) + ')' if info.get('resumed') else ''}; "
                     f"plan: {format_seconds(time.perf_counter() - self.start)} so far, {self._left_text()}")
@@ -497,7 +542,7 @@ class PlanProgress:
             if self.todo[key].stage not in rates:
                 kind = first.setdefault(self.todo[key].stage, [0.0, 0.0])
                 kind[0] += self._ran(key, now) + left
-                kind[1] += self.work[key]
+                kind[1] += self._work_run(self.todo[key], self.stages[key].skipped)
         rates.update({stage: seconds / work for stage, (seconds, work) in first.items() if work > 0})
         rates.update(self._borrowed(rates, first))
         total = longest = 0.0
@@ -539,6 +584,11 @@ class PlanProgress:
             elif stage not in rates and device in ("cpu", NUMBA) and pooled:
                 out[stage] = 1.0
         return out
+
+    def _work_run(self, task: Task, resumed: Collection[str]) -> float:
+        """The work of ``task`` less that of the parts it resumed (:func:`resumed_work`)."""
+        whole = self.work.get(task.key) or task_work(self.graph, task, self._shapes)
+        return max(0.0, whole - resumed_work(self.graph, task, resumed, self._shapes)) if resumed else whole
 
     def _ran(self, key: str, now: float) -> float:
         """Seconds a running task has run (as its stage's reports say, else since its "start")."""
