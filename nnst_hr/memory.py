@@ -480,15 +480,22 @@ def check_fits(
     if by_limit:
         room, option, per_resident = limit
         what = "address space" if per_resident != 1 else "memory"
-        raise InputError(
-            f"this run needs about {format_bytes(found.ram * per_resident)} of {what} but {format_bytes(room)} are "
-            f"left under this process's limit ({option}): {hint}, or raise {option}"
-        )
+        raise InputError(f"this run needs about {_need(found.ram * per_resident, room)} of {what} but "
+                         f"{format_bytes(room)} are left under this process's limit ({option}): {hint}, or raise {option}")
     where, need = ("GPU memory", found.gpu) if on_gpu else ("memory", found.ram)
-    raise InputError(
-        f"this run needs about {format_bytes(need)} of {where} but {format_bytes(have)} are available: "
-        f"{hint}, or close other programs"
-    )
+    raise InputError(f"this run needs about {_need(need, have)} of {where} but {format_bytes(have)} are available: "
+                     f"{hint}, or close other programs")
+
+
+def _need(need: float, have: float) -> str:
+    """The estimate for a refusal, with its margin where the estimate alone would fit.
+
+    >>> _need(1.7 * 2**30, 1.8 * 2**30), _need(3 * 2**30, 2 * 2**30)
+    ('1.7 GB (1.9 GB with the 10% margin for its error)', '3.0 GB')
+    """
+    if need > have or need * HEADROOM <= have:
+        return format_bytes(need)
+    return f"{format_bytes(need)} ({format_bytes(need * HEADROOM)} with the {HEADROOM - 1:.0%} margin for its error)"
 
 
 def _first_fitting(last: int, fits_at: Callable[[int], bool]) -> int:

@@ -1908,3 +1908,17 @@ def test_the_python_api_refuses_masks_of_other_shapes_than_the_images():
     from nnst_hr.tensors import check_masks
 
     check_masks(masks, content.shape, style.shape)  # the control: the shapes it was loaded for
+
+
+def test_a_refusal_within_the_margin_shows_the_margin():
+    """"needs about 1.7 GB of memory but 1.8 GB are available" read as a fault of the check."""
+    shapes = ((900, 1600), (2341, 3200))
+    need = memory.RunSizes(*shapes, 512).peak().ram
+    with pytest.raises(InputError) as refused:
+        memory.check_fits(*shapes, size=512, ram=int(need * 1.05))
+    margin = f"about {memory.format_bytes(need)} ({memory.format_bytes(need * memory.HEADROOM)} with the 10% margin"
+    assert margin in str(refused.value) and f"but {memory.format_bytes(need * 1.05)} are available" in str(refused.value)
+    with pytest.raises(InputError) as refused:  # negative control: short of the estimate itself, no margin said
+        memory.check_fits(*shapes, size=512, ram=int(need * 0.5))
+    assert f"about {memory.format_bytes(need)} of memory but" in str(refused.value)
+    memory.check_fits(*shapes, size=512, ram=int(need * memory.HEADROOM) + 1)  # with the margin, it fits
