@@ -408,11 +408,11 @@ def run(
         if explicit("jpeg_quality") and written_as not in (None, "JPEG") and 1 <= jpeg_quality <= 100:
             notes.append(f"--jpeg-quality {jpeg_quality} is ignored: {paths.output} is written as {written_as}; "
                          "it applies to a .jpg output")
-        if config is not None and not given("output"):  # after the option errors: no info line before them
-            logging.getLogger(__name__).info(f"writing {paths.output}, the output recorded in {config} (-o to write "
-                                             "elsewhere)")
+        info = []  # said by the run too, once its checks pass
+        if config is not None and not given("output"):
+            info.append(f"writing {paths.output}, the output recorded in {config} (-o to write elsewhere)")
         resolved["options"] = options
-        run_files(paths.content, paths.style, paths.output, options, notes=notes)
+        run_files(paths.content, paths.style, paths.output, options, notes=notes, info=info)
 
     resolved = {}  # the options as the run got them (from --config too), for the out-of-memory line
     _guarded(action, lambda: _run_memory_hint(resolved.get("options")), RESUME_RUN, ctx)

@@ -481,7 +481,8 @@ def check_fits(
         room, option, per_resident = limit
         what = "address space" if per_resident != 1 else "memory"
         raise InputError(f"this run needs about {_need(found.ram * per_resident, room)} of {what} but "
-                         f"{format_bytes(room)} are left under this process's limit ({option}): {hint}, or raise {option}")
+                         f"{format_bytes(room)} are left under this process's limit ({option}): {hint}, "
+                         f"or raise {option}")
     where, need = ("GPU memory", found.gpu) if on_gpu else ("memory", found.ram)
     raise InputError(f"this run needs about {_need(need, have)} of {where} but {format_bytes(have)} are available: "
                      f"{hint}, or close other programs")

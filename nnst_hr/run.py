@@ -496,20 +496,21 @@ def load_inputs(content: Path, style: Path, options: RunOptions):
 
 
 def run_files(content: str | Path, style: str | Path, output: str | Path, options: RunOptions | None = None, *,
-              notes: Sequence[str] = ()) -> dict:
+              notes: Sequence[str] = (), info: Sequence[str] = ()) -> dict:
     """Stylize ``content`` after ``style`` and write ``output`` (format from its extension).
 
     Returns the timings dict (seconds per stage) that is also written to ``timings.json``.
     Holds the run folder's lock (:func:`nnst_hr.lock.run_lock`) throughout: a second run on
     the same output is refused instead of writing into the same folder. ``notes``: the caller's
     warnings about the options (the CLI's ignored ``--jpeg-quality``), issued with the run's own
-    once every check before the work has passed.
+    once every check before the work has passed; ``info``: its lines about the run (the CLI's
+    output taken from ``--config``), said then too, before the run's own.
     """
     output = check_output_file(output)  # a folder (`-o .`) has no run folder beside it
     _check_outside_run_folders(output)
     _check_apart(Path(content), Path(style), output, (options or RunOptions()).guide)
     with run_lock(run_folder(output)):
-        return _run_files(content, style, output, options, notes)
+        return _run_files(content, style, output, options, notes, info)
 
 
 @dataclass
@@ -627,12 +628,14 @@ def _warn_poster_below_nnst(options: RunOptions, plan) -> None:
                   f"extra detail: {fix}", stacklevel=3)
 
 
-def _run_files(content, style, output, options: RunOptions | None, notes: Sequence[str] = ()) -> dict:
+def _run_files(content, style, output, options: RunOptions | None, notes: Sequence[str] = (),
+               info: Sequence[str] = ()) -> dict:
     options = options or RunOptions()
     content, style, output = Path(content), Path(style), Path(output)
     progress = Progress(enabled=not options.quiet)
     # every check before the work first: its info line and warnings only for a run that will happen
     with _said_after_checks(progress.message, notes) as said:
+        said.lines.extend(info)
         check_run_options(options)
         check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth,
                           jpeg_quality=options.jpeg_quality, dpi=options.dpi)

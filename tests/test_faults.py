@@ -1116,7 +1116,7 @@ def test_config_without_o_writes_its_recorded_output_only_from_that_outputs_run_
     from nnst_hr import run as run_module
 
     got = {}
-    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options, **kwargs: got.update(output=o))
+    monkeypatch.setattr(run_module, "run_files", lambda c, s, o, options, **kwargs: got.update(output=o, **kwargs))
     content, style = pair(tmp_path)
     config = tmp_path / "out.run" / "config.json"
     config.parent.mkdir()
@@ -1124,7 +1124,8 @@ def test_config_without_o_writes_its_recorded_output_only_from_that_outputs_run_
                                   "style": str(style), "output": str(tmp_path / "out.png")}))
     result = cli("run", "--config", config)
     assert result.exit_code == 0 and Path(got["output"]) == tmp_path / "out.png", result.output
-    assert f"info: writing {tmp_path / 'out.png'}, the output recorded in {config}" in result.stderr
+    # said by the run once its checks pass (below), not before them
+    assert got["info"] == [f"writing {tmp_path / 'out.png'}, the output recorded in {config} (-o to write elsewhere)"]
     moved = tmp_path / "moved" / "p1.run"
     moved.parent.mkdir()
     config.parent.rename(moved)
@@ -1922,3 +1923,17 @@ def test_a_refusal_within_the_margin_shows_the_margin():
         memory.check_fits(*shapes, size=512, ram=int(need * 0.5))
     assert f"about {memory.format_bytes(need)} of memory but" in str(refused.value)
     memory.check_fits(*shapes, size=512, ram=int(need * memory.HEADROOM) + 1)  # with the margin, it fits
+
+
+def test_config_without_o_says_where_it_writes_only_for_a_run_that_passes_its_checks(cli, tmp_path):
+    """`run --config X.run/config.json` said "writing X" before refusing, since X exists, to write it."""
+    content, style = pair(tmp_path)
+    output = tmp_path / "out.png"
+    assert cli("run", content, style, "-o", output, *TINY, "-q").exit_code == 0
+    config = tmp_path / "out.run" / "config.json"
+    refused = cli("run", "--config", config)
+    assert_one_line_error(refused, 2, f"{output} already exists; pass --overwrite")
+    assert "writing" not in refused.stderr
+    result = cli("run", "--config", config, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert f"writing {output}, the output recorded in {config} (-o to write elsewhere)" in result.stderr.splitlines()
