@@ -116,9 +116,10 @@ def synthesize(
     source : float32 (Hs, Ws, Cs)
         Style channels in ``[0, 1]``, ``1 <= Cs <= 4``.
     source_guides : float32 (Hs, Ws, Cg)
-        Guide channels of the source, ``1 <= Cg <= 24``.
+        Guide channels of the source in ``[0, 1]`` (as the style; they are quantized to 8 bits
+        over it), ``1 <= Cg <= 24``.
     target_guides : float32 (Ht, Wt, Cg)
-        Guide channels of the target; the output has this size.
+        Guide channels of the target, likewise; the output has this size.
     style_weight : float or sequence of Cs floats
         Weight of the style channels: a number is the total, split evenly over the channels.
     guide_weights : float or sequence of Cg floats
