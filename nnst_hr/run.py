@@ -70,7 +70,7 @@ RUN_FILES = ("config.json", "nnst.png", "nnst_raw.png", NNF, NNST_STATE, POSTER_
 # config.json's entries besides the two configs: what read_run_config accepts (a missing one is None)
 RUN_CONFIG_TYPES = {"content": str | None, "style": str | None, "output": str | None, "guide": str | None,
                     "dpi": float | None, "jpeg_quality": int | None, "bit_depth": int | None, "print": str | None,
-                    "fit": Literal["crop", "pad"] | None}
+                    "fit": Literal["crop", "pad"] | None, "bleed": float | None}
 NNST_IMAGES = 3  # the NNST stage's color stage and the images it saves, in images written (for the time left)
 JPEG_MAX_SIDE = 65500  # libjpeg's largest image side (JPEG_MAX_DIMENSION; the format's fields would hold 65535)
 
@@ -90,6 +90,7 @@ class RunOptions:
     quiet: bool = False  # no progress on stderr
     print_size: str | None = None  # A3..A0 or WxH{in,cm,mm}: sets the poster size from `dpi` (nnst_hr.printing)
     fit: str = "crop"  # with print_size: crop the content to the print's aspect, or pad it (mirrored)
+    bleed: float = 0.0  # with print_size: mm of picture added on every side, which the print shop trims off
 
 
 def run_folder(output: Path) -> Path:
@@ -395,6 +396,7 @@ def read_run_config(path: str | Path) -> dict:
             bit_depth=data.get("bit_depth"),
             print_size=data.get("print"),
             fit=data.get("fit") or RunOptions.fit,
+            bleed=RunOptions.bleed if data.get("bleed") is None else data["bleed"],
         )
         with values_from("config"):  # "NNSTConfig.seed must be ...", "print 'A9' ...": not "--seed", "--print"
             check_run_options(options)
@@ -416,7 +418,10 @@ def check_run_options(options: RunOptions) -> None:
         if options.poster.out_size is not None:
             raise InputError(f"{option_label('--print')} sets the output size; leave out "
                              f"{field_label(PosterConfig, 'out_size')}")
-        check_print_options(options.print_size, options.dpi, options.fit)
+        check_print_options(options.print_size, options.dpi, options.fit, options.bleed)
+    elif options.bleed:
+        raise InputError(f"{option_label('--bleed')} applies to a print: give {option_label('--print')} too, or "
+                         f"leave out {option_label('--bleed')}")
     check_write_options(options.jpeg_quality, options.dpi)
 
 
@@ -428,9 +433,9 @@ def _check_output_side(output: Path, options: RunOptions) -> None:
     if OUTPUT_FORMATS.get(output.suffix.lower()) != "JPEG":
         return
     if options.print_size is not None:
-        from .printsize import parse_print_size, print_pixels, smaller_print_hint
+        from .printsize import bled, parse_print_size, print_pixels, smaller_print_hint
 
-        size = parse_print_size(options.print_size)
+        size = bled(parse_print_size(options.print_size), options.bleed)
         long_side = max(print_pixels(size, options.dpi, "portrait"))
         what = f"{option_label('--print')} {options.print_size} at {options.dpi} dpi"
         fix = smaller_print_hint(size, JPEG_MAX_SIDE)
@@ -643,7 +648,7 @@ def _run_files(content, style, output, options: RunOptions | None, notes: Sequen
         if options.print_size is not None:  # the content and the poster size follow the print (nnst_hr.printing)
             from .printing import fit_content, fit_labels, plan_print
 
-            plan = plan_print(content_img.shape[:2], options.print_size, options.dpi, options.fit)
+            plan = plan_print(content_img.shape[:2], options.print_size, options.dpi, options.fit, options.bleed)
             content_img, masks = fit_content(content_img, plan), fit_labels(masks, plan)
             options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))
             said.lines.append(plan.describe())
@@ -683,6 +688,7 @@ def _run_files(content, style, output, options: RunOptions | None, notes: Sequen
         "seed": options.nnst.seed, "device": options.nnst.device,
         "versions": _versions(), "dpi": options.dpi, "bit_depth": options.bit_depth,
         "jpeg_quality": options.jpeg_quality, "print": options.print_size, "fit": options.fit,
+        "bleed": options.bleed,
     })
 
     timings: dict[str, float] = {}
@@ -707,7 +713,7 @@ def _run_files(content, style, output, options: RunOptions | None, notes: Sequen
                 jpeg_quality=options.jpeg_quality, dpi=options.dpi)
     from .printing import write_proof
 
-    write_proof(folder / "proof.jpg", final, options.dpi)
+    write_proof(folder / "proof.jpg", final, options.dpi, trim=plan.trim if plan is not None else None)
     timings["total"] = time.perf_counter() - start
     _write_json(folder / "timings.json", timings)
     progress.message(f"wrote {output} ({final.shape[1]}x{final.shape[0]}) in {format_seconds(timings['total'])}")
