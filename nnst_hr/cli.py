@@ -337,11 +337,14 @@ def run(
             help="A run folder's config.json: rerun with its inputs and parameters; options given here win."),
     # --- print production (nnst_hr.printing)
     print_size: str | None = typer.Option(
-        None, "--print", help="Print size: A3, A2, A1, A0 or WxH in in/cm/mm (24x36in, 50x70cm); sets the "
+        None, "--print", help="Print size: A6 .. A0 or WxH in in/cm/mm (24x36in, 50x70cm); sets the "
         "output size from --dpi and the content's orientation."),
     fit: Fit = typer.Option(Fit.crop, help="--print: crop the content to the print's aspect, or pad it (mirrored)."),
     bleed: float = typer.Option(0.0, metavar="MM", help="--print: add MM of picture on every side, for the print "
                                 "shop to trim off (3 is usual); the proof shows the trim line."),
+    cmyk: Path | None = typer.Option(
+        None, **{**PATH_OPTION, "metavar": "PROFILE.icc"}, help="Write a CMYK TIFF for a press: the poster separated "
+        "through the print shop's CMYK output profile (FOGRA39, GRACoL, ...), embedded; proof.jpg is a soft proof."),
 ) -> None:
     """Stylize CONTENT after STYLE and write OUTPUT (and a resumable OUTPUT.run/ folder)."""
     if quiet:
@@ -377,7 +380,7 @@ def run(
         options = base["options"]
         options = pick(options, {"guide": None if no_guide else guide, "dpi": dpi, "jpeg_quality": jpeg_quality,
                                  "bit_depth": bit_depth, "print_size": print_size, "fit": fit.value,
-                                 "bleed": bleed})
+                                 "bleed": bleed, "cmyk": cmyk})
         options = replace(
             options,
             nnst=pick(options.nnst, {

@@ -317,15 +317,28 @@ def draw_trim_line(codes: np.ndarray, box: tuple[int, int, int, int]) -> np.ndar
     return codes
 
 
+def soft_proof(codes: np.ndarray, press: bytes) -> np.ndarray:
+    """8-bit sRGB ``codes`` ``(H, W, 3)`` as they print: separated into ink through the press's CMYK output
+    profile and that ink read back through it (:mod:`nnst_hr.icc`, both ways relative colorimetric with
+    black-point compensation), so colours the press cannot print show as it prints them."""
+    from .icc import cmyk_to_srgb, srgb_to_cmyk
+
+    ink = srgb_to_cmyk(codes.astype(np.float32) / np.float32(255), press)
+    return np.rint(cmyk_to_srgb(ink, press) * 255).astype(np.uint8)
+
+
 def write_proof(path: str | Path, image: np.ndarray, dpi: float, long_side: int = PROOF_LONG_SIDE,
-                trim: tuple[int, int, int, int] | None = None) -> Path:
+                trim: tuple[int, int, int, int] | None = None, press: bytes | None = None) -> Path:
     """Write the proof JPEG of ``image`` (sRGB profile; at most ``long_side`` px, at a whole DPI that describes
     the same physical size, :func:`proof_dpi`); with ``trim`` (``(top, left, height, width)`` in ``image``'s
-    pixels, :attr:`PrintPlan.trim`), its outline drawn (:func:`draw_trim_line`)."""
+    pixels, :attr:`PrintPlan.trim`), its outline drawn (:func:`draw_trim_line`); with ``press`` (a CMYK
+    output profile), a soft proof (:func:`soft_proof`: per pixel, the output's ink read back)."""
     from .files import write_image
 
     dots, side = proof_dpi(image.shape[:2], dpi, long_side)
     codes = np.asarray(proof_image(image, side))
+    if press is not None:  # at the proof's size: the conversion is per pixel, a full-size one costs GBs
+        codes = soft_proof(codes, press)
     if trim is not None and tuple(trim) != (0, 0, *image.shape[:2]):
         codes = draw_trim_line(codes.copy(), scale_box(trim, image.shape[:2], codes.shape[:2]))
     pixels = codes.astype(np.float32) / np.float32(255)

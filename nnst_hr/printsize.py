@@ -59,6 +59,8 @@ ISO_216_MM = {  # ISO 216 A series, short x long side in millimetres
     "A2": (420, 594),
     "A3": (297, 420),
     "A4": (210, 297),
+    "A5": (148, 210),  # flyers and test prints
+    "A6": (105, 148),
 }
 MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "in": 25.4}
 MM_PER_INCH = 25.4
@@ -81,7 +83,7 @@ class PrintSize:
 
 
 def parse_print_size(spec: str) -> PrintSize:
-    """``"A3"`` .. ``"A0"`` (ISO 216, also A4) or ``"WxH"`` + ``in``/``cm``/``mm`` -> :class:`PrintSize`.
+    """``"A6"`` .. ``"A0"`` (ISO 216) or ``"WxH"`` + ``in``/``cm``/``mm`` -> :class:`PrintSize`.
 
     The two sides may be given in either order; the orientation follows the content.
 

@@ -16,7 +16,7 @@ from helpers import needs_weights
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
-from nnst_hr import png, printing, printsize
+from nnst_hr import __version__, png, printing, printsize
 from nnst_hr.cli import app
 from nnst_hr.errors import InputError
 from nnst_hr.files import read_image, srgb_profile, write_image
@@ -313,6 +313,7 @@ def test_profile_and_dpi_in_every_format(tmp_path, name, bits):
             assert_srgb(bytes(tags[34675].value))  # InterColorProfile
             assert tags["XResolution"].value == (240, 1) and tags["YResolution"].value == (240, 1)
             assert tags["ResolutionUnit"].value == tifffile.RESUNIT.INCH
+            assert tags["Software"].value == f"nnst-hr {__version__}"  # this program, not the TIFF library
     if name.endswith(".png") and bits == 16:
         info = png.read_metadata(path.read_bytes())
         assert_srgb(info.icc_profile)
