@@ -400,7 +400,7 @@ def run(
                 options = replace(options, print_size=None, bleed=0.0)
         if config is not None:  # a file the earlier run read, moved or deleted since: say where its path came from
             for name, label, path in (("content", "CONTENT", paths.content), ("style", "STYLE", paths.style),
-                                      ("guide", "--guide", options.guide)):
+                                      ("guide", "--guide", options.guide), ("cmyk", "--cmyk", options.cmyk)):
                 if path is not None and not given(name) and not Path(path).exists():
                     raise InputError(f"{path} ({label} of the run in {config}) no longer exists; give {label} "
                                      "on the command line")
