@@ -337,9 +337,14 @@ def run(
             help="A run folder's config.json: rerun with its inputs and parameters; options given here win."),
     # --- print production (nnst_hr.printing)
     print_size: str | None = typer.Option(
-        None, "--print", help="Print size: A3, A2, A1, A0 or WxH in in/cm/mm (24x36in, 50x70cm); sets the "
+        None, "--print", help="Print size: A6 .. A0 or WxH in in/cm/mm (24x36in, 50x70cm); sets the "
         "output size from --dpi and the content's orientation."),
     fit: Fit = typer.Option(Fit.crop, help="--print: crop the content to the print's aspect, or pad it (mirrored)."),
+    bleed: float = typer.Option(0.0, metavar="MM", help="--print: add MM of picture on every side, for the print "
+                                "shop to trim off (3 is usual); the proof shows the trim line."),
+    cmyk: Path | None = typer.Option(
+        None, **{**PATH_OPTION, "metavar": "PROFILE.icc"}, help="Write a CMYK TIFF for a press: the poster separated "
+        "through the print shop's CMYK output profile (FOGRA39, GRACoL, ...), embedded; proof.jpg is a soft proof."),
 ) -> None:
     """Stylize CONTENT after STYLE and write OUTPUT (and a resumable OUTPUT.run/ folder)."""
     if quiet:
@@ -374,7 +379,8 @@ def run(
             _check_recorded_output(config, Path(paths.output))
         options = base["options"]
         options = pick(options, {"guide": None if no_guide else guide, "dpi": dpi, "jpeg_quality": jpeg_quality,
-                                 "bit_depth": bit_depth, "print_size": print_size, "fit": fit.value})
+                                 "bit_depth": bit_depth, "print_size": print_size, "fit": fit.value,
+                                 "bleed": bleed, "cmyk": cmyk})
         options = replace(
             options,
             nnst=pick(options.nnst, {
@@ -391,10 +397,10 @@ def run(
             if given("print_size") and not given("out_size"):
                 options = replace(options, poster=replace(options.poster, out_size=None))
             elif given("out_size") and not given("print_size"):
-                options = replace(options, print_size=None)
+                options = replace(options, print_size=None, bleed=0.0)
         if config is not None:  # a file the earlier run read, moved or deleted since: say where its path came from
             for name, label, path in (("content", "CONTENT", paths.content), ("style", "STYLE", paths.style),
-                                      ("guide", "--guide", options.guide)):
+                                      ("guide", "--guide", options.guide), ("cmyk", "--cmyk", options.cmyk)):
                 if path is not None and not given(name) and not Path(path).exists():
                     raise InputError(f"{path} ({label} of the run in {config}) no longer exists; give {label} "
                                      "on the command line")
@@ -550,10 +556,10 @@ def masks_check(
     _guarded(action, ctx=ctx)
 
 
-def _metrics_print_plan(image: Path, image_shape, content: Path, content_shape, print_size, dpi, fit):
+def _metrics_print_plan(image: Path, image_shape, content: Path, content_shape, print_size, dpi, fit, bleed=None):
     """The print plan IMAGE was made with (``nnst_hr.printing.PrintPlan``), or None where it is no print.
 
-    From ``--print``/``--dpi``/``--fit`` when given, else from IMAGE's run folder (its
+    From ``--print``/``--dpi``/``--fit``/``--bleed`` when given, else from IMAGE's run folder (its
     ``config.json``, as the run wrote it). A run folder that names another content file (by its
     SHA-256) is refused: its crop or pad belongs to that file; one whose print cannot be read is
     left out with a warning. Without a plan, a content of another aspect than IMAGE gets a
@@ -568,10 +574,11 @@ def _metrics_print_plan(image: Path, image_shape, content: Path, content_shape, 
     plan = source = None
     if print_size is not None:
         plan = plan_print(content_shape, print_size, RunOptions.dpi if dpi is None else dpi,
-                          fit.value if fit is not None else RunOptions.fit)
+                          fit.value if fit is not None else RunOptions.fit,
+                          RunOptions.bleed if bleed is None else bleed)
         source = "--print"
-    elif dpi is not None or fit is not None:
-        raise InputError("--dpi and --fit describe a print: give its --print too, or leave them out")
+    elif dpi is not None or fit is not None or bleed is not None:
+        raise InputError("--dpi, --fit and --bleed describe a print: give its --print too, or leave them out")
     else:
         config = run_folder(image) / "config.json"
         plan = _run_folder_print_plan(config, image, content, content_shape, log)
@@ -623,7 +630,7 @@ def _run_folder_print_plan(config: Path, image: Path, content: Path, content_sha
                          f"{content} fitted to that print")
     try:
         values = {}
-        for name in ("print", "dpi", "fit"):
+        for name in ("print", "dpi", "fit", "bleed"):
             try:
                 checked_value(RUN_CONFIG_TYPES[name], data.get(name), none="null")
                 values[name] = data.get(name)  # as written: a DPI of 300, not 300.0, in the messages
@@ -631,7 +638,8 @@ def _run_folder_print_plan(config: Path, image: Path, content: Path, content_sha
                 raise InputError(f"{name}: {exc}") from None
         with values_from("config"):  # "print 'B7' is not a print size", not "--print"
             dpi = RunOptions.dpi if values["dpi"] is None else values["dpi"]
-            return plan_print(content_shape, values["print"], dpi, values["fit"] or RunOptions.fit)
+            bleed = RunOptions.bleed if values["bleed"] is None else values["bleed"]
+            return plan_print(content_shape, values["print"], dpi, values["fit"] or RunOptions.fit, bleed)
     except InputError as exc:
         log.warning(f"{config} is not used: {exc}")
         return None
@@ -660,6 +668,7 @@ def metrics_command(
         "what IMAGE's run folder IMAGE.run/config.json says)."),
     dpi: int | None = typer.Option(None, help="With --print: the run's --dpi (default 300)."),
     fit: Fit | None = typer.Option(None, help="With --print: the run's --fit, crop (default) or pad."),
+    bleed: float | None = typer.Option(None, metavar="MM", help="With --print: the run's --bleed (default 0)."),
 ) -> None:
     """Score IMAGE against its content and style: content kept, style reached, color, detail.
 
@@ -696,7 +705,8 @@ def metrics_command(
             from guidance import load_masks
 
             masks = load_masks(guide, content_image.shape[:2], style_image.shape[:2])
-        plan = _metrics_print_plan(image, picture.shape[:2], content, content_image.shape[:2], print_size, dpi, fit)
+        plan = _metrics_print_plan(image, picture.shape[:2], content, content_image.shape[:2], print_size, dpi, fit,
+                                   bleed)
         fitted = plan.fitted_shape if plan is not None else content_image.shape[:2]
         if field is not None:
             stored = load_field(field)

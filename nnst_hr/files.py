@@ -805,6 +805,7 @@ def write_image(
                 resolutionunit="INCH",
                 iccprofile=profile,
                 metadata=None,
+                software=software(),
             )
         elif fmt == "PNG" and bits == 16:
             tmp.write_bytes(png.encode(codes, dpi=dpi, icc_profile=profile))
@@ -815,6 +816,63 @@ def write_image(
                 tmp, format="JPEG", quality=jpeg_quality, subsampling=0, dpi=(dpi, dpi), optimize=True,
                 icc_profile=profile,
             )
+    return path
+
+
+def software() -> str:
+    """The TIFF ``Software`` tag's text: this program and its version (tifffile writes its own name otherwise)."""
+    from nnst_hr import __version__
+
+    return f"nnst-hr {__version__}"
+
+
+def write_cmyk_tiff(
+    path: str | os.PathLike,
+    ink: np.ndarray,
+    profile: bytes,
+    *,
+    overwrite: bool = False,
+    bit_depth: int | None = None,
+    dpi: float = DEFAULT_DPI,
+) -> Path:
+    """Write a press's ink atomically as a CMYK TIFF with its output profile embedded.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.tif``/``.tiff``.
+    ink : numpy.ndarray
+        ``(H, W, 4)``: cyan, magenta, yellow, black, 0 = none (:func:`nnst_hr.icc.srgb_to_cmyk`):
+        float in ``[0, 1]``, rounded to the nearest code value, or code values already (uint8 for
+        8 bits, uint16 for 16). Not modified.
+    profile : bytes
+        The CMYK output profile the ink was separated with: tag 34675, so that RIPs and
+        :func:`read_image` know what the ink means.
+    overwrite, bit_depth, dpi
+        As :func:`write_image` (16 bits by default).
+
+    The TIFF is photometric SEPARATED with InkSet CMYK (tag 332 = 1), zlib with a predictor, and
+    carries the DPI as resolution tags.
+
+    Raises
+    ------
+    InputError
+        Not a TIFF path, bad bit depth or dpi, an existing file without ``overwrite``, a missing folder.
+    """
+    path = Path(path)
+    if OUTPUT_FORMATS.get(path.suffix.lower()) != "TIFF":
+        raise InputError(f"{path}: CMYK is written as TIFF only; end the name with .tif")
+    bits = _bit_depth(path, bit_depth)
+    ink = np.asarray(ink)
+    codes_type = np.uint16 if bits == 16 else np.uint8
+    if ink.ndim != 3 or ink.shape[-1] != 4 or not (ink.dtype.kind == "f" or ink.dtype == codes_type):
+        raise ValueError(f"ink must be float or {np.dtype(codes_type)} (H, W, 4), got {ink.dtype} {ink.shape}")
+    check_write_options(DEFAULT_JPEG_QUALITY, dpi)
+    codes = np.ascontiguousarray(ink) if ink.dtype == codes_type else _code_values(ink, bits)
+    with atomic_output(path, overwrite=overwrite, expected_bytes=codes.nbytes) as tmp:
+        tifffile.imwrite(tmp, codes, photometric="separated", compression="zlib", predictor=True,
+                         resolution=(dpi, dpi), resolutionunit="INCH", iccprofile=profile, metadata=None,
+                         software=software(), extratags=[(INK_SET_TAG, "H", 1, INK_SET_CMYK, True)])
     return path
 
 

@@ -14,6 +14,11 @@ colour an amount of ink gives depends on the press, paper and inks that their pr
 unusable one) only :func:`naive_cmyk_to_srgb` is left, the uncalibrated formula that viewers use
 (LittleCMS has no built-in CMYK profile, and none is shipped or downloaded).
 
+Writing for a press (``run --cmyk PROFILE``): :func:`check_output_profile` refuses, before any
+work, a file that is no CMYK output profile with a colour -> ink table, and :func:`srgb_to_cmyk`
+separates the sRGB poster into that press's ink through it, with the same intent and
+compensation as reading (sRGB's black to the press's darkest ink).
+
 Rendering intent: relative colorimetric (:data:`INTENT`), with black-point compensation
 (:data:`BPC`); colours outside sRGB's gamut are clipped per channel. The intent maps the medium's
 white (the paper's) to sRGB's white; compensation does the same at the dark end, scaling CIE XYZ
@@ -47,8 +52,9 @@ import struct
 import imagecodecs
 import numpy as np
 
-__all__ = ["BPC", "INTENT", "ProfileError", "cmyk_to_srgb", "describe", "is_srgb", "naive_cmyk_to_srgb",
-           "near_srgb", "rgb_display_profile", "srgb_deviation", "srgb_profile", "to_srgb"]
+__all__ = ["BPC", "INTENT", "ProfileError", "check_output_profile", "cmyk_to_srgb", "describe", "is_srgb",
+           "naive_cmyk_to_srgb", "near_srgb", "rgb_display_profile", "srgb_deviation", "srgb_profile",
+           "srgb_to_cmyk", "to_srgb"]
 
 INTENT = imagecodecs.CMS.INTENT.RELATIVE_COLORIMETRIC  # keeps in-gamut colours exact; clips the rest
 BPC = imagecodecs.CMS.FLAGS.BLACKPOINTCOMPENSATION  # the profile's black to sRGB's black, as INTENT does white
@@ -68,6 +74,8 @@ ICC_VERSION = 0x02100000  # profile format 2.1.0 (BCD): readable by v2-only RIPs
 DISPLAY_CLASS, RGB_SPACE, XYZ_PCS = b"mntr", b"RGB ", b"XYZ "  # a monitor profile: RGB <-> CIE XYZ
 NO_SIGNATURE = bytes(4)  # preferred CMM, platform, device maker, model and creator: zero means "none" (ICC.1 6.1)
 HEADER_INTENT = 0  # perceptual, the usual default (a matrix/TRC profile has one transform for all intents)
+# header flags (ICC.1 7.2.11): bit 0 set, the profile is embedded in a file; bit 1 clear, it may be used on its own
+EMBEDDED_FLAGS, STANDALONE_FLAGS = 1, 0
 D50 = (0.9642, 1.0, 0.8249)  # the profile connection space's illuminant, XYZ (ICC.1 6.3.4.3)
 SRGB_WHITE = (0.3127, 0.3290)  # D65, sRGB's white, xy (IEC 61966-2.1)
 SRGB_PRIMARIES = ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06))  # red, green, blue, xy (ITU-R BT.709)
@@ -77,6 +85,14 @@ BRADFORD = ((0.8951, 0.2664, -0.1614),  # XYZ -> cone responses: the chromatic a
 SRGB_CURVE = (2.4, 0.055, 12.92, 0.04045)  # sRGB EOTF: ((V + 0.055) / 1.055)^2.4 above 0.04045, V / 12.92 below
 CURVE_ENTRIES = 1024  # points of the 'curv' table, as in the common v2 sRGB profiles (linear interpolation between)
 TAG_ENTRY, HEADER_SIZE = 12, 128  # bytes of one tag-table entry (signature, offset, size) and of the header
+OUTPUT_CLASS = b"prtr"  # an output device profile (ICC.1 7.2.5): a press, a printer
+# the colour -> ink tables INTENT may use: relative colorimetric's own (B2A1), else the perceptual one,
+# which LittleCMS takes in its place (as ICC.1 8.4 allows a profile to have only B2A0)
+TO_DEVICE_TAGS = (b"B2A1", b"B2A0")
+SEPARATE_ROWS = 256  # rows converted to ink at a time (no full-size float64 or lcms temporaries)
+DEVICE_CLASSES = {b"scnr": "an input (scanner, camera)", b"mntr": "a display", b"prtr": "an output",
+                  b"link": "a device link", b"spac": "a colour space conversion", b"abst": "an abstract",
+                  b"nmcl": "a named colour"}  # ICC.1 7.2.5, for messages
 
 
 class ProfileError(ValueError):
@@ -95,7 +111,8 @@ def srgb_profile() -> bytes:
     profiles have it, and as LittleCMS reads a v2 display profile: colorants already adapted, wtpt
     the display's own white), and one :data:`CURVE_ENTRIES`-point ``curv`` table of the sRGB curve
     shared by the three channels (parametric curves and ``chad`` are v4). Its date is
-    :data:`PROFILE_DATE`, not the clock, so the same run writes the same bytes every time.
+    :data:`PROFILE_DATE`, not the clock, so the same run writes the same bytes every time. Its header
+    flags say it is embedded (ICC.1 7.2.11), as it is in every file written.
 
     Examples
     --------
@@ -104,11 +121,11 @@ def srgb_profile() -> bytes:
     ('02100000', b'mntrRGB XYZ ', 2524)
     """
     return rgb_display_profile(_srgb_colorants(), _white_xyz(SRGB_WHITE), _srgb_curve(CURVE_ENTRIES),
-                               SRGB_DESCRIPTION, SRGB_COPYRIGHT, PROFILE_DATE)
+                               SRGB_DESCRIPTION, SRGB_COPYRIGHT, PROFILE_DATE, embedded=True)
 
 
 def rgb_display_profile(colorants: np.ndarray, white: np.ndarray, linear: np.ndarray, description: str,
-                        copyright_text: str, date: tuple[int, ...]) -> bytes:
+                        copyright_text: str, date: tuple[int, ...], embedded: bool = False) -> bytes:
     """An ICC v2 matrix/TRC display profile ('mntr', RGB to XYZ) with the nine tags ICC.1:2001 requires.
 
     Parameters
@@ -123,6 +140,8 @@ def rgb_display_profile(colorants: np.ndarray, white: np.ndarray, linear: np.nda
         ASCII texts of the ``desc`` and ``cprt`` tags.
     date : tuple of int
         Creation date and time written in the header: year, month, day, hour, minute, second.
+    embedded : bool
+        Set the header's "embedded" flag (bit 0, ICC.1 7.2.11): for a profile written into an image.
     """
     curve = _curve_tag(linear)
     tags = [
@@ -136,7 +155,7 @@ def rgb_display_profile(colorants: np.ndarray, white: np.ndarray, linear: np.nda
         (b"gTRC", curve),
         (b"bTRC", curve),
     ]
-    return _icc_profile(tags, date)
+    return _icc_profile(tags, date, EMBEDDED_FLAGS if embedded else STANDALONE_FLAGS)
 
 
 def _srgb_curve(entries: int) -> np.ndarray:
@@ -192,7 +211,7 @@ def _text_description_tag(text: str) -> bytes:
             + struct.pack(">IIHB", 0, 0, 0, 0) + bytes(67))  # Unicode language, count; ScriptCode code, count, text
 
 
-def _icc_header(size: int, date: tuple[int, ...]) -> bytes:
+def _icc_header(size: int, date: tuple[int, ...], flags: int = STANDALONE_FLAGS) -> bytes:
     """The 128-byte profile header (ICC.1:2001 6.1), field by field with their offsets."""
     return b"".join([
         struct.pack(">I", size),  # 0: profile size in bytes
@@ -202,7 +221,7 @@ def _icc_header(size: int, date: tuple[int, ...]) -> bytes:
         struct.pack(">6H", *date),  # 24: creation date and time
         b"acsp",  # 36: profile file signature
         NO_SIGNATURE,  # 40: primary platform
-        bytes(4),  # 44: flags: not embedded-only, may be used on its own
+        struct.pack(">I", flags),  # 44: flags: bit 0 embedded in a file, bit 1 only usable with its file's data
         NO_SIGNATURE, NO_SIGNATURE,  # 48, 52: device manufacturer and model
         bytes(8),  # 56: device attributes: none
         struct.pack(">I", HEADER_INTENT),  # 64: rendering intent
@@ -212,7 +231,7 @@ def _icc_header(size: int, date: tuple[int, ...]) -> bytes:
     ])
 
 
-def _icc_profile(tags: list[tuple[bytes, bytes]], date: tuple[int, ...]) -> bytes:
+def _icc_profile(tags: list[tuple[bytes, bytes]], date: tuple[int, ...], flags: int = STANDALONE_FLAGS) -> bytes:
     """Header, tag table and tag data, each tag 4-byte aligned; identical tag bodies are stored once."""
     table, data, offsets = b"", b"", {}
     start = HEADER_SIZE + 4 + TAG_ENTRY * len(tags)
@@ -222,7 +241,7 @@ def _icc_profile(tags: list[tuple[bytes, bytes]], date: tuple[int, ...]) -> byte
             data += body + bytes(-len(body) % 4)
         table += signature + struct.pack(">II", offsets[body], len(body))
     size = start + len(data)
-    return _icc_header(size, date) + struct.pack(">I", len(tags)) + table + data
+    return _icc_header(size, date, flags) + struct.pack(">I", len(tags)) + table + data
 
 
 def describe(profile: bytes) -> str:
@@ -387,6 +406,89 @@ def naive_cmyk_to_srgb(ink: np.ndarray) -> np.ndarray:
     ink = np.asarray(ink, np.float32)
     converted = (1 - ink[..., :3]) * (1 - ink[..., 3:4])
     return np.concatenate([converted, ink[..., 4:]], axis=-1)
+
+
+def tag_signatures(profile: bytes) -> list[bytes]:
+    """The signatures in the profile's tag table (ICC.1 7.3), as far as the profile holds them."""
+    count = int.from_bytes(profile[HEADER_SIZE:HEADER_SIZE + 4], "big")
+    table = profile[HEADER_SIZE + 4:HEADER_SIZE + 4 + TAG_ENTRY * count]
+    return [table[i:i + 4] for i in range(0, len(table) - TAG_ENTRY + 1, TAG_ENTRY)]
+
+
+def check_output_profile(profile: bytes) -> str:
+    """The description (:func:`describe`) of a CMYK output profile that can separate sRGB into ink.
+
+    Raises
+    ------
+    ProfileError
+        What the profile is instead, as words to follow "the file is": not an ICC profile, another
+        colour space or device class, no colour -> ink table (B2A0/B2A1: the profile can read the
+        press's CMYK, not make it), or a table LittleCMS cannot use.
+
+    Examples
+    --------
+    >>> check_output_profile(srgb_profile())
+    Traceback (most recent call last):
+    ...
+    nnst_hr.icc.ProfileError: an RGB profile, not a CMYK one
+    """
+    space, _ = _colour_space(profile)
+    if space != "cmyk":
+        raise ProfileError(f"an {space.upper()} profile, not a CMYK one" if space == "rgb"
+                           else f"a {space} profile, not a CMYK one")
+    device_class = profile[12:16]
+    if device_class != OUTPUT_CLASS:
+        kind = DEVICE_CLASSES.get(device_class, f"a '{device_class.decode('latin-1')}'")
+        raise ProfileError(f"{kind} profile, not an output (press) profile")
+    if not set(TO_DEVICE_TAGS) & set(tag_signatures(profile)):
+        raise ProfileError("a CMYK profile without a colour -> ink table (B2A0): it reads CMYK but cannot make it")
+    srgb_to_cmyk(np.zeros((1, 2, 3), np.float32) + np.float32([0, 1])[None, :, None], profile)  # lcms reads it
+    return describe(profile)
+
+
+def srgb_to_cmyk(image: np.ndarray, profile: bytes, bits: int | None = None) -> np.ndarray:
+    """sRGB pixels separated into a press's ink through its CMYK output profile.
+
+    Relative colorimetric with black-point compensation (:data:`INTENT`, :data:`BPC`), as
+    reading: the paper's white is no ink, sRGB's black the press's darkest ink, colours the press
+    cannot print are clipped by the profile's own table. Float throughout; converted
+    :data:`SEPARATE_ROWS` rows at a time.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        float32 ``(H, W, 3)`` sRGB in ``[0, 1]``.
+    profile : bytes
+        A CMYK output profile (:func:`check_output_profile`).
+    bits : {8, 16} or None
+        Return the ink as code values of this many bits (rounded to the nearest), band by band: no
+        full-size float ink is made. None: float.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 4)``: cyan, magenta, yellow, black ink, 0 = none; float32 in ``[0, 1]`` (as
+        :func:`cmyk_to_srgb` takes it), or uint8/uint16 codes with ``bits``.
+
+    Raises
+    ------
+    ProfileError
+        LittleCMS cannot build the transform.
+    """
+    height, width = image.shape[:2]
+    dtype = {None: np.float32, 8: np.uint8, 16: np.uint16}[bits]
+    scale = np.float32(1 if bits is None else 2**bits - 1)
+    ink = np.empty((height, width, 4), dtype)
+    for y0 in range(0, height, SEPARATE_ROWS):
+        band = np.ascontiguousarray(image[y0:y0 + SEPARATE_ROWS, :, :3], np.float32)
+        try:
+            out = imagecodecs.cms_transform(band, _lcms_srgb(), profile, colorspace="rgb", outcolorspace="cmyk",
+                                            intent=INTENT, flags=BPC)
+        except (imagecodecs.CmsError, ValueError) as exc:
+            raise ProfileError(f"a profile LittleCMS cannot use ({exc})") from exc
+        band = np.clip(out / np.float32(INK_PERCENT), 0, 1) * scale
+        ink[y0:y0 + SEPARATE_ROWS] = band if bits is None else np.rint(band)
+    return ink
 
 
 def _colour_space(profile: bytes) -> tuple[str, int]:

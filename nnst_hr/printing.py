@@ -10,8 +10,12 @@
 * The poster's size follows NNST's result, whose sides are rounded at NNST's size; the last
   few pixels of difference to the print's exact pixel count are removed (centred crop) or
   added (edge replication) by :func:`fit_to_print`.
+* A bleed (``bleed_mm``) makes the print that much larger on every side
+  (:func:`~nnst_hr.printsize.bled`): the content is fitted to the *bled* aspect and the poster
+  has the bled pixels, so the margin the shop trims off holds picture, not paper.
 * The proof is the final image at ``PROOF_LONG_SIDE`` px at most (Lanczos), a JPEG with the sRGB
-  profile at a whole DPI (as JPEG stores it) that describes the same physical print size.
+  profile at a whole DPI (as JPEG stores it) that describes the same physical print size. With a
+  bleed, the trim line is drawn on it (:func:`draw_trim_line`): what lies outside it is cut off.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from .printsize import (
     MAX_DPI,
     MM_PER_INCH,
     PrintSize,
+    bled,
+    check_bleed,
     crop_box,
     made_from,
     mm_to_pixels,
@@ -37,25 +43,27 @@ from .printsize import (
     pad_widths,
     parse_print_size,
     print_pixels,
+    trim_box,
 )
 
-__all__ = ["FITS", "PROOF_LONG_SIDE", "PrintPlan", "content_region", "fit_content", "fit_labels", "fit_to_print",
-           "plan_print", "proof_dpi", "proof_image", "write_proof"]
+__all__ = ["FITS", "PROOF_LONG_SIDE", "PrintPlan", "content_region", "draw_trim_line", "fit_content", "fit_labels",
+           "fit_to_print", "plan_print", "proof_dpi", "proof_image", "scale_box", "write_proof"]
 
 FITS = ("crop", "pad")
 PROOF_LONG_SIDE = 1600  # px, long side of proof.jpg
 PROOF_QUALITY = 90  # JPEG quality of the proof
 PROOF_ROWS = 512  # rows converted to 8 bits at a time for the proof (no full-size float temporaries)
 CM_PER_MM = 0.1
+TRIM_DASH = 6  # px of each of the trim line's black and white dashes on the proof: seen on light and dark picture
 
 
 @dataclass(frozen=True)
 class PrintPlan:
     """How a content of ``content_shape`` becomes a print.
 
-    ``pixels`` is the output's ``(height, width)``; ``box`` the crop ``(top, left, height,
-    width)`` (``fit="crop"``) or ``pads`` the padding ``((top, bottom), (left, right))``
-    (``fit="pad"``) applied to the content before NNST.
+    ``pixels`` is the output's ``(height, width)``, the bleed included; ``box`` the crop ``(top,
+    left, height, width)`` (``fit="crop"``) or ``pads`` the padding ``((top, bottom), (left,
+    right))`` (``fit="pad"``) applied to the content before NNST, to the bled aspect.
     """
 
     size: PrintSize
@@ -66,19 +74,28 @@ class PrintPlan:
     pixels: tuple[int, int]
     box: tuple[int, int, int, int] | None
     pads: tuple[tuple[int, int], tuple[int, int]] | None
+    bleed_mm: float = 0.0  # added on every side of the print; the shop trims it off
 
     def describe(self) -> str:
         """One line for the log: print size, pixels, DPI and what happened to the content."""
         height, width = self.pixels
         sides = sorted((self.size.short_mm, self.size.long_mm), reverse=self.orientation == "landscape")
-        cm = " x ".join(f"{v * CM_PER_MM:.1f}" for v in sides)
+        cm = " x ".join(f"{v * CM_PER_MM:.1f}" for v in sides) + " cm"
+        if self.bleed_mm:  # the trim size first: that is the print ordered
+            cm += f", + {self.bleed_mm:g} mm bleed a side: " + " x ".join(
+                f"{(v + 2 * self.bleed_mm) * CM_PER_MM:.1f}" for v in sides) + " cm"
         fitted = self.fitted_shape
         action = (f"content cropped to {fitted[1]}x{fitted[0]}" if self.fit == "crop"
                   else f"content padded (mirrored) to {fitted[1]}x{fitted[0]}")
         if fitted == tuple(self.content_shape):
             action = "content already at the print's aspect"
-        return (f"print {self.size.name} {self.orientation} ({cm} cm): {width} x {height} px at {self.dpi} dpi; "
+        return (f"print {self.size.name} {self.orientation} ({cm}): {width} x {height} px at {self.dpi} dpi; "
                 f"{action}")
+
+    @property
+    def trim(self) -> tuple[int, int, int, int]:
+        """``(top, left, height, width)`` of the trim in the print's pixels (the whole print without a bleed)."""
+        return trim_box(self.pixels, self.bleed_mm, self.dpi)
 
     @property
     def fitted_shape(self) -> tuple[int, int]:
@@ -97,18 +114,21 @@ class PrintPlan:
         return {"fit": self.fit, "box": box, "pads": pads}
 
 
-def check_print_options(spec: str, dpi: int, fit: str) -> PrintSize:
-    """The parsed print size, after checking ``spec``, ``dpi`` and ``fit`` (before any work).
+def check_print_options(spec: str, dpi: int, fit: str, bleed_mm: float = 0.0) -> PrintSize:
+    """The parsed print size, after checking ``spec``, ``dpi``, ``fit`` and ``bleed_mm`` (before any work).
 
     Raises
     ------
     InputError
-        A bad spec, DPI or fit, or a print of fewer than ``MIN_SIZE`` px a side at ``dpi``.
+        A bad spec, DPI, fit or bleed, a print of fewer than ``MIN_SIZE`` px a side at ``dpi``,
+        or one (with its bleed) longer than a poster may be.
     """
     if fit not in FITS:
         raise InputError(f"{option_label('--fit')} {fit!r} is not known; use crop or pad")
     size = parse_print_size(spec)
+    bleed = check_bleed(size, bleed_mm)
     height, width = print_pixels(size, dpi, "portrait")  # refuses a DPI out of range
+    print_pixels(bled(size, bleed), dpi, "portrait")  # refuses a bled print longer than MAX_OUT_SIZE
     if width < MIN_SIZE:
         # NNST and the poster stage need MIN_SIZE px a side: a smaller print was written as a
         # few pixels of colour, not a stylized picture
@@ -128,26 +148,31 @@ def _larger_print_hint(size: PrintSize) -> str:
     return f"use a larger print or {option_label('--dpi')} {dpi} or more"
 
 
-def plan_print(content_shape: tuple[int, int], spec: str, dpi: int, fit: str = "crop") -> PrintPlan:
-    """Plan a print of ``spec`` (see :func:`~nnst_hr.printsize.parse_print_size`) at ``dpi``.
+def plan_print(content_shape: tuple[int, int], spec: str, dpi: int, fit: str = "crop",
+               bleed_mm: float = 0.0) -> PrintPlan:
+    """Plan a print of ``spec`` (see :func:`~nnst_hr.printsize.parse_print_size`) at ``dpi``, ``bleed_mm``
+    larger on every side.
 
     Raises
     ------
     InputError
-        A bad spec, DPI or fit.
+        A bad spec, DPI, fit or bleed.
 
     Examples
     --------
     >>> plan = plan_print((900, 1600), "A2", 300)
     >>> plan.orientation, plan.pixels, plan.box
     ('landscape', (4961, 7016), (0, 163, 900, 1273))
+    >>> plan = plan_print((900, 1600), "A2", 300, bleed_mm=3)  # 426 x 600 mm
+    >>> plan.pixels, plan.box, plan.trim
+    ((5031, 7087), (0, 166, 900, 1268), (35, 35, 4961, 7017))
     """
-    size = check_print_options(spec, dpi, fit)
+    size = check_print_options(spec, dpi, fit, bleed_mm)
     orientation = orientation_of(content_shape)
-    pixels = print_pixels(size, dpi, orientation)
+    pixels = print_pixels(bled(size, float(bleed_mm)), dpi, orientation)
     box = crop_box(content_shape, pixels) if fit == "crop" else None
     pads = pad_widths(content_shape, pixels) if fit == "pad" else None
-    return PrintPlan(size, dpi, fit, orientation, tuple(content_shape[:2]), pixels, box, pads)
+    return PrintPlan(size, dpi, fit, orientation, tuple(content_shape[:2]), pixels, box, pads, float(bleed_mm))
 
 
 def _fit(array: np.ndarray, plan: PrintPlan) -> np.ndarray:
@@ -257,11 +282,64 @@ def proof_dpi(shape: tuple[int, int], dpi: float, long_side: int = PROOF_LONG_SI
     return whole, round(longest * whole / dpi)
 
 
-def write_proof(path: str | Path, image: np.ndarray, dpi: float, long_side: int = PROOF_LONG_SIDE) -> Path:
+def scale_box(box: tuple[int, int, int, int], shape: tuple[int, int],
+              scaled: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``box`` ``(top, left, height, width)`` in an image of ``shape`` (H, W), in the same image resized to
+    ``scaled`` (H, W): each edge scaled and rounded to the nearest pixel (halves up).
+
+    >>> scale_box((35, 35, 3509, 2481), (3579, 2551), (1600, 1140))
+    (16, 16, 1568, 1108)
+    """
+    top, left, height, width = box
+    (rows, cols), (to_rows, to_cols) = shape[:2], scaled[:2]
+    y0, y1 = (math.floor(v * to_rows / rows + 0.5) for v in (top, top + height))
+    x0, x1 = (math.floor(v * to_cols / cols + 0.5) for v in (left, left + width))
+    return y0, x0, y1 - y0, x1 - x0
+
+
+def draw_trim_line(codes: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Draw the outline of ``box`` ``(top, left, height, width)`` on ``codes`` (uint8 ``(H, W, 3)``), in place.
+
+    A 1 px line on the box's outermost pixels (inside it: what is outside is cut off), in
+    :data:`TRIM_DASH` px dashes of black and white, so it shows on light and dark picture alike.
+
+    >>> codes = np.full((5, 16, 3), 128, np.uint8)
+    >>> draw_trim_line(codes, (1, 2, 3, 12))[1, :, 0].tolist()
+    [128, 128, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 128, 128]
+    """
+    top, left, height, width = box
+    bottom, right = top + height - 1, left + width - 1
+    dash = lambda n: np.where((np.arange(n) // TRIM_DASH) % 2 == 0, 0, 255).astype(np.uint8)[:, None]  # noqa: E731
+    codes[top:bottom + 1, left] = dash(height)
+    codes[top:bottom + 1, right] = dash(height)
+    codes[top, left:right + 1] = dash(width)  # the rows last: their dashes run on through the corners
+    codes[bottom, left:right + 1] = dash(width)
+    return codes
+
+
+def soft_proof(codes: np.ndarray, press: bytes) -> np.ndarray:
+    """8-bit sRGB ``codes`` ``(H, W, 3)`` as they print: separated into ink through the press's CMYK output
+    profile and that ink read back through it (:mod:`nnst_hr.icc`, both ways relative colorimetric with
+    black-point compensation), so colours the press cannot print show as it prints them."""
+    from .icc import cmyk_to_srgb, srgb_to_cmyk
+
+    ink = srgb_to_cmyk(codes.astype(np.float32) / np.float32(255), press)
+    return np.rint(cmyk_to_srgb(ink, press) * 255).astype(np.uint8)
+
+
+def write_proof(path: str | Path, image: np.ndarray, dpi: float, long_side: int = PROOF_LONG_SIDE,
+                trim: tuple[int, int, int, int] | None = None, press: bytes | None = None) -> Path:
     """Write the proof JPEG of ``image`` (sRGB profile; at most ``long_side`` px, at a whole DPI that describes
-    the same physical size, :func:`proof_dpi`)."""
+    the same physical size, :func:`proof_dpi`); with ``trim`` (``(top, left, height, width)`` in ``image``'s
+    pixels, :attr:`PrintPlan.trim`), its outline drawn (:func:`draw_trim_line`); with ``press`` (a CMYK
+    output profile), a soft proof (:func:`soft_proof`: per pixel, the output's ink read back)."""
     from .files import write_image
 
     dots, side = proof_dpi(image.shape[:2], dpi, long_side)
-    pixels = np.asarray(proof_image(image, side), np.float32) / np.float32(255)
+    codes = np.asarray(proof_image(image, side))
+    if press is not None:  # at the proof's size: the conversion is per pixel, a full-size one costs GBs
+        codes = soft_proof(codes, press)
+    if trim is not None and tuple(trim) != (0, 0, *image.shape[:2]):
+        codes = draw_trim_line(codes.copy(), scale_box(trim, image.shape[:2], codes.shape[:2]))
+    pixels = codes.astype(np.float32) / np.float32(255)
     return write_image(path, pixels, overwrite=True, jpeg_quality=PROOF_QUALITY, dpi=dots)

@@ -8,6 +8,9 @@ Rounding rules (stated once, tested in closed form):
   pixels: the nearest pixel, halves rounded up. A2 (420 x 594 mm) at 300 dpi is
   4960.63 x 7015.75 -> 4961 x 7016 px.
 * Inches and centimetres are converted to millimetres exactly (25.4 and 10) before rounding.
+* A bleed of ``B`` mm adds ``2 B`` to both sides before rounding: A4 (210 x 297 mm) with 3 mm
+  at 300 dpi is 216 x 303 mm -> 2551.2 x 3578.7 -> 2551 x 3579 px. The trim (the print's own
+  edge, where the shop cuts) lies ``mm_to_pixels(B, dpi)`` px inside each edge (:func:`trim_box`).
 * Orientation comes from the content: portrait when it is taller than wide *or square*
   (prints are portrait by convention), landscape otherwise.
 * Crop (``fit="crop"``): the largest box of the print's aspect inside the content, centred;
@@ -39,12 +42,15 @@ __all__ = [
     "ISO_216_MM",
     "MM_PER_UNIT",
     "PrintSize",
+    "bled",
+    "check_bleed",
     "crop_box",
     "made_from",
     "orientation_of",
     "pad_widths",
     "parse_print_size",
     "print_pixels",
+    "trim_box",
 ]
 
 ISO_216_MM = {  # ISO 216 A series, short x long side in millimetres
@@ -53,10 +59,15 @@ ISO_216_MM = {  # ISO 216 A series, short x long side in millimetres
     "A2": (420, 594),
     "A3": (297, 420),
     "A4": (210, 297),
+    "A5": (148, 210),  # flyers and test prints
+    "A6": (105, 148),
 }
 MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "in": 25.4}
 MM_PER_INCH = 25.4
 MIN_DPI, MAX_DPI = 1, 10_000  # beyond this range a DPI is a typo, not a print
+# the largest bleed, as a fraction of the print's short side: shops ask for 2 to 5 mm; a quarter of
+# each side cut off is a typo (mm for cm), not a bleed
+MAX_BLEED_FRACTION = 0.25
 _SPEC = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[x×]\s*(\d+(?:\.\d+)?)\s*(mm|cm|in)\s*$", re.IGNORECASE)
 
 Orientation = Literal["portrait", "landscape"]
@@ -72,7 +83,7 @@ class PrintSize:
 
 
 def parse_print_size(spec: str) -> PrintSize:
-    """``"A3"`` .. ``"A0"`` (ISO 216, also A4) or ``"WxH"`` + ``in``/``cm``/``mm`` -> :class:`PrintSize`.
+    """``"A6"`` .. ``"A0"`` (ISO 216) or ``"WxH"`` + ``in``/``cm``/``mm`` -> :class:`PrintSize`.
 
     The two sides may be given in either order; the orientation follows the content.
 
@@ -105,6 +116,49 @@ def parse_print_size(spec: str) -> PrintSize:
         raise InputError(f"{option_label('--print')} {spec!r}: a side is too large to be a print; give its size in "
                          "in, cm or mm")
     return PrintSize(text.replace(" ", "").lower(), min(a, b), max(a, b))
+
+
+def check_bleed(size: PrintSize, bleed_mm: float) -> float:
+    """``bleed_mm`` as a float, after checking it is finite, not negative and at most
+    :data:`MAX_BLEED_FRACTION` of ``size``'s short side.
+
+    Raises
+    ------
+    InputError
+        A bleed out of that range, naming the range.
+
+    >>> check_bleed(parse_print_size("A4"), 3)
+    3.0
+    """
+    bleed = float(bleed_mm)
+    largest = MAX_BLEED_FRACTION * size.short_mm
+    if not (math.isfinite(bleed) and 0 <= bleed <= largest):
+        raise InputError(f"{option_label('--bleed')} {bleed_mm} mm is out of range for {size.name}; use 0 to "
+                         f"{largest:g} mm (3 mm is usual; ask the print shop)")
+    return bleed
+
+
+def bled(size: PrintSize, bleed_mm: float) -> PrintSize:
+    """``size`` with ``bleed_mm`` added on every side: each side ``2 * bleed_mm`` longer (same name).
+
+    >>> bled(parse_print_size("A4"), 3)
+    PrintSize(name='A4', short_mm=216.0, long_mm=303.0)
+    """
+    return PrintSize(size.name, size.short_mm + 2 * bleed_mm, size.long_mm + 2 * bleed_mm)
+
+
+def trim_box(pixels: tuple[int, int], bleed_mm: float, dpi: float) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of the trim (the print's own area) in a bled print of ``pixels`` (H, W).
+
+    The bleed is ``mm_to_pixels(bleed_mm, dpi)`` px on each side, the same on all four, so the trim
+    is centred; its sides are within a pixel of the trim size's own pixel count.
+
+    >>> trim_box((3579, 2551), 3, 300)  # A4 + 3 mm at 300 dpi: 35 px of bleed, a 2481 x 3509 px trim
+    (35, 35, 3509, 2481)
+    """
+    height, width = pixels
+    edge = mm_to_pixels(bleed_mm, dpi)
+    return edge, edge, height - 2 * edge, width - 2 * edge
 
 
 def mm_to_pixels(mm: float, dpi: float) -> int:

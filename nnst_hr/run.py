@@ -38,6 +38,7 @@ from .device import resolve_device
 from .errors import InputError
 from .files import (
     DECODE_VERSION,
+    DEFAULT_BIT_DEPTH,
     OUTPUT_FORMATS,
     atomic_output,
     check_output_file,
@@ -49,6 +50,7 @@ from .files import (
     save_npz,
     save_state,
     sha256_file,
+    write_cmyk_tiff,
     write_image,
 )
 from .integrity import SIDECAR_SUFFIX, remove
@@ -70,7 +72,8 @@ RUN_FILES = ("config.json", "nnst.png", "nnst_raw.png", NNF, NNST_STATE, POSTER_
 # config.json's entries besides the two configs: what read_run_config accepts (a missing one is None)
 RUN_CONFIG_TYPES = {"content": str | None, "style": str | None, "output": str | None, "guide": str | None,
                     "dpi": float | None, "jpeg_quality": int | None, "bit_depth": int | None, "print": str | None,
-                    "fit": Literal["crop", "pad"] | None}
+                    "fit": Literal["crop", "pad"] | None, "bleed": float | None,
+                    "cmyk": str | None}
 NNST_IMAGES = 3  # the NNST stage's color stage and the images it saves, in images written (for the time left)
 JPEG_MAX_SIDE = 65500  # libjpeg's largest image side (JPEG_MAX_DIMENSION; the format's fields would hold 65535)
 
@@ -88,8 +91,10 @@ class RunOptions:
     bit_depth: int | None = None  # 8 or 16; None: 16 for TIFF, 8 otherwise
     weights: Path | None = None  # VGG16 weights file
     quiet: bool = False  # no progress on stderr
-    print_size: str | None = None  # A3..A0 or WxH{in,cm,mm}: sets the poster size from `dpi` (nnst_hr.printing)
+    print_size: str | None = None  # A6..A0 or WxH{in,cm,mm}: sets the poster size from `dpi` (nnst_hr.printing)
     fit: str = "crop"  # with print_size: crop the content to the print's aspect, or pad it (mirrored)
+    bleed: float = 0.0  # with print_size: mm of picture added on every side, which the print shop trims off
+    cmyk: Path | None = None  # a press's CMYK output ICC profile: the output is a CMYK TIFF separated through it
 
 
 def run_folder(output: Path) -> Path:
@@ -395,6 +400,8 @@ def read_run_config(path: str | Path) -> dict:
             bit_depth=data.get("bit_depth"),
             print_size=data.get("print"),
             fit=data.get("fit") or RunOptions.fit,
+            bleed=RunOptions.bleed if data.get("bleed") is None else data["bleed"],
+            cmyk=Path(data["cmyk"]) if data.get("cmyk") else None,
         )
         with values_from("config"):  # "NNSTConfig.seed must be ...", "print 'A9' ...": not "--seed", "--print"
             check_run_options(options)
@@ -416,7 +423,10 @@ def check_run_options(options: RunOptions) -> None:
         if options.poster.out_size is not None:
             raise InputError(f"{option_label('--print')} sets the output size; leave out "
                              f"{field_label(PosterConfig, 'out_size')}")
-        check_print_options(options.print_size, options.dpi, options.fit)
+        check_print_options(options.print_size, options.dpi, options.fit, options.bleed)
+    elif options.bleed:
+        raise InputError(f"{option_label('--bleed')} applies to a print: give {option_label('--print')} too, or "
+                         f"leave out {option_label('--bleed')}")
     check_write_options(options.jpeg_quality, options.dpi)
 
 
@@ -428,9 +438,9 @@ def _check_output_side(output: Path, options: RunOptions) -> None:
     if OUTPUT_FORMATS.get(output.suffix.lower()) != "JPEG":
         return
     if options.print_size is not None:
-        from .printsize import parse_print_size, print_pixels, smaller_print_hint
+        from .printsize import bled, parse_print_size, print_pixels, smaller_print_hint
 
-        size = parse_print_size(options.print_size)
+        size = bled(parse_print_size(options.print_size), options.bleed)
         long_side = max(print_pixels(size, options.dpi, "portrait"))
         what = f"{option_label('--print')} {options.print_size} at {options.dpi} dpi"
         fix = smaller_print_hint(size, JPEG_MAX_SIDE)
@@ -441,6 +451,39 @@ def _check_output_side(output: Path, options: RunOptions) -> None:
     if long_side > JPEG_MAX_SIDE:
         raise InputError(f"{what} makes an image {long_side} px long, but a JPEG holds at most {JPEG_MAX_SIDE} px a "
                          f"side: write {output.with_suffix('.png')} or .tif, or {fix}")
+
+
+def read_press_profile(path: Path | None, output: Path) -> bytes | None:
+    """The CMYK output profile ``--cmyk`` names, read and checked (:func:`nnst_hr.icc.check_output_profile`)
+    before any work; None without ``--cmyk``.
+
+    Raises
+    ------
+    InputError
+        An output that is no TIFF, a file that cannot be read, or no usable CMYK output profile:
+        one line naming the problem and what to give instead.
+    """
+    if path is None:
+        return None
+    from . import icc
+
+    label = option_label("--cmyk")
+    give = "give the output profile (.icc) of the press, which the print shop sends (FOGRA39, GRACoL, ...)"
+    if OUTPUT_FORMATS.get(output.suffix.lower()) != "TIFF":
+        raise InputError(f"{label} writes a CMYK TIFF, not {output.name}: give -o {output.with_suffix('.tif')}")
+    try:
+        profile = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{label} {path}: no such file; {give}") from None
+    except IsADirectoryError:
+        raise InputError(f"{label} {path} is a folder; {give}") from None
+    except OSError as exc:
+        raise InputError(f"{label} {path}: cannot be read ({exc.strerror}); {give}") from None
+    try:
+        icc.check_output_profile(profile)
+    except icc.ProfileError as exc:
+        raise InputError(f"{label} {path} is {exc}; {give}") from None
+    return profile
 
 
 def _check_run_folder(folder: Path) -> None:
@@ -640,13 +683,14 @@ def _run_files(content, style, output, options: RunOptions | None, notes: Sequen
         check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth,
                           jpeg_quality=options.jpeg_quality, dpi=options.dpi)
         _check_output_side(output, options)
+        press = read_press_profile(options.cmyk, output)
         device = resolve_device(options.nnst.device)
         content_img, style_img, masks = load_inputs(content, style, options)
         plan = None
         if options.print_size is not None:  # the content and the poster size follow the print (nnst_hr.printing)
             from .printing import fit_content, fit_labels, plan_print
 
-            plan = plan_print(content_img.shape[:2], options.print_size, options.dpi, options.fit)
+            plan = plan_print(content_img.shape[:2], options.print_size, options.dpi, options.fit, options.bleed)
             content_img, masks = fit_content(content_img, plan), fit_labels(masks, plan)
             options = replace(options, poster=replace(options.poster, out_size=max(plan.pixels)))
             said.lines.append(plan.describe())
@@ -686,6 +730,7 @@ def _run_files(content, style, output, options: RunOptions | None, notes: Sequen
         "seed": options.nnst.seed, "device": options.nnst.device,
         "versions": _versions(), "dpi": options.dpi, "bit_depth": options.bit_depth,
         "jpeg_quality": options.jpeg_quality, "print": options.print_size, "fit": options.fit,
+        "bleed": options.bleed, "cmyk": str(Path(options.cmyk).resolve()) if options.cmyk else None,
     })
 
     timings: dict[str, float] = {}
@@ -706,11 +751,18 @@ def _run_files(content, style, output, options: RunOptions | None, notes: Sequen
         from .printing import fit_to_print
 
         final = fit_to_print(final, plan)
-    write_image(output, final, overwrite=options.overwrite, bit_depth=options.bit_depth,
-                jpeg_quality=options.jpeg_quality, dpi=options.dpi)
+    if press is not None:  # separated band by band into code values: no full-size float ink
+        from .icc import srgb_to_cmyk
+
+        bits = options.bit_depth or DEFAULT_BIT_DEPTH["TIFF"]
+        write_cmyk_tiff(output, srgb_to_cmyk(final, press, bits), press, overwrite=options.overwrite,
+                        bit_depth=bits, dpi=options.dpi)
+    else:
+        write_image(output, final, overwrite=options.overwrite, bit_depth=options.bit_depth,
+                    jpeg_quality=options.jpeg_quality, dpi=options.dpi)
     from .printing import write_proof
 
-    write_proof(folder / "proof.jpg", final, options.dpi)
+    write_proof(folder / "proof.jpg", final, options.dpi, trim=plan.trim if plan is not None else None, press=press)
     timings["total"] = time.perf_counter() - start
     _write_json(folder / "timings.json", timings)
     progress.message(f"wrote {output} ({final.shape[1]}x{final.shape[0]}) in {format_seconds(timings['total'])}")

@@ -2,9 +2,11 @@
 
 No CMYK profile ships with LittleCMS, Pillow or CI's machine, so :func:`cmyk_profile` builds one:
 an ICC output ('prtr') profile whose A2B0 table maps ink to CIELAB (or CIE XYZ) by a closed form
-(:func:`ink_to_srgb` gives the sRGB colour it means), as ICC v2 or v4. A converter that reads the
-profile right reproduces that closed form; one that inverts the ink, scales it wrongly, misreads
-the connection space's encoding or ignores the profile does not.
+(:func:`ink_to_srgb` gives the sRGB colour it means), as ICC v2 or v4, and whose B2A0 table maps
+colour back to ink by a stated separation (:func:`separate`: black from the lightness, then the
+three colour inks that make up the rest). A converter that reads the profile right reproduces that
+closed form; one that inverts the ink, scales it wrongly, misreads the connection space's encoding
+or ignores the profile does not.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ INK_ABSORPTION = np.array([[0.95, 0.15, 0.02],   # cyan
                            [0.90, 0.90, 0.90]])  # black
 DOT_GAIN = 1.3  # printed coverage = 1 - (1 - ink) ** DOT_GAIN: a 50 % dot prints as 59 %
 BLACK_INK = np.array([1.0, 1.0, 1.0, 1.0])  # the press's darkest, 400 %: what the profile's B2A0 gives PCS zero
-CMYK_GRID = 9  # A2B0 grid points per ink: 9^4 nodes, a 40 kB profile
+CMYK_GRID = 9  # A2B0 grid points per ink: 9^4 nodes
+INVERSE_GRID = 33  # B2A0 grid points per PCS channel: 33^3 nodes (with A2B0, a 330 kB profile)
+CURVE_POINTS = 257  # entries of B2A0's L* input curve, which stretches L* 0..100 over the whole grid
+# The separation (B2A0): no black in colours whose lightest linear channel is above BLACK_START; below it,
+# black rises linearly to full where the lightest channel is the press's black's (black_point's colour)
+BLACK_START = 0.25
+NEWTON_STEPS = 40  # iterations of the colour inks' solve (converged to 1e-12 in gamut in under 10)
 LAB_L_SCALE, LAB_AB_OFFSET = 65280 / 100, 128  # lut16 encodes PCS Lab as L * 652.8, (a + 128) * 256 (ICC.1:2001 6.5.7)
 XYZ_SCALE = 32768  # lut16 encodes PCS XYZ as u1Fixed15: 1.0 = 0x8000 (ICC.1:2001 6.5.7, the same in v4)
 VERSIONS = {2: 0x02100000, 4: 0x04200000}  # header version field (BCD) of the profiles built here
@@ -109,7 +117,7 @@ def xyz_to_lab(xyz: np.ndarray, white: np.ndarray = D50_XYZ) -> np.ndarray:
 
 
 def cmyk_profile(grid: int = CMYK_GRID, description: str = "Test press CMYK", pcs: bytes = b"Lab ",
-                 version: int = 2) -> bytes:
+                 version: int = 2, black_start: float = BLACK_START) -> bytes:
     """An ICC CMYK output profile whose A2B0 is :func:`ink_to_srgb` sampled on ``grid``^4 nodes.
 
     The nodes hold the Lab (``pcs`` ``b"Lab "``) or XYZ (``b"XYZ "``) of the closed form's sRGB colour,
@@ -118,8 +126,12 @@ def cmyk_profile(grid: int = CMYK_GRID, description: str = "Test press CMYK", pc
 (:func:`black_point`). ``version`` 2 (ICC.1:2001: ``desc``
     and ``cprt`` as textDescriptionType and textType) or 4 (ICC.1:2010: both multiLocalizedUnicodeType);
     the table is a lut16 ('mft2') in both, as many real v4 CMYK profiles keep it. B2A0 (PCS -> ink)
-    is a crude inverse: reading uses it only to find the black point, the darkest PCS colours ->
-    :data:`BLACK_INK` (v2: L* = 0; v4: ICC's perceptual reference black, L* 1.6, see :func:`black_point`).
+    is :func:`separate` on an :data:`INVERSE_GRID`^3 grid of the PCS (through input curves: a Lab
+    PCS's L* stretched so that L* 100, the paper, is a node; an XYZ PCS's cube roots, so that the
+    darkest nodes are darker than the press prints): writing CMYK uses it, and reading uses it to
+    find the black point: the darkest PCS colours -> :data:`BLACK_INK` (v2: L* = 0; v4: ICC's
+    perceptual reference black, L* 1.6, see :func:`black_point`). ``black_start``: where the
+    separation's black starts (:func:`separate`): another press's B2A0 for the same inks.
     """
     steps = np.linspace(0, 1, grid)
     ink = np.stack(np.meshgrid(steps, steps, steps, steps, indexing="ij"), axis=-1)  # cyan varies slowest
@@ -130,10 +142,7 @@ def cmyk_profile(grid: int = CMYK_GRID, description: str = "Test press CMYK", pc
         lab = xyz_to_lab(xyz)
         codes = np.stack([lab[..., 0] * LAB_L_SCALE, (lab[..., 1] + LAB_AB_OFFSET) * 256,
                           (lab[..., 2] + LAB_AB_OFFSET) * 256], axis=-1)
-    # B2A0 on the PCS's first channel (L* or X) alone: BLACK_INK on its first two nodes (L* up to 12.5, darker
-    # than the press prints), then lighter to no ink at the top
-    darkness = np.clip((1 - steps) * (grid - 1) / (grid - 2), 0, 1)
-    inverse = np.broadcast_to(darkness[:, None, None, None] * BLACK_INK, (grid, grid, grid, 4))
+    inverse, curves = _inverse_table(pcs, black_start)
     if version == 4:
         texts = [(b"desc", _mluc(description)), (b"cprt", _mluc("No copyright, test data"))]
     else:
@@ -143,9 +152,82 @@ def cmyk_profile(grid: int = CMYK_GRID, description: str = "Test press CMYK", pc
         *texts,
         (b"wtpt", b"XYZ " + bytes(4) + b"".join(map(_s15fixed16, D50_XYZ))),
         (b"A2B0", _lut16(codes, grid, 4, 3)),
-        (b"B2A0", _lut16(inverse * 65535, grid, 3, 4)),
+        (b"B2A0", _lut16(inverse * 65535, INVERSE_GRID, 3, 4, curves)),
     ]
     return _profile(b"prtr", b"CMYK", pcs, tags, VERSIONS[version])
+
+
+def separate(linear: np.ndarray, black_start: float = BLACK_START) -> np.ndarray:
+    """The profile's separation: linear sRGB reflected ``(..., 3)`` (D50-relative, no black-point scaling) ->
+    ink ``(..., 4)`` in [0, 1], the inverse of :func:`ink_linear` for colours the press prints.
+
+    Black coverage is 0 where the lightest channel is above ``black_start``, full at the press's
+    black, linear between; cyan, magenta and yellow coverage then solve ``ink_linear = linear`` (Newton
+    on the logarithm of the reflectance, clipped to [0, 1]: a colour out of gamut gets the nearest
+    coverage it can); the coverage is turned into ink by undoing the dot gain.
+    """
+    target = np.clip(np.asarray(linear, np.float64), 1e-6, 1)
+    lightest = target.max(axis=-1, keepdims=True)
+    black_lightest = ink_linear(BLACK_INK).max()
+    black = np.clip((black_start - lightest) / (black_start - black_lightest), 0, 1)
+    rest = np.log(np.clip(target / (1 - black * INK_ABSORPTION[3]), 1e-6, 1))  # what the colour inks must make
+    colour = np.full(target.shape, 0.5)
+    absorption = INK_ABSORPTION[:3]  # (ink, channel)
+    for _ in range(NEWTON_STEPS):
+        left = 1 - colour[..., :, None] * absorption  # (..., ink, channel)
+        error = np.log(left).sum(axis=-2) - rest
+        jacobian = np.swapaxes(-absorption / left, -1, -2)  # (..., channel, ink)
+        colour = np.clip(colour - np.linalg.solve(jacobian, error[..., None])[..., 0], 0, 1)
+    coverage = np.concatenate([colour, black], axis=-1)
+    return 1 - (1 - coverage) ** (1 / DOT_GAIN)
+
+
+def srgb_to_ink(srgb: np.ndarray, bpc: bool = True, black_start: float = BLACK_START) -> np.ndarray:
+    """The ink ``(..., 4)`` :func:`cmyk_profile` gives sRGB colour ``(..., 3)`` (relative colorimetric, with
+    LittleCMS's black-point compensation, ``bpc``, or without): :func:`ink_to_srgb`'s inverse in gamut.
+
+    Compensation into the press is the reverse of :func:`compensate_black`'s: sRGB's black to the
+    press's, ``linear -> black + (1 - black) linear``."""
+    linear = srgb_decode(np.asarray(srgb, np.float64))
+    black = black_point()
+    return separate(black + (1 - black) * linear if bpc else linear, black_start)
+
+
+def srgb_decode(encoded: np.ndarray) -> np.ndarray:
+    encoded = np.clip(encoded, 0, 1)
+    return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+
+
+def lab_to_xyz(lab: np.ndarray, white: np.ndarray = D50_XYZ) -> np.ndarray:
+    """CIE XYZ of L*a*b* ``(..., 3)`` relative to ``white``: :func:`xyz_to_lab`'s inverse."""
+    fy = (lab[..., 0] + 16) / 116
+    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
+    return white * np.where(f > 6 / 29, f ** 3, 3 * (6 / 29) ** 2 * (f - 4 / 29))
+
+
+def _inverse_table(pcs: bytes, black_start: float = BLACK_START) -> tuple[np.ndarray, list[np.ndarray]]:
+    """B2A0's grid, ``(INVERSE_GRID,) * 3 + (4,)`` ink in [0, 1], and its three input curves (code -> grid
+    position, 16 bits at :data:`CURVE_POINTS` evenly spaced codes).
+
+    A Lab PCS's L* codes 0 .. 0xFF00 (L* 0 .. 100) are stretched over the whole grid, so that the
+    paper white is a node (lut16 encodes L* 100 as 0xFF00 of 0xFFFF: a grid over the codes had it
+    between two nodes, and white paper got a trace of ink); a* and b* are as coded. An XYZ PCS's
+    codes go through their cube root, as L* does: on a grid even in XYZ, the first node above
+    black was L* 30, so ICC's perceptual black (L* 1.6, a v4 profile's black point search) was
+    half way to it, not the press's black."""
+    steps = np.linspace(0, 1, INVERSE_GRID)
+    grid = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1)
+    codes = np.linspace(0, 1, CURVE_POINTS)
+    if pcs == b"XYZ ":
+        xyz = grid ** 3 * 65535 / XYZ_SCALE
+        curves = [np.cbrt(codes) * 65535] * 3
+    else:
+        lab = np.stack([grid[..., 0] * 100, grid[..., 1] * 65535 / 256 - LAB_AB_OFFSET,
+                        grid[..., 2] * 65535 / 256 - LAB_AB_OFFSET], axis=-1)
+        xyz = lab_to_xyz(lab)
+        curves = [np.minimum(codes * 65535 / (100 * LAB_L_SCALE), 1) * 65535, codes * 65535, codes * 65535]
+    linear = xyz @ np.linalg.inv(srgb_to_pcs()).T
+    return separate(linear, black_start), curves
 
 
 def without_tag(profile: bytes, signature: bytes) -> bytes:
@@ -169,12 +251,17 @@ def _profile(device_class: bytes, space: bytes, pcs: bytes, tags: list[tuple[byt
     return header + struct.pack(">I", len(tags)) + table + data
 
 
-def _lut16(clut: np.ndarray, grid: int, inputs: int, outputs: int) -> bytes:
-    """An 'mft2' tag: identity matrix and curves around ``clut`` (``grid``^inputs x outputs codes)."""
-    identity = np.array([0, 65535], ">u2").tobytes()
+def _lut16(clut: np.ndarray, grid: int, inputs: int, outputs: int, curves: list[np.ndarray] | None = None) -> bytes:
+    """An 'mft2' tag: identity matrix and output curves around ``clut`` (``grid``^inputs x outputs codes);
+    identity input curves, or ``curves`` (one per input, 16-bit values at evenly spaced inputs, of one length)."""
+    def table(values):
+        return np.rint(np.clip(values, 0, 65535)).astype(">u2").tobytes()
+
+    identity = np.linspace(0, 65535, 2)
+    curves = curves or [identity] * inputs
     return (b"mft2" + bytes(4) + struct.pack(">BBBB", inputs, outputs, grid, 0)
-            + b"".join(map(_s15fixed16, np.eye(3).ravel())) + struct.pack(">HH", 2, 2) + identity * inputs
-            + np.rint(np.clip(clut, 0, 65535)).astype(">u2").tobytes() + identity * outputs)
+            + b"".join(map(_s15fixed16, np.eye(3).ravel())) + struct.pack(">HH", len(curves[0]), 2)
+            + b"".join(map(table, curves)) + table(clut) + table(identity) * outputs)
 
 
 def _text_description(text: str) -> bytes:

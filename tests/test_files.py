@@ -831,15 +831,20 @@ def cmyk_file(tmp_path, fmt: str, ink: np.ndarray, profile: bytes | None, dtype=
     if fmt == "jpg":
         Image.fromarray(codes(ink, np.uint8), "CMYK").save(path, quality=100, subsampling=0,
                                                             **({"icc_profile": profile} if profile else {}))
-    elif fmt == "jpg-ycck":  # libjpeg through imagecodecs, not Pillow; the ICC profile in one APP2 after SOI
+    elif fmt == "jpg-ycck":  # libjpeg through imagecodecs, not Pillow; the ICC profile in APP2s after SOI
         data = imagecodecs.jpeg8_encode(255 - codes(ink, np.uint8), level=100, colorspace="CMYK",
                                         outcolorspace="YCCK", subsampling="444")
-        icc_segment = b"ICC_PROFILE\0\x01\x01" + profile if profile else b""
-        app2 = b"\xff\xe2" + struct.pack(">H", 2 + len(icc_segment)) + icc_segment if profile else b""
-        path.write_bytes(data[:2] + app2 + data[2:])
+        path.write_bytes(data[:2] + icc_app2_segments(profile or b"") + data[2:])
     else:
         tifffile.imwrite(path, codes(ink, dtype), photometric="separated", iccprofile=profile)
     return path
+
+
+def icc_app2_segments(profile: bytes, chunk: int = 65519) -> bytes:
+    """``profile`` as JPEG APP2 ICC_PROFILE segments (ICC.1 B.4): numbered chunks, as a profile over 64 kB needs."""
+    parts = [profile[i:i + chunk] for i in range(0, len(profile), chunk)]
+    segments = [b"ICC_PROFILE\0" + bytes([n, len(parts)]) + part for n, part in enumerate(parts, 1)]
+    return b"".join(b"\xff\xe2" + struct.pack(">H", 2 + len(segment)) + segment for segment in segments)
 
 
 def adobe_transform(data: bytes) -> int | None:

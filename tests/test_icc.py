@@ -303,7 +303,7 @@ def test_real_cmyk_profile_adobe_jpeg_agrees_with_jpgicc(tmp_path, path):
 V2_TYPES = {b"desc": b"desc", b"cprt": b"text", b"wtpt": b"XYZ ", b"rXYZ": b"XYZ ", b"gXYZ": b"XYZ ",
             b"bXYZ": b"XYZ ", b"rTRC": b"curv", b"gTRC": b"curv", b"bTRC": b"curv"}  # tag -> its ICC v2 type
 ROUND_TRIP_16 = 16  # 16-bit codes a round trip may move (the v2 curve is a 16-bit table; measured: 0)
-PROFILE_SHA256 = "0285d8041c0b2456165435c2081a16f7754c6a66ffd0d1dbdea7e1fcb268dbcf"  # the bytes every output embeds
+PROFILE_SHA256 = "40054db4d02e1678ebe48f60bfd3f1b3c81a8a7e6664feec9960df6c67da6cf5"  # the bytes every output embeds
 
 
 def tag_table(profile: bytes) -> dict[bytes, tuple[int, int]]:
@@ -332,7 +332,7 @@ def wrong_srgb(change: str) -> bytes:
     else:
         colorants = colorants[:, [1, 0, 2]]
     return icc.rgb_display_profile(colorants, icc._white_xyz(icc.SRGB_WHITE), curve, icc.SRGB_DESCRIPTION,
-                                   icc.SRGB_COPYRIGHT, icc.PROFILE_DATE)
+                                   icc.SRGB_COPYRIGHT, icc.PROFILE_DATE, embedded=True)
 
 
 def every_8bit_colour() -> np.ndarray:
@@ -370,6 +370,8 @@ def test_the_written_profile_is_icc_v2():
     assert profile[12:24] == b"mntrRGB XYZ " and profile[36:40] == b"acsp"
     assert profile[24:36] == struct.pack(">6H", *icc.PROFILE_DATE)
     assert profile[68:80] == bytes.fromhex("0000f6d6 00010000 0000d32d")  # D50 as ICC.1 encodes it
+    # flags (ICC.1 7.2.11): embedded in a file (bit 0), yet usable on its own (bit 1 clear)
+    assert int.from_bytes(profile[44:48], "big") == 1
     assert profile[84:128] == bytes(44)  # reserved in v2 (v4's profile ID)
     table = tag_table(profile)
     assert {signature: tag(profile, signature)[:4] for signature in table} == V2_TYPES  # no chad, para, mluc
@@ -444,7 +446,7 @@ def test_the_builder_with_srgbs_values_is_the_written_profile():
     """So that the negative controls above differ from it only in what they change."""
     assert icc.rgb_display_profile(icc._srgb_colorants(), icc._white_xyz(icc.SRGB_WHITE),
                                    icc._srgb_curve(icc.CURVE_ENTRIES), icc.SRGB_DESCRIPTION, icc.SRGB_COPYRIGHT,
-                                   icc.PROFILE_DATE) == icc.srgb_profile()
+                                   icc.PROFILE_DATE, embedded=True) == icc.srgb_profile()
 
 
 def test_the_profile_is_the_same_bytes_every_time():

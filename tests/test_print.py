@@ -16,7 +16,7 @@ from helpers import needs_weights
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
-from nnst_hr import png, printing, printsize
+from nnst_hr import __version__, png, printing, printsize
 from nnst_hr.cli import app
 from nnst_hr.errors import InputError
 from nnst_hr.files import read_image, srgb_profile, write_image
@@ -313,6 +313,7 @@ def test_profile_and_dpi_in_every_format(tmp_path, name, bits):
             assert_srgb(bytes(tags[34675].value))  # InterColorProfile
             assert tags["XResolution"].value == (240, 1) and tags["YResolution"].value == (240, 1)
             assert tags["ResolutionUnit"].value == tifffile.RESUNIT.INCH
+            assert tags["Software"].value == f"nnst-hr {__version__}"  # this program, not the TIFF library
     if name.endswith(".png") and bits == 16:
         info = png.read_metadata(path.read_bytes())
         assert_srgb(info.icc_profile)
@@ -467,3 +468,128 @@ def test_print_key_survives_json():
     for fit in ("crop", "pad"):
         key = plan_print((90, 160), "A3", 300, fit).key()
         assert json.loads(json.dumps(key)) == key
+
+
+# --------------------------------------------------------------------------- bleed
+
+
+@pytest.mark.parametrize("name", sorted({**ISO_A_MM, "A4": (210, 297)}))
+@pytest.mark.parametrize("dpi", [300, 150])
+@pytest.mark.parametrize("bleed", [3, 5, 0.5])
+def test_a_bled_print_has_the_bled_sizes_pixels_and_its_trim_inside(name, dpi, bleed):
+    short_mm, long_mm = {**ISO_A_MM, "A4": (210, 297)}[name]
+    plan = plan_print((300, 200), name, dpi, bleed_mm=bleed)  # portrait content
+    long, short = exact_pixels(long_mm + 2 * bleed, dpi), exact_pixels(short_mm + 2 * bleed, dpi)
+    assert plan.pixels == (long, short)
+    edge = exact_pixels(bleed, dpi)
+    top, left, height, width = plan.trim
+    assert (top, left) == (edge, edge) and (top + height, left + width) == (long - edge, short - edge)
+    # the trim is the print's own size, to within the rounding of its edges
+    assert abs(height - exact_pixels(long_mm, dpi)) <= 1 and abs(width - exact_pixels(short_mm, dpi)) <= 1
+    assert plan.box == crop_box((300, 200), (long, short))  # the content fitted to the bled aspect
+
+
+def test_a4_with_3_mm_bleed_at_300_dpi_is_216_by_303_mm():
+    plan = plan_print((400, 300), "A4", 300, bleed_mm=3)
+    assert plan.pixels == (3579, 2551) == (printsize.mm_to_pixels(303, 300), printsize.mm_to_pixels(216, 300))
+    assert plan.trim == (35, 35, 3509, 2481)
+    assert plan_print((400, 300), "A4", 300).trim == (0, 0, 3508, 2480)  # no bleed: the whole print
+    assert "print A4 portrait (21.0 x 29.7 cm, + 3 mm bleed a side: 21.6 x 30.3 cm): 2551 x 3579 px" in (
+        plan.describe())
+    pad = plan_print((400, 300), "A4", 300, "pad", bleed_mm=3)
+    assert pad.pads == pad_widths((400, 300), (3579, 2551))
+
+
+@pytest.mark.parametrize("bleed, message", [
+    (-1, "--bleed -1 mm is out of range for A4; use 0 to 52.5 mm"),
+    (53, "--bleed 53 mm is out of range for A4; use 0 to 52.5 mm"),
+    (math.nan, "--bleed nan mm is out of range"),
+    (math.inf, "--bleed inf mm is out of range"),
+])
+def test_a_bleed_out_of_range_is_refused(bleed, message):
+    with pytest.raises(InputError, match=message.replace("+", r"\+")):
+        plan_print((400, 300), "A4", 300, bleed_mm=bleed)
+    plan_print((400, 300), "A4", 300, bleed_mm=52.5)  # the largest is accepted
+
+
+def test_a_bled_print_longer_than_a_poster_is_refused_naming_a_dpi():
+    # 5 m at 1330 dpi is 261811 px, within MAX_OUT_SIZE (2^18 = 262144); 20 mm a side more are 263906 px
+    assert max(plan_print((400, 300), "5000x5000mm", 1330).pixels) == exact_pixels(5000, 1330) <= 2**18
+    with pytest.raises(InputError, match="is 263906 px long, more than the 262144 px a poster may have; use a "
+                                         r"smaller print or --dpi \d+ or less") as refused:
+        plan_print((400, 300), "5000x5000mm", 1330, bleed_mm=20)
+    dpi = int(str(refused.value).split("--dpi ")[1].split()[0])  # the DPI it names is the highest that fits
+    assert exact_pixels(5040, dpi) <= 2**18 < exact_pixels(5040, dpi + 1)
+    assert max(plan_print((400, 300), "5000x5000mm", dpi, bleed_mm=20).pixels) == exact_pixels(5040, dpi)
+
+
+def proof_codes(path):
+    with Image.open(path) as proof:
+        return np.asarray(proof.convert("RGB"), np.int32), proof.info["dpi"]
+
+
+@pytest.mark.parametrize("shape", [(3579, 2551), (400, 300)])
+def test_the_proof_shows_the_trim_line_where_the_shop_cuts(tmp_path, shape):
+    height, width = shape
+    image = np.full((height, width, 3), 0.5, np.float32)
+    image[: height // 2] = 0.1  # dark above, light below: the line is seen on both
+    image[height // 2:] = 0.9
+    trim = printsize.trim_box(shape, 3, 300)
+    codes, dpi = proof_codes(write_proof(tmp_path / "proof.jpg", image, 300, trim=trim))
+    rows, cols = codes.shape[:2]
+    y0, x0 = (round(v * n / m) for v, n, m in ((trim[0], rows, height), (trim[1], cols, width)))
+    y1 = round((trim[0] + trim[2]) * rows / height) - 1
+    x1 = round((trim[1] + trim[3]) * cols / width) - 1
+    assert dpi[0] == pytest.approx(printing.proof_dpi(shape, 300)[0], abs=0.01)  # the physical size as before
+    for line in (codes[y0, x0:x1 + 1], codes[y1, x0:x1 + 1], codes[y0:y1 + 1, x0], codes[y0:y1 + 1, x1]):
+        grey = line.mean(axis=-1)
+        # black and white dashes along the whole line, on the dark and the light half alike
+        assert (grey < 40).mean() > 0.35 and (grey > 215).mean() > 0.35, grey[:40]
+    # off the line, the picture (but for the JPEG's ringing at the edges: 4 px left out beside each)
+    expected = np.where(np.arange(rows) < rows // 2, 26, 230)[:, None] + np.zeros(cols)  # 0.1, 0.9 as 8 bits
+    away = np.ones((rows, cols), bool)
+    away[rows // 2 - 4: rows // 2 + 4] = False  # the dark half's edge to the light one
+    for y in (y0, y1):
+        away[max(0, y - 4): y + 5] = False
+    for x in (x0, x1):
+        away[:, max(0, x - 4): x + 5] = False
+    assert np.abs(codes.mean(-1) - expected)[away].max() < 12
+    untrimmed, _ = proof_codes(write_proof(tmp_path / "plain.jpg", image, 300))  # negative control: no line
+    assert np.abs(untrimmed.mean(-1) - expected)[np.abs(np.arange(rows) - rows // 2) > 4].max() < 12
+
+
+def test_cli_bleed_errors_are_one_line_exit_2_and_leave_nothing(tmp_path):
+    content, style = cli_files(tmp_path)
+    for extra, message in ((["--print", "A4", "--bleed", "-3"], "--bleed -3.0 mm is out of range for A4"),
+                           (["--bleed", "3"], "--bleed applies to a print: give --print too, or leave out --bleed")):
+        result = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(tmp_path / "o.tif"), *extra])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+        assert not (tmp_path / "o.run").exists() and not (tmp_path / "o.tif").exists()
+
+
+@needs_weights
+def test_cli_bled_print_has_the_bled_pixels_dpi_and_a_trimmed_proof(tmp_path):
+    # 1.5 x 2 in + 3 mm a side at 32 dpi: 44.1 x 56.8 mm = 55.6 x 71.6 -> 56 x 72 px, 4 px of bleed a side
+    content, style = cli_files(tmp_path)
+    output = tmp_path / "o.tif"
+    args = ["run", str(content), str(style), "-o", str(output), "--size", "64", "--steps", "1", "--split-steps",
+            "1", "--print", "1.5x2in", "--dpi", "32", "--bleed", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert ("print 1.5x2in portrait (3.8 x 5.1 cm, + 3 mm bleed a side: 4.4 x 5.7 cm): 56 x 72 px at 32 dpi"
+            in result.output)
+    with tifffile.TiffFile(output) as tif:
+        page = tif.pages.first
+        assert page.shape == (72, 56, 3) and page.resolution == (32, 32)  # 1.75 x 2.25 in: the bled size
+    folder = tmp_path / "o.run"
+    codes, dpi = proof_codes(folder / "proof.jpg")
+    assert codes.shape == (72, 56, 3) and dpi == (32, 32)
+    assert (codes[4, 4:52].mean(-1) < 60).sum() >= 20 and (codes[4, 4:52].mean(-1) > 200).sum() >= 20
+    assert read_image(output).shape == (72, 56, 3)
+    import json
+
+    assert json.loads((folder / "config.json").read_text())["bleed"] == 3.0
+    again = CliRunner().invoke(app, ["run", "--config", str(folder / "config.json"), "--overwrite"])
+    assert again.exit_code == 0 and "nnst: resumed from the run folder" in again.output, again.output
+    assert "3 mm bleed" in again.output
