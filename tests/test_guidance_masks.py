@@ -283,6 +283,38 @@ def test_palette_and_rgb_png_give_identical_labels(tmp_path):
     assert palette.labels == rgb.labels
 
 
+@pytest.mark.parametrize("form", ["L", "I;16", "P"])
+def test_index_maps_keep_every_value_as_a_label(tmp_path, form):
+    # Label i stored as the grey value i (as segmentation tools write them): 0, 1, 2 are three
+    # labels, not one near-black color (they were merged into one, and the guidance was lost).
+    content = np.zeros((30, 40), np.uint8)
+    content[10:20], content[20:] = 1, 2
+    style = np.zeros((24, 36), np.uint8)
+    style[:, 12:24], style[:, 24:] = 2, 1
+    for side, values in (("content", content), ("style", style)):
+        if form == "I;16":
+            image = Image.fromarray(values.astype(np.uint16))
+        elif form == "P":
+            image = Image.fromarray(values).convert("P")  # a grey palette, index = value
+        else:
+            image = Image.fromarray(values)
+        assert image.mode == form
+        image.save(tmp_path / f"{side}.png")
+    pair = load_masks(tmp_path, content_shape=(30, 40), style_shape=(24, 36))
+    assert [label.name for label in pair.labels] == ["0", "1", "2"] and pair.n_labels == 3
+    assert pair.warnings == []
+    np.testing.assert_array_equal(pair.content, content)
+    np.testing.assert_array_equal(pair.style, style)
+
+
+def test_light_grey_label_maps_are_colors_not_indices(tmp_path):
+    # Negative control: greys a person paints (0, 128, 255) stay color labels, named by color.
+    content = np.zeros((30, 40), np.uint8)
+    content[10:20], content[20:] = 128, 255
+    write_pair(tmp_path, content, content[:, ::-1])
+    assert [label.name for label in load_masks(tmp_path).labels] == ["#000000", "#808080", "#ffffff"]
+
+
 def test_grey_region_folders(tmp_path):
     yy, xx = np.mgrid[0:64, 0:96]
     sky = np.clip((40.5 - yy) / 4, 0, 1)  # soft edge over rows 37..40, no value near 0.5
