@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -733,6 +734,27 @@ def test_steps_of_stages_on_the_workers_reach_the_client_labelled_with_run_and_w
     for key in graph:
         for name, value in quiet[key].items():
             np.testing.assert_array_equal(shown[key][name], value)
+
+
+def noisy(inputs: dict, log: str, tag: str) -> dict:
+    """``scale``'s record x2, warning and logging an info line as stages do (a style upsampled, colours converted)."""
+    warnings.warn(f"the style of {log} is upsampled", UserWarning, stacklevel=2)
+    logging.getLogger("nnst_hr.color").info("color skipped for %s", log)
+    return {"y": inputs["x"] * np.float32(2)}
+
+
+def test_warnings_and_info_lines_of_a_stage_on_a_worker_reach_the_client(two_workers, tmp_path, caplog):
+    # They went to the worker's stderr (a warning with its file and source line, info nowhere).
+    graph = make_graph(tmp_path / "log", CONTENTS[:1], STYLE)
+    key = graph.keys_by_tag["nnst", "c0"]
+    graph[key] = dataclasses.replace(graph[key], func=noisy, args=graph[key].args[:1] + graph[key].args[2:4])
+    log = str(tmp_path / "log")
+    with warnings.catch_warnings(record=True) as shown, caplog.at_level(logging.INFO, logger="nnst_hr"):
+        warnings.simplefilter("always")
+        execute_dask(graph, Cache(tmp_path / "results"), client=two_workers)
+    assert [str(w.message) for w in shown] == [f"the style of {log} is upsampled"]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("nnst_hr")] == [
+        (logging.INFO, f"color skipped for {log}")]
 
 
 def _break_step_reports(dask_worker=None) -> None:

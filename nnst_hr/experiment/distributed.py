@@ -94,8 +94,10 @@ import os
 import queue
 import socket
 import sys
+import threading
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
@@ -104,6 +106,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..errors import InputError
+from ..logs import PACKAGES
 from ..memory import release_freed_memory
 from .cache import Cache
 from .execute import (
@@ -248,6 +251,12 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
     ended = _call_ended(worker, dask_key)
     if ended():  # its call ended while it waited for a worker: not even its inputs are decoded
         return _stopped(worker, call, key)
+    with _messages_to_client(worker, call, key):
+        return _run_stage(worker, func, key, stage, args, relay, keep, call, checkpoints, ended)
+
+
+def _run_stage(worker, func, key, stage, args, relay, keep, call, checkpoints, ended) -> _Output | _Failed | _Stopped:
+    """:func:`run_task` from its upstream on: decode the inlined inputs, run the stage, say how it ended."""
     failed = _upstream_failure(args)
     if failed is None:
         args = _computed(args)
@@ -280,6 +289,75 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
             "worker": worker.address if worker is not None else socket.gethostname(), **resumed_info(checkpoints)}
     _log(worker, call, {"kind": "end", "key": key, "info": info})
     return _Output(record if keep else {}, info)
+
+
+_task_messages = threading.local()  # .send(level, text) while this thread runs a task: to the client
+
+
+@contextmanager
+def _messages_to_client(worker, call: str, key: str) -> Iterator[None]:
+    """While a task runs on this thread, send its warnings and the packages' log messages (info and
+    up) to the client as ``"message"`` events, which prints them as it prints its own: on a worker
+    they went to the worker's stderr, Python's warnings with their source line and the info lines
+    (colours converted, color post-processing skipped) nowhere, and on a cluster of one's own never
+    reached the user at all."""
+    if worker is None:
+        yield
+        return
+    _install_message_hooks()
+    _task_messages.send = lambda level, text: _log(worker, call, {"kind": "message", "key": key, "level": level,
+                                                                  "text": text})
+    try:
+        yield
+    finally:
+        _task_messages.send = None
+
+
+class _ToClient(logging.Handler):
+    """Sends the packages' records of a running task to its client; others at warning and up go
+    to stderr, as Python's last-resort handler (which this handler replaces) printed them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        send = getattr(_task_messages, "send", None)
+        if send is not None and record.name != __name__:  # not _log's own "not sent": it would loop
+            send(record.levelname.lower(), record.getMessage())
+        elif record.levelno >= logging.WARNING:
+            print(record.getMessage(), file=sys.stderr)
+
+
+def _install_message_hooks() -> None:
+    """Once per worker process: :class:`_ToClient` on the packages' loggers (at info: their own
+    level is unset, so the root's warning dropped info), and a ``warnings.showwarning`` that sends
+    a task's warnings to its client (once per message and place, Python's default filter)."""
+    if getattr(_install_message_hooks, "done", False):
+        return
+    for name in PACKAGES:
+        package = logging.getLogger(name)
+        if package.level == logging.NOTSET:
+            package.setLevel(logging.INFO)
+        package.addHandler(_ToClient(logging.INFO))
+    shown = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        send = getattr(_task_messages, "send", None)
+        if send is None:
+            return shown(message, category, filename, lineno, file, line)
+        send("warning", str(message))
+
+    warnings.showwarning = showwarning
+    _install_message_hooks.done = True
+
+
+def _show_message(event: dict) -> None:
+    """A worker's message (:func:`_messages_to_client`) printed here as this process prints its own:
+    a warning through ``warnings`` (the command line's ``warning:`` line, each text once), a log
+    record through this module's logger (the command line's ``info:`` line, once)."""
+    text, level = str(event.get("text", "")), str(event.get("level", "warning"))
+    if level == "warning":
+        warnings.warn(text, UserWarning, stacklevel=1)
+    else:
+        number = logging.getLevelName(level.upper())
+        logging.getLogger(__name__).log(number if isinstance(number, int) else logging.INFO, "%s", text)
 
 
 def _log(worker, call: str, event: dict) -> None:
@@ -665,6 +743,8 @@ class _DaskRun:
                     self.ends[task.key] = event
             elif event.get("kind") == "step":
                 self._report(event)
+            elif event.get("kind") == "message":
+                _show_message(event)
             else:
                 self.deferred.append(event)
 
