@@ -114,6 +114,24 @@ def test_a_sweep_over_poster_and_color_options_runs_nnst_once(first):
     assert summary.runs == 12 and summary.failed == 8
 
 
+def test_options_that_act_only_through_masks_split_no_stage_of_an_unguided_pair(folder, tmp_path):
+    # A guide_weight / guide_mode / mask_weight axis computed an unguided pair's NNST (and poster) once
+    # per value, for the same result; a guided pair's stages still differ in them.
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for side in ("content", "style"):
+        Image.fromarray(np.repeat([[0], [255]], 32, axis=0).astype(np.uint8) * np.ones((1, 64), np.uint8)
+                        ).save(masks / f"{side}.png")
+    pairs = GOOD_PAIR + f'[[pair]]\ncontent = "c.png"\nstyle = "s.png"\nguide = "{masks}"\n'
+    axes = 'guide_weight = [0.25, 0.75]\nguide_mode = ["soft", "hard"]\nmask_weight = [0.5, 2.0]\n'
+    plan = load_plan(write_plan(folder, "plan_mask_only.toml", axes, pairs))
+    graph = build_graph(plan, read_inputs(plan))
+    for stage, unguided_keys, guided_keys in (("nnst", 1, 4), ("poster", 1, 8)):
+        by_pair = [{keys[stage] for keys, run in zip(graph.runs, graph.specs, strict=True) if run.pair_index == i}
+                   for i in (0, 1)]
+        assert (len(by_pair[0]), len(by_pair[1])) == (unguided_keys, guided_keys), stage
+
+
 def test_a_finished_plan_run_again_does_no_work(first, folder):
     plan, _, before = first
     events = Events()
