@@ -31,7 +31,7 @@ from nnst_hr.experiment.cache import Cache
 from nnst_hr.experiment.execute import Failure, Results, execute, needed
 from nnst_hr.experiment.graph import Graph, Task, TaskRef, build_graph, read_inputs
 from nnst_hr.experiment.plan import parse_plan
-from nnst_hr.files import write_image
+from nnst_hr.files import read_image, write_image
 from nnst_hr.lock import run_lock
 
 TINY = """
@@ -398,6 +398,21 @@ def test_the_report_reads_one_record_at_a_time_and_is_the_same_from_the_cache_al
         record = cache.get(row["keys"]["final"])["image"]
         np.testing.assert_array_equal(image, np.clip(np.rint(record * 255), 0, 255).astype(np.uint8))
         assert row["scores"] == cache.get(row["keys"]["scores"])
+
+
+def test_a_pair_whose_inputs_failed_shows_the_images_that_decode_at_its_row_head(first, folder):
+    # Its row head was blank: the masks' failure hid the content and style that read fine.
+    plan = load_plan(first[0])
+    graph = build_graph(plan, read_inputs(plan))
+    heads = report_module.head_thumbnails(graph, execute(graph, Cache(folder / "results" / "cache")))
+    def pixels(thumb):
+        return None if thumb is None else np.asarray(thumb).tolist()
+
+    content, style = (pixels(report_module._thumb(read_image(folder / name), report_module.HEAD_THUMB))
+                      for name in ("c.png", "s.png"))
+    # the good pair; bad.png (does not decode) with s.png; c.png with badmasks
+    assert [tuple(map(pixels, heads[pair])) for pair in sorted(heads)] == [(content, style), (None, style),
+                                                                           (content, style)]
 
 
 # --------------------------------------------------------------------------- memory
