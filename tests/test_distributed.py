@@ -813,6 +813,34 @@ def test_local_workers_let_go_of_a_stopped_stage_without_a_warning():
         assert set(client.run(level).values()) == {logging.ERROR}
 
 
+def test_local_workers_leave_ctrl_c_to_the_client():
+    """A terminal's Ctrl-C reaches the workers too (one process group): each printed a traceback as it
+    died under its stage, above the plan's one line. They ignore it; the client stops and closes them."""
+    from nnst_hr.experiment.distributed import dask_client
+
+    def handler(dask_worker=None):
+        return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+    with dask_client(workers=1) as client:
+        assert set(client.run(handler).values()) == {True}
+        assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # this process still takes it
+
+
+def test_closing_a_local_cluster_that_holds_data_says_nothing(caplog):
+    """Ctrl-C closed the cluster with data still on it: the scheduler printed a dated warning and an
+    error ("lose already computed task(s)", "lose scattered data, which can't be recovered")."""
+    from nnst_hr.experiment.distributed import _close_quietly
+
+    cluster = local_cluster(1)
+    with Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(1, timeout=60)
+        held = client.submit(len, client.scatter(b"x" * 100))
+        assert held.result() == 100
+        with caplog.at_level(logging.WARNING, logger="distributed"):
+            _close_quietly(cluster)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -92,6 +92,7 @@ import hashlib
 import logging
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -955,6 +956,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *,
     try:
         with distributed.Client(cluster, set_as_default=False) as client:
             client.run(_quiet_stopped_tasks)
+            client.run(_leave_ctrl_c_to_the_client)
             yield client
     finally:
         _close_quietly(cluster)
@@ -1031,16 +1033,28 @@ def _quiet_stopped_tasks() -> None:
     logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
 
+def _leave_ctrl_c_to_the_client() -> None:
+    """On a worker of this process's local cluster: ignore SIGINT. A terminal's Ctrl-C reaches every
+    process of its group, the workers too, and each printed a KeyboardInterrupt or broken-pipe
+    traceback as it died under its stage; this process stops the plan and closes them (SIGTERM).
+    Run in the worker's main thread (its event loop's), where a handler can be set."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _close_quietly(cluster) -> None:
     """Close a local cluster without the nannies' "worker still alive, killing" warnings (torch
-    workers are slow to stop; killing them is the intended end)."""
-    nanny = logging.getLogger("distributed.nanny")
-    level = nanny.level
-    nanny.setLevel(logging.ERROR)
+    workers are slow to stop; killing them is the intended end), nor the scheduler's "Removing worker
+    ... caused the cluster to lose already computed task(s)" / "scattered data, which can't be
+    recovered" (a warning and an error, dated, after Ctrl-C: the cluster goes, nothing is recomputed)."""
+    quieted = {"distributed.nanny": logging.ERROR, "distributed.scheduler": logging.CRITICAL}
+    levels = {name: logging.getLogger(name).level for name in quieted}
+    for name, level in quieted.items():
+        logging.getLogger(name).setLevel(level)
     try:
         cluster.close()
     finally:
-        nanny.setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _local_resources() -> dict | None:
