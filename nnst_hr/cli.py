@@ -143,9 +143,18 @@ def _guarded(action, memory_hint=None, resume=None, ctx=None):
     from .signals import sigterm_as_exception
 
     _process_settings()
+    shown: set[str] = set()
+
+    def show(message, *args, **kwargs) -> None:
+        # each text once: any warnings.catch_warnings (an experiment's stages decode their inputs under
+        # one) resets Python's once-per-place memory, and a plan repeated a poster's warning per run
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"warning: {message}", file=sys.stderr)
+
     with warnings.catch_warnings(), sigterm_as_exception():
         warnings.simplefilter("default")
-        warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
+        warnings.showwarning = show
         return _exit_codes(action, memory_hint, resume, ctx)
 
 
