@@ -594,7 +594,11 @@ def test_plan_values_out_of_range_are_named_by_their_plan_key(folder, value, tab
     (GOOD_PAIR + "[axes]\nalpha = [0.25, 0.5, 1.5]\n", "axes.alpha[2]: "),
     (GOOD_PAIR + "[axes]\nalpha = [0.25, \"x\"]\n", "axes.alpha[1]: must be float"),
     (GOOD_PAIR + "[axes]\nalpha = []\n", "axes.alpha: empty axis"),
-    (GOOD_PAIR + "[axes]\nalpah = [0.5]\n", "axes.alpah: unknown option"),
+    (GOOD_PAIR + "[axes]\nalpah = [0.5]\n", "axes.alpah: unknown option 'alpah' (did you mean 'alpha'?); use "),
+    (GOOD_PAIR + "[fixed]\nstpes = 3\n", "fixed.stpes: unknown option 'stpes' (did you mean 'steps'?)"),
+    (GOOD_PAIR + "[fixed]\nbeauty = 3\n", "fixed.beauty: unknown option 'beauty'; use "),  # nothing close
+    (GOOD_PAIR + "[axis]\nalpha = [1]\n", "axis: unknown table (did you mean 'axes'?); a plan has"),
+    (GOOD_PAIR + "[report]\nrow = \"alpha\"\n", "report.row: unknown key (did you mean 'rows'?)"),
     (GOOD_PAIR + "[axes]\nguide_mode = [\"soft\", \"medium\"]\n", "axes.guide_mode[1]: must be one of"),
     (GOOD_PAIR + "[axes]\nsteps = [1.5]\n", "axes.steps[0]: must be int"),
     (GOOD_PAIR + "[fixed]\nsize = 8\n", "fixed.size: size must be at least"),
