@@ -431,9 +431,12 @@ def _index_values(image: Image.Image) -> np.ndarray | None:
     """The label of each pixel of an index map, int (H, W); None for any other image.
 
     An index map is a grey image (8 or 16 bits, or a palette image whose palette is the grey ramp)
-    whose values are all below :data:`MAX_LABELS`: segmentation tools write label ``i`` as the
-    value ``i``. Nobody paints regions in greys that dark and that close to each other.
+    whose values are all below :data:`MAX_LABELS`, in a lossless format: segmentation tools write
+    label ``i`` as the value ``i``. Nobody paints regions in greys that dark and that close to each
+    other; a JPEG's are a painted mask's, whose noise would make labels of its own.
     """
+    if image.format == "JPEG":
+        return None
     if image.mode in ("L", "I", "I;16", "I;16B", "I;16L"):
         values = np.asarray(image)
     elif image.mode == "P":

@@ -315,6 +315,16 @@ def test_light_grey_label_maps_are_colors_not_indices(tmp_path):
     assert [label.name for label in load_masks(tmp_path).labels] == ["#000000", "#808080", "#ffffff"]
 
 
+def test_a_dark_grey_jpeg_mask_is_a_painted_one_not_an_index_map(tmp_path):
+    # Black and a dark grey (40) painted and saved as JPEG: its noise (values 0 .. ~50) is no labels.
+    content = np.zeros((48, 64), np.uint8)
+    content[24:] = 40
+    for side in ("content", "style"):
+        save(tmp_path / f"{side}.jpg", content, quality=70)
+    names = [label.name for label in load_masks(tmp_path).labels]
+    assert len(names) == 2 and all(name.startswith("#") for name in names), names  # two colors, as painted
+
+
 def test_grey_region_folders(tmp_path):
     yy, xx = np.mgrid[0:64, 0:96]
     sky = np.clip((40.5 - yy) / 4, 0, 1)  # soft edge over rows 37..40, no value near 0.5
