@@ -131,6 +131,16 @@ def test_same_aspect_is_resized_nearest_neighbour(tmp_path):
     np.testing.assert_array_equal(shrunk.content, full.content[1::2, 1::2])
 
 
+def test_the_check_report_gives_a_resized_mask_its_own_size_and_the_one_it_takes(tmp_path):
+    # It gave only the image's size, as if it had read another file than the 300x200 one in the folder.
+    content = paint((20, 30), (GREEN, (0, 10, 0, 30)))
+    write_pair(tmp_path, np.kron(content, np.ones((10, 10, 1), np.uint8)), content)
+    image = save(tmp_path / "image.png", np.zeros((100, 150, 3), np.uint8))
+    report = check_masks(tmp_path, image, tmp_path / "style.png")
+    assert f"content: {tmp_path / 'content.png'} (color label map, 300x200, resized to 150x100)" in report.text
+    assert f"style: {tmp_path / 'style.png'} (color label map, 30x20)" in report.text
+
+
 def test_unknown_color_patch_is_reported_by_color(tmp_path):
     content = paint((128, 128), (GREEN, (0, 64, 0, 128)), (BLUE, (100, 103, 100, 103)))  # 9 px of blue
     pair = load_masks(write_pair(tmp_path, content, paint((128, 128), (GREEN, (64, 128, 0, 128)))))
