@@ -3,11 +3,13 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from guidance.errors import MaskError
 from guidance.masks import Label, MaskPair, load_masks
 from guidance.palette import MIN_LABEL_SHARE
 from nnst_hr.errors import InputError
-from nnst_hr.files import read_image_shape
+from nnst_hr.files import exif_orientation, read_image_shape
 
 
 @dataclass
@@ -109,6 +111,13 @@ def image_shape(path: Path) -> tuple[int, int]:
         raise MaskError(str(err)) from None
 
 
+def _mask_shape(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of a mask file as the loader read it (EXIF orientation applied; any format it reads)."""
+    with Image.open(path) as image:
+        width, height = image.size
+        return (width, height) if exif_orientation(image) in (5, 6, 7, 8) else (height, width)
+
+
 def _format(mask_dir: Path, pair: MaskPair | None, problems: list[str], warnings: list[str]) -> str:
     """The report: sources, a table of labels, the unguided share, warnings, verdict."""
     lines = [f"Masks in {mask_dir}"]
@@ -116,7 +125,11 @@ def _format(mask_dir: Path, pair: MaskPair | None, problems: list[str], warnings
         for side, source, labels in (("content", pair.content_source, pair.content),
                                      ("style", pair.style_source, pair.style)):
             form = "grey region masks" if source.is_dir() else "color label map"
-            lines.append(f"  {side}: {source} ({form}, {labels.shape[1]}x{labels.shape[0]})")
+            size = f"{labels.shape[1]}x{labels.shape[0]}"
+            if not source.is_dir():  # a mask of another size than its image: both sizes, not the image's alone
+                height, width = _mask_shape(source)
+                size = f"{width}x{height}" + (f", resized to {size}" if (height, width) != labels.shape else "")
+            lines.append(f"  {side}: {source} ({form}, {size})")
         lines += ["", f"{'channel':>7}  {'label':<16} {'content':>8} {'style':>8}  notes"]
         for label in pair.labels:
             channel = "-" if label.unguided else str(label.index)

@@ -9,7 +9,9 @@ color label maps
     so a folder holding ``content.png`` *images* beside their masks works): RGB or palette images
     in any format Pillow reads, JPEG included. Pixels of the same color correspond. Colors are
     snapped to the palette the two masks share (:mod:`guidance.palette`); labels are named and
-    ordered by color.
+    ordered by color. A grey image whose values are all below :data:`MAX_LABELS` is an *index map*
+    (label ``i`` stored as the value ``i``, as segmentation tools write them): each value is a
+    label, named by it.
 grey region masks
     folders ``content/`` and ``style/`` with one grey image per region, white inside, matched by
     file name (``content/sky.png`` with ``style/sky.png``); labels are ordered by name. Each pixel
@@ -317,7 +319,7 @@ def load_mask_files(content_mask, style_mask, content_shape=None, style_shape=No
 
 def _load_mask_files(paths: tuple[Path, Path], content_shape, style_shape, fs) -> MaskPair:
     """:func:`load_mask_files` of two files read through ``fs``."""
-    rgbs = [_read_rgb(path, fs) for path in paths]
+    rgbs, indexed = zip(*(_read_label_map(path, fs) for path in paths), strict=True)
     flats = [flat_pixels(rgb) for rgb in rgbs]
     colors, shares = find_palette(rgbs, flats, MAX_LABELS)
     present = shares > 0
@@ -339,7 +341,8 @@ def _load_mask_files(paths: tuple[Path, Path], content_shape, style_shape, fs) -
         maps.append(_fit(np.flatnonzero(here)[snapped], shape, path, side))
     if errors:
         raise _blamed(errors, paths, rgbs, flats)
-    names = [_hex(c) for c in colors]
+    # index maps' labels are named by their values, as the tool that wrote them numbered them
+    names = [(all(indexed) and _index_name(c)) or _hex(c) for c in colors]
     return _pair(*maps, names, [tuple(c) for c in colors.tolist()], paths, warnings)
 
 
@@ -409,8 +412,63 @@ def _open(path: Path, fs=_DISK) -> tuple[Image.Image, int]:
 
 def _read_rgb(path: Path, fs=_DISK) -> np.ndarray:
     """uint8 (H, W, 3) colors of a color label map, upright; alpha is ignored."""
+    return _read_label_map(path, fs)[0]
+
+
+def _read_label_map(path: Path, fs=_DISK) -> tuple[np.ndarray, bool]:
+    """:func:`_read_rgb`'s colors, and whether the file is an index map (:func:`_index_values`).
+
+    An index map comes back in :func:`index_colors`: its labels 0, 1, 2, ... are near-black greys
+    that the palette would take for one color with JPEG noise.
+    """
     image, orientation = _open(path, fs)
-    return np.ascontiguousarray(apply_orientation(np.asarray(image.convert("RGB")), orientation))
+    values = _index_values(image)
+    rgb = index_colors(values) if values is not None else np.asarray(image.convert("RGB"))
+    return np.ascontiguousarray(apply_orientation(rgb, orientation)), values is not None
+
+
+def _index_values(image: Image.Image) -> np.ndarray | None:
+    """The label of each pixel of an index map, int (H, W); None for any other image.
+
+    An index map is a grey image (8 or 16 bits, or a palette image whose palette is the grey ramp)
+    whose values are all below :data:`MAX_LABELS`, in a lossless format: segmentation tools write
+    label ``i`` as the value ``i``. Nobody paints regions in greys that dark and that close to each
+    other; a JPEG's are a painted mask's, whose noise would make labels of its own.
+    """
+    if image.format == "JPEG":
+        return None
+    if image.mode in ("L", "I", "I;16", "I;16B", "I;16L"):
+        values = np.asarray(image)
+    elif image.mode == "P":
+        values = np.asarray(image)
+        grey = np.asarray(image.convert("RGB"))
+        if not (grey == values[..., None]).all():
+            return None
+    else:
+        return None
+    return values.astype(np.int32) if values.size and 0 <= values.min() and values.max() < MAX_LABELS else None
+
+
+def index_colors(values: np.ndarray) -> np.ndarray:
+    """uint8 (..., 3): index-map label ``i`` (0 <= i < :data:`MAX_LABELS`) as the ``i``-th color of the
+    4 x 4 x 4 grid of RGB levels 0, 85, 170, 255, whose colors lie farther apart than the palette's
+    merge radius (:data:`~guidance.palette.MERGE_RADIUS`) twice over.
+
+    Examples
+    --------
+    >>> index_colors(np.array([0, 1, 63])).tolist()
+    [[0, 0, 0], [0, 0, 85], [255, 255, 255]]
+    """
+    values = np.asarray(values)
+    return (np.stack([values // 16, values // 4 % 4, values % 4], axis=-1) * 85).astype(np.uint8)
+
+
+def _index_name(color) -> str | None:
+    """The label value whose :func:`index_colors` color ``color`` is; None for another color."""
+    r, g, b = (int(c) for c in color)
+    if any(c % 85 for c in (r, g, b)):
+        return None
+    return str(r // 85 * 16 + g // 85 * 4 + b // 85)
 
 
 def _read_grey(path: Path, fs=_DISK) -> np.ndarray:

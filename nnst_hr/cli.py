@@ -128,6 +128,7 @@ def _process_settings() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+EXIT_SIGPIPE = 141  # the shell's code for a process whose output pipe closed (128 + SIGPIPE)
 RESUME_RUN = "run the same command again to resume from the run folder"
 RESUME_PLAN = "run the same command again to resume from the stages in the cache"
 
@@ -143,9 +144,18 @@ def _guarded(action, memory_hint=None, resume=None, ctx=None):
     from .signals import sigterm_as_exception
 
     _process_settings()
+    shown: set[str] = set()
+
+    def show(message, *args, **kwargs) -> None:
+        # each text once: any warnings.catch_warnings (an experiment's stages decode their inputs under
+        # one) resets Python's once-per-place memory, and a plan repeated a poster's warning per run
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"warning: {message}", file=sys.stderr)
+
     with warnings.catch_warnings(), sigterm_as_exception():
         warnings.simplefilter("default")
-        warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}", file=sys.stderr)
+        warnings.showwarning = show
         return _exit_codes(action, memory_hint, resume, ctx)
 
 
@@ -177,6 +187,11 @@ def _exit_codes(action, memory_hint=None, resume=None, ctx=None):
             _internal_error(exc)
         print(_loading_out_of_memory_line(exc), file=sys.stderr)
         raise typer.Exit(2) from None
+    except BrokenPipeError:
+        # stdout's reader went away (`| head`): as `yes | head`, say nothing more (nowhere to say it; the
+        # interpreter's last flush would print its own "Exception ignored" otherwise); was an internal error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_SIGPIPE) from None
     except OSError as exc:
         if _loading_out_of_memory(exc):
             print(_loading_out_of_memory_line(exc), file=sys.stderr)

@@ -350,3 +350,13 @@ def test_jpeg_quality_for_an_output_of_another_format_is_warned_about(cli, tmp_p
                  "--jpeg-quality", 0)
     assert_refused(result, "--jpeg-quality 0 is out of range; use 1 to 100")
     assert "warning" not in result.stderr, result.stderr
+
+
+def test_a_closed_stdout_stops_the_command_quietly_with_141(tmp_path):
+    """`nnst-hr masks check ... | head` whose reader had gone: an internal error with a BrokenPipeError traceback."""
+    masks = Path(__file__).resolve().parents[1] / "samples" / "guided" / "louvre_to_house"
+    process = subprocess.Popen([sys.executable, "-m", "nnst_hr", "masks", "check", masks],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader goes before the command writes its report
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and stderr == ""

@@ -83,3 +83,22 @@ def test_a_run_shows_the_library_info_message_of_a_monochrome_style(cli, tmp_pat
     result = cli(*args)
     assert result.exit_code == 0, result.output
     assert "info: color post-processing skipped: monochrome style" in result.stderr
+
+
+def test_the_command_line_prints_each_warning_once_whatever_resets_pythons_memory_of_them(capsys):
+    # An experiment's stages decode their inputs under warnings.catch_warnings, which resets the
+    # "default" filter's once-per-place memory: a poster's warning came once per run.
+    import warnings
+
+    from nnst_hr.cli import _guarded
+
+    def action():
+        for _ in range(3):
+            warnings.warn("the style image is smaller than the poster needs", UserWarning, stacklevel=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+        warnings.warn("another one", UserWarning, stacklevel=1)
+
+    _guarded(action)
+    assert capsys.readouterr().err.splitlines() == ["warning: the style image is smaller than the poster needs",
+                                                    "warning: another one"]

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -735,6 +736,27 @@ def test_steps_of_stages_on_the_workers_reach_the_client_labelled_with_run_and_w
             np.testing.assert_array_equal(shown[key][name], value)
 
 
+def noisy(inputs: dict, log: str, tag: str) -> dict:
+    """``scale``'s record x2, warning and logging an info line as stages do (a style upsampled, colours converted)."""
+    warnings.warn(f"the style of {log} is upsampled", UserWarning, stacklevel=2)
+    logging.getLogger("nnst_hr.color").info("color skipped for %s", log)
+    return {"y": inputs["x"] * np.float32(2)}
+
+
+def test_warnings_and_info_lines_of_a_stage_on_a_worker_reach_the_client(two_workers, tmp_path, caplog):
+    # They went to the worker's stderr (a warning with its file and source line, info nowhere).
+    graph = make_graph(tmp_path / "log", CONTENTS[:1], STYLE)
+    key = graph.keys_by_tag["nnst", "c0"]
+    graph[key] = dataclasses.replace(graph[key], func=noisy, args=graph[key].args[:1] + graph[key].args[2:4])
+    log = str(tmp_path / "log")
+    with warnings.catch_warnings(record=True) as shown, caplog.at_level(logging.INFO, logger="nnst_hr"):
+        warnings.simplefilter("always")
+        execute_dask(graph, Cache(tmp_path / "results"), client=two_workers)
+    assert [str(w.message) for w in shown] == [f"the style of {log} is upsampled"]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("nnst_hr")] == [
+        (logging.INFO, f"color skipped for {log}")]
+
+
 def _break_step_reports(dask_worker=None) -> None:
     send = dask_worker.log_event
 
@@ -789,6 +811,34 @@ def test_local_workers_let_go_of_a_stopped_stage_without_a_warning():
 
     with dask_client(workers=1) as client:
         assert set(client.run(level).values()) == {logging.ERROR}
+
+
+def test_local_workers_leave_ctrl_c_to_the_client():
+    """A terminal's Ctrl-C reaches the workers too (one process group): each printed a traceback as it
+    died under its stage, above the plan's one line. They ignore it; the client stops and closes them."""
+    from nnst_hr.experiment.distributed import dask_client
+
+    def handler(dask_worker=None):
+        return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+    with dask_client(workers=1) as client:
+        assert set(client.run(handler).values()) == {True}
+        assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # this process still takes it
+
+
+def test_closing_a_local_cluster_that_holds_data_says_nothing(caplog):
+    """Ctrl-C closed the cluster with data still on it: the scheduler printed a dated warning and an
+    error ("lose already computed task(s)", "lose scattered data, which can't be recovered")."""
+    from nnst_hr.experiment.distributed import _close_quietly
+
+    cluster = local_cluster(1)
+    with Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(1, timeout=60)
+        held = client.submit(len, client.scatter(b"x" * 100))
+        assert held.result() == 100
+        with caplog.at_level(logging.WARNING, logger="distributed"):
+            _close_quietly(cluster)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def _free_port() -> int:

@@ -31,7 +31,7 @@ from nnst_hr.experiment.cache import Cache
 from nnst_hr.experiment.execute import Failure, Results, execute, needed
 from nnst_hr.experiment.graph import Graph, Task, TaskRef, build_graph, read_inputs
 from nnst_hr.experiment.plan import parse_plan
-from nnst_hr.files import write_image
+from nnst_hr.files import read_image, write_image
 from nnst_hr.lock import run_lock
 
 TINY = """
@@ -112,6 +112,24 @@ def test_a_sweep_over_poster_and_color_options_runs_nnst_once(first):
     # one NNST for the good pair; 2 color values; 2 poster values; 4 poster colors and scores
     assert events.started() == Counter(inputs=3, nnst=1, color=2, poster=2, poster_color=4, scores=4)
     assert summary.runs == 12 and summary.failed == 8
+
+
+def test_options_that_act_only_through_masks_split_no_stage_of_an_unguided_pair(folder, tmp_path):
+    # A guide_weight / guide_mode / mask_weight axis computed an unguided pair's NNST (and poster) once
+    # per value, for the same result; a guided pair's stages still differ in them.
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for side in ("content", "style"):
+        Image.fromarray(np.repeat([[0], [255]], 32, axis=0).astype(np.uint8) * np.ones((1, 64), np.uint8)
+                        ).save(masks / f"{side}.png")
+    pairs = GOOD_PAIR + f'[[pair]]\ncontent = "c.png"\nstyle = "s.png"\nguide = "{masks}"\n'
+    axes = 'guide_weight = [0.25, 0.75]\nguide_mode = ["soft", "hard"]\nmask_weight = [0.5, 2.0]\n'
+    plan = load_plan(write_plan(folder, "plan_mask_only.toml", axes, pairs))
+    graph = build_graph(plan, read_inputs(plan))
+    for stage, unguided_keys, guided_keys in (("nnst", 1, 4), ("poster", 1, 8)):
+        by_pair = [{keys[stage] for keys, run in zip(graph.runs, graph.specs, strict=True) if run.pair_index == i}
+                   for i in (0, 1)]
+        assert (len(by_pair[0]), len(by_pair[1])) == (unguided_keys, guided_keys), stage
 
 
 def test_a_finished_plan_run_again_does_no_work(first, folder):
@@ -382,6 +400,21 @@ def test_the_report_reads_one_record_at_a_time_and_is_the_same_from_the_cache_al
         assert row["scores"] == cache.get(row["keys"]["scores"])
 
 
+def test_a_pair_whose_inputs_failed_shows_the_images_that_decode_at_its_row_head(first, folder):
+    # Its row head was blank: the masks' failure hid the content and style that read fine.
+    plan = load_plan(first[0])
+    graph = build_graph(plan, read_inputs(plan))
+    heads = report_module.head_thumbnails(graph, execute(graph, Cache(folder / "results" / "cache")))
+    def pixels(thumb):
+        return None if thumb is None else np.asarray(thumb).tolist()
+
+    content, style = (pixels(report_module._thumb(read_image(folder / name), report_module.HEAD_THUMB))
+                      for name in ("c.png", "s.png"))
+    # the good pair; bad.png (does not decode) with s.png; c.png with badmasks
+    assert [tuple(map(pixels, heads[pair])) for pair in sorted(heads)] == [(content, style), (None, style),
+                                                                           (content, style)]
+
+
 # --------------------------------------------------------------------------- memory
 
 TRACKER: list[CountingCache] = []  # the cache of the test running: the stages below count their records in it
@@ -561,7 +594,11 @@ def test_plan_values_out_of_range_are_named_by_their_plan_key(folder, value, tab
     (GOOD_PAIR + "[axes]\nalpha = [0.25, 0.5, 1.5]\n", "axes.alpha[2]: "),
     (GOOD_PAIR + "[axes]\nalpha = [0.25, \"x\"]\n", "axes.alpha[1]: must be float"),
     (GOOD_PAIR + "[axes]\nalpha = []\n", "axes.alpha: empty axis"),
-    (GOOD_PAIR + "[axes]\nalpah = [0.5]\n", "axes.alpah: unknown option"),
+    (GOOD_PAIR + "[axes]\nalpah = [0.5]\n", "axes.alpah: unknown option 'alpah' (did you mean 'alpha'?); use "),
+    (GOOD_PAIR + "[fixed]\nstpes = 3\n", "fixed.stpes: unknown option 'stpes' (did you mean 'steps'?)"),
+    (GOOD_PAIR + "[fixed]\nbeauty = 3\n", "fixed.beauty: unknown option 'beauty'; use "),  # nothing close
+    (GOOD_PAIR + "[axis]\nalpha = [1]\n", "axis: unknown table (did you mean 'axes'?); a plan has"),
+    (GOOD_PAIR + "[report]\nrow = \"alpha\"\n", "report.row: unknown key (did you mean 'rows'?)"),
     (GOOD_PAIR + "[axes]\nguide_mode = [\"soft\", \"medium\"]\n", "axes.guide_mode[1]: must be one of"),
     (GOOD_PAIR + "[axes]\nsteps = [1.5]\n", "axes.steps[0]: must be int"),
     (GOOD_PAIR + "[fixed]\nsize = 8\n", "fixed.size: size must be at least"),

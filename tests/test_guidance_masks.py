@@ -131,6 +131,16 @@ def test_same_aspect_is_resized_nearest_neighbour(tmp_path):
     np.testing.assert_array_equal(shrunk.content, full.content[1::2, 1::2])
 
 
+def test_the_check_report_gives_a_resized_mask_its_own_size_and_the_one_it_takes(tmp_path):
+    # It gave only the image's size, as if it had read another file than the 300x200 one in the folder.
+    content = paint((20, 30), (GREEN, (0, 10, 0, 30)))
+    write_pair(tmp_path, np.kron(content, np.ones((10, 10, 1), np.uint8)), content)
+    image = save(tmp_path / "image.png", np.zeros((100, 150, 3), np.uint8))
+    report = check_masks(tmp_path, image, tmp_path / "style.png")
+    assert f"content: {tmp_path / 'content.png'} (color label map, 300x200, resized to 150x100)" in report.text
+    assert f"style: {tmp_path / 'style.png'} (color label map, 30x20)" in report.text
+
+
 def test_unknown_color_patch_is_reported_by_color(tmp_path):
     content = paint((128, 128), (GREEN, (0, 64, 0, 128)), (BLUE, (100, 103, 100, 103)))  # 9 px of blue
     pair = load_masks(write_pair(tmp_path, content, paint((128, 128), (GREEN, (64, 128, 0, 128)))))
@@ -281,6 +291,48 @@ def test_palette_and_rgb_png_give_identical_labels(tmp_path):
     np.testing.assert_array_equal(palette.content, rgb.content)
     np.testing.assert_array_equal(palette.style, rgb.style)
     assert palette.labels == rgb.labels
+
+
+@pytest.mark.parametrize("form", ["L", "I;16", "P"])
+def test_index_maps_keep_every_value_as_a_label(tmp_path, form):
+    # Label i stored as the grey value i (as segmentation tools write them): 0, 1, 2 are three
+    # labels, not one near-black color (they were merged into one, and the guidance was lost).
+    content = np.zeros((30, 40), np.uint8)
+    content[10:20], content[20:] = 1, 2
+    style = np.zeros((24, 36), np.uint8)
+    style[:, 12:24], style[:, 24:] = 2, 1
+    for side, values in (("content", content), ("style", style)):
+        if form == "I;16":
+            image = Image.fromarray(values.astype(np.uint16))
+        elif form == "P":
+            image = Image.fromarray(values).convert("P")  # a grey palette, index = value
+        else:
+            image = Image.fromarray(values)
+        assert image.mode == form
+        image.save(tmp_path / f"{side}.png")
+    pair = load_masks(tmp_path, content_shape=(30, 40), style_shape=(24, 36))
+    assert [label.name for label in pair.labels] == ["0", "1", "2"] and pair.n_labels == 3
+    assert pair.warnings == []
+    np.testing.assert_array_equal(pair.content, content)
+    np.testing.assert_array_equal(pair.style, style)
+
+
+def test_light_grey_label_maps_are_colors_not_indices(tmp_path):
+    # Negative control: greys a person paints (0, 128, 255) stay color labels, named by color.
+    content = np.zeros((30, 40), np.uint8)
+    content[10:20], content[20:] = 128, 255
+    write_pair(tmp_path, content, content[:, ::-1])
+    assert [label.name for label in load_masks(tmp_path).labels] == ["#000000", "#808080", "#ffffff"]
+
+
+def test_a_dark_grey_jpeg_mask_is_a_painted_one_not_an_index_map(tmp_path):
+    # Black and a dark grey (40) painted and saved as JPEG: its noise (values 0 .. ~50) is no labels.
+    content = np.zeros((48, 64), np.uint8)
+    content[24:] = 40
+    for side in ("content", "style"):
+        save(tmp_path / f"{side}.jpg", content, quality=70)
+    names = [label.name for label in load_masks(tmp_path).labels]
+    assert len(names) == 2 and all(name.startswith("#") for name in names), names  # two colors, as painted
 
 
 def test_grey_region_folders(tmp_path):

@@ -92,10 +92,13 @@ import hashlib
 import logging
 import os
 import queue
+import signal
 import socket
 import sys
+import threading
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
@@ -104,6 +107,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..errors import InputError
+from ..logs import PACKAGES
 from ..memory import release_freed_memory
 from .cache import Cache
 from .execute import (
@@ -248,6 +252,12 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
     ended = _call_ended(worker, dask_key)
     if ended():  # its call ended while it waited for a worker: not even its inputs are decoded
         return _stopped(worker, call, key)
+    with _messages_to_client(worker, call, key):
+        return _run_stage(worker, func, key, stage, args, relay, keep, call, checkpoints, ended)
+
+
+def _run_stage(worker, func, key, stage, args, relay, keep, call, checkpoints, ended) -> _Output | _Failed | _Stopped:
+    """:func:`run_task` from its upstream on: decode the inlined inputs, run the stage, say how it ended."""
     failed = _upstream_failure(args)
     if failed is None:
         args = _computed(args)
@@ -280,6 +290,75 @@ def run_task(func: Callable, key: str, stage: str, *args, relay: bool = False, k
             "worker": worker.address if worker is not None else socket.gethostname(), **resumed_info(checkpoints)}
     _log(worker, call, {"kind": "end", "key": key, "info": info})
     return _Output(record if keep else {}, info)
+
+
+_task_messages = threading.local()  # .send(level, text) while this thread runs a task: to the client
+
+
+@contextmanager
+def _messages_to_client(worker, call: str, key: str) -> Iterator[None]:
+    """While a task runs on this thread, send its warnings and the packages' log messages (info and
+    up) to the client as ``"message"`` events, which prints them as it prints its own: on a worker
+    they went to the worker's stderr, Python's warnings with their source line and the info lines
+    (colours converted, color post-processing skipped) nowhere, and on a cluster of one's own never
+    reached the user at all."""
+    if worker is None:
+        yield
+        return
+    _install_message_hooks()
+    _task_messages.send = lambda level, text: _log(worker, call, {"kind": "message", "key": key, "level": level,
+                                                                  "text": text})
+    try:
+        yield
+    finally:
+        _task_messages.send = None
+
+
+class _ToClient(logging.Handler):
+    """Sends the packages' records of a running task to its client; others at warning and up go
+    to stderr, as Python's last-resort handler (which this handler replaces) printed them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        send = getattr(_task_messages, "send", None)
+        if send is not None and record.name != __name__:  # not _log's own "not sent": it would loop
+            send(record.levelname.lower(), record.getMessage())
+        elif record.levelno >= logging.WARNING:
+            print(record.getMessage(), file=sys.stderr)
+
+
+def _install_message_hooks() -> None:
+    """Once per worker process: :class:`_ToClient` on the packages' loggers (at info: their own
+    level is unset, so the root's warning dropped info), and a ``warnings.showwarning`` that sends
+    a task's warnings to its client (once per message and place, Python's default filter)."""
+    if getattr(_install_message_hooks, "done", False):
+        return
+    for name in PACKAGES:
+        package = logging.getLogger(name)
+        if package.level == logging.NOTSET:
+            package.setLevel(logging.INFO)
+        package.addHandler(_ToClient(logging.INFO))
+    shown = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        send = getattr(_task_messages, "send", None)
+        if send is None:
+            return shown(message, category, filename, lineno, file, line)
+        send("warning", str(message))
+
+    warnings.showwarning = showwarning
+    _install_message_hooks.done = True
+
+
+def _show_message(event: dict) -> None:
+    """A worker's message (:func:`_messages_to_client`) printed here as this process prints its own:
+    a warning through ``warnings`` (the command line's ``warning:`` line, each text once), a log
+    record through this module's logger (the command line's ``info:`` line, once)."""
+    text, level = str(event.get("text", "")), str(event.get("level", "warning"))
+    if level == "warning":
+        warnings.warn(text, UserWarning, stacklevel=1)
+    else:
+        number = logging.getLevelName(level.upper())
+        logging.getLogger(__name__).log(number if isinstance(number, int) else logging.INFO, "%s", text)
 
 
 def _log(worker, call: str, event: dict) -> None:
@@ -665,6 +744,8 @@ class _DaskRun:
                     self.ends[task.key] = event
             elif event.get("kind") == "step":
                 self._report(event)
+            elif event.get("kind") == "message":
+                _show_message(event)
             else:
                 self.deferred.append(event)
 
@@ -875,6 +956,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *,
     try:
         with distributed.Client(cluster, set_as_default=False) as client:
             client.run(_quiet_stopped_tasks)
+            client.run(_leave_ctrl_c_to_the_client)
             yield client
     finally:
         _close_quietly(cluster)
@@ -951,16 +1033,28 @@ def _quiet_stopped_tasks() -> None:
     logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
 
+def _leave_ctrl_c_to_the_client() -> None:
+    """On a worker of this process's local cluster: ignore SIGINT. A terminal's Ctrl-C reaches every
+    process of its group, the workers too, and each printed a KeyboardInterrupt or broken-pipe
+    traceback as it died under its stage; this process stops the plan and closes them (SIGTERM).
+    Run in the worker's main thread (its event loop's), where a handler can be set."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _close_quietly(cluster) -> None:
     """Close a local cluster without the nannies' "worker still alive, killing" warnings (torch
-    workers are slow to stop; killing them is the intended end)."""
-    nanny = logging.getLogger("distributed.nanny")
-    level = nanny.level
-    nanny.setLevel(logging.ERROR)
+    workers are slow to stop; killing them is the intended end), nor the scheduler's "Removing worker
+    ... caused the cluster to lose already computed task(s)" / "scattered data, which can't be
+    recovered" (a warning and an error, dated, after Ctrl-C: the cluster goes, nothing is recomputed)."""
+    quieted = {"distributed.nanny": logging.ERROR, "distributed.scheduler": logging.CRITICAL}
+    levels = {name: logging.getLogger(name).level for name in quieted}
+    for name, level in quieted.items():
+        logging.getLogger(name).setLevel(level)
     try:
         cluster.close()
     finally:
-        nanny.setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _local_resources() -> dict | None:

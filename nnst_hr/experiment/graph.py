@@ -151,7 +151,8 @@ def build_graph(plan: Plan, inputs: list[PairInputs]) -> Graph:
         input_params = pair.digest() if print_plan is None else {**pair.digest(), "print": print_plan.key()}
         input_args = (pair.content, pair.style, pair.guide, pair.names) + ((print_plan,) if print_plan else ())
         keys["inputs"] = add("inputs", input_params, stages.decode_inputs, input_args, r)
-        nnst_params = stages.subset(run.nnst, stages.NNST_PARAMS)
+        mask_only = stages.MASK_ONLY_PARAMS if pair.guide is None else {"nnst": {}, "poster": {}}
+        nnst_params = {**stages.subset(run.nnst, stages.NNST_PARAMS), **mask_only["nnst"]}
         gpu = {"GPU": 1} if run.nnst.device == "cuda" else {}
         keys["nnst"] = add("nnst", nnst_params, stages.nnst,
                            (TaskRef(keys["inputs"]), nnst_params, run.nnst.device), r, gpu)
@@ -166,7 +167,7 @@ def build_graph(plan: Plan, inputs: list[PairInputs]) -> Graph:
         final = keys["color"]
         upsampled = None
         if poster:
-            poster_params = stages.subset(run.poster, stages.POSTER_PARAMS)
+            poster_params = {**stages.subset(run.poster, stages.POSTER_PARAMS), **mask_only["poster"]}
             poster_nnst = stages.subset(run.nnst, stages.POSTER_NNST_PARAMS)
             keys["poster"] = add("poster", {"poster": poster_params, "nnst": poster_nnst}, stages.poster,
                                  (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), poster_params, poster_nnst), r)

@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import difflib
 import glob
 import itertools
 import math
@@ -169,11 +170,23 @@ def run_options(params: dict, *, checked: bool = False):
     return replace(options, poster=replace(poster, out_size=long_side))
 
 
+def _did_you_mean(name: str, known) -> str:
+    """`` (did you mean 'alpha'?)`` for a misspelt key close to a known one, else nothing.
+
+    Examples
+    --------
+    >>> _did_you_mean("guide_wieght", ["alpha", "guide_weight"]), _did_you_mean("beauty", ["alpha"])
+    (" (did you mean 'guide_weight'?)", '')
+    """
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _check_value(where: str, name: str, value):
     """Type-check one option value; returns it converted (int -> float, "none" -> None)."""
     if name not in OPTIONS:
-        raise InputError(f"{where}: unknown option {name!r}; use an NNSTConfig or PosterConfig field name "
-                         f"(e.g. alpha, size, out_size, uniformity) or print, dpi, fit")
+        raise InputError(f"{where}: unknown option {name!r}{_did_you_mean(name, OPTIONS)}; use an NNSTConfig or "
+                         f"PosterConfig field name (e.g. alpha, size, out_size, uniformity) or print, dpi, fit")
     hint = OPTIONS[name][1]
     if type(None) in typing.get_args(hint) and isinstance(value, str) and value.lower() in NONE_WORDS:
         return None
@@ -256,7 +269,8 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
     """Validate a parsed TOML document; relative paths are relative to ``base``."""
     for key in data:
         if key not in TOP_KEYS:
-            raise InputError(f"{key}: unknown table; a plan has [[pair]], [axes], [fixed] and [report]")
+            raise InputError(f"{key}: unknown table{_did_you_mean(key, TOP_KEYS)}; a plan has [[pair]], [axes], "
+                             f"[fixed] and [report]")
     fixed = _check_options("fixed", data.get("fixed", {}))
 
     axes_table = data.get("axes", {})
@@ -318,7 +332,7 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
         raise InputError("report: must be a table (rows, columns, score)")
     for key in report:
         if key not in REPORT_KEYS:
-            raise InputError(f"report.{key}: unknown key; use rows, columns or score")
+            raise InputError(f"report.{key}: unknown key{_did_you_mean(key, REPORT_KEYS)}; use rows, columns or score")
     names = list(axes)
     rows = report.get("rows", names[0] if names else None)
     columns = report.get("columns", next((n for n in names if n != rows), None))

@@ -15,6 +15,7 @@ import io
 import itertools
 import json
 import math
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..config import NNSTConfig, PosterConfig
 from ..errors import InputError
-from ..files import atomic_output, write_image
+from ..files import atomic_output, decode_image, write_image
 from ..scores import direction_line
 from .cache import Cache
 from .execute import Results
@@ -535,17 +536,35 @@ def _cell(row: dict, column: str):
     return row["scores"].get(column, row.get(column))
 
 
-def head_thumbnails(graph: Graph, results: Results) -> dict[int, tuple[Image.Image, Image.Image]]:
-    """Pair index -> (content, style) thumbnails of each pair whose inputs decoded.
+def head_thumbnails(graph: Graph, results: Results) -> dict[int, tuple[Image.Image | None, Image.Image | None]]:
+    """Pair index -> (content, style) thumbnails of each pair.
 
-    One inputs record at a time (not stored: ``results`` decodes it again from the input bytes).
+    One inputs record at a time (not stored: ``results`` decodes it again from the input bytes). A
+    pair whose inputs failed (masks that do not fit, an unreadable image) gets the thumbnails of
+    those of its two images that decode: its failed runs' row heads were blank boxes, the pair
+    told by its file names alone. None for an image that does not decode.
     """
     heads = {}
     for keys, run in zip(graph.runs, graph.specs, strict=True):
-        if run.pair_index not in heads and results.failure(keys["inputs"]) is None:
+        if run.pair_index in heads:
+            continue
+        if results.failure(keys["inputs"]) is None:
             record = results[keys["inputs"]]
             heads[run.pair_index] = (_thumb(record["content"], HEAD_THUMB), _thumb(record["style"], HEAD_THUMB))
+        else:
+            content, style, _, names = graph[keys["inputs"]].args[:4]
+            heads[run.pair_index] = (_decoded_thumb(content, names["content"]), _decoded_thumb(style, names["style"]))
     return heads
+
+
+def _decoded_thumb(data: bytes, name: str) -> Image.Image | None:
+    """A row head's thumbnail of an input file's bytes; None where it does not decode (its run's message says why)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said when the inputs stage read it
+        try:
+            return _thumb(decode_image(data, name), HEAD_THUMB)
+        except InputError:
+            return None
 
 
 def write_report(out_dir: Path, plan: Plan, graph: Graph, results: Results, cache: Cache) -> list[dict]:

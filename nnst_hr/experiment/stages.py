@@ -60,6 +60,12 @@ COLOR_PARAMS = ("color", "color_iterations", "color_sharpness", "mono_threshold"
 NNST_PARAMS = tuple(f.name for f in fields(NNSTConfig) if f.name not in COLOR_PARAMS + ("device",))
 POSTER_NNST_PARAMS = ("rotate", "seed")  # what the poster stage reads of the NNST config
 POSTER_PARAMS = tuple(f.name for f in fields(PosterConfig))
+# Options that act only through masks: a pair without a guide reads their defaults, so its runs that
+# differ only in them share their stages (a guide_weight axis computed each unguided pair's NNST per value).
+MASK_ONLY_PARAMS = {
+    "nnst": {f.name: f.default for f in fields(NNSTConfig) if f.name in ("guide_weight", "guide_mode")},
+    "poster": {f.name: f.default for f in fields(PosterConfig) if f.name == "mask_weight"},
+}
 
 
 def subset(config, names: tuple[str, ...]) -> dict:
