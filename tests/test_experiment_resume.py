@@ -153,6 +153,9 @@ def test_a_plan_stopped_inside_nnst_resumes_at_the_saved_scale_to_the_same_recor
     assert not re.search(r"nnst: scale 32px: step", text), text  # the saved scale is not computed again
     assert re.search(r"^run 1 of 1: nnst: scale 64px: step 2/2", text, re.MULTILINE), text
     assert events.info("done", "nnst")["resumed"] == ["scale0"]
+    # the done line names the scale as the step lines do, not by its state's name
+    done = r"^run 1 of 1: nnst done in \S+ \(scale 32px resumed from checkpoints\); "
+    assert re.search(done, text, re.MULTILINE), text
     assert Counter(s for e, s, _, _ in events.seen if e == "start")["nnst"] == 1
     assert not (cache / CHECKPOINTS / key).exists()
     assert_same_records(cache, ref_cache, only_reference=True)  # the other plan's records are in it too

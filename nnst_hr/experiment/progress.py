@@ -109,8 +109,8 @@ def task_work(graph: Graph, task: Task, shapes: dict | None = None) -> float:
     return max(MIN_WORK, _prior_seconds(stages_))
 
 
-def resumed_work(graph: Graph, task: Task, resumed: Collection[str], shapes: dict | None = None) -> float:
-    """The work, in prior-seconds, of the parts of ``task`` it resumed instead of running.
+def resumed_stages(graph: Graph, task: Task, resumed: Collection[str], shapes: dict | None = None) -> list[Stage]:
+    """The parts of ``task``'s work plan (:func:`task_stages`) that it resumed instead of running.
 
     Parameters
     ----------
@@ -123,14 +123,20 @@ def resumed_work(graph: Graph, task: Task, resumed: Collection[str], shapes: dic
 
     Returns
     -------
-    float
-        Their work; 0 for none. ``task_work(...) - resumed_work(...)`` is what the task ran.
+    list of Stage
+        In the plan's order (an NNST task's states are named by their scale's index in it).
     """
-    stages_ = task_stages(graph, task, shapes) if resumed else None
-    if not stages_:
-        return 0.0
-    return _prior_seconds([stage for i, stage in enumerate(stages_)
-                           if stage.name in resumed or (task.stage == "nnst" and scale_checkpoint_name(i) in resumed)])
+    stages_ = (task_stages(graph, task, shapes) if resumed else None) or []
+    return [stage for i, stage in enumerate(stages_)
+            if stage.name in resumed or (task.stage == "nnst" and scale_checkpoint_name(i) in resumed)]
+
+
+def resumed_work(graph: Graph, task: Task, resumed: Collection[str], shapes: dict | None = None) -> float:
+    """The work, in prior-seconds, of the parts of ``task`` it resumed (:func:`resumed_stages`); 0 for none.
+
+    ``task_work(...) - resumed_work(...)`` is what the task ran.
+    """
+    return _prior_seconds(resumed_stages(graph, task, resumed, shapes))
 
 
 def _prior_seconds(stages_: list[Stage]) -> float:
@@ -497,8 +503,10 @@ class PlanProgress:
             spent = self.spent.setdefault(task.stage, [0.0, 0.0])
             spent[0] += info["seconds"]
             spent[1] += ran
+        # the scales as the step lines name them ("scale 64px"), not the states' names ("scale0")
+        resumed = [stage.name for stage in resumed_stages(self.graph, task, info.get("resumed") or (), self._shapes)]
         self._print(f"{head} done in {format_seconds(info['seconds'])}"
-                    f"{' (resumed from ' + ', '.join(info['resumed']) + ')' if info.get('resumed') else ''}; "
+                    f"{' (' + ', '.join(resumed) + ' resumed from checkpoints)' if resumed else ''}; "
                     f"plan: {format_seconds(time.perf_counter() - self.start)} so far, {self._left_text()}")
         self._update_plan()
 
