@@ -154,6 +154,9 @@ def _run_message(**options) -> str:
     ('[fixed]\nfit = "pad"\n', "fixed.fit", "fit applies to a print: give print too, or leave out fit"),
     ('[fixed]\nfit = "stretch"\nprint = "A4"\n', "fixed.fit", "must be one of 'crop', 'pad', got 'stretch'"),
     ('[fixed]\ndpi = 1.5\n', "fixed.dpi", "must be int"),
+    ('[fixed]\nbleed = 3\n', "fixed.bleed", "bleed applies to a print: give print too, or leave out bleed"),
+    ('[fixed]\nbleed = -1\nprint = "A4"\n', "fixed.bleed", "bleed -1.0 mm is out of range; use 0 or more"),
+    ('[fixed]\nprint = "A6"\nbleed = 40\n', "fixed.print", {"print_size": "A6", "bleed": 40.0}),
     ('[axes]\nprint = [3]\n', "axes.print[0]", "must be str"),
 ])
 def test_bad_print_options_are_refused_naming_the_key_with_the_run_message(folder, text, where, says):
@@ -238,3 +241,24 @@ def test_a_plan_poster_smaller_than_the_nnst_result_is_warned_about_as_run_does(
         _plan(folder, PAIR + pair + text)
     said = [str(w.message) for w in caught if "smaller than the NNST result" in str(w.message)]
     assert said == warned
+
+
+def test_a_plan_print_with_a_bleed_equals_run_print_with_it(folder):
+    """``bleed`` in a plan, as ``run --bleed``: the bled print's pixels and the same image; the csv names it."""
+    path = folder / "bleed.toml"
+    path.write_text(f'{PAIR}[fixed]\n{NNST}print = "{PRINT}"\ndpi = {DPI}\nbleed = 5\n')
+    with pytest.warns(UserWarning, match="smaller than the poster needs"):
+        summary = run_plan(path, folder / "bleed_results", quiet=True)
+    (row,) = summary.rows
+    plan = plan_print(CONTENT_SHAPE, PRINT, DPI, bleed_mm=5)
+    assert plan.pixels == (176, 256)  # 4x6 in + 2 x 5 mm at 40 dpi: 111.6 x 162.4 mm -> 175.7 x 255.7 px
+    options = RunOptions(nnst=NNSTConfig(size=64, steps=2, split_steps=2, rotate=False), print_size=PRINT, dpi=DPI,
+                         bleed=5, quiet=True)
+    with pytest.warns(UserWarning, match="smaller than the poster needs"):
+        run_files(folder / "c.png", folder / "s.png", folder / "run_bleed.png", options)
+    with Image.open(folder / "bleed_results" / row["result"]) as a, Image.open(folder / "run_bleed.png") as b:
+        assert (a.height, a.width) == plan.pixels
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with open(folder / "bleed_results" / "results.csv", newline="") as f:
+        (line,) = csv.DictReader(f)
+    assert (line["print"], line["bleed"], line["out_size"]) == (PRINT, "5", "256")

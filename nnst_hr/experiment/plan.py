@@ -42,8 +42,8 @@ KNOWN_SCORES = ("objective", "content_lpips", "content_ssim", "style_gram", "col
                 "detail", "detail_bicubic")
 
 
-# the run's print options (`run --print/--dpi/--fit`), no config field: name -> type hint ("none": no print)
-PRINT_OPTIONS = {"print": str | None, "dpi": int, "fit": Literal["crop", "pad"]}
+# the run's print options (`run --print/--dpi/--fit/--bleed`), no config field: name -> type hint ("none": no print)
+PRINT_OPTIONS = {"print": str | None, "dpi": int, "fit": Literal["crop", "pad"], "bleed": float}
 
 
 def _option_types() -> dict[str, tuple[str, object]]:
@@ -95,6 +95,7 @@ class RunSpec:
     print_size: str | None = None  # A3..A0 or WxH{in,cm,mm}, as `run --print`; None: no print
     dpi: int = 300  # the result's DPI tag; with print_size, the print's pixels (as `run --dpi`)
     fit: str = "crop"  # with print_size: crop or pad the content to the print's aspect (as `run --fit`)
+    bleed: float = 0.0  # with print_size: mm of picture added on every side, trimmed off by the shop (`run --bleed`)
 
     @property
     def run_id(self) -> str:
@@ -108,7 +109,7 @@ class RunSpec:
         from ..printing import plan_print
 
         with values_from("plan"):
-            return plan_print(content_shape, self.print_size, self.dpi, self.fit)
+            return plan_print(content_shape, self.print_size, self.dpi, self.fit, self.bleed)
 
 
 @dataclass
@@ -133,7 +134,7 @@ class Plan:
                 params = {**self.fixed, **pair.options, **values}
                 options = run_options(params)
                 out.append(RunSpec(len(out), pair_index, pair, params, values, options.nnst, options.poster,
-                                   options.print_size, options.dpi, options.fit))
+                                   options.print_size, options.dpi, options.fit, options.bleed))
         return out
 
 
@@ -152,12 +153,13 @@ def run_options(params: dict, *, checked: bool = False):
     elsewhere. With a print, the poster's ``out_size`` becomes the print's long side in pixels, as
     ``run --print`` sets it; ``checked``: first refuse what :func:`~nnst_hr.run.check_run_options`
     refuses (the values as given, before that)."""
-    from ..printsize import mm_to_pixels, parse_print_size
+    from ..printsize import bled, mm_to_pixels, parse_print_size
     from ..run import RunOptions, check_run_options
 
     nnst, poster = make_configs(params)
     options = RunOptions(nnst=nnst, poster=poster, dpi=params.get("dpi", RunOptions.dpi),
-                         print_size=params.get("print"), fit=params.get("fit", RunOptions.fit))
+                         print_size=params.get("print"), fit=params.get("fit", RunOptions.fit),
+                         bleed=params.get("bleed", RunOptions.bleed))
     if checked:
         with values_from("plan"):  # "print sets the output size; leave out out_size", not "--print ..."
             check_run_options(options)
@@ -166,7 +168,7 @@ def run_options(params: dict, *, checked: bool = False):
     with values_from("plan"):
         # the print's long side, the same in either orientation (printsize.print_pixels); a print too
         # small at its dpi is refused with the run's check, which names the run
-        long_side = mm_to_pixels(parse_print_size(options.print_size).long_mm, options.dpi)
+        long_side = mm_to_pixels(bled(parse_print_size(options.print_size), options.bleed).long_mm, options.dpi)
     return replace(options, poster=replace(poster, out_size=long_side))
 
 
@@ -186,7 +188,7 @@ def _check_value(where: str, name: str, value):
     """Type-check one option value; returns it converted (int -> float, "none" -> None)."""
     if name not in OPTIONS:
         raise InputError(f"{where}: unknown option {name!r}{_did_you_mean(name, OPTIONS)}; use an NNSTConfig or "
-                         f"PosterConfig field name (e.g. alpha, size, out_size, uniformity) or print, dpi, fit")
+                         f"PosterConfig field name (e.g. alpha, size, out_size, uniformity) or print, dpi, fit, bleed")
     hint = OPTIONS[name][1]
     if type(None) in typing.get_args(hint) and isinstance(value, str) and value.lower() in NONE_WORDS:
         return None
@@ -249,20 +251,33 @@ def _check_options(where: str, table) -> dict:
     # a print is checked last, at the table's own dpi and fit (the print A5 at dpi 10 is too small; at 300 it is not)
     for name, value in sorted(table.items(), key=lambda item: item[0] == "print"):
         out[name] = _check_value(f"{where}.{name}", name, value)
-        context = {k: out[k] for k in ("dpi", "fit") if k in out} if name == "print" else {}
-        _check_range(f"{where}.{name}", {**context, name: out[name]})
+        context = {k: out[k] for k in ("dpi", "fit", "bleed") if k in out} if name == "print" else {}
+        if name == "bleed":  # its largest depends on the print's size, which may be another table's
+            _check_bleed(f"{where}.{name}", out[name])
+        else:
+            _check_range(f"{where}.{name}", {**context, name: out[name]})
     return {name: out[name] for name in table}
 
 
+def _check_bleed(where: str, bleed: float) -> None:
+    """A bleed's range as far as it is known without the print (the largest is checked per run)."""
+    if not (math.isfinite(bleed) and bleed >= 0):
+        raise InputError(f"{where}: {option_label('--bleed', 'plan')} {bleed} mm is out of range; use 0 or more "
+                         "(3 mm is usual; ask the print shop)")
+
+
 def _check_fit_has_print(fixed: dict, axes: dict, pairs: list[Pair]) -> None:
-    """Refuse a ``fit`` for runs without a ``print`` (``run --fit`` without ``--print`` is refused: it did nothing)."""
+    """Refuse a ``fit`` or ``bleed`` for runs without a ``print`` (``run --fit`` or ``--bleed`` without ``--print``
+    is refused: it did nothing)."""
     for pair in pairs:
         given = {**fixed, **axes, **pair.options}
-        if "fit" in given and "print" not in given:
-            where = next(w for w, table in ((pair.where, pair.options), ("fixed", fixed), ("axes", axes))
-                         if "fit" in table)
-            fit, print_ = option_label("--fit", "plan"), option_label("--print", "plan")
-            raise InputError(f"{where}.fit: {fit} applies to a print: give {print_} too, or leave out {fit}")
+        for name in ("fit", "bleed"):
+            if name in given and "print" not in given:
+                where = next(w for w, table in ((pair.where, pair.options), ("fixed", fixed), ("axes", axes))
+                             if name in table)
+                option, print_ = option_label(f"--{name}", "plan"), option_label("--print", "plan")
+                raise InputError(f"{where}.{name}: {option} applies to a print: give {print_} too, or leave out "
+                                 f"{option}")
 
 
 def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:

@@ -46,7 +46,7 @@ RESULT_PNG, NNST_PNG = "result.png", "nnst.png"  # in runs/<run id>/, each with 
 PAIR_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
-PRINT_COLUMNS = {"print": "print_size", "dpi": "dpi", "fit": "fit"}  # csv column -> RunSpec attribute
+PRINT_COLUMNS = {"print": "print_size", "dpi": "dpi", "fit": "fit", "bleed": "bleed"}  # csv column -> RunSpec attribute
 
 
 def _param_columns() -> list[str]:
