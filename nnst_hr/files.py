@@ -111,9 +111,17 @@ TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 PNG_COLOUR_TYPES_16BIT = (png.RGB, png.GREY_ALPHA, png.RGBA)  # Pillow truncates these to 8 bits
 
-# Pillow errors on bad data come in many types; these are the ones its decoders raise.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
+# Pillow errors on bad data come in many types; these are the ones its decoders raise (RuntimeError: its
+# AVIF/HEIF plugins; TypeError: tifffile on a tag of the wrong type or count, a tuple where a number belongs).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, RuntimeError,
+                  TypeError)
 logger = logging.getLogger(__name__)
+# tifffile and imagecodecs (libpng) log what they find wrong in a bad file ("incorrect StripByteCounts count",
+# "PNG warning: IDAT: Too much image data"); with no handler anywhere Python's last-resort handler printed
+# those lines to stderr above the one line that refuses the file (or, for a file read anyway, as bare lines).
+# A program that configures logging still gets them.
+for _decoder in ("tifffile", "imagecodecs"):
+    logging.getLogger(_decoder).addHandler(logging.NullHandler())
 
 
 # --------------------------------------------------------------------------- reading
@@ -210,6 +218,8 @@ def _decode(source: Path | bytes, head: bytes, path: str | os.PathLike, max_pixe
         decoded = _read_png(source, path, max_pixels)
     else:
         decoded = _read_with_pillow(source, path, max_pixels)
+    if decoded.pixels.ndim != 3 or 0 in decoded.pixels.shape:  # a decoder that returned no pixel data
+        raise _corrupt(path, "it holds no pixel data")
     in_srgb = _cmyk_in_srgb if decoded.cmyk else _in_srgb
     pixels = apply_orientation(in_srgb(decoded.pixels, decoded.icc_profile, path), decoded.orientation)
     return np.ascontiguousarray(_to_rgb(pixels, path), dtype=np.float32)
@@ -246,7 +256,7 @@ def image_shape(data: bytes) -> tuple[int, int] | None:
                 # a PNG's getexif() decodes the pixels to look for an eXIf chunk after them
                 orientation = (_exif_orientation(image.info.get("exif")) if image.format == "PNG"
                                else exif_orientation(image))
-    except (Image.UnidentifiedImageError, *_DECODE_ERRORS):
+    except (Image.UnidentifiedImageError, Image.DecompressionBombError, *_DECODE_ERRORS):
         return None
     return (width, height) if orientation in TRANSPOSING_ORIENTATIONS else (height, width)
 
@@ -289,6 +299,8 @@ def read_image_shape(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_P
                     orientation = exif_orientation(image)
     except InputError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise _pillow_bomb(path, exc) from exc
     except Image.UnidentifiedImageError as exc:
         raise _not_an_image(path) from exc
     except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
@@ -390,6 +402,12 @@ def empty_file_message(name: str | os.PathLike) -> str:
 
 
 def _check_pixel_count(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Refuse a size from a file's header: more than ``max_pixels``, or no pixels at all (a corrupt
+    header; tifffile then decoded an empty array, which failed far from the file)."""
+    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+        size = (f"{width} x {height} pixels" if isinstance(width, int) and isinstance(height, int)
+                else "no valid size")
+        raise _corrupt(path, f"its header gives {size}")
     if width * height > max_pixels:
         raise InputError(
             f"{path} has {width} x {height} = {width * height:,} pixels, more than the limit of "
@@ -397,13 +415,23 @@ def _check_pixel_count(path: Path, width: int, height: int, max_pixels: int) -> 
         )
 
 
+def _pillow_bomb(path: Path, exc: Image.DecompressionBombError) -> InputError:
+    return InputError(f"{path} has too many pixels ({exc}); downscale it first")
+
+
 def _not_an_image(path: Path) -> InputError:
     return InputError(f"{path} is not an image that can be read (PNG, JPEG, TIFF or WebP expected); "
                       "check the file or convert it")
 
 
+CORRUPT_DETAIL_CHARS = 200  # a decoder's error can quote a whole tag's values: the line keeps its start
+
+
 def _corrupt(path: Path, detail: object) -> InputError:
-    return InputError(f"{path} is truncated or corrupt ({detail}); re-export or re-download it")
+    text = " ".join(str(detail).split())
+    if len(text) > CORRUPT_DETAIL_CHARS:
+        text = text[: CORRUPT_DETAIL_CHARS - 3] + "..."
+    return InputError(f"{path} is truncated or corrupt ({text}); re-export or re-download it")
 
 
 def _is_16bit_colour_png(head: bytes) -> bool:
@@ -426,7 +454,7 @@ def _read_with_pillow(source: Path | bytes, path: Path, max_pixels: int) -> _Dec
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{path} has too many pixels ({exc}); downscale it first") from exc
+        raise _pillow_bomb(path, exc) from exc
     except Image.UnidentifiedImageError as exc:
         raise _not_an_image(path) from exc
     except _DECODE_ERRORS as exc:
@@ -530,11 +558,7 @@ def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
                             cmyk=_is_cmyk(page))
     except InputError:
         raise
-    except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
-        raise _corrupt(path, exc) from exc
-    except RuntimeError as exc:  # tifffile decompresses with imagecodecs, whose errors are RuntimeErrors
-        if not type(exc).__module__.startswith("imagecodecs"):
-            raise
+    except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:  # imagecodecs' errors are RuntimeErrors
         raise _corrupt(path, exc) from exc
 
 

@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 import tifffile
 from helpers import image_file, needs_weights
 from icc_profiles import cmyk_profile, ink_to_srgb, without_tag
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, features
 
 from nnst_hr import icc, png
 from nnst_hr.errors import InputError
@@ -29,6 +31,7 @@ from nnst_hr.files import (
     check_output_path,
     decode_image,
     read_image,
+    read_image_shape,
     write_image,
 )
 
@@ -425,6 +428,37 @@ def bad_crc_png16(path):
     path.write_bytes(bytes(data))
 
 
+def patched_tiff(path, tag: int, *, value: int | None = None, count: int | None = None) -> None:
+    """A 24 x 40 RGB TIFF whose IFD entry ``tag`` has its value or count replaced (a corrupt header)."""
+    tifffile.imwrite(path, codes(structured(), np.uint8), photometric="rgb")
+    data = bytearray(path.read_bytes())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for entry in range(ifd + 2, ifd + 2 + 12 * struct.unpack_from("<H", data, ifd)[0], 12):
+        code, kind = struct.unpack_from("<HH", data, entry)
+        if code == tag and count is not None:
+            struct.pack_into("<I", data, entry + 4, count)
+        if code == tag and value is not None:
+            struct.pack_into("<H" if kind == 3 else "<I", data, entry + 8, value)
+    path.write_bytes(bytes(data))
+
+
+def avif_without_an_image(path):
+    """An AVIF whose item list is emptied: Pillow's AVIF plugin raises a RuntimeError, not an OSError."""
+    buffer = io.BytesIO()
+    Image.fromarray(codes(structured(), np.uint8)).save(buffer, format="AVIF")
+    data = bytearray(buffer.getvalue())
+    count = data.index(b"iinf") + 8  # after the box type and the version and flags: a 16-bit entry count
+    data[count : count + 2] = b"\x00\x00"
+    path.write_bytes(bytes(data))
+
+
+def png8_bomb(path):
+    """An 8-bit PNG whose header claims 100000 x 100000 pixels: Pillow refuses it when it opens it."""
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, png.RGB, 0, 0, 0)
+    path.write_bytes(png.SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b""))
+                     + png_chunk(b"IEND", b""))
+
+
 BAD_INPUTS = {  # case: (how to make the file, expected message)
     "missing": (lambda path: None, "no such file"),
     "folder": (lambda path: path.mkdir(), "is a folder"),
@@ -438,7 +472,15 @@ BAD_INPUTS = {  # case: (how to make the file, expected message)
     "gif": (lambda path: save_with_pillow(path, "GIF"), "GIF image"),
     "png16 of zero height": (lambda path: path.write_bytes(png16_file(4, 0, b"")), "0 pixels"),
     "png16 bad filter byte": (lambda path: path.write_bytes(png16_file(1, 1, b"\x07" + bytes(6))), "filter"),
+    "png8 bomb": (png8_bomb, "too many pixels"),
+    # tifffile decoded these to an empty array (a failure far from the file) or raised a TypeError
+    "tiff of zero width": (lambda path: patched_tiff(path, 256, value=0), f"0 x {H} pixels"),
+    "tiff with two heights": (lambda path: patched_tiff(path, 257, count=2), "truncated or corrupt"),
+    "tiff with two widths": (lambda path: patched_tiff(path, 256, count=2), "no valid size"),
+    "tiff with two bit depths for three samples": (lambda path: patched_tiff(path, 258, count=2), "no pixel data"),
 }
+if features.check("avif"):
+    BAD_INPUTS["avif without an image"] = (avif_without_an_image, "truncated or corrupt")
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
@@ -449,6 +491,33 @@ def test_bad_input_gives_one_line_error_naming_the_file(tmp_path, case):
     with pytest.raises(InputError, match=message) as error:
         read_image(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_the_shape_of_a_bad_input_is_one_line_error_or_a_shape_of_pixels(tmp_path, case):
+    make, _ = BAD_INPUTS[case]
+    path = tmp_path / "input.png"
+    make(path)
+    try:
+        shape = read_image_shape(path)
+    except InputError as error:
+        assert str(path) in str(error) and "\n" not in str(error)
+    else:  # a fault that shows only in the pixels
+        assert len(shape) == 2 and min(shape) >= 1
+
+
+def test_a_decoders_log_lines_about_a_bad_file_stay_off_stderr(tmp_path, caplog):
+    """tifffile logs what it finds wrong; with logging not configured Python printed it above our line."""
+    path = tmp_path / "a.tif"
+    patched_tiff(path, 257, value=60_000)  # strips too few for the height: tifffile logs warnings
+    with caplog.at_level(logging.WARNING, logger="tifffile"), pytest.raises(InputError):
+        read_image(path)
+    assert any(record.name == "tifffile" for record in caplog.records)  # a program that configures logging sees them
+    script = ("import sys; from nnst_hr.files import read_image; from nnst_hr.errors import InputError\n"
+              "try: read_image(sys.argv[1])\nexcept InputError as error: print(error)")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parent.parent, check=True)
+    assert "truncated or corrupt" in done.stdout and done.stderr == ""
 
 
 @pytest.mark.parametrize("name", ["a.png", "a16.png", "a.tif", "a.jpg", "a.webp"])
