@@ -39,6 +39,7 @@ import io
 import logging
 import os
 import secrets
+import stat
 import struct
 import warnings
 import zipfile
@@ -55,7 +56,7 @@ from PIL import Image
 from nnst_hr import icc, png
 from nnst_hr.config import option_label
 from nnst_hr.disk import disk_full_message, is_disk_full
-from nnst_hr.errors import DiskFullError, InputError
+from nnst_hr.errors import PATH_FIXES, DiskFullError, InputError
 from nnst_hr.icc import srgb_profile
 from nnst_hr.lock import file_in_the_way
 
@@ -93,6 +94,7 @@ DEFAULT_MAX_PIXELS = 100_000_000  # about 1.2 GB as float32 RGB: refuse larger (
 DEFAULT_DPI = 300
 MAX_DPI = 65535  # JPEG's JFIF stores the density in 16 bits (PNG's pHYs overflows at about 10**8)
 DEFAULT_JPEG_QUALITY = 95
+NAME_MAX = 255  # bytes in a file name (ext4, XFS, Btrfs, ZFS, APFS): the temporaries' names stay within it
 WRITE_ROWS = 256  # rows converted to code values at a time (bounds the write path's temporaries)
 
 READ_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "WEBP")  # Pillow's names; MPO is a camera JPEG
@@ -380,13 +382,17 @@ def bytes_file(data: bytes, name: str | os.PathLike) -> io.BytesIO:
 
 def _readable_file(path: str | os.PathLike) -> Path:
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file; check the path")
-    if path.is_dir():
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(f"{path}: no such file; check the path") from None
+    except OSError as exc:  # a name too long, a symbolic link loop: Path.exists() raised these
+        raise InputError(f"{path}: {exc.strerror or exc}; {PATH_FIXES.get(exc.errno, 'check the path')}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{path} is a folder, not an image; give the path of an image file")
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: permission denied; make the file readable")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise InputError(empty_file_message(path))
     return path
 
@@ -1040,9 +1046,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool)
 
 
 def _create_temporary(path: Path, suffix: str) -> Path:
-    """Create an empty, hidden, uniquely named file in ``path``'s folder (permissions follow the umask)."""
+    """Create an empty, hidden, uniquely named file in ``path``'s folder (permissions follow the umask).
+
+    Its name is ``path``'s with 14 bytes and ``suffix`` added, ``path``'s cut where that would pass
+    :data:`NAME_MAX`: an output whose own name fits failed with "File name too long" for its temporary.
+    """
+    room = NAME_MAX - len(f"..{0:08x}.tmp{suffix}".encode())
+    name = path.name.encode()[: max(room, 1)].decode(errors="ignore")
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}")
+        tmp = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp{suffix}")
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:

@@ -1013,6 +1013,21 @@ def test_an_output_that_is_a_folder_or_under_a_file_is_one_line(cli, tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "notes.txt", "style.png"]
 
 
+def test_a_symbolic_link_loop_or_a_name_too_long_is_one_line(cli, tmp_path, monkeypatch):
+    """Tracebacks: pathlib's resolve() raised a RuntimeError on a link loop (before Python 3.13), and
+    exists() an OSError on a name over 255 bytes, wherever a path was first looked at."""
+    content, style = pair(tmp_path)
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
+    loop, long = tmp_path / "loop.png", tmp_path / ("x" * 300 + ".png")
+    loop.symlink_to(loop)
+    for args in ((loop, style, "-o", tmp_path / "a.png"), (content, style, "-o", loop)):
+        assert_one_line_error(cli("run", *args, *TINY), 2, str(loop), "fix or remove the symbolic link")
+    for args in ((long, style, "-o", tmp_path / "a.png"), (content, long, "-o", tmp_path / "a.png"),
+                 (content, style, "-o", long)):
+        assert_one_line_error(cli("run", *args, *TINY), 2, str(long), "give a shorter path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "loop.png", "style.png"]
+
+
 @pytest.mark.parametrize("name, kind", [
     ("nnst.png", "folder"), ("nnst_state.npz", "folder"), ("nnf.npz.sha256", "folder"), ("config.json", "folder"),
     ("checkpoints", "file"), ("checkpoints/scale0.npz", "folder"), ("lock", "folder"),

@@ -520,6 +520,26 @@ def test_a_decoders_log_lines_about_a_bad_file_stay_off_stderr(tmp_path, caplog)
     assert "truncated or corrupt" in done.stdout and done.stderr == ""
 
 
+def test_a_link_loop_or_a_name_too_long_is_an_input_error(tmp_path):
+    """Path.exists() raised the OSError of a name over 255 bytes; a link loop was "no such file"."""
+    loop, long = tmp_path / "loop.png", tmp_path / ("x" * 300 + ".png")
+    loop.symlink_to(loop)
+    for path, reason, fix in ((loop, "symbolic links", "fix or remove the symbolic link"),
+                              (long, "too long", "give a shorter path")):
+        with pytest.raises(InputError, match=reason) as error:
+            read_image(path)
+        assert str(error.value).startswith(f"{path}: ") and str(error.value).endswith(f"; {fix}")
+
+
+def test_an_output_name_near_the_file_system_limit_is_written(tmp_path):
+    """The temporary's name (the output's, with ``.<8 hex>.tmp<suffix>`` around it) was too long."""
+    path = tmp_path / ("x" * 251 + ".tif")  # 255 bytes, the most ext4, XFS or APFS allow
+    write_image(path, structured())
+    atomic_write_bytes(path.with_name("y" * 251 + ".png"), b"data", overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, "y" * 251 + ".png"]
+    np.testing.assert_array_equal(read_image(path), quantised(structured(), 16))
+
+
 @pytest.mark.parametrize("name", ["a.png", "a16.png", "a.tif", "a.jpg", "a.webp"])
 def test_too_many_pixels_is_refused(tmp_path, name):
     path = tmp_path / name
