@@ -1013,6 +1013,29 @@ def test_an_output_that_is_a_folder_or_under_a_file_is_one_line(cli, tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "notes.txt", "style.png"]
 
 
+def test_images_and_masks_whose_header_claims_billions_of_pixels_are_one_line(cli, tmp_path):
+    """Pillow refuses such a file as it opens it, with its own exception: `masks check` and a run's masks
+    (and read_image_shape) let it through as a traceback."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    content, style = pair(tmp_path)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.new("L", (64, 64)).save(masks / "style.png")
+    bomb = masks / "content.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    assert_one_line_error(cli("masks", "check", masks), 2, str(bomb), "too many pixels")
+    result = cli("run", content, style, "-o", tmp_path / "out.png", "--guide", masks, *TINY)
+    assert_one_line_error(result, 2, str(bomb), "too many pixels")
+    assert_one_line_error(cli("masks", "check", tmp_path, "--content", bomb), 2, str(bomb), "too many pixels")
+    assert not (tmp_path / "out.png").exists()
+
+
 def test_a_symbolic_link_loop_or_a_name_too_long_is_one_line(cli, tmp_path, monkeypatch):
     """Tracebacks: pathlib's resolve() raised a RuntimeError on a link loop (before Python 3.13), and
     exists() an OSError on a name over 255 bytes, wherever a path was first looked at."""
