@@ -624,12 +624,19 @@ def _unit_range(samples: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _check_finite(samples: np.ndarray, path: Path) -> None:
-    """Refuse float samples that are NaN or infinite: no colour is meant by them."""
+    """Refuse float samples that are NaN or infinite (no colour is meant by them), or far outside
+    ``[0, 1]`` (0..255 or 0..65535 floats: clipped, they were a white image, and no error)."""
     bad = int(np.count_nonzero(~np.isfinite(samples)))
     if bad:
         raise InputError(
             f"{path} has {bad:,} NaN or infinite sample(s); re-export it with finite values "
             "(e.g. as an 8 or 16-bit integer image)"
+        )
+    low, high = (float(samples.min()), float(samples.max())) if samples.size else (0.0, 0.0)
+    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+        raise InputError(
+            f"{path} has float samples from {low:g} to {high:g}, not in [0, 1]; re-export it scaled to [0, 1] "
+            "(8-bit values divided by 255) or as an 8 or 16-bit integer image"
         )
 
 

@@ -473,6 +473,8 @@ BAD_INPUTS = {  # case: (how to make the file, expected message)
     "png16 of zero height": (lambda path: path.write_bytes(png16_file(4, 0, b"")), "0 pixels"),
     "png16 bad filter byte": (lambda path: path.write_bytes(png16_file(1, 1, b"\x07" + bytes(6))), "filter"),
     "png8 bomb": (png8_bomb, "too many pixels"),
+    "float tiff of 0..255 values": (lambda path: tifffile.imwrite(path, structured() * 255, photometric="rgb"),
+                                    r"float samples from 0 to 254\.873, not in \[0, 1\]; .*divided by 255"),
     # tifffile decoded these to an empty array (a failure far from the file) or raised a TypeError
     "tiff of zero width": (lambda path: patched_tiff(path, 256, value=0), f"0 x {H} pixels"),
     "tiff with two heights": (lambda path: patched_tiff(path, 257, count=2), "truncated or corrupt"),
