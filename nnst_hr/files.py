@@ -450,13 +450,30 @@ def _is_16bit_colour_png(head: bytes) -> bool:
     return header is not None and header.bit_depth == 16 and header.colour_type in PNG_COLOUR_TYPES_16BIT
 
 
+@contextmanager
+def _pillow_warnings_named(path: Path) -> Iterator[None]:
+    """Hold the block's warnings and, when it ends without an error, issue them again: Pillow's own ones
+    ("Corrupt EXIF data...", "Tag data larger than file") named no file; they are said naming ``path``,
+    once each. Pillow's DecompressionBombWarning is dropped: our own pixel limit applies."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+    said = set()
+    for warning in caught:
+        if f"{os.sep}PIL{os.sep}" not in warning.filename:  # ours, pointing at the caller already
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+            continue
+        text = f"{path}: {' '.join(str(warning.message).split())} (Pillow's warning; the image is read anyway)"
+        if text not in said:
+            said.add(text)
+            warnings.warn(text, UserWarning, stacklevel=6)  # the caller of read_image or decode_image
+
+
 def _read_with_pillow(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
     try:
-        with warnings.catch_warnings():
-            # Our own limit applies; Pillow's warning below its hard limit would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(_opened(source, path)) as image:
-                return _pillow_pixels(image, path, max_pixels)
+        with _pillow_warnings_named(path), Image.open(_opened(source, path)) as image:
+            return _pillow_pixels(image, path, max_pixels)
     except InputError:
         raise
     except Image.DecompressionBombError as exc:

@@ -542,6 +542,21 @@ def test_an_output_name_near_the_file_system_limit_is_written(tmp_path):
     np.testing.assert_array_equal(read_image(path), quantised(structured(), 16))
 
 
+def test_pillows_own_warnings_name_the_file_once(tmp_path):
+    """Pillow's "Corrupt EXIF data..." named no file: the CLI said only `warning: Corrupt EXIF data...`."""
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(codes(structured(), np.uint8)).save(path, exif=b"Exif\x00\x00MM\x00*\x00\x00\xff\xff\xff\xff")
+    with pytest.warns(UserWarning) as caught:
+        image = read_image(path)
+    assert [str(w.message) for w in caught] == [
+        f"{path}: Corrupt EXIF data. Expecting to read 2 bytes but only got 0. (Pillow's warning; the image is "
+        "read anyway)"]
+    assert caught[0].filename == __file__  # it points at the caller, as read_image's own warnings do
+    plain = tmp_path / "plain.jpg"
+    Image.fromarray(codes(structured(), np.uint8)).save(plain)
+    np.testing.assert_array_equal(image, read_image(plain))
+
+
 @pytest.mark.parametrize("name", ["a.png", "a16.png", "a.tif", "a.jpg", "a.webp"])
 def test_too_many_pixels_is_refused(tmp_path, name):
     path = tmp_path / name
