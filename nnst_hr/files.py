@@ -512,8 +512,10 @@ def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> _Decoded:
 
 def _check_format(image: Image.Image, path: Path) -> None:
     if image.format not in READ_FORMATS:
+        name = image.format or "unknown"
         raise InputError(
-            f"{path} is a {image.format} image; supported formats are PNG, JPEG, TIFF and WebP: convert it first"
+            f"{path} is {'an' if name[0] in 'AEIOU' else 'a'} {name} image; supported formats are "
+            "PNG, JPEG, TIFF and WebP: convert it first"
         )
 
 
@@ -570,7 +572,7 @@ def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
                 tifffile.PHOTOMETRIC.MINISWHITE,
                 tifffile.PHOTOMETRIC.RGB,
             ) and not _is_cmyk(page):
-                return _read_with_pillow(source, path, max_pixels)
+                return _read_tiff_of_pillow(source, path, max_pixels, page)
             try:
                 samples = page.asarray()
             except ValueError as exc:
@@ -592,6 +594,19 @@ def _is_cmyk(page: tifffile.TiffPage) -> bool:
         and page.tags.valueof(INK_SET_TAG, default=INK_SET_CMYK) == INK_SET_CMYK
         and page.samplesperpixel - len(page.extrasamples) == 4
     )
+
+
+def _read_tiff_of_pillow(source: Path | bytes, path: Path, max_pixels: int, page: tifffile.TiffPage) -> _Decoded:
+    """A TIFF page that only Pillow reads (palette, YCbCr, CIELab); one Pillow does not read either was
+    "not an image that can be read (PNG, JPEG, TIFF or WebP expected)", of a TIFF."""
+    try:
+        return _read_with_pillow(source, path, max_pixels)
+    except InputError as exc:
+        if not isinstance(exc.__cause__, Image.UnidentifiedImageError):
+            raise
+        kind = f"{page.photometric.name}, {page.samplesperpixel} x {page.bitspersample}-bit samples"
+        raise InputError(f"{path} is a TIFF whose colour space or layout ({kind}) cannot be read; convert it to "
+                         "8 or 16-bit RGB") from exc
 
 
 def _read_tiff_with_pillow(source: Path | bytes, path: Path, max_pixels: int, bits: int) -> _Decoded:

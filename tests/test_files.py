@@ -473,6 +473,8 @@ BAD_INPUTS = {  # case: (how to make the file, expected message)
     "png16 of zero height": (lambda path: path.write_bytes(png16_file(4, 0, b"")), "0 pixels"),
     "png16 bad filter byte": (lambda path: path.write_bytes(png16_file(1, 1, b"\x07" + bytes(6))), "filter"),
     "png8 bomb": (png8_bomb, "too many pixels"),
+    "icclab tiff": (lambda path: tifffile.imwrite(path, codes(structured(), np.uint8), photometric="icclab"),
+                    r"is a TIFF whose colour space or layout \(ICCLAB, 3 x 8-bit samples\) cannot be read; convert"),
     "float tiff of 0..255 values": (lambda path: tifffile.imwrite(path, structured() * 255, photometric="rgb"),
                                     r"float samples from 0 to 254\.873, not in \[0, 1\]; .*divided by 255"),
     # tifffile decoded these to an empty array (a failure far from the file) or raised a TypeError
@@ -482,6 +484,7 @@ BAD_INPUTS = {  # case: (how to make the file, expected message)
     "tiff with two bit depths for three samples": (lambda path: patched_tiff(path, 258, count=2), "no pixel data"),
 }
 if features.check("avif"):
+    BAD_INPUTS["avif"] = (lambda path: save_with_pillow(path, "AVIF"), "is an AVIF image; supported formats")
     BAD_INPUTS["avif without an image"] = (avif_without_an_image, "truncated or corrupt")
 
 
