@@ -699,6 +699,7 @@ def test_option_values_out_of_range_are_refused_before_any_work(cli, tmp_path, o
     ("poster", "render", "paint", "PosterConfig.render: must be one of"),
     ("nnst", "coarsest", 0, "NNSTConfig.coarsest must be at least"),  # hung for ever
     ("nnst", "lr", float("nan"), "NNSTConfig.lr must be a positive finite number"),
+    ("nnst", "lr", 1e300, "NNSTConfig.lr must be a positive finite number up to 1, got 1e+300"),  # torch overflowed
     ("poster", "patch_size", 4, "PosterConfig.patch_size must be a positive odd"),
     (None, "dpi", "300", "dpi: must be float (or null)"),
     (None, "content", 5, "content: must be str (or null)"),
