@@ -604,7 +604,8 @@ def _read_tiff_of_pillow(source: Path | bytes, path: Path, max_pixels: int, page
     except InputError as exc:
         if not isinstance(exc.__cause__, Image.UnidentifiedImageError):
             raise
-        kind = f"{page.photometric.name}, {page.samplesperpixel} x {page.bitspersample}-bit samples"
+        photometric = getattr(page.photometric, "name", page.photometric)  # a value tifffile does not know: as is
+        kind = f"{photometric}, {page.samplesperpixel} x {page.bitspersample}-bit samples"
         raise InputError(f"{path} is a TIFF whose colour space or layout ({kind}) cannot be read; convert it to "
                          "8 or 16-bit RGB") from exc
 

@@ -475,6 +475,7 @@ BAD_INPUTS = {  # case: (how to make the file, expected message)
     "png8 bomb": (png8_bomb, "too many pixels"),
     "icclab tiff": (lambda path: tifffile.imwrite(path, codes(structured(), np.uint8), photometric="icclab"),
                     r"is a TIFF whose colour space or layout \(ICCLAB, 3 x 8-bit samples\) cannot be read; convert"),
+    "tiff of photometric 99": (lambda path: patched_tiff(path, 262, value=99), r"\(99, 3 x 8-bit samples\)"),
     "float tiff of 0..255 values": (lambda path: tifffile.imwrite(path, structured() * 255, photometric="rgb"),
                                     r"float samples from 0 to 254\.873, not in \[0, 1\]; .*divided by 255"),
     # tifffile decoded these to an empty array (a failure far from the file) or raised a TypeError
