@@ -406,6 +406,8 @@ def _open(path: Path, fs=_DISK) -> tuple[Image.Image, int]:
         with Image.open(fs.open(path)) as image:
             image.load()
             return image, exif_orientation(image)
+    except Image.DecompressionBombError as err:  # was a traceback
+        raise MaskError(f"mask {path} has too many pixels ({err}): downscale it") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise MaskError(f"cannot read mask {path} ({err}): save it as PNG") from err
 

@@ -24,7 +24,7 @@ import typer
 
 from .config import NNSTConfig, PosterConfig
 from .disk import disk_full_message, format_bytes, is_disk_full
-from .errors import Terminated
+from .errors import PATH_FIXES, Terminated
 from .logs import configure_logging
 from .signals import EXIT_SIGINT, EXIT_SIGTERM
 
@@ -37,6 +37,7 @@ app.add_typer(cache_app, name="cache")
 
 NNST = NNSTConfig()
 NOT_WRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)  # a write refused: one line, exit 2
+SYMLINK_LOOP = "Symlink loop from "  # the start of pathlib's RuntimeError for a link loop (Python < 3.13)
 POSTER = PosterConfig()
 FITTED = {"crop": "cropped", "pad": "padded"}  # what --fit did to the content, in messages
 
@@ -178,6 +179,10 @@ def _exit_codes(action, memory_hint=None, resume=None, ctx=None):
         print(f"interrupted{': ' + resume if resume else ''}", file=sys.stderr)
         raise typer.Exit(EXIT_SIGINT) from None
     except RuntimeError as exc:
+        if str(exc).startswith(SYMLINK_LOOP):  # pathlib's resolve() before Python 3.13; ELOOP since
+            print(f"error: {exc} (a symbolic link that leads back to itself); {PATH_FIXES[errno.ELOOP]}",
+                  file=sys.stderr)
+            raise typer.Exit(2) from None
         if not _out_of_memory(exc):
             _internal_error(exc)
         print(_out_of_memory_line(exc, memory_hint), file=sys.stderr)
@@ -200,6 +205,8 @@ def _exit_codes(action, memory_hint=None, resume=None, ctx=None):
         elif exc.errno in NOT_WRITABLE_ERRNOS and exc.filename:
             print(f"error: cannot write {exc.filename} ({exc.strerror}); choose another -o or fix the folder's "
                   "permissions", file=sys.stderr)
+        elif exc.errno in PATH_FIXES and exc.filename:  # a name too long, a link loop: one line
+            print(f"error: {exc.filename}: {exc.strerror}; {PATH_FIXES[exc.errno]}", file=sys.stderr)
         else:
             _internal_error(exc)
         raise typer.Exit(2) from None

@@ -29,6 +29,7 @@ MAX_OUT_SIZE = 2**18
 # side, about 4 * side**2 pixels) with int32 flat indices, which overflow from about 23170 px
 MAX_SEARCH_SIZE = 16384
 MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed, NumPy's a non-negative one
+MAX_LR = 1.0  # Adam steps on pyramid coefficients of [0, 1] pixels: one step of 1 already crosses the range
 # the fields that `nnst-hr run` sets with an option of the same name (--out-size: out_size); messages about a
 # value that came from the command line name the option (field_label)
 CLI_FIELDS = frozenset({"size", "steps", "split_steps", "alpha", "color", "rotate", "exact", "bf16", "device", "seed",
@@ -121,8 +122,8 @@ class NNSTConfig:
         _at_least(self, naming, MIN_SIZE, "coarsest")
         _at_least(self, naming, 0, "finest_steps", "color_iterations")
         _at_least(self, naming, 1, "pyramid_levels", "split_sample", "search_dims", "candidates", "split_refresh")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise InputError(f"{name('lr')} must be a positive finite number, got {self.lr}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):  # 1e300 overflowed torch's float32: a traceback
+            raise InputError(f"{name('lr')} must be a positive finite number up to {MAX_LR:g}, got {self.lr}")
         _finite_non_negative(self, naming, "color_sharpness", "mono_threshold")
 
     def steps_at(self, scale: int) -> int:

@@ -4,6 +4,12 @@
 like ``KeyboardInterrupt`` (exit 130) but raised by the CLI's SIGTERM handler.
 """
 
+import errno
+
+# The fix for a path that the file system refuses whatever the command (errno: what to do), met
+# wherever the path is first looked at (exists(), resolve(), a read, a write).
+PATH_FIXES = {errno.ENAMETOOLONG: "give a shorter path", errno.ELOOP: "fix or remove the symbolic link"}
+
 
 class InputError(ValueError):
     """Bad user input (a missing or corrupt file, an existing output, bad masks...).

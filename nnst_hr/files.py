@@ -39,6 +39,7 @@ import io
 import logging
 import os
 import secrets
+import stat
 import struct
 import warnings
 import zipfile
@@ -55,7 +56,7 @@ from PIL import Image
 from nnst_hr import icc, png
 from nnst_hr.config import option_label
 from nnst_hr.disk import disk_full_message, is_disk_full
-from nnst_hr.errors import DiskFullError, InputError
+from nnst_hr.errors import PATH_FIXES, DiskFullError, InputError
 from nnst_hr.icc import srgb_profile
 from nnst_hr.lock import file_in_the_way
 
@@ -93,6 +94,7 @@ DEFAULT_MAX_PIXELS = 100_000_000  # about 1.2 GB as float32 RGB: refuse larger (
 DEFAULT_DPI = 300
 MAX_DPI = 65535  # JPEG's JFIF stores the density in 16 bits (PNG's pHYs overflows at about 10**8)
 DEFAULT_JPEG_QUALITY = 95
+NAME_MAX = 255  # bytes in a file name (ext4, XFS, Btrfs, ZFS, APFS): the temporaries' names stay within it
 WRITE_ROWS = 256  # rows converted to code values at a time (bounds the write path's temporaries)
 
 READ_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "WEBP")  # Pillow's names; MPO is a camera JPEG
@@ -111,9 +113,17 @@ TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 PNG_COLOUR_TYPES_16BIT = (png.RGB, png.GREY_ALPHA, png.RGBA)  # Pillow truncates these to 8 bits
 
-# Pillow errors on bad data come in many types; these are the ones its decoders raise.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
+# Pillow errors on bad data come in many types; these are the ones its decoders raise (RuntimeError: its
+# AVIF/HEIF plugins; TypeError: tifffile on a tag of the wrong type or count, a tuple where a number belongs).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, RuntimeError,
+                  TypeError)
 logger = logging.getLogger(__name__)
+# tifffile and imagecodecs (libpng) log what they find wrong in a bad file ("incorrect StripByteCounts count",
+# "PNG warning: IDAT: Too much image data"); with no handler anywhere Python's last-resort handler printed
+# those lines to stderr above the one line that refuses the file (or, for a file read anyway, as bare lines).
+# A program that configures logging still gets them.
+for _decoder in ("tifffile", "imagecodecs"):
+    logging.getLogger(_decoder).addHandler(logging.NullHandler())
 
 
 # --------------------------------------------------------------------------- reading
@@ -210,6 +220,8 @@ def _decode(source: Path | bytes, head: bytes, path: str | os.PathLike, max_pixe
         decoded = _read_png(source, path, max_pixels)
     else:
         decoded = _read_with_pillow(source, path, max_pixels)
+    if decoded.pixels.ndim != 3 or 0 in decoded.pixels.shape:  # a decoder that returned no pixel data
+        raise _corrupt(path, "it holds no pixel data")
     in_srgb = _cmyk_in_srgb if decoded.cmyk else _in_srgb
     pixels = apply_orientation(in_srgb(decoded.pixels, decoded.icc_profile, path), decoded.orientation)
     return np.ascontiguousarray(_to_rgb(pixels, path), dtype=np.float32)
@@ -246,7 +258,7 @@ def image_shape(data: bytes) -> tuple[int, int] | None:
                 # a PNG's getexif() decodes the pixels to look for an eXIf chunk after them
                 orientation = (_exif_orientation(image.info.get("exif")) if image.format == "PNG"
                                else exif_orientation(image))
-    except (Image.UnidentifiedImageError, *_DECODE_ERRORS):
+    except (Image.UnidentifiedImageError, Image.DecompressionBombError, *_DECODE_ERRORS):
         return None
     return (width, height) if orientation in TRANSPOSING_ORIENTATIONS else (height, width)
 
@@ -289,6 +301,8 @@ def read_image_shape(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_P
                     orientation = exif_orientation(image)
     except InputError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise _pillow_bomb(path, exc) from exc
     except Image.UnidentifiedImageError as exc:
         raise _not_an_image(path) from exc
     except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
@@ -368,13 +382,17 @@ def bytes_file(data: bytes, name: str | os.PathLike) -> io.BytesIO:
 
 def _readable_file(path: str | os.PathLike) -> Path:
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file; check the path")
-    if path.is_dir():
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(f"{path}: no such file; check the path") from None
+    except OSError as exc:  # a name too long, a symbolic link loop: Path.exists() raised these
+        raise InputError(f"{path}: {exc.strerror or exc}; {PATH_FIXES.get(exc.errno, 'check the path')}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{path} is a folder, not an image; give the path of an image file")
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: permission denied; make the file readable")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise InputError(empty_file_message(path))
     return path
 
@@ -390,6 +408,12 @@ def empty_file_message(name: str | os.PathLike) -> str:
 
 
 def _check_pixel_count(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Refuse a size from a file's header: more than ``max_pixels``, or no pixels at all (a corrupt
+    header; tifffile then decoded an empty array, which failed far from the file)."""
+    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+        size = (f"{width} x {height} pixels" if isinstance(width, int) and isinstance(height, int)
+                else "no valid size")
+        raise _corrupt(path, f"its header gives {size}")
     if width * height > max_pixels:
         raise InputError(
             f"{path} has {width} x {height} = {width * height:,} pixels, more than the limit of "
@@ -397,13 +421,23 @@ def _check_pixel_count(path: Path, width: int, height: int, max_pixels: int) -> 
         )
 
 
+def _pillow_bomb(path: Path, exc: Image.DecompressionBombError) -> InputError:
+    return InputError(f"{path} has too many pixels ({exc}); downscale it first")
+
+
 def _not_an_image(path: Path) -> InputError:
     return InputError(f"{path} is not an image that can be read (PNG, JPEG, TIFF or WebP expected); "
                       "check the file or convert it")
 
 
+CORRUPT_DETAIL_CHARS = 200  # a decoder's error can quote a whole tag's values: the line keeps its start
+
+
 def _corrupt(path: Path, detail: object) -> InputError:
-    return InputError(f"{path} is truncated or corrupt ({detail}); re-export or re-download it")
+    text = " ".join(str(detail).split())
+    if len(text) > CORRUPT_DETAIL_CHARS:
+        text = text[: CORRUPT_DETAIL_CHARS - 3] + "..."
+    return InputError(f"{path} is truncated or corrupt ({text}); re-export or re-download it")
 
 
 def _is_16bit_colour_png(head: bytes) -> bool:
@@ -416,17 +450,34 @@ def _is_16bit_colour_png(head: bytes) -> bool:
     return header is not None and header.bit_depth == 16 and header.colour_type in PNG_COLOUR_TYPES_16BIT
 
 
+@contextmanager
+def _pillow_warnings_named(path: Path) -> Iterator[None]:
+    """Hold the block's warnings and, when it ends without an error, issue them again: Pillow's own ones
+    ("Corrupt EXIF data...", "Tag data larger than file") named no file; they are said naming ``path``,
+    once each. Pillow's DecompressionBombWarning is dropped: our own pixel limit applies."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+    said = set()
+    for warning in caught:
+        if f"{os.sep}PIL{os.sep}" not in warning.filename:  # ours, pointing at the caller already
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+            continue
+        text = f"{path}: {' '.join(str(warning.message).split())} (Pillow's warning; the image is read anyway)"
+        if text not in said:
+            said.add(text)
+            warnings.warn(text, UserWarning, stacklevel=6)  # the caller of read_image or decode_image
+
+
 def _read_with_pillow(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
     try:
-        with warnings.catch_warnings():
-            # Our own limit applies; Pillow's warning below its hard limit would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(_opened(source, path)) as image:
-                return _pillow_pixels(image, path, max_pixels)
+        with _pillow_warnings_named(path), Image.open(_opened(source, path)) as image:
+            return _pillow_pixels(image, path, max_pixels)
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{path} has too many pixels ({exc}); downscale it first") from exc
+        raise _pillow_bomb(path, exc) from exc
     except Image.UnidentifiedImageError as exc:
         raise _not_an_image(path) from exc
     except _DECODE_ERRORS as exc:
@@ -461,8 +512,10 @@ def _pillow_pixels(image: Image.Image, path: Path, max_pixels: int) -> _Decoded:
 
 def _check_format(image: Image.Image, path: Path) -> None:
     if image.format not in READ_FORMATS:
+        name = image.format or "unknown"
         raise InputError(
-            f"{path} is a {image.format} image; supported formats are PNG, JPEG, TIFF and WebP: convert it first"
+            f"{path} is {'an' if name[0] in 'AEIOU' else 'a'} {name} image; supported formats are "
+            "PNG, JPEG, TIFF and WebP: convert it first"
         )
 
 
@@ -519,7 +572,7 @@ def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
                 tifffile.PHOTOMETRIC.MINISWHITE,
                 tifffile.PHOTOMETRIC.RGB,
             ) and not _is_cmyk(page):
-                return _read_with_pillow(source, path, max_pixels)
+                return _read_tiff_of_pillow(source, path, max_pixels, page)
             try:
                 samples = page.asarray()
             except ValueError as exc:
@@ -530,11 +583,7 @@ def _read_tiff(source: Path | bytes, path: Path, max_pixels: int) -> _Decoded:
                             cmyk=_is_cmyk(page))
     except InputError:
         raise
-    except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
-        raise _corrupt(path, exc) from exc
-    except RuntimeError as exc:  # tifffile decompresses with imagecodecs, whose errors are RuntimeErrors
-        if not type(exc).__module__.startswith("imagecodecs"):
-            raise
+    except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:  # imagecodecs' errors are RuntimeErrors
         raise _corrupt(path, exc) from exc
 
 
@@ -545,6 +594,20 @@ def _is_cmyk(page: tifffile.TiffPage) -> bool:
         and page.tags.valueof(INK_SET_TAG, default=INK_SET_CMYK) == INK_SET_CMYK
         and page.samplesperpixel - len(page.extrasamples) == 4
     )
+
+
+def _read_tiff_of_pillow(source: Path | bytes, path: Path, max_pixels: int, page: tifffile.TiffPage) -> _Decoded:
+    """A TIFF page that only Pillow reads (palette, YCbCr, CIELab); one Pillow does not read either was
+    "not an image that can be read (PNG, JPEG, TIFF or WebP expected)", of a TIFF."""
+    try:
+        return _read_with_pillow(source, path, max_pixels)
+    except InputError as exc:
+        if not isinstance(exc.__cause__, Image.UnidentifiedImageError):
+            raise
+        photometric = getattr(page.photometric, "name", page.photometric)  # a value tifffile does not know: as is
+        kind = f"{photometric}, {page.samplesperpixel} x {page.bitspersample}-bit samples"
+        raise InputError(f"{path} is a TIFF whose colour space or layout ({kind}) cannot be read; convert it to "
+                         "8 or 16-bit RGB") from exc
 
 
 def _read_tiff_with_pillow(source: Path | bytes, path: Path, max_pixels: int, bits: int) -> _Decoded:
@@ -594,12 +657,19 @@ def _unit_range(samples: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _check_finite(samples: np.ndarray, path: Path) -> None:
-    """Refuse float samples that are NaN or infinite: no colour is meant by them."""
+    """Refuse float samples that are NaN or infinite (no colour is meant by them), or far outside
+    ``[0, 1]`` (0..255 or 0..65535 floats: clipped, they were a white image, and no error)."""
     bad = int(np.count_nonzero(~np.isfinite(samples)))
     if bad:
         raise InputError(
             f"{path} has {bad:,} NaN or infinite sample(s); re-export it with finite values "
             "(e.g. as an 8 or 16-bit integer image)"
+        )
+    low, high = (float(samples.min()), float(samples.max())) if samples.size else (0.0, 0.0)
+    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+        raise InputError(
+            f"{path} has float samples from {low:g} to {high:g}, not in [0, 1]; re-export it scaled to [0, 1] "
+            "(8-bit values divided by 255) or as an 8 or 16-bit integer image"
         )
 
 
@@ -1074,9 +1144,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool)
 
 
 def _create_temporary(path: Path, suffix: str) -> Path:
-    """Create an empty, hidden, uniquely named file in ``path``'s folder (permissions follow the umask)."""
+    """Create an empty, hidden, uniquely named file in ``path``'s folder (permissions follow the umask).
+
+    Its name is ``path``'s with 14 bytes and ``suffix`` added, ``path``'s cut where that would pass
+    :data:`NAME_MAX`: an output whose own name fits failed with "File name too long" for its temporary.
+    """
+    room = NAME_MAX - len(f"..{0:08x}.tmp{suffix}".encode())
+    name = path.name.encode()[: max(room, 1)].decode(errors="ignore")
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}")
+        tmp = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp{suffix}")
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:

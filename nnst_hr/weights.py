@@ -236,6 +236,8 @@ def _unreadable(path: Path, exc: Exception) -> InputError:
         return InputError(f"{path} is an image, not a torch state dict; give the weights file (.pth) instead")
     text = str(exc).split("WeightsUnpickler error:", 1)[-1]
     reason = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    if isinstance(exc, KeyError) or reason.startswith("Unsupported operand"):
+        reason = "not a file that torch.save wrote"  # the unpickler's unknown opcode: "(101)" said nothing
     reason = reason if head else "the file is empty"
     return InputError(f"{path} is not a readable torch state dict ({reason}); replace or delete it")
 

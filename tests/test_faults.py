@@ -701,6 +701,7 @@ def test_option_values_out_of_range_are_refused_before_any_work(cli, tmp_path, o
     ("poster", "render", "paint", "PosterConfig.render: must be one of"),
     ("nnst", "coarsest", 0, "NNSTConfig.coarsest must be at least"),  # hung for ever
     ("nnst", "lr", float("nan"), "NNSTConfig.lr must be a positive finite number"),
+    ("nnst", "lr", 1e300, "NNSTConfig.lr must be a positive finite number up to 1, got 1e+300"),  # torch overflowed
     ("poster", "patch_size", 4, "PosterConfig.patch_size must be a positive odd"),
     (None, "dpi", "300", "dpi: must be float (or null)"),
     (None, "content", 5, "content: must be str (or null)"),
@@ -962,8 +963,10 @@ def test_too_small_an_address_space_limit_to_load_torch_is_one_line(tmp_path, co
 
 def test_weights_that_torch_cannot_load_give_one_line(cli, tmp_path):
     garbage = tmp_path / "vgg.pth"
-    garbage.write_bytes(b"not a state dict")
-    assert_one_line_error(cli("weights", "--weights", garbage), 2, str(garbage), "not a readable torch state dict")
+    for text in (b"not a state dict", b"hello"):  # torch's unpickler: "Unsupported operand 110", KeyError('104')
+        garbage.write_bytes(text)
+        assert_one_line_error(cli("weights", "--weights", garbage), 2, str(garbage),
+                              "not a readable torch state dict (not a file that torch.save wrote)")
     assert_one_line_error(cli("weights", "--weights", tmp_path), 2, str(tmp_path), "is a folder")
 
 
@@ -1013,6 +1016,44 @@ def test_an_output_that_is_a_folder_or_under_a_file_is_one_line(cli, tmp_path, m
         assert_one_line_error(result, 2, f"{output}: {blocking} is a file, not a folder; choose another folder")
     assert blocking.read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "notes.txt", "style.png"]
+
+
+def test_images_and_masks_whose_header_claims_billions_of_pixels_are_one_line(cli, tmp_path):
+    """Pillow refuses such a file as it opens it, with its own exception: `masks check` and a run's masks
+    (and read_image_shape) let it through as a traceback."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    content, style = pair(tmp_path)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.new("L", (64, 64)).save(masks / "style.png")
+    bomb = masks / "content.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    assert_one_line_error(cli("masks", "check", masks), 2, str(bomb), "too many pixels")
+    result = cli("run", content, style, "-o", tmp_path / "out.png", "--guide", masks, *TINY)
+    assert_one_line_error(result, 2, str(bomb), "too many pixels")
+    assert_one_line_error(cli("masks", "check", tmp_path, "--content", bomb), 2, str(bomb), "too many pixels")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_symbolic_link_loop_or_a_name_too_long_is_one_line(cli, tmp_path, monkeypatch):
+    """Tracebacks: pathlib's resolve() raised a RuntimeError on a link loop (before Python 3.13), and
+    exists() an OSError on a name over 255 bytes, wherever a path was first looked at."""
+    content, style = pair(tmp_path)
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
+    loop, long = tmp_path / "loop.png", tmp_path / ("x" * 300 + ".png")
+    loop.symlink_to(loop)
+    for args in ((loop, style, "-o", tmp_path / "a.png"), (content, style, "-o", loop)):
+        assert_one_line_error(cli("run", *args, *TINY), 2, str(loop), "fix or remove the symbolic link")
+    for args in ((long, style, "-o", tmp_path / "a.png"), (content, long, "-o", tmp_path / "a.png"),
+                 (content, style, "-o", long)):
+        assert_one_line_error(cli("run", *args, *TINY), 2, str(long), "give a shorter path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "loop.png", "style.png"]
 
 
 @pytest.mark.parametrize("name, kind", [

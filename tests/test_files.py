@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 import tifffile
 from helpers import image_file, needs_weights
 from icc_profiles import cmyk_profile, ink_to_srgb, without_tag
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, features
 
 from nnst_hr import icc, png
 from nnst_hr.errors import InputError
@@ -29,6 +31,7 @@ from nnst_hr.files import (
     check_output_path,
     decode_image,
     read_image,
+    read_image_shape,
     write_image,
 )
 
@@ -425,6 +428,37 @@ def bad_crc_png16(path):
     path.write_bytes(bytes(data))
 
 
+def patched_tiff(path, tag: int, *, value: int | None = None, count: int | None = None) -> None:
+    """A 24 x 40 RGB TIFF whose IFD entry ``tag`` has its value or count replaced (a corrupt header)."""
+    tifffile.imwrite(path, codes(structured(), np.uint8), photometric="rgb")
+    data = bytearray(path.read_bytes())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for entry in range(ifd + 2, ifd + 2 + 12 * struct.unpack_from("<H", data, ifd)[0], 12):
+        code, kind = struct.unpack_from("<HH", data, entry)
+        if code == tag and count is not None:
+            struct.pack_into("<I", data, entry + 4, count)
+        if code == tag and value is not None:
+            struct.pack_into("<H" if kind == 3 else "<I", data, entry + 8, value)
+    path.write_bytes(bytes(data))
+
+
+def avif_without_an_image(path):
+    """An AVIF whose item list is emptied: Pillow's AVIF plugin raises a RuntimeError, not an OSError."""
+    buffer = io.BytesIO()
+    Image.fromarray(codes(structured(), np.uint8)).save(buffer, format="AVIF")
+    data = bytearray(buffer.getvalue())
+    count = data.index(b"iinf") + 8  # after the box type and the version and flags: a 16-bit entry count
+    data[count : count + 2] = b"\x00\x00"
+    path.write_bytes(bytes(data))
+
+
+def png8_bomb(path):
+    """An 8-bit PNG whose header claims 100000 x 100000 pixels: Pillow refuses it when it opens it."""
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, png.RGB, 0, 0, 0)
+    path.write_bytes(png.SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b""))
+                     + png_chunk(b"IEND", b""))
+
+
 BAD_INPUTS = {  # case: (how to make the file, expected message)
     "missing": (lambda path: None, "no such file"),
     "folder": (lambda path: path.mkdir(), "is a folder"),
@@ -438,7 +472,21 @@ BAD_INPUTS = {  # case: (how to make the file, expected message)
     "gif": (lambda path: save_with_pillow(path, "GIF"), "GIF image"),
     "png16 of zero height": (lambda path: path.write_bytes(png16_file(4, 0, b"")), "0 pixels"),
     "png16 bad filter byte": (lambda path: path.write_bytes(png16_file(1, 1, b"\x07" + bytes(6))), "filter"),
+    "png8 bomb": (png8_bomb, "too many pixels"),
+    "icclab tiff": (lambda path: tifffile.imwrite(path, codes(structured(), np.uint8), photometric="icclab"),
+                    r"is a TIFF whose colour space or layout \(ICCLAB, 3 x 8-bit samples\) cannot be read; convert"),
+    "tiff of photometric 99": (lambda path: patched_tiff(path, 262, value=99), r"\(99, 3 x 8-bit samples\)"),
+    "float tiff of 0..255 values": (lambda path: tifffile.imwrite(path, structured() * 255, photometric="rgb"),
+                                    r"float samples from 0 to 254\.873, not in \[0, 1\]; .*divided by 255"),
+    # tifffile decoded these to an empty array (a failure far from the file) or raised a TypeError
+    "tiff of zero width": (lambda path: patched_tiff(path, 256, value=0), f"0 x {H} pixels"),
+    "tiff with two heights": (lambda path: patched_tiff(path, 257, count=2), "truncated or corrupt"),
+    "tiff with two widths": (lambda path: patched_tiff(path, 256, count=2), "no valid size"),
+    "tiff with two bit depths for three samples": (lambda path: patched_tiff(path, 258, count=2), "no pixel data"),
 }
+if features.check("avif"):
+    BAD_INPUTS["avif"] = (lambda path: save_with_pillow(path, "AVIF"), "is an AVIF image; supported formats")
+    BAD_INPUTS["avif without an image"] = (avif_without_an_image, "truncated or corrupt")
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
@@ -449,6 +497,68 @@ def test_bad_input_gives_one_line_error_naming_the_file(tmp_path, case):
     with pytest.raises(InputError, match=message) as error:
         read_image(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_the_shape_of_a_bad_input_is_one_line_error_or_a_shape_of_pixels(tmp_path, case):
+    make, _ = BAD_INPUTS[case]
+    path = tmp_path / "input.png"
+    make(path)
+    try:
+        shape = read_image_shape(path)
+    except InputError as error:
+        assert str(path) in str(error) and "\n" not in str(error)
+    else:  # a fault that shows only in the pixels
+        assert len(shape) == 2 and min(shape) >= 1
+
+
+def test_a_decoders_log_lines_about_a_bad_file_stay_off_stderr(tmp_path, caplog):
+    """tifffile logs what it finds wrong; with logging not configured Python printed it above our line."""
+    path = tmp_path / "a.tif"
+    patched_tiff(path, 257, value=60_000)  # strips too few for the height: tifffile logs warnings
+    with caplog.at_level(logging.WARNING, logger="tifffile"), pytest.raises(InputError):
+        read_image(path)
+    assert any(record.name == "tifffile" for record in caplog.records)  # a program that configures logging sees them
+    script = ("import sys; from nnst_hr.files import read_image; from nnst_hr.errors import InputError\n"
+              "try: read_image(sys.argv[1])\nexcept InputError as error: print(error)")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parent.parent, check=True)
+    assert "truncated or corrupt" in done.stdout and done.stderr == ""
+
+
+def test_a_link_loop_or_a_name_too_long_is_an_input_error(tmp_path):
+    """Path.exists() raised the OSError of a name over 255 bytes; a link loop was "no such file"."""
+    loop, long = tmp_path / "loop.png", tmp_path / ("x" * 300 + ".png")
+    loop.symlink_to(loop)
+    for path, reason, fix in ((loop, "symbolic links", "fix or remove the symbolic link"),
+                              (long, "too long", "give a shorter path")):
+        with pytest.raises(InputError, match=reason) as error:
+            read_image(path)
+        assert str(error.value).startswith(f"{path}: ") and str(error.value).endswith(f"; {fix}")
+
+
+def test_an_output_name_near_the_file_system_limit_is_written(tmp_path):
+    """The temporary's name (the output's, with ``.<8 hex>.tmp<suffix>`` around it) was too long."""
+    path = tmp_path / ("x" * 251 + ".tif")  # 255 bytes, the most ext4, XFS or APFS allow
+    write_image(path, structured())
+    atomic_write_bytes(path.with_name("y" * 251 + ".png"), b"data", overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, "y" * 251 + ".png"]
+    np.testing.assert_array_equal(read_image(path), quantised(structured(), 16))
+
+
+def test_pillows_own_warnings_name_the_file_once(tmp_path):
+    """Pillow's "Corrupt EXIF data..." named no file: the CLI said only `warning: Corrupt EXIF data...`."""
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(codes(structured(), np.uint8)).save(path, exif=b"Exif\x00\x00MM\x00*\x00\x00\xff\xff\xff\xff")
+    with pytest.warns(UserWarning) as caught:
+        image = read_image(path)
+    assert [str(w.message) for w in caught] == [
+        f"{path}: Corrupt EXIF data. Expecting to read 2 bytes but only got 0. (Pillow's warning; the image is "
+        "read anyway)"]
+    assert caught[0].filename == __file__  # it points at the caller, as read_image's own warnings do
+    plain = tmp_path / "plain.jpg"
+    Image.fromarray(codes(structured(), np.uint8)).save(plain)
+    np.testing.assert_array_equal(image, read_image(plain))
 
 
 @pytest.mark.parametrize("name", ["a.png", "a16.png", "a.tif", "a.jpg", "a.webp"])
