@@ -610,7 +610,7 @@ def _metrics_print_plan(image: Path, image_shape, content: Path, content_shape, 
         if not made_from(content_shape, image_shape):
             log.warning(f"{image} ({width}x{height}) has another aspect than {content} ({w}x{h}): content_lpips and "
                         "content_ssim compare it with the content stretched to it; if it is a print, give the "
-                        "--print, --dpi and --fit of its run")
+                        "--print, --dpi, --fit and --bleed of its run")
         return None
     fitted_h, fitted_w = plan.fitted_shape
     if not made_from(plan.fitted_shape, image_shape, through=None):  # fitted to the print's exact pixels
@@ -648,8 +648,8 @@ def _run_folder_print_plan(config: Path, image: Path, content: Path, content_sha
     recorded = key.get("content_sha256") if isinstance(key, dict) else None
     if recorded is not None and recorded != sha256_file(content):
         raise InputError(f"{config} says {image} was made from {data.get('content') or 'another content'}, not from "
-                         f"{content}; give that content, or give --print, --dpi and --fit to score {image} against "
-                         f"{content} fitted to that print")
+                         f"{content}; give that content, or give --print, --dpi, --fit and --bleed to score {image} "
+                         f"against {content} fitted to that print")
     try:
         values = {}
         for name in ("print", "dpi", "fit", "bleed"):

@@ -671,7 +671,7 @@ def test_metrics_of_a_print_fits_the_content_as_its_run_folder_says(tmp_path):
     result = invoke(output, "--content", other, "--style", paths["style"])
     assert result.exit_code == INPUT_ERROR and len(result.stderr.strip().splitlines()) == 1
     assert f"was made from {paths['content'].resolve()}, not from {other}" in result.stderr
-    assert "give --print, --dpi and --fit" in result.stderr
+    assert "give --print, --dpi, --fit and --bleed" in result.stderr
 
     # a config.json that cannot be read is left out: the content is stretched, with a warning saying so
     (tmp_path / "print.run" / "config.json").write_text("{not json")
