@@ -118,12 +118,6 @@ PNG_COLOUR_TYPES_16BIT = (png.RGB, png.GREY_ALPHA, png.RGBA)  # Pillow truncates
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, RuntimeError,
                   TypeError)
 logger = logging.getLogger(__name__)
-# tifffile and imagecodecs (libpng) log what they find wrong in a bad file ("incorrect StripByteCounts count",
-# "PNG warning: IDAT: Too much image data"); with no handler anywhere Python's last-resort handler printed
-# those lines to stderr above the one line that refuses the file (or, for a file read anyway, as bare lines).
-# A program that configures logging still gets them.
-for _decoder in ("tifffile", "imagecodecs"):
-    logging.getLogger(_decoder).addHandler(logging.NullHandler())
 
 
 # --------------------------------------------------------------------------- reading

@@ -18,6 +18,12 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 PACKAGES = ("nnst_hr", "guidance", "patchsynth")  # the loggers configured here, with their children
+# the decoders log what they find wrong in a bad file ("incorrect StripByteCounts count", "PNG warning: IDAT:
+# Too much image data"); Python's last-resort handler printed those bare lines above the one line that
+# refuses the file (or during a run that read it anyway). The command silences them; a library caller's
+# own logging set-up is its own.
+DECODERS = ("tifffile", "imagecodecs")
+_SILENT = logging.NullHandler()
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -60,7 +66,7 @@ _handler: logging.Handler | None = None
 
 
 def configure_logging(level: int = logging.INFO, *, terminal: bool | None = None) -> logging.Handler:
-    """Send the packages' log records of ``level`` and above to stderr.
+    """Send the packages' log records of ``level`` and above to stderr, and the image decoders' nowhere.
 
     Calling it again replaces the handler it installed before (the level may change between a
     command's global options and its own), and forgets the info messages it has shown.
@@ -97,6 +103,8 @@ def configure_logging(level: int = logging.INFO, *, terminal: bool | None = None
         logger = logging.getLogger(name)
         logger.setLevel(level)
         logger.addHandler(_handler)
+    for name in DECODERS:
+        logging.getLogger(name).addHandler(_SILENT)
     return _handler
 
 
@@ -108,4 +116,6 @@ def reset_logging() -> None:
         logger.setLevel(logging.NOTSET)
         if _handler is not None:
             logger.removeHandler(_handler)
+    for name in DECODERS:
+        logging.getLogger(name).removeHandler(_SILENT)
     _handler = None
