@@ -55,6 +55,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .printsize import made_from
+from .tensors import to_tensor
 
 __all__ = [
     "DIRECTIONS",
@@ -159,7 +160,7 @@ class ScoreNetwork:
         The layers of :data:`LPIPS_LAYER_INDICES` and :data:`GRAM_LAYER_INDICES`;
         ``image`` is float32 ``(H, W, 3)`` in ``[0, 1]``, scaled as LPIPS does.
         """
-        x = torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None].to(self.device)
+        x = to_tensor(image, self.device)
         x = ((x * 2 - 1 - self.shift) / self.scale).contiguous(memory_format=torch.channels_last)
         wanted, out = set(LPIPS_LAYER_INDICES + GRAM_LAYER_INDICES), {}
         for index, module in enumerate(self.features):
@@ -425,7 +426,7 @@ def detail_energy(image: np.ndarray, octaves: int = DETAIL_OCTAVES, sigma: float
 
 def bicubic_upsample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bicubic resize of float32 ``(H, W, 3)`` to ``shape = (h, w)``, clipped to ``[0, 1]``."""
-    t = torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None]
+    t = to_tensor(image, "cpu")
     out = F.interpolate(t, tuple(shape), mode="bicubic", align_corners=False)
     return out[0].permute(1, 2, 0).clamp(0, 1).numpy()
 

@@ -91,9 +91,14 @@ def check_masks(masks, content_shape: tuple[int, ...], style_shape: tuple[int, .
                          f"{want[1]}; load them with the images' shapes (guidance.load_masks)")
 
 
-def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, C) float32 NumPy -> (1, C, H, W) tensor (a view: its memory is channels-last)."""
-    return torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None].to(device)
+def to_tensor(image: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """(H, W, C) float32 NumPy -> (1, C, H, W) tensor (a view: its memory is channels-last).
+
+    A read-only array (``np.broadcast_to``, a memmap opened ``"r"``) is copied: torch cannot share
+    it, and warned so on the caller's stderr.
+    """
+    array = np.ascontiguousarray(image, np.float32)
+    return torch.from_numpy(array if array.flags.writeable else array.copy()).permute(2, 0, 1)[None].to(device)
 
 
 def to_tensor_like(image: np.ndarray, like: torch.Tensor) -> torch.Tensor:

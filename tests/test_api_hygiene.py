@@ -109,3 +109,21 @@ def test_a_fresh_process_is_left_as_it_was_and_computes_this_processs_bits(image
     with warnings.catch_warnings(record=True):  # the small style's warning
         poster = synthesize_poster_stage(*images, here, PosterConfig(**POSTER), NNSTConfig(**CONFIG))
     assert child["poster"] == hashlib.sha256(poster.synthesized.tobytes()).hexdigest()
+
+
+@needs_weights
+def test_read_only_images_give_the_same_bits_without_torchs_warning(images):
+    """A read-only image (``np.broadcast_to``, a memmap opened "r") got torch's "The given NumPy array is not
+    writable" warning on the caller's stderr."""
+    from nnst_hr.scores import bicubic_upsample
+
+    frozen = [image.copy() for image in images]
+    for image in frozen:
+        image.setflags(write=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = stylize(*frozen, NNSTConfig(**CONFIG))
+        upsampled = bicubic_upsample(frozen[0], (40, 40))
+    assert [str(w.message) for w in caught if "not writable" in str(w.message)] == []
+    assert np.array_equal(result.image, stylize(*images, NNSTConfig(**CONFIG)).image)
+    assert np.array_equal(upsampled, bicubic_upsample(images[0], (40, 40)))
