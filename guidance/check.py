@@ -124,7 +124,9 @@ def _format(mask_dir: Path, pair: MaskPair | None, problems: list[str], warnings
     if pair is not None:
         for side, source, labels in (("content", pair.content_source, pair.content),
                                      ("style", pair.style_source, pair.style)):
-            form = "grey region masks" if source.is_dir() else "color label map"
+            # an index map's labels are named by their values (masks._index_name), a color map's by their colors
+            indexed = all(label.name.isdigit() for label in pair.labels if not label.unguided)
+            form = "grey region masks" if source.is_dir() else "index map" if indexed else "color label map"
             size = f"{labels.shape[1]}x{labels.shape[0]}"
             if not source.is_dir():  # a mask of another size than its image: both sizes, not the image's alone
                 height, width = _mask_shape(source)

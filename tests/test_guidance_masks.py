@@ -315,6 +315,8 @@ def test_index_maps_keep_every_value_as_a_label(tmp_path, form):
     assert pair.warnings == []
     np.testing.assert_array_equal(pair.content, content)
     np.testing.assert_array_equal(pair.style, style)
+    text = check_masks(tmp_path).text  # the report names the form it read
+    assert f"content: {tmp_path / 'content.png'} (index map, 40x30)" in text and "color label map" not in text
 
 
 def test_light_grey_label_maps_are_colors_not_indices(tmp_path):
@@ -323,6 +325,7 @@ def test_light_grey_label_maps_are_colors_not_indices(tmp_path):
     content[10:20], content[20:] = 128, 255
     write_pair(tmp_path, content, content[:, ::-1])
     assert [label.name for label in load_masks(tmp_path).labels] == ["#000000", "#808080", "#ffffff"]
+    assert "(color label map, 40x30)" in check_masks(tmp_path).text
 
 
 def test_a_dark_grey_jpeg_mask_is_a_painted_one_not_an_index_map(tmp_path):
