@@ -859,18 +859,7 @@ def write_image(
     fmt = OUTPUT_FORMATS[path.suffix.lower()]
     with atomic_output(path, overwrite=overwrite, expected_bytes=codes.nbytes) as tmp:
         if fmt == "TIFF":
-            tifffile.imwrite(
-                tmp,
-                codes,
-                photometric="rgb",
-                compression="zlib",
-                predictor=True,
-                resolution=(dpi, dpi),
-                resolutionunit="INCH",
-                iccprofile=profile,
-                metadata=None,
-                software=software(),
-            )
+            _write_tiff(tmp, codes, "rgb", profile, dpi)
         elif fmt == "PNG" and bits == 16:
             tmp.write_bytes(png.encode(codes, dpi=dpi, icc_profile=profile))
         elif fmt == "PNG":
@@ -934,10 +923,15 @@ def write_cmyk_tiff(
     check_write_options(DEFAULT_JPEG_QUALITY, dpi)
     codes = np.ascontiguousarray(ink) if ink.dtype == codes_type else _code_values(ink, bits)
     with atomic_output(path, overwrite=overwrite, expected_bytes=codes.nbytes) as tmp:
-        tifffile.imwrite(tmp, codes, photometric="separated", compression="zlib", predictor=True,
-                         resolution=(dpi, dpi), resolutionunit="INCH", iccprofile=profile, metadata=None,
-                         software=software(), extratags=[(INK_SET_TAG, "H", 1, INK_SET_CMYK, True)])
+        _write_tiff(tmp, codes, "separated", profile, dpi, extratags=[(INK_SET_TAG, "H", 1, INK_SET_CMYK, True)])
     return path
+
+
+def _write_tiff(path: Path, codes: np.ndarray, photometric: str, profile: bytes, dpi: float, extratags=()) -> None:
+    """Code values as a zlib-compressed TIFF with its colour profile, DPI and this program as its Software."""
+    tifffile.imwrite(path, codes, photometric=photometric, compression="zlib", predictor=True,
+                     resolution=(dpi, dpi), resolutionunit="INCH", iccprofile=profile, metadata=None,
+                     software=software(), extratags=extratags)
 
 
 def _check_image_to_write(image: np.ndarray) -> None:
