@@ -8,14 +8,18 @@
 #      exhaustive search), a 1024 -> 4096 poster end to end (stage times, peak GPU memory),
 #      patchsynth thread scaling, and ONE table with the goals beside the figures.
 #
-# Weights: the machine has no network, so the converted VGG16 convolutions travel with the
-# working tree in shared-weights/ (git-ignored; name it in the device tool's `carry`). The plain
-# file is 58.9 MB; with the ~7.8 MB tree that is 63.6 MiB of the tool's 64 MiB, so carry it
-# xz-compressed (54.1 MB) instead. Prepare it once, on a machine that has the weights:
-#   bash bench/gpu.sh --prepare      # writes shared-weights/vgg16_features.pth.xz
-# Then, with the device tool: carry ["shared-weights"], command
+# What travels: the machine has no network, and its Python (3.12) lacks imagecodecs, which
+# nnst_hr.files imports. So gpu-carry/ (git-ignored; name it in the device tool's `carry`) holds
+#   - vgg16_features.pth.xz: the converted VGG16 convolutions that NNST uses (conv1_1 .. conv4_3;
+#     conv5 is only for LPIPS scores), xz-compressed: 28.1 MB, not the full file's 58.9 MB;
+#   - wheels/: the imagecodecs wheel of this machine's version for the GPU machine's Python (26.5 MB),
+#     installed there into a temporary folder when `import imagecodecs` fails.
+# With the ~9 MB tree that is about 64 MB of the tool's 64 MiB (67.1 MB); --prepare prints the sum.
+# Prepare it once, on a machine that has the weights and pip access to the package registry:
+#   bash bench/gpu.sh --prepare      # GPU_PYTHON=3.12 (default) names the GPU machine's Python
+# Then, with the device tool: carry ["gpu-carry"], command
 #   PYTHONUNBUFFERED=1 bash bench/gpu.sh --json $OUT/gpu.json 2>&1 | tee $OUT/gpu.log
-# Order of search: $NNST_HR_WEIGHTS, shared-weights/vgg16_features.pth, shared-weights/
+# Order of search for the weights: $NNST_HR_WEIGHTS, gpu-carry/vgg16_features.pth, gpu-carry/
 # vgg16_features.pth.xz (unpacked to a temporary folder), then nnst-hr's usual places.
 #
 # Without a GPU the same path runs in a couple of minutes:  bash bench/gpu.sh --device cpu --tiny
@@ -23,42 +27,72 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-WEIGHTS_DIR=shared-weights
+CARRY=gpu-carry
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this tree's code, whatever is installed
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
 
 if [[ "${1:-}" == "--prepare" ]]; then
-    mkdir -p "$WEIGHTS_DIR"
-    exec "$PY" - "$WEIGHTS_DIR/vgg16_features.pth.xz" <<'EOF'
-import lzma, shutil, sys
-from nnst_hr.weights import resolve_weights
+    mkdir -p "$CARRY/wheels"
+    "$PY" - "$CARRY/vgg16_features.pth.xz" <<'EOF' || exit 2
+import io, lzma, os, sys
+import torch
+from nnst_hr.hypercolumns import LAYER_INDICES
+from nnst_hr.weights import load_features_state_dict, resolve_weights
 source = resolve_weights().path
-with open(source, "rb") as src, lzma.open(sys.argv[1] + ".part", "wb", preset=6) as dst:
-    shutil.copyfileobj(src, dst, 1 << 20)
-import os
+# only the convolutions that NNST's hypercolumns read: conv5 would double the file
+state = {key: value for key, value in load_features_state_dict(source).items()
+         if int(key.split(".")[0]) <= LAYER_INDICES[-1]}
+buffer = io.BytesIO()
+torch.save(state, buffer)
+with lzma.open(sys.argv[1] + ".part", "wb", preset=6) as dst:
+    dst.write(buffer.getvalue())
 os.replace(sys.argv[1] + ".part", sys.argv[1])
-print(f"wrote {sys.argv[1]} from {source}")
+print(f"wrote {sys.argv[1]} ({os.path.getsize(sys.argv[1]) / 1e6:.1f} MB): {len(state) // 2} convolutions of {source}")
 EOF
+    version=$("$PY" -c "from importlib.metadata import version; print(version('imagecodecs'))") || exit 2
+    rm -f "$CARRY"/wheels/*.whl
+    "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version "${GPU_PYTHON:-3.12}" \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 -d "$CARRY/wheels" "imagecodecs==$version" || exit 2
+    ls -l "$CARRY"/wheels/*.whl
+    # what the device tool sends: tracked and untracked-not-ignored files, plus the carried folder
+    tree=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 -r du -cb 2>/dev/null \
+        | awk '$2 == "total" {sum += $1} END {print sum + 0}')
+    carry=$(du -sb "$CARRY" | cut -f1)
+    echo "travels: tree $((tree / 1000000)) MB + $CARRY $((carry / 1000000)) MB = $(((tree + carry) / 1000000)) MB of 67.1 (64 MiB)"
+    (( tree + carry < 67108864 )) || { echo "gpu.sh: too much to travel; see the header" >&2; exit 2; }
+    exit 0
+fi
+
+if ! "$PY" -c "import imagecodecs" 2>/dev/null; then
+    if compgen -G "$CARRY/wheels/*.whl" >/dev/null; then
+        "$PY" -m pip install --quiet --no-index --no-deps --no-compile --target "$scratch/site" "$CARRY"/wheels/*.whl \
+            || exit 2
+        export PYTHONPATH="$PYTHONPATH:$scratch/site"
+    else
+        echo "gpu.sh: imagecodecs is missing; run 'bash bench/gpu.sh --prepare' and carry $CARRY" >&2
+        exit 2
+    fi
 fi
 
 if ! command -v nnst-hr >/dev/null 2>&1; then
     # no build isolation: it would fetch setuptools, and the GPU machine has no network
-    "$PY" -m pip install --quiet --no-deps --no-build-isolation -e . \
-        || echo "gpu.sh: pip install failed; using PYTHONPATH=$PWD" >&2
+    "$PY" -m pip install --quiet --no-deps --no-build-isolation -e . >"$scratch/pip.log" 2>&1 \
+        || echo "gpu.sh: pip install failed ($(grep -m 1 -i "error:" "$scratch/pip.log")); using PYTHONPATH=$PWD" >&2
 fi
 
 if [[ -z "${NNST_HR_WEIGHTS:-}" ]]; then
-    if [[ -f "$WEIGHTS_DIR/vgg16_features.pth" ]]; then
-        export NNST_HR_WEIGHTS="$PWD/$WEIGHTS_DIR/vgg16_features.pth"
-    elif [[ -f "$WEIGHTS_DIR/vgg16_features.pth.xz" ]]; then
-        unpacked=$(mktemp -d)
-        trap 'rm -rf "$unpacked"' EXIT
+    if [[ -f "$CARRY/vgg16_features.pth" ]]; then
+        export NNST_HR_WEIGHTS="$PWD/$CARRY/vgg16_features.pth"
+    elif [[ -f "$CARRY/vgg16_features.pth.xz" ]]; then
         "$PY" -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'), 1 << 20)" \
-            "$WEIGHTS_DIR/vgg16_features.pth.xz" "$unpacked/vgg16_features.pth" || exit 2
-        export NNST_HR_WEIGHTS="$unpacked/vgg16_features.pth"
+            "$CARRY/vgg16_features.pth.xz" "$scratch/vgg16_features.pth" || exit 2
+        export NNST_HR_WEIGHTS="$scratch/vgg16_features.pth"
     fi
 fi
 "$PY" -c "from nnst_hr.weights import describe; print(describe(allow_download=False))" || {
-    echo "gpu.sh: no VGG16 weights; run 'bash bench/gpu.sh --prepare' where they are, and carry shared-weights" >&2
+    echo "gpu.sh: no VGG16 weights; run 'bash bench/gpu.sh --prepare' where they are, and carry $CARRY" >&2
     exit 2
 }
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"

@@ -260,24 +260,31 @@ def describe(path: str | os.PathLike | None = None, *, allow_download: bool = Tr
     path : str or PathLike, optional
         A weights file; default: the lookup order of :func:`resolve_weights`.
     allow_download : bool
-        Fetch and convert the weights when none are found.
+        Fetch and convert the weights (and the LPIPS heads) when none are found. Without
+        it, missing LPIPS heads are reported, not raised: only ``content_lpips`` needs them.
 
     Returns
     -------
     str
-        Several lines: the source, the file, the layers it holds.
+        Several lines: the source, the file, the layers it holds, the LPIPS heads.
     """
     source = resolve_weights(path, allow_download=allow_download)
     state = _load_state_dict_file(source.path)
     convs = sorted({int(key.split(".")[0]) for key in state})
-    heads = resolve_lpips_heads(allow_download=allow_download)
-    load_lpips_heads(heads.path)
+    try:
+        heads = resolve_lpips_heads(allow_download=allow_download)
+        load_lpips_heads(heads.path)
+        heads_line = heads.origin
+    except InputError as exc:
+        if allow_download:
+            raise
+        heads_line = f"none ({exc})"
     return (
         f"VGG16 weights: {source.origin}\n"
         f"file: {source.path}\n"
         f"layers: {len(convs)} convolutions (features indices {', '.join(map(str, convs))}); "
         "the classifier is not used\n"
-        f"LPIPS heads (for `nnst-hr metrics`): {heads.origin}"
+        f"LPIPS heads (for `nnst-hr metrics`): {heads_line}"
     )
 
 

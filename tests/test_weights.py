@@ -403,3 +403,14 @@ def test_cached_conversion_equals_torchvision_file_where_both_exist():
     assert reference.keys() == state.keys()
     for key in state:
         assert torch.equal(state[key], reference[key]), key
+
+
+def test_describe_without_downloads_reports_missing_lpips_heads(isolated):
+    """A machine with only the NNST convolutions (bench/gpu.sh's carried file): described, not refused."""
+    path = isolated / "nnst_only.pth"
+    torch.save(random_features_state(last_conv=21), path)
+    text = weights.describe(path, allow_download=False)
+    assert "features indices 0, 2, 5, 7, 10, 12, 14, 17, 19, 21);" in text
+    assert text.splitlines()[-1].startswith("LPIPS heads (for `nnst-hr metrics`): none (no LPIPS heads found")
+    with pytest.raises(InputError, match="no LPIPS heads found"):  # with downloads allowed, a failure is an error
+        weights.describe(path, allow_download=True)
