@@ -1,5 +1,6 @@
 """GPU check of nnst-hr: NNST time, peak memory and objective, a 4K poster end to end, and
-patchsynth's thread scaling; one table with the goals beside the figures.
+patchsynth's thread scaling, whether torch.compile pays on the scale loop; one table with
+the goals beside the figures.
 
 Run by ``bench/gpu.sh`` (which installs the project, finds the weights and runs the CUDA
 tests first). Every figure comes from this run; ratios compare against a baseline measured
@@ -32,6 +33,7 @@ GOAL_NNST_1024_GB = 12.0  # ... peak GPU memory
 GOAL_POSTER_4K_S = 60.0  # 1024 -> 4096 poster end to end
 THREADS = (16, 4, 1)  # patchsynth thread counts (capped at numba's maximum)
 BUDGET_S = 420.0  # leave the 1-thread scaling run out when it would overrun this (gpu.sh's 8 minutes)
+COMPILE_ALLOWANCE_S = 90.0  # the torch.compile check starts only this long before the budget's end
 TINY = {"sizes": [64, 128], "steps": 2, "poster": "64:256", "threads": (2, 1)}
 
 
@@ -126,6 +128,51 @@ def run_poster(folder: Path, size: int, out_size: int, steps: int | None, device
             "timings": timings}
 
 
+def time_compile(shape: tuple[int, int], device_name: str, iters: int) -> dict:
+    """Does ``torch.compile`` pay for itself on the scale loop? The loop's VGG pass (the ten NNST
+    layers, forward and backward, in the same autocast as NNST) at one image shape, eager and
+    compiled: seconds per step each, the compile's own seconds, and the steps it takes to pay
+    them back (a scale runs 200 steps at one shape; each new shape compiles again)."""
+    import torch
+
+    from nnst_hr.device import autocast, bf16_enabled, cudnn_autotune, resolve_device
+    from nnst_hr.hypercolumns import VGGLayers
+    from nnst_hr.weights import build_vgg16_features
+
+    device = resolve_device(device_name)
+    vgg = VGGLayers(build_vgg16_features()).to(device)
+    image = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0)).to(device)
+    bf16 = bf16_enabled(device, True)
+
+    def step(model) -> None:
+        x = image.clone().requires_grad_(True)
+        with autocast(device, bf16):
+            layers = model(x)
+        sum(layer.float().square().mean() for layer in layers).backward()
+
+    def per_step(model) -> float:
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            step(model)
+        sync(device)
+        return (time.perf_counter() - start) / iters
+
+    with cudnn_autotune(device):
+        step(vgg)
+        eager = per_step(vgg)
+        compiled = torch.compile(vgg)
+        sync(device)
+        start = time.perf_counter()
+        step(compiled)
+        sync(device)
+        first = time.perf_counter() - start
+        fused = per_step(compiled)
+    saved = eager - fused
+    return {"shape": list(shape), "eager_s": eager, "compiled_s": fused, "compile_s": first - fused,
+            "payback_steps": (first - fused) / saved if saved > 0 else None}
+
+
 def fmt(value, spec: str = ".2f", missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
@@ -136,7 +183,8 @@ def verdict(measured: float | None, goal: float) -> str:
     return f"{measured / goal:.2f} of goal ({'met' if measured <= goal else 'MISSED'})"
 
 
-def table(info: dict, nnst: list[dict], poster: dict | None, scaling: list[dict], skipped: list[str]) -> str:
+def table(info: dict, nnst: list[dict], poster: dict | None, scaling: list[dict], skipped: list[str],
+          compiled: dict | None = None) -> str:
     rows = [("what", "seconds", "peak GPU GB", "objective (exhaustive)", "baseline ratio", "goal")]
     exact = {r["size"]: r for r in nnst if r["mode"] == "exact"}
     fast = {r["size"]: r for r in nnst if r["mode"] == "fast"}
@@ -174,6 +222,14 @@ def table(info: dict, nnst: list[dict], poster: dict | None, scaling: list[dict]
         threads = f"{s['threads']} thread{'s' if s['threads'] > 1 else ''}"
         rows.append((f"patchsynth {s['pair'].replace(':', ' -> ')} synthesis, {threads}", fmt(synth, ".1f"),
                      "", "", ratio, ""))
+    if compiled is not None:
+        h, w = compiled["shape"]
+        payback = compiled["payback_steps"]
+        ratio = (f"{compiled['eager_s'] / compiled['compiled_s']:.2f}x eager's speed; compile "
+                 f"{compiled['compile_s']:.0f} s, " + (f"paid back in {payback:.0f} steps" if payback is not None
+                                                       else "never paid back"))
+        rows.append((f"VGG step {w}x{h} eager", fmt(compiled["eager_s"], ".3f"), "", "", "-", ""))
+        rows.append((f"VGG step {w}x{h} torch.compile", fmt(compiled["compiled_s"], ".3f"), "", "", ratio, ""))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = [f"== nnst-hr GPU check: {info['device']}; torch {info['torch']}; {info['cores']} cores; "
              f"schedule: {info['schedule']}"]
@@ -197,6 +253,9 @@ def main() -> int:
     parser.add_argument("--tiny", action="store_true", help="sizes 64 128, 2 steps, poster 64:256: a quick path check")
     parser.add_argument("--budget", type=float, default=BUDGET_S, help="seconds after which scaling runs are left out")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
+    parser.add_argument("--compile", type=int, default=None, metavar="SIZE",
+                        help="torch.compile check of the VGG step at SIZE px (default: the largest NNST size); "
+                             "0 for none")
     args = parser.parse_args()
     if args.tiny:
         args.sizes, args.steps, args.poster = TINY["sizes"], TINY["steps"], TINY["poster"]
@@ -260,11 +319,24 @@ def main() -> int:
                 print(f"patchsynth {size}:{2 * size} at {t} thread(s): synthesis {last:.1f} s", flush=True)
                 scaling.append(s)
 
-    text = table(info, nnst, poster, scaling, skipped)
+    compiled = None
+    compile_size = max(args.sizes) if args.compile is None else args.compile
+    if compile_size and time.perf_counter() - began > args.budget - COMPILE_ALLOWANCE_S:
+        skipped.append(f"the torch.compile check (past the {args.budget:.0f} s budget)")
+    elif compile_size:
+        shape = tuple(round(side * compile_size / max(content.shape[:2])) for side in content.shape[:2])
+        try:
+            compiled = time_compile(shape, args.device, iters=3 if args.tiny else 10)
+            print(f"torch.compile at {shape}: {json.dumps(compiled)}", flush=True)
+        except Exception as exc:  # a compiler missing on the machine is a finding, not the bench's failure
+            skipped.append(f"the torch.compile check ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+
+    text = table(info, nnst, poster, scaling, skipped, compiled)
     print("\n" + text, flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps({"info": info, "nnst": nnst, "poster": poster, "scaling": scaling,
-                                         "skipped": skipped, "table": text}, indent=2, default=str))
+                                         "compile": compiled, "skipped": skipped, "table": text},
+                                        indent=2, default=str))
     return 0
 
 

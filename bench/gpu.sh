@@ -6,7 +6,8 @@
 #   3. runs tests/test_cuda.py (a failure is reported at the end; the timings still run),
 #   4. bench/gpu.py: NNST at 512 and 1024 px (fast and exact, paper schedule, objectives by
 #      exhaustive search), a 1024 -> 4096 poster end to end (stage times, peak GPU memory),
-#      patchsynth thread scaling, and ONE table with the goals beside the figures.
+#      patchsynth thread scaling, whether torch.compile pays on the scale loop's VGG step, and ONE
+#      table with the goals beside the figures.
 #
 # What travels: the machine has no network, and its Python (3.12) lacks imagecodecs, which
 # nnst_hr.files imports. So gpu-carry/ (git-ignored; name it in the device tool's `carry`) holds
