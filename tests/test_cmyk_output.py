@@ -270,3 +270,36 @@ def test_cli_cmyk_bled_print_end_to_end(tmp_path):
 
     assert np.abs(blocks(soft) - blocks(poster)).max() < 2 / 255
     assert json.loads((folder / "config.json").read_text())["cmyk"] == str(press.resolve())
+
+
+@needs_weights
+def test_no_cmyk_reruns_a_press_run_from_its_config_as_an_srgb_output(tmp_path):
+    """``run --config o.run/config.json`` reruns the recorded ``--cmyk``: to a PNG it is refused (a CMYK output is a
+    TIFF), and nothing dropped it; ``--no-cmyk`` does, as ``--no-guide`` drops the masks folder."""
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    rng = np.random.default_rng(0)
+    write_image(content, rng.random((64, 64, 3)).astype(np.float32))
+    write_image(style, rng.random((64, 64, 3)).astype(np.float32))
+    press = tmp_path / "press.icc"
+    press.write_bytes(PRESS)
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(content), str(style), "-o", str(tmp_path / "o.tif"), "--size", "64",
+                                 "--steps", "1", "--split-steps", "1", "--print", "1.5x2in", "--dpi", "32",
+                                 "--cmyk", str(press)])
+    assert result.exit_code == 0, result.output
+    config, srgb = tmp_path / "o.run" / "config.json", tmp_path / "x.png"
+    refused = runner.invoke(app, ["run", "--config", str(config), "-o", str(srgb)])  # the negative control
+    assert refused.exit_code == 2 and "--cmyk writes a CMYK TIFF, not x.png" in refused.output, refused.output
+    contradiction = runner.invoke(app, ["run", "--config", str(config), "-o", str(srgb), "--no-cmyk", "--cmyk",
+                                        str(press)])
+    assert contradiction.exit_code == 2
+    assert f"--no-cmyk and --cmyk {press} contradict each other; give one" in contradiction.output
+    result = runner.invoke(app, ["run", "--config", str(config), "-o", str(srgb), "--no-cmyk"])
+    assert result.exit_code == 0, result.output
+    with Image.open(srgb) as image:
+        assert image.mode == "RGB" and image.size == (48, 64) and image.info["icc_profile"] == srgb_profile()
+    recorded = json.loads((tmp_path / "x.run" / "config.json").read_text())
+    assert recorded["cmyk"] is None and recorded["print"] == "1.5x2in" and recorded["nnst"]["steps"] == 1
+    press.unlink()  # a profile gone since is not needed by a run that drops it
+    assert runner.invoke(app, ["run", "--config", str(config), "-o", str(srgb), "--no-cmyk",
+                               "--overwrite"]).exit_code == 0
