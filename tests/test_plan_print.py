@@ -389,3 +389,23 @@ def test_a_press_stage_runs_on_a_dask_worker_and_moving_its_profile_reruns_nothi
     started.clear()
     again = run_plan(path, tmp_path / "results", cache_dir=cache, quiet=True, on_event=on_event).rows[0]
     assert started == [] and again["keys"] == row["keys"]
+
+
+def test_the_plans_memory_check_counts_the_press_stage(folder, press_folder, monkeypatch):
+    """A cmyk run's memory is checked with its ink's 16 bits, and on workers its press stage is one more stage
+    holding the final image and its ink."""
+    import nnst_hr.memory
+    from nnst_hr.experiment import driver
+
+    checked, together = [], []
+    monkeypatch.setattr(nnst_hr.memory, "check_fits", lambda *a, **k: checked.append(k.get("press_bits")))
+    monkeypatch.setattr(driver, "check_concurrent", lambda peaks, *a, **k: together.append(sorted(peaks)))
+    for cmyk in ("", 'cmyk = "presses/press.icc"\n'):
+        plan = _plan(folder, f'{PAIR}[fixed]\n{NNST}print = "{PRINT}"\ndpi = {DPI}\n{cmyk}')
+        driver.check_memory(plan, read_inputs(plan), workers=2)
+    assert checked == [None, 16]
+    without, with_press = together
+    (press,) = [peak for peak in with_press if peak not in without]
+    with values_from("plan"):
+        pixels = plan_print(CONTENT_SHAPE, PRINT, DPI).pixels
+    assert press == nnst_hr.memory.BASE_BYTES + nnst_hr.memory.press_write_bytes(pixels, 16)
