@@ -389,6 +389,12 @@ def test_a_press_stage_runs_on_a_dask_worker_and_moving_its_profile_reruns_nothi
     started.clear()
     again = run_plan(path, tmp_path / "results", cache_dir=cache, quiet=True, on_event=on_event).rows[0]
     assert started == [] and again["keys"] == row["keys"]
+    # the plan without cmyk: the press file and proof of its run id go (they would pass for this run's), the rest stays
+    path.write_text(path.read_text().replace(f'cmyk = "{moved}"\n', ""))
+    plain = run_plan(path, tmp_path / "results", cache_dir=cache, quiet=True).rows[0]
+    folder = tmp_path / "results" / "runs" / plain["run"]
+    assert plain["press_result"] == "" and "press" not in plain["keys"]
+    assert sorted(p.name for p in folder.iterdir()) == ["nnst.key", "nnst.png", "result.key", "result.png"]
 
 
 def test_the_plans_memory_check_counts_the_press_stage(folder, press_folder, monkeypatch):

@@ -80,6 +80,15 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _shown(name: str, value) -> str:
+    """A value as the sheet shows it: :func:`_fmt`, a press profile by its file's name (the csv has its path).
+
+    >>> _shown("cmyk", "/presses/FOGRA39.icc"), _shown("alpha", 0.25)
+    ('FOGRA39.icc', '0.25')
+    """
+    return Path(value).name if name == "cmyk" and value else _fmt(value)
+
+
 def pair_details(pair) -> list[str]:
     """What tells a pair apart beyond its files' names: its masks folder and its own options.
 
@@ -87,7 +96,7 @@ def pair_details(pair) -> list[str]:
     "coffee / t" on the sheet and in the legend.
     """
     guide = [f"guide {pair.guide.name}"] if pair.guide is not None else []
-    return guide + [f"{name} = {_fmt(value)}" for name, value in sorted(pair.options.items())]
+    return guide + [f"{name} = {_shown(name, value)}" for name, value in sorted(pair.options.items())]
 
 
 def pair_label(pair) -> str:
@@ -243,13 +252,10 @@ def score_names(rows: list[dict], first: str) -> list[str]:
 def csv_columns(plan: Plan, rows: list[dict]) -> list[str]:
     head = ["run", "status", "pair", "content", "style", "guide"] + list(plan.axes)
     scores = score_names(rows, plan.score)
-    kinds = [s for s in STAGES if s != "press" or any("press" in row["keys"] for row in rows)]  # press: with cmyk
-    stages = [f"{what}.{s}" for what in ("seconds", "peak_memory", "peak_gpu_memory") for s in kinds]
+    stages = [f"{what}.{s}" for what in ("seconds", "peak_memory", "peak_gpu_memory") for s in STAGES]
     stages.append("seconds.total")
     params = [name for name in _param_columns() if name not in head]
-    outputs = ["result", "nnst_result"] + (["press_result", "soft_proof"] if any(r["press_result"] for r in rows)
-                                           else [])
-    return head + scores + stages + outputs + params + ["message"]
+    return head + scores + stages + ["result", "nnst_result", "press_result", "soft_proof"] + params + ["message"]
 
 
 def write_csv(path: Path, plan: Plan, rows: list[dict]) -> list[str]:
@@ -355,7 +361,7 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
                                 for row, thumb in found if row is not None])
         cells.append(found)
         heights.append(tallest)
-    head_lines = [f"{k} = {_fmt(v)}" for _, values in groups for k, v in values.items()]
+    head_lines = [f"{k} = {_shown(k, v)}" for _, values in groups for k, v in values.items()]
     head_lines += [_cut(line) for p in plan.pairs for line in (p.content.stem, p.style.stem, *pair_details(p))]
     head_w = 2 * HEAD_THUMB + 5 * PAD + int(max([font.getlength(t) for t in head_lines] + [60]))
     top = 2 * LINE + 2 * PAD
@@ -367,7 +373,8 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
     draw.text((PAD, PAD // 2), title, fill="black", font=bold)
     for c, value in enumerate(col_values):
         if plan.columns:
-            draw.text((head_w + c * cell_w, LINE + PAD), f"{plan.columns} = {_fmt(value)}", fill="black", font=bold)
+            draw.text((head_w + c * cell_w, LINE + PAD), f"{plan.columns} = {_shown(plan.columns, value)}",
+                      fill="black", font=bold)
     y = top
     for g, (pair_index, values) in enumerate(groups):
         if g and pair_index != groups[g - 1][0]:
@@ -382,20 +389,20 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
         pair = plan.pairs[pair_index]
         lines = [f"pair {pair_index}", *(_cut(line) for line in (pair.content.stem, pair.style.stem,
                                                                        *pair_details(pair)))]
-        lines += [f"{k} = {_fmt(v)}" for k, v in values.items()]
+        lines += [f"{k} = {_shown(k, v)}" for k, v in values.items()]
         for i, line in enumerate(lines):
             draw.text((3 * PAD + 2 * HEAD_THUMB, y + i * LINE), line, fill="black", font=font)
         for c, (row, thumb) in enumerate(cells[g]):
             x = head_w + c * cell_w
             if row is None:
                 continue
-            text = [f"{k}={_fmt(v)}" for k, v in row["spec"].axis_values.items()]
+            text = [f"{k}={_shown(k, v)}" for k, v in row["spec"].axis_values.items()]
             if thumb is not None:
                 sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y))
                 score = row["scores"].get(plan.score)
                 text.append(f"{plan.score} {_fmt(score) if score is not None else 'n/a'}")
                 if row.get("soft_proof"):
-                    text.append(f"soft proof: {_cut(Path(row['cmyk']).stem)}")
+                    text.append(f"soft proof: {_cut(_shown('cmyk', row['cmyk']))}")
             else:
                 draw.rectangle([x, y, x + THUMB, y + THUMB], fill="#f2dede", outline="#a94442")
                 for i, line in enumerate(_wrap(row["message"], font, THUMB - 8)[: THUMB // LINE - 1]):
@@ -516,7 +523,7 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
     """One static page: the sheet, a sortable table of every run, a plot per score and numeric axis."""
     # each run's result next to its name (at the end of a wide table it was out of sight)
     # a cmyk run's soft proof beside its sRGB result: how it prints, against what was scored
-    firsts = ["run", "status", "result"] + (["soft_proof"] if "soft_proof" in columns else [])
+    firsts = ["run", "status", "result"] + (["soft_proof"] if any(row["soft_proof"] for row in rows) else [])
     shown = firsts + [c for c in columns if c not in (*firsts, "content", "style", "guide", "message")
                       and not c.startswith(("peak_memory.", "peak_gpu_memory."))] + ["message"]
     # parameters that are the same in every run only clutter the table: keep varying ones; and no
@@ -525,7 +532,7 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
              or len({_fmt(_cell(r, c)) for r in rows}) > 1 or c.startswith(("seconds", "objective"))
              or any(c in r["scores"] for r in rows)]
     shown = [c for c in shown if c in ("run", "status", "result", "message") or any(_fmt(_cell(r, c)) for r in rows)]
-    left = ("run", "status", "message", "result", "pair")  # text columns, aligned left
+    left = ("run", "status", "message", "result", "soft_proof", "pair")  # text columns, aligned left
     head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(c)}</th>'
                    for c in shown)
     plots = [svg_plot(axis, score, plan.axes[axis], rows, tuple(a for a in plan.axes if a != axis))
