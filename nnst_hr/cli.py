@@ -367,6 +367,8 @@ def run(
     cmyk: Path | None = typer.Option(
         None, **{**PATH_OPTION, "metavar": "PROFILE.icc"}, help="Write a CMYK TIFF for a press: the poster separated "
         "through the print shop's CMYK output profile (FOGRA39, GRACoL, ...), embedded; proof.jpg is a soft proof."),
+    no_cmyk: bool = typer.Option(False, "--no-cmyk",
+        help="An sRGB output: drop the press profile --config's run recorded (--cmyk's opposite)."),
 ) -> None:
     """Stylize CONTENT after STYLE and write OUTPUT (and a resumable OUTPUT.run/ folder)."""
     if quiet:
@@ -383,7 +385,7 @@ def run(
             return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
         def given(name: str) -> bool:
-            return config is None or explicit(name) or (name == "guide" and no_guide)
+            return config is None or explicit(name) or (name == "guide" and no_guide) or (name == "cmyk" and no_cmyk)
 
         def pick(base, values: dict):
             return replace(base, **{name: value for name, value in values.items() if given(name)})
@@ -395,14 +397,15 @@ def run(
                                               ("--output", paths.output)) if value is None]
         if missing:
             raise InputError(f"missing {', '.join(missing)}: give them, or --config RUN/config.json of an earlier run")
-        if no_guide and guide is not None:
-            raise InputError(f"--no-guide and --guide {guide} contradict each other; give one")
+        for dropped, option, value in ((no_guide, "--guide", guide), (no_cmyk, "--cmyk", cmyk)):
+            if dropped and value is not None:
+                raise InputError(f"--no-{option[2:]} and {option} {value} contradict each other; give one")
         if config is not None and not given("output"):
             _check_recorded_output(config, Path(paths.output))
         options = base["options"]
         options = pick(options, {"guide": None if no_guide else guide, "dpi": dpi, "jpeg_quality": jpeg_quality,
                                  "bit_depth": bit_depth, "print_size": print_size, "fit": fit.value,
-                                 "bleed": bleed, "cmyk": cmyk})
+                                 "bleed": bleed, "cmyk": None if no_cmyk else cmyk})
         options = replace(
             options,
             nnst=pick(options.nnst, {

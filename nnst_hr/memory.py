@@ -21,6 +21,12 @@ The model (bytes; every coefficient fitted to peak RSS measured by ``bench/memor
   float32 exemplar at the poster's scale when the search ran smaller), plus ``BASE + inputs``
   and, after NNST in the same process, ``NNST_LOADED``.
 - ``inputs``: both images as read, float32 RGB, held for the whole run.
+- ``--cmyk`` (``press_bits``): writing the output separated into a press's ink holds the final
+  float32 image, the ink's code values (4 channels of 8 or 16 bits: 8 bytes per pixel where a
+  16-bit sRGB TIFF holds 6) and the separation's float bands (:func:`press_write_bytes`), after
+  the stage that made the image, in the same process: the run's peak is the larger of the two.
+  Under a poster's colour stage (``POSTER_RENDER_BYTES``) for all but posters of a few hundred
+  rows, whose bands weigh more than their pixels.
 
 The two NNST terms are told apart by runs with and without rotations (the keys grow with
 them, the pixels do not), the poster's by its search and render sizes; the fit and its
@@ -67,6 +73,9 @@ FIRST_LAYER_CHANNELS = 64  # VGG16's conv1 (hypercolumns.LAYER_CHANNELS[0]): a s
 POSTER_SOURCE_BYTES = 115  # per atlas pixel: exemplar, guides, their pyramids, patchsynth records (fitted)
 POSTER_TARGET_BYTES = 80  # per searched poster pixel: target guides, fields, image, votes (counted, not fitted)
 POSTER_RENDER_BYTES = 40  # per final poster pixel: field, render bands, colour transfer at full size (fitted)
+OUTPUT_IMAGE_BYTES = 12  # per output pixel: the final float32 RGB image, held while it is written
+SEPARATE_ROWS = 256  # rows of the output separated into ink at a time (icc.SEPARATE_ROWS)
+PRESS_BAND_BYTES = 48  # per pixel of a band separated into ink: LittleCMS's float32 CMYK and two temporaries of it
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20  # blocks above it are always mapped on their own (64-bit glibc)
 GLIBC_TRIM_THRESHOLD = 128 * 2**10  # glibc's default (DEFAULT_TRIM_THRESHOLD)
@@ -128,6 +137,7 @@ class RunSizes:
     max_search_size: int = 4096  # PosterConfig.max_search_size
     nnst_done: bool = False  # the NNST stage's result is resumed from the run folder (it does not run)
     synthesis_done: bool = False  # the poster's synthesis is resumed too (only its colour stage runs)
+    press_bits: int | None = None  # --cmyk: the output is separated into a press's ink of 8 or 16 bits; None: sRGB
 
     def peak(self) -> PeakEstimate:
         """Estimated peak memory of the run, per stage."""
@@ -155,7 +165,26 @@ class RunSizes:
             synthesis = POSTER_SOURCE_BYTES * atlas + POSTER_TARGET_BYTES * search
             rendering = POSTER_RENDER_BYTES * oh * ow + (12 * sh * sw * scale * scale if factor > 1 else 0)
             poster = BASE_BYTES + inputs + loaded + (rendering if self.synthesis_done else max(synthesis, rendering))
+            if self.press_bits:  # the poster written as ink, after its colour stage
+                poster = max(poster, BASE_BYTES + inputs + loaded + press_write_bytes((oh, ow), self.press_bits))
+        elif self.press_bits:  # the NNST result written as ink, after the NNST stage
+            nnst = max(nnst, BASE_BYTES + inputs + loaded + press_write_bytes((ch, cw), self.press_bits))
         return PeakEstimate(nnst=int(nnst), poster=int(poster), gpu=int(tensors) if self.device == "cuda" else 0)
+
+
+def press_write_bytes(shape: tuple[int, int], bits: int) -> int:
+    """Bytes that writing an output of ``shape`` (H, W) as a press's ink of ``bits`` (8 or 16) holds: the final
+    float32 image, the ink's code values (:func:`nnst_hr.icc.srgb_to_cmyk`) and its float bands of
+    ``SEPARATE_ROWS`` rows (fitted to the peak RSS of ``srgb_to_cmyk`` + ``write_cmyk_tiff``; notes/measurements.md).
+
+    Examples
+    --------
+    >>> round(press_write_bytes((4961, 7016), 16) / 2**30, 2)  # A2, 300 dpi: image 0.39 GiB, ink 0.26, bands 0.08
+    0.73
+    """
+    height, width = shape
+    codes = 4 * bits // 8
+    return (OUTPUT_IMAGE_BYTES + codes) * height * width + PRESS_BAND_BYTES * min(height, SEPARATE_ROWS) * width
 
 
 def estimate_peak_bytes(content_shape: tuple[int, int], style_shape: tuple[int, int], size: int,

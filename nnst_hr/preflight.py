@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .disk import check_disk_space, estimate_run_bytes
+from .files import DEFAULT_BIT_DEPTH
 from .memory import PeakEstimate, check_fits, long_side_shape
 
 
@@ -26,9 +27,11 @@ def check_resources(output: Path, folder: Path, content_shape: tuple[int, int], 
     (:mod:`nnst_hr.run` decides), which the memory check leaves out.
     """
     nnst, poster = options.nnst, options.poster
+    # --cmyk: the output written as ink, of the output's bits (a TIFF's 16 by default)
+    press_bits = (options.bit_depth or DEFAULT_BIT_DEPTH["TIFF"]) if options.cmyk is not None else None
     estimate = check_fits(content_shape, style_shape, nnst.size, poster.out_size, rotate=nnst.rotate,
                           device=device, max_search_size=poster.max_search_size, nnst_done=nnst_done,
-                          synthesis_done=synthesis_done, poster_option=_print_option(options))
+                          synthesis_done=synthesis_done, poster_option=_print_option(options), press_bits=press_bits)
     nnst_shape = long_side_shape(content_shape, nnst.size)
     out_shape = long_side_shape(content_shape, poster.out_size) if poster.out_size else None
     needed = estimate_run_bytes(nnst_shape, out_shape, output.suffix, options.bit_depth, len(nnst.scales()))

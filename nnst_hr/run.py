@@ -454,8 +454,8 @@ def _check_output_side(output: Path, options: RunOptions) -> None:
 
 
 def read_press_profile(path: Path | None, output: Path) -> bytes | None:
-    """The CMYK output profile ``--cmyk`` names, read and checked (:func:`nnst_hr.icc.check_output_profile`)
-    before any work; None without ``--cmyk``.
+    """The CMYK output profile ``--cmyk`` names, read and checked (:func:`check_press_profile`) before any
+    work; None without ``--cmyk``.
 
     Raises
     ------
@@ -465,12 +465,26 @@ def read_press_profile(path: Path | None, output: Path) -> bytes | None:
     """
     if path is None:
         return None
+    if OUTPUT_FORMATS.get(output.suffix.lower()) != "TIFF":
+        raise InputError(f"{option_label('--cmyk')} writes a CMYK TIFF, not {output.name}: give -o "
+                         f"{output.with_suffix('.tif')}")
+    return check_press_profile(path)
+
+
+def check_press_profile(path: Path) -> bytes:
+    """The bytes of the press's CMYK output profile at ``path``, read and checked
+    (:func:`nnst_hr.icc.check_output_profile`): ``run --cmyk``'s and an experiment plan's ``cmyk``.
+
+    Raises
+    ------
+    InputError
+        A file that cannot be read, or no usable CMYK output profile: one line naming the option
+        (:func:`nnst_hr.config.option_label`), the problem and what to give instead.
+    """
     from . import icc
 
     label = option_label("--cmyk")
     give = "give the output profile (.icc) of the press, which the print shop sends (FOGRA39, GRACoL, ...)"
-    if OUTPUT_FORMATS.get(output.suffix.lower()) != "TIFF":
-        raise InputError(f"{label} writes a CMYK TIFF, not {output.name}: give -o {output.with_suffix('.tif')}")
     try:
         profile = Path(path).read_bytes()
     except FileNotFoundError:

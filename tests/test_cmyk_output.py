@@ -8,8 +8,10 @@ The press is :func:`icc_profiles.cmyk_profile`: its A2B0 is a closed form (ink -
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -270,3 +272,121 @@ def test_cli_cmyk_bled_print_end_to_end(tmp_path):
 
     assert np.abs(blocks(soft) - blocks(poster)).max() < 2 / 255
     assert json.loads((folder / "config.json").read_text())["cmyk"] == str(press.resolve())
+
+
+@needs_weights
+def test_no_cmyk_reruns_a_press_run_from_its_config_as_an_srgb_output(tmp_path):
+    """``run --config o.run/config.json`` reruns the recorded ``--cmyk``: to a PNG it is refused (a CMYK output is a
+    TIFF), and nothing dropped it; ``--no-cmyk`` does, as ``--no-guide`` drops the masks folder."""
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    rng = np.random.default_rng(0)
+    write_image(content, rng.random((64, 64, 3)).astype(np.float32))
+    write_image(style, rng.random((64, 64, 3)).astype(np.float32))
+    press = tmp_path / "press.icc"
+    press.write_bytes(PRESS)
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(content), str(style), "-o", str(tmp_path / "o.tif"), "--size", "64",
+                                 "--steps", "1", "--split-steps", "1", "--print", "1.5x2in", "--dpi", "32",
+                                 "--cmyk", str(press)])
+    assert result.exit_code == 0, result.output
+    config, srgb = tmp_path / "o.run" / "config.json", tmp_path / "x.png"
+    refused = runner.invoke(app, ["run", "--config", str(config), "-o", str(srgb)])  # the negative control
+    assert refused.exit_code == 2 and "--cmyk writes a CMYK TIFF, not x.png" in refused.output, refused.output
+    contradiction = runner.invoke(app, ["run", "--config", str(config), "-o", str(srgb), "--no-cmyk", "--cmyk",
+                                        str(press)])
+    assert contradiction.exit_code == 2
+    assert f"--no-cmyk and --cmyk {press} contradict each other; give one" in contradiction.output
+    result = runner.invoke(app, ["run", "--config", str(config), "-o", str(srgb), "--no-cmyk"])
+    assert result.exit_code == 0, result.output
+    with Image.open(srgb) as image:
+        assert image.mode == "RGB" and image.size == (48, 64) and image.info["icc_profile"] == srgb_profile()
+    recorded = json.loads((tmp_path / "x.run" / "config.json").read_text())
+    assert recorded["cmyk"] is None and recorded["print"] == "1.5x2in" and recorded["nnst"]["steps"] == 1
+    press.unlink()  # a profile gone since is not needed by a run that drops it
+    assert runner.invoke(app, ["run", "--config", str(config), "-o", str(srgb), "--no-cmyk",
+                               "--overwrite"]).exit_code == 0
+
+
+# --------------------------------------------------------------------------- memory
+
+
+MEASURE_WRITE = """
+import sys
+import numpy as np
+from pathlib import Path
+from nnst_hr.files import write_cmyk_tiff
+from nnst_hr.icc import srgb_to_cmyk
+
+def status(field):
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(field))
+
+height, width, bits, profile, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+press = Path(profile).read_bytes()
+y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+image = np.stack([x / width, y / height, 0.5 + 0.4 * np.sin(x / 50)], -1).astype(np.float32)
+write_cmyk_tiff(out, srgb_to_cmyk(image[:300, :64], press, bits), press, overwrite=True, bit_depth=bits)  # warm up
+before = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as f:  # the peak (VmHWM) starts again from here
+    f.write("5")
+write_cmyk_tiff(out, srgb_to_cmyk(image, press, bits), press, overwrite=True, bit_depth=bits)
+print(status("VmHWM:") - before)
+"""
+
+
+@pytest.mark.parametrize("shape, bits", [((1200, 3000), 16), ((1200, 3000), 8), ((600, 6000), 16)])
+def test_the_memory_model_of_the_cmyk_write_is_its_measured_peak(tmp_path, shape, bits):
+    """Separating and writing an image as ink raises the peak resident memory by what
+    :func:`memory.press_write_bytes` counts beyond the image itself: the ink's code values and the float bands."""
+    from nnst_hr import memory
+
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("no /proc/self/clear_refs to reset the peak with")
+    profile = tmp_path / "press.icc"
+    profile.write_bytes(PRESS)
+    done = subprocess.run([sys.executable, "-c", MEASURE_WRITE, *map(str, shape), str(bits), str(profile),
+                           str(tmp_path / "o.tif")], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    measured = int(done.stdout.split()[-1])
+    model = memory.press_write_bytes(shape, bits) - memory.OUTPUT_IMAGE_BYTES * shape[0] * shape[1]
+    assert 0.8 < measured / model < 1.15, (measured, model)
+
+
+def test_the_memory_estimate_counts_the_cmyk_write_where_it_is_the_peak():
+    """A poster of few rows (a panorama, searched small) peaks writing its ink: the bands weigh more than its pixels.
+    There the estimate with ``press_bits`` is the closed form of the write, above the sRGB run's; a tall poster
+    peaks in its colour stage either way."""
+    from nnst_hr import memory
+
+    panorama, sizes = (100, 1600), {"rotate": False, "max_search_size": 1024}  # NNST 16 x 256, the poster 256 x 4096
+    srgb = memory.estimate_peak_bytes(panorama, panorama, 256, 4096, **sizes)
+    inputs = 12 * 2 * 100 * 1600
+    for bits, codes in ((16, 8), (8, 4)):
+        ink = memory.estimate_peak_bytes(panorama, panorama, 256, 4096, press_bits=bits, **sizes)
+        write = (12 + codes) * 256 * 4096 + memory.PRESS_BAND_BYTES * 256 * 4096  # image, codes, one band of 256 rows
+        assert ink.poster == memory.BASE_BYTES + memory.NNST_LOADED_BYTES + inputs + write > srgb.poster
+        assert ink.nnst == srgb.nnst
+    with pytest.raises(InputError, match="this run needs about"):  # memory for the sRGB run, not for its ink
+        memory.check_fits(panorama, panorama, 256, 4096, ram=srgb.ram * memory.HEADROOM, press_bits=16, **sizes)
+    memory.check_fits(panorama, panorama, 256, 4096, ram=srgb.ram * memory.HEADROOM, **sizes)
+    style = (2341, 3200)
+    tall = memory.estimate_peak_bytes((900, 1600), style, 256, 4096)  # 2304 x 4096: the colour stage's 40 B/px
+    assert memory.estimate_peak_bytes((900, 1600), style, 256, 4096, press_bits=16) == tall
+    alone = memory.estimate_peak_bytes(panorama, panorama, 4096, nnst_done=True)  # no poster: NNST's result written
+    assert memory.estimate_peak_bytes(panorama, panorama, 4096, nnst_done=True, press_bits=16).nnst == (
+        memory.BASE_BYTES + inputs + memory.press_write_bytes((256, 4096), 16)) > alone.nnst
+
+
+@pytest.mark.parametrize("bit_depth, bits", [(None, 16), (8, 8)])
+def test_the_runs_memory_check_counts_its_cmyk_write(tmp_path, monkeypatch, bit_depth, bits):
+    """``run --cmyk`` checks its memory with the ink's bits (the output's: 16 by default); without ``--cmyk``,
+    none."""
+    from nnst_hr import preflight
+    from nnst_hr.run import RunOptions
+
+    asked = []
+    monkeypatch.setattr(preflight, "check_fits", lambda *args, **kwargs: asked.append(kwargs.get("press_bits")))
+    monkeypatch.setattr(preflight, "check_disk_space", lambda *args, **kwargs: None)
+    for cmyk in (tmp_path / "press.icc", None):
+        options = RunOptions(bit_depth=bit_depth, cmyk=cmyk)
+        preflight.check_resources(tmp_path / "o.tif", tmp_path / "o.run", (64, 64), (64, 64), options, "cpu")
+    assert asked == [bits, None]

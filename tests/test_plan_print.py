@@ -262,3 +262,156 @@ def test_a_plan_print_with_a_bleed_equals_run_print_with_it(folder):
     with open(folder / "bleed_results" / "results.csv", newline="") as f:
         (line,) = csv.DictReader(f)
     assert (line["print"], line["bleed"], line["out_size"]) == (PRINT, "5", "256")
+
+
+# --------------------------------------------------------------------------- cmyk: a press file per run
+
+
+@pytest.fixture(scope="module")
+def press_folder(folder) -> Path:
+    """The press profiles of the tests (``icc_profiles.cmyk_profile``), beside the plan's images."""
+    from icc_profiles import cmyk_profile
+
+    presses = folder / "presses"
+    presses.mkdir(exist_ok=True)
+    (presses / "press.icc").write_bytes(cmyk_profile())
+    (presses / "other.icc").write_bytes(cmyk_profile(black_start=0.6, description="Other press"))
+    return presses
+
+
+@pytest.fixture(scope="module")
+def pressed(folder, press_folder):
+    """A plan of one bled print with a press profile, run in process."""
+    path = folder / "press.toml"
+    path.write_text(f'{PAIR}[fixed]\n{NNST}print = "{PRINT}"\ndpi = {DPI}\nbleed = 5\ncmyk = "presses/press.icc"\n')
+    with pytest.warns(UserWarning, match="smaller than the poster needs"):
+        return run_plan(path, folder / "press_results", quiet=True)
+
+
+def test_a_plan_press_file_equals_run_print_cmyk_bit_for_bit(pressed, folder, press_folder):
+    """``cmyk`` in a plan, as ``run --print --bleed --cmyk``: the run's press file is that command's output, byte for
+    byte (separated CMYK, the profile embedded, the DPI), its soft proof that run's proof.jpg; result.png stays the
+    sRGB print that is scored; the csv names the profile and the files."""
+    (row,) = pressed.rows
+    assert row["status"] == "ok", row["message"]
+    results = folder / "press_results"
+    options = RunOptions(nnst=NNSTConfig(size=64, steps=2, split_steps=2, rotate=False), print_size=PRINT, dpi=DPI,
+                         bleed=5, cmyk=press_folder / "press.icc", quiet=True)
+    with pytest.warns(UserWarning, match="smaller than the poster needs"):
+        run_files(folder / "c.png", folder / "s.png", folder / "run_press.tif", options)
+    assert (results / row["press_result"]).read_bytes() == (folder / "run_press.tif").read_bytes()
+    assert (results / row["soft_proof"]).read_bytes() == (folder / "run_press.run" / "proof.jpg").read_bytes()
+    import tifffile
+
+    with tifffile.TiffFile(results / row["press_result"]) as tif:
+        page = tif.pages.first
+        assert page.photometric == tifffile.PHOTOMETRIC.SEPARATED and page.shape == (176, 256, 4)
+        assert bytes(page.tags[34675].value) == (press_folder / "press.icc").read_bytes()
+    with Image.open(results / row["result"]) as image:  # still the sRGB print, as without cmyk
+        assert image.mode == "RGB" and (image.height, image.width) == (176, 256)
+    with open(results / "results.csv", newline="") as f:
+        (line,) = csv.DictReader(f)
+    assert line["cmyk"] == str(press_folder / "press.icc")
+    assert (line["press_result"], line["soft_proof"]) == (row["press_result"], row["soft_proof"])
+    assert line["seconds.press"] != ""
+
+
+def _graph(folder: Path, cmyk: str):
+    plan = _plan(folder, f'{PAIR}[fixed]\n{NNST}print = "{PRINT}"\ndpi = {DPI}\ncmyk = "{cmyk}"\n')
+    graph = build_graph(plan, read_inputs(plan))
+    return graph.runs[0]
+
+
+def test_the_press_stage_is_keyed_by_the_profiles_bytes_not_its_path(folder, press_folder, tmp_path):
+    import shutil
+
+    keys = _graph(folder, "presses/press.icc")
+    moved = tmp_path / "elsewhere" / "fogra.icc"
+    moved.parent.mkdir()
+    shutil.copy(press_folder / "press.icc", moved)
+    assert _graph(folder, str(moved)) == keys  # the same press under another name: nothing to rerun
+    other = _graph(folder, "presses/other.icc")
+    assert other["press"] != keys["press"]  # another press: its own separation
+    assert {k: v for k, v in other.items() if k != "press"} == {k: v for k, v in keys.items() if k != "press"}
+
+
+@pytest.mark.parametrize("text, says", [
+    ('[fixed]\nprint = "A4"\ncmyk = "presses/rgb.icc"\n',
+     "fixed.cmyk: cmyk {folder}/presses/rgb.icc is an RGB profile, not a CMYK one; give the output profile (.icc) "
+     "of the press"),
+    ('[fixed]\nprint = "A4"\n[axes]\ncmyk = ["presses/press.icc", "presses/none.icc"]\n',
+     "axes.cmyk[1]: cmyk {folder}/presses/none.icc: no such file; give the output profile (.icc) of the press"),
+    ('[fixed]\ncmyk = "presses/press.icc"\n', "fixed.cmyk: cmyk applies to a print: give print too, or leave out cmyk"),
+    ('print = "A4"\ncmyk = 3\n', "pair[0].cmyk: must be str"),
+])
+def test_a_bad_press_profile_is_refused_before_any_work_naming_the_key(folder, press_folder, text, says):
+    from nnst_hr.files import srgb_profile
+
+    (press_folder / "rgb.icc").write_bytes(srgb_profile())
+    lead, body = (text, "") if text.startswith("[") else ("", text)
+    with pytest.raises(InputError) as info:
+        _plan(folder, PAIR + body + lead)
+    message = str(info.value)
+    assert "\n" not in message and "--" not in message and message.startswith(says.format(folder=folder)), message
+
+
+def test_a_press_stage_runs_on_a_dask_worker_and_moving_its_profile_reruns_nothing(pressed, folder, press_folder,
+                                                                                    tmp_path):
+    """With ``--workers``, the press stage of another profile (the rest cached by the in-process plan) runs on a
+    worker and gives the ink LittleCMS separates here; the same plan with its profile moved runs no stage."""
+    import os
+    import shutil
+
+    import tifffile
+
+    from nnst_hr import icc
+
+    moved = tmp_path / "moved.icc"
+    shutil.copy(press_folder / "other.icc", moved)
+    path = tmp_path / "plan.toml"
+    cache = folder / "press_results" / "cache"
+    path.write_text(f'[[pair]]\ncontent = "{folder / "c.png"}"\nstyle = "{folder / "s.png"}"\n[fixed]\n{NNST}'
+                    f'print = "{PRINT}"\ndpi = {DPI}\nbleed = 5\ncmyk = "{press_folder / "other.icc"}"\n')
+    started = []
+
+    def on_event(event, task, info):
+        if event == "start":
+            started.append((task.stage, info.get("pid")))
+
+    (row,) = run_plan(path, tmp_path / "results", cache_dir=cache, quiet=True, workers=1, on_event=on_event).rows
+    assert [stage for stage, _ in started] == ["press"] and started[0][1] != os.getpid()
+    from nnst_hr.experiment.cache import Cache
+
+    final = Cache(cache).get(row["keys"]["final"])["image"]  # the final image the worker separated
+    reference = icc.srgb_to_cmyk(final, (press_folder / "other.icc").read_bytes(), 16)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "results" / row["press_result"]), reference)
+    path.write_text(path.read_text().replace(str(press_folder / "other.icc"), str(moved)))
+    started.clear()
+    again = run_plan(path, tmp_path / "results", cache_dir=cache, quiet=True, on_event=on_event).rows[0]
+    assert started == [] and again["keys"] == row["keys"]
+    # the plan without cmyk: the press file and proof of its run id go (they would pass for this run's), the rest stays
+    path.write_text(path.read_text().replace(f'cmyk = "{moved}"\n', ""))
+    plain = run_plan(path, tmp_path / "results", cache_dir=cache, quiet=True).rows[0]
+    folder = tmp_path / "results" / "runs" / plain["run"]
+    assert plain["press_result"] == "" and "press" not in plain["keys"]
+    assert sorted(p.name for p in folder.iterdir()) == ["nnst.key", "nnst.png", "result.key", "result.png"]
+
+
+def test_the_plans_memory_check_counts_the_press_stage(folder, press_folder, monkeypatch):
+    """A cmyk run's memory is checked with its ink's 16 bits, and on workers its press stage is one more stage
+    holding the final image and its ink."""
+    import nnst_hr.memory
+    from nnst_hr.experiment import driver
+
+    checked, together = [], []
+    monkeypatch.setattr(nnst_hr.memory, "check_fits", lambda *a, **k: checked.append(k.get("press_bits")))
+    monkeypatch.setattr(driver, "check_concurrent", lambda peaks, *a, **k: together.append(sorted(peaks)))
+    for cmyk in ("", 'cmyk = "presses/press.icc"\n'):
+        plan = _plan(folder, f'{PAIR}[fixed]\n{NNST}print = "{PRINT}"\ndpi = {DPI}\n{cmyk}')
+        driver.check_memory(plan, read_inputs(plan), workers=2)
+    assert checked == [None, 16]
+    without, with_press = together
+    (press,) = [peak for peak in with_press if peak not in without]
+    with values_from("plan"):
+        pixels = plan_print(CONTENT_SHAPE, PRINT, DPI).pixels
+    assert press == nnst_hr.memory.BASE_BYTES + nnst_hr.memory.press_write_bytes(pixels, 16)

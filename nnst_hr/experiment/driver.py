@@ -139,7 +139,8 @@ def check_memory(plan: Plan, inputs: list, workers: int | None = None) -> None:
     from ..config import values_from
     from ..device import resolve_device
     from ..files import image_shape
-    from ..memory import check_fits, estimate_peak_bytes
+    from ..memory import BASE_BYTES, check_fits, estimate_peak_bytes, long_side_shape, press_write_bytes
+    from .graph import PRESS_BITS
     from .stages import NNST_PARAMS, POSTER_PARAMS, has_poster, subset
 
     seen, pair_shapes, ram, gpu = set(), {}, {}, {}
@@ -150,13 +151,16 @@ def check_memory(plan: Plan, inputs: list, workers: int | None = None) -> None:
         shapes = pair_shapes[run.pair_index]
         if None in shapes:  # undecodable: the inputs stage fails that run with its own message
             continue
+        print_plan = None
         if run.print_size is not None:  # NNST reads the content as the print fits it (a pad's is larger)
             try:
-                shapes = run.print_plan(shapes[0]).fitted_shape, shapes[1]
+                print_plan = run.print_plan(shapes[0])
             except InputError as exc:
                 raise InputError(f"run {run.index + 1} ({run.pair.name}): {exc}") from None
+            shapes = print_plan.fitted_shape, shapes[1]
         device = resolve_device(run.nnst.device).type if run.nnst.device != "cuda" else "cuda"
         sizes = dict(rotate=run.nnst.rotate, device=device, max_search_size=run.poster.max_search_size)
+        press_bits = PRESS_BITS if run.cmyk is not None else None  # the press stage: the final image and its ink
         if workers is not None:  # each stage once, as the graph has it (runs share their common stages); a
             # print's fit is another input (A3 and A2 may share one: counted twice, on the safe side)
             fitted = (run.print_size, run.fit) if run.print_size is not None else None
@@ -165,13 +169,19 @@ def check_memory(plan: Plan, inputs: list, workers: int | None = None) -> None:
             ram[nnst], gpu[nnst] = peak.nnst - peak.gpu, peak.gpu
             if has_poster(run.nnst, run.poster):
                 ram[(*nnst, repr(subset(run.poster, POSTER_PARAMS)))] = peak.poster
-        key = (shapes, run.nnst.size, run.poster.out_size, run.nnst.rotate, run.poster.max_search_size, device)
+            if press_bits is not None:  # a stage of its own, in a worker holding the final image and its ink
+                final = (print_plan.pixels if print_plan is not None
+                         else long_side_shape(shapes[0], run.poster.out_size or run.nnst.size))
+                ram[(*nnst, repr(subset(run.poster, POSTER_PARAMS)), str(run.cmyk))] = (
+                    BASE_BYTES + press_write_bytes(final, press_bits))
+        key = (shapes, run.nnst.size, run.poster.out_size, run.nnst.rotate, run.poster.max_search_size, device,
+               press_bits)
         if key in seen:
             continue
         seen.add(key)
         try:
             with values_from("plan"):
-                check_fits(*shapes, run.nnst.size, run.poster.out_size, **sizes)
+                check_fits(*shapes, run.nnst.size, run.poster.out_size, **sizes, press_bits=press_bits)
         except InputError as exc:
             raise InputError(f"run {run.index + 1} ({run.pair.name}): {exc}") from None
     if workers is not None:

@@ -21,11 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..config import values_from
 from ..errors import InputError
 from . import stages
 from .plan import Plan, RunSpec
 
 KEY_HEX = 32  # hex digits of the SHA-256 kept in a key
+PRESS_BITS = 16  # bits of a plan's press file (`run --cmyk`'s default: a TIFF's 16)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,21 @@ def _print_plan(run: RunSpec, pair: PairInputs, shapes: dict):
     return run.print_plan(shape) if shape is not None else None
 
 
+def _press_profile(path: Path, profiles: dict) -> bytes:
+    """The bytes of the press profile at ``path`` (checked with the plan), read once per path.
+
+    Raises :class:`InputError` for a file gone or changed into something else since the plan was read."""
+    if path not in profiles:
+        from ..run import check_press_profile
+
+        try:
+            with values_from("plan"):
+                profiles[path] = check_press_profile(path)
+        except InputError as exc:
+            raise InputError(f"{exc}; restore it or fix the plan, and run it again") from None
+    return profiles[path]
+
+
 def build_graph(plan: Plan, inputs: list[PairInputs]) -> Graph:
     """One task per unique stage key of the plan's runs, upstream before downstream."""
     graph = Graph()
@@ -141,6 +158,7 @@ def build_graph(plan: Plan, inputs: list[PairInputs]) -> Graph:
         return key
 
     shapes: dict[int, tuple[int, int] | None] = {}  # pair index -> its content's (H, W), from the header
+    profiles: dict[Path, bytes] = {}  # a press profile's path -> its bytes, read once
     for run in plan.runs():
         pair = inputs[run.pair_index]
         keys: dict[str, str] = {}
@@ -178,6 +196,10 @@ def build_graph(plan: Plan, inputs: list[PairInputs]) -> Graph:
         score_args = (TaskRef(keys["inputs"]), TaskRef(keys["nnst"]), TaskRef(final), nnst_params, upsampled, *last)
         keys["scores"] = add("scores", printed, stages.scores, score_args, r)
         keys["final"] = final
+        if run.cmyk is not None:  # keyed by the profile's bytes, not its path: a profile moved is the same press
+            profile = _press_profile(run.cmyk, profiles)
+            keys["press"] = add("press", {"profile": _sha(profile), "bits": PRESS_BITS}, stages.press,
+                                (TaskRef(final), profile, PRESS_BITS), r)
         graph.runs.append(keys)
         graph.specs.append(run)
     return graph

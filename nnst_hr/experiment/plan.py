@@ -42,8 +42,9 @@ KNOWN_SCORES = ("objective", "content_lpips", "content_ssim", "style_gram", "col
                 "detail", "detail_bicubic")
 
 
-# the run's print options (`run --print/--dpi/--fit/--bleed`), no config field: name -> type hint ("none": no print)
-PRINT_OPTIONS = {"print": str | None, "dpi": int, "fit": Literal["crop", "pad"], "bleed": float}
+# the run's print options (`run --print/--dpi/--fit/--bleed/--cmyk`), no config field: name -> type hint ("none": no
+# print, no press file); `cmyk` is a press's CMYK output profile, a path relative to the plan file like the pairs'
+PRINT_OPTIONS = {"print": str | None, "dpi": int, "fit": Literal["crop", "pad"], "bleed": float, "cmyk": str | None}
 
 
 def _option_types() -> dict[str, tuple[str, object]]:
@@ -96,6 +97,7 @@ class RunSpec:
     dpi: int = 300  # the result's DPI tag; with print_size, the print's pixels (as `run --dpi`)
     fit: str = "crop"  # with print_size: crop or pad the content to the print's aspect (as `run --fit`)
     bleed: float = 0.0  # with print_size: mm of picture added on every side, trimmed off by the shop (`run --bleed`)
+    cmyk: Path | None = None  # a press's CMYK output profile (checked): the run also writes a press file (`run --cmyk`)
 
     @property
     def run_id(self) -> str:
@@ -134,7 +136,7 @@ class Plan:
                 params = {**self.fixed, **pair.options, **values}
                 options = run_options(params)
                 out.append(RunSpec(len(out), pair_index, pair, params, values, options.nnst, options.poster,
-                                   options.print_size, options.dpi, options.fit, options.bleed))
+                                   options.print_size, options.dpi, options.fit, options.bleed, options.cmyk))
         return out
 
 
@@ -159,7 +161,8 @@ def run_options(params: dict, *, checked: bool = False):
     nnst, poster = make_configs(params)
     options = RunOptions(nnst=nnst, poster=poster, dpi=params.get("dpi", RunOptions.dpi),
                          print_size=params.get("print"), fit=params.get("fit", RunOptions.fit),
-                         bleed=params.get("bleed", RunOptions.bleed))
+                         bleed=params.get("bleed", RunOptions.bleed),
+                         cmyk=Path(params["cmyk"]) if params.get("cmyk") is not None else None)
     if checked:
         with values_from("plan"):  # "print sets the output size; leave out out_size", not "--print ..."
             check_run_options(options)
@@ -184,18 +187,40 @@ def _did_you_mean(name: str, known) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _check_value(where: str, name: str, value):
-    """Type-check one option value; returns it converted (int -> float, "none" -> None)."""
+def _check_value(where: str, name: str, value, base: Path | None = None):
+    """Type-check one option value; returns it converted (int -> float, "none" -> None; ``cmyk``: the
+    profile's absolute path, relative to ``base``, the plan's folder, once :func:`_check_press` passed it)."""
     if name not in OPTIONS:
         raise InputError(f"{where}: unknown option {name!r}{_did_you_mean(name, OPTIONS)}; use an NNSTConfig or "
-                         f"PosterConfig field name (e.g. alpha, size, out_size, uniformity) or print, dpi, fit, bleed")
+                         f"PosterConfig field name (e.g. alpha, size, out_size, uniformity) or print, dpi, fit, bleed, "
+                         "cmyk")
     hint = OPTIONS[name][1]
     if type(None) in typing.get_args(hint) and isinstance(value, str) and value.lower() in NONE_WORDS:
         return None
     try:
-        return checked_value(hint, value)
+        value = checked_value(hint, value)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
+    if name == "cmyk":
+        return _check_press(where, base if base is not None else Path.cwd(), value)
+    return value
+
+
+def _check_press(where: str, base: Path, value: str) -> str:
+    """The absolute path of the press profile ``value`` names (relative to ``base``), after reading and checking it
+    as ``run --cmyk`` does (:func:`~nnst_hr.run.check_press_profile`): a missing file or one that is no CMYK output
+    profile is refused before any work, in one line naming the key."""
+    from ..run import check_press_profile
+
+    if not value:
+        raise InputError(f"{where}: must be a path string (the press's .icc profile), got {value!r}")
+    path = Path(os.path.normpath(base / Path(value).expanduser()))
+    try:
+        with values_from("plan"):  # "cmyk x.icc is ...", not "--cmyk x.icc is ..."
+            check_press_profile(path)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    return str(path)
 
 
 def _check_range(where: str, params: dict) -> None:
@@ -244,16 +269,18 @@ def _resolve(where: str, base: Path, value, *, folder: bool = False) -> list[Pat
     return [path]
 
 
-def _check_options(where: str, table) -> dict:
+def _check_options(where: str, table, base: Path | None = None) -> dict:
     if not isinstance(table, dict):
         raise InputError(f"{where}: must be a table of options, got {type(table).__name__}")
     out = {}
     # a print is checked last, at the table's own dpi and fit (the print A5 at dpi 10 is too small; at 300 it is not)
     for name, value in sorted(table.items(), key=lambda item: item[0] == "print"):
-        out[name] = _check_value(f"{where}.{name}", name, value)
+        out[name] = _check_value(f"{where}.{name}", name, value, base)
         context = {k: out[k] for k in ("dpi", "fit", "bleed") if k in out} if name == "print" else {}
         if name == "bleed":  # its largest depends on the print's size, which may be another table's
             _check_bleed(f"{where}.{name}", out[name])
+        elif name == "cmyk":  # checked above: whether the run has a print is another table's (_check_fit_has_print)
+            pass
         else:
             _check_range(f"{where}.{name}", {**context, name: out[name]})
     return {name: out[name] for name in table}
@@ -267,11 +294,11 @@ def _check_bleed(where: str, bleed: float) -> None:
 
 
 def _check_fit_has_print(fixed: dict, axes: dict, pairs: list[Pair]) -> None:
-    """Refuse a ``fit`` or ``bleed`` for runs without a ``print`` (``run --fit`` or ``--bleed`` without ``--print``
-    is refused: it did nothing)."""
+    """Refuse a ``fit``, ``bleed`` or ``cmyk`` for runs without a ``print`` (``run --fit`` or ``--bleed`` without
+    ``--print`` is refused: it did nothing; a plan's press file is a print's, at its pixels, DPI and bleed)."""
     for pair in pairs:
         given = {**fixed, **axes, **pair.options}
-        for name in ("fit", "bleed"):
+        for name in ("fit", "bleed", "cmyk"):
             if name in given and "print" not in given:
                 where = next(w for w, table in ((pair.where, pair.options), ("fixed", fixed), ("axes", axes))
                              if name in table)
@@ -286,7 +313,7 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
         if key not in TOP_KEYS:
             raise InputError(f"{key}: unknown table{_did_you_mean(key, TOP_KEYS)}; a plan has [[pair]], [axes], "
                              f"[fixed] and [report]")
-    fixed = _check_options("fixed", data.get("fixed", {}))
+    fixed = _check_options("fixed", data.get("fixed", {}), base)
 
     axes_table = data.get("axes", {})
     if not isinstance(axes_table, dict):
@@ -303,7 +330,7 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
             raise InputError(f"axes.{name}: also set in [fixed]; keep one")
         checked = []
         for i, value in enumerate(values):
-            checked.append(_check_value(f"axes.{name}[{i}]", name, value))
+            checked.append(_check_value(f"axes.{name}[{i}]", name, value, base))
             _check_range(f"axes.{name}[{i}]", {**fixed, name: checked[-1]})
         if len(set(map(repr, checked))) != len(checked):
             raise InputError(f"axes.{name}: a value appears twice")
@@ -328,7 +355,7 @@ def parse_plan(data: dict, base: Path, path: Path | None = None) -> Plan:
         contents = _resolve(f"{where}.content", base, table["content"])
         styles = _resolve(f"{where}.style", base, table["style"])
         guide = _resolve(f"{where}.guide", base, table["guide"], folder=True)[0] if "guide" in table else None
-        options = _check_options(where, {k: v for k, v in table.items() if k not in PAIR_PATHS})
+        options = _check_options(where, {k: v for k, v in table.items() if k not in PAIR_PATHS}, base)
         for name in options:
             if name in axes:
                 raise InputError(f"{where}.{name}: also an axis; a pair may set only options that are not axes")

@@ -65,7 +65,7 @@ from .graph import Graph, Task
 
 BARS_PER_SECOND = 4  # redraws of the live bars (the elapsed times tick between reports)
 BAR_WIDTH = 12  # characters: leaves room for the step and the times on an 80-column terminal
-MODELLED = frozenset({"nnst", "color", "poster", "poster_color", "scores"})  # kinds with work in prior-seconds
+MODELLED = frozenset({"nnst", "color", "poster", "poster_color", "scores", "press"})  # kinds with work in prior-seconds
 SCORE_PASSES = 2  # the scores' per-pixel passes over the result (SSIM, color, detail), in `output` units
 SCORE_NETWORK_EXTRA = 0.3  # the Gram matrices and LPIPS distances on the VGG features, per unit of those passes
 SWD_UNITS = 0.13  # the color SWD's `output` units per sample and projection (projecting and sorting them)
@@ -155,8 +155,8 @@ def task_device(graph: Graph, task: Task) -> str | None:
         return None
     if task.stage == "poster":
         return NUMBA  # as poster_stages says
-    if task.stage == "poster_color":
-        return "cpu"  # render (Numba) and color (torch) on the worker's CPU
+    if task.stage in ("poster_color", "press"):
+        return "cpu"  # render (Numba) and color (torch), or LittleCMS, on the worker's CPU
     return _device(graph.specs[task.run_ids[0]].nnst.device)
 
 
@@ -233,6 +233,8 @@ def task_stages(graph: Graph, task: Task, shapes: dict | None = None) -> list[St
     final = scaled_shape(nnst_shape, poster.out_size / max(nnst_shape)) if posters else nnst_shape
     if print_plan is not None:
         final = print_plan.pixels  # the final image brought to the print's exact pixels (stages.to_print)
+    if task.stage == "press":  # the final image separated into ink: a pass over its pixels, as a run's output
+        return [output_stage("press", final[0] * final[1], device)]
     return [_scores_stage(nnst_shape, long_side_shape(style, nnst.size), final, nnst, device, source_style=style)]
 
 

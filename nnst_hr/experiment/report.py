@@ -37,16 +37,20 @@ FONT_SIZE = 13  # Pillow's default (FreeType) font size on the sheet
 LINE = 16  # text line height on the sheet
 PAD = 8  # gaps on the sheet (px)
 HEAD_CHARS = 24  # file names at the row heads are cut to this many characters
-STAGES = ("inputs", "nnst", "color", "poster", "poster_color", "scores")
+STAGES = ("inputs", "nnst", "color", "poster", "poster_color", "scores", "press")
 PLOT_W, PLOT_H, PLOT_M = 320, 200, 54  # SVG plot size and margin (px; room for tick labels like 1.23e-05)
 PLOT_SUBTITLE = 8  # px more above a plot's area, for the line saying which way the score is better
 REPORT_FILES = ("results.csv", "sheet.png", "report.html")  # in the results folder
 RUNS_FOLDER = "runs"  # results/runs/<run id>/ holds each run's images
 RESULT_PNG, NNST_PNG = "result.png", "nnst.png"  # in runs/<run id>/, each with its .key stamp (_write_png)
+# with cmyk, also in runs/<run id>/: the press file (`run --cmyk`'s output) and its soft proof (its proof.jpg)
+PRESS_TIF, PROOF_JPG = "press.tif", "proof.jpg"
+RUN_IMAGES = (RESULT_PNG, NNST_PNG, PRESS_TIF, PROOF_JPG)  # every stamped file of a run's folder
 PAIR_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
-PRINT_COLUMNS = {"print": "print_size", "dpi": "dpi", "fit": "fit", "bleed": "bleed"}  # csv column -> RunSpec attribute
+# csv column -> RunSpec attribute
+PRINT_COLUMNS = {"print": "print_size", "dpi": "dpi", "fit": "fit", "bleed": "bleed", "cmyk": "cmyk"}
 
 
 def _param_columns() -> list[str]:
@@ -76,6 +80,15 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _shown(name: str, value) -> str:
+    """A value as the sheet shows it: :func:`_fmt`, a press profile by its file's name (the csv has its path).
+
+    >>> _shown("cmyk", "/presses/FOGRA39.icc"), _shown("alpha", 0.25)
+    ('FOGRA39.icc', '0.25')
+    """
+    return Path(value).name if name == "cmyk" and value else _fmt(value)
+
+
 def pair_details(pair) -> list[str]:
     """What tells a pair apart beyond its files' names: its masks folder and its own options.
 
@@ -83,7 +96,7 @@ def pair_details(pair) -> list[str]:
     "coffee / t" on the sheet and in the legend.
     """
     guide = [f"guide {pair.guide.name}"] if pair.guide is not None else []
-    return guide + [f"{name} = {_fmt(value)}" for name, value in sorted(pair.options.items())]
+    return guide + [f"{name} = {_shown(name, value)}" for name, value in sorted(pair.options.items())]
 
 
 def pair_label(pair) -> str:
@@ -103,7 +116,7 @@ def check_results_folder(out_dir: Path, plan: Plan) -> None:
         if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
             raise InputError(f"{folder} is a file where the experiment writes a folder; move it away or "
                              "choose another -o")
-    images = [folder / name for folder in folders[1:] for name in (RESULT_PNG, NNST_PNG)]
+    images = [folder / name for folder in folders[1:] for name in RUN_IMAGES]
     files = [out_dir / name for name in REPORT_FILES] + [p for image in images for p in (image, _stamp(image))]
     for path in files:
         if path.is_dir():
@@ -132,7 +145,7 @@ def remove_other_runs(out_dir: Path, run_ids: set[str]) -> None:
     for folder in sorted(runs.glob("run[0-9][0-9][0-9]*")) if runs.is_dir() else ():
         if folder.name in run_ids or not folder.is_dir() or folder.is_symlink():
             continue
-        for name in (RESULT_PNG, NNST_PNG):
+        for name in RUN_IMAGES:
             _remove_png(folder / name)
         if not any(folder.iterdir()):
             folder.rmdir()
@@ -141,14 +154,40 @@ def remove_other_runs(out_dir: Path, run_ids: set[str]) -> None:
 def _write_png(path: Path, results: Results, key: str, dpi: int | None = None) -> None:
     """Write the ``image`` of stage ``key`` unless ``path`` already holds it (a sidecar says), tagged with
     ``dpi`` (None: the files' default) as ``run --dpi`` tags its output."""
-    stamp = _stamp(path)
     # the DPI is in the stamp: the same image tagged otherwise is another file
-    said = key if dpi is None else f"{key} dpi {dpi}"
+    _write_stamped(path, key if dpi is None else f"{key} dpi {dpi}",
+                   lambda: write_image(path, results[key]["image"], overwrite=True,
+                                       **({} if dpi is None else {"dpi": dpi})))
+
+
+def _write_stamped(path: Path, said: str, write) -> None:
+    """``write()`` ``path`` unless its stamp (:func:`_stamp`) says it holds ``said`` already (the stage keys and
+    the tags it was written from), then stamp it: an image already written is not read from the cache again."""
+    stamp = _stamp(path)
     if path.is_file() and stamp.is_file() and stamp.read_text().strip() == said:
         return
-    write_image(path, results[key]["image"], overwrite=True, **({} if dpi is None else {"dpi": dpi}))
+    write()
     with atomic_output(stamp, overwrite=True) as tmp:
         tmp.write_text(said + "\n")
+
+
+def _write_press(folder: Path, run, keys: dict, graph: Graph, results: Results) -> None:
+    """Write a cmyk run's press file (:data:`PRESS_TIF`: the ``press`` stage's ink, 16-bit separated CMYK with the
+    profile embedded and the run's DPI, as ``run --cmyk`` writes its output) and its soft proof (:data:`PROOF_JPG`:
+    as ``run --cmyk`` writes ``proof.jpg``, the trim line drawn where the print has a bleed)."""
+    from ..files import write_cmyk_tiff
+    from ..printing import PrintPlan, write_proof
+    from .graph import PRESS_BITS
+
+    press, final = keys["press"], keys["final"]
+    profile = graph[press].args[1]
+    plan = next((arg for arg in graph[final].args if isinstance(arg, PrintPlan)), None)
+    _write_stamped(folder / PRESS_TIF, f"{press} dpi {run.dpi}",
+                   lambda: write_cmyk_tiff(folder / PRESS_TIF, results[press]["ink"], profile, overwrite=True,
+                                           bit_depth=PRESS_BITS, dpi=run.dpi))
+    trim = plan.trim if plan is not None else None
+    _write_stamped(folder / PROOF_JPG, f"{final} {press} dpi {run.dpi} trim {trim}",
+                   lambda: write_proof(folder / PROOF_JPG, results[final]["image"], run.dpi, trim=trim, press=profile))
 
 
 def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_dir: Path) -> list[dict]:
@@ -174,7 +213,7 @@ def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_d
                 if meta.get("seconds") is not None:
                     total = (total or 0.0) + meta["seconds"]
         row["seconds.total"] = total
-        row["result"] = row["nnst_result"] = ""
+        row["result"] = row["nnst_result"] = row["press_result"] = row["soft_proof"] = ""
         folder = out_dir / RUNS_FOLDER / run.run_id
         if failure is None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -183,12 +222,19 @@ def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_d
             if "poster" in keys:
                 _write_png(folder / NNST_PNG, results, keys["color"])
                 row["nnst_result"] = f"{RUNS_FOLDER}/{run.run_id}/{NNST_PNG}"
+            if "press" in keys:
+                _write_press(folder, run, keys, graph, results)
+                row["press_result"] = f"{RUNS_FOLDER}/{run.run_id}/{PRESS_TIF}"
+                row["soft_proof"] = f"{RUNS_FOLDER}/{run.run_id}/{PROOF_JPG}"
         # what an earlier plan wrote under this run id and this run does not (it failed, or makes no
-        # poster now) would pass for this run's image
+        # poster or press file now) would pass for this run's image
         if failure is not None:
             _remove_png(folder / RESULT_PNG)
         if not row["nnst_result"]:
             _remove_png(folder / NNST_PNG)
+        if not row["press_result"]:
+            _remove_png(folder / PRESS_TIF)
+            _remove_png(folder / PROOF_JPG)
         for name in _param_columns():
             if name not in row:
                 row[name] = _param_value(run, name)
@@ -209,7 +255,7 @@ def csv_columns(plan: Plan, rows: list[dict]) -> list[str]:
     stages = [f"{what}.{s}" for what in ("seconds", "peak_memory", "peak_gpu_memory") for s in STAGES]
     stages.append("seconds.total")
     params = [name for name in _param_columns() if name not in head]
-    return head + scores + stages + ["result", "nnst_result"] + params + ["message"]
+    return head + scores + stages + ["result", "nnst_result", "press_result", "soft_proof"] + params + ["message"]
 
 
 def write_csv(path: Path, plan: Plan, rows: list[dict]) -> list[str]:
@@ -293,7 +339,8 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
     by_values = {}
     for row in rows:
         by_values[(row["pair"], tuple(sorted((k, repr(v)) for k, v in row["spec"].axis_values.items())))] = row
-    label_lines = len(plan.axes) + 1
+    proofs = any(row.get("soft_proof") for row in rows)  # a cmyk run shows how it prints, and says so
+    label_lines = len(plan.axes) + 1 + proofs
     cell_w = THUMB + PAD
     # each group's cells and thumbnails first: a row is as tall as its tallest thumbnail
     cells, heights = [], []
@@ -306,15 +353,15 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
             row = by_values.get((pair_index, tuple(sorted((k, repr(v)) for k, v in axis_values.items()))))
             thumb = None
             if row is not None and row["status"] == "ok":
-                thumb = _thumb(np.asarray(Image.open(path.parent / row["result"]).convert("RGB"),
-                                          np.float32) / 255.0, THUMB)
+                shown = row.get("soft_proof") or row["result"]
+                thumb = _thumb(np.asarray(Image.open(path.parent / shown).convert("RGB"), np.float32) / 255.0, THUMB)
             found.append((row, thumb))
         head = max(HEAD_THUMB + LINE, (3 + len(pair_details(plan.pairs[pair_index])) + len(values)) * LINE)
         tallest = max([head] + [THUMB if row is not None and thumb is None else thumb.height
                                 for row, thumb in found if row is not None])
         cells.append(found)
         heights.append(tallest)
-    head_lines = [f"{k} = {_fmt(v)}" for _, values in groups for k, v in values.items()]
+    head_lines = [f"{k} = {_shown(k, v)}" for _, values in groups for k, v in values.items()]
     head_lines += [_cut(line) for p in plan.pairs for line in (p.content.stem, p.style.stem, *pair_details(p))]
     head_w = 2 * HEAD_THUMB + 5 * PAD + int(max([font.getlength(t) for t in head_lines] + [60]))
     top = 2 * LINE + 2 * PAD
@@ -326,7 +373,8 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
     draw.text((PAD, PAD // 2), title, fill="black", font=bold)
     for c, value in enumerate(col_values):
         if plan.columns:
-            draw.text((head_w + c * cell_w, LINE + PAD), f"{plan.columns} = {_fmt(value)}", fill="black", font=bold)
+            draw.text((head_w + c * cell_w, LINE + PAD), f"{plan.columns} = {_shown(plan.columns, value)}",
+                      fill="black", font=bold)
     y = top
     for g, (pair_index, values) in enumerate(groups):
         if g and pair_index != groups[g - 1][0]:
@@ -341,18 +389,20 @@ def write_sheet(path: Path, plan: Plan, rows: list[dict], heads: dict[int, tuple
         pair = plan.pairs[pair_index]
         lines = [f"pair {pair_index}", *(_cut(line) for line in (pair.content.stem, pair.style.stem,
                                                                        *pair_details(pair)))]
-        lines += [f"{k} = {_fmt(v)}" for k, v in values.items()]
+        lines += [f"{k} = {_shown(k, v)}" for k, v in values.items()]
         for i, line in enumerate(lines):
             draw.text((3 * PAD + 2 * HEAD_THUMB, y + i * LINE), line, fill="black", font=font)
         for c, (row, thumb) in enumerate(cells[g]):
             x = head_w + c * cell_w
             if row is None:
                 continue
-            text = [f"{k}={_fmt(v)}" for k, v in row["spec"].axis_values.items()]
+            text = [f"{k}={_shown(k, v)}" for k, v in row["spec"].axis_values.items()]
             if thumb is not None:
                 sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y))
                 score = row["scores"].get(plan.score)
                 text.append(f"{plan.score} {_fmt(score) if score is not None else 'n/a'}")
+                if row.get("soft_proof"):
+                    text.append(f"soft proof: {_cut(_shown('cmyk', row['cmyk']))}")
             else:
                 draw.rectangle([x, y, x + THUMB, y + THUMB], fill="#f2dede", outline="#a94442")
                 for i, line in enumerate(_wrap(row["message"], font, THUMB - 8)[: THUMB // LINE - 1]):
@@ -472,16 +522,17 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
 def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> None:
     """One static page: the sheet, a sortable table of every run, a plot per score and numeric axis."""
     # each run's result next to its name (at the end of a wide table it was out of sight)
-    shown = ["run", "status", "result"] + [c for c in columns if c not in ("run", "status", "result", "content",
-                                                                            "style", "guide", "message")
-                                           and not c.startswith(("peak_memory.", "peak_gpu_memory."))] + ["message"]
+    # a cmyk run's soft proof beside its sRGB result: how it prints, against what was scored
+    firsts = ["run", "status", "result"] + (["soft_proof"] if any(row["soft_proof"] for row in rows) else [])
+    shown = firsts + [c for c in columns if c not in (*firsts, "content", "style", "guide", "message")
+                      and not c.startswith(("peak_memory.", "peak_gpu_memory."))] + ["message"]
     # parameters that are the same in every run only clutter the table: keep varying ones; and no
     # column empty in every run (seconds.inputs: that stage is never stored, so never timed)
-    shown = [c for c in shown if c in ("run", "status", "result", "message") or c in plan.axes or c == "pair"
+    shown = [c for c in shown if c in (*firsts, "message") or c in plan.axes or c == "pair"
              or len({_fmt(_cell(r, c)) for r in rows}) > 1 or c.startswith(("seconds", "objective"))
              or any(c in r["scores"] for r in rows)]
     shown = [c for c in shown if c in ("run", "status", "result", "message") or any(_fmt(_cell(r, c)) for r in rows)]
-    left = ("run", "status", "message", "result", "pair")  # text columns, aligned left
+    left = ("run", "status", "message", "result", "soft_proof", "pair")  # text columns, aligned left
     head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(c)}</th>'
                    for c in shown)
     plots = [svg_plot(axis, score, plan.axes[axis], rows, tuple(a for a in plan.axes if a != axis))
@@ -492,10 +543,10 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
         for c in shown:
             value = _cell(row, c)
             text = _fmt(value)
-            if c == "result" and text:
+            if c in ("result", "soft_proof") and text:
                 link = html.escape(text)
                 inner = f'<a href="{link}"><img class="thumb" src="{link}" alt="{row["run"]}"></a>'
-            elif c == "nnst_result" and text:
+            elif c in ("nnst_result", "press_result") and text:
                 inner = f'<a href="{html.escape(text)}">{html.escape(text)}</a>'
             elif c == "pair" and text:  # its files, and its colour where there are plots (sorted by its number)
                 color = PAIR_COLORS[int(value) % len(PAIR_COLORS)]

@@ -7,7 +7,8 @@ this process or on a Dask worker. Which parameters each stage reads is declared 
 
 Stages: ``inputs`` (decode images and masks from their bytes) -> ``nnst`` (raw result and field,
 no color) -> ``color`` (color post-processing of the NNST result) -> ``poster`` (patch synthesis
-at ``out_size``) -> ``poster_color`` -> ``scores``.
+at ``out_size``) -> ``poster_color`` -> ``scores``; with ``cmyk``, ``press`` (the final image
+separated into a press's ink, as ``run --cmyk`` separates its output).
 
 A print (``print_plan``, a :class:`~nnst_hr.printing.PrintPlan`, as ``run --print`` makes it) is
 applied where ``run`` applies it: ``inputs`` fits the content and its label map to the print's
@@ -50,6 +51,7 @@ STAGE_VERSION = {  # bump a stage's number when its code changes what it returns
     "poster": 1,
     "poster_color": 1,
     "scores": 1,
+    "press": 1,
 }
 PACKAGE_VERSION = __version__
 # Stages whose records are never cached nor gathered by a Dask client: recomputed from the input
@@ -234,6 +236,21 @@ def scores(inputs: Record, nnst_record: Record, final: Record, nnst_params: dict
         seed=config.seed,
     )
     return {name: float(value) for name, value in values.items()}
+
+
+def press(final: Record, profile: bytes, bits: int) -> Record:
+    """The run's final ``image`` separated into the ink of the press whose CMYK output ``profile`` (its bytes)
+    is given, as ``run --cmyk`` separates its output (:func:`nnst_hr.icc.srgb_to_cmyk`) -> ``ink``: ``(H, W, 4)``
+    code values of ``bits`` (8 or 16) bits, cyan, magenta, yellow, black (0 = none).
+
+    The profile was checked with the plan; one LittleCMS cannot use after all is a bad input.
+    """
+    from ..icc import ProfileError, srgb_to_cmyk
+
+    try:
+        return {"ink": srgb_to_cmyk(final["image"], profile, bits)}
+    except ProfileError as exc:
+        raise InputError(f"the cmyk profile is {exc}") from None
 
 
 def _nnst_result(record: Record) -> NNSTResult:
