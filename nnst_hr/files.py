@@ -865,11 +865,21 @@ def write_image(
         elif fmt == "PNG":
             Image.fromarray(codes).save(tmp, format="PNG", dpi=(dpi, dpi), icc_profile=profile)
         else:
-            Image.fromarray(codes).save(
-                tmp, format="JPEG", quality=jpeg_quality, subsampling=0, dpi=(dpi, dpi), optimize=True,
-                icc_profile=profile,
-            )
+            _write_jpeg(tmp, codes, jpeg_quality, dpi, profile)
     return path
+
+
+def _write_jpeg(path: Path, codes: np.ndarray, quality: int, dpi: float, profile: bytes) -> None:
+    """A JPEG with optimized Huffman tables, or standard ones where Pillow cannot: it gives the
+    optimizing encoder a buffer of one byte per pixel, which very noisy images overflow (an
+    ``OSError`` without an errno, "broken data stream"); a full disk has its errno and is raised."""
+    options = {"format": "JPEG", "quality": quality, "subsampling": 0, "dpi": (dpi, dpi), "icc_profile": profile}
+    try:
+        Image.fromarray(codes).save(path, optimize=True, **options)
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        Image.fromarray(codes).save(path, optimize=False, **options)
 
 
 def software() -> str:

@@ -137,6 +137,20 @@ def test_jpeg_quality_option(tmp_path):
     assert errors[95] < 0.03
 
 
+def test_a_jpeg_of_noise_is_written(tmp_path):
+    """Pillow's optimizing JPEG encoder overflows its buffer on noise ("broken data stream"): the
+    image is written with standard Huffman tables instead, and decodes to the same quality."""
+    noise = np.random.default_rng(0).random((300, 400, 3)).astype(np.float32)
+    with pytest.raises(OSError, match="broken data stream"):  # the failure this guards against
+        Image.fromarray(codes(noise, np.uint8)).save(io.BytesIO(), format="JPEG", quality=90, subsampling=0,
+                                                     optimize=True)
+    path = write_image(tmp_path / "noise.jpg", noise, jpeg_quality=90, dpi=150)
+    with Image.open(path) as pillow:
+        assert pillow.format == "JPEG" and pillow.info["dpi"] == (150, 150) and pillow.info["icc_profile"]
+    assert np.sqrt(np.mean((read_image(path) - noise) ** 2)) < 0.1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noise.jpg"]  # no temporary file left
+
+
 def test_webp_is_read(tmp_path):
     image = structured()
     path = tmp_path / "a.webp"
