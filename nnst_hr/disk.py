@@ -71,13 +71,14 @@ def disk_full_message(path: str | os.PathLike, needed_bytes: int | None) -> str:
             f"{need} or choose another -o on another disk")
 
 
-def estimate_output_bytes(shape: tuple[int, int], suffix: str, bit_depth: int | None) -> int:
+def estimate_output_bytes(shape: tuple[int, int], suffix: str, bit_depth: int | None, channels: int = 3) -> int:
     """Upper bound of an image file's size: its uncompressed samples (compression only shrinks it).
 
-    ``shape`` is ``(H, W)``; 16-bit samples for ``.tif`` by default or ``bit_depth=16``.
+    ``shape`` is ``(H, W)``; 16-bit samples for ``.tif`` by default or ``bit_depth=16``;
+    ``channels`` 4 for a CMYK TIFF (``--cmyk``).
     """
     bits = bit_depth or (16 if suffix.lower() in (".tif", ".tiff") else 8)
-    return shape[0] * shape[1] * 3 * bits // 8 + 64 * 1024
+    return shape[0] * shape[1] * channels * bits // 8 + 64 * 1024
 
 
 def margin_bytes(written: int) -> int:
@@ -92,8 +93,9 @@ def margin_bytes(written: int) -> int:
 
 
 def estimate_run_bytes(nnst_shape: tuple[int, int], out_shape: tuple[int, int] | None,
-                       output_suffix: str, bit_depth: int | None, n_scales: int) -> int:
-    """Bytes a run writes: the output, and the run folder's images, states and checkpoints.
+                       output_suffix: str, bit_depth: int | None, n_scales: int, channels: int = 3) -> int:
+    """Bytes a run writes: the output (of ``channels``: 4 for ``--cmyk``), and the run folder's
+    images, states and checkpoints.
 
     Run folder: ``nnst.png`` and ``nnst_raw.png`` (8-bit bound), ``nnst_state.npz`` (two float32
     images), one float32 checkpoint per scale (each at most the full size), ``nnf.npz``
@@ -105,7 +107,7 @@ def estimate_run_bytes(nnst_shape: tuple[int, int], out_shape: tuple[int, int] |
     final = out_shape or nnst_shape
     if out_shape is not None:
         folder += out_shape[0] * out_shape[1] * (3 * 4 + 2 * 4)
-    written = folder + estimate_output_bytes(final, output_suffix, bit_depth)
+    written = folder + estimate_output_bytes(final, output_suffix, bit_depth, channels)
     return written + margin_bytes(written)
 
 

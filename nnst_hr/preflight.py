@@ -34,7 +34,8 @@ def check_resources(output: Path, folder: Path, content_shape: tuple[int, int], 
                           synthesis_done=synthesis_done, poster_option=_print_option(options), press_bits=press_bits)
     nnst_shape = long_side_shape(content_shape, nnst.size)
     out_shape = long_side_shape(content_shape, poster.out_size) if poster.out_size else None
-    needed = estimate_run_bytes(nnst_shape, out_shape, output.suffix, options.bit_depth, len(nnst.scales()))
+    needed = estimate_run_bytes(nnst_shape, out_shape, output.suffix, options.bit_depth, len(nnst.scales()),
+                                channels=4 if options.cmyk is not None else 3)
     check_disk_space(output, needed, already_written=_folder_bytes(folder))
     return estimate
 

@@ -618,6 +618,10 @@ def test_the_disk_margin_scales_with_what_the_run_writes(cli, tmp_path, monkeypa
     total = disk.estimate_run_bytes(large[0], large[1], large[2], None, large[3])
     assert total == written(*large) + math.ceil(written(*large) * disk.MARGIN_FRACTION) and total - written(
         *large) > 16 * 2**20
+    # a CMYK TIFF (--cmyk) has a fourth channel: 2 bytes more per pixel at 16 bits, margin included
+    ink = disk.estimate_run_bytes(large[0], large[1], large[2], None, large[3], channels=4)
+    with_ink = written(*large) + 2304 * 4096 * 2
+    assert ink == with_ink + math.ceil(with_ink * disk.MARGIN_FRACTION)
     content, style = pair(tmp_path)
     monkeypatch.setattr(disk, "free_bytes", lambda folder: 2 * 2**20)
 
