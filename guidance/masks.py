@@ -51,6 +51,7 @@ from PIL import Image
 
 from guidance.errors import MaskError
 from guidance.palette import MIN_LABEL_SHARE, find_palette, flat_pixels, snap_to_palette
+from nnst_hr.errors import path_refused
 from nnst_hr.files import apply_orientation, bytes_file, empty_file_message, exif_orientation
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -240,6 +241,9 @@ def mask_folder(mask_dir) -> Path:
         raise MaskError(f"{mask_dir} is a file, not a mask folder: give the folder that holds "
                         f"content.png and style.png (or content/ and style/)")
     if not mask_dir.is_dir():
+        refused = path_refused(mask_dir)  # a link loop said "does not exist"
+        if refused is not None:
+            raise MaskError(f"mask folder {refused}")
         raise MaskError(f"mask folder {mask_dir} does not exist: give the folder that holds "
                         f"content.png and style.png (or content/ and style/)")
     return mask_dir

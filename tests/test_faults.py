@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -1981,3 +1982,93 @@ def test_config_without_o_says_where_it_writes_only_for_a_run_that_passes_its_ch
     result = cli("run", "--config", config, "--overwrite")
     assert result.exit_code == 0, result.output
     assert f"writing {output}, the output recorded in {config} (-o to write elsewhere)" in result.stderr.splitlines()
+
+
+# --------------------------------------------------------------------------- places that take no files, failed runs
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_where_the_file_system_takes_no_new_files_is_one_line_naming_the_option(cli, tmp_path, monkeypatch):
+    """/proc answers a mkdir with "No such file or directory", its folder there: `-o /proc/x.png` and an
+    experiment's `-o` or `--cache` under /proc were internal errors."""
+    from nnst_hr.experiment import stages
+
+    plan = _tiny_plan(tmp_path)
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
+    monkeypatch.setattr(stages, "nnst", lambda *a: pytest.fail("NNST started"))
+    result = cli("run", tmp_path / "content.png", tmp_path / "style.png", "-o", "/proc/nnst-hr-test.png", *TINY)
+    assert_one_line_error(result, 2, "cannot create /proc/nnst-hr-test.run", "though /proc exists",
+                          "choose another -o")
+    before = sorted(tmp_path.iterdir())
+    for options, option in ((("-o", "/proc/nnst-hr-test"), "-o"),
+                            (("-o", tmp_path / "results", "--cache", "/proc/nnst-hr-test/cache"), "--cache")):
+        result = cli("experiment", plan, *options, "-q")
+        assert_one_line_error(result, 2, "cannot create /proc/nnst-hr-test", f"choose another {option}")
+        assert sorted(tmp_path.iterdir()) == before  # the results folder created for the run is gone again
+
+
+def test_a_refused_folder_names_the_option_that_chose_it(tmp_path, monkeypatch):
+    """A permission refused while creating a --cache folder said "choose another -o"."""
+    from nnst_hr.lock import create_folder
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    with pytest.raises(InputError, match=f"cannot create {tmp_path / 'c'} .Operation not permitted.; choose another "
+                                         f"--cache or fix the permissions of {tmp_path}$"):
+        create_folder(tmp_path / "c", parents=True, option="--cache")
+    monkeypatch.setattr(Path, "mkdir", lambda self, *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(OSError, match="full"):  # a full disk goes through: the command says it with its size
+        create_folder(tmp_path / "c", parents=True, option="--cache")
+
+
+def test_a_device_or_a_pipe_given_as_output_or_input_is_one_line(cli, tmp_path, monkeypatch):
+    """`-o /dev/null` said "cannot write a file without an extension", a FIFO.png output with --overwrite was
+    replaced by a regular file, and a pipe as input (`<(cat photo.png)`) or /dev/zero said "is empty"."""
+    content, style = pair(tmp_path)
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
+    fifo, null = tmp_path / "out.png", tmp_path / "null.png"
+    os.mkfifo(fifo)
+    null.symlink_to(os.devnull)
+    for output, kind in ((Path(os.devnull), "a character device"), (fifo, "a pipe (FIFO)"),
+                         (null, "a character device")):
+        result = cli("run", content, style, "-o", output, "--overwrite", *TINY)
+        assert_one_line_error(result, 2, f"{output} is {kind}, not a file", "give an image file's path")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and null.is_symlink()
+    for source, kind in ((fifo, "a pipe (FIFO)"), (Path("/dev/zero"), "a character device")):
+        result = cli("run", source, style, "-o", tmp_path / "a.png", *TINY)
+        assert_one_line_error(result, 2, f"{source} is {kind}, not a file; save the image to a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "null.png", "out.png", "style.png"]
+
+
+def test_a_symbolic_link_loop_in_a_plan_or_given_for_a_folder_says_so(cli, tmp_path, monkeypatch):
+    """A link loop as a plan's content, its masks folder or the plan itself said "no such file" (and "does
+    not exist", "no such folder" for `masks check`, `cache info`, --weights): the link is there to fix."""
+    from nnst_hr.experiment import driver
+
+    monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    plan = _tiny_plan(tmp_path)
+    text = plan.read_text()
+    for key, line in (("content", 'content = "loop"'), ("guide", 'style = "style.png"\nguide = "loop"')):
+        plan.write_text(text.replace('content = "content.png"' if key == "content" else 'style = "style.png"', line))
+        result = cli("experiment", plan, "-o", tmp_path / "results", "-q")
+        assert_one_line_error(result, 2, f"pair[0].{key}: {loop}: Too many levels of symbolic links; fix or remove "
+                              "the symbolic link")
+    for args in (("experiment", loop, "-o", tmp_path / "results"), ("masks", "check", loop), ("cache", "info", loop),
+                 ("weights", "--weights", loop)):
+        assert_one_line_error(cli(*args), 2, f"{loop}: Too many levels of symbolic links; fix or remove the symbolic")
+    plan.write_text(text.replace("content.png", "missing.png"))  # the control: a file simply missing
+    assert_one_line_error(cli("experiment", plan, "-o", tmp_path / "results"), 2, "no such file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "loop", "plan.toml", "style.png"]
+
+
+def test_a_run_given_weights_that_are_not_there_leaves_no_run_folder(cli, tmp_path):
+    """--weights naming no file was found once the run folder (and its config.json) was written."""
+    content, style = pair(tmp_path)
+    result = cli("run", content, style, "-o", tmp_path / "out.png", "--weights", tmp_path / "vgg.pth", *TINY)
+    assert_one_line_error(result, 2, f"{tmp_path / 'vgg.pth'} (given path): no such file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "style.png"]
+

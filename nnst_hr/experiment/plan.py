@@ -29,7 +29,7 @@ from typing import Literal
 import tomllib
 
 from ..config import NNSTConfig, PosterConfig, checked_value, option_label, values_from
-from ..errors import InputError
+from ..errors import InputError, path_refused
 
 TOP_KEYS = ("pair", "axes", "fixed", "report")
 PAIR_PATHS = ("content", "style", "guide")
@@ -220,6 +220,9 @@ def _resolve(where: str, base: Path, value, *, folder: bool = False) -> list[Pat
     if not isinstance(value, str) or not value:
         raise InputError(f"{where}: must be a path string, got {value!r}")
     path = Path(os.path.normpath(base / Path(value).expanduser()))  # "plans/../samples/x.png" -> "samples/x.png"
+    refused = path_refused(path)  # a link loop said "no such file"
+    if refused is not None:
+        raise InputError(f"{where}: {refused}")
     if folder and any(c in value for c in GLOB_CHARS) and not path.is_dir():
         raise InputError(f"{where}: a masks folder cannot be a glob, and no folder {path} exists; give one masks "
                          "folder per pair")
@@ -435,7 +438,7 @@ def load_plan(path: str | Path) -> Plan:
     if path.is_dir():
         raise InputError(f"{path} is a folder; give the plan file (plan.toml) itself")
     if not path.is_file():
-        raise InputError(f"{path}: no such plan file")
+        raise InputError(path_refused(path) or f"{path}: no such plan file")
     give = "give an experiment's plan file (plan.toml)"
     try:
         raw = path.read_bytes()
