@@ -8,6 +8,7 @@ small "available memory". Signals and locks use real child processes.
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import math
@@ -2072,3 +2073,27 @@ def test_a_run_given_weights_that_are_not_there_leaves_no_run_folder(cli, tmp_pa
     assert_one_line_error(result, 2, f"{tmp_path / 'vgg.pth'} (given path): no such file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "style.png"]
 
+
+def test_an_experiment_with_failed_runs_exits_2_after_writing_the_report_of_the_others(cli, tmp_path):
+    """It exited 0 with a warning: `nnst-hr experiment plan.toml && upload` went on with every run failed."""
+    content, style = pair(tmp_path)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    plan, results = tmp_path / "plan.toml", tmp_path / "results"
+    settings = "[fixed]\nsize = 64\nsteps = 2\nsplit_steps = 2\n"
+    plan.write_text(f'[[pair]]\ncontent = "bad.png"\nstyle = "{style.name}"\n{settings}')
+    result = cli("experiment", plan, "-o", results, "-q")  # every run failed
+    assert_one_line_error(result, 2, "1 of 1 run failed (run001, pair[0]: inputs: ", f"{bad}",
+                          f"{results / 'report.html'} lists them all", "run the same command again")
+    plan.write_text(f'[[pair]]\ncontent = "{content.name}"\nstyle = "{style.name}"\n'
+                    f'[[pair]]\ncontent = "bad.png"\nstyle = "{style.name}"\n{settings}')
+    result = cli("experiment", plan, "-o", results)  # some failed
+    assert_one_line_error(result, 2, "1 of 2 runs failed (run002, pair[1]: inputs: ")
+    assert "wrote " in result.stderr.splitlines()[-2]  # the summary line, then the error
+    with open(results / "results.csv", newline="") as fh:
+        assert [row["status"] for row in csv.DictReader(fh)] == ["ok", "failed"]
+    assert (results / "runs" / "run001" / "result.png").is_file() and (results / "report.html").is_file()
+    bad.write_bytes(content.read_bytes())  # fixed: the same command resumes, and exits 0
+    result = cli("experiment", plan, "-o", results)
+    assert result.exit_code == 0, result.output
+    assert "error" not in result.stderr and "2 runs, 0 failed" in result.stderr

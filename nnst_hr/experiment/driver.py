@@ -217,12 +217,34 @@ def summary_line(out_dir: Path, runs: int, failed: int) -> str:
     return f"wrote {out_dir / 'results.csv'}, sheet.png, report.html: {runs} run{'s' * (runs != 1)}, {failed} failed"
 
 
+def failed_runs_line(out_dir: Path, runs: int, failures: list[tuple[str, str, str]]) -> str:
+    """The command's error line for a plan some of whose runs failed (``failures``: run id, its pair's
+    table, its message; the first in the plan's order is named). It exits 2 then: ``experiment plan.toml
+    && upload`` went on with a plan whose every run had failed.
+
+    >>> failed_runs_line(Path("results"), 8, [("run005", "pair[1]", "inputs: bad.png: not an image"),
+    ...                                       ("run006", "pair[1]", "inputs: bad.png: not an image")])
+    '2 of 8 runs failed (first: run005, pair[1]: inputs: bad.png: not an image); results/report.html lists \
+them all; fix what failed and run the same command again (the runs done are taken from the cache)'
+    """
+    run, where, message = failures[0]
+    first = "first: " if len(failures) > 1 else ""
+    return (f"{len(failures)} of {runs} run{'s' * (runs != 1)} failed ({first}{run}, {where}: {message}); "
+            f"{out_dir / 'report.html'} lists them all; fix what failed and run the same command again (the runs "
+            "done are taken from the cache)")
+
+
 @dataclass
 class Summary:
     results: Path
     runs: int
     failed: int
     rows: list
+
+    def failed_line(self) -> str | None:
+        """:func:`failed_runs_line` of the failed runs; None where none failed."""
+        failures = [(row["run"], row["spec"].pair.where, row["message"]) for row in self.rows if row["status"] != "ok"]
+        return failed_runs_line(self.results.parent, self.runs, failures) if failures else None
 
 
 def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Path | None = None,
