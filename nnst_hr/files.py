@@ -384,9 +384,7 @@ def _readable_file(path: str | os.PathLike) -> Path:
         raise InputError(f"{path}: {exc.strerror or exc}; {PATH_FIXES.get(exc.errno, 'check the path')}") from None
     if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{path} is a folder, not an image; give the path of an image file")
-    special = special_file_kind(path)
-    if special is not None:  # a pipe (`<(curl ...)`) or /dev/zero said "is empty"
-        raise InputError(f"{path} is {special}, not a file; save the image to a file and give its path")
+    refuse_special_file(path)  # a pipe (`<(curl ...)`) or /dev/zero said "is empty"
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: permission denied; make the file readable")
     if info.st_size == 0:
@@ -808,6 +806,15 @@ def check_output_file(path: str | os.PathLike) -> Path:
 
 SPECIAL_FILES = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                  (stat.S_ISFIFO, "a pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))  # (test of st_mode, words)
+
+
+def refuse_special_file(path: str | os.PathLike, label: str = "") -> None:
+    """Refuse (:class:`InputError`) a device or a pipe given for a file the command reads (``label``: the
+    option, "--cmyk "): reading a FIFO waited for a writer forever, /dev/zero filled the memory, and the
+    inputs are read more than once (their checksums, a resumed run)."""
+    special = special_file_kind(path)
+    if special is not None:
+        raise InputError(f"{label}{path} is {special}, not a file; save it to a file and give its path")
 
 
 def special_file_kind(path: str | os.PathLike) -> str | None:

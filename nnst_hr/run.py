@@ -47,6 +47,7 @@ from .files import (
     load_npz,
     load_states,
     read_image,
+    refuse_special_file,
     save_npz,
     save_state,
     sha256_file,
@@ -374,6 +375,7 @@ def read_run_config(path: str | Path) -> dict:
     if path.is_dir():
         inside = path / "config.json"
         raise InputError(f"{path} is a folder; " + (f"give {inside}" if inside.is_file() else give))
+    refuse_special_file(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -472,6 +474,7 @@ def read_press_profile(path: Path | None, output: Path) -> bytes | None:
     give = "give the output profile (.icc) of the press, which the print shop sends (FOGRA39, GRACoL, ...)"
     if OUTPUT_FORMATS.get(output.suffix.lower()) != "TIFF":
         raise InputError(f"{label} writes a CMYK TIFF, not {output.name}: give -o {output.with_suffix('.tif')}")
+    refuse_special_file(path, f"{label} ")
     try:
         profile = Path(path).read_bytes()
     except FileNotFoundError:

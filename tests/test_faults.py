@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -2039,8 +2040,60 @@ def test_a_device_or_a_pipe_given_as_output_or_input_is_one_line(cli, tmp_path, 
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and null.is_symlink()
     for source, kind in ((fifo, "a pipe (FIFO)"), (Path("/dev/zero"), "a character device")):
         result = cli("run", source, style, "-o", tmp_path / "a.png", *TINY)
-        assert_one_line_error(result, 2, f"{source} is {kind}, not a file; save the image to a file")
+        assert_one_line_error(result, 2, f"{source} is {kind}, not a file; save it to a file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "null.png", "out.png", "style.png"]
+
+
+class _Unblocker:
+    """While the block runs, give EOF to any reader of ``fifo``: a command that reads it ends (and its test
+    fails) instead of waiting forever for a writer."""
+
+    def __init__(self, fifo: Path):
+        import threading
+
+        self.fifo, self.done = fifo, threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self.done.wait(0.05):
+            try:
+                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO while no one reads
+            except OSError:
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
+def test_a_device_or_a_pipe_given_for_a_file_the_command_reads_is_one_line(cli, tmp_path, monkeypatch):
+    """--config, --cmyk, --weights, --field, a plan and a plan's content: reading a FIFO waited forever for a
+    writer, /dev/zero filled the memory, and /dev/null or a FIFO as a plan or --weights was "no such file"."""
+    from nnst_hr.nnf import load_field
+
+    plan = _tiny_plan(tmp_path)
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
+    with _Unblocker(fifo):
+        for source, kind in ((fifo, "a pipe (FIFO)"), (Path(os.devnull), "a character device")):
+            for args, label in ((("run", "--config", source), ""),
+                                (("run", content, style, "-o", tmp_path / "out.tif", "--cmyk", source), "--cmyk "),
+                                (("run", content, style, "-o", tmp_path / "out.png", "--weights", source),
+                                 "VGG16 weights (given path) "),
+                                (("experiment", source, "-o", tmp_path / "results", "-q"), "")):
+                assert_one_line_error(cli(*args), 2, f"{label}{source} is {kind}, not a file; save it")
+            with pytest.raises(InputError, match=re.escape(f"{source} is {kind}, not a file")):
+                load_field(source)
+        plan.write_text(plan.read_text().replace('"content.png"', f'"{fifo.name}"'))
+        assert_one_line_error(cli("experiment", plan, "-o", tmp_path / "results"), 2,
+                              f"pair[0].content: {fifo} is a pipe (FIFO), not a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "fifo", "plan.toml", "style.png"]
 
 
 def test_a_symbolic_link_loop_in_a_plan_or_given_for_a_folder_says_so(cli, tmp_path, monkeypatch):

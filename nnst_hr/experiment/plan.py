@@ -243,7 +243,11 @@ def _resolve(where: str, base: Path, value, *, folder: bool = False) -> list[Pat
         raise InputError(f"{where}: {path} is a folder, not an image; give an image file (or a glob such as "
                          f"\"{value.rstrip('/')}/*.jpg\")")
     elif not path.is_file():
-        raise InputError(f"{where}: no such file {path}; paths are relative to the plan file")
+        from ..files import special_file_kind
+
+        special = special_file_kind(path)
+        raise InputError(f"{where}: {path} is {special}, not a file; save it to a file and give its path" if special
+                         else f"{where}: no such file {path}; paths are relative to the plan file")
     return [path]
 
 
@@ -437,6 +441,9 @@ def load_plan(path: str | Path) -> Plan:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a folder; give the plan file (plan.toml) itself")
+    from ..files import refuse_special_file
+
+    refuse_special_file(path)
     if not path.is_file():
         raise InputError(path_refused(path) or f"{path}: no such plan file")
     give = "give an experiment's plan file (plan.toml)"
