@@ -2090,10 +2090,14 @@ def test_a_device_or_a_pipe_given_for_a_file_the_command_reads_is_one_line(cli, 
                 assert_one_line_error(cli(*args), 2, f"{label}{source} is {kind}, not a file; save it")
             with pytest.raises(InputError, match=re.escape(f"{source} is {kind}, not a file")):
                 load_field(source)
+        masks = _label_maps(tmp_path / "masks")
+        (masks / "content.png").unlink()
+        os.mkfifo(masks / "content.png")
+        assert_one_line_error(cli("masks", "check", masks), 2, f"mask {masks / 'content.png'} is a pipe (FIFO)")
         plan.write_text(plan.read_text().replace('"content.png"', f'"{fifo.name}"'))
         assert_one_line_error(cli("experiment", plan, "-o", tmp_path / "results"), 2,
                               f"pair[0].content: {fifo} is a pipe (FIFO), not a file")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "fifo", "plan.toml", "style.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "fifo", "masks", "plan.toml", "style.png"]
 
 
 def test_a_symbolic_link_loop_in_a_plan_or_given_for_a_folder_says_so(cli, tmp_path, monkeypatch):
@@ -2150,3 +2154,25 @@ def test_an_experiment_with_failed_runs_exits_2_after_writing_the_report_of_the_
     result = cli("experiment", plan, "-o", results)
     assert result.exit_code == 0, result.output
     assert "error" not in result.stderr and "2 runs, 0 failed" in result.stderr
+
+
+@pytest.mark.parametrize("output, cache, says", [
+    ("results", "results", "is the results folder"),
+    ("results", ".", "holds the results folder {tmp}/results"),
+    ("results", "results/runs/cache", "is in {tmp}/results/runs, where the experiment writes each run's images"),
+])
+def test_a_cache_that_is_or_holds_the_results_folder_is_refused_before_any_work(cli, tmp_path, monkeypatch, output,
+                                                                                 cache, says):
+    """`-o results --cache results` ran, and then `cache info` and `cache prune` refused both folders (a cache
+    holding results.csv, or a results folder without its cache/)."""
+    from nnst_hr.experiment import driver
+
+    plan = _tiny_plan(tmp_path)
+    monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
+    result = cli("experiment", plan, "-o", tmp_path / output, "--cache", tmp_path / cache, "-q")
+    assert_one_line_error(result, 2, f"--cache {tmp_path / cache} {says.format(tmp=tmp_path)}",
+                          f"leave out --cache (then {tmp_path / output / 'cache'}) or give a folder apart from -o "
+                          f"{tmp_path / output}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "plan.toml", "style.png"]
+    with pytest.raises(pytest.fail.Exception, match="work started"):  # the control: a cache of its own in results/
+        driver.run_plan(plan, tmp_path / output, cache_dir=tmp_path / output / "mycache", quiet=True)

@@ -35,6 +35,21 @@ def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def check_cache_apart(out_dir: Path, cache_folder: Path) -> None:
+    """Refuse (:class:`InputError`), before any work, a ``--cache`` that is the results folder, lies in its
+    ``runs/`` or holds it: the cache then held the report (or the report the cache), and ``cache info`` and
+    ``cache prune`` refused both folders ever after (a cache holds only its entries)."""
+    if _within(cache_folder, out_dir):
+        what = ("is the results folder" if _within(out_dir, cache_folder) else
+                f"is in {out_dir / RUNS_FOLDER}, where the experiment writes each run's images"
+                if _within(cache_folder, out_dir / RUNS_FOLDER) else None)
+    else:
+        what = f"holds the results folder {out_dir}" if _within(out_dir, cache_folder) else None
+    if what is not None:
+        raise InputError(f"--cache {cache_folder} {what}, and a stage cache holds only its entries; leave out "
+                         f"--cache (then {out_dir / CACHE_FOLDER}) or give a folder apart from -o {out_dir}")
+
+
 def check_inputs_apart(plan: Plan, out_dir: Path, cache_folder: Path) -> None:
     """Refuse (:class:`InputError`), before any work, inputs where the experiment writes, and masks
     folders holding what it writes.
@@ -271,6 +286,7 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
             raise InputError(f"{option} {folder}: {blocking} is a file, not a folder; give a folder for {use}")
     check_results_folder(out_dir, plan)
     cache = Cache(Path(cache_dir) if cache_dir is not None else out_dir / CACHE_FOLDER)
+    check_cache_apart(out_dir, cache.folder)
     check_inputs_apart(plan, out_dir, cache.folder)
     if scheduler is None:  # a cluster's workers may have the GPU this machine lacks
         check_devices(plan)
