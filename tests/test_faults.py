@@ -690,6 +690,8 @@ def test_a_write_refused_by_the_file_system_is_one_line(cli, tmp_path, monkeypat
     (("--uniformity", "nan", "--out-size", 128), "--uniformity must be a finite"),  # was refused only after NNST
     (("--max-search-size", 8, "--out-size", 128), "--max-search-size must be at least 32"),  # "PosterConfig.max_..."
     (("--steps", -1), "--steps must not be negative, got -1"),
+    # float32 made it infinite: NaN energies and a poster of arbitrary patches, said to be fine
+    (("--nnst-weight", "1e308", "--out-size", 128), "--nnst-weight must be at most 1e+06 (a weight that large"),
 ])
 def test_option_values_out_of_range_are_refused_before_any_work(cli, tmp_path, option, needle):
     content, style = pair(tmp_path)
@@ -706,6 +708,8 @@ def test_option_values_out_of_range_are_refused_before_any_work(cli, tmp_path, o
     ("nnst", "lr", float("nan"), "NNSTConfig.lr must be a positive finite number"),
     ("nnst", "lr", 1e300, "NNSTConfig.lr must be a positive finite number up to 1, got 1e+300"),  # torch overflowed
     ("poster", "patch_size", 4, "PosterConfig.patch_size must be a positive odd"),
+    ("poster", "source_blur", 1e308, "PosterConfig.source_blur must be at most 64 (px;"),  # ended a whole experiment
+    ("nnst", "color_sharpness", 1e308, "NNSTConfig.color_sharpness must be at most 1e+06"),  # a NaN color stage
     (None, "dpi", "300", "dpi: must be float (or null)"),
     (None, "content", 5, "content: must be str (or null)"),
     # these named the run command's options ("--seed must be ...", "--print 'A9' ...") and some not the file
@@ -731,6 +735,19 @@ def test_config_json_with_a_wrong_value_names_the_file_and_the_entry(cli, tmp_pa
     assert_one_line_error(result, 2, f"{config}: {needle}", "fix or remove")
     assert " --" not in result.stderr.split("; fix or remove")[0]  # no option named for an entry of the file
     assert not (tmp_path / "out.run").exists()
+
+
+def test_weights_sharpness_and_blur_are_bounded_where_float32_and_the_blur_kernel_still_hold():
+    from nnst_hr.config import MAX_SOURCE_BLUR, MAX_WEIGHT, NNSTConfig, PosterConfig
+
+    for name in ("nnst_weight", "mask_weight", "uniformity", "style_weight"):
+        PosterConfig(**{name: MAX_WEIGHT}).validate()  # the largest passes
+        with pytest.raises(InputError, match=re.escape("must be at most 1e+06 (a weight that large")):
+            PosterConfig(**{name: MAX_WEIGHT * 1.5}).validate()
+    PosterConfig(source_blur=MAX_SOURCE_BLUR).validate()
+    NNSTConfig(color_sharpness=MAX_WEIGHT).validate()
+    with pytest.raises(InputError, match="color_sharpness must be at most"):
+        NNSTConfig(color_sharpness=float(np.finfo(np.float32).max) * 2).validate()  # infinite in float32
 
 
 @pytest.mark.parametrize("gone, label", [("content", "CONTENT"), ("style", "STYLE"), ("guide", "--guide")])
