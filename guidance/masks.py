@@ -51,7 +51,8 @@ from PIL import Image
 
 from guidance.errors import MaskError
 from guidance.palette import MIN_LABEL_SHARE, find_palette, flat_pixels, snap_to_palette
-from nnst_hr.files import apply_orientation, bytes_file, empty_file_message, exif_orientation
+from nnst_hr.errors import path_refused
+from nnst_hr.files import apply_orientation, bytes_file, empty_file_message, exif_orientation, special_file_kind
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 ASPECT_TOLERANCE = 0.01  # relative difference of width / height allowed between a mask and its image
@@ -240,6 +241,9 @@ def mask_folder(mask_dir) -> Path:
         raise MaskError(f"{mask_dir} is a file, not a mask folder: give the folder that holds "
                         f"content.png and style.png (or content/ and style/)")
     if not mask_dir.is_dir():
+        refused = path_refused(mask_dir)  # a link loop said "does not exist"
+        if refused is not None:
+            raise MaskError(f"mask folder {refused}")
         raise MaskError(f"mask folder {mask_dir} does not exist: give the folder that holds "
                         f"content.png and style.png (or content/ and style/)")
     return mask_dir
@@ -399,6 +403,9 @@ def _find_source(mask_dir: Path, side: str, fs) -> Path:
 def _open(path: Path, fs=_DISK) -> tuple[Image.Image, int]:
     """A decoded image as stored, and its EXIF orientation (the readers below apply it)."""
     if not fs.is_file(path):
+        special = special_file_kind(path) if fs is _DISK else None  # a FIFO "does not exist"
+        if special is not None:
+            raise MaskError(f"mask {path} is {special}, not a file; save the mask to a file there")
         raise MaskError(f"mask {path} does not exist: check the path")
     if fs.size(path) == 0:  # Pillow's "cannot identify image file" said nothing of it
         raise MaskError(empty_file_message(f"mask {path}"))

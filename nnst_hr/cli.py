@@ -472,8 +472,8 @@ def experiment_command(
             raise InputError("--scheduler is empty: give the Dask scheduler's address (tcp://host:8786), or leave "
                              "it out to run in this process")
         summary = run_plan(plan, output, cache_dir=cache, quiet=quiet, workers=workers, scheduler=scheduler)
-        if summary.failed:
-            print(f"warning: {summary.failed} of {summary.runs} runs failed; see {summary.results}", file=sys.stderr)
+        if summary.failed:  # exit 2 once the report of the runs that worked is written
+            raise InputError(summary.failed_line())
 
     _guarded(action, lambda: "use a smaller size or out_size in the plan", RESUME_PLAN, ctx)
 

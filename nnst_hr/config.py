@@ -30,6 +30,12 @@ MAX_OUT_SIZE = 2**18
 MAX_SEARCH_SIZE = 16384
 MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed, NumPy's a non-negative one
 MAX_LR = 1.0  # Adam steps on pyramid coefficients of [0, 1] pixels: one step of 1 already crosses the range
+# largest weight (and color_sharpness): one that large already drowns every other term; a weight of 1e308 became
+# infinite in float32 (NaN energies and a poster of arbitrary patches, said to be fine; NaN color)
+MAX_WEIGHT = 1e6
+# largest source_blur (px): a wider blur leaves the guide a smear of the exemplar, and scipy's kernel grows with
+# it (1e308 was a traceback that ended the whole experiment)
+MAX_SOURCE_BLUR = 64.0
 # the fields that `nnst-hr run` sets with an option of the same name (--out-size: out_size); messages about a
 # value that came from the command line name the option (field_label)
 CLI_FIELDS = frozenset({"size", "steps", "split_steps", "alpha", "color", "rotate", "exact", "bf16", "device", "seed",
@@ -125,6 +131,8 @@ class NNSTConfig:
         if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):  # 1e300 overflowed torch's float32: a traceback
             raise InputError(f"{name('lr')} must be a positive finite number up to {MAX_LR:g}, got {self.lr}")
         _finite_non_negative(self, naming, "color_sharpness", "mono_threshold")
+        _at_most(self, naming, MAX_WEIGHT, "a larger one already stops the filter at every step of lightness",
+                 "color_sharpness")
 
     def steps_at(self, scale: int) -> int:
         """Hypercolumn steps at pyramid scale ``scale`` (0 = full size)."""
@@ -186,6 +194,10 @@ class PosterConfig:
             raise InputError(f"{name('patch_size')} must be a positive odd number, got {self.patch_size}")
         _at_least(self, naming, 0, "search_vote_iters", "patchmatch_iters")
         _finite_non_negative(self, naming, "style_weight", "source_blur")
+        _at_most(self, naming, MAX_WEIGHT, "a weight that large already drowns every other term", "nnst_weight",
+                 "mask_weight", "uniformity", "style_weight")
+        _at_most(self, naming, MAX_SOURCE_BLUR, "px; a wider blur leaves only a smear of the exemplar",
+                 "source_blur")
 
     def to_dict(self) -> dict:
         """Every field by name (JSON-serializable)."""
@@ -320,6 +332,15 @@ def _at_least(config, naming: Naming | None, minimum: int, *names: str) -> None:
         value = getattr(config, name)
         if value is not None and value < minimum:
             raise InputError(f"{field_label(type(config), name, naming)} must be at least {minimum}, got {value}")
+
+
+def _at_most(config, naming: Naming | None, maximum: float, why: str, *names: str) -> None:
+    """Raise :class:`InputError` for a (finite) field of ``config`` above ``maximum``, saying ``why``."""
+    for name in names:
+        value = getattr(config, name)
+        if value > maximum:
+            raise InputError(f"{field_label(type(config), name, naming)} must be at most {maximum:g} ({why}), "
+                             f"got {value:g}")
 
 
 def _finite_non_negative(config, naming: Naming | None, *names: str) -> None:

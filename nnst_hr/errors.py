@@ -5,10 +5,29 @@ like ``KeyboardInterrupt`` (exit 130) but raised by the CLI's SIGTERM handler.
 """
 
 import errno
+import os
 
 # The fix for a path that the file system refuses whatever the command (errno: what to do), met
 # wherever the path is first looked at (exists(), resolve(), a read, a write).
 PATH_FIXES = {errno.ENAMETOOLONG: "give a shorter path", errno.ELOOP: "fix or remove the symbolic link"}
+
+
+def path_refused(path: str | os.PathLike) -> str | None:
+    """``"PATH: <the file system's words>; <the fix>"`` where the file system refuses to look ``path`` up
+    whatever the command (:data:`PATH_FIXES`: a symbolic link loop, a name too long); None where it can
+    (``path`` exists, or is simply missing). Checks that test ``is_file()`` said "no such file" for these.
+
+    >>> path_refused("x" * 300).endswith(": File name too long; give a shorter path")
+    True
+    >>> path_refused("/no/such/file") is None
+    True
+    """
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno in PATH_FIXES:
+            return f"{path}: {exc.strerror}; {PATH_FIXES[exc.errno]}"
+    return None
 
 
 class InputError(ValueError):

@@ -384,6 +384,7 @@ def _readable_file(path: str | os.PathLike) -> Path:
         raise InputError(f"{path}: {exc.strerror or exc}; {PATH_FIXES.get(exc.errno, 'check the path')}") from None
     if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{path} is a folder, not an image; give the path of an image file")
+    refuse_special_file(path)  # a pipe (`<(curl ...)`) or /dev/zero said "is empty"
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: permission denied; make the file readable")
     if info.st_size == 0:
@@ -795,8 +796,39 @@ def check_output_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a folder; give a file name, e.g. {path / 'poster.tif'}")
+    special = special_file_kind(path)
+    if special is not None:  # /dev/null said "no extension", and a FIFO.png with --overwrite was replaced by a file
+        raise InputError(f"{path} is {special}, not a file; give an image file's path (.png, .jpg or .tif): an "
+                         "output is written whole, then renamed into place")
     _check_folder(path)
     return path
+
+
+SPECIAL_FILES = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                 (stat.S_ISFIFO, "a pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))  # (test of st_mode, words)
+
+
+def refuse_special_file(path: str | os.PathLike, label: str = "") -> None:
+    """Refuse (:class:`InputError`) a device or a pipe given for a file the command reads (``label``: the
+    option, "--cmyk "): reading a FIFO waited for a writer forever, /dev/zero filled the memory, and the
+    inputs are read more than once (their checksums, a resumed run)."""
+    special = special_file_kind(path)
+    if special is not None:
+        raise InputError(f"{label}{path} is {special}, not a file; save it to a file and give its path")
+
+
+def special_file_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is (links followed) when it is neither a regular file, a folder nor missing:
+    "a character device" (/dev/null), "a pipe (FIFO)", ...; None otherwise.
+
+    >>> special_file_kind("/dev/null"), special_file_kind("/no/such/file")
+    ('a character device', None)
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # missing, or a path the file system refuses: the caller's other checks say so
+        return None
+    return next((words for test, words in SPECIAL_FILES if test(mode)), None)
 
 
 def check_write_options(jpeg_quality: int, dpi: float) -> None:

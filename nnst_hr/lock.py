@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -75,7 +76,7 @@ def run_lock(folder: str | os.PathLike, name: str = LOCK_NAME, *, parents: bool 
     path = folder / name
     if path.is_dir():
         raise InputError(f"{path} is a folder where the lock file goes; move it away or choose another -o")
-    folder.mkdir(parents=parents, exist_ok=True)
+    create_folder(folder, parents=parents, option="-o")
     try:
         fd = open_locked(path)
     except BlockingIOError:
@@ -91,6 +92,30 @@ def run_lock(folder: str | os.PathLike, name: str = LOCK_NAME, *, parents: bool 
         os.close(fd)
         if created:
             _remove_if_empty(folder)
+
+
+def create_folder(folder: str | os.PathLike, *, parents: bool, option: str) -> None:
+    """``mkdir`` (``exist_ok``); a file system that refuses it is an :class:`InputError` naming ``option``,
+    the option that chose the place (``-o``, ``--cache``).
+
+    A pseudo file system (/proc) refuses a new folder with "No such file or directory", the folder
+    above it there: that was a traceback. A refused permission named -o for a ``--cache`` too. A
+    full disk, a link loop or a name too long go through: the command says those in one line already.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=parents, exist_ok=True)
+    except OSError as exc:
+        above = next((p for p in folder.parents if p.exists()), None)  # where mkdir was refused
+        if above is None or not above.is_dir():  # a file in the way: the callers check that first
+            raise
+        if exc.errno == errno.ENOENT:
+            raise InputError(f"cannot create {folder} ({exc.strerror}, though {above} exists: a file system that "
+                             f"takes no new files, as /proc); choose another {option}") from None
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise InputError(f"cannot create {folder} ({exc.strerror}); choose another {option} or fix the "
+                             f"permissions of {above}") from None
+        raise
 
 
 def file_in_the_way(folder: str | os.PathLike) -> Path | None:

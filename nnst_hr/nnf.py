@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .files import save_npz
+from .files import refuse_special_file, save_npz
 from .hypercolumns import FEATURE_STRIDE
 
 
@@ -115,6 +115,7 @@ def load_field(path: str | os.PathLike) -> dict[str, np.ndarray]:
     give = "give the nnf.npz of a run folder (OUTPUT.run/nnf.npz)"
     if not path.exists():
         raise InputError(f"{path}: no such file; {give}")
+    refuse_special_file(path)
     if path.is_dir():
         raise InputError(f"{path} is a folder; " + (f"give {path / 'nnf.npz'}" if (path / "nnf.npz").is_file()
                                                    else give))

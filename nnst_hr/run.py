@@ -47,6 +47,7 @@ from .files import (
     load_npz,
     load_states,
     read_image,
+    refuse_special_file,
     save_npz,
     save_state,
     sha256_file,
@@ -61,6 +62,7 @@ from .nnst import NNSTResult, check_short_sides, synthesize_nnst
 from .preflight import check_resources
 from .progress import Progress, Stage, format_seconds
 from .sizes import check_input_sizes
+from .weights import check_weights_file
 from .workplan import output_stage
 
 NNF = "nnf.npz"  # the NNST stage's field (nnst_hr.nnf)
@@ -373,6 +375,7 @@ def read_run_config(path: str | Path) -> dict:
     if path.is_dir():
         inside = path / "config.json"
         raise InputError(f"{path} is a folder; " + (f"give {inside}" if inside.is_file() else give))
+    refuse_special_file(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -485,6 +488,7 @@ def check_press_profile(path: Path) -> bytes:
 
     label = option_label("--cmyk")
     give = "give the output profile (.icc) of the press, which the print shop sends (FOGRA39, GRACoL, ...)"
+    refuse_special_file(path, f"{label} ")
     try:
         profile = Path(path).read_bytes()
     except FileNotFoundError:
@@ -697,6 +701,7 @@ def _run_files(content, style, output, options: RunOptions | None, notes: Sequen
         check_output_path(output, overwrite=options.overwrite, bit_depth=options.bit_depth,
                           jpeg_quality=options.jpeg_quality, dpi=options.dpi)
         _check_output_side(output, options)
+        check_weights_file(options.weights)  # a missing file was found after the run folder was written
         press = read_press_profile(options.cmyk, output)
         device = resolve_device(options.nnst.device)
         content_img, style_img, masks = load_inputs(content, style, options)

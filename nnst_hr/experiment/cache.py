@@ -51,7 +51,7 @@ import numpy as np
 from ..errors import InputError
 from ..files import atomic_output, atomic_write_bytes, load_npz, load_states, save_npz, save_state
 from ..integrity import is_intact
-from ..lock import open_locked
+from ..lock import create_folder, open_locked
 
 FORMAT = 2  # layout of an entry; a different number reads as missing
 KEY_PATTERN = re.compile(r"^[a-z_]+-[0-9a-f]{8,64}$")
@@ -245,7 +245,7 @@ def cache_lock(folder: str | os.PathLike, *, exclusive: bool) -> Iterator[None]:
     path = folder / LOCK_NAME
     if path.is_dir():
         raise InputError(f"{path} is a folder where the stage cache keeps its lock file; move it away")
-    folder.mkdir(parents=True, exist_ok=True)
+    create_folder(folder, parents=True, option="--cache")
     try:
         fd = open_locked(path, shared=not exclusive, flags=os.O_RDONLY)  # flock needs no write access
     except BlockingIOError:

@@ -35,6 +35,21 @@ def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def check_cache_apart(out_dir: Path, cache_folder: Path) -> None:
+    """Refuse (:class:`InputError`), before any work, a ``--cache`` that is the results folder, lies in its
+    ``runs/`` or holds it: the cache then held the report (or the report the cache), and ``cache info`` and
+    ``cache prune`` refused both folders ever after (a cache holds only its entries)."""
+    if _within(cache_folder, out_dir):
+        what = ("is the results folder" if _within(out_dir, cache_folder) else
+                f"is in {out_dir / RUNS_FOLDER}, where the experiment writes each run's images"
+                if _within(cache_folder, out_dir / RUNS_FOLDER) else None)
+    else:
+        what = f"holds the results folder {out_dir}" if _within(out_dir, cache_folder) else None
+    if what is not None:
+        raise InputError(f"--cache {cache_folder} {what}, and a stage cache holds only its entries; leave out "
+                         f"--cache (then {out_dir / CACHE_FOLDER}) or give a folder apart from -o {out_dir}")
+
+
 def check_inputs_apart(plan: Plan, out_dir: Path, cache_folder: Path) -> None:
     """Refuse (:class:`InputError`), before any work, inputs where the experiment writes, and masks
     folders holding what it writes.
@@ -227,12 +242,34 @@ def summary_line(out_dir: Path, runs: int, failed: int) -> str:
     return f"wrote {out_dir / 'results.csv'}, sheet.png, report.html: {runs} run{'s' * (runs != 1)}, {failed} failed"
 
 
+def failed_runs_line(out_dir: Path, runs: int, failures: list[tuple[str, str, str]]) -> str:
+    """The command's error line for a plan some of whose runs failed (``failures``: run id, its pair's
+    table, its message; the first in the plan's order is named). It exits 2 then: ``experiment plan.toml
+    && upload`` went on with a plan whose every run had failed.
+
+    >>> failed_runs_line(Path("results"), 8, [("run005", "pair[1]", "inputs: bad.png: not an image"),
+    ...                                       ("run006", "pair[1]", "inputs: bad.png: not an image")])
+    '2 of 8 runs failed (first: run005, pair[1]: inputs: bad.png: not an image); results/report.html lists \
+them all; fix what failed and run the same command again (the runs done are taken from the cache)'
+    """
+    run, where, message = failures[0]
+    first = "first: " if len(failures) > 1 else ""
+    return (f"{len(failures)} of {runs} run{'s' * (runs != 1)} failed ({first}{run}, {where}: {message}); "
+            f"{out_dir / 'report.html'} lists them all; fix what failed and run the same command again (the runs "
+            "done are taken from the cache)")
+
+
 @dataclass
 class Summary:
     results: Path
     runs: int
     failed: int
     rows: list
+
+    def failed_line(self) -> str | None:
+        """:func:`failed_runs_line` of the failed runs; None where none failed."""
+        failures = [(row["run"], row["spec"].pair.where, row["message"]) for row in self.rows if row["status"] != "ok"]
+        return failed_runs_line(self.results.parent, self.runs, failures) if failures else None
 
 
 def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Path | None = None,
@@ -259,6 +296,7 @@ def run_plan(plan_path: str | Path, out_dir: str | Path, *, cache_dir: str | Pat
             raise InputError(f"{option} {folder}: {blocking} is a file, not a folder; give a folder for {use}")
     check_results_folder(out_dir, plan)
     cache = Cache(Path(cache_dir) if cache_dir is not None else out_dir / CACHE_FOLDER)
+    check_cache_apart(out_dir, cache.folder)
     check_inputs_apart(plan, out_dir, cache.folder)
     if scheduler is None:  # a cluster's workers may have the GPU this machine lacks
         check_devices(plan)

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..disk import format_bytes
-from ..errors import InputError
+from ..errors import InputError, path_refused
 from ..integrity import SIDECAR_SUFFIX, checksum_ok
 from .cache import CACHE_ID, CHECKPOINTS, DEFAULT_FOLDER, FORMAT, LOCK_NAME, cache_lock
 
@@ -140,7 +140,8 @@ def cache_folder(path: str | os.PathLike) -> Path:
     if path.exists() and not path.is_dir():
         raise InputError(f"{path} is a file, not a folder; give a cache folder or the results folder holding it")
     if not path.is_dir():
-        raise InputError(f"{path}: no such folder; give a cache folder or the results folder holding it")
+        refused = path_refused(path)  # a link loop said "no such folder"
+        raise InputError(refused or f"{path}: no such folder; give a cache folder or the results folder holding it")
     if (path / DEFAULT_FOLDER).is_dir():
         path = path / DEFAULT_FOLDER
     elif (path / "results.csv").is_file():

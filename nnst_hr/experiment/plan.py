@@ -29,7 +29,7 @@ from typing import Literal
 import tomllib
 
 from ..config import NNSTConfig, PosterConfig, checked_value, option_label, values_from
-from ..errors import InputError
+from ..errors import InputError, path_refused
 
 TOP_KEYS = ("pair", "axes", "fixed", "report")
 PAIR_PATHS = ("content", "style", "guide")
@@ -245,6 +245,9 @@ def _resolve(where: str, base: Path, value, *, folder: bool = False) -> list[Pat
     if not isinstance(value, str) or not value:
         raise InputError(f"{where}: must be a path string, got {value!r}")
     path = Path(os.path.normpath(base / Path(value).expanduser()))  # "plans/../samples/x.png" -> "samples/x.png"
+    refused = path_refused(path)  # a link loop said "no such file"
+    if refused is not None:
+        raise InputError(f"{where}: {refused}")
     if folder and any(c in value for c in GLOB_CHARS) and not path.is_dir():
         raise InputError(f"{where}: a masks folder cannot be a glob, and no folder {path} exists; give one masks "
                          "folder per pair")
@@ -265,7 +268,11 @@ def _resolve(where: str, base: Path, value, *, folder: bool = False) -> list[Pat
         raise InputError(f"{where}: {path} is a folder, not an image; give an image file (or a glob such as "
                          f"\"{value.rstrip('/')}/*.jpg\")")
     elif not path.is_file():
-        raise InputError(f"{where}: no such file {path}; paths are relative to the plan file")
+        from ..files import special_file_kind
+
+        special = special_file_kind(path)
+        raise InputError(f"{where}: {path} is {special}, not a file; save it to a file and give its path" if special
+                         else f"{where}: no such file {path}; paths are relative to the plan file")
     return [path]
 
 
@@ -461,8 +468,11 @@ def load_plan(path: str | Path) -> Plan:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a folder; give the plan file (plan.toml) itself")
+    from ..files import refuse_special_file
+
+    refuse_special_file(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such plan file")
+        raise InputError(path_refused(path) or f"{path}: no such plan file")
     give = "give an experiment's plan file (plan.toml)"
     try:
         raw = path.read_bytes()
