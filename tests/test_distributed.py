@@ -686,7 +686,7 @@ def test_plan_progress_on_a_cluster_shows_each_stage_event(two_workers, tmp_path
     cache, out = Cache(tmp_path / "results"), io.StringIO()
     execute_dask(graph, cache, client=two_workers, on_event=PlanProgress(graph, cache, stream=out))
     lines = out.getvalue().splitlines()
-    assert lines[0] == "1 runs, 5 of 5 stages to compute (2 inputs, 2 nnst, 1 scores)"
+    assert lines[0] == "1 run, 5 of 5 stages to compute (2 inputs, 2 nnst, 1 scores)"
     # each start names the worker (a LocalCluster's are named 0, 1)
     starts = [re.sub(r" \[worker [01]\] \.\.\.$", " ...", line) for line in lines if line.endswith(" ...")]
     assert sorted(starts) == sorted(f"run 1 of 1: {task.stage} ..." for task in graph.values())

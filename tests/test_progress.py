@@ -247,6 +247,29 @@ def test_plan_lines_show_each_step_and_time_the_plan_by_pixel_steps(plan_clock, 
     ]
 
 
+def test_plan_lines_name_one_run_in_the_singular(plan_clock, tmp_path):
+    graph = two_nnst_graph()
+    first, second = graph.values()
+    shared = Task("scores-" + "0" * 32, "scores", None, (), {}, (0, 1))  # a stage two runs read
+    graph[shared.key] = shared
+    out = io.StringIO()
+    plan = PlanProgress(graph, Cache(tmp_path), console=console(out, terminal=False))
+    plan("start", first, {})
+    plan("failed", first, {"message": "bad input"})
+    plan("start", shared, {})
+    plan("failed", shared, {"message": "bad input"})
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("2 runs, 3 of 3 stages to compute")
+    assert lines[2] == "run 1 of 2: nnst failed: bad input (run 1)"
+    assert lines[4].endswith("scores failed: bad input (runs 1, 2)")
+    del graph[second.key], graph[shared.key]
+    graph.runs.pop()
+    graph.specs.pop()
+    out = io.StringIO()
+    PlanProgress(graph, Cache(tmp_path), console=console(out, terminal=False))
+    assert out.getvalue().splitlines()[0] == "1 run, 1 of 1 stages to compute (1 nnst)"
+
+
 def test_plan_step_lines_are_throttled(plan_clock, monkeypatch, tmp_path):
     monkeypatch.setattr(plan_module, "REPORT_INTERVAL_S", 2.0)
     out = io.StringIO()

@@ -465,7 +465,7 @@ class PlanProgress:
         # as wide as the long stages' names: the bars keep their place from one to the next
         self._head_width = max((len(f"run {self.n_runs} of {self.n_runs}: {s}") for s in kinds
                                 if s in ("nnst", "poster")), default=0)
-        self._print(f"{self.n_runs} runs, {self.n_todo} of {len(graph)} stages to compute "
+        self._print(f"{self.n_runs} run{'s' * (self.n_runs != 1)}, {self.n_todo} of {len(graph)} stages to compute "
                     f"({', '.join(f'{n} {s}' for s, n in kinds.items()) or 'all cached'})")
 
     @property
@@ -496,7 +496,8 @@ class PlanProgress:
         head = self._head(task)
         if event == "failed":
             if not info.get("upstream"):
-                self._print(f"{head} failed: {info['message']} (runs {', '.join(str(r + 1) for r in task.run_ids)})")
+                runs = f"run{'s' * (len(task.run_ids) != 1)} {', '.join(str(r + 1) for r in task.run_ids)}"
+                self._print(f"{head} failed: {info['message']} ({runs})")
             self._update_plan()
             return
         # a resumed task's seconds are those of the scales it ran
