@@ -404,6 +404,8 @@ def label_agreement(
     grid = feature_grid(sh, sw)
     if min(grid) < 1:
         raise InputError(f"a style of {sw}x{sh} px has no feature cell: give the style_size NNST used")
+    if 0 in field.shape[:2]:  # no cell: none guided (hard_labels_at refuses an empty grid)
+        return None
     content = hard_labels_at(content_labels, field.shape[:2])
     style = hard_labels_at(style_labels, grid)
     matched = np.empty_like(content)

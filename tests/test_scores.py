@@ -358,6 +358,7 @@ def test_label_agreement_reads_cells_by_majority_and_leaves_unguided_ones_out():
     field[0, 0] = (2, 0, 7)  # turned twice, pixel (0, 7) is style cell (1, 0): label 0
     assert scores.label_agreement(field, (8, 8), content_labels, style_labels) == 1.0
     assert scores.label_agreement(field, (8, 8), np.full((2, 4), -1), style_labels) is None
+    assert scores.label_agreement(field[:0], (8, 8), content_labels, style_labels) is None  # no cell at all
 
 
 def test_label_agreement_of_a_wrong_field_is_the_share_of_the_label_it_points_to():
