@@ -7,8 +7,13 @@ inside regions and soft along boundaries, whatever the grid size (the feature gr
 
 Grid cells tile the whole image: cell ``(i, j)`` of an ``(h, w)`` grid covers the pixel area
 ``[i * H / h, (i + 1) * H / h) x [j * W / w, (j + 1) * W / w)``, pixels counted by the fraction
-of them inside it (area averaging, as ``cv2.INTER_AREA`` when shrinking). These are the spans
-that features bilinearly resized to ``(h, w)`` (without ``align_corners``) stand for.
+of them inside it (area averaging, as ``cv2.INTER_AREA`` when shrinking). The hypercolumns of
+cell row ``i`` sample pixel row ``round(i * (H - 1) / (h - 1))`` (``align_corners=True``,
+``nnst_hr.nnf``; columns alike): a row inside the cell's span (by at least three quarters of
+it), but up to 2 px from its centre near the image's borders.
+
+A cell's label, for ``--guide-mode hard`` and for the ``label_agreement`` score alike, is
+:func:`hard_labels_at`: the majority of these same shares.
 """
 
 import numbers

@@ -29,6 +29,22 @@ def cell_to_pixel(index: np.ndarray, cells: int, pixels: int) -> np.ndarray:
     return np.rint(index * ((pixels - 1) / (cells - 1))).astype(np.int32)
 
 
+def pixel_to_cell(pixel: np.ndarray, cells: int, pixels: int) -> np.ndarray:
+    """The feature cell whose pixel (:func:`cell_to_pixel`) is nearest ``pixel``: its inverse on a field's points.
+
+    A cell's pixels lie ``(pixels - 1) / (cells - 1) >= 1`` apart, so rounding back recovers
+    the cell exactly for every pixel :func:`cell_to_pixel` gives; other pixels go to the
+    nearest cell.
+
+    >>> cells = np.arange(5)
+    >>> pixel_to_cell(cell_to_pixel(cells, 5, 23), 5, 23).tolist()
+    [0, 1, 2, 3, 4]
+    """
+    if cells <= 1 or pixels <= 1:
+        return np.zeros_like(pixel)
+    return np.rint(np.asarray(pixel) * ((cells - 1) / (pixels - 1))).astype(np.int32)
+
+
 def indices_to_field(
     indices: torch.Tensor,
     grid: tuple[int, int],

@@ -356,19 +356,27 @@ def unrotate_points(y: np.ndarray, x: np.ndarray, k: np.ndarray,
 def label_agreement(
     field: np.ndarray, style_size: tuple[int, int], content_labels: np.ndarray, style_labels: np.ndarray
 ) -> float | None:
-    """Share of guided field cells whose matched style pixel carries the cell's content label.
+    """Share of guided field cells matched to a style cell of the cell's own label.
 
-    Cell ``(i, j)`` of the ``(h, w)`` field reads the content label map at its centre
-    (``nnst_hr.nnf.cell_to_pixel``, scaled to the map's size); its match ``(k, y, x)``
-    in the style rotated by ``k`` at ``style_size`` is turned back
-    (:func:`unrotate_points`) and read in the style label map, scaled from
-    ``style_size`` to the map's size. Unguided cells (label ``-1``) are left out.
+    Labels are those of feature cells, read as the matching reads them
+    (``nnst_hr.nnst.MaskGuides``): each cell takes the majority label of the pixels it covers
+    (:func:`guidance.hard_labels_at`, the label ``--guide-mode hard`` restricts it to), the
+    content's on the field's grid ``(h, w)``, the style's on its feature grid at
+    ``style_size`` turned with it (:func:`guidance.rotate_guides`). The match ``(k, y, x)`` of
+    a cell is the pixel of a feature cell of the style turned by ``k``
+    (:func:`nnst_hr.nnf.cell_to_pixel`); :func:`nnst_hr.nnf.pixel_to_cell` reads that cell
+    back (a hand-made field's other pixels: the nearest cell). A hard-mode field thus scores
+    1 wherever the style has cells of each guided content label.
+
+    Cells whose majority is unguided (label ``-1``, ties included) are left out: the matching
+    restricts them to no label. A cell whose two labels tie takes the lower one, here as there.
 
     Parameters
     ----------
-    field : int32 (h, w, 3) NNF (k, y, x)
+    field : int32 (h, w, 3) NNF (k, y, x) on the content's feature grid
     style_size : (H, W) of the unrotated style as NNST used it
-    content_labels, style_labels : int (Hc, Wc), (Hs, Ws) label maps
+    content_labels, style_labels : int (Hc, Wc), (Hs, Ws) label maps NNST was guided with
+        (any sizes: cells cover the same share of the map at any resolution)
 
     Returns
     -------
@@ -377,9 +385,13 @@ def label_agreement(
     Raises
     ------
     InputError
-        A field that is not (h, w, 3) or points outside the rotated style.
+        A field that is not (h, w, 3), points outside the rotated style, or a style too
+        small for a feature cell.
     """
-    from .nnf import cell_to_pixel
+    from guidance import hard_labels_at, rotate_guides
+
+    from .hypercolumns import feature_grid
+    from .nnf import pixel_to_cell
 
     field = np.asarray(field)
     if field.ndim != 3 or field.shape[2] != 3 or not np.issubdtype(field.dtype, np.integer):
@@ -389,15 +401,19 @@ def label_agreement(
     rotated_h, rotated_w = np.where(k % 2 == 0, sh, sw), np.where(k % 2 == 0, sw, sh)
     if ((k < 0) | (k > 3) | (y < 0) | (x < 0) | (y >= rotated_h) | (x >= rotated_w)).any():
         raise InputError(f"the field points outside the style of size {sw}x{sh}: give the style_size NNST used")
-    h, w = field.shape[:2]
-    cy = cell_to_pixel(np.arange(h), h, content_labels.shape[0])
-    cx = cell_to_pixel(np.arange(w), w, content_labels.shape[1])
-    content = content_labels[cy[:, None], cx[None, :]]
-    uy, ux = unrotate_points(y, x, k, (sh, sw))
-    my, mx = style_labels.shape
-    sy = np.rint(uy * ((my - 1) / max(sh - 1, 1))).astype(np.int64)
-    sx = np.rint(ux * ((mx - 1) / max(sw - 1, 1))).astype(np.int64)
-    matched = style_labels[sy, sx]
+    grid = feature_grid(sh, sw)
+    if min(grid) < 1:
+        raise InputError(f"a style of {sw}x{sh} px has no feature cell: give the style_size NNST used")
+    if 0 in field.shape[:2]:  # no cell: none guided (hard_labels_at refuses an empty grid)
+        return None
+    content = hard_labels_at(content_labels, field.shape[:2])
+    style = hard_labels_at(style_labels, grid)
+    matched = np.empty_like(content)
+    for turn in np.unique(k):
+        at = k == turn
+        cells = rotate_guides(style, int(turn))  # the style's cell labels on the grid of the style turned
+        (gh, gw), (ph, pw) = cells.shape, ((sh, sw) if turn % 2 == 0 else (sw, sh))
+        matched[at] = cells[pixel_to_cell(y[at], gh, ph), pixel_to_cell(x[at], gw, pw)]
     guided = content >= 0
     if not guided.any():
         return None

@@ -11,6 +11,7 @@ import copy
 import json
 import pickle
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -268,41 +269,111 @@ def test_unrotate_points_inverts_numpy_rot90(shape):
         np.testing.assert_array_equal(image[uy, ux], rotated)
 
 
-def test_label_agreement_of_a_hand_built_field():
-    # Style 4 x 6: label 0 on the left 3 columns, label 1 on the right 3.
-    style_labels = np.zeros((4, 6), np.int32)
-    style_labels[:, 3:] = 1
-    # Content 2 x 3 cells on a 2 x 3 pixel map: labels [[0, 0, -1], [1, 1, 1]].
-    content_labels = np.array([[0, 0, -1], [1, 1, 1]], np.int32)
-    field = np.zeros((2, 3, 3), np.int32)
-    field[0, 0] = (0, 1, 1)  # label 0 cell -> style (1, 1): label 0, agrees
-    field[0, 1] = (1, 0, 0)  # rotated once (6 x 4): (0, 0) is style (0, 5): label 1, disagrees
-    field[0, 2] = (0, 0, 5)  # unguided cell: not counted
-    field[1, 0] = (1, 5, 3)  # rotated once: (5, 3) is style (3, 0): label 0, disagrees
-    field[1, 1] = (3, 0, 3)  # rotated three times (6 x 4): (0, 3) is style (0, 0): label 0, disagrees
-    field[1, 2] = (2, 0, 0)  # rotated twice: (0, 0) is style (3, 5): label 1, agrees
-    assert scores.label_agreement(field, (4, 6), content_labels, style_labels) == pytest.approx(2 / 5)
-    # The same field against label maps at twice the resolution reads the same labels.
-    big_content = np.kron(content_labels, np.ones((3, 3), np.int32))  # 6 x 9: cells sample corners/centres
-    big_style = np.kron(style_labels, np.ones((2, 2), np.int32))
-    assert scores.label_agreement(field, (4, 6), big_content, big_style) == pytest.approx(2 / 5)
-    assert scores.label_agreement(field, (4, 6), np.full((2, 3), -1), style_labels) is None
+def majority_label(labels: np.ndarray, grid: tuple[int, int], cell: tuple[int, int]) -> int:
+    """Brute force: the label covering most of ``cell`` of ``grid`` tiling ``labels`` (exact fractions).
+
+    Cell ``(i, j)`` covers ``[i H / h, (i + 1) H / h) x [j W / w, (j + 1) W / w)``; a tie goes to
+    -1 (unguided), then to the lower label.
+    """
+    (big_h, big_w), (h, w), (i, j) = labels.shape, grid, cell
+
+    def overlap(pixel, index, cells, pixels):
+        lo, hi = Fraction(index * pixels, cells), Fraction((index + 1) * pixels, cells)
+        return max(Fraction(0), min(hi, pixel + 1) - max(lo, pixel))
+
+    area: dict[int, Fraction] = {}
+    for y in range(big_h):
+        for x in range(big_w):
+            share = overlap(y, i, h, big_h) * overlap(x, j, w, big_w)
+            area[int(labels[y, x])] = area.get(int(labels[y, x]), Fraction(0)) + share
+    best = max(area.values())
+    return min(label for label, share in area.items() if share == best)
 
 
-def test_label_agreement_matches_reading_the_rotated_label_map():
-    rng = np.random.default_rng(9)
-    style_labels = rng.integers(0, 3, (7, 10)).astype(np.int32)
-    content_labels = rng.integers(-1, 3, (5, 6)).astype(np.int32)
-    k = rng.integers(0, 4, (5, 6))
-    rotated = [np.rot90(style_labels, r) for r in range(4)]
-    y = np.array([[rng.integers(0, rotated[r].shape[0]) for r in row] for row in k])
-    x = np.array([[rng.integers(0, rotated[r].shape[1]) for r in row] for row in k])
-    field = np.stack([k, y, x], axis=-1).astype(np.int32)
-    matched = np.array([[rotated[r][yy, xx] for r, yy, xx in zip(*rows, strict=True)]
-                        for rows in zip(k, y, x, strict=True)])
-    guided = content_labels >= 0
-    expected = np.mean(matched[guided] == content_labels[guided])
-    assert scores.label_agreement(field, (7, 10), content_labels, style_labels) == pytest.approx(expected)
+def agreement_by_brute_force(field, style_size, content_labels, style_labels) -> float | None:
+    """label_agreement from its definition: each cell's majority label against that of the style cell whose
+    pixel (NNF geometry, ``cell_to_pixel``) the field names, in the rotated style's own grid and label map."""
+    from nnst_hr.nnf import cell_to_pixel
+
+    h, w = field.shape[:2]
+    agree = guided = 0
+    for i in range(h):
+        for j in range(w):
+            own = majority_label(content_labels, (h, w), (i, j))
+            if own < 0:
+                continue
+            k, y, x = (int(v) for v in field[i, j])
+            rotated = np.rot90(style_labels, k)  # the label map turned with the style
+            pixels = style_size if k % 2 == 0 else style_size[::-1]
+            grid = (pixels[0] // 4, pixels[1] // 4)
+            cells = [(a, b) for a in range(grid[0]) for b in range(grid[1])
+                     if cell_to_pixel(a, grid[0], pixels[0]) == y and cell_to_pixel(b, grid[1], pixels[1]) == x]
+            assert len(cells) == 1, "a hand-made field names the pixel of one feature cell"
+            guided += 1
+            agree += majority_label(rotated, grid, cells[0]) == own
+    return agree / guided if guided else None
+
+
+def random_field(rng, grid, style_size) -> np.ndarray:
+    """A field of random rotations and random style cells, each named by its pixel (as the NNF names them)."""
+    from nnst_hr.nnf import cell_to_pixel
+
+    field = np.zeros((*grid, 3), np.int32)
+    for i, j in np.ndindex(*grid):
+        k = int(rng.integers(0, 4))
+        ph, pw = style_size if k % 2 == 0 else style_size[::-1]
+        gh, gw = ph // 4, pw // 4
+        field[i, j] = (k, cell_to_pixel(rng.integers(0, gh), gh, ph), cell_to_pixel(rng.integers(0, gw), gw, pw))
+    return field
+
+
+def blob_labels(rng, shape, n_labels, unguided: bool) -> np.ndarray:
+    """Smooth random regions (boundaries anywhere, not on cell edges), optionally with unguided ones."""
+    noise = gaussian_filter(rng.standard_normal((n_labels + unguided, *shape)), (0, 2, 2))
+    return (noise.argmax(0) - unguided).astype(np.int32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_label_agreement_matches_a_brute_force_reference(seed):
+    rng = np.random.default_rng(seed)
+    style_size = (22, 29)  # feature grid 5 x 7; 7 x 5 turned once or three times
+    content_labels = blob_labels(rng, (19, 23), 3, unguided=True)  # at another resolution than the field's 5 x 6
+    style_labels = blob_labels(rng, (33, 43), 3, unguided=True)
+    field = random_field(rng, (5, 6), style_size)
+    expected = agreement_by_brute_force(field, style_size, content_labels, style_labels)
+    assert 0 < expected < 1  # some cells agree, some not: the reference is not trivial here
+    assert scores.label_agreement(field, style_size, content_labels, style_labels) == pytest.approx(expected)
+
+
+def test_label_agreement_reads_cells_by_majority_and_leaves_unguided_ones_out():
+    # Content 2 x 4 px, grid 1 x 2: cell 0 ties labels 0 and 1 (the lower wins, as the hard mask gives it;
+    # its NNF pixel (0, 0) is label 1), cell 1 is half unguided (-1 wins its tie): left out.
+    content_labels = np.array([[1, 0, 0, -1], [1, 0, 1, -1]], np.int32)
+    style_labels = np.zeros((8, 8), np.int32)  # style 8 x 8 px, grid 2 x 2
+    style_labels[:, 4:] = 1
+    field = np.zeros((1, 2, 3), np.int32)
+    field[0, 0] = (0, 0, 7)  # style cell (0, 1): label 1, disagrees with the tie's label 0
+    field[0, 1] = (0, 0, 0)
+    assert scores.label_agreement(field, (8, 8), content_labels, style_labels) == 0.0
+    field[0, 0] = (2, 0, 7)  # turned twice, pixel (0, 7) is style cell (1, 0): label 0
+    assert scores.label_agreement(field, (8, 8), content_labels, style_labels) == 1.0
+    assert scores.label_agreement(field, (8, 8), np.full((2, 4), -1), style_labels) is None
+    assert scores.label_agreement(field[:0], (8, 8), content_labels, style_labels) is None  # no cell at all
+
+
+def test_label_agreement_of_a_wrong_field_is_the_share_of_the_label_it_points_to():
+    """Negative control: every cell matched to the style's label-0 corner agrees only where the cell's
+    majority label is 0. Content 64 px, grid 16 (cells of 4 px); label 0 left of column 59: cells 0..13, and
+    cell 14 (columns 56..59, three of them label 0), while its NNF pixel, column round(14 * 63 / 15) = 59, is
+    label 1: a centre pixel read 14/16."""
+    content_labels = np.ones((64, 64), np.int32)
+    content_labels[:, :59] = 0
+    style_labels = np.ones((40, 40), np.int32)
+    style_labels[:20, :20] = 0
+    field = np.zeros((16, 16, 3), np.int32)  # all to style pixel (0, 0)
+    assert scores.label_agreement(field, (40, 40), content_labels, style_labels) == 15 / 16
+    field[..., 2] = 39  # all to style pixel (0, 39): label 1
+    assert scores.label_agreement(field, (40, 40), content_labels, style_labels) == 1 / 16
 
 
 def test_label_agreement_refuses_a_field_outside_the_style():
