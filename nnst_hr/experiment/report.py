@@ -29,7 +29,7 @@ from ..scores import direction_line
 from .cache import Cache
 from .execute import Results
 from .graph import Graph
-from .plan import Plan
+from .plan import NONE_WORDS, Plan
 
 THUMB = 176  # long side of a contact-sheet thumbnail (px)
 HEAD_THUMB = 84  # long side of the content / style thumbnails at a row head
@@ -81,12 +81,27 @@ def _fmt(value) -> str:
 
 
 def _shown(name: str, value) -> str:
-    """A value as the sheet shows it: :func:`_fmt`, a press profile by its file's name (the csv has its path).
+    """A value as the sheet shows it: :func:`_fmt`, a press profile by its file's name (the csv has its path),
+    an option set to none as the plan wrote it (the csv leaves it empty).
 
-    >>> _shown("cmyk", "/presses/FOGRA39.icc"), _shown("alpha", 0.25)
-    ('FOGRA39.icc', '0.25')
+    >>> _shown("cmyk", "/presses/FOGRA39.icc"), _shown("alpha", 0.25), _shown("cmyk", None)
+    ('FOGRA39.icc', '0.25', 'none')
     """
-    return Path(value).name if name == "cmyk" and value else _fmt(value)
+    if value is None:
+        return NONE_WORDS[0]
+    return Path(value).name if name == "cmyk" else _fmt(value)
+
+
+def _plan_values(values: dict) -> str:
+    """A plan table's values as the report's header shows them: JSON, none as the plan writes it (TOML has no null).
+
+    >>> _plan_values({"cmyk": ["a.icc", None], "size": 128})
+    '{"cmyk": ["a.icc", "none"], "size": 128}'
+    """
+    def plain(value):
+        return NONE_WORDS[0] if value is None else [plain(v) for v in value] if isinstance(value, list) else value
+
+    return json.dumps({key: plain(value) for key, value in values.items()})
 
 
 def pair_details(pair) -> list[str]:
@@ -565,7 +580,7 @@ def write_html(path: Path, plan: Plan, rows: list[dict], columns: list[str]) -> 
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(plan.path.name)}: nnst-hr experiment</title>
 <style>{CSS}</style></head><body>
 <h1>{html.escape(plan.path.name)}: {len(rows)} run{'s' * (len(rows) != 1)} ({n_ok} ok, {len(rows) - n_ok} failed)</h1>
-<p>Axes: {html.escape(json.dumps(plan.axes))}. Fixed: {html.escape(json.dumps(plan.fixed))}.
+<p>Axes: {html.escape(_plan_values(plan.axes))}. Fixed: {html.escape(_plan_values(plan.fixed))}.
 Scores and times are in <a href="results.csv">results.csv</a>; click a column heading to sort.</p>
 <h2>Contact sheet</h2>
 <a href="sheet.png"><img class="sheet" src="sheet.png" alt="contact sheet"></a>
