@@ -244,14 +244,20 @@ def test_the_profile_checks_name_what_is_wrong():
 # --------------------------------------------------------------------------- end to end
 
 
-@needs_weights
-def test_cli_cmyk_bled_print_end_to_end(tmp_path):
+def press_run_files(tmp_path):
+    """A 64 px content and style of noise, and the test press's profile, as files."""
     content, style = tmp_path / "c.png", tmp_path / "s.png"
     rng = np.random.default_rng(0)
     write_image(content, rng.random((64, 64, 3)).astype(np.float32))
     write_image(style, rng.random((64, 64, 3)).astype(np.float32))
     press = tmp_path / "press.icc"
     press.write_bytes(PRESS)
+    return content, style, press
+
+
+@needs_weights
+def test_cli_cmyk_bled_print_end_to_end(tmp_path):
+    content, style, press = press_run_files(tmp_path)
     output = tmp_path / "o.tif"
     result = CliRunner().invoke(app, ["run", str(content), str(style), "-o", str(output), "--size", "64", "--steps",
                                       "1", "--split-steps", "1", "--print", "1.5x2in", "--dpi", "32", "--bleed", "3",
@@ -278,12 +284,7 @@ def test_cli_cmyk_bled_print_end_to_end(tmp_path):
 def test_no_cmyk_reruns_a_press_run_from_its_config_as_an_srgb_output(tmp_path):
     """``run --config o.run/config.json`` reruns the recorded ``--cmyk``: to a PNG it is refused (a CMYK output is a
     TIFF), and nothing dropped it; ``--no-cmyk`` does, as ``--no-guide`` drops the masks folder."""
-    content, style = tmp_path / "c.png", tmp_path / "s.png"
-    rng = np.random.default_rng(0)
-    write_image(content, rng.random((64, 64, 3)).astype(np.float32))
-    write_image(style, rng.random((64, 64, 3)).astype(np.float32))
-    press = tmp_path / "press.icc"
-    press.write_bytes(PRESS)
+    content, style, press = press_run_files(tmp_path)
     runner = CliRunner()
     result = runner.invoke(app, ["run", str(content), str(style), "-o", str(tmp_path / "o.tif"), "--size", "64",
                                  "--steps", "1", "--split-steps", "1", "--print", "1.5x2in", "--dpi", "32",
