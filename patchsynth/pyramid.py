@@ -44,12 +44,19 @@ def level_shapes(shape, levels):
     ]
 
 
-def max_levels(*shapes):
-    """The number of levels that keeps the smaller side of every shape at ``MIN_LEVEL_SIDE`` or more."""
+def max_levels(*shapes, patch_size=5):
+    """The number of levels that keeps the smaller side of every shape at ``MIN_LEVEL_SIDE`` or more,
+    and at two patches and one pixel (``2 * patch_size + 1``, ebsynth's 11 for its patch of 5) for larger
+    patches: a coarsest level that a patch hardly fits had next to no centres to search.
+
+    >>> max_levels((1024, 700)), max_levels((1024, 700), patch_size=31)
+    (6, 4)
+    """
+    min_side = max(MIN_LEVEL_SIDE, 2 * patch_size + 1)
     smallest = min(min(shape[:2]) for shape in shapes)
-    if smallest < MIN_LEVEL_SIDE:
+    if smallest < min_side:
         return 1
-    return 1 + int(math.floor(math.log2(smallest / MIN_LEVEL_SIDE)))
+    return 1 + int(math.floor(math.log2(smallest / min_side)))
 
 
 def _tent_taps(size_in, size_out):

@@ -11,8 +11,9 @@ style, with every source patch used about equally often. Per pyramid level, coar
         image <- weighted vote of the field (vote.py)
 
 Defaults follow ebsynth's: patch 5, 6 search-vote iterations x 4 PatchMatch sweeps on every
-level, as many levels as keep the smaller side at 11 px or more, style weight 1 split over its
-channels, guide weight 1 split over the guide channels, uniformity 3500 on ebsynth's 0..255 scale.
+level, as many levels as keep the smaller side at 11 px or more (two patches and a pixel for larger
+patches), style weight 1 split over its channels, guide weight 1 split over the guide channels,
+uniformity 3500 on ebsynth's 0..255 scale.
 """
 
 import contextlib
@@ -128,7 +129,7 @@ def synthesize(
         Odd patch side.
     levels : int, optional
         Pyramid levels; by default as many as keep the smaller side of source and target at
-        11 px or more.
+        11 px or more, and at ``2 * patch_size + 1`` px for larger patches.
     search_vote_iters, patchmatch_iters : int
         Search-vote iterations per level and PatchMatch sweeps per iteration. With
         ``search_vote_iters = 0`` nothing is searched: the result is the vote of ``init_field``
@@ -191,7 +192,7 @@ def synthesize(
     mask = validation.check_mask(source_mask, source.shape)
     validation.check_init_field(init_field, source.shape)
 
-    n_levels = levels or pyramid.max_levels(source.shape, target_guides.shape)
+    n_levels = levels or pyramid.max_levels(source.shape, target_guides.shape, patch_size=patch_size)
     target_shapes = pyramid.level_shapes(target_guides.shape[:2], n_levels)
     source_shapes = pyramid.level_shapes(source.shape[:2], n_levels)
     schedule = _schedule(target_shapes, search_vote_iters, start_size, max_search_size)

@@ -144,6 +144,15 @@ def test_poster_size_bit_depth_and_tiff_tags(tmp_path, pair):
     assert json.loads((folder / "config.json").read_text())["poster_key"]["poster"]["out_size"] == 192
 
 
+def test_a_large_patch_is_synthesized_on_levels_it_fits(tmp_path, pair):
+    """The synthesis pyramid kept its coarsest side at 11 px whatever the patch: a plan's patch_size 51
+    left no patch inside the exemplar's mask there, a failure met only after NNST had run."""
+    out = tmp_path / "poster.png"
+    run_files(*pair, out, tiny_options(tmp_path, patch_size=51))
+    poster = read_image(out)
+    assert poster.shape == (144, 192, 3) and np.isfinite(poster).all()
+
+
 def test_copy_render_takes_every_pixel_from_the_exemplar(tmp_path, pair):
     out = tmp_path / "copy.png"
     options = tiny_options(tmp_path)
