@@ -144,8 +144,8 @@ def _stamp(path: Path) -> Path:
     return path.with_suffix(".key")
 
 
-def _remove_png(path: Path) -> None:
-    """Remove an image :func:`_write_png` wrote (its stamp says so) and its stamp; anything else stays."""
+def _remove_stamped(path: Path) -> None:
+    """Remove an image :func:`_write_stamped` wrote (its stamp says so) and its stamp; anything else stays."""
     stamp = _stamp(path)
     if stamp.is_file():
         path.unlink(missing_ok=True)
@@ -155,13 +155,13 @@ def _remove_png(path: Path) -> None:
 def remove_other_runs(out_dir: Path, run_ids: set[str]) -> None:
     """Remove the images of run ids that the plan written last does not have (a plan run again with an axis
     value less, another plan in the same folder): beside its results.csv they passed for its runs.
-    Only stamped images go (:func:`_remove_png`), and a run's folder only once it is empty."""
+    Only stamped images go (:func:`_remove_stamped`), and a run's folder only once it is empty."""
     runs = out_dir / RUNS_FOLDER
     for folder in sorted(runs.glob("run[0-9][0-9][0-9]*")) if runs.is_dir() else ():
         if folder.name in run_ids or not folder.is_dir() or folder.is_symlink():
             continue
         for name in RUN_IMAGES:
-            _remove_png(folder / name)
+            _remove_stamped(folder / name)
         if not any(folder.iterdir()):
             folder.rmdir()
 
@@ -244,12 +244,12 @@ def collect_rows(plan: Plan, graph: Graph, results: Results, cache: Cache, out_d
         # what an earlier plan wrote under this run id and this run does not (it failed, or makes no
         # poster or press file now) would pass for this run's image
         if failure is not None:
-            _remove_png(folder / RESULT_PNG)
+            _remove_stamped(folder / RESULT_PNG)
         if not row["nnst_result"]:
-            _remove_png(folder / NNST_PNG)
+            _remove_stamped(folder / NNST_PNG)
         if not row["press_result"]:
-            _remove_png(folder / PRESS_TIF)
-            _remove_png(folder / PROOF_JPG)
+            _remove_stamped(folder / PRESS_TIF)
+            _remove_stamped(folder / PROOF_JPG)
         for name in _param_columns():
             if name not in row:
                 row[name] = _param_value(run, name)
